@@ -1,0 +1,157 @@
+/* libhwsock backend plugin ABI.
+ *
+ * A backend performs offloaded socket operations on the host. It is a shared
+ * module exporting ONE symbol, hwsock_backend_entry(), that returns a
+ * descriptor (name, schemes it serves, ABI version, operations). Built-in
+ * backends (backends/) use exactly this header and nothing else of the
+ * library's internals, as an out-of-tree plugin would (docs/PLUGINS.md).
+ *
+ * Threading: every call into a backend, and every host->complete() call back,
+ * happens on the device's thread (the thread that runs the event loop given
+ * as host->loop). A backend never blocks that thread.
+ *
+ * ABI rules: structs carry their own size and only grow at the end. A backend
+ * built for ABI version N is loaded only by a library whose
+ * HWSOCK_BACKEND_ABI_VERSION is N; the descriptor size must be at least the
+ * size of version 1's descriptor. */
+#ifndef HWSOCK_BACKEND_H
+#define HWSOCK_BACKEND_H
+
+#include <sys/uio.h>
+
+#include "hwsock/common.h"
+#include "hwsock/uri.h"
+#include "hwsock/wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HWSOCK_BACKEND_ABI_VERSION 1u
+#define HWSOCK_BACKEND_ENTRY_SYMBOL "hwsock_backend_entry"
+
+typedef struct hwsock_breq hwsock_breq;
+typedef struct hwsock_backend_host hwsock_backend_host;
+
+/* Log levels for host->log. */
+#define HWSOCK_LOG_ERROR 0
+#define HWSOCK_LOG_WARN 1
+#define HWSOCK_LOG_INFO 2
+#define HWSOCK_LOG_DEBUG 3
+
+/* What the device gives a backend instance. Owned by the device; valid until
+ * the instance's destroy() returns. */
+struct hwsock_backend_host {
+  uint32_t size;      /* sizeof(hwsock_backend_host) as the library built it */
+  void *loop;         /* the event loop: a uv_loop_t* for the built-in
+                         backends (the libuv adapter's loop) */
+  const char *options; /* backend options from the VMM ("" when none) */
+  /* Completes a request the backend owns: status is 0 or a negative HWSOCK_E*;
+   * len is the byte count (SEND: bytes taken; RECV/GETSOCKOPT: bytes written
+   * into req->iov). After this call the backend must not touch req. May be
+   * called from inside submit(). */
+  void (*complete)(hwsock_breq *req, int status, size_t len);
+  /* Logs one line (no newline needed). */
+  void (*log)(const hwsock_backend_host *host, int level, const char *msg);
+  void *host_data; /* for the device */
+};
+
+/* One request handed to a backend. The device owns the memory; the backend
+ * owns the request from submit() until it calls host->complete(). */
+struct hwsock_breq {
+  uint32_t size;   /* sizeof(hwsock_breq) as the library built it */
+  uint16_t opcode; /* HWSOCK_OP_* (never OPEN or CLOSE: see ops) */
+  uint16_t scheme; /* hwsock_scheme of the socket */
+  uint32_t arg0;   /* request arg0 (flags, backlog, how, level, ...) */
+  uint32_t arg1;   /* request arg1 (option name, ...) */
+  /* CONNECT/BIND: the address; SEND: the destination when the guest gave
+   * one (sendto), else NULL. Already allowed by policy. */
+  const hwsock_addr *addr;
+  /* SEND/SETSOCKOPT: the data, device-readable guest memory.
+   * RECV/GETSOCKOPT: the buffers to fill, device-writable guest memory.
+   * Point straight into guest memory: use them with readv/writev/sendmsg/
+   * recvmsg and never keep them after complete(). */
+  const struct iovec *iov;
+  unsigned iovcnt;
+  size_t iov_len; /* sum of iov[i].iov_len */
+
+  /* Set by the backend before complete(): */
+  hwsock_addr peer;    /* RECV (unconnected): source; ACCEPT: peer;
+                          GETNAME: the name asked for */
+  uint32_t has_peer;   /* 1 when peer is set */
+  uint32_t resp_flags; /* HWSOCK_RESP_F_* */
+  uint32_t resp_val;   /* RECV datagram: full length before truncation */
+  void *accepted;      /* ACCEPT: the backend socket of the new connection
+                          (the device adopts it like one from open()) */
+
+  /* Free for the backend's use while it owns the request. */
+  void *backend_priv[4];
+};
+
+/* Parameters of open(). Owned by the device, valid during the call only. */
+typedef struct hwsock_bopen {
+  uint32_t size;      /* sizeof(hwsock_bopen) as the library built it */
+  int scheme;         /* hwsock_scheme: the socket's family and type */
+  int error;          /* for a socket the policy denied: the negative
+                         HWSOCK_E* its requests must fail with; else 0 */
+  const char *reason; /* the policy rule's reason, or "" */
+} hwsock_bopen;
+
+typedef struct hwsock_backend_ops {
+  uint32_t size; /* sizeof(hwsock_backend_ops) the plugin was built with */
+
+  /* Creates an instance for one device. *instance is the backend's. Return 0
+   * or a negative HWSOCK_E* (the device then refuses to add the backend). */
+  int (*create)(const hwsock_backend_host *host, void **instance);
+
+  /* Destroys an instance. Every socket was closed before. Handles still
+   * closing may finish in later loop turns: the embedder runs the loop until
+   * it has no active handles before closing it. */
+  void (*destroy)(void *instance);
+
+  /* Creates a backend socket on the first offloaded call of a guest socket.
+   * Synchronous. Returns 0 and sets *sock, or a negative HWSOCK_E*. */
+  int (*open)(void *instance, const hwsock_bopen *params, void **sock);
+
+  /* Starts a request on a socket. The backend completes it exactly once,
+   * now or later, with host->complete(). Requests of one socket may be
+   * outstanding together (e.g. a RECV waiting while SENDs go on); the
+   * backend completes SENDs in order and RECVs in order. */
+  void (*submit)(void *sock, hwsock_breq *req);
+
+  /* Closes a socket: completes every request of it still pending with
+   * HWSOCK_ECANCELED before returning, releases the host socket, and never
+   * calls back for this socket again. Synchronous as seen by the device. */
+  void (*close)(void *sock);
+} hwsock_backend_ops;
+
+typedef struct hwsock_backend_desc {
+  uint32_t size;          /* sizeof(hwsock_backend_desc) the plugin built */
+  uint32_t abi_version;   /* HWSOCK_BACKEND_ABI_VERSION the plugin built */
+  const char *name;       /* "tcp": unique per device, [a-z0-9_-]+ */
+  const char *description;
+  const char *const *schemes; /* NULL-terminated: {"tcp", "tcp6", NULL};
+                                 may be empty for routed-only backends */
+  const hwsock_backend_ops *ops;
+} hwsock_backend_desc;
+
+typedef const hwsock_backend_desc *(*hwsock_backend_entry_fn)(void);
+
+#if defined(__GNUC__) || defined(__clang__)
+#define HWSOCK_BACKEND_EXPORT __attribute__((visibility("default")))
+#else
+#define HWSOCK_BACKEND_EXPORT
+#endif
+
+/* Defines the plugin's entry symbol returning &desc. Use once per module. */
+#define HWSOCK_BACKEND_DEFINE(desc)                                           \
+  HWSOCK_BACKEND_EXPORT const hwsock_backend_desc *hwsock_backend_entry(void);\
+  HWSOCK_BACKEND_EXPORT const hwsock_backend_desc *hwsock_backend_entry(void) \
+  {                                                                           \
+    return &(desc);                                                           \
+  }
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,180 @@
+/* libhwsock embedding API: the device side, for VMM authors.
+ *
+ * A hwsock_device is one socket coprocessor for one guest. The VMM creates it
+ * from a hwsock_device_config, gives it the guest memory map (regions), adds
+ * backends, and then, as the guest driver configures the device, sets the
+ * negotiated features and the queues. From then on the VMM calls
+ * hwsock_device_kick() when the guest notifies a queue and
+ * hwsock_device_flush() once per loop turn; the device calls ops->notify()
+ * when the guest must be interrupted.
+ *
+ * The device core knows no event loop and no threads: every function here
+ * must be called from one thread at a time (the "device thread"), which is
+ * also the thread that runs the backends' loop (config.backend_loop). The
+ * libuv adapter (hwsock/uv.h) wires all of this to a uv_loop_t.
+ *
+ * The guest is untrusted: everything read from guest memory is fetched once
+ * into private memory, validated, then acted on. A malformed request gets an
+ * error completion; a broken ring (bad descriptor index, loop, address outside
+ * the regions, ...) puts the device into NEEDS_RESET, calls ops->needs_reset
+ * once, and the device then ignores that guest until hwsock_device_reset(). */
+#ifndef HWSOCK_DEVICE_H
+#define HWSOCK_DEVICE_H
+
+#include "hwsock/backend.h"
+#include "hwsock/common.h"
+#include "hwsock/policy.h"
+#include "hwsock/wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hwsock_device hwsock_device;
+
+/* Upper bounds the config may not exceed. */
+#define HWSOCK_MAX_QUEUES 16u
+#define HWSOCK_MAX_REGIONS 64u
+#define HWSOCK_MAX_BACKENDS 16u
+#define HWSOCK_MAX_SOCKETS_LIMIT 1048576u
+#define HWSOCK_MAX_INFLIGHT_LIMIT 65536u
+#define HWSOCK_MAX_IO_LEN_LIMIT (64u << 20)
+#define HWSOCK_MAX_CHAIN_SEGS_LIMIT 1024u
+
+/* Defaults used for a zero field. */
+#define HWSOCK_DEFAULT_QUEUES 1u
+#define HWSOCK_DEFAULT_QUEUE_SIZE 256u
+#define HWSOCK_DEFAULT_MAX_SOCKETS 1024u
+#define HWSOCK_DEFAULT_MAX_INFLIGHT 256u
+#define HWSOCK_DEFAULT_MAX_IO_LEN (1u << 20)
+#define HWSOCK_DEFAULT_MAX_CHAIN_SEGS 64u
+#define HWSOCK_DEFAULT_MAX_REGIONS 8u
+
+/* Callbacks from the device to the VMM. Called on the device thread. */
+typedef struct hwsock_device_ops {
+  uint32_t size; /* sizeof(hwsock_device_ops) */
+  /* Interrupt the guest for `queue` (write its irqfd/call eventfd). Called
+   * at most once per queue per kick()/flush(), and only when event-idx
+   * suppression (if negotiated) says the guest wants it. */
+  void (*notify)(void *opaque, unsigned queue);
+  /* The device entered NEEDS_RESET; `why` says what the guest did. Called
+   * once per episode. The VMM should signal a config change to the guest.
+   * May be NULL. */
+  void (*needs_reset)(void *opaque, const char *why);
+  /* One log line (HWSOCK_LOG_* level). May be NULL. */
+  void (*log)(void *opaque, int level, const char *msg);
+} hwsock_device_ops;
+
+/* Creation parameters. Initialise with hwsock_device_config_init(), then
+ * set fields. `size` lets later versions append fields. Zero limits take
+ * the defaults above. The device copies the struct: it need not outlive
+ * hwsock_device_new(), but `policy`, `ops` and `backend_loop` must outlive
+ * the device. */
+typedef struct hwsock_device_config {
+  uint32_t size;           /* sizeof(hwsock_device_config) */
+  unsigned num_queues;     /* request queues, 1..HWSOCK_MAX_QUEUES */
+  unsigned max_queue_size; /* largest queue the guest may set up, power of 2 */
+  unsigned max_sockets;    /* guest socket ids are 0..max_sockets-1 */
+  unsigned max_inflight;   /* requests the device holds at once (all queues);
+                              beyond it the device stops popping until some
+                              complete */
+  unsigned max_uri_len;    /* longest URI accepted, <= HWSOCK_URI_MAX */
+  unsigned max_io_len;     /* longest SEND/RECV payload per request */
+  unsigned max_chain_segs; /* descriptors per chain (after indirect) */
+  unsigned max_regions;    /* memory regions, <= HWSOCK_MAX_REGIONS */
+  const hwsock_policy *policy; /* NULL: the built-in default policy */
+  void *backend_loop;      /* handed to backends as host->loop */
+  const hwsock_device_ops *ops; /* may be NULL (no callbacks) */
+  void *opaque;            /* first argument of every ops callback */
+} hwsock_device_config;
+
+HWSOCK_EXTERN void hwsock_device_config_init(hwsock_device_config *cfg);
+
+/* Creates a device. All memory the device will ever need for its sockets and
+ * in-flight requests is allocated here, sized by the config. On success *out
+ * is the caller's, to free with hwsock_device_free(). Errors: HWSOCK_EINVAL
+ * (a field out of range), HWSOCK_ENOMEM. */
+HWSOCK_EXTERN int hwsock_device_new(const hwsock_device_config *cfg,
+                                    hwsock_device **out);
+
+/* Closes every socket (backends cancel their pending requests), destroys the
+ * backend instances and frees the device. Nothing is written to guest
+ * memory any more. The embedder then runs the backend loop until it has no
+ * active handles. NULL is allowed. */
+HWSOCK_EXTERN void hwsock_device_free(hwsock_device *dev);
+
+/* Adds a guest memory region: guest physical [gpa, gpa+size) is at host
+ * address hva. The memory stays the VMM's; it must stay mapped until the
+ * device is freed. Regions may not overlap. Errors: HWSOCK_EINVAL (size 0,
+ * wrap-around, overlap), HWSOCK_ENOSPC (max_regions reached). */
+HWSOCK_EXTERN int hwsock_device_add_region(hwsock_device *dev, uint64_t gpa,
+                                           uint64_t size, void *hva);
+
+/* Adds a backend from its descriptor, creating an instance with the given
+ * options (NULL = ""). The descriptor must outlive the device (a module's
+ * static data: keep the module loaded). The first backend added for a
+ * scheme serves it. Errors: HWSOCK_EABI (ABI version or sizes),
+ * HWSOCK_EEXIST (name taken), HWSOCK_ENOSPC, or what create() returned. */
+HWSOCK_EXTERN int hwsock_device_add_backend(hwsock_device *dev,
+                                            const hwsock_backend_desc *desc,
+                                            const char *options);
+
+/* Plugin modules. hwsock_plugin_load() dlopen()s a module, resolves
+ * hwsock_backend_entry and checks its descriptor; the module stays loaded
+ * until hwsock_plugin_unload(), which the caller does only after every
+ * device using it was freed. errbuf receives a one-line reason on failure
+ * ("plugin.so: ABI version 2, library supports 1"). */
+typedef struct hwsock_plugin hwsock_plugin;
+HWSOCK_EXTERN int hwsock_plugin_load(const char *path, hwsock_plugin **out,
+                                     char *errbuf, size_t errlen);
+HWSOCK_EXTERN const hwsock_backend_desc *
+hwsock_plugin_desc(const hwsock_plugin *p);
+HWSOCK_EXTERN void hwsock_plugin_unload(hwsock_plugin *p);
+/* Checks a descriptor as hwsock_device_add_backend does. */
+HWSOCK_EXTERN int hwsock_backend_desc_check(const hwsock_backend_desc *d,
+                                            char *errbuf, size_t errlen);
+
+/* The config space the guest reads (wire.h). */
+HWSOCK_EXTERN void hwsock_device_get_config(const hwsock_device *dev,
+                                            hwsock_wire_config *out);
+
+/* Feature negotiation: the driver's accepted features. Must be a subset of
+ * the device's and include HWSOCK_F_VERSION_1. Errors: HWSOCK_EINVAL. */
+HWSOCK_EXTERN int hwsock_device_set_features(hwsock_device *dev,
+                                             uint64_t driver_features);
+
+/* Sets up queue `q` of `size` entries (power of 2, <= max_queue_size) at
+ * the given guest physical addresses (virtio's queue_desc, queue_driver,
+ * queue_device). Each part must lie inside one region and be aligned
+ * (16, 2, 4). Errors: HWSOCK_EINVAL, HWSOCK_EFAULT. */
+HWSOCK_EXTERN int hwsock_device_queue_setup(hwsock_device *dev, unsigned q,
+                                            unsigned size, uint64_t desc_gpa,
+                                            uint64_t avail_gpa,
+                                            uint64_t used_gpa);
+
+/* The driver is ready (DRIVER_OK): every queue set up. HWSOCK_EINVAL when
+ * features or queues are missing. */
+HWSOCK_EXTERN int hwsock_device_start(hwsock_device *dev);
+
+/* The guest notified queue `q`: pop and dispatch available requests (up to
+ * max_inflight in flight). Returns the number of requests taken, or
+ * HWSOCK_ENEEDSRESET when the device is (or just became) broken. */
+HWSOCK_EXTERN int hwsock_device_kick(hwsock_device *dev, unsigned q);
+
+/* Delivers batched notifications and retries queues that stopped at the
+ * in-flight limit. Call once per loop turn (the libuv adapter does it from
+ * a check handle). */
+HWSOCK_EXTERN void hwsock_device_flush(hwsock_device *dev);
+
+/* Device status (HWSOCK_STATUS_* bits; NEEDS_RESET when broken). */
+HWSOCK_EXTERN unsigned hwsock_device_status(const hwsock_device *dev);
+
+/* Resets the device to its state after hwsock_device_new() plus regions and
+ * backends: closes every socket, forgets features and queues, clears
+ * NEEDS_RESET. Completions of cancelled requests are not written. */
+HWSOCK_EXTERN void hwsock_device_reset(hwsock_device *dev);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

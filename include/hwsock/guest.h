@@ -1,0 +1,129 @@
+/* libhwsock guest driver core: the driver side of the device.
+ *
+ * It attaches to the device's queues in guest memory, builds requests, keeps
+ * the guest's socket table and offers a small blocking socket API. A real
+ * guest kernel driver would do the same; this one runs in a process that
+ * shares memory with the VMM (loopback VMM, in-process tests).
+ *
+ * Memory: the driver is given one block of guest memory (host pointer + its
+ * guest physical address). It places the queues at the start and carves the
+ * rest into fixed request slots (header + response + a bounce buffer of
+ * io_len bytes): program buffers are copied through them, as a real guest's
+ * would be DMA-mapped. Nothing is allocated per request.
+ *
+ * Threads: every function is thread-safe; blocking calls on different
+ * sockets, or a send and a recv on the same socket, proceed in parallel
+ * (requests complete out of order). */
+#ifndef HWSOCK_GUEST_H
+#define HWSOCK_GUEST_H
+
+#include <sys/types.h>
+
+#include "hwsock/common.h"
+#include "hwsock/wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hwsock_guest hwsock_guest;
+
+/* How the driver reaches the device: the transport. Called from any thread
+ * that uses the driver. */
+typedef struct hwsock_guest_ops {
+  uint32_t size; /* sizeof(hwsock_guest_ops) */
+  /* Tells the device the negotiated features. 0 or negative HWSOCK_E*. */
+  int (*set_features)(void *opaque, uint64_t features);
+  /* Tells the device where queue q lives; then (after the last queue) the
+   * driver calls start. 0 or negative HWSOCK_E*. */
+  int (*setup_queue)(void *opaque, unsigned q, unsigned size,
+                     uint64_t desc_gpa, uint64_t avail_gpa, uint64_t used_gpa);
+  int (*start)(void *opaque);
+  /* Notifies the device that queue q has new requests (ioeventfd write). */
+  void (*kick)(void *opaque, unsigned q);
+  /* Waits until the device interrupts queue q (irqfd read) or timeout_ms
+   * passes (-1: no timeout). 0 on interrupt or timeout, negative HWSOCK_E*
+   * when the device is gone (HWSOCK_ECONNRESET). */
+  int (*wait)(void *opaque, unsigned q, int timeout_ms);
+} hwsock_guest_ops;
+
+typedef struct hwsock_guest_config {
+  uint32_t size;      /* sizeof(hwsock_guest_config) */
+  void *mem;          /* guest memory for the driver (host pointer) */
+  uint64_t mem_gpa;   /* its guest physical address */
+  size_t mem_size;    /* bytes */
+  const hwsock_wire_config *device; /* the device's config space */
+  unsigned queue_size; /* entries per queue, power of 2; 0 = 256 */
+  unsigned io_len;    /* bounce bytes per request slot; 0 = 64 KiB */
+  unsigned slots;     /* request slots; 0 = as many as fit (<= queue_size) */
+  int event_idx;      /* negotiate HWSOCK_F_EVENT_IDX when offered */
+  int indirect;       /* negotiate HWSOCK_F_INDIRECT_DESC when offered */
+  int poll_us;        /* busy-poll this long before sleeping in wait() */
+  const hwsock_guest_ops *ops;
+  void *opaque;
+} hwsock_guest_config;
+
+HWSOCK_EXTERN void hwsock_guest_config_init(hwsock_guest_config *cfg);
+
+/* Negotiates features, lays out queues and slots, starts the device.
+ * *out is the caller's (hwsock_guest_free). Errors: HWSOCK_EINVAL (bad
+ * config, memory too small), HWSOCK_EPROTO (device magic/version), or what
+ * the transport returned. */
+HWSOCK_EXTERN int hwsock_guest_new(const hwsock_guest_config *cfg,
+                                   hwsock_guest **out);
+
+/* Frees the driver. Sockets still open are not closed on the device (the
+ * VMM resets the device when the guest goes). No call may be in progress. */
+HWSOCK_EXTERN void hwsock_guest_free(hwsock_guest *g);
+
+/* Fails every waiting and future call with HWSOCK_ECONNRESET (the device
+ * went away). Safe from any thread. */
+HWSOCK_EXTERN void hwsock_guest_shutdown_transport(hwsock_guest *g);
+
+/* Socket calls. Return >= 0 on success (a socket id, a byte count or 0) or
+ * a negative HWSOCK_E*: HWSOCK_EDECLINED means the device leaves this
+ * socket to the guest's own stack (close the id and use a native socket).
+ * URIs are hwsock/uri.h strings. Sockets are ids 0..max_sockets-1 chosen
+ * by the driver. */
+HWSOCK_EXTERN int hwsock_guest_socket(hwsock_guest *g, unsigned family,
+                                      unsigned type);
+HWSOCK_EXTERN int hwsock_guest_connect(hwsock_guest *g, int s,
+                                       const char *uri);
+HWSOCK_EXTERN int hwsock_guest_bind(hwsock_guest *g, int s, const char *uri);
+HWSOCK_EXTERN int hwsock_guest_listen(hwsock_guest *g, int s, int backlog);
+/* Returns the new socket id; peer URI into peer (may be NULL). */
+HWSOCK_EXTERN int hwsock_guest_accept(hwsock_guest *g, int s, char *peer,
+                                      size_t peer_len);
+/* Sends all len bytes (in io_len pieces); returns len or an error. */
+HWSOCK_EXTERN ssize_t hwsock_guest_send(hwsock_guest *g, int s,
+                                        const void *buf, size_t len,
+                                        unsigned flags);
+/* One datagram (or stream piece) to uri. */
+HWSOCK_EXTERN ssize_t hwsock_guest_sendto(hwsock_guest *g, int s,
+                                          const void *buf, size_t len,
+                                          unsigned flags, const char *uri);
+/* Receives up to min(len, io_len) bytes; 0 at EOF. */
+HWSOCK_EXTERN ssize_t hwsock_guest_recv(hwsock_guest *g, int s, void *buf,
+                                        size_t len, unsigned flags);
+/* As recv, with the source URI and HWSOCK_RESP_F_* flags (may be NULL). */
+HWSOCK_EXTERN ssize_t hwsock_guest_recvfrom(hwsock_guest *g, int s, void *buf,
+                                            size_t len, unsigned flags,
+                                            char *uri, size_t uri_len,
+                                            unsigned *resp_flags);
+HWSOCK_EXTERN int hwsock_guest_shutdown(hwsock_guest *g, int s, unsigned how);
+/* Releases the id on the device and in the table. */
+HWSOCK_EXTERN int hwsock_guest_close(hwsock_guest *g, int s);
+HWSOCK_EXTERN int hwsock_guest_getsockopt(hwsock_guest *g, int s,
+                                          unsigned level, unsigned opt,
+                                          void *val, size_t *len);
+HWSOCK_EXTERN int hwsock_guest_setsockopt(hwsock_guest *g, int s,
+                                          unsigned level, unsigned opt,
+                                          const void *val, size_t len);
+/* which: 0 = local name, 1 = peer name. */
+HWSOCK_EXTERN int hwsock_guest_getname(hwsock_guest *g, int s, int which,
+                                       char *uri, size_t uri_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

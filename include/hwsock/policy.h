@@ -1,0 +1,84 @@
+/* libhwsock policy engine: first right of refusal.
+ *
+ * A policy is an ordered list of rules loaded from YAML (docs/POLICY.md).
+ * The engine knows nothing of rings or sockets: it sees a parsed address, a
+ * direction and a request kind, and answers offload, decline or deny. First
+ * matching rule wins; no match gives the file's default (itself "deny" when
+ * the file does not say). IPv4-mapped and IPv4-compatible IPv6 addresses
+ * match as IPv4. Built on libyaml.
+ *
+ * A loaded hwsock_policy is immutable: hwsock_policy_decide() may be called
+ * from any thread at once. */
+#ifndef HWSOCK_POLICY_H
+#define HWSOCK_POLICY_H
+
+#include "hwsock/common.h"
+#include "hwsock/uri.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hwsock_policy hwsock_policy;
+
+typedef enum hwsock_action {
+  HWSOCK_ACTION_DENY = 0, /* the call fails with the rule's error */
+  HWSOCK_ACTION_OFFLOAD = 1,
+  HWSOCK_ACTION_DECLINE = 2
+} hwsock_action;
+
+typedef enum hwsock_direction {
+  HWSOCK_DIR_OUTBOUND = 0, /* connect, sendto */
+  HWSOCK_DIR_INBOUND = 1   /* bind, listen */
+} hwsock_direction;
+
+/* What the engine answers. Strings point into the policy and live as long
+ * as it does. */
+typedef struct hwsock_verdict {
+  int action;          /* hwsock_action */
+  int error;           /* deny: negative HWSOCK_E* the guest receives */
+  int rule;            /* index of the matching rule, -1 for the default */
+  int line;            /* line of that rule in the file, 0 for the default */
+  const char *reason;  /* the rule's reason, or a generated description */
+  const char *backend; /* offload: backend name the rule routes to, or NULL
+                          for the scheme's default backend */
+} hwsock_verdict;
+
+/* Loads a policy from a YAML file / from memory. On success *out owns a new
+ * policy (free with hwsock_policy_free). On failure returns HWSOCK_EBADCONFIG
+ * (or HWSOCK_ENOENT / HWSOCK_ENOMEM) and, when errbuf is not NULL, writes a
+ * message with line and column ("policy.yaml:7:5: unknown key 'too'"). */
+HWSOCK_EXTERN int hwsock_policy_load_file(const char *path, hwsock_policy **out,
+                                          char *errbuf, size_t errlen);
+HWSOCK_EXTERN int hwsock_policy_load_string(const char *yaml, size_t len,
+                                            const char *name,
+                                            hwsock_policy **out, char *errbuf,
+                                            size_t errlen);
+
+/* The built-in default policy (docs/POLICY.md, "The default policy"); its
+ * YAML text is returned by hwsock_policy_default_yaml() (static string). */
+HWSOCK_EXTERN int hwsock_policy_load_default(hwsock_policy **out);
+HWSOCK_EXTERN const char *hwsock_policy_default_yaml(void);
+
+/* Decides for one address. `addr` is a parsed address (hwsock_uri_parse);
+ * `op` is the HWSOCK_OP_* that asks (informational: rules match on scheme,
+ * direction, address and port). Never fails: fills *out. */
+HWSOCK_EXTERN void hwsock_policy_decide(const hwsock_policy *p,
+                                        const hwsock_addr *addr, int direction,
+                                        int op, hwsock_verdict *out);
+
+/* Name of an action ("offload") / direction ("outbound"). Static strings. */
+HWSOCK_EXTERN const char *hwsock_action_name(int action);
+HWSOCK_EXTERN const char *hwsock_direction_name(int direction);
+
+/* Number of rules, for diagnostics. */
+HWSOCK_EXTERN int hwsock_policy_rule_count(const hwsock_policy *p);
+
+/* Frees a policy. NULL is allowed. The caller must make sure no device still
+ * uses it (a device keeps the pointer it was created with). */
+HWSOCK_EXTERN void hwsock_policy_free(hwsock_policy *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

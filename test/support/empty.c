@@ -1,0 +1,2 @@
+/* keeps the support archive non-empty */
+typedef int hwsock__test_support_empty;
