@@ -235,6 +235,11 @@ typedef enum hwsock_opcode {
 #define HWSOCK_TCP_KEEPCNT 6u
 #define HWSOCK_IPV6_V6ONLY 26u
 
+/* ACCEPT, GETNAME and RECV-with-source need a URI area of at least this
+ * many bytes (the longest canonical URI is 72 bytes); a device's
+ * max_uri_len is never smaller. */
+#define HWSOCK_URI_AREA_MIN 80u
+
 /* Device-readable header at the start of every request chain. */
 typedef struct hwsock_req_hdr {
   hwsock_le16 opcode;   /* 0  hwsock_opcode */

@@ -1,0 +1,368 @@
+/* The device: lifecycle, guest memory, backends, queues, kicks and
+ * notifications. Request decoding and per-opcode logic are in dispatch.c. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device_int.h"
+
+void hwsock__device_log(hwsock_device *dev, int level, const char *fmt, ...) {
+  if (dev->ops.log == NULL)
+    return;
+  char line[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  dev->ops.log(dev->cfg.opaque, level, line);
+}
+
+void hwsock_device_config_init(hwsock_device_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->size = sizeof(*cfg);
+}
+
+/* Applies a default to a zero field and checks the range. */
+static int limit(unsigned *v, unsigned def, unsigned lo, unsigned hi) {
+  if (*v == 0)
+    *v = def;
+  return (*v < lo || *v > hi) ? HWSOCK_EINVAL : 0;
+}
+
+static int is_pow2(unsigned v) { return v != 0 && (v & (v - 1)) == 0; }
+
+int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
+  if (cfg == NULL || out == NULL || cfg->size < sizeof(uint32_t))
+    return HWSOCK_EINVAL;
+  hwsock_device_config c;
+  hwsock_device_config_init(&c);
+  memcpy(&c, cfg, cfg->size < sizeof(c) ? cfg->size : sizeof(c));
+  c.size = sizeof(c);
+
+  if (limit(&c.num_queues, HWSOCK_DEFAULT_QUEUES, 1, HWSOCK_MAX_QUEUES) ||
+      limit(&c.max_queue_size, HWSOCK_DEFAULT_QUEUE_SIZE, 1,
+            HWSOCK_VRING_MAX_SIZE) ||
+      !is_pow2(c.max_queue_size) ||
+      limit(&c.max_sockets, HWSOCK_DEFAULT_MAX_SOCKETS, 1,
+            HWSOCK_MAX_SOCKETS_LIMIT) ||
+      limit(&c.max_inflight, HWSOCK_DEFAULT_MAX_INFLIGHT, 1,
+            HWSOCK_MAX_INFLIGHT_LIMIT) ||
+      limit(&c.max_uri_len, HWSOCK_URI_MAX, HWSOCK_URI_AREA_MIN,
+            HWSOCK_URI_MAX) ||
+      limit(&c.max_io_len, HWSOCK_DEFAULT_MAX_IO_LEN, 1,
+            HWSOCK_MAX_IO_LEN_LIMIT) ||
+      limit(&c.max_chain_segs, HWSOCK_DEFAULT_MAX_CHAIN_SEGS, 2,
+            HWSOCK_MAX_CHAIN_SEGS_LIMIT) ||
+      limit(&c.max_regions, HWSOCK_DEFAULT_MAX_REGIONS, 1, HWSOCK_MAX_REGIONS))
+    return HWSOCK_EINVAL;
+
+  hwsock_device *dev = calloc(1, sizeof(*dev));
+  if (dev == NULL)
+    return HWSOCK_ENOMEM;
+  dev->cfg = c;
+  if (c.ops != NULL) {
+    size_t n = c.ops->size < sizeof(dev->ops) ? c.ops->size : sizeof(dev->ops);
+    memcpy(&dev->ops, c.ops, n);
+  }
+  dev->mem.regions = calloc(c.max_regions, sizeof(*dev->mem.regions));
+  dev->mem.max = c.max_regions;
+  dev->socks = calloc(c.max_sockets, sizeof(*dev->socks));
+  dev->reqs = calloc(c.max_inflight, sizeof(*dev->reqs));
+  dev->iov_pool =
+      calloc((size_t)c.max_inflight * 2 * c.max_chain_segs, sizeof(struct iovec));
+  if (!dev->mem.regions || !dev->socks || !dev->reqs || !dev->iov_pool) {
+    hwsock_device_free(dev);
+    return HWSOCK_ENOMEM;
+  }
+  for (unsigned i = 0; i < c.max_sockets; i++)
+    dev->socks[i].backend = -1;
+  for (unsigned i = c.max_inflight; i-- > 0;) {
+    hwsock__req *r = &dev->reqs[i];
+    r->dev = dev;
+    r->iov = &dev->iov_pool[(size_t)i * 2 * c.max_chain_segs];
+    r->data = r->iov + c.max_chain_segs;
+    r->next_free = dev->free_reqs;
+    dev->free_reqs = r;
+  }
+  if (c.policy != NULL) {
+    dev->policy = c.policy;
+  } else {
+    int rc = hwsock_policy_load_default(&dev->own_policy);
+    if (rc < 0) {
+      hwsock_device_free(dev);
+      return rc;
+    }
+    dev->policy = dev->own_policy;
+  }
+  *out = dev;
+  return 0;
+}
+
+static void close_all_sockets(hwsock_device *dev) {
+  dev->in_teardown = 1;
+  for (unsigned i = 0; i < dev->cfg.max_sockets; i++)
+    if (dev->socks[i].state != HWSOCK__S_FREE)
+      hwsock__sock_close(dev, i);
+  dev->in_teardown = 0;
+}
+
+void hwsock_device_free(hwsock_device *dev) {
+  if (dev == NULL)
+    return;
+  if (dev->socks != NULL)
+    close_all_sockets(dev);
+  for (unsigned i = 0; i < dev->nbackends; i++)
+    dev->backends[i].desc->ops->destroy(dev->backends[i].instance);
+  hwsock_policy_free(dev->own_policy);
+  free(dev->mem.regions);
+  free(dev->socks);
+  free(dev->reqs);
+  free(dev->iov_pool);
+  free(dev);
+}
+
+int hwsock_device_add_region(hwsock_device *dev, uint64_t gpa, uint64_t size,
+                             void *hva) {
+  return hwsock__mem_add(&dev->mem, gpa, size, hva);
+}
+
+static void backend_log(const hwsock_backend_host *host, int level,
+                        const char *msg) {
+  hwsock__backend *b = host->host_data;
+  hwsock__device_log(b->dev, level, "backend %s: %s", b->desc->name, msg);
+}
+
+int hwsock_device_add_backend(hwsock_device *dev,
+                              const hwsock_backend_desc *desc,
+                              const char *options) {
+  char err[160];
+  int rc = hwsock_backend_desc_check(desc, err, sizeof(err));
+  if (rc < 0) {
+    hwsock__device_log(dev, HWSOCK_LOG_ERROR, "%s", err);
+    return rc;
+  }
+  for (unsigned i = 0; i < dev->nbackends; i++)
+    if (strcmp(dev->backends[i].desc->name, desc->name) == 0)
+      return HWSOCK_EEXIST;
+  if (dev->nbackends == HWSOCK_MAX_BACKENDS)
+    return HWSOCK_ENOSPC;
+  hwsock__backend *b = &dev->backends[dev->nbackends];
+  memset(b, 0, sizeof(*b));
+  b->desc = desc;
+  b->dev = dev;
+  b->host.size = sizeof(b->host);
+  b->host.loop = dev->cfg.backend_loop;
+  b->host.options = options ? options : "";
+  b->host.complete = hwsock__backend_complete;
+  b->host.log = backend_log;
+  b->host.host_data = b;
+  rc = desc->ops->create(&b->host, &b->instance);
+  if (rc < 0) {
+    hwsock__device_log(dev, HWSOCK_LOG_ERROR, "backend %s: create: %s",
+                       desc->name, hwsock_strerror(rc));
+    return rc;
+  }
+  dev->nbackends++;
+  hwsock__device_log(dev, HWSOCK_LOG_INFO, "backend %s added", desc->name);
+  return 0;
+}
+
+/* Feature bits for the schemes some backend serves. */
+static uint64_t scheme_features(const hwsock_device *dev) {
+  uint64_t f = 0;
+  for (unsigned i = 0; i < dev->nbackends; i++) {
+    const char *const *s = dev->backends[i].desc->schemes;
+    for (; s != NULL && *s != NULL; s++) {
+      switch (hwsock_scheme_from_name(*s)) {
+      case HWSOCK_SCHEME_TCP: f |= HWSOCK_F_TCP; break;
+      case HWSOCK_SCHEME_UDP: f |= HWSOCK_F_UDP; break;
+      case HWSOCK_SCHEME_TCP6: f |= HWSOCK_F_TCP | HWSOCK_F_INET6; break;
+      case HWSOCK_SCHEME_UDP6: f |= HWSOCK_F_UDP | HWSOCK_F_INET6; break;
+      case HWSOCK_SCHEME_IPX: f |= HWSOCK_F_IPX; break;
+      default: break;
+      }
+    }
+  }
+  return f;
+}
+
+static uint64_t device_features(const hwsock_device *dev) {
+  return HWSOCK_F_VERSION_1 | HWSOCK_F_EVENT_IDX | HWSOCK_F_INDIRECT_DESC |
+         scheme_features(dev);
+}
+
+void hwsock_device_get_config(const hwsock_device *dev,
+                              hwsock_wire_config *out) {
+  memset(out, 0, sizeof(*out));
+  hwsock_le32_set(&out->magic, HWSOCK_CONFIG_MAGIC);
+  hwsock_le32_set(&out->protocol_version, HWSOCK_PROTOCOL_VERSION);
+  hwsock_le64_set(&out->device_features, device_features(dev));
+  hwsock_le16_set(&out->num_queues, (uint16_t)dev->cfg.num_queues);
+  /* 32768 does not fit 16 bits of "size"; the field holds size-1+1 only up
+   * to 32768, which fits: uint16_t max is 65535. */
+  hwsock_le16_set(&out->max_queue_size, (uint16_t)dev->cfg.max_queue_size);
+  hwsock_le32_set(&out->max_sockets, dev->cfg.max_sockets);
+  hwsock_le32_set(&out->max_inflight, dev->cfg.max_inflight);
+  hwsock_le32_set(&out->max_uri_len, dev->cfg.max_uri_len);
+  hwsock_le32_set(&out->max_io_len, dev->cfg.max_io_len);
+  hwsock_le32_set(&out->max_chain_segs, dev->cfg.max_chain_segs);
+}
+
+int hwsock_device_set_features(hwsock_device *dev, uint64_t f) {
+  if ((f & ~device_features(dev)) != 0 || !(f & HWSOCK_F_VERSION_1))
+    return HWSOCK_EINVAL;
+  if (dev->status & HWSOCK_STATUS_DRIVER_OK)
+    return HWSOCK_EBUSY;
+  dev->features = f;
+  dev->status |= HWSOCK_STATUS_ACKNOWLEDGE | HWSOCK_STATUS_DRIVER |
+                 HWSOCK_STATUS_FEATURES_OK;
+  return 0;
+}
+
+int hwsock_device_queue_setup(hwsock_device *dev, unsigned q, unsigned size,
+                              uint64_t desc_gpa, uint64_t avail_gpa,
+                              uint64_t used_gpa) {
+  if (q >= dev->cfg.num_queues || !(dev->status & HWSOCK_STATUS_FEATURES_OK) ||
+      (dev->status & HWSOCK_STATUS_DRIVER_OK) || size > dev->cfg.max_queue_size)
+    return HWSOCK_EINVAL;
+  int rc = hwsock__vq_init(&dev->vq[q], &dev->mem, size, desc_gpa, avail_gpa,
+                           used_gpa, dev->features, dev->cfg.max_chain_segs);
+  if (rc < 0)
+    return rc;
+  dev->queues_ready |= 1u << q;
+  return 0;
+}
+
+int hwsock_device_start(hwsock_device *dev) {
+  unsigned all = (dev->cfg.num_queues >= 32) ? ~0u
+                                             : (1u << dev->cfg.num_queues) - 1;
+  if (!(dev->status & HWSOCK_STATUS_FEATURES_OK) || dev->queues_ready != all)
+    return HWSOCK_EINVAL;
+  dev->status |= HWSOCK_STATUS_DRIVER_OK;
+  for (unsigned q = 0; q < dev->cfg.num_queues; q++)
+    hwsock__vq_enable_kicks(&dev->vq[q]);
+  return 0;
+}
+
+unsigned hwsock_device_status(const hwsock_device *dev) { return dev->status; }
+
+static void set_broken(hwsock_device *dev, unsigned q, const char *why) {
+  if (dev->broken)
+    return;
+  dev->broken = 1;
+  dev->status |= HWSOCK_STATUS_NEEDS_RESET;
+  dev->counters.needs_reset++;
+  hwsock__device_log(dev, HWSOCK_LOG_ERROR, "queue %u broken: %s", q, why);
+  if (dev->ops.needs_reset != NULL)
+    dev->ops.needs_reset(dev->cfg.opaque, why);
+}
+
+void hwsock__req_release(hwsock_device *dev, hwsock__req *req) {
+  req->in_use = 0;
+  req->next_free = dev->free_reqs;
+  dev->free_reqs = req;
+  dev->inflight--;
+}
+
+void hwsock__req_push(hwsock_device *dev, hwsock__req *req, uint32_t len) {
+  if (!dev->broken && !dev->in_teardown &&
+      (dev->status & HWSOCK_STATUS_DRIVER_OK)) {
+    hwsock__vq_push(&dev->vq[req->queue], req->head, len);
+    dev->notify_pending |= 1u << req->queue;
+  }
+  hwsock__req_release(dev, req);
+}
+
+static void send_notifications(hwsock_device *dev) {
+  unsigned pending = dev->notify_pending;
+  dev->notify_pending = 0;
+  for (unsigned q = 0; pending != 0; q++, pending >>= 1) {
+    if (!(pending & 1))
+      continue;
+    if (hwsock__vq_should_notify(&dev->vq[q])) {
+      dev->counters.notifies++;
+      if (dev->ops.notify != NULL)
+        dev->ops.notify(dev->cfg.opaque, q);
+    } else {
+      dev->counters.notifies_suppressed++;
+    }
+  }
+}
+
+/* Pops and dispatches until the queue is empty or the in-flight limit. */
+static int process_queue(hwsock_device *dev, unsigned q) {
+  hwsock__vq *vq = &dev->vq[q];
+  int taken = 0;
+  for (;;) {
+    if (dev->broken)
+      return HWSOCK_ENEEDSRESET;
+    if (dev->free_reqs == NULL) {
+      dev->stalled |= 1u << q;
+      break;
+    }
+    hwsock__req *req = dev->free_reqs;
+    const char *why = NULL;
+    int rc = hwsock__vq_pop(vq, &req->chain, req->iov, dev->cfg.max_chain_segs,
+                            &why);
+    if (rc < 0) {
+      set_broken(dev, q, why ? why : "bad ring");
+      return HWSOCK_ENEEDSRESET;
+    }
+    if (rc == 0) {
+      /* Re-enable kicks, then look once more: the guest may have added a
+       * request after our last look but before seeing the kick request. */
+      if (hwsock__vq_enable_kicks(vq))
+        continue;
+      break;
+    }
+    dev->free_reqs = req->next_free;
+    dev->inflight++;
+    req->in_use = 1;
+    req->queue = (uint16_t)q;
+    req->head = req->chain.head;
+    dev->counters.requests++;
+    taken++;
+    hwsock__dispatch(dev, req);
+  }
+  return taken;
+}
+
+int hwsock_device_kick(hwsock_device *dev, unsigned q) {
+  if (dev->broken)
+    return HWSOCK_ENEEDSRESET;
+  if (q >= dev->cfg.num_queues || !(dev->status & HWSOCK_STATUS_DRIVER_OK))
+    return 0;
+  dev->stalled &= ~(1u << q);
+  int rc = process_queue(dev, q);
+  send_notifications(dev);
+  return rc;
+}
+
+void hwsock_device_flush(hwsock_device *dev) {
+  if (dev->broken || !(dev->status & HWSOCK_STATUS_DRIVER_OK))
+    return;
+  unsigned stalled = dev->stalled;
+  dev->stalled = 0;
+  for (unsigned q = 0; stalled != 0 && dev->free_reqs != NULL; q++,
+                stalled >>= 1)
+    if (stalled & 1)
+      process_queue(dev, q);
+  send_notifications(dev);
+}
+
+void hwsock_device_reset(hwsock_device *dev) {
+  close_all_sockets(dev);
+  /* Requests not owned by a backend (none should remain) are dropped. */
+  for (unsigned i = 0; i < dev->cfg.max_inflight; i++)
+    if (dev->reqs[i].in_use)
+      hwsock__req_release(dev, &dev->reqs[i]);
+  memset(dev->vq, 0, sizeof(dev->vq));
+  dev->features = 0;
+  dev->queues_ready = 0;
+  dev->notify_pending = 0;
+  dev->stalled = 0;
+  dev->status = 0;
+  dev->broken = 0;
+  hwsock__device_log(dev, HWSOCK_LOG_INFO, "device reset");
+}

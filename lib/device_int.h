@@ -1,0 +1,105 @@
+/* Internal: the device object shared by lib/device.c (lifecycle, queues,
+ * notifications) and lib/dispatch.c (requests). */
+#ifndef HWSOCK_LIB_DEVICE_INT_H
+#define HWSOCK_LIB_DEVICE_INT_H
+
+#include "hwsock/device.h"
+#include "ring.h"
+
+/* Socket slot states. */
+enum {
+  HWSOCK__S_FREE = 0,
+  HWSOCK__S_OPEN,      /* opened, no offload decision yet */
+  HWSOCK__S_OFFLOADED, /* bound to a backend socket */
+  HWSOCK__S_DECLINED,  /* left to the guest's own stack until CLOSE */
+  HWSOCK__S_RESERVED   /* target id of a pending ACCEPT */
+};
+
+typedef struct hwsock__sock {
+  uint8_t state;
+  uint8_t scheme;       /* hwsock_scheme from OPEN */
+  int16_t backend;      /* index into dev->backends, -1 none */
+  void *bsock;          /* backend socket */
+  uint32_t inflight;    /* requests of this socket owned by the backend */
+  int32_t rule;         /* policy rule that decided, -1 default */
+} hwsock__sock;
+
+typedef struct hwsock__backend {
+  const hwsock_backend_desc *desc;
+  void *instance;
+  hwsock_backend_host host;
+  struct hwsock_device *dev;
+} hwsock__backend;
+
+/* A request in flight. breq is first so that complete() finds the rest. */
+typedef struct hwsock__req {
+  hwsock_breq breq;
+  struct hwsock_device *dev;
+  struct hwsock__req *next_free;
+  uint16_t queue;
+  uint16_t head;
+  uint16_t opcode;
+  uint8_t in_use;
+  uint32_t sock_id;
+  uint32_t new_sock;    /* ACCEPT target */
+  uint64_t tag;
+  hwsock__chain chain;
+  struct iovec *iov;    /* the chain: max_chain_segs entries */
+  struct iovec *data;   /* backend's view: max_chain_segs entries */
+  hwsock_addr addr;
+  uint32_t uri_area;    /* writable bytes reserved for a URI after the
+                           response header */
+} hwsock__req;
+
+typedef struct hwsock__counters {
+  uint64_t requests;
+  uint64_t bad_requests;
+  uint64_t verdicts[3]; /* by hwsock_action */
+  uint64_t needs_reset;
+  uint64_t notifies;
+  uint64_t notifies_suppressed;
+} hwsock__counters;
+
+struct hwsock_device {
+  hwsock_device_config cfg; /* defaults applied */
+  hwsock_device_ops ops;    /* zero-filled beyond what the caller gave */
+  hwsock_policy *own_policy;
+  const hwsock_policy *policy;
+
+  hwsock__memmap mem;
+  unsigned status;
+  int broken;
+  uint64_t features;
+  unsigned queues_ready; /* bitmask */
+  hwsock__vq vq[HWSOCK_MAX_QUEUES];
+  unsigned notify_pending; /* bitmask */
+  unsigned stalled;        /* bitmask: stopped at the in-flight limit */
+  int in_teardown;         /* completions are not written */
+
+  hwsock__backend backends[HWSOCK_MAX_BACKENDS];
+  unsigned nbackends;
+
+  hwsock__sock *socks;
+  hwsock__req *reqs;
+  hwsock__req *free_reqs;
+  unsigned inflight;
+  struct iovec *iov_pool;
+  char uri_scratch[HWSOCK_URI_MAX + 1];
+
+  hwsock__counters counters;
+};
+
+/* dispatch.c */
+void hwsock__dispatch(struct hwsock_device *dev, hwsock__req *req);
+void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len);
+void hwsock__sock_close(struct hwsock_device *dev, uint32_t id);
+
+/* device.c */
+void hwsock__device_log(struct hwsock_device *dev, int level, const char *fmt,
+                        ...) __attribute__((format(printf, 3, 4)));
+void hwsock__req_release(struct hwsock_device *dev, hwsock__req *req);
+/* Writes nothing, pushes head with used len `len`. */
+void hwsock__req_push(struct hwsock_device *dev, hwsock__req *req,
+                      uint32_t len);
+
+#endif

@@ -1,0 +1,458 @@
+/* Request dispatch: decode a popped chain (fetch once, validate, act), take
+ * the offload decision on a socket's first connect/bind/listen/sendto, hand
+ * the request to the socket's backend, and write the completion.
+ *
+ * Data flows one way: ring -> dispatch -> policy -> backend. Nothing here
+ * knows how a backend does its work, and backends never see the ring. */
+#include <string.h>
+
+#include "device_int.h"
+#include "iov.h"
+
+#define RESP_LEN ((uint32_t)sizeof(hwsock_resp_hdr))
+#define REQ_LEN ((uint32_t)sizeof(hwsock_req_hdr))
+#define SOCKOPT_MAX 64u /* largest option value exchanged */
+
+static const struct iovec *wr_iov(const hwsock__req *r) {
+  return r->iov + r->chain.n_out;
+}
+
+/* Writes the response header (and URI) and completes the request. `len` is
+ * the count of data bytes the backend produced or consumed. */
+static void finish(hwsock_device *dev, hwsock__req *req, int status,
+                   size_t len) {
+  hwsock_resp_hdr resp;
+  uint32_t used = RESP_LEN;
+  memset(&resp, 0, sizeof(resp));
+  if (req->chain.in_len < RESP_LEN) {
+    /* Nowhere to say what went wrong: complete with nothing written. */
+    dev->counters.bad_requests++;
+    hwsock__req_push(dev, req, 0);
+    return;
+  }
+  if (status < 0)
+    dev->counters.bad_requests += (status == HWSOCK_EBADMSG ||
+                                   status == HWSOCK_ENOSYS);
+  hwsock_le64_set(&resp.tag, req->tag);
+  if (status == 0) {
+    const hwsock_breq *b = &req->breq;
+    if (b->has_peer && req->uri_area > 0) {
+      char uri[HWSOCK_URI_MAX + 1];
+      int n = hwsock_uri_format(&b->peer, uri, sizeof(uri));
+      if (n >= 0 && (uint32_t)n <= req->uri_area) {
+        hwsock__iov_scatter(wr_iov(req), req->chain.n_in, RESP_LEN, uri,
+                            (size_t)n);
+        hwsock_le32_set(&resp.uri_len, (uint32_t)n);
+      } else {
+        status = HWSOCK_ENAMETOOLONG;
+      }
+    }
+    if (status == 0) {
+      hwsock_le32_set(&resp.len, (uint32_t)len);
+      hwsock_le32_set(&resp.flags, b->resp_flags);
+      hwsock_le32_set(&resp.val, b->resp_val);
+      switch (req->opcode) {
+      case HWSOCK_OP_RECV:
+        used += req->uri_area + (uint32_t)len;
+        break;
+      case HWSOCK_OP_GETSOCKOPT:
+        used += (uint32_t)len;
+        break;
+      case HWSOCK_OP_ACCEPT:
+      case HWSOCK_OP_GETNAME:
+        used += hwsock_le32_get(&resp.uri_len);
+        break;
+      default:
+        break;
+      }
+    }
+  }
+  if (status < 0) {
+    memset(&resp, 0, sizeof(resp));
+    hwsock_le64_set(&resp.tag, req->tag);
+    hwsock_le32_set(&resp.status, (uint32_t)-status);
+    used = RESP_LEN;
+  }
+  hwsock__iov_scatter(wr_iov(req), req->chain.n_in, 0, &resp, RESP_LEN);
+  hwsock__req_push(dev, req, used);
+}
+
+void hwsock__sock_close(hwsock_device *dev, uint32_t id) {
+  hwsock__sock *s = &dev->socks[id];
+  if (s->state == HWSOCK__S_OFFLOADED && s->backend >= 0) {
+    void *bsock = s->bsock;
+    s->bsock = NULL;
+    /* The backend cancels (completes) the socket's pending requests now. */
+    dev->backends[s->backend].desc->ops->close(bsock);
+  }
+  memset(s, 0, sizeof(*s));
+  s->backend = -1;
+}
+
+void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
+  hwsock__req *req = (hwsock__req *)breq;
+  hwsock_device *dev = req->dev;
+  hwsock__sock *s = &dev->socks[req->sock_id];
+  if (s->inflight > 0)
+    s->inflight--;
+  if (status > 0 || status < -4095)
+    status = HWSOCK_EIO; /* a backend bug must not reach the guest as OK */
+  if (req->opcode == HWSOCK_OP_ACCEPT) {
+    hwsock__sock *t = &dev->socks[req->new_sock];
+    if (status == 0 && breq->accepted != NULL &&
+        t->state == HWSOCK__S_RESERVED && !dev->in_teardown) {
+      t->state = HWSOCK__S_OFFLOADED;
+      t->scheme = s->scheme;
+      t->backend = s->backend;
+      t->bsock = breq->accepted;
+      t->rule = s->rule;
+    } else {
+      if (status == 0 && breq->accepted != NULL && s->backend >= 0)
+        dev->backends[s->backend].desc->ops->close(breq->accepted);
+      if (status == 0)
+        status = breq->accepted ? HWSOCK_ECANCELED : HWSOCK_EIO;
+      if (t->state == HWSOCK__S_RESERVED) {
+        t->state = HWSOCK__S_FREE;
+      }
+    }
+  }
+  if (status == 0 && len > breq->iov_len &&
+      (req->opcode == HWSOCK_OP_RECV || req->opcode == HWSOCK_OP_SEND ||
+       req->opcode == HWSOCK_OP_GETSOCKOPT))
+    status = HWSOCK_EIO; /* never claim more bytes than the buffers hold */
+  finish(dev, req, status, len);
+}
+
+static int backend_for(const hwsock_device *dev, int scheme, const char *name) {
+  const char *sname = hwsock_scheme_name(scheme);
+  for (unsigned i = 0; i < dev->nbackends; i++) {
+    const hwsock_backend_desc *d = dev->backends[i].desc;
+    if (name != NULL) {
+      if (strcmp(d->name, name) == 0)
+        return (int)i;
+      continue;
+    }
+    for (const char *const *s = d->schemes; s && *s; s++)
+      if (sname && strcmp(*s, sname) == 0)
+        return (int)i;
+  }
+  return -1;
+}
+
+/* The address must be of the socket's family and type. */
+static int addr_fits_socket(const hwsock__sock *s, const hwsock_addr *a) {
+  if (a->scheme == s->scheme)
+    return 0;
+  if (hwsock_scheme_family(a->scheme) != hwsock_scheme_family(s->scheme))
+    return HWSOCK_EAFNOSUPPORT;
+  return HWSOCK_EPROTOTYPE;
+}
+
+static int direction_of(unsigned op) {
+  return (op == HWSOCK_OP_BIND || op == HWSOCK_OP_LISTEN) ? HWSOCK_DIR_INBOUND
+                                                          : HWSOCK_DIR_OUTBOUND;
+}
+
+static void log_verdict(hwsock_device *dev, const hwsock__req *req,
+                        const hwsock_verdict *v) {
+  char uri[HWSOCK_URI_MAX + 1];
+  if (hwsock_uri_format(&req->addr, uri, sizeof(uri)) < 0)
+    strcpy(uri, "?");
+  hwsock__device_log(dev, HWSOCK_LOG_INFO, "sock %u: %s %s %s: %s (%s)",
+                     req->sock_id, hwsock_direction_name(direction_of(req->opcode)),
+                     uri, hwsock_action_name(v->action),
+                     v->reason ? v->reason : "", hwsock_err_name(v->error));
+}
+
+/* Builds the backend's view of the request. 0 or a negative HWSOCK_E*. */
+static int prepare(hwsock_device *dev, hwsock__req *req, uint32_t uri_len,
+                   int has_addr) {
+  hwsock_breq *b = &req->breq;
+  const hwsock__chain *c = &req->chain;
+  unsigned cap = dev->cfg.max_chain_segs, n = 0;
+  uint32_t area;
+  b->addr = has_addr ? &req->addr : NULL;
+  switch (req->opcode) {
+  case HWSOCK_OP_SEND:
+  case HWSOCK_OP_SETSOCKOPT: {
+    size_t off = REQ_LEN + uri_len;
+    size_t avail = c->out_len - off;
+    size_t lim = req->opcode == HWSOCK_OP_SEND ? dev->cfg.max_io_len
+                                               : SOCKOPT_MAX;
+    if (avail > lim)
+      return req->opcode == HWSOCK_OP_SEND ? HWSOCK_EMSGSIZE : HWSOCK_EINVAL;
+    b->iov_len = hwsock__iov_slice(req->iov, c->n_out, off, avail, req->data,
+                                   cap, &n);
+    break;
+  }
+  case HWSOCK_OP_RECV:
+    area = b->arg1;
+    if (area != 0 && (area < HWSOCK_URI_AREA_MIN || area > dev->cfg.max_uri_len))
+      return HWSOCK_EINVAL;
+    if (c->in_len - RESP_LEN < area)
+      return HWSOCK_EINVAL;
+    req->uri_area = area;
+    b->iov_len = hwsock__iov_slice(wr_iov(req), c->n_in, RESP_LEN + area,
+                                   dev->cfg.max_io_len, req->data, cap, &n);
+    break;
+  case HWSOCK_OP_GETSOCKOPT:
+    b->iov_len = hwsock__iov_slice(wr_iov(req), c->n_in, RESP_LEN, SOCKOPT_MAX,
+                                   req->data, cap, &n);
+    break;
+  case HWSOCK_OP_ACCEPT:
+  case HWSOCK_OP_GETNAME:
+    area = (uint32_t)(c->in_len - RESP_LEN);
+    if (area < HWSOCK_URI_AREA_MIN)
+      return HWSOCK_EINVAL;
+    req->uri_area = area > dev->cfg.max_uri_len ? dev->cfg.max_uri_len : area;
+    if (req->opcode == HWSOCK_OP_GETNAME && b->arg0 > 1)
+      return HWSOCK_EINVAL;
+    break;
+  case HWSOCK_OP_SHUTDOWN:
+    if (b->arg0 < HWSOCK_SHUT_RD || b->arg0 > HWSOCK_SHUT_RDWR)
+      return HWSOCK_EINVAL;
+    break;
+  default:
+    break;
+  }
+  b->iov = req->data;
+  b->iovcnt = n;
+  return 0;
+}
+
+static void submit(hwsock_device *dev, hwsock__req *req, hwsock__sock *s) {
+  if (req->opcode == HWSOCK_OP_ACCEPT) {
+    uint32_t t = req->breq.arg1;
+    if (t >= dev->cfg.max_sockets) {
+      finish(dev, req, HWSOCK_EBADF, 0);
+      return;
+    }
+    if (dev->socks[t].state != HWSOCK__S_FREE) {
+      finish(dev, req, HWSOCK_EEXIST, 0);
+      return;
+    }
+    dev->socks[t].state = HWSOCK__S_RESERVED;
+    req->new_sock = t;
+  }
+  s->inflight++;
+  /* The backend may complete synchronously: req is not touched after. */
+  dev->backends[s->backend].desc->ops->submit(s->bsock, &req->breq);
+}
+
+/* First offloadable call of an undecided socket: ask the policy. */
+static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
+                              hwsock__sock *s, const hwsock_addr *addr) {
+  hwsock_verdict v;
+  hwsock_policy_decide(dev->policy, addr, direction_of(req->opcode),
+                       req->opcode, &v);
+  if (v.action < 0 || v.action > HWSOCK_ACTION_DECLINE)
+    v.action = HWSOCK_ACTION_DENY;
+  dev->counters.verdicts[v.action]++;
+  if (&req->addr == addr)
+    log_verdict(dev, req, &v);
+
+  int bi = -1, err = 0;
+  if (v.action == HWSOCK_ACTION_DECLINE) {
+    s->state = HWSOCK__S_DECLINED;
+    s->rule = v.rule;
+    finish(dev, req, HWSOCK_EDECLINED, 0);
+    return;
+  }
+  if (v.action == HWSOCK_ACTION_DENY) {
+    err = v.error < 0 ? v.error : HWSOCK_EACCES;
+    bi = backend_for(dev, s->scheme, "deny");
+    if (bi < 0) { /* no deny backend: the device answers itself */
+      finish(dev, req, err, 0);
+      return;
+    }
+  } else {
+    bi = backend_for(dev, s->scheme, v.backend);
+    if (bi < 0) {
+      finish(dev, req, v.backend ? HWSOCK_ENOENT : HWSOCK_EAFNOSUPPORT, 0);
+      return;
+    }
+  }
+  hwsock_bopen params;
+  memset(&params, 0, sizeof(params));
+  params.size = sizeof(params);
+  params.scheme = s->scheme;
+  params.error = err;
+  params.reason = v.reason ? v.reason : "";
+  void *bsock = NULL;
+  int rc = dev->backends[bi].desc->ops->open(dev->backends[bi].instance,
+                                             &params, &bsock);
+  if (rc < 0) {
+    finish(dev, req, rc, 0);
+    return;
+  }
+  s->state = HWSOCK__S_OFFLOADED;
+  s->backend = (int16_t)bi;
+  s->bsock = bsock;
+  s->rule = v.rule;
+  submit(dev, req, s);
+}
+
+/* A later destination of an offloaded socket is checked again: first right
+ * of refusal is per socket, but no call may reach a denied address. */
+static int recheck(hwsock_device *dev, hwsock__req *req) {
+  hwsock_verdict v;
+  hwsock_policy_decide(dev->policy, &req->addr, direction_of(req->opcode),
+                       req->opcode, &v);
+  if (v.action == HWSOCK_ACTION_OFFLOAD)
+    return 0;
+  dev->counters.verdicts[v.action == HWSOCK_ACTION_DECLINE
+                             ? HWSOCK_ACTION_DECLINE
+                             : HWSOCK_ACTION_DENY]++;
+  log_verdict(dev, req, &v);
+  /* A declined destination cannot be reached from an offloaded socket. */
+  return v.action == HWSOCK_ACTION_DENY && v.error < 0 ? v.error
+                                                        : HWSOCK_EACCES;
+}
+
+static int takes_uri(unsigned op) {
+  return op == HWSOCK_OP_CONNECT || op == HWSOCK_OP_BIND ||
+         op == HWSOCK_OP_SEND;
+}
+
+void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
+  const hwsock__chain *c = &req->chain;
+  hwsock_req_hdr h;
+
+  memset(&req->breq, 0, sizeof(req->breq));
+  req->breq.size = sizeof(req->breq);
+  req->tag = 0;
+  req->opcode = 0;
+  req->uri_area = 0;
+  req->sock_id = 0;
+  if (c->in_len < RESP_LEN) {
+    finish(dev, req, HWSOCK_EBADMSG, 0);
+    return;
+  }
+  if (c->out_len < REQ_LEN) {
+    finish(dev, req, HWSOCK_EBADMSG, 0);
+    return;
+  }
+  /* Fetch the header once; everything below uses the private copy. */
+  hwsock__iov_gather(req->iov, c->n_out, 0, &h, REQ_LEN);
+  unsigned op = hwsock_le16_get(&h.opcode);
+  uint32_t id = hwsock_le32_get(&h.sock_id);
+  uint32_t uri_len = hwsock_le32_get(&h.uri_len);
+  req->tag = hwsock_le64_get(&h.tag);
+  req->breq.arg0 = hwsock_le32_get(&h.arg0);
+  req->breq.arg1 = hwsock_le32_get(&h.arg1);
+
+  if (op < HWSOCK_OP_OPEN || op > HWSOCK_OP_MAX_) {
+    finish(dev, req, HWSOCK_ENOSYS, 0);
+    return;
+  }
+  req->opcode = (uint16_t)op;
+  req->breq.opcode = (uint16_t)op;
+  if (hwsock_le16_get(&h.flags) != 0 || hwsock_le32_get(&h.reserved) != 0) {
+    finish(dev, req, HWSOCK_EINVAL, 0);
+    return;
+  }
+  if (uri_len > c->out_len - REQ_LEN) {
+    finish(dev, req, HWSOCK_EBADMSG, 0);
+    return;
+  }
+  if (uri_len > dev->cfg.max_uri_len) {
+    finish(dev, req, HWSOCK_ENAMETOOLONG, 0);
+    return;
+  }
+  if (id >= dev->cfg.max_sockets) {
+    finish(dev, req, HWSOCK_EBADF, 0);
+    return;
+  }
+  req->sock_id = id;
+
+  int has_addr = 0;
+  if (uri_len > 0) {
+    if (!takes_uri(op)) {
+      finish(dev, req, HWSOCK_EINVAL, 0);
+      return;
+    }
+    hwsock__iov_gather(req->iov, c->n_out, REQ_LEN, dev->uri_scratch, uri_len);
+    unsigned fl = op == HWSOCK_OP_BIND ? HWSOCK_URI_ALLOW_PORT0 : 0;
+    if (hwsock_uri_parse(dev->uri_scratch, uri_len, fl, &req->addr, NULL) < 0) {
+      finish(dev, req, HWSOCK_EBADURI, 0);
+      return;
+    }
+    has_addr = 1;
+  } else if (op == HWSOCK_OP_CONNECT || op == HWSOCK_OP_BIND) {
+    finish(dev, req, HWSOCK_EINVAL, 0);
+    return;
+  }
+
+  hwsock__sock *s = &dev->socks[id];
+  if (op == HWSOCK_OP_OPEN) {
+    if (s->state != HWSOCK__S_FREE) {
+      finish(dev, req, HWSOCK_EEXIST, 0);
+      return;
+    }
+    int scheme = hwsock_scheme_for(req->breq.arg0, req->breq.arg1);
+    if (scheme == HWSOCK_SCHEME_NONE) {
+      finish(dev, req, req->breq.arg0 >= HWSOCK_AF_INET &&
+                               req->breq.arg0 <= HWSOCK_AF_IPX
+                           ? HWSOCK_EPROTONOSUPPORT
+                           : HWSOCK_EAFNOSUPPORT, 0);
+      return;
+    }
+    s->state = HWSOCK__S_OPEN;
+    s->scheme = (uint8_t)scheme;
+    s->backend = -1;
+    s->rule = -1;
+    finish(dev, req, 0, 0);
+    return;
+  }
+  if (s->state == HWSOCK__S_FREE || s->state == HWSOCK__S_RESERVED) {
+    finish(dev, req, HWSOCK_EBADF, 0);
+    return;
+  }
+  if (op == HWSOCK_OP_CLOSE) {
+    hwsock__sock_close(dev, id);
+    finish(dev, req, 0, 0);
+    return;
+  }
+  if (s->state == HWSOCK__S_DECLINED) {
+    finish(dev, req, HWSOCK_EDECLINED, 0);
+    return;
+  }
+  req->breq.scheme = s->scheme;
+  if (has_addr) {
+    int rc = addr_fits_socket(s, &req->addr);
+    if (rc < 0) {
+      finish(dev, req, rc, 0);
+      return;
+    }
+  }
+  int rc = prepare(dev, req, uri_len, has_addr);
+  if (rc < 0) {
+    finish(dev, req, rc, 0);
+    return;
+  }
+
+  if (s->state == HWSOCK__S_OPEN) {
+    if (has_addr) {
+      decide_and_submit(dev, req, s, &req->addr);
+    } else if (op == HWSOCK_OP_LISTEN) {
+      /* listen() without bind(): the host picks a port on the wildcard. */
+      hwsock_addr any;
+      memset(&any, 0, sizeof(any));
+      any.scheme = s->scheme;
+      any.family = (uint8_t)hwsock_scheme_family(s->scheme);
+      decide_and_submit(dev, req, s, &any);
+    } else {
+      finish(dev, req, HWSOCK_ENOTCONN, 0);
+    }
+    return;
+  }
+  /* Offloaded. */
+  if (has_addr) {
+    rc = recheck(dev, req);
+    if (rc < 0) {
+      finish(dev, req, rc, 0);
+      return;
+    }
+  }
+  submit(dev, req, s);
+}
