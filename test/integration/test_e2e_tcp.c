@@ -1,0 +1,295 @@
+/* End to end over TCP: guest driver -> split virtqueues -> device -> policy
+ * -> tcp backend (libuv) -> real loopback sockets, and back. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "inproc.h"
+
+static const char *policy =
+    "version: 1\n"
+    "default: deny\n"
+    "rules:\n"
+    "  - action: deny\n"
+    "    to: [127.0.0.2/32]\n"
+    "    reason: test deny\n"
+    "  - action: deny\n"
+    "    to: [127.0.0.4/32]\n"
+    "    error: ECONNREFUSED\n"
+    "    reason: test deny with errno\n"
+    "  - action: decline\n"
+    "    to: [127.0.0.3/32]\n"
+    "    reason: test decline\n"
+    "  - action: offload\n"
+    "    scheme: [tcp, tcp6]\n"
+    "    to: [127.0.0.0/8, \"::1/128\"]\n"
+    "    reason: test loopback\n";
+
+static inproc ip;
+
+static void setup(void) {
+  inproc_opts o = {.policy_yaml = policy};
+  cr_assert_eq(inproc_start(&ip, &o), 0);
+}
+static void teardown(void) { inproc_stop(&ip); }
+
+TestSuite(e2e_tcp, .init = setup, .fini = teardown, .timeout = 240);
+
+/* --- a real host-side server --------------------------------------------- */
+
+typedef struct server {
+  int lfd;
+  int port;
+  pthread_t thread;
+  int mode;          /* 0 echo, 1 reset after `limit` bytes, 2 hello+close */
+  size_t limit;
+} server;
+
+static void *server_main(void *arg) {
+  server *s = arg;
+  int c = accept(s->lfd, NULL, NULL);
+  if (c < 0)
+    return NULL;
+  if (s->mode == 2) {
+    (void)!write(c, "hello", 5);
+    close(c);
+    return NULL;
+  }
+  static __thread char buf[256 * 1024];
+  size_t total = 0;
+  for (;;) {
+    ssize_t n = read(c, buf, sizeof(buf));
+    if (n <= 0)
+      break;
+    total += (size_t)n;
+    if (s->mode == 1 && total >= s->limit) {
+      struct linger lg = {1, 0}; /* close with RST */
+      setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+      break;
+    }
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = write(c, buf + off, (size_t)(n - off));
+      if (w <= 0)
+        goto out;
+      off += w;
+    }
+  }
+out:
+  close(c);
+  return NULL;
+}
+
+static void server_start(server *s, int mode, size_t limit) {
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof(a);
+  s->mode = mode;
+  s->limit = limit;
+  s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert(s->lfd >= 0);
+  cr_assert_eq(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(listen(s->lfd, 4), 0);
+  getsockname(s->lfd, (struct sockaddr *)&a, &len);
+  s->port = ntohs(a.sin_port);
+  pthread_create(&s->thread, NULL, server_main, s);
+}
+
+static void server_stop(server *s) {
+  shutdown(s->lfd, SHUT_RDWR);
+  pthread_join(s->thread, NULL);
+  close(s->lfd);
+}
+
+static int guest_connect(const char *host, int port) {
+  char uri[64];
+  int s = hwsock_guest_socket(ip.guest, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
+  cr_assert(s >= 0, "socket: %s", hwsock_strerror(s));
+  snprintf(uri, sizeof(uri), "tcp://%s:%d", host, port);
+  int rc = hwsock_guest_connect(ip.guest, s, uri);
+  if (rc < 0) {
+    hwsock_guest_close(ip.guest, s);
+    return rc;
+  }
+  return s;
+}
+
+/* --- 64 MiB both ways ----------------------------------------------------- */
+
+#define BULK (64u << 20)
+#define CHUNK (256u * 1024)
+
+typedef struct sender {
+  int sock;
+  char hex[65];
+  ssize_t rc;
+} sender;
+
+static void fill(unsigned char *p, size_t n, uint64_t *state) {
+  for (size_t i = 0; i < n; i++) {
+    *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+    p[i] = (unsigned char)(*state >> 56);
+  }
+}
+
+static void *sender_main(void *arg) {
+  sender *s = arg;
+  unsigned char *buf = malloc(CHUNK);
+  uint64_t st = 42;
+  inproc_sha *sha = inproc_sha_new();
+  s->rc = 0;
+  for (size_t done = 0; done < BULK; done += CHUNK) {
+    fill(buf, CHUNK, &st);
+    inproc_sha_update(sha, buf, CHUNK);
+    ssize_t n = hwsock_guest_send(ip.guest, s->sock, buf, CHUNK, 0);
+    if (n != (ssize_t)CHUNK) {
+      s->rc = n < 0 ? n : -1;
+      break;
+    }
+  }
+  inproc_sha_final(sha, s->hex);
+  if (s->rc == 0)
+    s->rc = hwsock_guest_shutdown(ip.guest, s->sock, HWSOCK_SHUT_WR);
+  free(buf);
+  return NULL;
+}
+
+Test(e2e_tcp, moves_64mib_both_ways_through_an_echo_server) {
+  server srv;
+  server_start(&srv, 0, 0);
+  int s = guest_connect("127.0.0.1", srv.port);
+  cr_assert(s >= 0, "connect: %s", hwsock_strerror(s));
+
+  sender snd = {.sock = s};
+  pthread_t t;
+  pthread_create(&t, NULL, sender_main, &snd);
+
+  unsigned char *buf = malloc(CHUNK);
+  inproc_sha *sha = inproc_sha_new();
+  size_t got = 0;
+  for (;;) {
+    ssize_t n = hwsock_guest_recv(ip.guest, s, buf, CHUNK, 0);
+    cr_assert(n >= 0, "recv: %s", hwsock_strerror((int)n));
+    if (n == 0)
+      break;
+    inproc_sha_update(sha, buf, (size_t)n);
+    got += (size_t)n;
+  }
+  char hex[65];
+  inproc_sha_final(sha, hex);
+  pthread_join(t, NULL);
+  free(buf);
+
+  cr_assert_eq(snd.rc, 0, "send side: %s", hwsock_strerror((int)snd.rc));
+  cr_assert_eq(got, BULK);
+  cr_assert_str_eq(hex, snd.hex);
+  printf("e2e: sent and received %u bytes, sha256 %s\n", BULK, hex);
+  cr_assert_eq(hwsock_guest_close(ip.guest, s), 0);
+  server_stop(&srv);
+}
+
+Test(e2e_tcp, peer_reset_mid_transfer_gives_a_clean_error) {
+  server srv;
+  server_start(&srv, 1, 1u << 20);
+  int s = guest_connect("127.0.0.1", srv.port);
+  cr_assert(s >= 0);
+  unsigned char *buf = calloc(1, CHUNK);
+  ssize_t n = 0;
+  /* The server resets after 1 MiB: a send or recv must fail soon after. */
+  for (int i = 0; i < 4096 && n >= 0; i++)
+    n = hwsock_guest_send(ip.guest, s, buf, CHUNK, 0);
+  cr_assert(n == HWSOCK_ECONNRESET || n == HWSOCK_EPIPE,
+            "send after reset: %s", hwsock_err_name((int)n));
+  n = hwsock_guest_recv(ip.guest, s, buf, CHUNK, 0);
+  cr_assert(n == 0 || n == HWSOCK_ECONNRESET || n > 0, "recv: %s",
+            hwsock_err_name((int)n));
+  free(buf);
+  cr_assert_eq(hwsock_guest_close(ip.guest, s), 0);
+  server_stop(&srv);
+}
+
+Test(e2e_tcp, peer_close_gives_data_then_eof) {
+  server srv;
+  server_start(&srv, 2, 0);
+  int s = guest_connect("127.0.0.1", srv.port);
+  cr_assert(s >= 0);
+  char buf[64];
+  size_t got = 0;
+  ssize_t n;
+  while ((n = hwsock_guest_recv(ip.guest, s, buf + got, sizeof(buf) - got,
+                                0)) > 0)
+    got += (size_t)n;
+  cr_assert_eq(n, 0);
+  cr_assert_eq(got, 5);
+  cr_assert_eq(memcmp(buf, "hello", 5), 0);
+  cr_assert_eq(hwsock_guest_close(ip.guest, s), 0);
+  server_stop(&srv);
+}
+
+Test(e2e_tcp, refused_connect_reports_econnrefused) {
+  server srv;
+  server_start(&srv, 2, 0);
+  int port = srv.port;
+  server_stop(&srv); /* nothing listens there any more */
+  cr_assert_eq(guest_connect("127.0.0.1", port), HWSOCK_ECONNREFUSED);
+}
+
+Test(e2e_tcp, denied_connect_gets_the_policy_errno_and_allowed_one_works) {
+  server srv;
+  server_start(&srv, 2, 0);
+  cr_assert_eq(guest_connect("127.0.0.2", srv.port), HWSOCK_EACCES);
+  cr_assert_eq(guest_connect("127.0.0.4", srv.port), HWSOCK_ECONNREFUSED);
+  int s = guest_connect("127.0.0.1", srv.port);
+  cr_assert(s >= 0);
+  char buf[8];
+  cr_assert_eq(hwsock_guest_recv(ip.guest, s, buf, sizeof(buf), 0), 5);
+  hwsock_guest_close(ip.guest, s);
+  server_stop(&srv);
+}
+
+Test(e2e_tcp, declined_socket_answers_declined_until_closed) {
+  int s = hwsock_guest_socket(ip.guest, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
+  cr_assert(s >= 0);
+  cr_assert_eq(hwsock_guest_connect(ip.guest, s, "tcp://127.0.0.3:80"),
+               HWSOCK_EDECLINED);
+  cr_assert_eq(hwsock_guest_send(ip.guest, s, "x", 1, 0), HWSOCK_EDECLINED);
+  cr_assert_eq(hwsock_guest_close(ip.guest, s), 0);
+}
+
+Test(e2e_tcp, guest_listener_accepts_a_host_connection) {
+  int l = hwsock_guest_socket(ip.guest, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
+  cr_assert(l >= 0);
+  cr_assert_eq(hwsock_guest_bind(ip.guest, l, "tcp://127.0.0.1:0"), 0);
+  cr_assert_eq(hwsock_guest_listen(ip.guest, l, 8), 0);
+  char name[HWSOCK_URI_MAX + 1];
+  cr_assert_eq(hwsock_guest_getname(ip.guest, l, 0, name, sizeof(name)), 0);
+  hwsock_addr a;
+  cr_assert_eq(hwsock_uri_parse(name, strlen(name), 0, &a, NULL), 0);
+
+  int c = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(a.port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  cr_assert_eq(write(c, "ping", 4), 4);
+
+  char peer[HWSOCK_URI_MAX + 1];
+  int s = hwsock_guest_accept(ip.guest, l, peer, sizeof(peer));
+  cr_assert(s >= 0, "accept: %s", hwsock_strerror(s));
+  cr_assert_eq(strncmp(peer, "tcp://127.0.0.1:", 16), 0, "peer %s", peer);
+  char buf[8];
+  cr_assert_eq(hwsock_guest_recv(ip.guest, s, buf, sizeof(buf), 0), 4);
+  cr_assert_eq(memcmp(buf, "ping", 4), 0);
+  cr_assert_eq(hwsock_guest_send(ip.guest, s, "pong", 4, 0), 4);
+  cr_assert_eq(read(c, buf, sizeof(buf)), 4);
+  cr_assert_eq(memcmp(buf, "pong", 4), 0);
+  close(c);
+  cr_assert_eq(hwsock_guest_recv(ip.guest, s, buf, sizeof(buf), 0), 0);
+  hwsock_guest_close(ip.guest, s);
+  hwsock_guest_close(ip.guest, l);
+}

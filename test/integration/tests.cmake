@@ -1,0 +1,22 @@
+# In-process end-to-end tests: guest driver <-> rings <-> device <-> real
+# backends <-> real loopback sockets, on two threads of one process.
+if(TARGET hwsock-guest)
+  pkg_check_modules(LIBCRYPTO REQUIRED IMPORTED_TARGET libcrypto)
+  add_library(hwsock_inproc STATIC "${CMAKE_CURRENT_LIST_DIR}/inproc.c")
+  target_link_libraries(hwsock_inproc PUBLIC hwsock-guest hwsock PkgConfig::UV
+                        PkgConfig::LIBCRYPTO Threads::Threads)
+  target_include_directories(hwsock_inproc PUBLIC "${CMAKE_CURRENT_LIST_DIR}")
+  target_compile_definitions(hwsock_inproc PUBLIC
+    HWSOCK_BUILD_BACKEND_DIR="${HWSOCK_BUILD_BACKEND_DIR}")
+
+  file(GLOB _e2e CONFIGURE_DEPENDS "${CMAKE_CURRENT_LIST_DIR}/test_*.c")
+  foreach(src ${_e2e})
+    get_filename_component(n "${src}" NAME_WE)
+    add_executable(${n} "${src}")
+    target_link_libraries(${n} PRIVATE hwsock_inproc PkgConfig::CRITERION)
+    add_test(NAME ${n} COMMAND ${n} --jobs 1)
+    set_tests_properties(${n} PROPERTIES TIMEOUT 300)
+    # the backends are loaded by path at run time
+    add_dependencies(${n} hwsock-backend-tcp hwsock-backend-deny)
+  endforeach()
+endif()
