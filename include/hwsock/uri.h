@@ -5,7 +5,7 @@
  *   tcp6://2001:db8:0:0:0:0:0:1/443   (input only: the original RFC's form)
  *   ipx://0000cafe.02005e0001a2.4000  (network.node.socket, 8/12/4 hex)
  *
- * One strict grammar (docs/POLICY.md, "Addresses"): IPv4 only as four decimal
+ * One strict grammar (docs/ADDRESSES.md): IPv4 only as four decimal
  * octets without leading zeros; no user-info, path, query or fragment; port
  * 1..65535, or 0 when HWSOCK_URI_ALLOW_PORT0 is given (binding to an ephemeral
  * port). Formatting always gives the canonical form (RFC 5952 for IPv6).
@@ -80,8 +80,10 @@ HWSOCK_EXTERN unsigned hwsock_scheme_socktype(int scheme);
 HWSOCK_EXTERN int hwsock_scheme_for(unsigned family, unsigned socktype);
 
 /* Converts an IP address to a host sockaddr (sockaddr_in or sockaddr_in6,
- * zone id resolved with if_nametoindex or as a number). *len receives the
- * size. IPX has no host sockaddr: HWSOCK_EAFNOSUPPORT. */
+ * zone id resolved with if_nametoindex or as a number). `sa` must have room
+ * for a sockaddr_in6 (use a struct sockaddr_storage); *len receives the
+ * size. IPX has no host sockaddr: HWSOCK_EAFNOSUPPORT. A zone naming no
+ * interface gives HWSOCK_EADDRNOTAVAIL, a number above 2^32-1 HWSOCK_EINVAL. */
 HWSOCK_EXTERN int hwsock_addr_to_sockaddr(const hwsock_addr *addr,
                                           struct sockaddr *sa, unsigned *len);
 /* The reverse, for the given scheme (TCP/UDP/TCP6/UDP6). An AF_INET6
