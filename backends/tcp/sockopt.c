@@ -1,0 +1,120 @@
+/* tcp backend: socket options through one allow-list table. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "hwsock/wire.h"
+#include "sockopt.h"
+
+enum { OPT_INT, OPT_LINGER, OPT_ERROR };
+
+static const struct opt {
+  uint32_t level, name; /* wire */
+  int host_level, host_name;
+  int kind;
+} opts[] = {
+    {HWSOCK_SOL_SOCKET, HWSOCK_SO_REUSEADDR, SOL_SOCKET, SO_REUSEADDR, OPT_INT},
+    {HWSOCK_SOL_SOCKET, HWSOCK_SO_ERROR, SOL_SOCKET, SO_ERROR, OPT_ERROR},
+    {HWSOCK_SOL_SOCKET, HWSOCK_SO_BROADCAST, SOL_SOCKET, SO_BROADCAST, OPT_INT},
+    {HWSOCK_SOL_SOCKET, HWSOCK_SO_SNDBUF, SOL_SOCKET, SO_SNDBUF, OPT_INT},
+    {HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF, SOL_SOCKET, SO_RCVBUF, OPT_INT},
+    {HWSOCK_SOL_SOCKET, HWSOCK_SO_KEEPALIVE, SOL_SOCKET, SO_KEEPALIVE, OPT_INT},
+    {HWSOCK_SOL_SOCKET, HWSOCK_SO_LINGER, SOL_SOCKET, SO_LINGER, OPT_LINGER},
+    {HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY, IPPROTO_TCP, TCP_NODELAY, OPT_INT},
+    {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPIDLE, IPPROTO_TCP, TCP_KEEPIDLE, OPT_INT},
+    {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPINTVL, IPPROTO_TCP, TCP_KEEPINTVL,
+     OPT_INT},
+    {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT, IPPROTO_TCP, TCP_KEEPCNT, OPT_INT},
+    {HWSOCK_SOL_IPV6, HWSOCK_IPV6_V6ONLY, IPPROTO_IPV6, IPV6_V6ONLY, OPT_INT},
+};
+
+static const struct opt *find(const hwsock_breq *req, int family) {
+  for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+    if (opts[i].level != req->arg0 || opts[i].name != req->arg1)
+      continue;
+    if (opts[i].host_level == IPPROTO_IPV6 && family != AF_INET6)
+      return NULL; /* IPv6 options exist only on IPv6 sockets */
+    return &opts[i];
+  }
+  return NULL;
+}
+
+static size_t value_size(const struct opt *o) {
+  return o->kind == OPT_LINGER ? 8 : 4;
+}
+
+/* Copies the first n bytes of the request's iovecs into buf. */
+static void gather(const hwsock_breq *req, void *buf, size_t n) {
+  uint8_t *p = buf;
+  for (unsigned i = 0; i < req->iovcnt && n > 0; i++) {
+    size_t k = req->iov[i].iov_len < n ? req->iov[i].iov_len : n;
+    memcpy(p, req->iov[i].iov_base, k);
+    p += k;
+    n -= k;
+  }
+}
+
+static void scatter(const hwsock_breq *req, const void *buf, size_t n) {
+  const uint8_t *p = buf;
+  for (unsigned i = 0; i < req->iovcnt && n > 0; i++) {
+    size_t k = req->iov[i].iov_len < n ? req->iov[i].iov_len : n;
+    memcpy(req->iov[i].iov_base, p, k);
+    p += k;
+    n -= k;
+  }
+}
+
+int hwsock__tcp_setsockopt(int fd, int family, const hwsock_breq *req) {
+  const struct opt *o = find(req, family);
+  if (o == NULL || o->kind == OPT_ERROR)
+    return HWSOCK_ENOPROTOOPT;
+  size_t need = value_size(o);
+  if (req->iov_len < need)
+    return HWSOCK_EINVAL;
+  hwsock_le32 v[2];
+  gather(req, v, need);
+  int rc;
+  if (o->kind == OPT_LINGER) {
+    struct linger l = {.l_onoff = hwsock_le32_get(&v[0]) != 0,
+                       .l_linger = (int)(int32_t)hwsock_le32_get(&v[1])};
+    rc = setsockopt(fd, o->host_level, o->host_name, &l, sizeof(l));
+  } else {
+    int x = (int)(int32_t)hwsock_le32_get(&v[0]);
+    rc = setsockopt(fd, o->host_level, o->host_name, &x, sizeof(x));
+  }
+  return rc == 0 ? 0 : hwsock_err_from_errno(errno);
+}
+
+int hwsock__tcp_getsockopt(int fd, int family, int connecting,
+                           const hwsock_breq *req, size_t *len) {
+  const struct opt *o = find(req, family);
+  if (o == NULL)
+    return HWSOCK_ENOPROTOOPT;
+  size_t need = value_size(o);
+  if (req->iov_len < need)
+    return HWSOCK_EINVAL;
+  hwsock_le32 v[2];
+  if (o->kind == OPT_LINGER) {
+    struct linger l;
+    socklen_t sl = sizeof(l);
+    if (getsockopt(fd, o->host_level, o->host_name, &l, &sl) != 0)
+      return hwsock_err_from_errno(errno);
+    hwsock_le32_set(&v[0], l.l_onoff != 0);
+    hwsock_le32_set(&v[1], (uint32_t)l.l_linger);
+  } else {
+    int x = 0;
+    socklen_t sl = sizeof(x);
+    if (!(o->kind == OPT_ERROR && connecting) &&
+        getsockopt(fd, o->host_level, o->host_name, &x, &sl) != 0)
+      return hwsock_err_from_errno(errno);
+    /* SO_ERROR holds a host errno: the guest gets the wire error value. */
+    if (o->kind == OPT_ERROR)
+      x = x ? -hwsock_err_from_errno(x) : 0;
+    hwsock_le32_set(&v[0], (uint32_t)x);
+  }
+  scatter(req, v, need);
+  *len = need;
+  return 0;
+}

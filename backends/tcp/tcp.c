@@ -1,0 +1,732 @@
+/* tcp backend: offloaded TCP sockets (schemes tcp and tcp6) on host sockets.
+ *
+ * Each backend socket is one nonblocking host socket watched by a uv_poll_t.
+ * The backend does the I/O itself with sendmsg/recvmsg straight from and
+ * into the request's iovecs, which point into guest memory: no copy, and no
+ * data buffered here. Requests wait in intrusive FIFO queues linked through
+ * req->backend_priv[0]; backend_priv[1] holds the bytes done so far.
+ *
+ * Flow control: the poll handle watches only what a queued request needs
+ * (readable for RECV/ACCEPT, writable for CONNECT/SEND) and stops when
+ * nothing waits, so unread data stays in the host kernel until the guest
+ * posts a RECV, and a SEND completes only when the kernel took every byte.
+ *
+ * Re-entrancy: host->complete() may call back into submit() or close() of
+ * the same socket. A request is unlinked before it is completed, the work
+ * loop (tcp_run) defers nested runs to its own next pass, and the socket
+ * memory is freed only in the poll handle's close callback, i.e. never
+ * while a function of this file is still on the stack for it. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "hwsock/backend.h"
+#include "sockopt.h"
+
+#define IOV_BATCH 64 /* iovecs handed to one sendmsg/recvmsg */
+
+typedef struct tcp_instance {
+  const hwsock_backend_host *host;
+  uv_loop_t *loop;
+  unsigned nsocks; /* open sockets, to report a device that leaks some */
+} tcp_instance;
+
+typedef struct tcp_queue {
+  hwsock_breq *head, *tail;
+} tcp_queue;
+
+enum tcp_state { TCP_IDLE, TCP_CONNECTING, TCP_CONNECTED, TCP_LISTENING };
+
+/* What tcp_run() should try. */
+enum { RUN_CONNECT = 1, RUN_WRITE = 2, RUN_READ = 4 };
+
+typedef struct tcp_sock {
+  uv_poll_t poll; /* poll.data = the tcp_sock */
+  tcp_instance *inst;
+  int fd;
+  int family; /* AF_INET or AF_INET6 */
+  int scheme; /* hwsock_scheme */
+  int state;  /* tcp_state */
+  int events; /* what the poll handle watches now (UV_READABLE|...) */
+  int poll_err; /* the poll handle could not start: requests fail with it */
+  int again;    /* RUN_* asked for while tcp_run was already running */
+  unsigned closed : 1;
+  unsigned running : 1;
+  unsigned wr_shut : 1; /* a SHUT_WR was done: later SENDs get EPIPE */
+  uint64_t ncompleted;  /* requests completed: progress on an error event */
+  hwsock_breq *connect_req;
+  tcp_queue wq; /* SEND and write-side SHUTDOWN, in submission order */
+  tcp_queue rq; /* RECV */
+  tcp_queue aq; /* ACCEPT */
+} tcp_sock;
+
+static void tcp_poll_cb(uv_poll_t *handle, int status, int events);
+
+/* ---- helpers --------------------------------------------------------- */
+
+static void tcp_log(const tcp_instance *inst, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void tcp_log(const tcp_instance *inst, int level, const char *fmt,
+                    ...) {
+  if (inst->host->log == NULL)
+    return;
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  inst->host->log(inst->host, level, msg);
+}
+
+static void q_push(tcp_queue *q, hwsock_breq *r) {
+  r->backend_priv[0] = NULL;
+  if (q->tail != NULL)
+    q->tail->backend_priv[0] = r;
+  else
+    q->head = r;
+  q->tail = r;
+}
+
+static hwsock_breq *q_pop(tcp_queue *q) {
+  hwsock_breq *r = q->head;
+  if (r != NULL) {
+    q->head = r->backend_priv[0];
+    if (q->head == NULL)
+      q->tail = NULL;
+    r->backend_priv[0] = NULL;
+  }
+  return r;
+}
+
+static size_t req_done(const hwsock_breq *r) {
+  return (size_t)(uintptr_t)r->backend_priv[1];
+}
+
+static void req_set_done(hwsock_breq *r, size_t n) {
+  r->backend_priv[1] = (void *)(uintptr_t)n;
+}
+
+static void tcp_complete(tcp_sock *s, hwsock_breq *req, int status,
+                         size_t len) {
+  s->ncompleted++;
+  s->inst->host->complete(req, status, len);
+}
+
+static int host_err(void) { return hwsock_err_from_errno(errno); }
+
+/* The iovecs of req from byte `off` on, at most `max` of them, into v.
+ * Returns the count; *bytes receives their total length. */
+static unsigned iov_slice(const hwsock_breq *req, size_t off,
+                          struct iovec *v, unsigned max, size_t *bytes) {
+  unsigned n = 0;
+  size_t total = 0;
+  for (unsigned i = 0; i < req->iovcnt && n < max; i++) {
+    size_t len = req->iov[i].iov_len;
+    if (off >= len) {
+      off -= len;
+      continue;
+    }
+    v[n].iov_base = (char *)req->iov[i].iov_base + off;
+    v[n].iov_len = len - off;
+    total += len - off;
+    off = 0;
+    n++;
+  }
+  *bytes = total;
+  return n;
+}
+
+/* The host sockaddr for a request address, which must be of the socket's
+ * family (a tcp socket cannot connect to a tcp6 address). */
+static int to_sockaddr(const tcp_sock *s, const hwsock_addr *addr,
+                       struct sockaddr_storage *ss, socklen_t *len) {
+  unsigned l = sizeof(*ss);
+  if (addr == NULL)
+    return HWSOCK_EINVAL;
+  memset(ss, 0, sizeof(*ss));
+  int rc = hwsock_addr_to_sockaddr(addr, (struct sockaddr *)ss, &l);
+  if (rc < 0)
+    return rc;
+  if (ss->ss_family != s->family)
+    return HWSOCK_EAFNOSUPPORT;
+  *len = (socklen_t)l;
+  return 0;
+}
+
+static int has_pending(const tcp_sock *s) {
+  return s->connect_req != NULL || s->wq.head != NULL || s->rq.head != NULL ||
+         s->aq.head != NULL;
+}
+
+/* Completes every pending request with err, in the order they came. */
+static void fail_all(tcp_sock *s, int err) {
+  hwsock_breq *r;
+  if ((r = s->connect_req) != NULL) {
+    s->connect_req = NULL;
+    tcp_complete(s, r, err, 0);
+  }
+  while ((r = q_pop(&s->wq)) != NULL)
+    tcp_complete(s, r, err, req_done(r));
+  while ((r = q_pop(&s->rq)) != NULL)
+    tcp_complete(s, r, err, 0);
+  while ((r = q_pop(&s->aq)) != NULL)
+    tcp_complete(s, r, err, 0);
+}
+
+/* Watches exactly what the queued requests wait for. */
+static void update_poll(tcp_sock *s) {
+  int ev = 0;
+  if (s->closed || s->poll_err)
+    return;
+  if (s->state == TCP_CONNECTING ||
+      (s->state == TCP_CONNECTED && s->wq.head != NULL))
+    ev |= UV_WRITABLE;
+  if ((s->state == TCP_CONNECTED && s->rq.head != NULL) ||
+      (s->state == TCP_LISTENING && s->aq.head != NULL))
+    ev |= UV_READABLE;
+  if (ev == s->events)
+    return;
+  if (ev == 0) {
+    uv_poll_stop(&s->poll);
+    s->events = 0;
+    return;
+  }
+  int rc = uv_poll_start(&s->poll, ev, tcp_poll_cb);
+  if (rc < 0) {
+    tcp_log(s->inst, HWSOCK_LOG_ERROR, "uv_poll_start: %s", uv_strerror(rc));
+    s->poll_err = hwsock_err_from_errno(-rc);
+    s->events = 0;
+    fail_all(s, s->poll_err);
+    return;
+  }
+  s->events = ev;
+}
+
+/* ---- the work loop ----------------------------------------------------- */
+
+static void finish_connect(tcp_sock *s) {
+  if (s->state != TCP_CONNECTING)
+    return;
+  int err = 0;
+  socklen_t l = sizeof(err);
+  if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0)
+    err = errno;
+  hwsock_breq *req = s->connect_req;
+  s->connect_req = NULL;
+  if (err != 0) {
+    /* The socket may try again; what was queued behind the attempt fails
+     * with its error, as it would on a blocking socket. */
+    int e = hwsock_err_from_errno(err);
+    s->state = TCP_IDLE;
+    if (req != NULL)
+      tcp_complete(s, req, e, 0);
+    if (!s->closed)
+      fail_all(s, e);
+    return;
+  }
+  s->state = TCP_CONNECTED;
+  s->again |= RUN_WRITE | RUN_READ; /* SEND/RECV queued behind the connect */
+  if (req != NULL)
+    tcp_complete(s, req, 0, 0);
+}
+
+static void do_shutdown(tcp_sock *s, hwsock_breq *req) {
+  int how = req->arg0 == HWSOCK_SHUT_RD   ? SHUT_RD
+            : req->arg0 == HWSOCK_SHUT_WR ? SHUT_WR
+                                          : SHUT_RDWR;
+  int rc = shutdown(s->fd, how) == 0 ? 0 : host_err();
+  if (rc == 0 && how != SHUT_RD)
+    s->wr_shut = 1;
+  tcp_complete(s, req, rc, 0);
+}
+
+static void do_writes(tcp_sock *s) {
+  hwsock_breq *req;
+  while (!s->closed && s->state == TCP_CONNECTED &&
+         (req = s->wq.head) != NULL) {
+    if (req->opcode == HWSOCK_OP_SHUTDOWN) {
+      q_pop(&s->wq);
+      do_shutdown(s, req);
+      continue;
+    }
+    size_t done = req_done(req);
+    if (s->wr_shut || done == req->iov_len) {
+      q_pop(&s->wq);
+      tcp_complete(s, req, s->wr_shut ? HWSOCK_EPIPE : 0, done);
+      continue;
+    }
+    struct iovec v[IOV_BATCH];
+    size_t want;
+    struct msghdr m = {.msg_iov = v};
+    m.msg_iovlen = iov_slice(req, done, v, IOV_BATCH, &want);
+    int flags = MSG_NOSIGNAL | MSG_DONTWAIT;
+    if (req->arg0 & HWSOCK_SEND_MORE)
+      flags |= MSG_MORE;
+    ssize_t n = sendmsg(s->fd, &m, flags);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      q_pop(&s->wq);
+      tcp_complete(s, req, host_err(), done);
+      continue;
+    }
+    done += (size_t)n;
+    req_set_done(req, done);
+    if (done == req->iov_len) {
+      q_pop(&s->wq);
+      tcp_complete(s, req, 0, done);
+    } else if ((size_t)n < want) {
+      break; /* the send buffer is full: wait until writable */
+    }
+  }
+}
+
+static void do_reads(tcp_sock *s) {
+  hwsock_breq *req;
+  while (!s->closed && s->state == TCP_CONNECTED &&
+         (req = s->rq.head) != NULL) {
+    size_t done = req_done(req);
+    if (req->iov_len == 0) {
+      q_pop(&s->rq);
+      tcp_complete(s, req, 0, 0);
+      continue;
+    }
+    int peek = (req->arg0 & HWSOCK_RECV_PEEK) != 0;
+    int waitall = (req->arg0 & HWSOCK_RECV_WAITALL) != 0 && !peek;
+    struct iovec v[IOV_BATCH];
+    size_t want;
+    struct msghdr m = {.msg_iov = v};
+    m.msg_iovlen = iov_slice(req, done, v, IOV_BATCH, &want);
+    ssize_t n = recvmsg(s->fd, &m, MSG_DONTWAIT | (peek ? MSG_PEEK : 0));
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      /* Bytes already read are delivered; the error ends the request
+       * (like recv(MSG_WAITALL) returning a short count). */
+      int e = host_err();
+      q_pop(&s->rq);
+      tcp_complete(s, req, done > 0 ? 0 : e, done);
+      continue;
+    }
+    if (n == 0) { /* orderly shutdown by the peer; it stays readable */
+      q_pop(&s->rq);
+      if (done == 0)
+        req->resp_flags |= HWSOCK_RESP_F_EOF;
+      tcp_complete(s, req, 0, done);
+      continue;
+    }
+    done += (size_t)n;
+    if (!waitall || done == req->iov_len) {
+      q_pop(&s->rq);
+      tcp_complete(s, req, 0, done);
+      if ((size_t)n < want)
+        break; /* drained: the poll says when more arrives */
+      continue;
+    }
+    req_set_done(req, done);
+    if ((size_t)n < want)
+      break;
+  }
+}
+
+static tcp_sock *sock_new(tcp_instance *inst, int scheme, int family, int fd,
+                          int state, int *err);
+
+/* accept(2) reports some network errors of the new connection; they are
+ * that connection's, not the listener's: retry (see accept(2), NOTES). */
+static int accept_retry(int e) {
+  return e == EINTR || e == ECONNABORTED || e == ENETDOWN || e == EPROTO ||
+         e == ENOPROTOOPT || e == EHOSTDOWN || e == ENONET ||
+         e == EHOSTUNREACH || e == EOPNOTSUPP || e == ENETUNREACH;
+}
+
+static void do_accepts(tcp_sock *s) {
+  hwsock_breq *req;
+  while (!s->closed && s->state == TCP_LISTENING &&
+         (req = s->aq.head) != NULL) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int fd = accept4(s->fd, (struct sockaddr *)&ss, &sl,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      if (accept_retry(errno))
+        continue;
+      q_pop(&s->aq);
+      tcp_complete(s, req, host_err(), 0);
+      continue;
+    }
+    int err;
+    tcp_sock *ns = sock_new(s->inst, s->scheme, s->family, fd, TCP_CONNECTED,
+                            &err);
+    q_pop(&s->aq);
+    if (ns == NULL) {
+      tcp_complete(s, req, err, 0);
+      continue;
+    }
+    req->accepted = ns;
+    if (hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
+                                  s->scheme, &req->peer) == 0)
+      req->has_peer = 1;
+    tcp_complete(s, req, 0, 0);
+  }
+}
+
+/* Does all the I/O that `what` asks for and that can be done now, then
+ * sets the poll interest. A nested call (from a completion) only records
+ * what it wanted; the outer call does it in its next pass. */
+static void tcp_run(tcp_sock *s, int what) {
+  if (s->running) {
+    s->again |= what;
+    return;
+  }
+  s->running = 1;
+  while (what != 0 && !s->closed) {
+    s->again = 0;
+    if (what & RUN_CONNECT)
+      finish_connect(s);
+    if (what & RUN_WRITE)
+      do_writes(s);
+    if (what & RUN_READ) {
+      do_reads(s);
+      do_accepts(s);
+    }
+    what = s->again;
+  }
+  if (s->closed)
+    return; /* close() ran inside a completion: nothing more to do */
+  s->running = 0;
+  update_poll(s);
+}
+
+static void tcp_poll_cb(uv_poll_t *handle, int status, int events) {
+  tcp_sock *s = handle->data;
+  if (status < 0) {
+    /* An error event (libuv reports POLLERR as UV_EBADF and has stopped
+     * the handle). The real error is the socket's: let each pending
+     * operation meet it in its own system call. */
+    uint64_t before = s->ncompleted;
+    s->events = 0;
+    tcp_run(s, RUN_CONNECT | RUN_WRITE | RUN_READ);
+    if (!s->closed && s->ncompleted == before && has_pending(s)) {
+      /* Nothing moved: fail what waits rather than spin on the error. */
+      int err = 0;
+      socklen_t l = sizeof(err);
+      if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0 || err == 0)
+        err = -status;
+      fail_all(s, hwsock_err_from_errno(err));
+      if (!s->closed)
+        update_poll(s);
+    }
+    return;
+  }
+  int what = 0;
+  if (events & UV_WRITABLE)
+    what |= s->state == TCP_CONNECTING ? RUN_CONNECT : RUN_WRITE;
+  if (events & UV_READABLE)
+    what |= RUN_READ;
+  tcp_run(s, what);
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void start_connect(tcp_sock *s, hwsock_breq *req) {
+  if (s->state == TCP_CONNECTING) {
+    tcp_complete(s, req, HWSOCK_EALREADY, 0);
+    return;
+  }
+  if (s->state == TCP_CONNECTED) {
+    tcp_complete(s, req, HWSOCK_EISCONN, 0);
+    return;
+  }
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int rc = to_sockaddr(s, req->addr, &ss, &sl);
+  if (rc == 0 && s->poll_err)
+    rc = s->poll_err;
+  if (rc < 0) {
+    tcp_complete(s, req, rc, 0);
+    return;
+  }
+  if (connect(s->fd, (struct sockaddr *)&ss, sl) == 0) {
+    s->state = TCP_CONNECTED;
+    tcp_complete(s, req, 0, 0);
+    return;
+  }
+  /* EINTR on a nonblocking connect: it goes on asynchronously. */
+  if (errno != EINPROGRESS && errno != EINTR) {
+    tcp_complete(s, req, host_err(), 0);
+    return;
+  }
+  s->state = TCP_CONNECTING;
+  s->connect_req = req;
+  update_poll(s);
+}
+
+static void do_bind(tcp_sock *s, hwsock_breq *req) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int rc = to_sockaddr(s, req->addr, &ss, &sl);
+  if (rc == 0 && bind(s->fd, (struct sockaddr *)&ss, sl) != 0)
+    rc = host_err();
+  tcp_complete(s, req, rc, 0);
+}
+
+static void do_listen(tcp_sock *s, hwsock_breq *req) {
+  int backlog = req->arg0 < 1           ? 1
+                : req->arg0 > SOMAXCONN ? SOMAXCONN
+                                        : (int)req->arg0;
+  int rc = 0;
+  if (listen(s->fd, backlog) != 0) /* EINVAL when connected or connecting */
+    rc = host_err();
+  else
+    s->state = TCP_LISTENING;
+  tcp_complete(s, req, rc, 0);
+}
+
+static void do_getname(tcp_sock *s, hwsock_breq *req) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  int rc;
+  if (req->arg0 == 0)
+    rc = getsockname(s->fd, (struct sockaddr *)&ss, &sl);
+  else if (req->arg0 == 1)
+    rc = getpeername(s->fd, (struct sockaddr *)&ss, &sl);
+  else
+    rc = -2;
+  if (rc == -2) {
+    rc = HWSOCK_EINVAL;
+  } else if (rc != 0) {
+    rc = host_err();
+  } else {
+    rc = hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
+                                   s->scheme, &req->peer);
+    req->has_peer = rc == 0;
+  }
+  tcp_complete(s, req, rc, 0);
+}
+
+/* Queues a request that waits for the socket, unless the poll handle is
+ * known to be broken. */
+static int enqueue(tcp_sock *s, tcp_queue *q, hwsock_breq *req) {
+  if (s->poll_err) {
+    tcp_complete(s, req, s->poll_err, 0);
+    return 0;
+  }
+  q_push(q, req);
+  return 1;
+}
+
+static void tcp_submit(void *sock, hwsock_breq *req) {
+  tcp_sock *s = sock;
+  memset(req->backend_priv, 0, sizeof(req->backend_priv));
+  req->has_peer = 0;
+  req->resp_flags = 0;
+  req->resp_val = 0;
+  req->accepted = NULL;
+  if (s->closed) {
+    tcp_complete(s, req, HWSOCK_ECANCELED, 0);
+    return;
+  }
+  int connected = s->state == TCP_CONNECTED;
+  int connecting = s->state == TCP_CONNECTING;
+  switch (req->opcode) {
+  case HWSOCK_OP_CONNECT:
+    start_connect(s, req);
+    break;
+  case HWSOCK_OP_BIND:
+    do_bind(s, req);
+    break;
+  case HWSOCK_OP_LISTEN:
+    do_listen(s, req);
+    break;
+  case HWSOCK_OP_ACCEPT:
+    if (s->state != TCP_LISTENING)
+      tcp_complete(s, req, HWSOCK_EINVAL, 0);
+    else if (enqueue(s, &s->aq, req))
+      tcp_run(s, RUN_READ);
+    break;
+  case HWSOCK_OP_SEND:
+    /* A SEND may be pipelined behind a CONNECT: it waits in the queue. */
+    if (req->addr != NULL)
+      tcp_complete(s, req,
+                   connected || connecting ? HWSOCK_EISCONN : HWSOCK_ENOTCONN,
+                   0);
+    else if (!connected && !connecting)
+      tcp_complete(s, req, HWSOCK_ENOTCONN, 0);
+    else if (enqueue(s, &s->wq, req) && connected)
+      tcp_run(s, RUN_WRITE);
+    break;
+  case HWSOCK_OP_RECV:
+    if (!connected && !connecting)
+      tcp_complete(s, req, HWSOCK_ENOTCONN, 0);
+    else if (req->iov_len == 0 && s->rq.head == NULL)
+      tcp_complete(s, req, 0, 0);
+    else if (enqueue(s, &s->rq, req) && connected)
+      tcp_run(s, RUN_READ);
+    break;
+  case HWSOCK_OP_SHUTDOWN:
+    if (req->arg0 < HWSOCK_SHUT_RD || req->arg0 > HWSOCK_SHUT_RDWR)
+      tcp_complete(s, req, HWSOCK_EINVAL, 0);
+    else if (req->arg0 != HWSOCK_SHUT_RD && (connected || connecting)) {
+      /* The write side closes after the SENDs queued before it. */
+      if (enqueue(s, &s->wq, req) && connected)
+        tcp_run(s, RUN_WRITE);
+    } else {
+      do_shutdown(s, req);
+    }
+    break;
+  case HWSOCK_OP_SETSOCKOPT:
+    tcp_complete(s, req, hwsock__tcp_setsockopt(s->fd, s->family, req), 0);
+    break;
+  case HWSOCK_OP_GETSOCKOPT: {
+    size_t len = 0;
+    int rc = hwsock__tcp_getsockopt(s->fd, s->family, connecting, req, &len);
+    tcp_complete(s, req, rc, rc == 0 ? len : 0);
+    break;
+  }
+  case HWSOCK_OP_GETNAME:
+    do_getname(s, req);
+    break;
+  default:
+    tcp_complete(s, req, HWSOCK_EOPNOTSUPP, 0);
+    break;
+  }
+}
+
+/* ---- sockets and instances ---------------------------------------------- */
+
+static tcp_sock *sock_new(tcp_instance *inst, int scheme, int family, int fd,
+                          int state, int *err) {
+  tcp_sock *s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    close(fd);
+    *err = HWSOCK_ENOMEM;
+    return NULL;
+  }
+  int rc = uv_poll_init_socket(inst->loop, &s->poll, fd);
+  if (rc < 0) {
+    tcp_log(inst, HWSOCK_LOG_ERROR, "uv_poll_init_socket: %s",
+            uv_strerror(rc));
+    close(fd);
+    free(s);
+    *err = hwsock_err_from_errno(-rc);
+    return NULL;
+  }
+  s->poll.data = s;
+  s->inst = inst;
+  s->fd = fd;
+  s->family = family;
+  s->scheme = scheme;
+  s->state = state;
+  inst->nsocks++;
+  return s;
+}
+
+static int tcp_open(void *instance, const hwsock_bopen *params, void **sock) {
+  tcp_instance *inst = instance;
+  int family;
+  switch (params->scheme) {
+  case HWSOCK_SCHEME_TCP:
+    family = AF_INET;
+    break;
+  case HWSOCK_SCHEME_TCP6:
+    family = AF_INET6;
+    break;
+  default:
+    return HWSOCK_EPROTONOSUPPORT;
+  }
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  IPPROTO_TCP);
+  if (fd < 0)
+    return host_err();
+  int err;
+  tcp_sock *s = sock_new(inst, params->scheme, family, fd, TCP_IDLE, &err);
+  if (s == NULL)
+    return err;
+  *sock = s;
+  return 0;
+}
+
+static void tcp_close_cb(uv_handle_t *handle) { free(handle->data); }
+
+static void tcp_close(void *sock) {
+  tcp_sock *s = sock;
+  if (s->closed)
+    return;
+  s->closed = 1;
+  fail_all(s, HWSOCK_ECANCELED);
+  /* uv_close() takes the fd out of the poller at once, so the fd can go
+   * now (its port is free when close() returns); the memory goes in the
+   * close callback, after every pending callback of this handle. */
+  uv_close((uv_handle_t *)&s->poll, tcp_close_cb);
+  close(s->fd);
+  s->fd = -1;
+  s->inst->nsocks--;
+}
+
+static int tcp_create(const hwsock_backend_host *host, void **instance) {
+  if (host == NULL ||
+      host->size < offsetof(hwsock_backend_host, host_data) +
+                       sizeof(host->host_data) ||
+      host->loop == NULL || host->complete == NULL)
+    return HWSOCK_EINVAL;
+  tcp_instance *inst = calloc(1, sizeof(*inst));
+  if (inst == NULL)
+    return HWSOCK_ENOMEM;
+  inst->host = host;
+  inst->loop = host->loop;
+  if (host->options != NULL && host->options[0] != '\0') {
+    tcp_log(inst, HWSOCK_LOG_ERROR, "unknown options '%.64s' (tcp has none)",
+            host->options);
+    free(inst);
+    return HWSOCK_EBADCONFIG;
+  }
+  *instance = inst;
+  return 0;
+}
+
+static void tcp_destroy(void *instance) {
+  tcp_instance *inst = instance;
+  if (inst->nsocks != 0)
+    tcp_log(inst, HWSOCK_LOG_WARN, "destroyed with %u sockets still open",
+            inst->nsocks);
+  free(inst);
+}
+
+static const hwsock_backend_ops tcp_ops = {
+    .size = sizeof(hwsock_backend_ops),
+    .create = tcp_create,
+    .destroy = tcp_destroy,
+    .open = tcp_open,
+    .submit = tcp_submit,
+    .close = tcp_close,
+};
+
+static const char *const tcp_schemes[] = {"tcp", "tcp6", NULL};
+
+static const hwsock_backend_desc tcp_desc = {
+    .size = sizeof(hwsock_backend_desc),
+    .abi_version = HWSOCK_BACKEND_ABI_VERSION,
+    .name = "tcp",
+    .description = "TCP over host sockets (tcp://, tcp6://)",
+    .schemes = tcp_schemes,
+    .ops = &tcp_ops,
+};
+
+HWSOCK_BACKEND_DEFINE(tcp_desc)
