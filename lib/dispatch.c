@@ -11,7 +11,6 @@
 
 #define RESP_LEN ((uint32_t)sizeof(hwsock_resp_hdr))
 #define REQ_LEN ((uint32_t)sizeof(hwsock_req_hdr))
-#define SOCKOPT_MAX 64u /* largest option value exchanged */
 
 static const struct iovec *wr_iov(const hwsock__req *r) {
   return r->iov + r->chain.n_out;
@@ -178,7 +177,7 @@ static int prepare(hwsock_device *dev, hwsock__req *req, uint32_t uri_len,
     size_t off = REQ_LEN + uri_len;
     size_t avail = c->out_len - off;
     size_t lim = req->opcode == HWSOCK_OP_SEND ? dev->cfg.max_io_len
-                                               : SOCKOPT_MAX;
+                                               : HWSOCK_SOCKOPT_MAX;
     if (avail > lim)
       return req->opcode == HWSOCK_OP_SEND ? HWSOCK_EMSGSIZE : HWSOCK_EINVAL;
     b->iov_len = hwsock__iov_slice(req->iov, c->n_out, off, avail, req->data,
@@ -196,7 +195,7 @@ static int prepare(hwsock_device *dev, hwsock__req *req, uint32_t uri_len,
                                    dev->cfg.max_io_len, req->data, cap, &n);
     break;
   case HWSOCK_OP_GETSOCKOPT:
-    b->iov_len = hwsock__iov_slice(wr_iov(req), c->n_in, RESP_LEN, SOCKOPT_MAX,
+    b->iov_len = hwsock__iov_slice(wr_iov(req), c->n_in, RESP_LEN, HWSOCK_SOCKOPT_MAX,
                                    req->data, cap, &n);
     break;
   case HWSOCK_OP_ACCEPT:
@@ -309,6 +308,47 @@ static int recheck(hwsock_device *dev, hwsock__req *req) {
                                                         : HWSOCK_EACCES;
 }
 
+/* The socket options any backend may see (wire.h). SO_ERROR is get-only. */
+static int sockopt_allowed(uint32_t level, uint32_t opt, int set) {
+  switch (level) {
+  case HWSOCK_SOL_SOCKET:
+    switch (opt) {
+    case HWSOCK_SO_ERROR:
+      return !set;
+    case HWSOCK_SO_REUSEADDR: case HWSOCK_SO_BROADCAST: case HWSOCK_SO_SNDBUF:
+    case HWSOCK_SO_RCVBUF: case HWSOCK_SO_KEEPALIVE: case HWSOCK_SO_LINGER:
+      return 1;
+    default:
+      return 0;
+    }
+  case HWSOCK_SOL_TCP:
+    return opt == HWSOCK_TCP_NODELAY || opt == HWSOCK_TCP_KEEPIDLE ||
+           opt == HWSOCK_TCP_KEEPINTVL || opt == HWSOCK_TCP_KEEPCNT;
+  case HWSOCK_SOL_IPV6:
+    return opt == HWSOCK_IPV6_V6ONLY;
+  default:
+    return 0;
+  }
+}
+
+/* Argument checks that need no socket state. */
+static int check_args(const hwsock_breq *b) {
+  switch (b->opcode) {
+  case HWSOCK_OP_SEND:
+    return (b->arg0 & ~HWSOCK_SEND_MORE) ? HWSOCK_EINVAL : 0;
+  case HWSOCK_OP_RECV:
+    return (b->arg0 & ~(HWSOCK_RECV_PEEK | HWSOCK_RECV_WAITALL)) ? HWSOCK_EINVAL
+                                                                   : 0;
+  case HWSOCK_OP_GETSOCKOPT:
+  case HWSOCK_OP_SETSOCKOPT:
+    return sockopt_allowed(b->arg0, b->arg1, b->opcode == HWSOCK_OP_SETSOCKOPT)
+               ? 0
+               : HWSOCK_ENOPROTOOPT;
+  default:
+    return 0;
+  }
+}
+
 static int takes_uri(unsigned op) {
   return op == HWSOCK_OP_CONNECT || op == HWSOCK_OP_BIND ||
          op == HWSOCK_OP_SEND;
@@ -418,6 +458,11 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
     return;
   }
   req->breq.scheme = s->scheme;
+  int rc0 = check_args(&req->breq);
+  if (rc0 < 0) {
+    finish(dev, req, rc0, 0);
+    return;
+  }
   if (has_addr) {
     int rc = addr_fits_socket(s, &req->addr);
     if (rc < 0) {

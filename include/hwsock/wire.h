@@ -154,8 +154,8 @@ static inline int hwsock_vring_need_event(uint16_t event_idx, uint16_t new_idx,
 #define HWSOCK_STATUS_FAILED 128u
 
 /* The device's read-only description of itself. A VMM exposes it as the
- * device-specific config space (PCI/MMIO); the loopback VMM puts it at the
- * start of guest memory. Filled by hwsock_device_get_config(). */
+ * device-specific config space (PCI/MMIO); the loopback VMM sends it in its
+ * HELLO reply (hwsock/loopback.h). Filled by hwsock_device_get_config(). */
 typedef struct hwsock_wire_config {
   hwsock_le32 magic;            /* 0  HWSOCK_CONFIG_MAGIC */
   hwsock_le32 protocol_version; /* 4  HWSOCK_PROTOCOL_VERSION */
@@ -218,7 +218,9 @@ typedef enum hwsock_opcode {
 #define HWSOCK_RESP_F_TRUNC 2u /* RECV: datagram longer than the buffer */
 
 /* GETSOCKOPT/SETSOCKOPT: portable levels and options; values are le32
- * unless stated. The device forwards only this allow-list. */
+ * unless stated. The device forwards only this allow-list (anything else:
+ * HWSOCK_ENOPROTOOPT) and exchanges at most HWSOCK_SOCKOPT_MAX bytes. */
+#define HWSOCK_SOCKOPT_MAX 64u
 #define HWSOCK_SOL_SOCKET 1u
 #define HWSOCK_SOL_TCP 6u
 #define HWSOCK_SOL_IPV6 41u

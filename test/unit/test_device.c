@@ -371,3 +371,20 @@ Test(device, config_limits_are_validated) {
   cr_assert_eq(hwsock_device_new(&c, &d), HWSOCK_EINVAL);
   cr_assert_null(d);
 }
+
+Test(device, sockopts_outside_the_allow_list_get_enoprotoopt) {
+  open_tcp(0);
+  /* SO_PRIORITY-like unknown option, unknown level, and setting SO_ERROR */
+  cr_assert_eq(request(HWSOCK_OP_GETSOCKOPT, 0, HWSOCK_SOL_SOCKET, 12, NULL)
+                   .status, -HWSOCK_ENOPROTOOPT);
+  cr_assert_eq(request(HWSOCK_OP_GETSOCKOPT, 0, 0, HWSOCK_TCP_NODELAY, NULL)
+                   .status, -HWSOCK_ENOPROTOOPT);
+  cr_assert_eq(request(HWSOCK_OP_SETSOCKOPT, 0, HWSOCK_SOL_SOCKET,
+                       HWSOCK_SO_ERROR, NULL).status, -HWSOCK_ENOPROTOOPT);
+}
+
+Test(device, unknown_send_and_recv_flags_get_einval) {
+  open_tcp(0);
+  cr_assert_eq(request(HWSOCK_OP_SEND, 0, 0x80, 0, NULL).status, -HWSOCK_EINVAL);
+  cr_assert_eq(request(HWSOCK_OP_RECV, 0, 0x10, 0, NULL).status, -HWSOCK_EINVAL);
+}

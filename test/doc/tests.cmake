@@ -1,0 +1,16 @@
+# docs/PROTOCOL.md is normative: its tables must match the public headers.
+# wire_dump prints every protocol constant, size and offset from the headers
+# (header-only: nothing is linked); check_protocol_doc.py compares the
+# document with that output and names the line of any difference, and every
+# constant the headers have but the document lacks.
+find_package(Python3 REQUIRED COMPONENTS Interpreter) # scripts/deps: python3
+
+add_executable(wire_dump "${CMAKE_CURRENT_LIST_DIR}/wire_dump.c")
+target_include_directories(wire_dump PRIVATE "${PROJECT_SOURCE_DIR}/include")
+
+add_test(NAME protocol_doc_matches_headers
+         COMMAND ${Python3_EXECUTABLE}
+                 "${CMAKE_CURRENT_LIST_DIR}/check_protocol_doc.py"
+                 $<TARGET_FILE:wire_dump>
+                 "${PROJECT_SOURCE_DIR}/docs/PROTOCOL.md")
+set_tests_properties(protocol_doc_matches_headers PROPERTIES TIMEOUT 60)
