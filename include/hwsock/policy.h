@@ -21,6 +21,13 @@ extern "C" {
 
 typedef struct hwsock_policy hwsock_policy;
 
+/* Limits of a policy file (docs/POLICY.md, "Limits"). A file beyond any of
+ * them is refused with HWSOCK_EBADCONFIG. */
+#define HWSOCK_POLICY_MAX_BYTES (1024u * 1024u) /* file size */
+#define HWSOCK_POLICY_MAX_RULES 4096u /* entries of `rules` */
+#define HWSOCK_POLICY_MAX_LIST 256u   /* entries of one scheme/to/ports list */
+#define HWSOCK_POLICY_MAX_TEXT 255u   /* bytes of one reason or backend name */
+
 typedef enum hwsock_action {
   HWSOCK_ACTION_DENY = 0, /* the call fails with the rule's error */
   HWSOCK_ACTION_OFFLOAD = 1,
@@ -70,6 +77,12 @@ HWSOCK_EXTERN void hwsock_policy_decide(const hwsock_policy *p,
 /* Name of an action ("offload") / direction ("outbound"). Static strings. */
 HWSOCK_EXTERN const char *hwsock_action_name(int action);
 HWSOCK_EXTERN const char *hwsock_direction_name(int direction);
+
+/* True when some verdict of this policy can be "decline" (a decline rule
+ * or default). hwsock-run confines a program only under a policy for which
+ * this is false: a declined call continues in the host kernel, which
+ * re-reads its arguments (seccomp's time-of-check/time-of-use gap). */
+HWSOCK_EXTERN int hwsock_policy_can_decline(const hwsock_policy *p);
 
 /* Number of rules, for diagnostics. */
 HWSOCK_EXTERN int hwsock_policy_rule_count(const hwsock_policy *p);

@@ -20,3 +20,11 @@ if(TARGET hwsock-guest)
     add_dependencies(${n} hwsock-backend-tcp hwsock-backend-deny)
   endforeach()
 endif()
+
+# --- hwsock-policy CLI (test/integration/policy_cli.sh) ----------------------
+if(TARGET hwsock-policy)
+  add_test(NAME policy_cli
+           COMMAND bash "${CMAKE_CURRENT_LIST_DIR}/policy_cli.sh"
+                   "$<TARGET_FILE:hwsock-policy>" "${CMAKE_CURRENT_LIST_DIR}")
+  set_tests_properties(policy_cli PROPERTIES TIMEOUT 60)
+endif()

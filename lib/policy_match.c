@@ -1,0 +1,161 @@
+/* Policy matcher: first matching rule wins, else the default.
+ *
+ * Decisions are made on the binary address only. An IPv6 address that
+ * embeds an IPv4 one (v4-mapped ::ffff:a.b.c.d, v4-compatible ::a.b.c.d) is
+ * compared as that IPv4 address and never as IPv6, so that no spelling of an
+ * address escapes the IPv4 rules written for it. Schemes are compared as
+ * they are: a tcp6 socket is tcp6 even when its peer is v4-mapped. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hwsock/wire.h"
+#include "policy_int.h"
+
+static int prefix_match(const uint8_t *a, const uint8_t *net,
+                        unsigned prefix) {
+  unsigned full = prefix / 8u, rest = prefix % 8u;
+  if (memcmp(a, net, full) != 0)
+    return 0;
+  if (rest == 0)
+    return 1;
+  return (a[full] & (uint8_t)(0xff00u >> rest)) == net[full];
+}
+
+static int rule_matches(const hwsock__rule *r, unsigned dir, int scheme,
+                        unsigned family, const uint8_t *bytes,
+                        uint16_t port) {
+  if (!(r->dirs & (1u << dir)))
+    return 0;
+  if (r->schemes != 0 && !(r->schemes & (1u << scheme)))
+    return 0;
+  if (r->n_ports > 0) {
+    unsigned i = 0;
+    while (i < r->n_ports && (port < r->ports[i].lo || port > r->ports[i].hi))
+      i++;
+    if (i == r->n_ports)
+      return 0;
+  }
+  if (r->n_to > 0) {
+    unsigned i = 0;
+    while (i < r->n_to && (r->to[i].family != family ||
+                           !prefix_match(bytes, r->to[i].addr,
+                                         r->to[i].prefix)))
+      i++;
+    if (i == r->n_to)
+      return 0;
+  }
+  return 1;
+}
+
+void hwsock_policy_decide(const hwsock_policy *p, const hwsock_addr *addr,
+                          int direction, int op, hwsock_verdict *out) {
+  const uint8_t *bytes = NULL;
+  uint8_t v4[4];
+  unsigned family = 0;
+  (void)op; /* rules match on scheme, direction, address and port only */
+
+  memset(out, 0, sizeof(*out));
+  out->rule = -1;
+  if (p != NULL && addr != NULL &&
+      (direction == HWSOCK_DIR_OUTBOUND || direction == HWSOCK_DIR_INBOUND))
+    family = hwsock_scheme_family(addr->scheme);
+  if (family != 0 && family == addr->family) {
+    switch (family) {
+    case HWSOCK_AF_INET:
+      bytes = addr->u.v4;
+      break;
+    case HWSOCK_AF_INET6:
+      if (hwsock_addr_embedded_v4(addr, v4)) {
+        family = HWSOCK_AF_INET;
+        bytes = v4;
+      } else {
+        bytes = addr->u.v6;
+      }
+      break;
+    case HWSOCK_AF_IPX:
+      bytes = addr->u.ipx.net;
+      break;
+    }
+  }
+  if (bytes == NULL) {
+    /* not something the parser produces: refuse rather than guess */
+    out->action = HWSOCK_ACTION_DENY;
+    out->error = HWSOCK_EINVAL;
+    out->reason = "invalid address or direction";
+    return;
+  }
+
+  for (unsigned i = 0; i < p->n_rules; i++) {
+    const hwsock__rule *r = &p->rules[i];
+    if (!rule_matches(r, (unsigned)direction, addr->scheme, family, bytes,
+                      addr->port))
+      continue;
+    out->action = r->action;
+    out->rule = (int)i;
+    out->line = r->line;
+    out->reason = r->reason;
+    out->backend = r->backend;
+    out->error = r->action == HWSOCK_ACTION_DENY      ? r->error
+                 : r->action == HWSOCK_ACTION_DECLINE ? HWSOCK_EDECLINED
+                                                      : 0;
+    return;
+  }
+  out->action = p->default_action;
+  out->reason = "default";
+  out->error = p->default_action == HWSOCK_ACTION_DENY ? p->default_error
+               : p->default_action == HWSOCK_ACTION_DECLINE
+                   ? HWSOCK_EDECLINED
+                   : 0;
+}
+
+const char *hwsock_action_name(int action) {
+  switch (action) {
+  case HWSOCK_ACTION_DENY:
+    return "deny";
+  case HWSOCK_ACTION_OFFLOAD:
+    return "offload";
+  case HWSOCK_ACTION_DECLINE:
+    return "decline";
+  default:
+    return "unknown";
+  }
+}
+
+const char *hwsock_direction_name(int direction) {
+  switch (direction) {
+  case HWSOCK_DIR_OUTBOUND:
+    return "outbound";
+  case HWSOCK_DIR_INBOUND:
+    return "inbound";
+  default:
+    return "unknown";
+  }
+}
+
+int hwsock_policy_can_decline(const hwsock_policy *p) {
+  if (p == NULL)
+    return 1; /* a device given no policy runs the default one, which does */
+  if (p->default_action == HWSOCK_ACTION_DECLINE)
+    return 1;
+  for (unsigned i = 0; i < p->n_rules; i++)
+    if (p->rules[i].action == HWSOCK_ACTION_DECLINE)
+      return 1;
+  return 0;
+}
+
+int hwsock_policy_rule_count(const hwsock_policy *p) {
+  return p != NULL ? (int)p->n_rules : 0;
+}
+
+void hwsock_policy_free(hwsock_policy *p) {
+  if (p == NULL)
+    return;
+  for (unsigned i = 0; i < p->n_rules; i++) {
+    free(p->rules[i].reason);
+    free(p->rules[i].backend);
+    free(p->rules[i].to);
+    free(p->rules[i].ports);
+  }
+  free(p->rules);
+  free(p);
+}
