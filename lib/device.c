@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "device_int.h"
 
@@ -321,6 +322,7 @@ static int process_queue(hwsock_device *dev, unsigned q) {
     req->in_use = 1;
     req->queue = (uint16_t)q;
     req->head = req->chain.head;
+    req->t0_ns = hwsock__now_ns(CLOCK_MONOTONIC);
     dev->counters.requests++;
     taken++;
     hwsock__dispatch(dev, req);
@@ -334,6 +336,7 @@ int hwsock_device_kick(hwsock_device *dev, unsigned q) {
   if (q >= dev->cfg.num_queues || !(dev->status & HWSOCK_STATUS_DRIVER_OK))
     return 0;
   dev->stalled &= ~(1u << q);
+  dev->counters.kicks++;
   int rc = process_queue(dev, q);
   send_notifications(dev);
   return rc;
@@ -364,5 +367,6 @@ void hwsock_device_reset(hwsock_device *dev) {
   dev->stalled = 0;
   dev->status = 0;
   dev->broken = 0;
+  dev->counters.resets++;
   hwsock__device_log(dev, HWSOCK_LOG_INFO, "device reset");
 }

@@ -4,6 +4,7 @@
 #define HWSOCK_LIB_DEVICE_INT_H
 
 #include "hwsock/device.h"
+#include "hwsock/stats.h"
 #include "ring.h"
 
 /* Socket slot states. */
@@ -22,6 +23,13 @@ typedef struct hwsock__sock {
   void *bsock;          /* backend socket */
   uint32_t inflight;    /* requests of this socket owned by the backend */
   int32_t rule;         /* policy rule that decided, -1 default */
+  /* observability (stats.h) */
+  uint8_t ss;           /* hwsock_ss_state */
+  uint8_t peer_eof, shut_wr, has_remote;
+  int32_t rule_line;
+  hwsock_addr remote;   /* last CONNECT / SEND destination */
+  uint64_t bytes_out, bytes_in, reqs_out, reqs_in;
+  uint64_t created_ns;
 } hwsock__sock;
 
 typedef struct hwsock__backend {
@@ -49,16 +57,11 @@ typedef struct hwsock__req {
   hwsock_addr addr;
   uint32_t uri_area;    /* writable bytes reserved for a URI after the
                            response header */
+  uint64_t t0_ns;       /* CLOCK_MONOTONIC when popped */
 } hwsock__req;
 
-typedef struct hwsock__counters {
-  uint64_t requests;
-  uint64_t bad_requests;
-  uint64_t verdicts[3]; /* by hwsock_action */
-  uint64_t needs_reset;
-  uint64_t notifies;
-  uint64_t notifies_suppressed;
-} hwsock__counters;
+/* The device's counters are the public stats struct itself. */
+typedef hwsock_device_stats hwsock__counters;
 
 struct hwsock_device {
   hwsock_device_config cfg; /* defaults applied */
@@ -93,6 +96,13 @@ struct hwsock_device {
 void hwsock__dispatch(struct hwsock_device *dev, hwsock__req *req);
 void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len);
 void hwsock__sock_close(struct hwsock_device *dev, uint32_t id);
+
+/* stats.c */
+uint64_t hwsock__now_ns(int clock);
+void hwsock__stats_complete(struct hwsock_device *dev, hwsock__req *req,
+                            int status, size_t len);
+void hwsock__stats_sock(struct hwsock_device *dev, hwsock__req *req,
+                        int status, size_t len);
 
 /* device.c */
 void hwsock__device_log(struct hwsock_device *dev, int level, const char *fmt,

@@ -5,6 +5,7 @@
  * Data flows one way: ring -> dispatch -> policy -> backend. Nothing here
  * knows how a backend does its work, and backends never see the ring. */
 #include <string.h>
+#include <time.h>
 
 #include "device_int.h"
 #include "iov.h"
@@ -23,6 +24,7 @@ static void finish(hwsock_device *dev, hwsock__req *req, int status,
   hwsock_resp_hdr resp;
   uint32_t used = RESP_LEN;
   memset(&resp, 0, sizeof(resp));
+  hwsock__stats_complete(dev, req, status, len);
   if (req->chain.in_len < RESP_LEN) {
     /* Nowhere to say what went wrong: complete with nothing written. */
     dev->counters.bad_requests++;
@@ -119,6 +121,8 @@ void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
       (req->opcode == HWSOCK_OP_RECV || req->opcode == HWSOCK_OP_SEND ||
        req->opcode == HWSOCK_OP_GETSOCKOPT))
     status = HWSOCK_EIO; /* never claim more bytes than the buffers hold */
+  if (!dev->in_teardown)
+    hwsock__stats_sock(dev, req, status, len);
   finish(dev, req, status, len);
 }
 
@@ -233,6 +237,14 @@ static void submit(hwsock_device *dev, hwsock__req *req, hwsock__sock *s) {
     dev->socks[t].state = HWSOCK__S_RESERVED;
     req->new_sock = t;
   }
+  if (req->breq.addr != NULL && (req->opcode == HWSOCK_OP_CONNECT ||
+                                 req->opcode == HWSOCK_OP_SEND)) {
+    s->remote = *req->breq.addr;
+    s->has_remote = 1;
+  }
+  if (req->opcode == HWSOCK_OP_CONNECT && s->ss != HWSOCK_SS_DENIED &&
+      hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_STREAM)
+    s->ss = HWSOCK_SS_SYN_SENT;
   s->inflight++;
   /* The backend may complete synchronously: req is not touched after. */
   dev->backends[s->backend].desc->ops->submit(s->bsock, &req->breq);
@@ -288,6 +300,9 @@ static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
   s->backend = (int16_t)bi;
   s->bsock = bsock;
   s->rule = v.rule;
+  s->rule_line = v.line;
+  s->ss = err < 0 ? HWSOCK_SS_DENIED : HWSOCK_SS_UNCONN;
+  s->created_ns = hwsock__now_ns(CLOCK_REALTIME);
   submit(dev, req, s);
 }
 
@@ -382,11 +397,13 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
   req->breq.arg1 = hwsock_le32_get(&h.arg1);
 
   if (op < HWSOCK_OP_OPEN || op > HWSOCK_OP_MAX_) {
+    dev->counters.requests_by_op[0]++;
     finish(dev, req, HWSOCK_ENOSYS, 0);
     return;
   }
   req->opcode = (uint16_t)op;
   req->breq.opcode = (uint16_t)op;
+  dev->counters.requests_by_op[op]++;
   if (hwsock_le16_get(&h.flags) != 0 || hwsock_le32_get(&h.reserved) != 0) {
     finish(dev, req, HWSOCK_EINVAL, 0);
     return;

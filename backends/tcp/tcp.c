@@ -709,6 +709,27 @@ static void tcp_destroy(void *instance) {
   free(inst);
 }
 
+/* Observability: the host fd and both names, as the kernel knows them. */
+static int tcp_info(void *sock, hwsock_bsock_info *out) {
+  tcp_sock *s = sock;
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  out->fd = s->fd;
+  if (s->fd < 0)
+    return 0;
+  sl = sizeof(ss);
+  if (getsockname(s->fd, (struct sockaddr *)&ss, &sl) == 0 &&
+      hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
+                                s->scheme, &out->local) == 0)
+    out->has_local = 1;
+  sl = sizeof(ss);
+  if (getpeername(s->fd, (struct sockaddr *)&ss, &sl) == 0 &&
+      hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
+                                s->scheme, &out->peer) == 0)
+    out->has_peer = 1;
+  return 0;
+}
+
 static const hwsock_backend_ops tcp_ops = {
     .size = sizeof(hwsock_backend_ops),
     .create = tcp_create,
@@ -716,6 +737,7 @@ static const hwsock_backend_ops tcp_ops = {
     .open = tcp_open,
     .submit = tcp_submit,
     .close = tcp_close,
+    .info = tcp_info,
 };
 
 static const char *const tcp_schemes[] = {"tcp", "tcp6", NULL};

@@ -97,6 +97,17 @@ typedef struct hwsock_bopen {
   const char *reason; /* the policy rule's reason, or "" */
 } hwsock_bopen;
 
+/* Filled by the optional info() op. The device zeroes it and sets size and
+ * fd = -1 before the call. */
+typedef struct hwsock_bsock_info {
+  uint32_t size;      /* sizeof(hwsock_bsock_info) as the library built it */
+  int fd;             /* host file descriptor, -1 when none */
+  uint32_t has_local; /* 1 when local is set */
+  uint32_t has_peer;  /* 1 when peer is set */
+  hwsock_addr local;  /* bound address (getsockname) */
+  hwsock_addr peer;   /* connected peer (getpeername) */
+} hwsock_bsock_info;
+
 typedef struct hwsock_backend_ops {
   uint32_t size; /* sizeof(hwsock_backend_ops) the plugin was built with */
 
@@ -123,6 +134,13 @@ typedef struct hwsock_backend_ops {
    * HWSOCK_ECANCELED before returning, releases the host socket, and never
    * calls back for this socket again. Synchronous as seen by the device. */
   void (*close)(void *sock);
+
+  /* ---- appended in ABI 1 (present when size covers it) ---- */
+
+  /* Optional (may be NULL): what the backend knows of a socket, for the
+   * socket table and capture (hwsock/stats.h). Synchronous, no side
+   * effects. Returns 0 or a negative HWSOCK_E*. */
+  int (*info)(void *sock, hwsock_bsock_info *out);
 } hwsock_backend_ops;
 
 typedef struct hwsock_backend_desc {

@@ -50,6 +50,31 @@ static void on_stop(uv_async_t *h) {
   hwsock_device_free(ip->dev);
   ip->dev = NULL;
   uv_close((uv_handle_t *)&ip->stop, NULL);
+  uv_close((uv_handle_t *)&ip->call, NULL);
+}
+
+static void on_call(uv_async_t *h) {
+  inproc *ip = h->data;
+  pthread_mutex_lock(&ip->call_mu);
+  if (ip->call_fn != NULL) {
+    ip->call_fn(ip->dev, ip->call_arg);
+    ip->call_fn = NULL;
+    ip->call_done = 1;
+    pthread_cond_broadcast(&ip->call_cv);
+  }
+  pthread_mutex_unlock(&ip->call_mu);
+}
+
+void inproc_on_device(inproc *ip, void (*fn)(hwsock_device *dev, void *arg),
+                      void *arg) {
+  pthread_mutex_lock(&ip->call_mu);
+  ip->call_fn = fn;
+  ip->call_arg = arg;
+  ip->call_done = 0;
+  uv_async_send(&ip->call);
+  while (!ip->call_done)
+    pthread_cond_wait(&ip->call_cv, &ip->call_mu);
+  pthread_mutex_unlock(&ip->call_mu);
 }
 
 static void *device_thread(void *arg) {
@@ -158,6 +183,10 @@ int inproc_start(inproc *ip, const inproc_opts *o) {
     return rc;
   uv_async_init(&ip->loop, &ip->stop, on_stop);
   ip->stop.data = ip;
+  uv_async_init(&ip->loop, &ip->call, on_call);
+  ip->call.data = ip;
+  pthread_mutex_init(&ip->call_mu, NULL);
+  pthread_cond_init(&ip->call_cv, NULL);
 
   /* Driver setup happens before the device thread runs: no races. */
   hwsock_wire_config wc;

@@ -12,6 +12,7 @@
 
 #include "hwsock/device.h"
 #include "hwsock/guest.h"
+#include "hwsock/stats.h"
 #include "hwsock/uv.h"
 
 #define INPROC_MAX_PLUGINS 4
@@ -39,7 +40,18 @@ typedef struct inproc {
   int kick_fd, call_fd;
   hwsock_guest *guest;
   volatile int needs_reset;
+  uv_async_t call;        /* runs call_fn on the device thread */
+  pthread_mutex_t call_mu;
+  pthread_cond_t call_cv;
+  void (*call_fn)(hwsock_device *dev, void *arg);
+  void *call_arg;
+  int call_done;
 } inproc;
+
+/* Runs fn(dev, arg) on the device thread and waits for it: the device's
+ * functions (stats, socket table) must be called there. */
+void inproc_on_device(inproc *ip, void (*fn)(hwsock_device *dev, void *arg),
+                      void *arg);
 
 /* Starts device thread and guest driver. 0 or a negative HWSOCK_E*
  * (errors are also printed to stderr). */

@@ -293,3 +293,82 @@ Test(e2e_tcp, guest_listener_accepts_a_host_connection) {
   hwsock_guest_close(ip.guest, s);
   hwsock_guest_close(ip.guest, l);
 }
+
+/* --- observability: the socket table and counters under a known load ---- */
+
+typedef struct table {
+  hwsock_device_stats st;
+  unsigned n;
+  hwsock_sock_info rows[8];
+} table;
+
+static int collect(const hwsock_sock_info *i, void *arg) {
+  table *t = arg;
+  if (t->n < 8)
+    t->rows[t->n++] = *i;
+  return 0;
+}
+
+static void snapshot(hwsock_device *dev, void *arg) {
+  table *t = arg;
+  t->n = 0;
+  t->st.size = sizeof(t->st);
+  hwsock_device_get_stats(dev, &t->st);
+  hwsock_device_foreach_socket(dev, collect, t);
+}
+
+Test(e2e_tcp, socket_table_and_counters_match_a_known_workload) {
+  enum { N = 3, M = 10000 };
+  server srv[N];
+  int s[N];
+  char *buf = malloc(M);
+  memset(buf, 'x', M);
+  table before, after;
+  inproc_on_device(&ip, snapshot, &before);
+  for (int i = 0; i < N; i++) {
+    server_start(&srv[i], 0, 0);
+    s[i] = guest_connect("127.0.0.1", srv[i].port);
+    cr_assert(s[i] >= 0);
+    cr_assert_eq(hwsock_guest_send(ip.guest, s[i], buf, M, 0), M);
+    size_t got = 0;
+    while (got < M) {
+      ssize_t n = hwsock_guest_recv(ip.guest, s[i], buf, M - got, 0);
+      cr_assert(n > 0);
+      got += (size_t)n;
+    }
+  }
+  cr_assert_eq(hwsock_guest_shutdown(ip.guest, s[0], HWSOCK_SHUT_WR), 0);
+  inproc_on_device(&ip, snapshot, &after);
+
+  cr_assert_eq(after.n, N);
+  cr_assert_eq(after.st.sockets_offloaded, N);
+  cr_assert_eq(after.st.verdicts[HWSOCK_ACTION_OFFLOAD] -
+                   before.st.verdicts[HWSOCK_ACTION_OFFLOAD], N);
+  cr_assert_eq(after.st.bytes_out - before.st.bytes_out, (uint64_t)N * M);
+  cr_assert_eq(after.st.bytes_in - before.st.bytes_in, (uint64_t)N * M);
+  cr_assert_eq(after.st.requests_by_op[HWSOCK_OP_CONNECT] -
+                   before.st.requests_by_op[HWSOCK_OP_CONNECT], N);
+  for (int i = 0; i < N; i++) {
+    const hwsock_sock_info *r = &after.rows[i];
+    char remote[64];
+    snprintf(remote, sizeof(remote), "tcp://127.0.0.1:%d", srv[i].port);
+    cr_assert_str_eq(r->remote, remote);
+    cr_assert_eq(strncmp(r->local, "tcp://127.0.0.1:", 16), 0);
+    cr_assert_str_eq(r->backend, "tcp");
+    cr_assert_eq(r->bytes_out, M);
+    cr_assert_eq(r->bytes_in, M);
+    cr_assert(r->host_fd >= 0);
+    cr_assert_eq(r->rule, 3, "the loopback offload rule (index 3)");
+    cr_assert_str_eq(hwsock_ss_name(r->state), i == 0 ? "FIN-WAIT" : "ESTAB");
+    char json[1024];
+    cr_assert(hwsock_sock_info_json(r, json, sizeof(json)) > 0);
+  }
+  char big[16384];
+  cr_assert(hwsock_stats_json(&after.st, big, sizeof(big)) > 0);
+  cr_assert_eq(hwsock_stats_json(&after.st, big, 16), HWSOCK_ENOSPC);
+  for (int i = 0; i < N; i++) {
+    hwsock_guest_close(ip.guest, s[i]);
+    server_stop(&srv[i]);
+  }
+  free(buf);
+}

@@ -1,0 +1,270 @@
+/* Observability (hwsock/stats.h): counters, latency histograms, the socket
+ * table and their JSON renderings. Updated on the device thread as requests
+ * complete; nothing here allocates. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "device_int.h"
+
+uint64_t hwsock__now_ns(int clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned err_slot(int err) {
+  unsigned v = (unsigned)-err;
+  if (v < 128)
+    return v;
+  if (v >= 1000 && v < 1000 + (HWSOCK_STATS_ERR_SLOTS - 128))
+    return 128 + (v - 1000);
+  return 0;
+}
+
+uint64_t hwsock_stats_errors(const hwsock_device_stats *s, int err) {
+  return err < 0 ? s->errors_by_slot[err_slot(err)] : 0;
+}
+
+static unsigned lat_bucket(uint64_t ns) {
+  uint64_t us = ns / 1000;
+  unsigned b = 0;
+  while (us > 1 && b < HWSOCK_LAT_BUCKETS - 1) {
+    us >>= 1;
+    b++;
+  }
+  return b;
+}
+
+void hwsock__stats_complete(hwsock_device *dev, hwsock__req *req, int status,
+                            size_t len) {
+  hwsock__counters *c = &dev->counters;
+  unsigned op = req->opcode <= HWSOCK_OP_MAX_ ? req->opcode : 0;
+  c->completions++;
+  if (status < 0) {
+    c->errors++;
+    c->errors_by_slot[err_slot(status)]++;
+  } else if (op == HWSOCK_OP_SEND) {
+    c->bytes_out += len;
+  } else if (op == HWSOCK_OP_RECV) {
+    c->bytes_in += len;
+  }
+  c->latency[op][lat_bucket(hwsock__now_ns(CLOCK_MONOTONIC) - req->t0_ns)]++;
+}
+
+/* Socket state after a request the backend performed (ss-like). */
+void hwsock__stats_sock(hwsock_device *dev, hwsock__req *req, int status,
+                        size_t len) {
+  hwsock__sock *s = &dev->socks[req->sock_id];
+  switch (req->opcode) {
+  case HWSOCK_OP_CONNECT:
+    s->ss = status == 0 ? HWSOCK_SS_ESTAB
+            : hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_STREAM
+                ? HWSOCK_SS_CLOSED
+                : s->ss;
+    break;
+  case HWSOCK_OP_LISTEN:
+    if (status == 0)
+      s->ss = HWSOCK_SS_LISTEN;
+    break;
+  case HWSOCK_OP_ACCEPT:
+    if (status == 0 && dev->socks[req->new_sock].state == HWSOCK__S_OFFLOADED) {
+      hwsock__sock *t = &dev->socks[req->new_sock];
+      t->ss = HWSOCK_SS_ESTAB;
+      t->created_ns = hwsock__now_ns(CLOCK_REALTIME);
+      t->rule_line = s->rule_line;
+      if (req->breq.has_peer) {
+        t->remote = req->breq.peer;
+        t->has_remote = 1;
+      }
+    }
+    break;
+  case HWSOCK_OP_SEND:
+    if (status == 0) {
+      s->bytes_out += len;
+      s->reqs_out++;
+    }
+    break;
+  case HWSOCK_OP_RECV:
+    if (status == 0) {
+      s->bytes_in += len;
+      s->reqs_in++;
+      if (req->breq.resp_flags & HWSOCK_RESP_F_EOF)
+        s->peer_eof = 1;
+    }
+    break;
+  case HWSOCK_OP_SHUTDOWN:
+    if (status == 0 && (req->breq.arg0 & HWSOCK_SHUT_WR))
+      s->shut_wr = 1;
+    break;
+  default:
+    break;
+  }
+  if ((status == HWSOCK_ECONNRESET || status == HWSOCK_EPIPE) &&
+      s->ss != HWSOCK_SS_LISTEN)
+    s->ss = HWSOCK_SS_CLOSED;
+  if (s->ss == HWSOCK_SS_ESTAB || s->ss == HWSOCK_SS_CLOSE_WAIT ||
+      s->ss == HWSOCK_SS_FIN_WAIT)
+    s->ss = s->peer_eof && s->shut_wr ? HWSOCK_SS_LAST_ACK
+            : s->peer_eof             ? HWSOCK_SS_CLOSE_WAIT
+            : s->shut_wr              ? HWSOCK_SS_FIN_WAIT
+                                      : HWSOCK_SS_ESTAB;
+}
+
+void hwsock_device_get_stats(const hwsock_device *dev,
+                             hwsock_device_stats *out) {
+  hwsock_device_stats s = dev->counters;
+  s.sockets_open = s.sockets_offloaded = 0;
+  for (unsigned i = 0; i < dev->cfg.max_sockets; i++) {
+    s.sockets_open += dev->socks[i].state != HWSOCK__S_FREE;
+    s.sockets_offloaded += dev->socks[i].state == HWSOCK__S_OFFLOADED;
+  }
+  size_t n = out->size < sizeof(s) ? out->size : sizeof(s);
+  s.size = (uint32_t)n;
+  memcpy(out, &s, n);
+}
+
+int hwsock_device_foreach_socket(const hwsock_device *dev, hwsock_sock_cb cb,
+                                 void *arg) {
+  for (unsigned i = 0; i < dev->cfg.max_sockets; i++) {
+    const hwsock__sock *s = &dev->socks[i];
+    if (s->state != HWSOCK__S_OFFLOADED)
+      continue;
+    const hwsock__backend *b = &dev->backends[s->backend];
+    hwsock_sock_info info;
+    memset(&info, 0, sizeof(info));
+    info.size = sizeof(info);
+    info.id = i;
+    info.scheme = s->scheme;
+    info.state = s->ss;
+    info.backend = b->desc->name;
+    info.rule = s->rule;
+    info.rule_line = s->rule_line;
+    info.host_fd = -1;
+    info.bytes_out = s->bytes_out;
+    info.bytes_in = s->bytes_in;
+    info.requests_out = s->reqs_out;
+    info.requests_in = s->reqs_in;
+    info.inflight = s->inflight;
+    info.created_ns = s->created_ns;
+    hwsock_bsock_info bi;
+    memset(&bi, 0, sizeof(bi));
+    bi.size = sizeof(bi);
+    bi.fd = -1;
+    const hwsock_backend_ops *ops = b->desc->ops;
+    if (ops->size >= offsetof(hwsock_backend_ops, info) + sizeof(ops->info) &&
+        ops->info != NULL && ops->info(s->bsock, &bi) == 0) {
+      info.host_fd = bi.fd;
+      if (bi.has_local)
+        hwsock_uri_format(&bi.local, info.local, sizeof(info.local));
+      if (bi.has_peer)
+        hwsock_uri_format(&bi.peer, info.remote, sizeof(info.remote));
+    }
+    if (info.remote[0] == '\0' && s->has_remote)
+      hwsock_uri_format(&s->remote, info.remote, sizeof(info.remote));
+    int rc = cb(&info, arg);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+const char *hwsock_ss_name(int state) {
+  static const char *const names[] = {"UNCONN",     "SYN-SENT", "ESTAB",
+                                      "LISTEN",     "CLOSE-WAIT", "FIN-WAIT",
+                                      "LAST-ACK",   "CLOSED",   "DENIED"};
+  return state >= 0 && state <= HWSOCK_SS_DENIED ? names[state] : "UNKNOWN";
+}
+
+const char *hwsock_op_name(int op) {
+  static const char *const names[] = {
+      NULL,     "OPEN",     "CONNECT", "BIND",       "LISTEN",
+      "ACCEPT", "SEND",     "RECV",    "SHUTDOWN",   "CLOSE",
+      "GETSOCKOPT", "SETSOCKOPT", "GETNAME"};
+  return op >= 1 && op <= HWSOCK_OP_MAX_ ? names[op] : NULL;
+}
+
+/* Appends to buf; keeps *len even past size so the caller sees overflow. */
+static void put(char *buf, size_t size, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#include <stdarg.h>
+static void put(char *buf, size_t size, size_t *len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(*len < size ? buf + *len : NULL,
+                    *len < size ? size - *len : 0, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    *len += (size_t)n;
+}
+
+int hwsock_sock_info_json(const hwsock_sock_info *i, char *buf, size_t size) {
+  size_t len = 0;
+  /* URIs and names never contain quotes or backslashes (uri grammar). */
+  put(buf, size, &len,
+      "{\"id\":%u,\"scheme\":\"%s\",\"state\":\"%s\",\"backend\":\"%s\","
+      "\"rule\":%d,\"rule_line\":%d,\"host_fd\":%d,\"local\":\"%s\","
+      "\"remote\":\"%s\",\"bytes_out\":%llu,\"bytes_in\":%llu,"
+      "\"requests_out\":%llu,\"requests_in\":%llu,\"inflight\":%u,"
+      "\"created_ns\":%llu}",
+      i->id, hwsock_scheme_name(i->scheme) ? hwsock_scheme_name(i->scheme) : "?",
+      hwsock_ss_name(i->state), i->backend ? i->backend : "", i->rule,
+      i->rule_line, i->host_fd, i->local, i->remote,
+      (unsigned long long)i->bytes_out, (unsigned long long)i->bytes_in,
+      (unsigned long long)i->requests_out, (unsigned long long)i->requests_in,
+      i->inflight, (unsigned long long)i->created_ns);
+  return len < size ? (int)len : HWSOCK_ENOSPC;
+}
+
+int hwsock_stats_json(const hwsock_device_stats *s, char *buf, size_t size) {
+  size_t len = 0;
+  put(buf, size, &len,
+      "{\"kicks\":%llu,\"requests\":%llu,\"completions\":%llu,\"errors\":%llu,"
+      "\"bad_requests\":%llu,\"verdicts\":{\"offload\":%llu,\"decline\":%llu,"
+      "\"deny\":%llu},\"needs_reset\":%llu,\"resets\":%llu,\"bytes_out\":%llu,"
+      "\"bytes_in\":%llu,\"notifies\":%llu,\"notifies_suppressed\":%llu,"
+      "\"sockets_open\":%llu,\"sockets_offloaded\":%llu,\"requests_by_op\":{",
+      (unsigned long long)s->kicks, (unsigned long long)s->requests,
+      (unsigned long long)s->completions, (unsigned long long)s->errors,
+      (unsigned long long)s->bad_requests,
+      (unsigned long long)s->verdicts[HWSOCK_ACTION_OFFLOAD],
+      (unsigned long long)s->verdicts[HWSOCK_ACTION_DECLINE],
+      (unsigned long long)s->verdicts[HWSOCK_ACTION_DENY],
+      (unsigned long long)s->needs_reset, (unsigned long long)s->resets,
+      (unsigned long long)s->bytes_out, (unsigned long long)s->bytes_in,
+      (unsigned long long)s->notifies,
+      (unsigned long long)s->notifies_suppressed,
+      (unsigned long long)s->sockets_open,
+      (unsigned long long)s->sockets_offloaded);
+  for (int op = 1; op <= HWSOCK_OP_MAX_; op++)
+    put(buf, size, &len, "%s\"%s\":%llu", op > 1 ? "," : "", hwsock_op_name(op),
+        (unsigned long long)s->requests_by_op[op]);
+  put(buf, size, &len, "},\"errors_by_code\":{");
+  int first = 1;
+#define XX(name, val, host, msg)                                              \
+  if (hwsock_stats_errors(s, HWSOCK_##name) > 0) {                            \
+    put(buf, size, &len, "%s\"%s\":%llu", first ? "" : ",", #name,            \
+        (unsigned long long)hwsock_stats_errors(s, HWSOCK_##name));           \
+    first = 0;                                                                \
+  }
+  HWSOCK_ERRNO_MAP(XX)
+#undef XX
+  put(buf, size, &len, "},\"latency_us_log2\":{");
+  first = 1;
+  for (int op = 1; op <= HWSOCK_OP_MAX_; op++) {
+    int last = -1;
+    for (int b = 0; b < HWSOCK_LAT_BUCKETS; b++)
+      if (s->latency[op][b])
+        last = b;
+    if (last < 0)
+      continue;
+    put(buf, size, &len, "%s\"%s\":[", first ? "" : ",", hwsock_op_name(op));
+    for (int b = 0; b <= last; b++)
+      put(buf, size, &len, "%s%llu", b ? "," : "",
+          (unsigned long long)s->latency[op][b]);
+    put(buf, size, &len, "]");
+    first = 0;
+  }
+  put(buf, size, &len, "}}");
+  return len < size ? (int)len : HWSOCK_ENOSPC;
+}
