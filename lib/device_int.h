@@ -30,6 +30,10 @@ typedef struct hwsock__sock {
   hwsock_addr remote;   /* last CONNECT / SEND destination */
   uint64_t bytes_out, bytes_in, reqs_out, reqs_in;
   uint64_t created_ns;
+  /* capture (capture.c): synthesized stream state */
+  uint8_t cap_started, cap_fin_out, cap_fin_in;
+  uint32_t cap_seq_out, cap_seq_in;
+  hwsock_addr cap_local, cap_remote;
 } hwsock__sock;
 
 typedef struct hwsock__backend {
@@ -90,6 +94,7 @@ struct hwsock_device {
   char uri_scratch[HWSOCK_URI_MAX + 1];
 
   hwsock__counters counters;
+  struct hwsock_capture *capture; /* NULL: capture off */
 };
 
 /* dispatch.c */
@@ -103,6 +108,11 @@ void hwsock__stats_complete(struct hwsock_device *dev, hwsock__req *req,
                             int status, size_t len);
 void hwsock__stats_sock(struct hwsock_device *dev, hwsock__req *req,
                         int status, size_t len);
+
+/* capture.c: called only when dev->capture is set */
+void hwsock__capture_event(struct hwsock_device *dev, hwsock__req *req,
+                           int status, size_t len);
+void hwsock__capture_close(struct hwsock_device *dev, hwsock__sock *s);
 
 /* device.c */
 void hwsock__device_log(struct hwsock_device *dev, int level, const char *fmt,

@@ -81,6 +81,8 @@ static void finish(hwsock_device *dev, hwsock__req *req, int status,
 void hwsock__sock_close(hwsock_device *dev, uint32_t id) {
   hwsock__sock *s = &dev->socks[id];
   if (s->state == HWSOCK__S_OFFLOADED && s->backend >= 0) {
+    if (dev->capture != NULL)
+      hwsock__capture_close(dev, s);
     void *bsock = s->bsock;
     s->bsock = NULL;
     /* The backend cancels (completes) the socket's pending requests now. */
@@ -121,8 +123,11 @@ void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
       (req->opcode == HWSOCK_OP_RECV || req->opcode == HWSOCK_OP_SEND ||
        req->opcode == HWSOCK_OP_GETSOCKOPT))
     status = HWSOCK_EIO; /* never claim more bytes than the buffers hold */
-  if (!dev->in_teardown)
+  if (!dev->in_teardown) {
     hwsock__stats_sock(dev, req, status, len);
+    if (dev->capture != NULL)
+      hwsock__capture_event(dev, req, status, len);
+  }
   finish(dev, req, status, len);
 }
 

@@ -1,0 +1,221 @@
+/* hwsock-vmm: startup, the listening socket, signals and shutdown.
+ *
+ * Lifetime order matters in one place: the backend modules' code runs in
+ * close callbacks of their libuv handles, so the modules are unloaded only
+ * after the loop has run dry and been closed. */
+#define _GNU_SOURCE /* accept4 */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vmm.h"
+
+static void on_listen_closed(uv_handle_t *h) {
+  vmm *v = h->data;
+  close(v->listen_fd);
+  v->listen_fd = -1;
+  unlink(v->opt.listen_path);
+}
+
+static void on_signal_closed(uv_handle_t *h) { (void)h; }
+
+/* Stops accepting, detaches every guest and lets the loop run dry. */
+static void stop(vmm *v, const char *why) {
+  if (v->stopping)
+    return;
+  v->stopping = 1;
+  vmm_log(HWSOCK_LOG_INFO, "stopping: %s", why);
+  uv_close((uv_handle_t *)&v->listen_poll, on_listen_closed);
+  while (v->guests != NULL)
+    vmm_guest_detach(v->guests, HWSOCK_LOG_INFO, "the VMM is stopping");
+  uv_close((uv_handle_t *)&v->sig_int, on_signal_closed);
+  uv_close((uv_handle_t *)&v->sig_term, on_signal_closed);
+}
+
+void vmm_guest_gone(vmm *v) {
+  if (v->opt.once)
+    stop(v, "the guest detached (--once)");
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  stop(h->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void on_listen(uv_poll_t *h, int status, int events) {
+  vmm *v = h->data;
+  if (status < 0) {
+    vmm_log(HWSOCK_LOG_ERROR, "listening socket: %s", uv_strerror(status));
+    return;
+  }
+  /* Bounded, so that a burst of connections does not starve the guests
+   * already attached; the rest are taken on the next turn. */
+  for (int i = 0; i < 16 && !v->stopping; i++) {
+    int fd = accept4(v->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      vmm_guest_attach(v, fd);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      vmm_log(HWSOCK_LOG_ERROR, "accept: %s", strerror(errno));
+    break;
+  }
+}
+
+/* True when path is a socket file nobody listens on any more (a VMM that
+ * died left it behind): it may be replaced. A live VMM's is not. */
+static int stale_socket(const struct sockaddr_un *sun) {
+  int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (probe < 0)
+    return 0;
+  int rc = connect(probe, (const struct sockaddr *)sun, sizeof(*sun));
+  int refused = rc < 0 && errno == ECONNREFUSED;
+  close(probe);
+  if (rc == 0)
+    vmm_log(HWSOCK_LOG_ERROR, "%s: another VMM is listening there",
+            sun->sun_path);
+  return refused;
+}
+
+static int listen_on(vmm *v) {
+  const char *path = v->opt.listen_path;
+  struct sockaddr_un sun;
+  memset(&sun, 0, sizeof(sun));
+  sun.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof(sun.sun_path)) {
+    vmm_log(HWSOCK_LOG_ERROR, "%s: path too long for a unix socket", path);
+    return -1;
+  }
+  strcpy(sun.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    vmm_log(HWSOCK_LOG_ERROR, "socket: %s", strerror(errno));
+    return -1;
+  }
+  int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+  if (rc < 0 && errno == EADDRINUSE && stale_socket(&sun)) {
+    unlink(path);
+    rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+  }
+  if (rc < 0) {
+    vmm_log(HWSOCK_LOG_ERROR, "bind %s: %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  if (listen(fd, VMM_LISTEN_BACKLOG) < 0) {
+    vmm_log(HWSOCK_LOG_ERROR, "listen %s: %s", path, strerror(errno));
+    close(fd);
+    unlink(path);
+    return -1;
+  }
+  v->listen_fd = fd;
+  return 0;
+}
+
+static int load_policy(vmm *v) {
+  char err[256];
+  int rc;
+  if (v->opt.policy_path == NULL) {
+    rc = hwsock_policy_load_default(&v->policy);
+    snprintf(err, sizeof(err), "%s", hwsock_strerror(rc));
+  } else {
+    err[0] = '\0';
+    rc = hwsock_policy_load_file(v->opt.policy_path, &v->policy, err,
+                                 sizeof(err));
+  }
+  if (rc < 0) {
+    vmm_log(HWSOCK_LOG_ERROR, "policy %s: %s",
+            v->opt.policy_path ? v->opt.policy_path : "(built-in)",
+            err[0] ? err : hwsock_strerror(rc));
+    return -1;
+  }
+  vmm_log(HWSOCK_LOG_INFO, "policy %s: %d rules",
+          v->opt.policy_path ? v->opt.policy_path : "(built-in)",
+          hwsock_policy_rule_count(v->policy));
+  return 0;
+}
+
+static void announce_ready(vmm *v) {
+  int fd = v->opt.ready_fd;
+  if (fd < 0)
+    return;
+  static const char msg[] = "ready\n";
+  if (write(fd, msg, sizeof(msg) - 1) != (ssize_t)(sizeof(msg) - 1))
+    vmm_log(HWSOCK_LOG_ERROR, "--ready-fd %d: %s", fd, strerror(errno));
+  close(fd);
+}
+
+static int setup_loop(vmm *v) {
+  int rc = uv_poll_init(&v->loop, &v->listen_poll, v->listen_fd);
+  if (rc == 0) {
+    v->listen_poll.data = v;
+    rc = uv_poll_start(&v->listen_poll, UV_READABLE, on_listen);
+  }
+  if (rc == 0)
+    rc = uv_signal_init(&v->loop, &v->sig_int);
+  if (rc == 0)
+    rc = uv_signal_init(&v->loop, &v->sig_term);
+  if (rc == 0) {
+    v->sig_int.data = v->sig_term.data = v;
+    rc = uv_signal_start(&v->sig_int, on_signal, SIGINT);
+  }
+  if (rc == 0)
+    rc = uv_signal_start(&v->sig_term, on_signal, SIGTERM);
+  if (rc < 0) {
+    vmm_log(HWSOCK_LOG_ERROR, "event loop: %s", uv_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static vmm v; /* static: zeroed, and reachable from every callback */
+  int rc = vmm_parse_options(argc, argv, &v.opt);
+  if (rc != 0)
+    return rc > 0 ? 0 : 2;
+  vmm_log_level = v.opt.verbose >= 2   ? HWSOCK_LOG_DEBUG
+                  : v.opt.verbose == 1 ? HWSOCK_LOG_INFO
+                                       : HWSOCK_LOG_ERROR;
+  /* A guest hanging up mid-write must cost an EPIPE, not the process. */
+  signal(SIGPIPE, SIG_IGN);
+  v.listen_fd = -1;
+
+  int status = 1;
+  if (load_policy(&v) < 0)
+    goto out;
+  if (vmm_load_backends(&v) < 0)
+    goto out_backends;
+  if ((rc = uv_loop_init(&v.loop)) < 0) {
+    vmm_log(HWSOCK_LOG_ERROR, "uv_loop_init: %s", uv_strerror(rc));
+    goto out_backends;
+  }
+  if (listen_on(&v) < 0)
+    goto out_loop;
+  if (setup_loop(&v) < 0) {
+    /* Some handles may be half set up: leave them to the exit. */
+    unlink(v.opt.listen_path);
+    return 1;
+  }
+  vmm_log(HWSOCK_LOG_INFO, "listening on %s (%u MiB, %u queue%s per guest)",
+          v.opt.listen_path, v.opt.mem_mib, v.opt.queues,
+          v.opt.queues == 1 ? "" : "s");
+  announce_ready(&v);
+  uv_run(&v.loop, UV_RUN_DEFAULT);
+  status = 0;
+
+out_loop:
+  /* Handles still open here would be a bug of ours or of a backend: run
+   * the loop until they are closed rather than leak them. */
+  while (uv_loop_close(&v.loop) == UV_EBUSY)
+    uv_run(&v.loop, UV_RUN_DEFAULT);
+out_backends:
+  vmm_unload_backends(&v);
+  hwsock_policy_free(v.policy);
+out:
+  return status;
+}

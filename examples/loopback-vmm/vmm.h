@@ -1,0 +1,93 @@
+/* hwsock-vmm: a loopback VMM embedding libhwsock (docs/EMBEDDING.md).
+ *
+ * One libuv loop serves every attached guest. Each guest is a process that
+ * connected to the listening unix socket (hwsock/loopback.h); it gets its
+ * own memfd as guest memory, its own hwsock_device and its own kick/call
+ * eventfds, and is torn down alone when it hangs up or misbehaves.
+ *
+ *   main.c      startup, the listening socket, signals, shutdown
+ *   options.c   command line
+ *   backends.c  which backend modules to load, and loading them
+ *   guest.c     one attached guest: memory, device, messages, teardown
+ *   log.c       one line per event on stderr */
+#ifndef HWSOCK_VMM_H
+#define HWSOCK_VMM_H
+
+#include <uv.h>
+
+#include "hwsock/device.h"
+#include "hwsock/loopback.h"
+#include "hwsock/policy.h"
+#include "hwsock/uv.h"
+
+/* Guest physical address of each guest's memory: above 4 GiB, like the
+ * RAM a real VMM maps high, so that a guest bug writing small addresses
+ * hits nothing. Sent to the guest in the HELLO reply (field b). */
+#define VMM_GPA_BASE 0x100000000ull
+
+#define VMM_DEFAULT_MEM_MIB 64u
+#define VMM_MAX_MEM_MIB 16384u
+#define VMM_DEFAULT_MAX_GUESTS 64u
+#define VMM_MAX_GUESTS_LIMIT 4096u
+#define VMM_MAX_PLUGINS HWSOCK_MAX_BACKENDS
+/* Messages read from one guest per wake-up, so that one chatty guest
+ * cannot starve the others (the poll is level-triggered: the rest wait
+ * for the next turn). */
+#define VMM_MSGS_PER_WAKEUP 16u
+#define VMM_LISTEN_BACKLOG 16
+
+typedef struct vmm_options {
+  const char *listen_path;  /* --listen */
+  const char *policy_path;  /* --policy, NULL: built-in default */
+  const char *backend_dir;  /* --backend-dir, NULL: default, "": none */
+  const char *backends[VMM_MAX_PLUGINS]; /* --backend, in order */
+  unsigned nbackends;
+  unsigned mem_mib;    /* --mem */
+  unsigned queues;     /* --queues */
+  unsigned max_guests; /* --max-guests */
+  int verbose;         /* -v count */
+  int once;            /* --once */
+  int ready_fd;        /* --ready-fd, -1: none */
+} vmm_options;
+
+typedef struct vmm_guest vmm_guest;
+
+typedef struct vmm {
+  vmm_options opt;
+  uv_loop_t loop;
+  int listen_fd;
+  uv_poll_t listen_poll;
+  uv_signal_t sig_int, sig_term;
+  hwsock_policy *policy;
+  hwsock_plugin *plugins[VMM_MAX_PLUGINS];
+  unsigned nplugins;
+  vmm_guest *guests; /* attached guests, newest first */
+  unsigned nguests;
+  unsigned next_id;  /* guest numbers in logs start at 1 */
+  int stopping;
+} vmm;
+
+/* log.c: HWSOCK_LOG_* levels; shown when level <= vmm_log_level. */
+extern int vmm_log_level;
+void vmm_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* options.c: 0 to run, 1 when --help was printed, -1 on a usage error
+ * (already reported). */
+int vmm_parse_options(int argc, char **argv, vmm_options *o);
+
+/* backends.c: loads the modules the options name into v->plugins.
+ * 0 or -1 (reported). vmm_unload_backends() after every device is gone. */
+int vmm_load_backends(vmm *v);
+void vmm_unload_backends(vmm *v);
+
+/* guest.c: takes over an accepted connection (closes it on failure). */
+void vmm_guest_attach(vmm *v, int fd);
+/* Starts tearing down a guest; its memory is released once libuv has
+ * closed its handles. Safe to call twice. */
+void vmm_guest_detach(vmm_guest *g, int level, const char *why);
+
+/* main.c: a guest finished its teardown (for --once). */
+void vmm_guest_gone(vmm *v);
+
+#endif

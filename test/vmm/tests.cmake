@@ -1,0 +1,27 @@
+# The loopback VMM end to end: real processes (hwsock-vmm, guest clients, a
+# TCP echo server on 127.0.0.1), real sockets. test/vmm/vmm_test.py runs
+# one scenario per ctest test.
+if(NOT TARGET hwsock-vmm OR NOT TARGET hwsock-guest)
+  return()
+endif()
+find_program(HWSOCK_PYTHON3 python3)
+if(NOT HWSOCK_PYTHON3)
+  message(WARNING "python3 not found: loopback VMM tests skipped")
+  return()
+endif()
+
+add_executable(vmm_client "${CMAKE_CURRENT_LIST_DIR}/vmm_client.c")
+target_link_libraries(vmm_client PRIVATE hwsock-guest hwsock)
+
+foreach(scenario two_guests kill_guest kill_vmm policy_deny bad_guests
+                 max_guests needs_reset)
+  add_test(NAME vmm_${scenario}
+    COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/vmm_test.py"
+      --vmm $<TARGET_FILE:hwsock-vmm>
+      --client $<TARGET_FILE:vmm_client>
+      --echo "${CMAKE_CURRENT_LIST_DIR}/echo_server.py"
+      --policy "${CMAKE_CURRENT_LIST_DIR}/deny-port.yaml.in"
+      ${scenario})
+  # Each scenario bounds its own waits well below this.
+  set_tests_properties(vmm_${scenario} PROPERTIES TIMEOUT 60 LABELS vmm)
+endforeach()

@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""End-to-end scenarios of the loopback VMM (hwsock-vmm) with real guest
+processes (vmm_client) and a real TCP echo server on 127.0.0.1.
+
+  two_guests   two guests attached at once both echo their bytes
+  kill_guest   a guest killed (-9) mid-transfer is cleaned up: the VMM's
+               open fds return to their count before it attached, and a
+               new guest is served
+  kill_vmm     the VMM killed (-9) mid-transfer: the guest exits promptly
+               with ECONNRESET/EPIPE instead of hanging
+  policy_deny  a policy denying one port: connect fails with EACCES, while
+               another loopback port still works
+  bad_guests   raw protocol clients sending garbage, messages out of order,
+               a wrong version or descriptors are dropped (or get an error
+               status for a request the device refuses); the VMM's fd count
+               returns to its start and a real guest is still served
+  max_guests   with --max-guests 1 a second guest is refused with EBUSY
+  needs_reset  a guest that breaks its ring gets NEEDS_RESET; RESET and a
+               fresh setup bring the device back; the VMM serves on
+
+Every wait is bounded; a scenario fails with a message saying what it
+waited for."""
+import argparse
+import mmap
+import os
+import select
+import shutil
+import socket
+import struct
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+WAIT = 15.0  # seconds for any single expected event
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def wait_until(pred, what, timeout=WAIT):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise Failure("timed out waiting for " + what)
+
+
+def readline_within(f, timeout, what):
+    """One line from a pipe, or Failure after timeout seconds."""
+    end = time.monotonic() + timeout
+    buf = b""
+    fd = f.fileno()
+    while not buf.endswith(b"\n"):
+        left = end - time.monotonic()
+        if left <= 0:
+            raise Failure("timed out waiting for " + what)
+        r, _, _ = select.select([fd], [], [], left)
+        if not r:
+            continue
+        b = os.read(fd, 1)
+        if not b:
+            raise Failure("EOF while waiting for " + what)
+        buf += b
+    return buf.decode()
+
+
+class Env:
+    def __init__(self, args):
+        self.args = args
+        self.dir = tempfile.mkdtemp(prefix="hwsock-vmm-test-")
+        self.sock = os.path.join(self.dir, "vmm.sock")
+        self.procs = []
+        self.vmm = None
+        self.vmm_log = os.path.join(self.dir, "vmm.log")
+
+    def spawn(self, argv, **kw):
+        p = subprocess.Popen(argv, **kw)
+        self.procs.append(p)
+        return p
+
+    def echo_server(self):
+        p = self.spawn([sys.executable, self.args.echo],
+                       stdout=subprocess.PIPE)
+        return int(readline_within(p.stdout, WAIT, "the echo server's port"))
+
+    def start_vmm(self, *extra):
+        r, w = os.pipe()
+        log = open(self.vmm_log, "ab")
+        argv = [self.args.vmm, "--listen", self.sock, "--ready-fd", str(w),
+                "-v", "--mem", "16", *extra]
+        self.vmm = self.spawn(argv, pass_fds=(w,), stderr=log)
+        os.close(w)
+        log.close()
+        with os.fdopen(r, "rb") as rf:
+            line = readline_within(rf, WAIT, "hwsock-vmm --ready-fd")
+            check(line == "ready\n", "ready fd said %r" % line)
+            # The VMM closes the fd after writing: wait for that, so that
+            # fd counts taken from now on are stable.
+            try:
+                readline_within(rf, WAIT, "the ready fd to close")
+            except Failure as e:
+                check(str(e).startswith("EOF"), str(e))
+        return self.vmm
+
+    def vmm_stderr(self):
+        with open(self.vmm_log, errors="replace") as f:
+            return f.read()
+
+    def vmm_fds(self):
+        return len(os.listdir("/proc/%d/fd" % self.vmm.pid))
+
+    def client(self, port, nbytes, chunk=32768, delay_ms=0):
+        argv = [self.args.client, self.sock, str(port), str(nbytes),
+                str(chunk), str(delay_ms)]
+        return self.spawn(argv, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+
+    def finish(self, p, what, timeout=WAIT):
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            raise Failure("%s did not exit within %ss (hang)\nstderr: %s" %
+                          (what, timeout, (err or b"").decode(errors="replace")))
+        return (p.returncode, (out or b"").decode(),
+                (err or b"").decode(errors="replace"))
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            for s in (p.stdout, p.stderr):
+                if s:
+                    s.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def expect_ok(env, p, nbytes, what):
+    rc, out, err = env.finish(p, what)
+    check(rc == 0 and out.endswith("ok %d\n" % nbytes),
+          "%s: exit %d, stdout tail %r, stderr %r" % (what, rc, out[-60:], err))
+
+
+def two_guests(env):
+    port = env.echo_server()
+    env.start_vmm()
+    n = 4 << 20
+    a = env.client(port, n)
+    b = env.client(port, n)
+    expect_ok(env, a, n, "guest A")
+    expect_ok(env, b, n, "guest B")
+    log = env.vmm_stderr()
+    check(log.count(": attached") >= 2, "VMM logged fewer than 2 attaches:\n" + log)
+    check("offload" in log, "VMM -v did not log the offload verdict:\n" + log)
+    # Both guests gone: the VMM stops cleanly on SIGTERM.
+    env.vmm.send_signal(signal.SIGTERM)
+    rc, _, _ = env.finish(env.vmm, "hwsock-vmm after SIGTERM")
+    check(rc == 0, "hwsock-vmm exit %d after SIGTERM:\n%s" % (rc, env.vmm_stderr()))
+    check(not os.path.exists(env.sock), "socket file left after SIGTERM")
+
+
+def kill_guest(env):
+    port = env.echo_server()
+    env.start_vmm()
+    base = env.vmm_fds()
+    victim = env.client(port, 1 << 30, 16384, 20)  # slow, never finishes
+    readline_within(victim.stdout, WAIT, "the victim's first progress")
+    readline_within(victim.stdout, WAIT, "the victim's second progress")
+    check(env.vmm_fds() > base, "attached guest holds no fds in the VMM?")
+    victim.kill()
+    victim.wait()
+    wait_until(lambda: "detached" in env.vmm_stderr(), "the VMM to log the detach")
+    wait_until(lambda: env.vmm_fds() == base,
+               "the VMM's fd count to return to %d (now %d)" % (base, env.vmm_fds()))
+    n = 1 << 20
+    expect_ok(env, env.client(port, n), n, "the guest after the killed one")
+    wait_until(lambda: env.vmm_fds() == base,
+               "the fd count to return to %d after the second guest" % base)
+    check(env.vmm.poll() is None, "hwsock-vmm died")
+
+
+def kill_vmm(env):
+    port = env.echo_server()
+    env.start_vmm()
+    c = env.client(port, 1 << 30, 16384, 20)
+    readline_within(c.stdout, WAIT, "the guest's first progress")
+    env.vmm.kill()
+    env.vmm.wait()
+    rc, _, err = env.finish(c, "the guest after the VMM was killed", 10)
+    check(rc == 4, "guest exit %d (want 4, a transfer error): %s" % (rc, err))
+    check("HWSOCK_ECONNRESET" in err or "HWSOCK_EPIPE" in err,
+          "guest error is not ECONNRESET/EPIPE: %r" % err)
+
+
+def policy_deny(env):
+    denied = env.echo_server()
+    allowed = env.echo_server()
+    with open(env.args.policy) as f:
+        text = f.read().replace("@DENIED_PORT@", str(denied))
+    policy = os.path.join(env.dir, "policy.yaml")
+    with open(policy, "w") as f:
+        f.write(text)
+    env.start_vmm("--policy", policy)
+    rc, _, err = env.finish(env.client(denied, 1024), "the denied guest")
+    check(rc == 3 and "HWSOCK_EACCES" in err,
+          "connect to the denied port: exit %d, %r" % (rc, err))
+    n = 256 << 10
+    expect_ok(env, env.client(allowed, n), n, "the guest on an allowed port")
+    log = env.vmm_stderr()
+    check("deny" in log and ":%d" % denied in log,
+          "VMM -v did not log the deny verdict:\n" + log)
+
+
+# ---- raw loopback protocol clients (hwsock/loopback.h) -------------------
+
+HELLO, FEATURES, QUEUE, START, RESET, NEEDS_RESET = 1, 2, 3, 4, 5, 6
+F_VERSION_1 = 1 << 32
+LB_VERSION = 1
+EPROTO, EINVAL, EBUSY = 71, 22, 16
+MSG = struct.Struct("<II5Q64s2Q")  # type status a b c d e config reserved
+assert MSG.size == 128
+
+
+def lb_msg(mtype, a=0, b=0, c=0, d=0, e=0):
+    return MSG.pack(mtype, 0, a, b, c, d, e, bytes(64), 0, 0)
+
+
+def raw_guest(env):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(WAIT)
+    s.connect(env.sock)
+    return s
+
+
+def recv_reply(s, want_type):
+    data, fds, _, _ = socket.recv_fds(s, 256, 64)
+    check(len(data) == MSG.size, "reply of %d bytes" % len(data))
+    f = MSG.unpack(data)
+    check(f[0] == want_type, "reply type %d, want %d" % (f[0], want_type))
+    return f, fds
+
+
+def expect_hangup(s, what):
+    """The VMM drops the connection (replies before that are skipped)."""
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(s, 256, 64)
+        except ConnectionResetError:
+            break
+        except socket.timeout:
+            raise Failure("the VMM did not drop " + what)
+        for fd in fds:
+            os.close(fd)
+        if not data:
+            break
+    s.close()
+
+
+def hello(s):
+    s.send(lb_msg(HELLO, LB_VERSION))
+    f, fds = recv_reply(s, HELLO)
+    check(f[1] == 0, "HELLO status %d" % f[1])
+    return f, fds
+
+
+def bad_guests(env):
+    port = env.echo_server()
+    env.start_vmm()
+    base = env.vmm_fds()
+
+    s = raw_guest(env)
+    s.send(b"x" * 10)
+    expect_hangup(s, "a 10-byte message")
+
+    s = raw_guest(env)
+    s.send(lb_msg(FEATURES, 1 << 32))
+    expect_hangup(s, "FEATURES before HELLO")
+
+    s = raw_guest(env)
+    s.send(lb_msg(HELLO, 99))
+    f, fds = recv_reply(s, HELLO)
+    check(f[1] == EPROTO and not fds, "HELLO v99: status %d, %d fds" % (f[1], len(fds)))
+    expect_hangup(s, "a HELLO of version 99")
+
+    # A well-formed HELLO: the reply describes the memory and the queues.
+    s = raw_guest(env)
+    f, fds = hello(s)
+    try:
+        check(f[2] == 16 << 20 and f[3] == 0x100000000 and f[4] == 1,
+              "HELLO reply a/b/c = %#x/%#x/%d" % (f[2], f[3], f[4]))
+        check(len(fds) == 3, "HELLO reply carried %d fds, want 3" % len(fds))
+        check(os.fstat(fds[0]).st_size == 16 << 20, "memfd size")
+        # Refused requests get an error status and the guest stays...
+        s.send(lb_msg(FEATURES, 1 << 63))
+        f, _ = recv_reply(s, FEATURES)
+        check(f[1] == EINVAL, "FEATURES with unknown bits: status %d" % f[1])
+        s.send(lb_msg(QUEUE, 0, 256, 0x1000, 0x2000, 0x3000))
+        f, _ = recv_reply(s, QUEUE)
+        check(f[1] != 0, "QUEUE outside guest memory was accepted")
+        s.send(lb_msg(START))
+        f, _ = recv_reply(s, START)
+        check(f[1] == EINVAL, "START without setup: status %d" % f[1])
+        # ...but a message carrying descriptors ends it.
+        socket.send_fds(s, [lb_msg(RESET)], [fds[1]])
+        expect_hangup(s, "a message with an fd")
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+    s = raw_guest(env)
+    for fd in hello(s)[1]:
+        os.close(fd)
+    s.send(lb_msg(77))
+    expect_hangup(s, "an unknown message type")
+
+    wait_until(lambda: env.vmm_fds() == base,
+               "the VMM's fd count to return to %d (now %d)" % (base, env.vmm_fds()))
+    n = 256 << 10
+    expect_ok(env, env.client(port, n), n, "a guest after the bad ones")
+    log = env.vmm_stderr()
+    for what in ("bad message", "before HELLO", "unsupported protocol version",
+                 "unknown message type"):
+        check(what in log, "VMM did not log %r:\n%s" % (what, log))
+
+
+def max_guests(env):
+    port = env.echo_server()
+    env.start_vmm("--max-guests", "1")
+    s = raw_guest(env)
+    _, fds = hello(s)
+    for fd in fds:
+        os.close(fd)
+    rc, _, err = env.finish(env.client(port, 1024), "the guest over the limit")
+    check(rc == 2 and "HWSOCK_EBUSY" in err,
+          "second guest: exit %d, %r" % (rc, err))
+    s.close()
+    n = 64 << 10
+    wait_until(lambda: "detached" in env.vmm_stderr(), "the first guest's detach")
+    expect_ok(env, env.client(port, n), n, "a guest once there is room")
+
+
+def setup_queue(s, gpa, size):
+    """FEATURES, QUEUE 0 (desc, avail, used a page apart), START."""
+    for m, t in ((lb_msg(FEATURES, F_VERSION_1), FEATURES),
+                 (lb_msg(QUEUE, 0, size, gpa, gpa + 4096, gpa + 8192), QUEUE),
+                 (lb_msg(START), START)):
+        s.send(m)
+        f, _ = recv_reply(s, t)
+        check(f[1] == 0, "setup message %d: status %d" % (t, f[1]))
+
+
+def needs_reset(env):
+    port = env.echo_server()
+    env.start_vmm()
+    s = raw_guest(env)
+    f, fds = hello(s)
+    memfd, kick = fds[0], fds[1]
+    size, gpa = f[2], f[3]
+    mem = mmap.mmap(memfd, size)
+    try:
+        setup_queue(s, gpa, 16)
+        # One available entry naming descriptor 200 of a 16-entry table.
+        struct.pack_into("<HHH", mem, 4096, 0, 1, 200)
+        os.write(kick, struct.pack("<Q", 1))
+        f, _ = recv_reply(s, NEEDS_RESET)
+        s.send(lb_msg(RESET))
+        f, _ = recv_reply(s, RESET)
+        check(f[1] == 0, "RESET status %d" % f[1])
+        mem[0:16384] = bytes(16384)
+        setup_queue(s, gpa, 16)  # the device accepts a new setup
+    finally:
+        mem.close()
+        for fd in fds:
+            os.close(fd)
+    s.close()
+    log = env.vmm_stderr()
+    check("needs reset" in log, "VMM did not log the reset:\n" + log)
+    n = 64 << 10
+    expect_ok(env, env.client(port, n), n, "a guest after the broken one")
+
+
+SCENARIOS = {f.__name__: f for f in (two_guests, kill_guest, kill_vmm,
+                                     policy_deny, bad_guests, max_guests,
+                                     needs_reset)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vmm", required=True)
+    ap.add_argument("--client", required=True)
+    ap.add_argument("--echo", required=True)
+    ap.add_argument("--policy", required=True)
+    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    args = ap.parse_args()
+    env = Env(args)
+    try:
+        SCENARIOS[args.scenario](env)
+    except Failure as e:
+        print("FAIL %s: %s" % (args.scenario, e), file=sys.stderr)
+        if env.vmm is not None:
+            print("--- hwsock-vmm stderr ---\n" + env.vmm_stderr(), file=sys.stderr)
+        return 1
+    finally:
+        env.cleanup()
+    print("PASS %s" % args.scenario)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
