@@ -71,7 +71,8 @@ int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
   dev->socks = calloc(c.max_sockets, sizeof(*dev->socks));
   dev->reqs = calloc(c.max_inflight, sizeof(*dev->reqs));
   dev->iov_pool =
-      calloc((size_t)c.max_inflight * 2 * c.max_chain_segs, sizeof(struct iovec));
+      calloc((size_t)c.max_inflight * 2 * (c.max_chain_segs + c.max_regions),
+             sizeof(struct iovec));
   if (!dev->mem.regions || !dev->socks || !dev->reqs || !dev->iov_pool) {
     hwsock_device_free(dev);
     return HWSOCK_ENOMEM;
@@ -81,8 +82,9 @@ int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
   for (unsigned i = c.max_inflight; i-- > 0;) {
     hwsock__req *r = &dev->reqs[i];
     r->dev = dev;
-    r->iov = &dev->iov_pool[(size_t)i * 2 * c.max_chain_segs];
-    r->data = r->iov + c.max_chain_segs;
+    /* A descriptor may straddle adjacent regions: one more iovec each. */
+    r->iov = &dev->iov_pool[(size_t)i * 2 * (c.max_chain_segs + c.max_regions)];
+    r->data = r->iov + c.max_chain_segs + c.max_regions;
     r->next_free = dev->free_reqs;
     dev->free_reqs = r;
   }
@@ -304,7 +306,8 @@ static int process_queue(hwsock_device *dev, unsigned q) {
     }
     hwsock__req *req = dev->free_reqs;
     const char *why = NULL;
-    int rc = hwsock__vq_pop(vq, &req->chain, req->iov, dev->cfg.max_chain_segs,
+    int rc = hwsock__vq_pop(vq, &req->chain, req->iov,
+                            dev->cfg.max_chain_segs + dev->cfg.max_regions,
                             &why);
     if (rc < 0) {
       set_broken(dev, q, why ? why : "bad ring");

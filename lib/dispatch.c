@@ -177,7 +177,7 @@ static int prepare(hwsock_device *dev, hwsock__req *req, uint32_t uri_len,
                    int has_addr) {
   hwsock_breq *b = &req->breq;
   const hwsock__chain *c = &req->chain;
-  unsigned cap = dev->cfg.max_chain_segs, n = 0;
+  unsigned cap = dev->cfg.max_chain_segs + dev->cfg.max_regions, n = 0;
   uint32_t area;
   b->addr = has_addr ? &req->addr : NULL;
   switch (req->opcode) {

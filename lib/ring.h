@@ -63,7 +63,8 @@ typedef struct hwsock__vq {
 /* Sets up a queue. size must be a power of 2 in 1..HWSOCK_VRING_MAX_SIZE;
  * each part must be inside one region and aligned (desc 16, avail 2,
  * used 4). `features` are the negotiated HWSOCK_F_* bits. Returns 0,
- * HWSOCK_EINVAL (size/alignment) or HWSOCK_EFAULT (not in a region). */
+ * HWSOCK_EINVAL (size/alignment, max_segs 0) or HWSOCK_EFAULT (not in a
+ * region). On failure vq->size is 0. */
 int hwsock__vq_init(hwsock__vq *vq, const hwsock__memmap *mem, unsigned size,
                     uint64_t desc_gpa, uint64_t avail_gpa, uint64_t used_gpa,
                     uint64_t features, unsigned max_segs);
@@ -86,7 +87,12 @@ typedef struct hwsock__chain {
  * 32 bits; an address not in the regions; a readable descriptor after a
  * writable one; INDIRECT without the feature, INDIRECT together with NEXT,
  * a nested indirect, an indirect table whose length is 0, not a multiple of
- * 16, or larger than max_segs entries. */
+ * 16, or larger than max_segs entries (or not inside one region). Also
+ * broken: more iovecs needed than cap. On failure last_avail is unchanged.
+ * Zero-length descriptors are allowed and add no iovec (their address is
+ * not checked: no byte of it is ever touched). An INDIRECT descriptor may
+ * end a direct chain; its table entries count towards max_segs. A queue
+ * that is not set up (size 0) pops nothing. */
 int hwsock__vq_pop(hwsock__vq *vq, hwsock__chain *c, struct iovec *iov,
                    unsigned cap, const char **why);
 
@@ -96,7 +102,9 @@ void hwsock__vq_push(hwsock__vq *vq, uint16_t head, uint32_t len);
 
 /* After pushes: whether the guest wants an interrupt now (EVENT_IDX:
  * vring_need_event against used_event; else !AVAIL_F_NO_INTERRUPT).
- * Records the notification when it returns 1. */
+ * Records the notification when it returns 1 (with EVENT_IDX the examined
+ * used interval is recorded on every call, as virtio devices do). Returns 0
+ * when nothing was pushed since the last recorded notification. */
 int hwsock__vq_should_notify(hwsock__vq *vq);
 
 /* With EVENT_IDX: publishes avail_event = last_avail so that the guest

@@ -1,0 +1,234 @@
+/* Test support: driver side of a split virtqueue in fake guest memory. */
+#include "support/vring_builder.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define VRB_ALIGN 4096u
+
+static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
+
+int vrb_init(vrb *r, uint64_t gpa, size_t mem_size, unsigned qsize) {
+  memset(r, 0, sizeof *r);
+  if (gpa == 0)
+    gpa = VRB_DEFAULT_GPA;
+  if (mem_size == 0)
+    mem_size = VRB_DEFAULT_MEM;
+  if (qsize == 0 || qsize > HWSOCK_VRING_MAX_SIZE)
+    return -1;
+  size_t avail_off = hwsock_vring_desc_bytes(qsize);
+  size_t used_off = align_up(avail_off + hwsock_vring_avail_bytes(qsize), 4);
+  size_t end = used_off + hwsock_vring_used_bytes(qsize);
+  if (end > mem_size)
+    return -1;
+  mem_size = align_up(mem_size, VRB_ALIGN);
+  r->mem = aligned_alloc(VRB_ALIGN, mem_size);
+  if (r->mem == NULL)
+    return -1;
+  memset(r->mem, 0, mem_size);
+  r->gpa = gpa;
+  r->size = mem_size;
+  r->qsize = qsize;
+  r->desc_gpa = gpa;
+  r->avail_gpa = gpa + avail_off;
+  r->used_gpa = gpa + used_off;
+  r->desc = (hwsock_vring_desc *)(void *)r->mem;
+  r->avail = (hwsock_vring_avail *)(void *)(r->mem + avail_off);
+  r->used = (hwsock_vring_used *)(void *)(r->mem + used_off);
+  r->brk = align_up(end, 64);
+  return 0;
+}
+
+void vrb_free(vrb *r) {
+  free(r->mem);
+  memset(r, 0, sizeof *r);
+}
+
+uint64_t vrb_alloc(vrb *r, size_t len, size_t align) {
+  if (align == 0)
+    align = 8;
+  size_t off = align_up(r->brk, align);
+  if (off > r->size || len > r->size - off)
+    return 0;
+  memset(r->mem + off, 0, len);
+  r->brk = off + len;
+  return r->gpa + off;
+}
+
+size_t vrb_mark(const vrb *r) { return r->brk; }
+
+void vrb_release(vrb *r, size_t mark) {
+  if (mark <= r->brk)
+    r->brk = mark;
+}
+
+void *vrb_host(const vrb *r, uint64_t gpa) {
+  if (gpa < r->gpa || gpa - r->gpa >= r->size)
+    return NULL;
+  return r->mem + (gpa - r->gpa);
+}
+
+int vrb_add_regions(const vrb *r, hwsock__memmap *m, size_t split) {
+  if (split == 0 || split >= r->size)
+    return hwsock__mem_add(m, r->gpa, r->size, r->mem);
+  int rc = hwsock__mem_add(m, r->gpa, split, r->mem);
+  if (rc == 0)
+    rc = hwsock__mem_add(m, r->gpa + split, r->size - split, r->mem + split);
+  return rc;
+}
+
+int vrb_vq_init(const vrb *r, hwsock__vq *vq, const hwsock__memmap *m,
+                uint64_t features, unsigned max_segs) {
+  return hwsock__vq_init(vq, m, r->qsize, r->desc_gpa, r->avail_gpa,
+                         r->used_gpa, features, max_segs);
+}
+
+static void put_desc(hwsock_vring_desc *d, uint64_t addr, uint32_t len,
+                     uint16_t flags, uint16_t next) {
+  hwsock_le64_set(&d->addr, addr);
+  hwsock_le32_set(&d->len, len);
+  hwsock_le16_set(&d->flags, flags);
+  hwsock_le16_set(&d->next, next);
+}
+
+void vrb_set_desc(vrb *r, unsigned i, uint64_t addr, uint32_t len,
+                  uint16_t flags, uint16_t next) {
+  put_desc(&r->desc[i % r->qsize], addr, len, flags, next);
+}
+
+void vrb_write_desc(vrb *r, uint64_t gpa, uint64_t addr, uint32_t len,
+                    uint16_t flags, uint16_t next) {
+  uint8_t *p = vrb_host(r, gpa);
+  if (p == NULL || vrb_host(r, gpa + sizeof(hwsock_vring_desc) - 1) == NULL)
+    return;
+  hwsock_vring_desc d;
+  put_desc(&d, addr, len, flags, next);
+  memcpy(p, &d, sizeof d);
+}
+
+void vrb_put_head(vrb *r, uint16_t head) {
+  hwsock_le16_set(&r->avail->ring[r->avail_shadow % r->qsize], head);
+  r->avail_shadow++;
+}
+
+void vrb_set_avail_idx(vrb *r, uint16_t idx) {
+  r->avail_shadow = idx;
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  hwsock_le16_store(&r->avail->idx, idx);
+}
+
+void vrb_publish(vrb *r) { vrb_set_avail_idx(r, r->avail_shadow); }
+
+/* Takes n descriptors round-robin; returns the first index. */
+static uint16_t take_descs(vrb *r, unsigned n) {
+  uint16_t first = r->next_desc;
+  r->next_desc = (uint16_t)((r->next_desc + n) % r->qsize);
+  return first;
+}
+
+int vrb_add_chain(vrb *r, const vrb_seg *segs, unsigned n) {
+  if (n == 0 || n > r->qsize)
+    return -1;
+  uint16_t head = take_descs(r, n);
+  for (unsigned k = 0; k < n; k++) {
+    unsigned i = (head + k) % r->qsize;
+    uint16_t next = (uint16_t)((i + 1) % r->qsize);
+    uint16_t flags = segs[k].flags;
+    if (k + 1 < n)
+      flags |= HWSOCK_VRING_DESC_F_NEXT;
+    put_desc(&r->desc[i], segs[k].gpa, segs[k].len, flags,
+             k + 1 < n ? next : 0);
+  }
+  vrb_put_head(r, head);
+  return head;
+}
+
+int vrb_add_rw(vrb *r, const struct iovec *out, unsigned n_out,
+               const uint32_t *in_lens, unsigned n_in, uint64_t *in_gpas) {
+  vrb_seg segs[64];
+  if (n_out + n_in == 0 || n_out + n_in > 64)
+    return -1;
+  size_t mark = vrb_mark(r);
+  for (unsigned k = 0; k < n_out; k++) {
+    uint64_t g = vrb_alloc(r, out[k].iov_len, 8);
+    if (g == 0)
+      goto fail;
+    if (out[k].iov_len > 0)
+      memcpy(vrb_host(r, g), out[k].iov_base, out[k].iov_len);
+    segs[k] = (vrb_seg){g, (uint32_t)out[k].iov_len, 0};
+  }
+  for (unsigned k = 0; k < n_in; k++) {
+    uint64_t g = vrb_alloc(r, in_lens[k], 8);
+    if (g == 0)
+      goto fail;
+    if (in_gpas != NULL)
+      in_gpas[k] = g;
+    segs[n_out + k] = (vrb_seg){g, in_lens[k], HWSOCK_VRING_DESC_F_WRITE};
+  }
+  int head = vrb_add_chain(r, segs, n_out + n_in);
+  if (head >= 0)
+    return head;
+fail:
+  vrb_release(r, mark);
+  return -1;
+}
+
+int vrb_add_indirect(vrb *r, const vrb_seg *segs, unsigned n) {
+  if (n == 0 || n > 65536 / sizeof(hwsock_vring_desc))
+    return -1;
+  uint64_t table = vrb_alloc(r, n * sizeof(hwsock_vring_desc), 16);
+  if (table == 0)
+    return -1;
+  for (unsigned k = 0; k < n; k++) {
+    uint16_t flags = segs[k].flags;
+    if (k + 1 < n)
+      flags |= HWSOCK_VRING_DESC_F_NEXT;
+    vrb_write_desc(r, table + k * sizeof(hwsock_vring_desc), segs[k].gpa,
+                   segs[k].len, flags, (uint16_t)(k + 1 < n ? k + 1 : 0));
+  }
+  uint16_t head = take_descs(r, 1);
+  put_desc(&r->desc[head], table, (uint32_t)(n * sizeof(hwsock_vring_desc)),
+           HWSOCK_VRING_DESC_F_INDIRECT, 0);
+  vrb_put_head(r, head);
+  return head;
+}
+
+void vrb_set_used_event(vrb *r, uint16_t v) {
+  hwsock_le16_store(&r->avail->ring[r->qsize], v);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+void vrb_set_no_interrupt(vrb *r, int on) {
+  uint16_t f = hwsock_le16_load(&r->avail->flags);
+  if (on)
+    f |= HWSOCK_VRING_AVAIL_F_NO_INTERRUPT;
+  else
+    f &= (uint16_t)~HWSOCK_VRING_AVAIL_F_NO_INTERRUPT;
+  hwsock_le16_store(&r->avail->flags, f);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+uint16_t vrb_avail_event(const vrb *r) {
+  return hwsock_le16_load((const hwsock_le16 *)(const void *)&r->used->ring[r->qsize]);
+}
+
+uint16_t vrb_used_flags(const vrb *r) {
+  return hwsock_le16_load(&r->used->flags);
+}
+
+void vrb_set_used_flags(vrb *r, uint16_t flags) {
+  hwsock_le16_store(&r->used->flags, flags);
+}
+
+uint16_t vrb_used_idx(const vrb *r) { return hwsock_le16_load(&r->used->idx); }
+
+int vrb_get_used(vrb *r, uint32_t *id, uint32_t *len) {
+  if (vrb_used_idx(r) == r->last_used)
+    return 0;
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  const hwsock_vring_used_elem *e = &r->used->ring[r->last_used % r->qsize];
+  *id = hwsock_le32_get(&e->id);
+  *len = hwsock_le32_get(&e->len);
+  r->last_used++;
+  return 1;
+}
