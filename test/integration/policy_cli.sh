@@ -71,7 +71,7 @@ expect 0 "$work/want" -- "$tool" check \
 echo "$policy: ok (3 rules)" >"$work/want"
 expect 0 "$work/want" -- "$tool" lint --config "$policy"
 "$tool" default >"$work/default.yaml" || fail "default: exit $?"
-echo "$work/default.yaml: ok (6 rules)" >"$work/want"
+echo "$work/default.yaml: ok (7 rules)" >"$work/want"
 expect 0 "$work/want" -- "$tool" lint --config "$work/default.yaml"
 
 # lint: bad files exit 1 with the message on stderr and nothing on stdout

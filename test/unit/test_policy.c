@@ -505,13 +505,17 @@ Test(policy, default_policy_decides_as_documented) {
        "loopback destination, offloaded to the host"},
       {"udp6://[::1]:53", OUT, OFFLOAD,
        "loopback destination, offloaded to the host"},
-      {"tcp6://[::ffff:127.0.0.2]:80", OUT, OFFLOAD,
+      {"tcp6://[::ffff:127.0.0.2]:80", OUT, DECLINE,
+       "the demo's declined address, left to the guest's own stack"},
+      {"tcp6://[::ffff:127.0.0.3]:80", OUT, OFFLOAD,
        "loopback destination, offloaded to the host"},
       {"tcp://127.0.0.1:9", OUT, DENY, "denied by the demo policy"},
       {"udp://127.0.0.1:9", OUT, DENY, "denied by the demo policy"},
       {"tcp6://[::ffff:127.0.0.1]:9", OUT, DENY, "denied by the demo policy"},
-      {"tcp://127.0.0.2:9", OUT, OFFLOAD,
-       "loopback destination, offloaded to the host"},
+      {"tcp://127.0.0.2:9", OUT, DECLINE,
+       "the demo's declined address, left to the guest's own stack"},
+      {"tcp://127.0.0.2:9", IN, OFFLOAD,
+       "loopback bind or listen, offloaded to the host"},
       {"tcp://169.254.169.254:80", OUT, DENY,
        "link-local and cloud metadata addresses"},
       {"tcp6://[::ffff:169.254.169.254]:80", OUT, DENY,
@@ -539,7 +543,7 @@ Test(policy, default_policy_decides_as_documented) {
   };
   hwsock_policy *p = NULL;
   cr_assert_eq(hwsock_policy_load_default(&p), 0);
-  cr_assert_eq(hwsock_policy_rule_count(p), 6);
+  cr_assert_eq(hwsock_policy_rule_count(p), 7);
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     hwsock_verdict v = decide(p, cases[i].uri, cases[i].dir);
     cr_assert_eq(v.action, cases[i].action, "%s", cases[i].uri);
