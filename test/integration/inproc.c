@@ -163,11 +163,21 @@ int inproc_start(inproc *ip, const inproc_opts *o) {
 
   const char *def[] = {"tcp", "deny", NULL};
   const char *const *names = o->backends[0] ? o->backends : def;
-  for (unsigned i = 0; names[i] != NULL && i < INPROC_MAX_PLUGINS; i++) {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s.so", HWSOCK_BUILD_BACKEND_DIR,
-             names[i]);
-    rc = hwsock_plugin_load(path, &ip->plugins[ip->nplugins], err,
+  char paths[2 * INPROC_MAX_PLUGINS][512];
+  unsigned npaths = 0;
+  for (unsigned i = 0; names[i] != NULL && i < INPROC_MAX_PLUGINS; i++)
+    snprintf(paths[npaths++], sizeof(paths[0]), "%s/%s.so",
+             HWSOCK_BUILD_BACKEND_DIR, names[i]);
+  for (unsigned i = 0; o->plugin_paths[i] != NULL && i < INPROC_MAX_PLUGINS;
+       i++)
+    snprintf(paths[npaths++], sizeof(paths[0]), "%s", o->plugin_paths[i]);
+  for (unsigned i = 0; i < npaths; i++) {
+    if (ip->nplugins == INPROC_MAX_PLUGINS) {
+      fprintf(stderr, "inproc: more than %d backend modules\n",
+              INPROC_MAX_PLUGINS);
+      return HWSOCK_ENOSPC;
+    }
+    rc = hwsock_plugin_load(paths[i], &ip->plugins[ip->nplugins], err,
                             sizeof(err));
     if (rc < 0) {
       fprintf(stderr, "inproc: %s\n", err);
