@@ -80,6 +80,11 @@ HWSOCK_EXTERN void hwsock_guest_free(hwsock_guest *g);
  * went away). Safe from any thread. */
 HWSOCK_EXTERN void hwsock_guest_shutdown_transport(hwsock_guest *g);
 
+/* The features negotiated with the device (HWSOCK_F_*): among them which
+ * schemes it carries (HWSOCK_F_TCP, _UDP, _INET6, _IPX). Constant once
+ * hwsock_guest_new() returned; any thread. */
+HWSOCK_EXTERN uint64_t hwsock_guest_features(const hwsock_guest *g);
+
 /* Socket calls. Return >= 0 on success (a socket id, a byte count or 0) or
  * a negative HWSOCK_E*: HWSOCK_EDECLINED means the device leaves this
  * socket to the guest's own stack (close the id and use a native socket).
@@ -122,6 +127,16 @@ HWSOCK_EXTERN int hwsock_guest_setsockopt(hwsock_guest *g, int s,
 /* which: 0 = local name, 1 = peer name. */
 HWSOCK_EXTERN int hwsock_guest_getname(hwsock_guest *g, int s, int which,
                                        char *uri, size_t uri_len);
+
+/* Observability: writes the driver's own socket table to fd as text, the
+ * guest-side analogue of the VMM's socket table (docs/OBSERVABILITY.md):
+ * a header line, then one line per socket id in use with its id, netid,
+ * state as the driver sees it, local and peer URI ("*" when unknown),
+ * bytes sent and received through it, and requests in flight. The table
+ * is copied under the driver's lock and written after it is released, so
+ * a slow fd does not stall socket calls. Returns 0, HWSOCK_EINVAL,
+ * HWSOCK_ENOMEM, or HWSOCK_EIO when writing to fd failed. */
+HWSOCK_EXTERN int hwsock_guest_dump(hwsock_guest *g, int fd);
 
 #ifdef __cplusplus
 }

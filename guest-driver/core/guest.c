@@ -1,0 +1,305 @@
+/* Driver setup: config checks, feature negotiation, memory layout, device
+ * start, and teardown. See docs/GUEST-DRIVER.md for the layout. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "guest_int.h"
+#include "hwsock/uri.h"
+
+void hwsock_guest_config_init(hwsock_guest_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->size = sizeof(*cfg);
+  cfg->event_idx = 1;
+  cfg->indirect = 1;
+}
+
+/* Offset from the start of memory at which guest address mem_gpa+off is
+ * aligned to a (a power of 2), at or after off. */
+static size_t align_gpa(uint64_t mem_gpa, size_t off, size_t a) {
+  uint64_t gpa = mem_gpa + off;
+  uint64_t up = (gpa + a - 1) & ~(uint64_t)(a - 1);
+  return off + (size_t)(up - gpa);
+}
+
+static size_t round_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
+
+static int is_pow2(unsigned v) { return v != 0 && (v & (v - 1)) == 0; }
+
+static unsigned pow2_floor(unsigned v) {
+  unsigned p = 1;
+  while (p <= v / 2)
+    p *= 2;
+  return p;
+}
+
+/* The device's limits, read once from its config space. */
+typedef struct dev_limits {
+  uint64_t features;
+  unsigned num_queues, max_queue_size, max_sockets, max_inflight;
+  unsigned max_uri_len, max_io_len, max_chain_segs;
+} dev_limits;
+
+static int read_device(const hwsock_wire_config *src, dev_limits *d) {
+  hwsock_wire_config c;
+  memcpy(&c, src, sizeof(c)); /* one fetch: the config may be shared */
+  if (hwsock_le32_get(&c.magic) != HWSOCK_CONFIG_MAGIC ||
+      hwsock_le32_get(&c.protocol_version) != HWSOCK_PROTOCOL_VERSION)
+    return HWSOCK_EPROTO;
+  d->features = hwsock_le64_get(&c.device_features);
+  d->num_queues = hwsock_le16_get(&c.num_queues);
+  d->max_queue_size = hwsock_le16_get(&c.max_queue_size);
+  d->max_sockets = hwsock_le32_get(&c.max_sockets);
+  d->max_inflight = hwsock_le32_get(&c.max_inflight);
+  d->max_uri_len = hwsock_le32_get(&c.max_uri_len);
+  d->max_io_len = hwsock_le32_get(&c.max_io_len);
+  d->max_chain_segs = hwsock_le32_get(&c.max_chain_segs);
+  if (!(d->features & HWSOCK_F_VERSION_1) || d->num_queues == 0 ||
+      d->num_queues > GUEST_MAX_QUEUES || d->max_queue_size == 0 ||
+      d->max_sockets == 0 || d->max_inflight == 0 ||
+      d->max_uri_len < HWSOCK_URI_AREA_MIN ||
+      d->max_chain_segs < GUEST_MAX_SEGS)
+    return HWSOCK_EPROTO;
+  if (d->max_queue_size > HWSOCK_VRING_MAX_SIZE)
+    d->max_queue_size = HWSOCK_VRING_MAX_SIZE;
+  d->max_queue_size = pow2_floor(d->max_queue_size);
+  if (d->max_sockets > GUEST_MAX_SOCKETS)
+    d->max_sockets = GUEST_MAX_SOCKETS; /* we simply use fewer ids */
+  if (d->max_uri_len > HWSOCK_URI_MAX)
+    d->max_uri_len = HWSOCK_URI_MAX;
+  if (d->max_io_len > GUEST_MAX_IO_LEN)
+    d->max_io_len = GUEST_MAX_IO_LEN;
+  return 0;
+}
+
+static void free_tables(hwsock_guest *g) {
+  free(g->desc_next);
+  free(g->head_slot);
+  free(g->slots);
+  free(g->slot_stack);
+  free(g->socks);
+  free(g->sock_free);
+}
+
+static int alloc_tables(hwsock_guest *g) {
+  size_t words = ((size_t)g->nsock + 63) / 64;
+  g->desc_next = calloc(g->qsize, sizeof(*g->desc_next));
+  g->head_slot = calloc(g->qsize, sizeof(*g->head_slot));
+  g->slots = calloc(g->nslots, sizeof(*g->slots));
+  g->slot_stack = calloc(g->nslots, sizeof(*g->slot_stack));
+  g->socks = calloc(g->nsock, sizeof(*g->socks));
+  g->sock_free = calloc(words, sizeof(*g->sock_free));
+  if (!g->desc_next || !g->head_slot || !g->slots || !g->slot_stack ||
+      !g->socks || !g->sock_free)
+    return HWSOCK_ENOMEM;
+  for (unsigned i = 0; i < g->qsize; i++)
+    g->desc_next[i] = (uint16_t)(i + 1);
+  g->desc_free = 0;
+  g->ndesc_free = g->qsize;
+  for (unsigned i = 0; i < g->nslots; i++)
+    g->slot_stack[i] = g->nslots - 1 - i; /* slot 0 on top */
+  g->nslot_free = g->nslots;
+  for (size_t w = 0; w < words; w++)
+    g->sock_free[w] = ~(uint64_t)0;
+  if (g->nsock % 64)
+    g->sock_free[words - 1] = ((uint64_t)1 << (g->nsock % 64)) - 1;
+  return 0;
+}
+
+/* Initialises the mutex and condition variables; on failure destroys what
+ * it made. */
+static int init_sync(hwsock_guest *g) {
+  unsigned i;
+  if (pthread_mutex_init(&g->lock, NULL))
+    return HWSOCK_ENOMEM;
+  if (pthread_cond_init(&g->slot_cond, NULL))
+    goto fail_mutex;
+  for (i = 0; i < g->nslots; i++)
+    if (pthread_cond_init(&g->slots[i].cond, NULL))
+      goto fail_conds;
+  return 0;
+fail_conds:
+  while (i-- > 0)
+    pthread_cond_destroy(&g->slots[i].cond);
+  pthread_cond_destroy(&g->slot_cond);
+fail_mutex:
+  pthread_mutex_destroy(&g->lock);
+  return HWSOCK_ENOMEM;
+}
+
+/* Queue sizes and layout. Fills g's ring pointers for queue 0 and the
+ * per-queue guest addresses; returns the offset where slots begin. */
+typedef struct queue_place {
+  unsigned size;
+  size_t desc, avail, used;
+} queue_place;
+
+static size_t place_queues(uint64_t mem_gpa, unsigned nq, unsigned qsize,
+                           queue_place *qp) {
+  size_t off = 0;
+  for (unsigned q = 0; q < nq; q++) {
+    unsigned size = q == 0 ? qsize
+                           : (qsize < GUEST_IDLE_QUEUE_SIZE
+                                  ? qsize
+                                  : GUEST_IDLE_QUEUE_SIZE);
+    off = align_gpa(mem_gpa, off, GUEST_QUEUE_ALIGN);
+    qp[q].size = size;
+    qp[q].desc = off;
+    off += hwsock_vring_desc_bytes(size);
+    qp[q].avail = off; /* desc bytes are a multiple of 16: aligned 2 */
+    off += hwsock_vring_avail_bytes(size);
+    off = align_gpa(mem_gpa, off, 4);
+    qp[q].used = off;
+    off += hwsock_vring_used_bytes(size);
+  }
+  return align_gpa(mem_gpa, off, 16);
+}
+
+int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
+  dev_limits d;
+  queue_place qp[GUEST_MAX_QUEUES];
+  int err;
+
+  if (!out)
+    return HWSOCK_EINVAL;
+  *out = NULL;
+  if (!cfg || cfg->size < sizeof(*cfg) || !cfg->mem || !cfg->device ||
+      !cfg->ops || cfg->ops->size < sizeof(*cfg->ops) ||
+      !cfg->ops->set_features || !cfg->ops->setup_queue ||
+      !cfg->ops->start || !cfg->ops->kick || !cfg->ops->wait ||
+      cfg->poll_us < 0)
+    return HWSOCK_EINVAL;
+  /* Host and guest views must agree on alignment up to 16 bytes. */
+  if (((uintptr_t)cfg->mem - (uintptr_t)cfg->mem_gpa) % 16 != 0 ||
+      cfg->mem_gpa + cfg->mem_size < cfg->mem_gpa)
+    return HWSOCK_EINVAL;
+  if ((err = read_device(cfg->device, &d)) < 0)
+    return err;
+
+  unsigned qsize = cfg->queue_size;
+  if (qsize == 0) {
+    qsize = GUEST_DEFAULT_QUEUE_SIZE;
+    if (qsize > d.max_queue_size)
+      qsize = d.max_queue_size;
+  } else if (!is_pow2(qsize) || qsize > d.max_queue_size) {
+    return HWSOCK_EINVAL;
+  }
+  unsigned io_len = cfg->io_len ? cfg->io_len : GUEST_DEFAULT_IO_LEN;
+  if (io_len > d.max_io_len)
+    io_len = d.max_io_len;
+  if (io_len < GUEST_MIN_IO_LEN)
+    return cfg->io_len ? HWSOCK_EINVAL : HWSOCK_EPROTO;
+
+  uint64_t features = HWSOCK_F_VERSION_1;
+  features |= d.features & (HWSOCK_F_TCP | HWSOCK_F_UDP | HWSOCK_F_INET6 |
+                            HWSOCK_F_IPX);
+  if (cfg->event_idx)
+    features |= d.features & HWSOCK_F_EVENT_IDX;
+  if (cfg->indirect)
+    features |= d.features & HWSOCK_F_INDIRECT_DESC;
+  int indirect = (features & HWSOCK_F_INDIRECT_DESC) != 0;
+
+  /* Layout: queues, then equal slots. */
+  size_t slot_off = place_queues(cfg->mem_gpa, d.num_queues, qsize, qp);
+  size_t itab = indirect ? GUEST_MAX_SEGS * sizeof(hwsock_vring_desc) : 0;
+  size_t req_off = round_up(itab, 16);
+  size_t resp_off = req_off + round_up(sizeof(hwsock_req_hdr) + d.max_uri_len,
+                                       16);
+  size_t stride = round_up(resp_off + sizeof(hwsock_resp_hdr) +
+                               d.max_uri_len + io_len, 16);
+  if (slot_off >= cfg->mem_size)
+    return HWSOCK_EINVAL;
+  size_t fit = (cfg->mem_size - slot_off) / stride;
+  /* Without indirect a request may hold GUEST_MAX_SEGS descriptors: never
+   * post more slots than the table can serve, so a free slot always finds
+   * its descriptors. */
+  unsigned nslots = indirect ? qsize : qsize / GUEST_MAX_SEGS;
+  if (nslots > d.max_inflight)
+    nslots = d.max_inflight; /* more would stall behind the device's limit */
+  if (cfg->slots && cfg->slots < nslots)
+    nslots = cfg->slots;
+  if (cfg->slots && fit < nslots)
+    return HWSOCK_EINVAL; /* asked for more than fits */
+  if (fit < nslots)
+    nslots = (unsigned)fit;
+  if (nslots == 0)
+    return HWSOCK_EINVAL;
+
+  hwsock_guest *g = calloc(1, sizeof(*g));
+  if (!g)
+    return HWSOCK_ENOMEM;
+  g->ops = cfg->ops;
+  g->opaque = cfg->opaque;
+  g->features = features;
+  g->event_idx = (features & HWSOCK_F_EVENT_IDX) != 0;
+  g->indirect = indirect;
+  g->poll_us = cfg->poll_us;
+  g->nqueues = d.num_queues;
+  g->qsize = qsize;
+  g->qmask = (uint16_t)(qsize - 1);
+  g->nslots = nslots;
+  g->io_len = io_len;
+  g->uri_max = d.max_uri_len;
+  g->nsock = d.max_sockets;
+  g->slot_stride = stride;
+  g->req_off = req_off;
+  g->resp_off = resp_off;
+  if ((err = alloc_tables(g)) < 0)
+    goto fail_tables;
+  if ((err = init_sync(g)) < 0)
+    goto fail_tables;
+
+  uint8_t *mem = cfg->mem;
+  memset(mem, 0, slot_off); /* fresh rings: all indices and flags zero */
+  g->desc = (hwsock_vring_desc *)(void *)(mem + qp[0].desc);
+  g->avail = (hwsock_vring_avail *)(void *)(mem + qp[0].avail);
+  g->used = (hwsock_vring_used *)(void *)(mem + qp[0].used);
+  g->used_event = &g->avail->ring[qsize];
+  g->avail_event =
+      (volatile hwsock_le16 *)(void *)(mem + qp[0].used + 4 + 8u * qsize);
+  g->slot_mem = mem + slot_off;
+  g->slot_gpa = cfg->mem_gpa + slot_off;
+
+  if ((err = g->ops->set_features(g->opaque, features)) < 0)
+    goto fail;
+  for (unsigned q = 0; q < d.num_queues; q++) {
+    err = g->ops->setup_queue(g->opaque, q, qp[q].size,
+                              cfg->mem_gpa + qp[q].desc,
+                              cfg->mem_gpa + qp[q].avail,
+                              cfg->mem_gpa + qp[q].used);
+    if (err < 0)
+      goto fail;
+  }
+  if ((err = g->ops->start(g->opaque)) < 0)
+    goto fail;
+  *out = g;
+  return 0;
+
+fail:
+  for (unsigned i = 0; i < g->nslots; i++)
+    pthread_cond_destroy(&g->slots[i].cond);
+  pthread_cond_destroy(&g->slot_cond);
+  pthread_mutex_destroy(&g->lock);
+fail_tables:
+  free_tables(g);
+  free(g);
+  return err < 0 ? err : HWSOCK_EINVAL;
+}
+
+void hwsock_guest_free(hwsock_guest *g) {
+  if (!g)
+    return;
+  for (unsigned i = 0; i < g->nslots; i++)
+    pthread_cond_destroy(&g->slots[i].cond);
+  pthread_cond_destroy(&g->slot_cond);
+  pthread_mutex_destroy(&g->lock);
+  free_tables(g);
+  free(g);
+}
+
+void hwsock_guest_shutdown_transport(hwsock_guest *g) {
+  if (!g)
+    return;
+  pthread_mutex_lock(&g->lock);
+  hwsock__guest_fail(g, HWSOCK_ECONNRESET);
+  pthread_mutex_unlock(&g->lock);
+}

@@ -1,0 +1,170 @@
+/* Internal to the guest driver core: the driver object, its request slots,
+ * its socket table, and the calls shared between guest.c (setup), vq.c
+ * (descriptors, submit, reap, wait) and sockets.c (the socket API).
+ *
+ * Locking: g->lock protects everything below except the immutable layout
+ * fields set in hwsock_guest_new(). Only the current reaper touches
+ * last_used and the used ring; it may read them without the lock while it
+ * polls, because nobody else writes them. */
+#ifndef HWSOCK_GUEST_INT_H
+#define HWSOCK_GUEST_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "hwsock/guest.h"
+#include "hwsock/uri.h"
+
+/* Descriptors per request: [req hdr + URI] [data] [resp hdr + payload]. */
+#define GUEST_MAX_SEGS 3u
+/* Sanity bounds on what the device's config may make us allocate. */
+#define GUEST_MAX_QUEUES 64u
+#define GUEST_MAX_SOCKETS (1u << 20)
+#define GUEST_MAX_IO_LEN (64u << 20)
+/* Smallest bounce area that still holds any option value. */
+#define GUEST_MIN_IO_LEN 64u
+/* Queues we set up but never use get this many entries (or fewer). */
+#define GUEST_IDLE_QUEUE_SIZE 16u
+/* Each queue starts on its own page (simplest correct virtio alignment). */
+#define GUEST_QUEUE_ALIGN 4096u
+/* Writable area offered for a GETSOCKOPT value. */
+#define GUEST_OPTVAL_MAX HWSOCK_SOCKOPT_MAX
+/* The reaper sleeps in ops->wait() at most this long at a time, so that
+ * hwsock_guest_shutdown_transport() from another thread is noticed even
+ * when the device never interrupts again. */
+#define GUEST_WAIT_SLICE_MS 50
+/* Default bounce size per slot and default queue size. */
+#define GUEST_DEFAULT_IO_LEN (64u << 10)
+#define GUEST_DEFAULT_QUEUE_SIZE 256u
+/* Largest wire status passed through as -(status); above it is garbage. */
+#define GUEST_MAX_STATUS 4095u
+
+enum { SLOT_FREE, SLOT_POSTED, SLOT_DONE };
+
+typedef struct guest_slot {
+  int state;         /* SLOT_* */
+  int waiting;       /* the owner sleeps on cond (may take over reaping) */
+  int blocking;      /* holds one of the nslots - 1 blocking places */
+  uint16_t head;     /* head descriptor while posted */
+  uint16_t ndesc;    /* descriptors taken from the table */
+  uint16_t desc[GUEST_MAX_SEGS];
+  uint32_t in_len;   /* writable bytes offered (resp hdr + payload) */
+  uint32_t used_len; /* bytes the device says it wrote */
+  uint64_t tag;
+  pthread_cond_t cond;
+} guest_slot;
+
+enum { SOCK_FREE, SOCK_RESERVED, SOCK_OPEN, SOCK_CLOSING, SOCK_CLOSED };
+
+/* What the driver knows of a connection, for hwsock_guest_dump(). */
+enum { CONN_NONE, CONN_LISTEN, CONN_ESTAB };
+
+typedef struct guest_sock {
+  uint8_t state;     /* SOCK_* */
+  uint32_t inflight; /* requests naming this id not yet finished */
+  /* Observability (dump.c), updated by hwsock__sock_account() as calls
+   * succeed; reset when the id is reserved. */
+  uint8_t family, type; /* from OPEN (accepted sockets: the listener's) */
+  uint8_t conn;         /* CONN_* */
+  uint8_t shut_wr;      /* the guest shut down its sending side */
+  uint8_t eof;          /* a stream RECV returned end of file */
+  uint8_t has_local, has_peer;
+  uint64_t bytes_out, bytes_in;
+  hwsock_addr local; /* last BIND */
+  hwsock_addr peer;  /* last CONNECT, or the peer of an accept */
+} guest_sock;
+
+struct hwsock_guest {
+  pthread_mutex_t lock;
+  const hwsock_guest_ops *ops;
+  void *opaque;
+  uint64_t features;
+  int event_idx, indirect, poll_us;
+  unsigned nqueues;
+
+  /* queue 0: the request queue */
+  unsigned qsize;
+  uint16_t qmask;
+  hwsock_vring_desc *desc;
+  hwsock_vring_avail *avail;
+  hwsock_vring_used *used;
+  volatile hwsock_le16 *used_event;  /* trailing field of the avail ring */
+  volatile hwsock_le16 *avail_event; /* trailing field of the used ring */
+  uint16_t avail_idx;                /* our shadow of avail->idx */
+  uint16_t last_used;                /* next used entry to reap */
+  uint16_t *desc_next;               /* free-list links, qsize entries */
+  uint16_t desc_free;                /* free-list head */
+  unsigned ndesc_free;
+  uint16_t *head_slot;               /* head -> slot index + 1, 0 = none */
+
+  /* request slots: [indirect table][req hdr|URI][resp hdr|payload] */
+  unsigned nslots;
+  guest_slot *slots;
+  unsigned *slot_stack; /* free slot indices */
+  unsigned nslot_free;
+  unsigned slot_waiters;
+  unsigned nblocking; /* slots held by CONNECT/ACCEPT/RECV */
+  pthread_cond_t slot_cond;
+  uint8_t *slot_mem;
+  uint64_t slot_gpa;
+  size_t slot_stride, req_off, resp_off;
+  unsigned io_len;  /* data bytes per request */
+  unsigned uri_max; /* URI bytes per request (the device's max_uri_len) */
+  uint64_t next_tag;
+
+  int reaper;   /* a thread is reaping (polling or in ops->wait) */
+  unsigned nwaiting; /* callers inside wait_slot (reaper included) */
+  int broken;   /* 0 or the error every call now fails with */
+
+  /* socket table: ids 0..nsock-1; bit set in sock_free = id free */
+  unsigned nsock;
+  guest_sock *socks;
+  uint64_t *sock_free;
+  unsigned sock_hint; /* no free bit in words below this one */
+};
+
+/* How a call uses its socket id. */
+enum {
+  CALL_SOCK_USE,    /* the id must be open */
+  CALL_SOCK_NEW,    /* OPEN: reserve the lowest free id (out: sock) */
+  CALL_SOCK_ACCEPT, /* the id must be open; reserve another for arg1 */
+  CALL_SOCK_CLOSE   /* the id must be open; it is released afterwards */
+};
+
+/* One request, described by the API layer and run by hwsock__guest_call. */
+typedef struct guest_call {
+  uint16_t op;
+  int rule;  /* CALL_SOCK_* */
+  int sock;  /* in (or out for CALL_SOCK_NEW) */
+  uint32_t arg0, arg1;
+  const char *uri; /* readable URI, uri_len bytes (<= uri_max) */
+  size_t uri_len;
+  const void *out; /* readable data, out_len bytes (<= io_len) */
+  size_t out_len;
+  uint32_t in_uri;  /* writable bytes reserved for a URI (<= uri_max) */
+  uint32_t in_len;  /* writable data bytes after them (<= io_len) */
+  void *in_buf;     /* receives the data (resp.len bytes) */
+  char *uri_buf;    /* receives the URI, NUL-terminated, may be NULL */
+  size_t uri_buf_len;
+  /* results, valid when the call returns 0 */
+  uint32_t len, flags, val;
+} guest_call;
+
+/* Runs one request to completion: takes a slot (waiting for one), checks
+ * and updates the socket table, posts, kicks, waits, validates and copies
+ * the response out. Returns 0, -(status) of the response, or the transport
+ * error. */
+int hwsock__guest_call(hwsock_guest *g, guest_call *c);
+
+/* Marks the transport failed with err (first failure wins) and wakes every
+ * waiter. Lock held. */
+void hwsock__guest_fail(hwsock_guest *g, int err);
+
+/* Socket table, lock held. */
+int hwsock__sock_alloc(hwsock_guest *g);
+void hwsock__sock_release(hwsock_guest *g, unsigned id);
+/* Records what a call that completed with status 0 did to its socket
+ * (state, names, byte counts). Lock held; the call still holds its id. */
+void hwsock__sock_account(hwsock_guest *g, const guest_call *c);
+
+#endif

@@ -1,0 +1,307 @@
+/* The socket table (ids chosen by the driver) and the blocking socket API:
+ * each call is one request (send: one per io_len piece) run by
+ * hwsock__guest_call(). */
+#include <limits.h>
+#include <string.h>
+
+#include "guest_int.h"
+
+/* ---- socket table (lock held) ------------------------------------------- */
+
+/* Reserves the lowest free id. HWSOCK_EMFILE when every id is taken. */
+int hwsock__sock_alloc(hwsock_guest *g) {
+  unsigned words = (g->nsock + 63) / 64;
+  for (unsigned w = g->sock_hint; w < words; w++) {
+    if (g->sock_free[w] == 0)
+      continue;
+    unsigned bit = (unsigned)__builtin_ctzll(g->sock_free[w]);
+    unsigned id = w * 64 + bit;
+    g->sock_free[w] &= ~((uint64_t)1 << bit);
+    g->sock_hint = w;
+    memset(&g->socks[id], 0, sizeof(g->socks[id]));
+    g->socks[id].state = SOCK_RESERVED;
+    return (int)id;
+  }
+  g->sock_hint = words;
+  return HWSOCK_EMFILE;
+}
+
+void hwsock__sock_release(hwsock_guest *g, unsigned id) {
+  g->socks[id].state = SOCK_FREE;
+  g->sock_free[id / 64] |= (uint64_t)1 << (id % 64);
+  if (id / 64 < g->sock_hint)
+    g->sock_hint = id / 64;
+}
+
+/* A URI the device accepted, as an address (0), or -1. */
+static int parse_name(const char *uri, size_t len, hwsock_addr *out) {
+  return uri && hwsock_uri_parse(uri, len, HWSOCK_URI_ALLOW_PORT0, out,
+                                 NULL) == 0 ? 0 : -1;
+}
+
+void hwsock__sock_account(hwsock_guest *g, const guest_call *c) {
+  guest_sock *s = &g->socks[c->sock];
+  switch (c->op) {
+  case HWSOCK_OP_OPEN:
+    s->family = (uint8_t)c->arg0;
+    s->type = (uint8_t)c->arg1;
+    break;
+  case HWSOCK_OP_CONNECT:
+    s->conn = CONN_ESTAB;
+    s->has_peer = parse_name(c->uri, c->uri_len, &s->peer) == 0;
+    break;
+  case HWSOCK_OP_BIND:
+    s->has_local = parse_name(c->uri, c->uri_len, &s->local) == 0;
+    break;
+  case HWSOCK_OP_LISTEN:
+    s->conn = CONN_LISTEN;
+    break;
+  case HWSOCK_OP_ACCEPT: {
+    guest_sock *t = &g->socks[c->arg1];
+    t->family = s->family;
+    t->type = s->type;
+    t->conn = CONN_ESTAB;
+    t->local = s->local;
+    t->has_local = s->has_local;
+    t->has_peer = c->uri_buf && parse_name(c->uri_buf, strlen(c->uri_buf),
+                                           &t->peer) == 0;
+    break;
+  }
+  case HWSOCK_OP_SEND:
+    s->bytes_out += c->len;
+    break;
+  case HWSOCK_OP_RECV:
+    s->bytes_in += c->len;
+    if (s->type == HWSOCK_SOCK_STREAM && c->in_len > 0 &&
+        (c->len == 0 || (c->flags & HWSOCK_RESP_F_EOF)))
+      s->eof = 1;
+    break;
+  case HWSOCK_OP_SHUTDOWN:
+    if (c->arg0 & HWSOCK_SHUT_WR)
+      s->shut_wr = 1;
+    break;
+  default:
+    break;
+  }
+}
+
+/* ---- API ------------------------------------------------------------------ */
+
+static void call_init(guest_call *c, uint16_t op, int s) {
+  memset(c, 0, sizeof(*c));
+  c->op = op;
+  c->rule = CALL_SOCK_USE;
+  c->sock = s;
+}
+
+/* A URI argument: must be there; its length is checked against the
+ * device's limit by hwsock__guest_call. */
+static int set_uri(const hwsock_guest *g, guest_call *c, const char *uri) {
+  if (!uri)
+    return HWSOCK_EINVAL;
+  size_t n = strnlen(uri, (size_t)g->uri_max + 1);
+  if (n > g->uri_max)
+    return HWSOCK_ENAMETOOLONG;
+  c->uri = uri;
+  c->uri_len = n;
+  return 0;
+}
+
+int hwsock_guest_socket(hwsock_guest *g, unsigned family, unsigned type) {
+  guest_call c;
+  if (!g)
+    return HWSOCK_EINVAL;
+  call_init(&c, HWSOCK_OP_OPEN, -1);
+  c.rule = CALL_SOCK_NEW;
+  c.arg0 = family;
+  c.arg1 = type;
+  int err = hwsock__guest_call(g, &c);
+  return err < 0 ? err : c.sock;
+}
+
+static int uri_call(hwsock_guest *g, uint16_t op, int s, const char *uri) {
+  guest_call c;
+  if (!g)
+    return HWSOCK_EINVAL;
+  call_init(&c, op, s);
+  int err = set_uri(g, &c, uri);
+  return err < 0 ? err : hwsock__guest_call(g, &c);
+}
+
+int hwsock_guest_connect(hwsock_guest *g, int s, const char *uri) {
+  return uri_call(g, HWSOCK_OP_CONNECT, s, uri);
+}
+
+int hwsock_guest_bind(hwsock_guest *g, int s, const char *uri) {
+  return uri_call(g, HWSOCK_OP_BIND, s, uri);
+}
+
+int hwsock_guest_listen(hwsock_guest *g, int s, int backlog) {
+  guest_call c;
+  if (!g)
+    return HWSOCK_EINVAL;
+  call_init(&c, HWSOCK_OP_LISTEN, s);
+  c.arg0 = backlog < 0 ? 0u : (uint32_t)backlog;
+  return hwsock__guest_call(g, &c);
+}
+
+int hwsock_guest_accept(hwsock_guest *g, int s, char *peer, size_t peer_len) {
+  guest_call c;
+  char name[HWSOCK_URI_MAX + 1]; /* whole, for the socket table */
+  if (!g)
+    return HWSOCK_EINVAL;
+  call_init(&c, HWSOCK_OP_ACCEPT, s);
+  c.rule = CALL_SOCK_ACCEPT;
+  c.in_uri = g->uri_max;
+  c.uri_buf = name;
+  c.uri_buf_len = sizeof(name);
+  int err = hwsock__guest_call(g, &c);
+  if (err < 0)
+    return err;
+  if (peer && peer_len) {
+    size_t n = strnlen(name, peer_len - 1);
+    memcpy(peer, name, n);
+    peer[n] = '\0';
+  }
+  return (int)c.arg1;
+}
+
+/* One SEND request of at most io_len bytes; returns the bytes taken. */
+static ssize_t send_piece(hwsock_guest *g, int s, const void *buf,
+                          size_t len, unsigned flags, const char *uri) {
+  guest_call c;
+  call_init(&c, HWSOCK_OP_SEND, s);
+  c.arg0 = flags;
+  c.out = buf;
+  c.out_len = len;
+  if (uri) {
+    int err = set_uri(g, &c, uri);
+    if (err < 0)
+      return err;
+  }
+  int err = hwsock__guest_call(g, &c);
+  return err < 0 ? err : (ssize_t)c.len;
+}
+
+ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
+                          unsigned flags) {
+  if (!g || (!buf && len))
+    return HWSOCK_EINVAL;
+  if (len > SSIZE_MAX)
+    len = SSIZE_MAX;
+  size_t done = 0;
+  do {
+    size_t piece = len - done < g->io_len ? len - done : g->io_len;
+    /* tell the device more follows, so it may coalesce the pieces */
+    unsigned f = flags | (done + piece < len ? HWSOCK_SEND_MORE : 0);
+    ssize_t n = send_piece(g, s, (const uint8_t *)buf + done, piece, f, NULL);
+    if (n < 0)
+      return done ? (ssize_t)done : n; /* report what did go out */
+    if (n == 0 && piece > 0)
+      return done ? (ssize_t)done : HWSOCK_EPROTO; /* no progress */
+    done += (size_t)n;
+  } while (done < len);
+  return (ssize_t)done;
+}
+
+ssize_t hwsock_guest_sendto(hwsock_guest *g, int s, const void *buf,
+                            size_t len, unsigned flags, const char *uri) {
+  if (!g || (!buf && len))
+    return HWSOCK_EINVAL;
+  if (len > g->io_len)
+    return HWSOCK_EMSGSIZE; /* one datagram is one request */
+  return send_piece(g, s, buf, len, flags, uri);
+}
+
+ssize_t hwsock_guest_recvfrom(hwsock_guest *g, int s, void *buf, size_t len,
+                              unsigned flags, char *uri, size_t uri_len,
+                              unsigned *resp_flags) {
+  guest_call c;
+  if (!g || (!buf && len))
+    return HWSOCK_EINVAL;
+  call_init(&c, HWSOCK_OP_RECV, s);
+  c.arg0 = flags;
+  c.in_len = len < g->io_len ? (uint32_t)len : g->io_len;
+  c.in_buf = buf;
+  if (uri && uri_len) {
+    c.in_uri = g->uri_max;
+    c.arg1 = c.in_uri;
+    c.uri_buf = uri;
+    c.uri_buf_len = uri_len;
+  }
+  int err = hwsock__guest_call(g, &c);
+  if (err < 0)
+    return err;
+  if (resp_flags)
+    *resp_flags = c.flags;
+  return (ssize_t)c.len;
+}
+
+ssize_t hwsock_guest_recv(hwsock_guest *g, int s, void *buf, size_t len,
+                          unsigned flags) {
+  return hwsock_guest_recvfrom(g, s, buf, len, flags, NULL, 0, NULL);
+}
+
+int hwsock_guest_shutdown(hwsock_guest *g, int s, unsigned how) {
+  guest_call c;
+  if (!g)
+    return HWSOCK_EINVAL;
+  call_init(&c, HWSOCK_OP_SHUTDOWN, s);
+  c.arg0 = how;
+  return hwsock__guest_call(g, &c);
+}
+
+int hwsock_guest_close(hwsock_guest *g, int s) {
+  guest_call c;
+  if (!g)
+    return HWSOCK_EINVAL;
+  call_init(&c, HWSOCK_OP_CLOSE, s);
+  c.rule = CALL_SOCK_CLOSE;
+  return hwsock__guest_call(g, &c);
+}
+
+int hwsock_guest_getsockopt(hwsock_guest *g, int s, unsigned level,
+                            unsigned opt, void *val, size_t *len) {
+  guest_call c;
+  uint8_t tmp[GUEST_OPTVAL_MAX];
+  if (!g || !val || !len)
+    return HWSOCK_EINVAL;
+  call_init(&c, HWSOCK_OP_GETSOCKOPT, s);
+  c.arg0 = level;
+  c.arg1 = opt;
+  c.in_len = GUEST_OPTVAL_MAX;
+  c.in_buf = tmp;
+  int err = hwsock__guest_call(g, &c);
+  if (err < 0)
+    return err;
+  size_t n = c.len < *len ? c.len : *len;
+  memcpy(val, tmp, n);
+  *len = n;
+  return 0;
+}
+
+int hwsock_guest_setsockopt(hwsock_guest *g, int s, unsigned level,
+                            unsigned opt, const void *val, size_t len) {
+  guest_call c;
+  if (!g || (!val && len) || len > HWSOCK_SOCKOPT_MAX)
+    return HWSOCK_EINVAL;
+  call_init(&c, HWSOCK_OP_SETSOCKOPT, s);
+  c.arg0 = level;
+  c.arg1 = opt;
+  c.out = val;
+  c.out_len = len;
+  return hwsock__guest_call(g, &c);
+}
+
+int hwsock_guest_getname(hwsock_guest *g, int s, int which, char *uri,
+                         size_t uri_len) {
+  guest_call c;
+  if (!g || (which != 0 && which != 1) || !uri || !uri_len)
+    return HWSOCK_EINVAL;
+  call_init(&c, HWSOCK_OP_GETNAME, s);
+  c.arg0 = (uint32_t)which;
+  c.in_uri = g->uri_max;
+  c.uri_buf = uri;
+  c.uri_buf_len = uri_len;
+  return hwsock__guest_call(g, &c);
+}

@@ -1,0 +1,8 @@
+# The guest driver core (guest-driver/core) against an in-test fake device
+# that reads and answers the rings directly.
+add_executable(test_guest "${CMAKE_CURRENT_LIST_DIR}/test_guest.c")
+target_link_libraries(test_guest PRIVATE hwsock-guest hwsock_internal
+                      hwsock_test_support PkgConfig::CRITERION Threads::Threads)
+target_include_directories(test_guest PRIVATE "${PROJECT_SOURCE_DIR}/test")
+add_test(NAME test_guest COMMAND test_guest --jobs 1)
+set_tests_properties(test_guest PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
