@@ -17,7 +17,7 @@ if(TARGET hwsock-guest)
     add_test(NAME ${n} COMMAND ${n} --jobs 1)
     set_tests_properties(${n} PROPERTIES TIMEOUT 300)
     # the backends are loaded by path at run time
-    add_dependencies(${n} hwsock-backend-tcp hwsock-backend-deny)
+    add_dependencies(${n} hwsock-backend-tcp hwsock-backend-udp hwsock-backend-ipx hwsock-backend-deny)
   endforeach()
 endif()
 

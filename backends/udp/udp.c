@@ -1,0 +1,634 @@
+/* udp backend: offloaded UDP sockets (schemes udp and udp6) on host sockets.
+ *
+ * Each backend socket is one nonblocking host datagram socket watched by a
+ * uv_poll_t, created at once by open(). Every SEND is one sendmsg() of one
+ * datagram straight from the request's iovecs, every RECV one recvmsg() of
+ * one datagram straight into them (they point into guest memory): no copy.
+ * Requests wait in intrusive FIFO queues linked through backend_priv[0];
+ * a SEND's backend_priv[1] holds an error found when it was submitted,
+ * completed in its turn so that SENDs complete in submission order.
+ *
+ * The receive queue. Datagrams that arrive while no RECV is posted wait in
+ * the host kernel's socket buffer, bounded by SO_RCVBUF (which the guest may
+ * set through the allow-list): that IS the bounded per-socket queue. We do
+ * not keep our own copy because (1) a RECV then reads the datagram straight
+ * into guest memory, with no copy at all, and (2) the device holds no guest
+ * data of its own, so host memory per socket stays what the kernel bounds.
+ * When the buffer is full the kernel drops new datagrams and counts them;
+ * with SO_RXQ_OVFL each datagram queued after a drop carries that counter
+ * (so drops show when the next datagram is read), which we track per socket
+ * and log through host->log whenever it grows.
+ *
+ * Semantics follow the kernel's UDP: CONNECT sets the default destination
+ * and lets the kernel filter what arrives; SHUTDOWN is shutdown(2) as is
+ * (ENOTCONN on an unconnected socket, with the shutdown still recorded, as
+ * Linux does); a RECV after SHUT_RD that finds nothing queued completes
+ * with EOF, as a blocking recv(2) would; a pending ICMP error completes the
+ * next RECV or SEND with it (e.g. HWSOCK_ECONNREFUSED on a connected
+ * socket). A RECV reports the datagram's source always (req->peer), and
+ * resp_val the datagram's full length, with HWSOCK_RESP_F_TRUNC when it was
+ * longer than the buffers (MSG_TRUNC).
+ *
+ * Re-entrancy as in the tcp backend: a request is unlinked before it is
+ * completed, nested runs are deferred to the outer loop's next pass, and
+ * the socket memory is freed only in the poll handle's close callback. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "hwsock/backend.h"
+#include "sockopt.h"
+
+/* Largest UDP payload: 65535 - 8 (UDP) - 20 (IPv4) / - 40 (IPv6). */
+#define UDP_MAX_PAYLOAD4 65507u
+#define UDP_MAX_PAYLOAD6 65527u
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+typedef struct udp_instance {
+  const hwsock_backend_host *host;
+  uv_loop_t *loop;
+  unsigned nsocks; /* open sockets, to report a device that leaks some */
+} udp_instance;
+
+typedef struct udp_queue {
+  hwsock_breq *head, *tail;
+} udp_queue;
+
+enum { RUN_WRITE = 1, RUN_READ = 2 };
+
+typedef struct udp_sock {
+  uv_poll_t poll; /* poll.data = the udp_sock */
+  udp_instance *inst;
+  int fd;
+  int family;   /* AF_INET or AF_INET6 */
+  int scheme;   /* hwsock_scheme */
+  int events;   /* what the poll handle watches now */
+  int poll_err; /* the poll handle could not start: requests fail with it */
+  int again;    /* RUN_* asked for while udp_run was already running */
+  unsigned closed : 1;
+  unsigned running : 1;
+  unsigned connected : 1;
+  unsigned rd_shut : 1; /* SHUT_RD done: an empty queue reads as EOF */
+  uint32_t rxq_ovfl;    /* the kernel's drop counter, as last seen */
+  uint64_t ncompleted;  /* requests completed: progress on an error event */
+  udp_queue wq;         /* SEND */
+  udp_queue rq;         /* RECV */
+} udp_sock;
+
+static void udp_poll_cb(uv_poll_t *handle, int status, int events);
+
+/* ---- helpers --------------------------------------------------------- */
+
+static void udp_log(const udp_instance *inst, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void udp_log(const udp_instance *inst, int level, const char *fmt,
+                    ...) {
+  if (inst->host->log == NULL)
+    return;
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  inst->host->log(inst->host, level, msg);
+}
+
+static void q_push(udp_queue *q, hwsock_breq *r) {
+  r->backend_priv[0] = NULL;
+  if (q->tail != NULL)
+    q->tail->backend_priv[0] = r;
+  else
+    q->head = r;
+  q->tail = r;
+}
+
+static hwsock_breq *q_pop(udp_queue *q) {
+  hwsock_breq *r = q->head;
+  if (r != NULL) {
+    q->head = r->backend_priv[0];
+    if (q->head == NULL)
+      q->tail = NULL;
+    r->backend_priv[0] = NULL;
+  }
+  return r;
+}
+
+/* A SEND's error found at submit time (0 when none). */
+static int req_err(const hwsock_breq *r) {
+  return (int)(intptr_t)r->backend_priv[1];
+}
+
+static void udp_complete(udp_sock *s, hwsock_breq *req, int status,
+                         size_t len) {
+  s->ncompleted++;
+  s->inst->host->complete(req, status, len);
+}
+
+static int host_err(void) { return hwsock_err_from_errno(errno); }
+
+/* The host sockaddr for a request address, which must be of the socket's
+ * family. */
+static int to_sockaddr(const udp_sock *s, const hwsock_addr *addr,
+                       struct sockaddr_storage *ss, socklen_t *len) {
+  unsigned l = sizeof(*ss);
+  if (addr == NULL)
+    return HWSOCK_EINVAL;
+  memset(ss, 0, sizeof(*ss));
+  int rc = hwsock_addr_to_sockaddr(addr, (struct sockaddr *)ss, &l);
+  if (rc < 0)
+    return rc;
+  if (ss->ss_family != s->family)
+    return HWSOCK_EAFNOSUPPORT;
+  *len = (socklen_t)l;
+  return 0;
+}
+
+static int has_pending(const udp_sock *s) {
+  return s->wq.head != NULL || s->rq.head != NULL;
+}
+
+/* Completes every pending request with err, SENDs first (in order). */
+static void fail_all(udp_sock *s, int err) {
+  hwsock_breq *r;
+  while ((r = q_pop(&s->wq)) != NULL)
+    udp_complete(s, r, err, 0);
+  while ((r = q_pop(&s->rq)) != NULL)
+    udp_complete(s, r, err, 0);
+}
+
+/* Watches exactly what the queued requests wait for. */
+static void update_poll(udp_sock *s) {
+  int ev = 0;
+  if (s->closed || s->poll_err)
+    return;
+  if (s->wq.head != NULL)
+    ev |= UV_WRITABLE;
+  if (s->rq.head != NULL)
+    ev |= UV_READABLE;
+  if (ev == s->events)
+    return;
+  if (ev == 0) {
+    uv_poll_stop(&s->poll);
+    s->events = 0;
+    return;
+  }
+  int rc = uv_poll_start(&s->poll, ev, udp_poll_cb);
+  if (rc < 0) {
+    udp_log(s->inst, HWSOCK_LOG_ERROR, "uv_poll_start: %s", uv_strerror(rc));
+    s->poll_err = hwsock_err_from_errno(-rc);
+    s->events = 0;
+    fail_all(s, s->poll_err);
+    return;
+  }
+  s->events = ev;
+}
+
+/* Logs when the kernel's drop counter (SO_RXQ_OVFL) has grown. */
+static void note_drops(udp_sock *s, struct msghdr *m) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL;
+       c = CMSG_NXTHDR(m, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL ||
+        c->cmsg_len < CMSG_LEN(sizeof(uint32_t)))
+      continue;
+    uint32_t total;
+    memcpy(&total, CMSG_DATA(c), sizeof(total));
+    if (total == s->rxq_ovfl)
+      continue;
+    uint32_t grew = total - s->rxq_ovfl; /* the counter wraps */
+    s->rxq_ovfl = total;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    hwsock_addr a;
+    char uri[HWSOCK_URI_MAX + 1] = "?";
+    if (getsockname(s->fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
+                                  s->scheme, &a) == 0)
+      hwsock_uri_format(&a, uri, sizeof(uri));
+    udp_log(s->inst, HWSOCK_LOG_WARN,
+            "udp %s: receive queue full (SO_RCVBUF), %u datagrams dropped, "
+            "%u in total",
+            uri, grew, total);
+  }
+}
+
+/* ---- the work loop ----------------------------------------------------- */
+
+static void do_writes(udp_sock *s) {
+  hwsock_breq *req;
+  while (!s->closed && (req = s->wq.head) != NULL) {
+    int rc = req_err(req);
+    struct sockaddr_storage ss;
+    socklen_t sl = 0;
+    if (rc == 0 && req->addr != NULL)
+      rc = to_sockaddr(s, req->addr, &ss, &sl);
+    if (rc < 0) {
+      q_pop(&s->wq);
+      udp_complete(s, req, rc, 0);
+      continue;
+    }
+    /* One datagram: all the iovecs in one call. The kernel neither keeps
+     * nor changes msg_iov. */
+    struct msghdr m = {.msg_iov = (struct iovec *)req->iov,
+                       .msg_iovlen = req->iovcnt};
+    if (req->addr != NULL) {
+      m.msg_name = &ss;
+      m.msg_namelen = sl;
+    }
+    ssize_t n = sendmsg(s->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break; /* the send buffer is full: wait until writable */
+      q_pop(&s->wq);
+      udp_complete(s, req, host_err(), 0);
+      continue;
+    }
+    q_pop(&s->wq);
+    udp_complete(s, req, 0, (size_t)n);
+  }
+}
+
+static void do_reads(udp_sock *s) {
+  hwsock_breq *req;
+  while (!s->closed && (req = s->rq.head) != NULL) {
+    struct sockaddr_storage ss;
+    union {
+      char buf[CMSG_SPACE(sizeof(uint32_t))];
+      struct cmsghdr align;
+    } ctl;
+    struct msghdr m = {.msg_name = &ss,
+                       .msg_namelen = sizeof(ss),
+                       .msg_iov = (struct iovec *)req->iov,
+                       .msg_iovlen = req->iovcnt < IOV_MAX ? req->iovcnt
+                                                           : IOV_MAX,
+                       .msg_control = ctl.buf,
+                       .msg_controllen = sizeof(ctl.buf)};
+    size_t room = 0;
+    for (size_t i = 0; i < m.msg_iovlen; i++)
+      room += req->iov[i].iov_len;
+    int flags = MSG_DONTWAIT | MSG_TRUNC;
+    if (req->arg0 & HWSOCK_RECV_PEEK)
+      flags |= MSG_PEEK;
+    /* With MSG_TRUNC, UDP returns the datagram's real length. */
+    ssize_t n = recvmsg(s->fd, &m, flags);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (!s->rd_shut)
+          break;
+        q_pop(&s->rq); /* nothing queued and never more: EOF */
+        req->resp_flags |= HWSOCK_RESP_F_EOF;
+        udp_complete(s, req, 0, 0);
+        continue;
+      }
+      q_pop(&s->rq);
+      udp_complete(s, req, host_err(), 0);
+      continue;
+    }
+    q_pop(&s->rq);
+    note_drops(s, &m);
+    size_t full = (size_t)n;
+    if ((m.msg_flags & MSG_TRUNC) || full > room)
+      req->resp_flags |= HWSOCK_RESP_F_TRUNC;
+    req->resp_val = (uint32_t)full;
+    if (m.msg_namelen > 0 &&
+        hwsock_addr_from_sockaddr((struct sockaddr *)&ss, m.msg_namelen,
+                                  s->scheme, &req->peer) == 0)
+      req->has_peer = 1;
+    udp_complete(s, req, 0, full < room ? full : room);
+  }
+}
+
+/* Does all the I/O that `what` asks for and that can be done now, then
+ * sets the poll interest. A nested call (from a completion) only records
+ * what it wanted; the outer call does it in its next pass. */
+static void udp_run(udp_sock *s, int what) {
+  if (s->running) {
+    s->again |= what;
+    return;
+  }
+  s->running = 1;
+  while (what != 0 && !s->closed) {
+    s->again = 0;
+    if (what & RUN_WRITE)
+      do_writes(s);
+    if (what & RUN_READ)
+      do_reads(s);
+    what = s->again;
+  }
+  if (s->closed)
+    return; /* close() ran inside a completion: nothing more to do */
+  s->running = 0;
+  update_poll(s);
+}
+
+static void udp_poll_cb(uv_poll_t *handle, int status, int events) {
+  udp_sock *s = handle->data;
+  if (status < 0) {
+    /* An error event (POLLERR: libuv reports UV_EBADF and has stopped the
+     * handle). For UDP that is a pending ICMP error: the next recvmsg or
+     * sendmsg returns it, so let the pending requests meet it. */
+    uint64_t before = s->ncompleted;
+    s->events = 0;
+    udp_run(s, RUN_WRITE | RUN_READ);
+    if (!s->closed && s->ncompleted == before && has_pending(s)) {
+      /* Nothing moved: fail what waits rather than spin on the error. */
+      int err = 0;
+      socklen_t l = sizeof(err);
+      if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0 || err == 0)
+        err = -status;
+      fail_all(s, hwsock_err_from_errno(err));
+      if (!s->closed)
+        update_poll(s);
+    }
+    return;
+  }
+  int what = 0;
+  if (events & UV_WRITABLE)
+    what |= RUN_WRITE;
+  if (events & UV_READABLE)
+    what |= RUN_READ;
+  udp_run(s, what);
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void do_connect(udp_sock *s, hwsock_breq *req) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int rc = to_sockaddr(s, req->addr, &ss, &sl);
+  if (rc == 0 && connect(s->fd, (struct sockaddr *)&ss, sl) != 0)
+    rc = host_err(); /* UDP connect(2) never blocks */
+  if (rc == 0)
+    s->connected = 1;
+  udp_complete(s, req, rc, 0);
+}
+
+static void do_bind(udp_sock *s, hwsock_breq *req) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int rc = to_sockaddr(s, req->addr, &ss, &sl);
+  if (rc == 0 && bind(s->fd, (struct sockaddr *)&ss, sl) != 0)
+    rc = host_err();
+  udp_complete(s, req, rc, 0);
+}
+
+static void do_shutdown(udp_sock *s, hwsock_breq *req) {
+  int how = req->arg0 == HWSOCK_SHUT_RD   ? SHUT_RD
+            : req->arg0 == HWSOCK_SHUT_WR ? SHUT_WR
+                                          : SHUT_RDWR;
+  int rc = shutdown(s->fd, how) == 0 ? 0 : host_err();
+  /* Linux records the shutdown even when it answers ENOTCONN (an
+   * unconnected UDP socket); later SENDs get EPIPE from the kernel. */
+  if ((rc == 0 || rc == HWSOCK_ENOTCONN) && how != SHUT_WR)
+    s->rd_shut = 1;
+  udp_complete(s, req, rc, 0);
+  if (s->rd_shut)
+    udp_run(s, RUN_READ); /* waiting RECVs now see EOF */
+}
+
+static void do_getname(udp_sock *s, hwsock_breq *req) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  int rc;
+  if (req->arg0 > 1) {
+    rc = HWSOCK_EINVAL;
+  } else if ((req->arg0 == 0 ? getsockname(s->fd, (struct sockaddr *)&ss, &sl)
+                             : getpeername(s->fd, (struct sockaddr *)&ss,
+                                           &sl)) != 0) {
+    rc = host_err();
+  } else {
+    rc = hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
+                                   s->scheme, &req->peer);
+    req->has_peer = rc == 0;
+  }
+  udp_complete(s, req, rc, 0);
+}
+
+/* What a SEND must fail with, decided when it is submitted (the socket's
+ * state then is what the guest saw). */
+static int send_check(const udp_sock *s, const hwsock_breq *req) {
+  size_t max = s->family == AF_INET ? UDP_MAX_PAYLOAD4 : UDP_MAX_PAYLOAD6;
+  if (req->addr == NULL && !s->connected)
+    return HWSOCK_ENOTCONN;
+  if (req->iov_len > max || req->iovcnt > IOV_MAX)
+    return HWSOCK_EMSGSIZE;
+  return 0;
+}
+
+/* Queues a request that waits for the socket, unless the poll handle is
+ * known to be broken. */
+static int enqueue(udp_sock *s, udp_queue *q, hwsock_breq *req) {
+  if (s->poll_err) {
+    udp_complete(s, req, s->poll_err, 0);
+    return 0;
+  }
+  q_push(q, req);
+  return 1;
+}
+
+static void udp_submit(void *sock, hwsock_breq *req) {
+  udp_sock *s = sock;
+  memset(req->backend_priv, 0, sizeof(req->backend_priv));
+  req->has_peer = 0;
+  req->resp_flags = 0;
+  req->resp_val = 0;
+  req->accepted = NULL;
+  if (s->closed) {
+    udp_complete(s, req, HWSOCK_ECANCELED, 0);
+    return;
+  }
+  switch (req->opcode) {
+  case HWSOCK_OP_CONNECT:
+    do_connect(s, req);
+    break;
+  case HWSOCK_OP_BIND:
+    do_bind(s, req);
+    break;
+  case HWSOCK_OP_SEND: {
+    int rc = send_check(s, req);
+    req->backend_priv[1] = (void *)(intptr_t)rc;
+    if (enqueue(s, &s->wq, req))
+      udp_run(s, RUN_WRITE);
+    break;
+  }
+  case HWSOCK_OP_RECV:
+    if (enqueue(s, &s->rq, req))
+      udp_run(s, RUN_READ);
+    break;
+  case HWSOCK_OP_SHUTDOWN:
+    if (req->arg0 < HWSOCK_SHUT_RD || req->arg0 > HWSOCK_SHUT_RDWR)
+      udp_complete(s, req, HWSOCK_EINVAL, 0);
+    else
+      do_shutdown(s, req);
+    break;
+  case HWSOCK_OP_SETSOCKOPT:
+    udp_complete(s, req, hwsock__udp_setsockopt(s->fd, s->family, req), 0);
+    break;
+  case HWSOCK_OP_GETSOCKOPT: {
+    size_t len = 0;
+    int rc = hwsock__udp_getsockopt(s->fd, s->family, req, &len);
+    udp_complete(s, req, rc, rc == 0 ? len : 0);
+    break;
+  }
+  case HWSOCK_OP_GETNAME:
+    do_getname(s, req);
+    break;
+  default: /* LISTEN, ACCEPT: not for datagrams */
+    udp_complete(s, req, HWSOCK_EOPNOTSUPP, 0);
+    break;
+  }
+}
+
+/* ---- sockets and instances ---------------------------------------------- */
+
+static int udp_open(void *instance, const hwsock_bopen *params, void **sock) {
+  udp_instance *inst = instance;
+  int family;
+  switch (params->scheme) {
+  case HWSOCK_SCHEME_UDP:
+    family = AF_INET;
+    break;
+  case HWSOCK_SCHEME_UDP6:
+    family = AF_INET6;
+    break;
+  default:
+    return HWSOCK_EPROTONOSUPPORT;
+  }
+  int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  IPPROTO_UDP);
+  if (fd < 0)
+    return host_err();
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on)) != 0)
+    udp_log(inst, HWSOCK_LOG_WARN, "SO_RXQ_OVFL: %s (drops go uncounted)",
+            strerror(errno));
+  udp_sock *s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    close(fd);
+    return HWSOCK_ENOMEM;
+  }
+  int rc = uv_poll_init_socket(inst->loop, &s->poll, fd);
+  if (rc < 0) {
+    udp_log(inst, HWSOCK_LOG_ERROR, "uv_poll_init_socket: %s",
+            uv_strerror(rc));
+    close(fd);
+    free(s);
+    return hwsock_err_from_errno(-rc);
+  }
+  s->poll.data = s;
+  s->inst = inst;
+  s->fd = fd;
+  s->family = family;
+  s->scheme = params->scheme;
+  inst->nsocks++;
+  *sock = s;
+  return 0;
+}
+
+static void udp_close_cb(uv_handle_t *handle) { free(handle->data); }
+
+static void udp_close(void *sock) {
+  udp_sock *s = sock;
+  if (s->closed)
+    return;
+  s->closed = 1;
+  fail_all(s, HWSOCK_ECANCELED);
+  /* uv_close() takes the fd out of the poller at once, so the fd can go
+   * now (its port is free when close() returns); the memory goes in the
+   * close callback, after every pending callback of this handle. */
+  uv_close((uv_handle_t *)&s->poll, udp_close_cb);
+  close(s->fd);
+  s->fd = -1;
+  s->inst->nsocks--;
+}
+
+static int udp_create(const hwsock_backend_host *host, void **instance) {
+  if (host == NULL ||
+      host->size < offsetof(hwsock_backend_host, host_data) +
+                       sizeof(host->host_data) ||
+      host->loop == NULL || host->complete == NULL)
+    return HWSOCK_EINVAL;
+  udp_instance *inst = calloc(1, sizeof(*inst));
+  if (inst == NULL)
+    return HWSOCK_ENOMEM;
+  inst->host = host;
+  inst->loop = host->loop;
+  if (host->options != NULL && host->options[0] != '\0') {
+    udp_log(inst, HWSOCK_LOG_ERROR, "unknown options '%.64s' (udp has none)",
+            host->options);
+    free(inst);
+    return HWSOCK_EBADCONFIG;
+  }
+  *instance = inst;
+  return 0;
+}
+
+static void udp_destroy(void *instance) {
+  udp_instance *inst = instance;
+  if (inst->nsocks != 0)
+    udp_log(inst, HWSOCK_LOG_WARN, "destroyed with %u sockets still open",
+            inst->nsocks);
+  free(inst);
+}
+
+/* Observability: the host fd and both names, as the kernel knows them. */
+static int udp_info(void *sock, hwsock_bsock_info *out) {
+  udp_sock *s = sock;
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  out->fd = s->fd;
+  if (s->fd < 0)
+    return 0;
+  sl = sizeof(ss);
+  if (getsockname(s->fd, (struct sockaddr *)&ss, &sl) == 0 &&
+      hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
+                                s->scheme, &out->local) == 0)
+    out->has_local = 1;
+  sl = sizeof(ss);
+  if (s->connected && getpeername(s->fd, (struct sockaddr *)&ss, &sl) == 0 &&
+      hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
+                                s->scheme, &out->peer) == 0)
+    out->has_peer = 1;
+  return 0;
+}
+
+static const hwsock_backend_ops udp_ops = {
+    .size = sizeof(hwsock_backend_ops),
+    .create = udp_create,
+    .destroy = udp_destroy,
+    .open = udp_open,
+    .submit = udp_submit,
+    .close = udp_close,
+    .info = udp_info,
+};
+
+static const char *const udp_schemes[] = {"udp", "udp6", NULL};
+
+static const hwsock_backend_desc udp_desc = {
+    .size = sizeof(hwsock_backend_desc),
+    .abi_version = HWSOCK_BACKEND_ABI_VERSION,
+    .name = "udp",
+    .description = "UDP over host sockets (udp://, udp6://)",
+    .schemes = udp_schemes,
+    .ops = &udp_ops,
+};
+
+HWSOCK_BACKEND_DEFINE(udp_desc)

@@ -1,0 +1,876 @@
+/* The ipx backend module: two instances (two "guests" of two VMMs, each the
+ * other's peer) on 127.0.0.1 with distinct UDP ports exchange IPX datagrams
+ * on one real uv loop; plain UDP sockets stand in for peers to see the exact
+ * bytes on the wire and to send malformed packets. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "hwsock/backend.h"
+#include "hwsock/device.h"
+
+#define IPX_SO HWSOCK_BUILD_BACKEND_DIR "/ipx.so"
+#define TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
+
+#define NODE_A "02005e0001a2"
+#define NODE_B "02005e0001a3"
+#define NODE_X "02005e0001ff" /* the plain socket standing in for a peer */
+#define NET "0000cafe"
+
+/* ---- fixture: the module, a loop, instances made per test ----------------- */
+
+static uv_loop_t loop;
+static uv_timer_t tick;
+static hwsock_plugin *plugin;
+static const hwsock_backend_ops *ops;
+static int seq;
+static char logbuf[32768];
+
+typedef struct guest {
+  hwsock_backend_host host;
+  char options[512];
+  void *inst;
+  uint16_t port;
+} guest;
+
+static guest ga, gb;
+
+typedef struct treq {
+  hwsock_breq br;
+  int ncomplete;
+  int status;
+  size_t len;
+  int order;
+  struct iovec iov[4];
+  hwsock_addr addr;
+} treq;
+
+static void on_complete(hwsock_breq *req, int status, size_t len) {
+  treq *r = (treq *)req;
+  r->ncomplete++;
+  r->status = status;
+  r->len = len;
+  r->order = ++seq;
+}
+
+static void on_log(const hwsock_backend_host *h, int level, const char *msg) {
+  size_t n = strlen(logbuf);
+  snprintf(logbuf + n, sizeof(logbuf) - n, "%c %s\n", h == &ga.host ? 'A' : 'B',
+           msg);
+}
+
+static void on_tick(uv_timer_t *t) {}
+
+static void setup(void) {
+  char err[256] = "";
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  cr_assert_eq(hwsock_plugin_load(IPX_SO, &plugin, err, sizeof(err)), 0, "%s",
+               err);
+  ops = hwsock_plugin_desc(plugin)->ops;
+  memset(&ga, 0, sizeof(ga));
+  memset(&gb, 0, sizeof(gb));
+  logbuf[0] = '\0';
+  uv_timer_init(&loop, &tick);
+  uv_timer_start(&tick, on_tick, 20, 20);
+  seq = 0;
+}
+
+static void teardown(void) {
+  if (ga.inst)
+    ops->destroy(ga.inst);
+  if (gb.inst)
+    ops->destroy(gb.inst);
+  uv_timer_stop(&tick);
+  uv_close((uv_handle_t *)&tick, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  cr_assert_eq(uv_loop_close(&loop), 0, "every handle was closed");
+  hwsock_plugin_unload(plugin);
+}
+
+TestSuite(ipx, .init = setup, .fini = teardown, .timeout = 60);
+
+#define RUN_UNTIL(cond)                                                       \
+  do {                                                                        \
+    uint64_t t0_ = uv_hrtime();                                               \
+    while (!(cond)) {                                                         \
+      uv_run(&loop, UV_RUN_ONCE);                                             \
+      cr_assert(uv_hrtime() - t0_ < TIMEOUT_NS, "timed out: " #cond);         \
+    }                                                                         \
+  } while (0)
+
+static void run_for_ms(unsigned ms) {
+  uint64_t t0 = uv_hrtime();
+  while (uv_hrtime() - t0 < (uint64_t)ms * 1000000)
+    uv_run(&loop, UV_RUN_ONCE);
+}
+
+/* A plain UDP socket on 127.0.0.1 (port 0: any). */
+static int plain_udp(uint16_t *port) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  cr_assert_geq(fd, 0);
+  struct sockaddr_in sin = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  socklen_t sl = sizeof(sin);
+  cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+  *port = ntohs(sin.sin_port);
+  return fd;
+}
+
+/* A UDP port free right now (for an instance to bind). */
+static uint16_t free_port(void) {
+  uint16_t p;
+  close(plain_udp(&p));
+  return p;
+}
+
+static int start_guest(guest *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int start_guest(guest *g, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g->options, sizeof(g->options), fmt, ap);
+  va_end(ap);
+  g->host.size = sizeof(g->host);
+  g->host.loop = &loop;
+  g->host.options = g->options;
+  g->host.complete = on_complete;
+  g->host.log = on_log;
+  g->inst = NULL;
+  int rc = ops->create(&g->host, &g->inst);
+  if (rc < 0)
+    g->inst = NULL;
+  return rc;
+}
+
+/* Two guests on network 0000cafe, each the other's peer. */
+static void start_pair(void) {
+  ga.port = free_port();
+  gb.port = free_port();
+  cr_assert_eq(start_guest(&ga, "net=" NET " node=" NODE_A " port=%u "
+                           "bind=127.0.0.1 peer=" NODE_B "@127.0.0.1:%u",
+                           ga.port, gb.port),
+               0, "%s", logbuf);
+  cr_assert_eq(start_guest(&gb, "net=" NET "  node=" NODE_B " port=%u "
+                           "bind=127.0.0.1 peer=" NODE_A "@127.0.0.1:%u",
+                           gb.port, ga.port),
+               0, "%s", logbuf);
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+static void req_init(treq *r, uint16_t opcode) {
+  memset(r, 0, sizeof(*r));
+  r->br.size = sizeof(r->br);
+  r->br.opcode = opcode;
+  r->br.scheme = HWSOCK_SCHEME_IPX;
+}
+
+static void *open_sock(guest *g) {
+  hwsock_bopen bo = {.size = sizeof(bo), .scheme = HWSOCK_SCHEME_IPX,
+                     .reason = ""};
+  void *s = NULL;
+  cr_assert_eq(ops->open(g->inst, &bo, &s), 0);
+  return s;
+}
+
+static hwsock_addr ipx(const char *uri) {
+  hwsock_addr a;
+  cr_assert_eq(hwsock_uri_parse(uri, strlen(uri), HWSOCK_URI_ALLOW_PORT0, &a,
+                                NULL),
+               0, "%s", uri);
+  return a;
+}
+
+static void expect_done(const treq *r, int status) {
+  cr_assert_eq(r->ncomplete, 1, "completed exactly once (%d)", r->ncomplete);
+  cr_assert_eq(r->status, status, "status %s, want %s",
+               hwsock_err_name(r->status), hwsock_err_name(status));
+}
+
+static int run_addr(void *s, uint16_t op, const char *uri) {
+  treq r;
+  req_init(&r, op);
+  r.addr = ipx(uri);
+  r.br.addr = &r.addr;
+  ops->submit(s, &r.br);
+  RUN_UNTIL(r.ncomplete);
+  cr_assert_eq(r.ncomplete, 1);
+  return r.status;
+}
+
+static int send_to(void *s, const void *data, size_t len, const char *uri) {
+  treq r;
+  req_init(&r, HWSOCK_OP_SEND);
+  if (uri != NULL) {
+    r.addr = ipx(uri);
+    r.br.addr = &r.addr;
+  }
+  r.iov[0].iov_base = (void *)data;
+  r.iov[0].iov_len = len;
+  r.br.iov = r.iov;
+  r.br.iovcnt = 1;
+  r.br.iov_len = len;
+  ops->submit(s, &r.br);
+  RUN_UNTIL(r.ncomplete);
+  cr_assert_eq(r.ncomplete, 1);
+  if (r.status == 0)
+    cr_assert_eq(r.len, len);
+  return r.status;
+}
+
+static void submit_recv(void *s, treq *r, void *buf, size_t len,
+                        uint32_t flags) {
+  req_init(r, HWSOCK_OP_RECV);
+  r->br.arg0 = flags;
+  r->iov[0].iov_base = buf;
+  r->iov[0].iov_len = len;
+  r->br.iov = r->iov;
+  r->br.iovcnt = 1;
+  r->br.iov_len = len;
+  ops->submit(s, &r->br);
+}
+
+static void uri_of(const hwsock_addr *a, char *buf, size_t n) {
+  cr_assert_geq(hwsock_uri_format(a, buf, n), 0);
+}
+
+static hwsock_addr getname(void *s, uint32_t which, int *status) {
+  treq r;
+  req_init(&r, HWSOCK_OP_GETNAME);
+  r.br.arg0 = which;
+  ops->submit(s, &r.br);
+  cr_assert_eq(r.ncomplete, 1);
+  *status = r.status;
+  return r.br.peer;
+}
+
+static void expect_name(void *s, const char *want) {
+  int st;
+  hwsock_addr a = getname(s, 0, &st);
+  cr_assert_eq(st, 0);
+  char u[HWSOCK_URI_MAX + 1];
+  uri_of(&a, u, sizeof(u));
+  cr_assert_str_eq(u, want);
+}
+
+/* ---- packets by hand ------------------------------------------------------ */
+
+static void hexbytes(const char *hex, uint8_t *out, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    cr_assert_eq(sscanf(hex + 2 * i, "%2x", &v), 1);
+    out[i] = (uint8_t)v;
+  }
+}
+
+/* A well-formed packet from NODE_X socket 0x1234 to (net, node, sock). */
+static size_t make_packet(uint8_t *p, const char *dnet, const char *dnode,
+                          uint16_t dsock, const void *data, size_t len) {
+  p[0] = 0xff;
+  p[1] = 0xff;
+  p[2] = (uint8_t)((30 + len) >> 8);
+  p[3] = (uint8_t)(30 + len);
+  p[4] = 0;
+  p[5] = 4;
+  hexbytes(dnet, p + 6, 4);
+  hexbytes(dnode, p + 10, 6);
+  p[16] = (uint8_t)(dsock >> 8);
+  p[17] = (uint8_t)dsock;
+  hexbytes(NET, p + 18, 4);
+  hexbytes(NODE_X, p + 22, 6);
+  p[28] = 0x12;
+  p[29] = 0x34;
+  memcpy(p + 30, data, len);
+  return 30 + len;
+}
+
+static void udp_to(int fd, uint16_t port, const void *p, size_t n) {
+  struct sockaddr_in sin = {.sin_family = AF_INET,
+                            .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(sendto(fd, p, n, 0, (struct sockaddr *)&sin, sizeof(sin)),
+               (ssize_t)n);
+}
+
+static ssize_t udp_from(int fd, void *buf, size_t n, uint16_t *src) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  /* the instances live on this thread's loop: run it while waiting */
+  uint64_t t0 = uv_hrtime();
+  while (poll(&p, 1, 0) == 0) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert(uv_hrtime() - t0 < TIMEOUT_NS, "a datagram arrives");
+    usleep(1000);
+  }
+  struct sockaddr_in sin;
+  socklen_t sl = sizeof(sin);
+  ssize_t k = recvfrom(fd, buf, n, 0, (struct sockaddr *)&sin, &sl);
+  cr_assert_geq(k, 0);
+  *src = ntohs(sin.sin_port);
+  return k;
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+Test(ipx, two_guests_exchange_datagrams_both_ways) {
+  start_pair();
+  void *sa = open_sock(&ga), *sb = open_sock(&gb);
+  cr_assert_eq(run_addr(sa, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".5000"),
+               0);
+  cr_assert_eq(run_addr(sb, HWSOCK_OP_BIND, "ipx://00000000.000000000000.0000"),
+               0, "net, node and socket 0: ours, ours, ephemeral");
+  expect_name(sa, "ipx://" NET "." NODE_A ".5000");
+  expect_name(sb, "ipx://" NET "." NODE_B ".4000");
+
+  /* A -> B, 1400 bytes in two pieces, B's RECV posted first */
+  static uint8_t out[1400], in[2000];
+  for (size_t i = 0; i < sizeof(out); i++)
+    out[i] = (uint8_t)(i * 7 + 3);
+  treq rb;
+  submit_recv(sb, &rb, in, sizeof(in), 0);
+  treq snd;
+  req_init(&snd, HWSOCK_OP_SEND);
+  snd.addr = ipx("ipx://" NET "." NODE_B ".4000");
+  snd.br.addr = &snd.addr;
+  snd.iov[0] = (struct iovec){out, 600};
+  snd.iov[1] = (struct iovec){out + 600, 800};
+  snd.br.iov = snd.iov;
+  snd.br.iovcnt = 2;
+  snd.br.iov_len = sizeof(out);
+  ops->submit(sa, &snd.br);
+  RUN_UNTIL(snd.ncomplete && rb.ncomplete);
+  expect_done(&snd, 0);
+  cr_assert_eq(snd.len, sizeof(out));
+  expect_done(&rb, 0);
+  cr_assert_eq(rb.len, sizeof(out));
+  cr_assert_arr_eq(in, out, sizeof(out), "payload intact");
+  cr_assert_eq(rb.br.resp_flags, 0);
+  cr_assert_eq(rb.br.resp_val, sizeof(out));
+  cr_assert_eq(rb.br.has_peer, 1);
+  char u[HWSOCK_URI_MAX + 1];
+  uri_of(&rb.br.peer, u, sizeof(u));
+  cr_assert_str_eq(u, "ipx://" NET "." NODE_A ".5000");
+
+  /* B -> A: reply to the source; it waits in A's queue until A posts. */
+  cr_assert_eq(send_to(sb, "pong", 4, u), 0);
+  run_for_ms(30);
+  treq ra;
+  submit_recv(sa, &ra, in, sizeof(in), 0);
+  cr_assert_eq(ra.ncomplete, 1, "the queued packet completes the RECV at once");
+  expect_done(&ra, 0);
+  cr_assert_eq(ra.len, 4);
+  cr_assert_arr_eq(in, "pong", 4);
+  uri_of(&ra.br.peer, u, sizeof(u));
+  cr_assert_str_eq(u, "ipx://" NET "." NODE_B ".4000");
+
+  /* connected: SENDs without an address go to the default destination */
+  cr_assert_eq(run_addr(sb, HWSOCK_OP_CONNECT, "ipx://" NET "." NODE_A ".5000"),
+               0);
+  int st;
+  hwsock_addr peer = getname(sb, 1, &st);
+  cr_assert_eq(st, 0);
+  uri_of(&peer, u, sizeof(u));
+  cr_assert_str_eq(u, "ipx://" NET "." NODE_A ".5000");
+  cr_assert_eq(send_to(sb, "again", 5, NULL), 0);
+  submit_recv(sa, &ra, in, sizeof(in), 0);
+  RUN_UNTIL(ra.ncomplete);
+  expect_done(&ra, 0);
+  cr_assert_eq(ra.len, 5);
+  cr_assert_arr_eq(in, "again", 5);
+
+  ops->close(sa);
+  ops->close(sb);
+}
+
+Test(ipx, wire_bytes_are_a_real_ipx_header) {
+  uint16_t xport;
+  int x = plain_udp(&xport);
+  ga.port = free_port();
+  cr_assert_eq(start_guest(&ga, "net=" NET " node=" NODE_A " port=%u "
+                           "bind=127.0.0.1 peer=" NODE_X "@127.0.0.1:%u",
+                           ga.port, xport),
+               0, "%s", logbuf);
+  void *s = open_sock(&ga);
+  cr_assert_eq(run_addr(s, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4567"),
+               0);
+  cr_assert_eq(send_to(s, "hello ipx", 9, "ipx://0000beef." NODE_X ".0453"), 0);
+
+  uint8_t p[2048];
+  uint16_t src;
+  ssize_t n = udp_from(x, p, sizeof(p), &src);
+  cr_assert_eq(n, 39, "30-byte header + 9 bytes");
+  cr_assert_eq(src, ga.port, "from the instance's UDP port");
+  static const uint8_t want[30] = {
+      0xff, 0xff,                         /* checksum: none */
+      0x00, 0x27,                         /* length 39 */
+      0x00,                               /* transport control */
+      0x04,                               /* packet type PEP */
+      0x00, 0x00, 0xbe, 0xef,             /* destination network */
+      0x02, 0x00, 0x5e, 0x00, 0x01, 0xff, /* destination node */
+      0x04, 0x53,                         /* destination socket */
+      0x00, 0x00, 0xca, 0xfe,             /* source network */
+      0x02, 0x00, 0x5e, 0x00, 0x01, 0xa2, /* source node */
+      0x45, 0x67};                        /* source socket */
+  cr_assert_arr_eq(p, want, 30);
+  cr_assert_arr_eq(p + 30, "hello ipx", 9);
+
+  /* network 0 means ours: the packet names it */
+  cr_assert_eq(send_to(s, "", 0, "ipx://00000000." NODE_X ".0453"), 0);
+  n = udp_from(x, p, sizeof(p), &src);
+  cr_assert_eq(n, 30);
+  cr_assert_eq(p[3], 30);
+  cr_assert_arr_eq(p + 6, ((uint8_t[]){0x00, 0x00, 0xca, 0xfe}), 4);
+  ops->close(s);
+  close(x);
+}
+
+Test(ipx, malformed_and_foreign_packets_are_dropped_and_counted) {
+  uint16_t xport, yport;
+  int x = plain_udp(&xport), y = plain_udp(&yport);
+  ga.port = free_port();
+  cr_assert_eq(start_guest(&ga, "net=" NET " node=" NODE_A " port=%u "
+                           "bind=127.0.0.1 peer=" NODE_X "@127.0.0.1:%u",
+                           ga.port, xport),
+               0, "%s", logbuf);
+  void *s = open_sock(&ga);
+  cr_assert_eq(run_addr(s, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4567"),
+               0);
+  uint8_t p[2048];
+  size_t n;
+
+  udp_to(x, ga.port, "short", 5); /* malformed 1 */
+  n = make_packet(p, NET, NODE_A, 0x4567, "data", 4);
+  p[0] = 0x12; /* a checksum: malformed 2 */
+  udp_to(x, ga.port, p, n);
+  n = make_packet(p, NET, NODE_A, 0x4567, "data", 4);
+  p[3] = 40; /* length field says more than arrived: malformed 3 */
+  udp_to(x, ga.port, p, n);
+  n = make_packet(p, NET, NODE_A, 0x4567, "data", 4);
+  p[4] = 16; /* 16 hops: malformed 4 */
+  udp_to(x, ga.port, p, n);
+  static uint8_t huge[1600], filler[1500];
+  n = make_packet(huge, NET, NODE_A, 0x4567, filler, sizeof(filler));
+  udp_to(x, ga.port, huge, n); /* over 1500 bytes: malformed 5 */
+
+  n = make_packet(p, NET, NODE_A, 0x4567, "data", 4);
+  udp_to(y, ga.port, p, n); /* not a peer's endpoint: sender 1 */
+  n = make_packet(p, NET, NODE_A, 0x4567, "data", 4);
+  hexbytes(NODE_B, p + 22, 6); /* the peer posing as another node: sender 2 */
+  udp_to(x, ga.port, p, n);
+  n = make_packet(p, "0000beef", NODE_A, 0x4567, "data", 4);
+  udp_to(x, ga.port, p, n); /* another network: not ours 1 */
+  n = make_packet(p, NET, NODE_B, 0x4567, "data", 4);
+  udp_to(x, ga.port, p, n); /* another node: not ours 2 */
+  n = make_packet(p, NET, NODE_A, 0x4568, "data", 4);
+  udp_to(x, ga.port, p, n); /* nothing bound there: no socket 1 */
+
+  /* one good packet last, padded to an even size as some senders do */
+  n = make_packet(p, "00000000", NODE_A, 0x4567, "good!", 5);
+  p[n] = 0;
+  udp_to(x, ga.port, p, n + 1);
+  char buf[64];
+  treq r;
+  submit_recv(s, &r, buf, sizeof(buf), 0);
+  RUN_UNTIL(r.ncomplete);
+  expect_done(&r, 0);
+  cr_assert_eq(r.len, 5, "only the good packet arrives");
+  cr_assert_arr_eq(buf, "good!", 5);
+  char u[HWSOCK_URI_MAX + 1];
+  uri_of(&r.br.peer, u, sizeof(u));
+  cr_assert_str_eq(u, "ipx://" NET "." NODE_X ".1234");
+
+  /* every drop is logged with its running count */
+  cr_assert_not_null(strstr(logbuf, "(malformed, 5 so far): from udp://"
+                                    "127.0.0.1:"),
+                     "%s", logbuf);
+  cr_assert_not_null(strstr(logbuf, "checksum field is not 0xffff"));
+  cr_assert_not_null(strstr(logbuf, "length field does not match"));
+  cr_assert_not_null(strstr(logbuf, "shorter than an IPX header"));
+  cr_assert_not_null(strstr(logbuf, "above 15 hops"));
+  cr_assert_not_null(strstr(logbuf, "longer than 1500 bytes"));
+  cr_assert_not_null(strstr(logbuf, "(unknown sender, 2 so far)"), "%s", logbuf);
+  cr_assert_null(strstr(logbuf, "(unknown sender, 3"));
+  cr_assert_not_null(strstr(logbuf, "(not for this node, 2 so far)"));
+  cr_assert_null(strstr(logbuf, "(not for this node, 3"));
+  cr_assert_not_null(strstr(logbuf, "(no socket, 1 so far): nothing bound to "
+                                    "socket 4568"));
+  cr_assert_null(strstr(logbuf, "(no socket, 2"));
+  ops->close(s);
+  close(x);
+  close(y);
+}
+
+Test(ipx, bind_conflicts_and_addresses) {
+  start_pair();
+  void *s1 = open_sock(&ga), *s2 = open_sock(&ga), *s3 = open_sock(&ga);
+  cr_assert_eq(run_addr(s1, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4000"),
+               0);
+  cr_assert_eq(run_addr(s2, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4000"),
+               HWSOCK_EADDRINUSE);
+  cr_assert_eq(run_addr(s2, HWSOCK_OP_BIND, "ipx://0000beef." NODE_A ".4001"),
+               HWSOCK_EADDRNOTAVAIL, "another network");
+  cr_assert_eq(run_addr(s2, HWSOCK_OP_BIND, "ipx://" NET "." NODE_B ".4001"),
+               HWSOCK_EADDRNOTAVAIL, "another node");
+  cr_assert_eq(run_addr(s1, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4002"),
+               HWSOCK_EINVAL, "bound already");
+  /* ephemeral numbers skip the taken 4000 */
+  cr_assert_eq(run_addr(s2, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".0000"),
+               0);
+  expect_name(s2, "ipx://" NET "." NODE_A ".4001");
+  /* a socket bound on the other guest does not conflict */
+  void *sb = open_sock(&gb);
+  cr_assert_eq(run_addr(sb, HWSOCK_OP_BIND, "ipx://" NET "." NODE_B ".4000"),
+               0);
+  /* closing frees the number */
+  ops->close(s1);
+  cr_assert_eq(run_addr(s3, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4000"),
+               0);
+  expect_name(s3, "ipx://" NET "." NODE_A ".4000");
+  ops->close(s2);
+  ops->close(s3);
+  ops->close(sb);
+}
+
+Test(ipx, send_errors_and_autobind) {
+  start_pair();
+  void *s = open_sock(&ga);
+  expect_name(s, "ipx://" NET "." NODE_A ".0000");
+  cr_assert_eq(send_to(s, "x", 1, NULL), HWSOCK_ENOTCONN);
+  cr_assert_eq(send_to(s, "x", 1, "ipx://" NET ".02005e000999.4000"),
+               HWSOCK_EHOSTUNREACH, "no peer has that node");
+  cr_assert_eq(run_addr(s, HWSOCK_OP_CONNECT, "ipx://" NET ".02005e000999.4000"),
+               HWSOCK_EHOSTUNREACH);
+  static char big[1471];
+  cr_assert_eq(send_to(s, big, sizeof(big), "ipx://" NET "." NODE_B ".4000"),
+               HWSOCK_EMSGSIZE);
+  expect_name(s, "ipx://" NET "." NODE_A ".0000");
+  /* the first good SEND binds an ephemeral number, like Linux IPX */
+  cr_assert_eq(send_to(s, big, 1470, "ipx://" NET "." NODE_B ".4000"), 0);
+  expect_name(s, "ipx://" NET "." NODE_A ".4000");
+
+  treq r;
+  req_init(&r, HWSOCK_OP_SHUTDOWN);
+  r.br.arg0 = HWSOCK_SHUT_RDWR;
+  ops->submit(s, &r.br);
+  expect_done(&r, HWSOCK_EOPNOTSUPP);
+  req_init(&r, HWSOCK_OP_GETSOCKOPT);
+  ops->submit(s, &r.br);
+  expect_done(&r, HWSOCK_ENOPROTOOPT);
+  int st;
+  getname(s, 1, &st);
+  cr_assert_eq(st, HWSOCK_ENOTCONN);
+  ops->close(s);
+}
+
+Test(ipx, broadcast_reaches_every_peer_and_local_sockets) {
+  uint16_t xport;
+  int x = plain_udp(&xport);
+  ga.port = free_port();
+  gb.port = free_port();
+  cr_assert_eq(start_guest(&ga, "net=" NET " node=" NODE_A " port=%u "
+                           "bind=127.0.0.1 peer=" NODE_B "@127.0.0.1:%u "
+                           "peer=" NODE_X "@127.0.0.1:%u",
+                           ga.port, gb.port, xport),
+               0, "%s", logbuf);
+  cr_assert_eq(start_guest(&gb, "net=" NET " node=" NODE_B " port=%u "
+                           "bind=127.0.0.1 peer=" NODE_A "@127.0.0.1:%u",
+                           gb.port, ga.port),
+               0, "%s", logbuf);
+  void *sa = open_sock(&ga), *la = open_sock(&ga), *sb = open_sock(&gb);
+  cr_assert_eq(run_addr(sa, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4444"),
+               0);
+  cr_assert_eq(run_addr(la, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".869c"),
+               0);
+  cr_assert_eq(run_addr(sb, HWSOCK_OP_BIND, "ipx://" NET "." NODE_B ".869c"),
+               0);
+  char bl[32], bb[32];
+  treq rl, rb;
+  submit_recv(la, &rl, bl, sizeof(bl), 0);
+  submit_recv(sb, &rb, bb, sizeof(bb), 0);
+  cr_assert_eq(send_to(sa, "anyone?", 7, "ipx://" NET ".ffffffffffff.869c"),
+               0);
+  RUN_UNTIL(rl.ncomplete && rb.ncomplete);
+  expect_done(&rb, 0);
+  cr_assert_arr_eq(bb, "anyone?", 7);
+  expect_done(&rl, 0);
+  cr_assert_arr_eq(bl, "anyone?", 7, "this guest's own sockets hear it too");
+  char u[HWSOCK_URI_MAX + 1];
+  uri_of(&rl.br.peer, u, sizeof(u));
+  cr_assert_str_eq(u, "ipx://" NET "." NODE_A ".4444");
+  uint8_t p[64];
+  uint16_t src;
+  cr_assert_eq(udp_from(x, p, sizeof(p), &src), 37);
+  cr_assert_arr_eq(p + 10, ((uint8_t[]){0xff, 0xff, 0xff, 0xff, 0xff, 0xff}),
+                   6, "the broadcast node on the wire");
+
+  /* unicast to its own node stays inside the guest */
+  submit_recv(la, &rl, bl, sizeof(bl), 0);
+  cr_assert_eq(send_to(sa, "me", 2, "ipx://00000000." NODE_A ".869c"), 0);
+  expect_done(&rl, 0);
+  cr_assert_eq(rl.len, 2);
+  ops->close(sa);
+  ops->close(la);
+  ops->close(sb);
+  close(x);
+}
+
+Test(ipx, socket_queue_is_bounded_and_peek_and_truncation_work) {
+  start_pair();
+  void *sa = open_sock(&ga), *sb = open_sock(&gb);
+  cr_assert_eq(run_addr(sb, HWSOCK_OP_BIND, "ipx://" NET "." NODE_B ".5000"),
+               0);
+  enum { SENT = 70, QMAX = 64 };
+  for (int i = 0; i < SENT; i++) {
+    char m[8];
+    snprintf(m, sizeof(m), "m%03d", i);
+    cr_assert_eq(send_to(sa, m, 4, "ipx://" NET "." NODE_B ".5000"), 0);
+  }
+  run_for_ms(50);
+  cr_assert_not_null(strstr(logbuf, "B ipx: dropped packet (queue full, 6 so "
+                                    "far): socket 5000 has 64 packets waiting"),
+                     "%s", logbuf);
+  /* peek, then a short buffer: truncated, full length reported */
+  char p[8];
+  treq r;
+  submit_recv(sb, &r, p, sizeof(p), HWSOCK_RECV_PEEK);
+  expect_done(&r, 0);
+  cr_assert_arr_eq(p, "m000", 4);
+  submit_recv(sb, &r, p, 2, 0);
+  expect_done(&r, 0);
+  cr_assert_eq(r.len, 2);
+  cr_assert_eq(r.br.resp_flags, HWSOCK_RESP_F_TRUNC);
+  cr_assert_eq(r.br.resp_val, 4);
+  cr_assert_arr_eq(p, "m0", 2);
+  for (int i = 1; i < QMAX; i++) {
+    char want[8];
+    snprintf(want, sizeof(want), "m%03d", i);
+    submit_recv(sb, &r, p, sizeof(p), 0);
+    expect_done(&r, 0);
+    cr_assert_arr_eq(p, want, 4, "in order");
+  }
+  submit_recv(sb, &r, p, sizeof(p), 0);
+  run_for_ms(30);
+  cr_assert_eq(r.ncomplete, 0, "the 6 over the bound were dropped");
+  ops->close(sb);
+  expect_done(&r, HWSOCK_ECANCELED);
+  ops->close(sa);
+}
+
+Test(ipx, close_cancels_pending_recvs_synchronously) {
+  start_pair();
+  void *s = open_sock(&ga);
+  char b[8];
+  treq r1, r2;
+  submit_recv(s, &r1, b, sizeof(b), 0);
+  submit_recv(s, &r2, b, sizeof(b), 0);
+  run_for_ms(20);
+  cr_assert_eq(r1.ncomplete + r2.ncomplete, 0);
+  ops->close(s);
+  expect_done(&r1, HWSOCK_ECANCELED);
+  expect_done(&r2, HWSOCK_ECANCELED);
+  cr_assert_lt(r1.order, r2.order);
+}
+
+Test(ipx, bad_options_are_refused_with_a_reason) {
+  static const struct {
+    const char *opts, *why;
+  } cases[] = {
+      {"net=0000cafe", "need net= and node="},
+      {"node=02005e0001a2 port=213", "need net= and node="},
+      {"net=cafe node=02005e0001a2", "net must be 8 hex digits"},
+      {"net=0000cafe node=02005e0001a2 port=0", "port must be 1..65535"},
+      {"net=0000cafe node=02005e0001a2 port=70000", "port must be 1..65535"},
+      {"net=00000000 node=02005e0001a2", "reserved"},
+      {"net=0000cafe node=ffffffffffff", "reserved"},
+      {"net=0000cafe node=02005e0001a2 bind=localhost", "bind must be"},
+      {"net=0000cafe node=02005e0001a2 peer=02005e0001a3@127.0.0.1",
+       "is not NODE@IP:PORT"},
+      {"net=0000cafe node=02005e0001a2 peer=02005e0001a3@::1:213",
+       "is not NODE@IP:PORT"},
+      {"net=0000cafe node=02005e0001a2 peer=02005e0001a3@[::1]:213",
+       "not of bind's address family"},
+      {"net=0000cafe node=02005e0001a2 peer=02005e0001a2@127.0.0.1:213",
+       "this guest's own"},
+      {"net=0000cafe node=02005e0001a2 peer=02005e0001a3@127.0.0.1:213 "
+       "peer=02005e0001a3@127.0.0.1:214",
+       "same node"},
+      {"net=0000cafe node=02005e0001a2 colour=blue", "unknown option"},
+      {"net=0000cafe node=02005e0001a2 stray", "is not key=value"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    logbuf[0] = '\0';
+    cr_assert_eq(start_guest(&ga, "%s", cases[i].opts), HWSOCK_EBADCONFIG,
+                 "'%s'", cases[i].opts);
+    cr_assert_not_null(strstr(logbuf, cases[i].why), "'%s': %s", cases[i].opts,
+                       logbuf);
+  }
+  /* a taken UDP port fails create() too */
+  uint16_t taken;
+  int x = plain_udp(&taken);
+  cr_assert_eq(start_guest(&ga, "net=0000cafe node=02005e0001a2 bind=127.0.0.1 "
+                           "port=%u", taken),
+               HWSOCK_EADDRINUSE);
+  close(x);
+  /* IPv6 endpoints work */
+  cr_assert_eq(start_guest(&ga, "net=0000cafe node=02005e0001a2 bind=[::1] "
+                           "port=%u peer=02005e0001a3@[::1]:213",
+                           free_port()),
+               0, "%s", logbuf);
+}
+
+/* ---- a live capture, decoded by tshark ----------------------------------- */
+
+#if __has_include(<pcap/pcap.h>)
+#include <pcap/pcap.h>
+
+static int has_tshark(void) {
+  return system("command -v tshark >/dev/null 2>&1") == 0;
+}
+
+Test(ipx, live_capture_on_lo_decodes_as_ipx_in_tshark) {
+  if (geteuid() != 0)
+    cr_skip_test("capturing on lo needs root");
+  if (!has_tshark())
+    cr_skip_test("tshark is not installed (scripts/deps installs it)");
+  /* Guest A on RFC 1234's port 213 when it is free, so that tshark decodes
+   * it as IPX on its own; B on any port, decoded as IPX by -d. */
+  gb.port = free_port();
+  ga.port = 213;
+  if (start_guest(&ga, "net=" NET " node=" NODE_A " port=213 bind=127.0.0.1 "
+                  "peer=" NODE_B "@127.0.0.1:%u", gb.port) < 0) {
+    ga.port = free_port();
+    cr_assert_eq(start_guest(&ga, "net=" NET " node=" NODE_A " port=%u "
+                             "bind=127.0.0.1 peer=" NODE_B "@127.0.0.1:%u",
+                             ga.port, gb.port),
+                 0, "%s", logbuf);
+  }
+  cr_assert_eq(start_guest(&gb, "net=" NET " node=" NODE_B " port=%u "
+                           "bind=127.0.0.1 peer=" NODE_A "@127.0.0.1:%u",
+                           gb.port, ga.port),
+               0, "%s", logbuf);
+
+  char errbuf[PCAP_ERRBUF_SIZE] = "";
+  pcap_t *pc = pcap_create("lo", errbuf);
+  cr_assert_not_null(pc, "%s", errbuf);
+  pcap_set_snaplen(pc, 4096);
+  pcap_set_immediate_mode(pc, 1);
+  pcap_set_timeout(pc, 10);
+  if (pcap_activate(pc) < 0) {
+    const char *e = pcap_geterr(pc);
+    cr_skip_test("cannot capture on lo: %s", e);
+  }
+  char filter[64];
+  snprintf(filter, sizeof(filter), "udp and port %u and port %u", ga.port,
+           gb.port);
+  struct bpf_program prog;
+  cr_assert_eq(pcap_compile(pc, &prog, filter, 1, PCAP_NETMASK_UNKNOWN), 0,
+               "%s", pcap_geterr(pc));
+  cr_assert_eq(pcap_setfilter(pc, &prog), 0);
+  pcap_freecode(&prog);
+  cr_assert_eq(pcap_setnonblock(pc, 1, errbuf), 0, "%s", errbuf);
+  char path[] = "/tmp/hwsock-ipx-XXXXXX";
+  int tfd = mkstemp(path);
+  cr_assert_geq(tfd, 0);
+  close(tfd);
+  pcap_dumper_t *dump = pcap_dump_open(pc, path);
+  cr_assert_not_null(dump, "%s", pcap_geterr(pc));
+
+  void *sa = open_sock(&ga), *sb = open_sock(&gb);
+  cr_assert_eq(run_addr(sa, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4000"),
+               0);
+  cr_assert_eq(run_addr(sb, HWSOCK_OP_BIND, "ipx://" NET "." NODE_B ".869c"),
+               0);
+  char buf[64];
+  treq r;
+  submit_recv(sb, &r, buf, sizeof(buf), 0);
+  cr_assert_eq(send_to(sa, "hello over IPX", 14,
+                       "ipx://" NET "." NODE_B ".869c"),
+               0);
+  RUN_UNTIL(r.ncomplete);
+  expect_done(&r, 0);
+  cr_assert_eq(send_to(sb, "and back", 8, "ipx://" NET "." NODE_A ".4000"), 0);
+
+  int captured = 0;
+  uint64_t t0 = uv_hrtime();
+  while (captured < 2) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    int n = pcap_dispatch(pc, -1, pcap_dump, (u_char *)dump);
+    cr_assert_geq(n, 0, "%s", pcap_geterr(pc));
+    captured += n;
+    cr_assert(uv_hrtime() - t0 < TIMEOUT_NS, "both packets captured");
+    if (n == 0)
+      usleep(2000);
+  }
+  pcap_dump_close(dump);
+  pcap_close(pc);
+  ops->close(sa);
+  ops->close(sb);
+
+  char cmd[256];
+  snprintf(cmd, sizeof(cmd), "tshark -r %s -V -d udp.port==%u,ipx 2>/dev/null",
+           path, gb.port);
+  FILE *f = popen(cmd, "r");
+  cr_assert_not_null(f);
+  static char out[65536];
+  size_t len = fread(out, 1, sizeof(out) - 1, f);
+  out[len] = '\0';
+  int rc = pclose(f);
+  unlink(path);
+  cr_assert_eq(rc, 0, "tshark ran: %s", out);
+  cr_assert_not_null(strstr(out, "Internetwork Packet eXchange"), "%s", out);
+  cr_assert_not_null(strstr(out, "Checksum: 0xffff"), "%s", out);
+  cr_assert_not_null(strstr(out, "Length: 44 bytes"), "%s", out);
+  cr_assert_not_null(strstr(out, "Packet Type: PEP (0x04)"), "%s", out);
+  cr_assert_not_null(strstr(out, "Destination Network: 00 (0x0000CAFE)"), "%s", out);
+  cr_assert_not_null(strstr(out, "Destination Socket: Unknown (0x869c)"), "%s",
+                     out);
+  cr_assert_not_null(strstr(out, "Source Socket: Unknown (0x4000)"), "%s",
+                     out);
+  cr_assert_not_null(strstr(out, "Destination Node: 02:00:5e:00:01:a3"), "%s",
+                     out);
+  cr_assert_not_null(strstr(out, "Data: 68656c6c6f206f76657220495058"),
+                     "the payload: %s", out);
+  cr_assert_not_null(strstr(out, "Data: 616e64206261636b"), "%s", out);
+}
+#endif
+
+Test(ipx, info_reports_the_ipx_names) {
+  start_pair();
+  void *s = open_sock(&ga);
+  cr_assert_eq(run_addr(s, HWSOCK_OP_CONNECT, "ipx://" NET "." NODE_B ".4321"),
+               0);
+  hwsock_bsock_info bi = {.size = sizeof(bi), .fd = -1};
+  cr_assert_eq(ops->info(s, &bi), 0);
+  cr_assert_eq(bi.fd, -1, "no host fd of its own");
+  cr_assert_eq(bi.has_local, 1);
+  char u[HWSOCK_URI_MAX + 1];
+  uri_of(&bi.local, u, sizeof(u));
+  cr_assert_str_eq(u, "ipx://" NET "." NODE_A ".4000", "connect bound it");
+  cr_assert_eq(bi.has_peer, 1);
+  uri_of(&bi.peer, u, sizeof(u));
+  cr_assert_str_eq(u, "ipx://" NET "." NODE_B ".4321");
+  ops->close(s);
+}
+
+Test(ipx, without_options_the_device_has_no_ipx_network) {
+  /* what a VMM that loads every module of a folder does */
+  cr_assert_eq(start_guest(&ga, "%s", ""), 0);
+  cr_assert_not_null(strstr(logbuf, "IPX is down"), "%s", logbuf);
+  hwsock_bopen bo = {.size = sizeof(bo), .scheme = HWSOCK_SCHEME_IPX,
+                     .reason = ""};
+  void *s = NULL;
+  cr_assert_eq(ops->open(ga.inst, &bo, &s), HWSOCK_ENETDOWN);
+  gb.host = ga.host;
+  gb.host.options = NULL;
+  cr_assert_eq(ops->create(&gb.host, &gb.inst), 0, "NULL options too");
+}
