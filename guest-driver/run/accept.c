@@ -1,0 +1,152 @@
+/* accept/accept4 on an offloaded listener. The listener's program end holds
+ * one byte per connection the acceptor took from the device; accept
+ * consumes a byte (so poll/epoll readiness stays exact), takes the oldest
+ * connection, gives the program a new socketpair end for it (ADDFD+SEND,
+ * honouring SOCK_NONBLOCK/SOCK_CLOEXEC) and writes the peer's address. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "run.h"
+
+/* Takes one ready connection; 0, -EAGAIN (none and nonblocking), -ENOENT
+ * (the call went away) or another -errno. */
+static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
+  run_sock *s = t->s;
+  for (;;) {
+    uint8_t token;
+    ssize_t n = recv(t->fd, &token, 1, MSG_DONTWAIT);
+    if (n == 1) {
+      int got = 0;
+      pthread_mutex_lock(&s->lock);
+      if (s->acq_n > 0) {
+        *out = s->acq[s->acq_head];
+        s->acq_head = (s->acq_head + 1) % RUN_MAX_PREACCEPT;
+        s->acq_n--;
+        got = 1;
+        pthread_cond_broadcast(&s->cond); /* room for the acceptor */
+      }
+      pthread_mutex_unlock(&s->lock);
+      if (got)
+        return 0;
+      continue; /* a token without a connection: cannot happen; skip it */
+    }
+    if (n == 0)
+      return -EINVAL; /* the listener is gone */
+    if (errno != EAGAIN && errno != EINTR)
+      return -errno;
+    if (nb)
+      return -EAGAIN;
+    struct pollfd p = {.fd = t->fd, .events = POLLIN};
+    poll(&p, 1, RUN_POLL_SLICE_MS);
+    if (!hwsock__run_valid(c))
+      return -ENOENT;
+  }
+}
+
+/* Puts a connection back at the head (the program's call went away after
+ * we took it), with its token. */
+static void put_back(run_sock *s, const run_accepted *a) {
+  pthread_mutex_lock(&s->lock);
+  if (s->acq_n < RUN_MAX_PREACCEPT && !s->dead) {
+    s->acq_head = (s->acq_head + RUN_MAX_PREACCEPT - 1) % RUN_MAX_PREACCEPT;
+    s->acq[s->acq_head] = *a;
+    s->acq_n++;
+    pthread_mutex_unlock(&s->lock);
+    uint8_t token = 1;
+    if (send(s->pfd, &token, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
+      return;
+    pthread_mutex_lock(&s->lock); /* cannot signal it: drop it again */
+    s->acq_head = (s->acq_head + 1) % RUN_MAX_PREACCEPT;
+    s->acq_n--;
+  }
+  pthread_mutex_unlock(&s->lock);
+  hwsock_guest_close(hwsock__run.g, a->id);
+  hwsock__run_offload_release();
+}
+
+void hwsock__run_on_accept(run_call *c, int is_accept4) {
+  run_target t;
+  int fd = (int)c->n.data.args[0];
+  uint64_t addr = c->n.data.args[1], lenp = c->n.data.args[2];
+  int flags = is_accept4 ? (int)c->n.data.args[3] : 0;
+  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
+    hwsock__run_pass(c, &t);
+    hwsock__run_target_done(&t);
+    return;
+  }
+  run_sock *s = t.s;
+  int rc;
+  if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
+    rc = -EINVAL;
+    goto reply;
+  }
+  if (s->state != RS_LISTENING) {
+    rc = s->type == SOCK_STREAM ? -EINVAL : -EOPNOTSUPP;
+    goto reply;
+  }
+  int fl = fcntl(t.fd, F_GETFL);
+  run_accepted a;
+  rc = take(c, &t, fl >= 0 && (fl & O_NONBLOCK), &a);
+  if (rc == -ENOENT)
+    goto out;
+  if (rc < 0)
+    goto reply;
+
+  int sv[2];
+  struct stat st;
+  run_sock *n = NULL;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    put_back(s, &a);
+    rc = -ENOBUFS;
+    goto reply;
+  }
+  if (((flags & SOCK_NONBLOCK) && fcntl(sv[1], F_SETFL, O_NONBLOCK) < 0) ||
+      fstat(sv[1], &st) < 0 ||
+      !(n = hwsock__run_sock_new(s->family, SOCK_STREAM, s->proto, sv[0],
+                                 (uint64_t)st.st_ino, (uint64_t)st.st_dev))) {
+    close(sv[0]);
+    close(sv[1]);
+    put_back(s, &a);
+    rc = -ENOBUFS;
+    goto reply;
+  }
+  n->id = a.id;
+  n->state = RS_CONNECTED;
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  if (hwsock__run_uri_to_sa(a.peer, s->family, &ss, &sl) < 0)
+    hwsock__run_sa_any(s->family, &ss, &sl);
+  rc = hwsock__run_put_sa(c, addr, lenp, &ss, sl);
+  int newfd = rc < 0 ? rc : hwsock__run_addfd(c, sv[1], -1,
+                                               !!(flags & SOCK_CLOEXEC), 1);
+  close(sv[1]);
+  if (newfd < 0) {
+    /* the call went away or its address buffer is bad: keep the
+     * connection for the next accept */
+    n->id = -1;
+    hwsock__run_sock_unlink(n);
+    hwsock__run_sock_kill(n);
+    hwsock__run_sock_put(n);
+    put_back(s, &a);
+    if (newfd == -ENOENT)
+      goto out;
+    rc = newfd;
+    goto reply;
+  }
+  hwsock__run_log("offload: fd %d accepted %s as fd %d", fd, a.peer, newfd);
+  if (hwsock__run_pump_start(n) < 0) {
+    hwsock__run_sock_unlink(n);
+    hwsock__run_sock_kill(n);
+  }
+  hwsock__run_sock_put(n);
+  goto out; /* ADDFD+SEND answered the call */
+reply:
+  hwsock__run_reply(c, 0, rc < 0 ? -rc : 0);
+out:
+  hwsock__run_target_done(&t);
+}

@@ -1,0 +1,521 @@
+/* socket, connect, bind, listen: where the device gets its first right of
+ * refusal.
+ *
+ * socket(AF_INET/AF_INET6/AF_IPX) gives the program a placeholder: one end
+ * of a unix socketpair (SOCK_STREAM for TCP, SOCK_SEQPACKET for datagrams),
+ * installed with ADDFD+SEND so that it is the syscall's result. The first
+ * connect/bind/listen/sendto asks the device:
+ *   offload -> the placeholder simply becomes the data path (nothing to
+ *              replace: epoll registrations and dups stay valid);
+ *   decline -> a real kernel socket (same family, type, options, O_NONBLOCK
+ *              and FD_CLOEXEC) replaces the placeholder (ADDFD+SETFD) and
+ *              the call CONTINUEs in the host kernel; under confinement the
+ *              call fails with EACCES instead;
+ *   deny    -> the policy's errno.
+ * Under confinement the program therefore never holds a host INET socket. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hwsock/wire.h"
+#include "run.h"
+
+/* ---- what a notification's fd is ------------------------------------------ */
+
+int hwsock__run_target(run_call *c, int fd, run_target *t) {
+  memset(t, 0, sizeof(*t));
+  t->fd = -1;
+  t->kind = RT_NONE;
+  int ours = hwsock__run_getfd(c, fd);
+  if (ours < 0) {
+    t->err = ours;
+    return ours;
+  }
+  t->fd = ours;
+  struct stat st;
+  if (fstat(ours, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+    t->kind = RT_OTHER;
+    return 0;
+  }
+  t->s = hwsock__run_sock_find((uint64_t)st.st_ino, (uint64_t)st.st_dev);
+  if (t->s) {
+    t->kind = RT_OURS;
+    return 0;
+  }
+  int dom = 0;
+  socklen_t l = sizeof(dom);
+  if (getsockopt(ours, SOL_SOCKET, SO_DOMAIN, &dom, &l) == 0 &&
+      (dom == AF_INET || dom == AF_INET6)) {
+    t->kind = RT_KERNEL_INET; /* declined earlier, or inherited */
+    t->family = dom;
+  } else {
+    t->kind = RT_OTHER;
+  }
+  return 0;
+}
+
+void hwsock__run_target_done(run_target *t) {
+  if (t->fd >= 0)
+    close(t->fd);
+  t->fd = -1;
+  if (t->s)
+    hwsock__run_sock_put(t->s);
+  t->s = NULL;
+}
+
+void hwsock__run_pass(run_call *c, const run_target *t) {
+  if (t->kind == RT_NONE && t->err == -ENOENT)
+    return; /* the call went away */
+  if (t->kind == RT_NONE && t->err < 0 && t->err != -EBADF) {
+    hwsock__run_log("cannot inspect fd %d of pid %u: %s",
+                    (int)c->n.data.args[0], (unsigned)c->n.pid,
+                    strerror(-t->err));
+    hwsock__run_reply(c, 0, -t->err);
+    return;
+  }
+  if (t->kind == RT_KERNEL_INET && hwsock__run.confine) {
+    hwsock__run_log("deny: host INET socket under confinement");
+    hwsock__run_reply(c, 0, EACCES);
+    return;
+  }
+  hwsock__run_continue(c);
+}
+
+static int nonblocking(const run_target *t) {
+  int fl = fcntl(t->fd, F_GETFL);
+  return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+/* ---- socket() ---------------------------------------------------------------- */
+
+static int ipx_offered(void) {
+  return (hwsock_guest_features(hwsock__run.g) & HWSOCK_F_IPX) != 0;
+}
+
+void hwsock__run_on_socket(run_call *c) {
+  int domain = (int)c->n.data.args[0];
+  int type = (int)c->n.data.args[1];
+  int proto = (int)c->n.data.args[2];
+  int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+  int ok = 0;
+  if (domain == AF_IPX) {
+    ok = base == SOCK_DGRAM && proto >= 0 && proto <= 255;
+    if (ok && !ipx_offered()) {
+      hwsock__run_reply(c, 0, EAFNOSUPPORT);
+      return;
+    }
+  } else if (base == SOCK_STREAM) {
+    ok = proto == 0 || proto == IPPROTO_TCP;
+    proto = IPPROTO_TCP;
+  } else if (base == SOCK_DGRAM) {
+    ok = proto == 0 || proto == IPPROTO_UDP;
+    proto = IPPROTO_UDP;
+  }
+  if (!ok) {
+    /* raw, ICMP, SCTP, MPTCP, bad arguments: not ours. Arguments in
+     * registers cannot change under us, so CONTINUE is exact. */
+    if (hwsock__run.confine) {
+      hwsock__run_log("deny: socket(%d, %d, %d) under confinement", domain,
+                      type, (int)c->n.data.args[2]);
+      hwsock__run_reply(c, 0, EACCES);
+    } else {
+      hwsock__run_continue(c);
+    }
+    return;
+  }
+  int sv[2];
+  int ptype = base == SOCK_STREAM ? SOCK_STREAM : SOCK_SEQPACKET;
+  if (socketpair(AF_UNIX, ptype | SOCK_CLOEXEC, 0, sv) < 0) {
+    hwsock__run_reply(c, 0, errno == EMFILE ? EMFILE : ENOBUFS);
+    return;
+  }
+  struct stat st;
+  if ((type & SOCK_NONBLOCK) && fcntl(sv[1], F_SETFL, O_NONBLOCK) < 0)
+    goto fail;
+  if (fstat(sv[1], &st) < 0)
+    goto fail;
+  run_sock *s = hwsock__run_sock_new(domain, base, proto, sv[0],
+                                     (uint64_t)st.st_ino, (uint64_t)st.st_dev);
+  if (!s)
+    goto fail;
+  hwsock__run_watch(s);
+  int fd = hwsock__run_addfd(c, sv[1], -1, !!(type & SOCK_CLOEXEC), 1);
+  close(sv[1]);
+  if (fd < 0) { /* the call went away: the placeholder goes with it */
+    hwsock__run_sock_unlink(s);
+    hwsock__run_sock_kill(s);
+  }
+  hwsock__run_sock_put(s);
+  return;
+fail:
+  close(sv[0]);
+  close(sv[1]);
+  hwsock__run_reply(c, 0, ENOBUFS);
+}
+
+/* ---- shared steps ------------------------------------------------------------- */
+
+int hwsock__run_open_device(run_sock *s) {
+  if (s->id >= 0)
+    return 0;
+  if (hwsock__run.device_down)
+    return -ENETDOWN;
+  int rc = hwsock__run_offload_reserve();
+  if (rc < 0)
+    return rc;
+  unsigned fam = s->family == AF_INET    ? HWSOCK_AF_INET
+                 : s->family == AF_INET6 ? HWSOCK_AF_INET6
+                                         : HWSOCK_AF_IPX;
+  unsigned type = s->type == SOCK_STREAM ? HWSOCK_SOCK_STREAM
+                                         : HWSOCK_SOCK_DGRAM;
+  int id = hwsock_guest_socket(hwsock__run.g, fam, type);
+  if (id < 0) {
+    hwsock__run_offload_release();
+    if (id == HWSOCK_ECONNRESET || id == HWSOCK_ENEEDSRESET) {
+      hwsock__run.device_down = 1; /* OPEN has no peer to reset it */
+      return -ENETDOWN;
+    }
+    return -hwsock_err_to_errno(id);
+  }
+  pthread_mutex_lock(&s->lock);
+  s->id = id;
+  s->id_shut = 0;
+  pthread_mutex_unlock(&s->lock);
+  return 0;
+}
+
+/* Gives back the device socket of an entry the device did not take (or
+ * whose connect failed): the next attempt opens a new one. */
+void hwsock__run_drop_device(run_sock *s) {
+  int id = -1;
+  pthread_mutex_lock(&s->lock);
+  id = s->id;
+  s->id = -1;
+  pthread_mutex_unlock(&s->lock);
+  if (id >= 0) {
+    hwsock_guest_close(hwsock__run.g, id);
+    hwsock__run_offload_release();
+  }
+}
+
+void hwsock__run_decline(run_call *c, run_sock *s, int prog_fd) {
+  hwsock__run_drop_device(s);
+  if (hwsock__run.confine) {
+    hwsock__run_log("decline -> EACCES (confined)");
+    hwsock__run_reply(c, 0, EACCES);
+    return;
+  }
+  /* a host socket like the one the program asked for, with its options */
+  int k = socket(s->family, s->type | SOCK_CLOEXEC, s->proto);
+  if (k < 0) {
+    hwsock__run_reply(c, 0, errno);
+    return;
+  }
+  pthread_mutex_lock(&s->lock);
+  for (unsigned i = 0; i < s->nopts; i++)
+    setsockopt(k, s->opts[i].level, s->opts[i].name, s->opts[i].val,
+               s->opts[i].len);
+  pthread_mutex_unlock(&s->lock);
+  int ours = hwsock__run_getfd(c, prog_fd);
+  int fl = ours >= 0 ? fcntl(ours, F_GETFL) : -1;
+  if (ours >= 0)
+    close(ours);
+  if (fl >= 0 && (fl & O_NONBLOCK))
+    fcntl(k, F_SETFL, O_NONBLOCK);
+  int cloexec = hwsock__run_fd_cloexec(c, prog_fd);
+  int rc = hwsock__run_addfd(c, k, prog_fd, cloexec > 0, 0);
+  close(k);
+  if (rc < 0)
+    return; /* the call is gone */
+  hwsock__run_sock_unlink(s);
+  hwsock__run_unwatch(s);
+  hwsock__run_sock_kill(s);
+  hwsock__run_log("decline: fd %d continues on the host stack", prog_fd);
+  /* The kernel re-reads the call's arguments: the documented TOCTOU gap
+   * that confinement closes. */
+  hwsock__run_continue(c);
+}
+
+/* Reads the call's sockaddr once and converts it for the entry. */
+static int read_uri(run_call *c, run_sock *s, uint64_t addr, uint64_t len,
+                    unsigned flags, char *uri, size_t cap, int *unspec) {
+  struct sockaddr_storage ss;
+  *unspec = 0;
+  if (len > sizeof(ss) || len < sizeof(sa_family_t))
+    return -EINVAL;
+  int rc = hwsock__run_read(c, addr, &ss, (size_t)len);
+  if (rc < 0)
+    return rc;
+  if (ss.ss_family == AF_UNSPEC) {
+    *unspec = 1;
+    return 0;
+  }
+  return hwsock__run_sa_to_uri(&ss, (size_t)len, s->family, s->type, flags,
+                               uri, cap);
+}
+
+int hwsock__run_wait_connect(run_call *c, run_sock *s, int timeout_ms) {
+  int waited = 0;
+  pthread_mutex_lock(&s->lock);
+  while (s->state == RS_CONNECTING) {
+    int slice = RUN_POLL_SLICE_MS;
+    if (timeout_ms >= 0 && timeout_ms - waited < slice)
+      slice = timeout_ms - waited;
+    if (slice <= 0)
+      break;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)slice * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+    waited += slice;
+    if (s->state == RS_CONNECTING && !hwsock__run_valid(c))
+      break;
+  }
+  int done = s->state != RS_CONNECTING;
+  pthread_mutex_unlock(&s->lock);
+  return done;
+}
+
+/* ---- connect ------------------------------------------------------------------- */
+
+static void connect_stream(run_call *c, run_target *t, const char *uri) {
+  run_sock *s = t->s;
+  int fd = (int)c->n.data.args[0];
+  int rc = hwsock__run_open_device(s);
+  if (rc < 0) {
+    hwsock__run_reply(c, 0, -rc);
+    return;
+  }
+  pthread_mutex_lock(&s->lock);
+  s->state = RS_CONNECTING;
+  s->conn_waiter = 1;
+  pthread_mutex_unlock(&s->lock);
+  if ((rc = hwsock__run_connect_start(s, uri)) < 0) {
+    pthread_mutex_lock(&s->lock);
+    s->state = RS_UNDECIDED;
+    s->conn_waiter = 0;
+    pthread_mutex_unlock(&s->lock);
+    hwsock__run_drop_device(s);
+    hwsock__run_reply(c, 0, -rc);
+    return;
+  }
+  int nb = nonblocking(t);
+  hwsock__run_wait_connect(c, s, nb ? RUN_NB_DECIDE_MS : -1);
+  pthread_mutex_lock(&s->lock);
+  s->conn_waiter = 0;
+  int state = s->state, err = s->conn_err;
+  pthread_mutex_unlock(&s->lock);
+  if (state == RS_CONNECTING) {
+    /* still connecting: offloaded, finishing in the background */
+    hwsock__run_log("offload: fd %d connect %s (in progress)", fd, uri);
+    hwsock__run_reply(c, 0, EINPROGRESS);
+    return;
+  }
+  if (err == 0) {
+    hwsock__run_log("offload: fd %d connect %s", fd, uri);
+    hwsock__run_reply(c, 0, 0);
+  } else if (err == HWSOCK_EDECLINED) {
+    hwsock__run_decline(c, s, fd);
+  } else {
+    hwsock__run_log("%s: fd %d connect %s: %s",
+                    err == HWSOCK_EACCES || err == HWSOCK_EPERM ? "deny"
+                                                                : "fail",
+                    fd, uri, hwsock_strerror(err));
+    hwsock__run_reply(c, 0, hwsock__run_errno(err));
+  }
+}
+
+/* UDP/IPX connect: immediate on the device. */
+static void connect_dgram(run_call *c, run_target *t, const char *uri) {
+  run_sock *s = t->s;
+  int fd = (int)c->n.data.args[0];
+  int fresh = s->id < 0;
+  int rc = hwsock__run_open_device(s);
+  if (rc < 0) {
+    hwsock__run_reply(c, 0, -rc);
+    return;
+  }
+  int err = hwsock_guest_connect(hwsock__run.g, s->id, uri);
+  if (err == HWSOCK_EDECLINED && fresh) {
+    hwsock__run_decline(c, s, fd);
+    return;
+  }
+  if (err < 0) {
+    if (fresh)
+      hwsock__run_drop_device(s);
+    hwsock__run_log("%s: fd %d connect %s: %s",
+                    err == HWSOCK_EACCES ? "deny" : "fail", fd, uri,
+                    hwsock_strerror(err));
+    hwsock__run_reply(c, 0, err == HWSOCK_EDECLINED ? EACCES
+                                                    : hwsock__run_errno(err));
+    return;
+  }
+  if (fresh)
+    hwsock__run_replay_opts(s);
+  pthread_mutex_lock(&s->lock);
+  s->connected = 1;
+  int start = s->state == RS_UNDECIDED || s->state == RS_BOUND;
+  s->state = RS_CONNECTED;
+  pthread_mutex_unlock(&s->lock);
+  if (start) {
+    hwsock__run_unwatch(s);
+    if ((rc = hwsock__run_pump_start(s)) < 0) {
+      hwsock__run_reply(c, 0, -rc);
+      return;
+    }
+  }
+  hwsock__run_log("offload: fd %d connect %s", fd, uri);
+  hwsock__run_reply(c, 0, 0);
+}
+
+void hwsock__run_on_connect(run_call *c) {
+  run_target t;
+  int fd = (int)c->n.data.args[0];
+  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
+    hwsock__run_pass(c, &t);
+    hwsock__run_target_done(&t);
+    return;
+  }
+  run_sock *s = t.s;
+  char uri[HWSOCK_URI_MAX + 1];
+  int unspec;
+  int rc = read_uri(c, s, c->n.data.args[1], c->n.data.args[2], 0, uri,
+                    sizeof(uri), &unspec);
+  if (rc == -ENOENT)
+    goto out;
+  pthread_mutex_lock(&s->lock);
+  int state = s->state, so_error = s->so_error;
+  if (state == RS_UNDECIDED && so_error)
+    s->so_error = 0; /* a second connect after an async failure reports it */
+  pthread_mutex_unlock(&s->lock);
+  if (rc < 0) {
+    hwsock__run_reply(c, 0, -rc);
+  } else if (unspec) {
+    /* AF_UNSPEC dissolves an association: a no-op before a decision */
+    hwsock__run_reply(c, 0, state == RS_UNDECIDED ? 0 : EOPNOTSUPP);
+  } else if (s->type == SOCK_STREAM) {
+    if (state == RS_CONNECTING)
+      hwsock__run_reply(c, 0, EALREADY);
+    else if (state == RS_CONNECTED || state == RS_LISTENING)
+      hwsock__run_reply(c, 0, EISCONN);
+    else if (state == RS_UNDECIDED && so_error)
+      hwsock__run_reply(c, 0, so_error);
+    else if (state == RS_UNDECIDED || state == RS_BOUND)
+      connect_stream(c, &t, uri);
+    else
+      hwsock__run_reply(c, 0, ECONNABORTED);
+  } else {
+    if (state == RS_UNDECIDED || state == RS_BOUND || state == RS_CONNECTED)
+      connect_dgram(c, &t, uri);
+    else
+      hwsock__run_reply(c, 0, ENETDOWN);
+  }
+out:
+  hwsock__run_target_done(&t);
+}
+
+/* ---- bind / listen ---------------------------------------------------------- */
+
+/* Binds an undecided entry on the device. Returns 0 (offloaded), the
+ * RUN_ANSWERED marker (declined: handled), or -errno. */
+static int bind_device(run_call *c, run_sock *s, int fd, const char *uri) {
+  int rc = hwsock__run_open_device(s);
+  if (rc < 0)
+    return rc;
+  int err = hwsock_guest_bind(hwsock__run.g, s->id, uri);
+  if (err == HWSOCK_EDECLINED) {
+    hwsock__run_decline(c, s, fd);
+    return RUN_ANSWERED;
+  }
+  if (err < 0) {
+    hwsock__run_drop_device(s);
+    hwsock__run_log("%s: fd %d bind %s: %s",
+                    err == HWSOCK_EACCES ? "deny" : "fail", fd, uri,
+                    hwsock_strerror(err));
+    return -hwsock__run_errno(err);
+  }
+  hwsock__run_replay_opts(s);
+  hwsock__run_log("offload: fd %d bind %s", fd, uri);
+  pthread_mutex_lock(&s->lock);
+  s->state = s->type == SOCK_STREAM ? RS_BOUND : RS_CONNECTED;
+  pthread_mutex_unlock(&s->lock);
+  if (s->type != SOCK_STREAM) { /* datagrams may arrive from now on */
+    hwsock__run_unwatch(s);
+    return hwsock__run_pump_start(s);
+  }
+  return 0;
+}
+
+void hwsock__run_on_bind(run_call *c) {
+  run_target t;
+  int fd = (int)c->n.data.args[0];
+  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
+    hwsock__run_pass(c, &t);
+    hwsock__run_target_done(&t);
+    return;
+  }
+  run_sock *s = t.s;
+  char uri[HWSOCK_URI_MAX + 1];
+  int unspec;
+  int rc = read_uri(c, s, c->n.data.args[1], c->n.data.args[2],
+                    HWSOCK_URI_ALLOW_PORT0, uri, sizeof(uri), &unspec);
+  if (rc == -ENOENT)
+    goto out;
+  if (rc == 0 && unspec)
+    rc = -EAFNOSUPPORT;
+  if (rc == 0 && (s->state != RS_UNDECIDED || s->id >= 0))
+    rc = -EINVAL; /* already bound, connected or decided */
+  if (rc == 0)
+    rc = bind_device(c, s, fd, uri);
+  if (rc != RUN_ANSWERED)
+    hwsock__run_reply(c, 0, rc < 0 ? -rc : 0);
+out:
+  hwsock__run_target_done(&t);
+}
+
+void hwsock__run_on_listen(run_call *c) {
+  run_target t;
+  int fd = (int)c->n.data.args[0];
+  int backlog = (int)c->n.data.args[1];
+  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
+    hwsock__run_pass(c, &t);
+    hwsock__run_target_done(&t);
+    return;
+  }
+  run_sock *s = t.s;
+  int rc = 0;
+  if (s->type != SOCK_STREAM) {
+    rc = -EOPNOTSUPP;
+  } else if (s->state == RS_UNDECIDED) {
+    /* listen() without bind(): the host binds an ephemeral port on the
+     * unspecified address; ask the device about exactly that */
+    const char *any = s->family == AF_INET6 ? "tcp6://[::]:0" : "tcp://0.0.0.0:0";
+    rc = bind_device(c, s, fd, any);
+  } else if (s->state != RS_BOUND && s->state != RS_LISTENING) {
+    rc = -EINVAL;
+  }
+  if (rc == RUN_ANSWERED)
+    goto out;
+  if (rc == 0) {
+    int err = hwsock_guest_listen(hwsock__run.g, s->id, backlog);
+    if (err < 0) {
+      rc = -hwsock__run_errno(err);
+    } else if (s->state != RS_LISTENING) {
+      pthread_mutex_lock(&s->lock);
+      s->state = RS_LISTENING;
+      pthread_mutex_unlock(&s->lock);
+      rc = hwsock__run_acceptor_start(s);
+      hwsock__run_log("offload: fd %d listen", fd);
+    }
+  }
+  hwsock__run_reply(c, 0, rc < 0 ? -rc : 0);
+out:
+  hwsock__run_target_done(&t);
+}

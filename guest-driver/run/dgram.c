@@ -1,0 +1,335 @@
+/* Calls with an address: sendto/sendmsg with a destination (the first one
+ * on a UDP socket is a decision) and recvfrom/recvmsg asking for the
+ * source of a datagram on an offloaded UDP socket. The payload crosses the
+ * supervisor: it is copied once out of (or into) the program's memory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "hwsock/wire.h"
+#include "run.h"
+
+static int nonblocking(const run_target *t, int flags) {
+  if (flags & MSG_DONTWAIT)
+    return 1;
+  int fl = fcntl(t->fd, F_GETFL);
+  return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+/* ---- sending ---------------------------------------------------------------- */
+
+/* Sends data (already copied out) to the sockaddr at (addr, alen). Replies
+ * to the call in every case. */
+static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
+                           uint64_t alen, const uint8_t *data, size_t n,
+                           int flags) {
+  run_sock *s = t->s;
+  int fd = (int)c->n.data.args[0];
+  if (s->type == SOCK_STREAM) {
+    /* TCP ignores a destination once connected */
+    if (s->state != RS_CONNECTED && s->state != RS_CONNECTING) {
+      hwsock__run_reply(c, 0, ENOTCONN);
+      return;
+    }
+    int f = MSG_NOSIGNAL | (nonblocking(t, flags) ? MSG_DONTWAIT : 0);
+    ssize_t w = send(t->fd, data, n, f);
+    hwsock__run_reply(c, w < 0 ? 0 : w, w < 0 ? errno : 0);
+    return;
+  }
+  struct sockaddr_storage ss;
+  char uri[HWSOCK_URI_MAX + 1];
+  if (alen > sizeof(ss) || alen < sizeof(sa_family_t)) {
+    hwsock__run_reply(c, 0, EINVAL);
+    return;
+  }
+  int rc = hwsock__run_read(c, addr, &ss, (size_t)alen);
+  if (rc == -ENOENT)
+    return;
+  if (rc == 0)
+    rc = hwsock__run_sa_to_uri(&ss, (size_t)alen, s->family, s->type, 0, uri,
+                               sizeof(uri));
+  if (rc < 0) {
+    hwsock__run_reply(c, 0, -rc);
+    return;
+  }
+  int fresh = s->id < 0;
+  if ((rc = hwsock__run_open_device(s)) < 0) {
+    hwsock__run_reply(c, 0, -rc);
+    return;
+  }
+  ssize_t w = hwsock_guest_sendto(hwsock__run.g, s->id, data, n, 0, uri);
+  if (w == HWSOCK_EDECLINED && fresh) {
+    hwsock__run_decline(c, s, fd);
+    return;
+  }
+  if (w < 0) {
+    if (fresh)
+      hwsock__run_drop_device(s);
+    if (fresh || w == HWSOCK_EACCES)
+      hwsock__run_log("%s: fd %d sendto %s: %s",
+                      w == HWSOCK_EACCES ? "deny" : "fail", fd, uri,
+                      hwsock_strerror((int)w));
+    hwsock__run_reply(c, 0, w == HWSOCK_EDECLINED ? EACCES
+                                                  : hwsock__run_errno((int)w));
+    return;
+  }
+  if (fresh) {
+    hwsock__run_replay_opts(s);
+    pthread_mutex_lock(&s->lock);
+    s->state = RS_CONNECTED;
+    pthread_mutex_unlock(&s->lock);
+    hwsock__run_unwatch(s);
+    hwsock__run_log("offload: fd %d sendto %s", fd, uri);
+    if ((rc = hwsock__run_pump_start(s)) < 0) {
+      hwsock__run_reply(c, 0, -rc);
+      return;
+    }
+  }
+  hwsock__run_reply(c, w, 0);
+}
+
+void hwsock__run_on_sendto(run_call *c) {
+  run_target t;
+  int fd = (int)c->n.data.args[0];
+  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
+    hwsock__run_pass(c, &t);
+    hwsock__run_target_done(&t);
+    return;
+  }
+  uint64_t len = c->n.data.args[2];
+  uint8_t *buf = NULL;
+  if (len > RUN_MAX_DGRAM) {
+    hwsock__run_reply(c, 0, EMSGSIZE);
+  } else if (!(buf = malloc(len ? len : 1))) {
+    hwsock__run_reply(c, 0, ENOBUFS);
+  } else {
+    int rc = hwsock__run_read(c, c->n.data.args[1], buf, (size_t)len);
+    if (rc == 0)
+      send_with_addr(c, &t, c->n.data.args[4], c->n.data.args[5], buf,
+                     (size_t)len, (int)c->n.data.args[3]);
+    else if (rc != -ENOENT)
+      hwsock__run_reply(c, 0, -rc);
+  }
+  free(buf);
+  hwsock__run_target_done(&t);
+}
+
+/* Reads the program's msghdr and its iovec array (bounded). */
+static int read_msg(run_call *c, uint64_t p, struct msghdr *m,
+                    struct iovec *iov) {
+  int rc = hwsock__run_read(c, p, m, sizeof(*m));
+  if (rc < 0)
+    return rc;
+  if (m->msg_iovlen > RUN_MAX_IOV)
+    return -EMSGSIZE;
+  return hwsock__run_read(c, (uint64_t)(uintptr_t)m->msg_iov, iov,
+                          m->msg_iovlen * sizeof(*iov));
+}
+
+void hwsock__run_on_sendmsg(run_call *c) {
+  run_target t;
+  int fd = (int)c->n.data.args[0];
+  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
+    hwsock__run_pass(c, &t);
+    hwsock__run_target_done(&t);
+    return;
+  }
+  struct msghdr m;
+  struct iovec iov[RUN_MAX_IOV];
+  uint8_t *buf = NULL;
+  int rc = read_msg(c, c->n.data.args[1], &m, iov);
+  if (rc == -ENOENT)
+    goto out;
+  if (rc == 0 && (m.msg_name == NULL || m.msg_namelen == 0)) {
+    /* no address: plain I/O on the socketpair */
+    hwsock__run_continue(c);
+    goto out;
+  }
+  size_t total = 0;
+  for (size_t i = 0; rc == 0 && i < m.msg_iovlen; i++) {
+    if (iov[i].iov_len > RUN_MAX_DGRAM - total)
+      rc = -EMSGSIZE;
+    else
+      total += iov[i].iov_len;
+  }
+  if (rc == 0 && !(buf = malloc(total ? total : 1)))
+    rc = -ENOBUFS;
+  size_t off = 0;
+  for (size_t i = 0; rc == 0 && i < m.msg_iovlen; i++) {
+    rc = hwsock__run_read(c, (uint64_t)(uintptr_t)iov[i].iov_base, buf + off,
+                          iov[i].iov_len);
+    off += iov[i].iov_len;
+  }
+  if (rc == 0)
+    send_with_addr(c, &t, (uint64_t)(uintptr_t)m.msg_name, m.msg_namelen, buf,
+                   total, (int)c->n.data.args[2]);
+  else if (rc != -ENOENT)
+    hwsock__run_reply(c, 0, -rc);
+out:
+  free(buf);
+  hwsock__run_target_done(&t);
+}
+
+/* ---- receiving ----------------------------------------------------------- */
+
+/* One datagram from the program end, with its source. Returns its full
+ * length, -EAGAIN, -ENOENT (call gone) or -errno. */
+static ssize_t recv_one(run_call *c, run_target *t, int flags, uint8_t *buf,
+                        run_src *src) {
+  run_sock *s = t->s;
+  int nb = nonblocking(t, flags);
+  int peek = flags & MSG_PEEK;
+  for (;;) {
+    pthread_mutex_lock(&s->rxlock);
+    ssize_t n = recv(t->fd, buf, RUN_MAX_DGRAM, MSG_DONTWAIT | peek);
+    int err = errno;
+    if (n >= 0) {
+      memset(src, 0, sizeof(*src));
+      if (s->srcq_n > 0) {
+        *src = s->srcq[s->srcq_head];
+        if (!peek) {
+          s->srcq_head = (s->srcq_head + 1) % RUN_MAX_SRCQ;
+          s->srcq_n--;
+        }
+      }
+    }
+    pthread_mutex_unlock(&s->rxlock);
+    if (n >= 0)
+      return n;
+    if (err != EAGAIN && err != EINTR)
+      return -err;
+    if (nb)
+      return -EAGAIN;
+    struct pollfd p = {.fd = t->fd, .events = POLLIN};
+    poll(&p, 1, RUN_POLL_SLICE_MS);
+    if (!hwsock__run_valid(c))
+      return -ENOENT;
+  }
+}
+
+/* The source of a datagram, or the connected peer when none was recorded. */
+static void source_of(run_sock *s, run_src *src, struct sockaddr_storage *ss,
+                      socklen_t *sl) {
+  if (src->salen > 0) {
+    *ss = src->sa;
+    *sl = src->salen;
+    return;
+  }
+  char uri[HWSOCK_URI_MAX + 1];
+  if (s->id >= 0 &&
+      hwsock_guest_getname(hwsock__run.g, s->id, 1, uri, sizeof(uri)) >= 0 &&
+      hwsock__run_uri_to_sa(uri, s->family, ss, sl) == 0)
+    return;
+  hwsock__run_sa_any(s->family, ss, sl);
+}
+
+static int dgram_target(run_call *c, run_target *t) {
+  int fd = (int)c->n.data.args[0];
+  if (hwsock__run_target(c, fd, t) < 0 || t->kind != RT_OURS ||
+      t->s->type == SOCK_STREAM) {
+    /* a stream has no datagram source: plain I/O (the host stack leaves
+     * the address empty for TCP too) */
+    hwsock__run_pass(c, t);
+    hwsock__run_target_done(t);
+    return 0;
+  }
+  return 1;
+}
+
+void hwsock__run_on_recvfrom(run_call *c) {
+  run_target t;
+  if (!dgram_target(c, &t))
+    return;
+  int flags = (int)c->n.data.args[3];
+  uint64_t len = c->n.data.args[2];
+  uint8_t *buf = malloc(RUN_MAX_DGRAM);
+  run_src src;
+  ssize_t n = buf ? recv_one(c, &t, flags, buf, &src) : -ENOBUFS;
+  if (n == -ENOENT)
+    goto out;
+  if (n < 0) {
+    hwsock__run_reply(c, 0, (int)-n);
+    goto out;
+  }
+  size_t copy = (size_t)n < len ? (size_t)n : (size_t)len;
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  source_of(t.s, &src, &ss, &sl);
+  int rc = hwsock__run_write(c, c->n.data.args[1], buf, copy);
+  if (rc == 0)
+    rc = hwsock__run_put_sa(c, c->n.data.args[4], c->n.data.args[5], &ss, sl);
+  if (rc != -ENOENT)
+    hwsock__run_reply(c, (flags & MSG_TRUNC) ? n : (ssize_t)copy, -rc);
+out:
+  free(buf);
+  hwsock__run_target_done(&t);
+}
+
+void hwsock__run_on_recvmsg(run_call *c) {
+  run_target t;
+  if (!dgram_target(c, &t))
+    return;
+  int flags = (int)c->n.data.args[2];
+  uint64_t mp = c->n.data.args[1];
+  struct msghdr m;
+  struct iovec iov[RUN_MAX_IOV];
+  uint8_t *buf = NULL;
+  int rc = read_msg(c, mp, &m, iov);
+  if (rc == -ENOENT)
+    goto out;
+  if (rc < 0) {
+    hwsock__run_reply(c, 0, -rc);
+    goto out;
+  }
+  if (m.msg_name == NULL) {
+    hwsock__run_continue(c); /* no source asked: plain I/O */
+    goto out;
+  }
+  buf = malloc(RUN_MAX_DGRAM);
+  run_src src;
+  ssize_t n = buf ? recv_one(c, &t, flags, buf, &src) : -ENOBUFS;
+  if (n == -ENOENT)
+    goto out;
+  if (n < 0) {
+    hwsock__run_reply(c, 0, (int)-n);
+    goto out;
+  }
+  size_t off = 0;
+  for (size_t i = 0; rc == 0 && i < m.msg_iovlen && off < (size_t)n; i++) {
+    size_t k = iov[i].iov_len < (size_t)n - off ? iov[i].iov_len
+                                                : (size_t)n - off;
+    rc = hwsock__run_write(c, (uint64_t)(uintptr_t)iov[i].iov_base, buf + off,
+                           k);
+    off += k;
+  }
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  source_of(t.s, &src, &ss, &sl);
+  if (rc == 0) {
+    socklen_t have = m.msg_namelen;
+    rc = hwsock__run_write(c, (uint64_t)(uintptr_t)m.msg_name, &ss,
+                           have < sl ? have : sl);
+  }
+  int mflags = off < (size_t)n ? MSG_TRUNC : 0;
+  size_t zero = 0;
+  if (rc == 0)
+    rc = hwsock__run_write(c, mp + offsetof(struct msghdr, msg_namelen), &sl,
+                           sizeof(sl));
+  if (rc == 0)
+    rc = hwsock__run_write(c, mp + offsetof(struct msghdr, msg_controllen),
+                           &zero, sizeof(zero));
+  if (rc == 0)
+    rc = hwsock__run_write(c, mp + offsetof(struct msghdr, msg_flags), &mflags,
+                           sizeof(mflags));
+  if (rc != -ENOENT)
+    hwsock__run_reply(c, (flags & MSG_TRUNC) ? n : (ssize_t)off, -rc);
+out:
+  free(buf);
+  hwsock__run_target_done(&t);
+}

@@ -1,0 +1,267 @@
+/* hwsock-run [--vmm PATH | --policy FILE] [--confine] [-v] -- PROGRAM [ARGS]
+ *
+ * Runs PROGRAM with its INET socket calls carried to a libhwsock device
+ * (docs/HWSOCK-RUN.md). Exit status: PROGRAM's (128+N when killed by
+ * signal N); 125 when hwsock-run itself fails, 126/127 when PROGRAM cannot
+ * be executed / is not found (like env(1)). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hwsock/attach.h"
+#include "hwsock/policy.h"
+#include "run.h"
+#include "vmm.h"
+
+#define EXIT_FAILED 125
+
+run_state hwsock__run = {.notify_fd = -1};
+
+void hwsock__run_log(const char *fmt, ...) {
+  if (!hwsock__run.verbose)
+    return;
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "hwsock-run: %s\n", line);
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+    "usage: hwsock-run [--vmm PATH | --policy FILE] [--confine] [-v] -- "
+    "PROGRAM [ARGS...]\n"
+    "\n"
+    "Runs PROGRAM with its AF_INET/AF_INET6/AF_IPX socket calls offered to a\n"
+    "libhwsock device first (offload, decline to the host stack, or deny).\n"
+    "\n"
+    "  --vmm PATH     attach to a running hwsock-vmm at PATH (default: start\n"
+    "                 a private one)\n"
+    "  --policy FILE  policy for the private VMM (default: the built-in one)\n"
+    "  --confine      no INET call ever reaches the host stack: a declined\n"
+    "                 call fails with EACCES (automatic when the policy can\n"
+    "                 never decline)\n"
+    "  -v, --verbose  one line per decision on stderr (twice: VMM logs too)\n"
+    "  -h, --help     this text\n");
+}
+
+static volatile pid_t child_pid = -1;
+
+static void forward_signal(int sig) {
+  if (child_pid > 0)
+    kill(child_pid, sig);
+}
+
+/* In the child: filter, hand the listener to the parent, exec. */
+static void child(char **argv, int confine, int sync_w, int go_r) {
+  sigset_t none;
+  sigemptyset(&none);
+  for (int sig = 1; sig < NSIG; sig++)
+    signal(sig, SIG_DFL); /* errors for KILL/STOP/RT-reserved are fine */
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  int lfd = hwsock__run_install_filter(confine);
+  if (lfd < 0) {
+    fprintf(stderr, "hwsock-run: installing the seccomp filter: %s\n",
+            strerror(-lfd));
+    _exit(EXIT_FAILED);
+  }
+  /* The parent fetches the listener with pidfd_getfd: sendmsg would be
+   * intercepted by the very filter whose listener it carries. */
+  char go;
+  if (write(sync_w, &lfd, sizeof(lfd)) != (ssize_t)sizeof(lfd) ||
+      read(go_r, &go, 1) != 1)
+    _exit(EXIT_FAILED);
+  close(lfd); /* the program must never hold its own listener */
+  close(sync_w);
+  close(go_r);
+  execvp(argv[0], argv);
+  int e = errno;
+  fprintf(stderr, "hwsock-run: %s: %s\n", argv[0], strerror(e));
+  _exit(e == ENOENT ? 127 : 126);
+}
+
+/* Takes the child's listener fd; -1 if the child failed first. */
+static int fetch_listener(pid_t pid, int sync_r) {
+  int lfd;
+  ssize_t n;
+  do
+    n = read(sync_r, &lfd, sizeof(lfd));
+  while (n < 0 && errno == EINTR);
+  if (n != (ssize_t)sizeof(lfd))
+    return -1;
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0)
+    return -1;
+  int fd = (int)syscall(SYS_pidfd_getfd, pidfd, lfd, 0);
+  close(pidfd);
+  if (fd >= 0)
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return fd;
+}
+
+static int status_of(int st) {
+  if (WIFEXITED(st))
+    return WEXITSTATUS(st);
+  if (WIFSIGNALED(st))
+    return 128 + WTERMSIG(st);
+  return EXIT_FAILED;
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"vmm", required_argument, NULL, 'm'},
+      {"policy", required_argument, NULL, 'p'},
+      {"confine", no_argument, NULL, 'c'},
+      {"verbose", no_argument, NULL, 'v'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  const char *vmm_path = NULL, *policy_path = NULL;
+  int confine = 0, verbose = 0, c;
+  while ((c = getopt_long(argc, argv, "+vh", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'm': vmm_path = optarg; break;
+    case 'p': policy_path = optarg; break;
+    case 'c': confine = 1; break;
+    case 'v': verbose++; break;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return EXIT_FAILED;
+    }
+  }
+  if (optind >= argc) {
+    usage(stderr);
+    return EXIT_FAILED;
+  }
+  if (vmm_path && policy_path) {
+    fprintf(stderr, "hwsock-run: --policy is for the private VMM; a VMM "
+                    "given with --vmm has its own\n");
+    return EXIT_FAILED;
+  }
+  char **prog = argv + optind;
+
+  /* The policy, when we start the VMM ourselves: a policy that can never
+   * decline confines the program (no call continues to the host stack). */
+  if (!vmm_path) {
+    hwsock_policy *p = NULL;
+    char err[256] = "";
+    int rc = policy_path
+                 ? hwsock_policy_load_file(policy_path, &p, err, sizeof(err))
+                 : hwsock_policy_load_default(&p);
+    if (rc < 0) {
+      fprintf(stderr, "hwsock-run: policy %s: %s\n",
+              policy_path ? policy_path : "<default>",
+              err[0] ? err : hwsock_strerror(rc));
+      return EXIT_FAILED;
+    }
+    if (!hwsock_policy_can_decline(p))
+      confine = 1;
+    hwsock_policy_free(p);
+  }
+  hwsock__run.confine = confine;
+  hwsock__run.verbose = verbose;
+
+  run_vmm vmm;
+  memset(&vmm, 0, sizeof(vmm));
+  vmm.pid = -1;
+  if (!vmm_path) {
+    if (hwsock__run_vmm_start(&vmm, policy_path, verbose) < 0) {
+      hwsock__run_vmm_stop(&vmm);
+      return EXIT_FAILED;
+    }
+    vmm_path = vmm.path;
+  }
+  hwsock_attachment *att = NULL;
+  int rc = hwsock_attach(vmm_path, NULL, &att);
+  if (rc < 0) {
+    fprintf(stderr, "hwsock-run: attaching to %s: %s\n", vmm_path,
+            hwsock_strerror(rc));
+    hwsock__run_vmm_stop(&vmm);
+    return EXIT_FAILED;
+  }
+  hwsock__run.g = hwsock_attach_guest(att);
+  if (confine)
+    hwsock__run_log("confined: no INET call reaches the host stack");
+
+  int sync[2], go[2];
+  if (pipe2(sync, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) {
+    perror("hwsock-run: pipe");
+    hwsock_attach_close(att);
+    hwsock__run_vmm_stop(&vmm);
+    return EXIT_FAILED;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("hwsock-run: fork");
+    hwsock_attach_close(att);
+    hwsock__run_vmm_stop(&vmm);
+    return EXIT_FAILED;
+  }
+  if (pid == 0)
+    child(prog, confine, sync[1], go[0]);
+  child_pid = pid;
+  close(sync[1]);
+  close(go[0]);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = forward_signal;
+  sa.sa_flags = SA_RESTART;
+  int fwd[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
+    sigaction(fwd[i], &sa, NULL);
+
+  int lfd = fetch_listener(pid, sync[0]);
+  int supervising = 0;
+  if (lfd >= 0) {
+    hwsock__run.notify_fd = lfd;
+    if (hwsock__run_sockmap_init() == 0 && hwsock__run_watch_start() == 0 &&
+        hwsock__run_supervisor_start() == 0)
+      supervising = 1;
+    else
+      fprintf(stderr, "hwsock-run: cannot start the supervisor\n");
+  }
+  if (supervising) {
+    char one = 1;
+    if (write(go[1], &one, 1) != 1)
+      supervising = 0;
+  }
+  close(go[1]);
+  close(sync[0]);
+  if (!supervising && lfd >= 0)
+    kill(pid, SIGKILL); /* never let it run unsupervised */
+
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  child_pid = -1;
+  int code = supervising ? status_of(st)
+                         : (WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_FAILED);
+
+  /* Teardown: stop taking notifications, fail every driver call (pumps
+   * end), then detach (the VMM with --once exits). */
+  hwsock_guest_shutdown_transport(hwsock__run.g);
+  hwsock__run_supervisor_stop();
+  int left = hwsock__run_pump_wait(3000);
+  if (left == 0) {
+    hwsock__run_sockmap_clear();
+    hwsock_attach_close(att); /* no driver call in progress any more */
+  }
+  if (lfd >= 0)
+    close(lfd);
+  hwsock__run_vmm_stop(&vmm);
+  if (left != 0) {
+    fflush(NULL);
+    _exit(code); /* threads stuck in the driver: do not free under them */
+  }
+  return code;
+}

@@ -1,0 +1,401 @@
+/* Pumping between the pump end of an offloaded socket and its device
+ * socket, with the guest driver's blocking API. Two threads per socket:
+ *
+ *   down (device -> program): recv from the device, write to the pump end;
+ *     device EOF -> shutdown(SHUT_WR) on the pump end (the program reads
+ *     EOF); error -> the entry is killed (EOF / EPIPE for the program).
+ *   up (program -> device): read the pump end, send to the device; program
+ *     EOF -> hwsock_guest_shutdown(WR), then wait for the hang-up that says
+ *     the program closed it (or both directions are done) and kill.
+ *
+ * Datagram sockets move one datagram per SEQPACKET record. For sockets
+ * without a default peer, the down pump records each datagram's source in
+ * the entry (srcq) for the intercepted recvfrom/recvmsg, and the up pump
+ * drops what the program writes without an address (EDESTADDRREQ on a host
+ * socket; the supervisor cannot report it from here).
+ *
+ * Listeners have an acceptor instead: it accepts from the device ahead of
+ * the program (at most RUN_MAX_PREACCEPT) and writes one byte per ready
+ * connection to the pump end, so the program's poll/epoll on its listener
+ * fd sees it readable. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <linux/sockios.h>
+#include <unistd.h>
+
+#include "hwsock/wire.h"
+#include "run.h"
+
+/* ---- threads ------------------------------------------------------------- */
+
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t threads_cond = PTHREAD_COND_INITIALIZER;
+static int nthreads;
+
+typedef struct pump_arg {
+  run_sock *s;
+  void (*fn)(run_sock *s, const char *uri);
+  char uri[HWSOCK_URI_MAX + 1];
+} pump_arg;
+
+static void *thread_main(void *p) {
+  pump_arg *a = p;
+  a->fn(a->s, a->uri);
+  hwsock__run_sock_put(a->s);
+  free(a);
+  pthread_mutex_lock(&threads_lock);
+  nthreads--;
+  pthread_cond_broadcast(&threads_cond);
+  pthread_mutex_unlock(&threads_lock);
+  return NULL;
+}
+
+static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
+                 const char *uri) {
+  pump_arg *a = calloc(1, sizeof(*a));
+  if (!a)
+    return -ENOMEM;
+  a->s = s;
+  a->fn = fn;
+  if (uri)
+    snprintf(a->uri, sizeof(a->uri), "%s", uri);
+  hwsock__run_sock_get(s);
+  pthread_mutex_lock(&threads_lock);
+  nthreads++;
+  pthread_mutex_unlock(&threads_lock);
+  pthread_attr_t at;
+  pthread_t t;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 256 * 1024);
+  int rc = pthread_create(&t, &at, thread_main, a);
+  pthread_attr_destroy(&at);
+  if (rc != 0) {
+    pthread_mutex_lock(&threads_lock);
+    nthreads--;
+    pthread_mutex_unlock(&threads_lock);
+    hwsock__run_sock_put(s);
+    free(a);
+    return -rc;
+  }
+  return 0;
+}
+
+int hwsock__run_pump_wait(int timeout_ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += timeout_ms / 1000;
+  ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  ts.tv_sec += ts.tv_nsec / 1000000000L;
+  ts.tv_nsec %= 1000000000L;
+  pthread_mutex_lock(&threads_lock);
+  while (nthreads > 0)
+    if (pthread_cond_timedwait(&threads_cond, &threads_lock, &ts) != 0)
+      break;
+  int left = nthreads;
+  pthread_mutex_unlock(&threads_lock);
+  return left;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static int is_dead(run_sock *s) {
+  pthread_mutex_lock(&s->lock);
+  int d = s->dead;
+  pthread_mutex_unlock(&s->lock);
+  return d;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Both directions of the pump end are finished or the program closed it. */
+static void wait_hangup(run_sock *s) {
+  struct pollfd p = {.fd = s->pfd, .events = 0};
+  while (!is_dead(s)) {
+    int r = poll(&p, 1, 1000);
+    if (r > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+      return;
+    if (r < 0 && errno != EINTR)
+      return;
+  }
+}
+
+static void fail(run_sock *s, const char *what, int err) {
+  if (!is_dead(s))
+    hwsock__run_log("close: socket %d: %s: %s", s->id, what,
+                    hwsock_strerror(err));
+  if (err == HWSOCK_ENEEDSRESET)
+    hwsock__run.device_down = 1;
+  hwsock__run_sock_unlink(s);
+  hwsock__run_sock_kill(s);
+}
+
+/* ---- streams ------------------------------------------------------------- */
+
+static void stream_down(run_sock *s, const char *unused) {
+  (void)unused;
+  uint8_t *buf = malloc(RUN_PUMP_BUF);
+  if (!buf) {
+    fail(s, "pump", HWSOCK_ENOMEM);
+    return;
+  }
+  for (;;) {
+    ssize_t n = hwsock_guest_recv(hwsock__run.g, s->id, buf, RUN_PUMP_BUF, 0);
+    if (n > 0) {
+      if (write_all(s->pfd, buf, (size_t)n) < 0) {
+        fail(s, "program side", HWSOCK_EPIPE);
+        break;
+      }
+    } else if (n == 0) { /* the peer's orderly shutdown */
+      shutdown(s->pfd, SHUT_WR);
+      break;
+    } else {
+      fail(s, "recv", (int)n);
+      break;
+    }
+  }
+  free(buf);
+}
+
+static void stream_up(run_sock *s, const char *unused) {
+  (void)unused;
+  uint8_t *buf = malloc(RUN_PUMP_BUF);
+  if (!buf) {
+    fail(s, "pump", HWSOCK_ENOMEM);
+    return;
+  }
+  for (;;) {
+    ssize_t n = recv(s->pfd, buf, RUN_PUMP_BUF, 0);
+    if (n > 0) {
+      ssize_t w = hwsock_guest_send(hwsock__run.g, s->id, buf, (size_t)n, 0);
+      if (w != n) {
+        fail(s, "send", w < 0 ? (int)w : HWSOCK_EIO);
+        break;
+      }
+    } else if (n == 0) {
+      if (is_dead(s))
+        break;
+      /* the program shut down its side (or closed the socket) */
+      int err = hwsock_guest_shutdown(hwsock__run.g, s->id, HWSOCK_SHUT_WR);
+      if (err < 0 && err != HWSOCK_ENOTCONN) {
+        fail(s, "shutdown", err);
+        break;
+      }
+      wait_hangup(s);
+      hwsock__run_sock_unlink(s);
+      hwsock__run_sock_kill(s);
+      break;
+    } else if (errno != EINTR) {
+      fail(s, "program side", hwsock_err_from_errno(errno));
+      break;
+    }
+  }
+  free(buf);
+}
+
+/* ---- datagrams ----------------------------------------------------------- */
+
+static void dgram_down(run_sock *s, const char *unused) {
+  (void)unused;
+  uint8_t *buf = malloc(RUN_MAX_DGRAM);
+  if (!buf) {
+    fail(s, "pump", HWSOCK_ENOMEM);
+    return;
+  }
+  char uri[HWSOCK_URI_MAX + 1];
+  for (;;) {
+    unsigned rflags = 0;
+    uri[0] = '\0';
+    ssize_t n = hwsock_guest_recvfrom(hwsock__run.g, s->id, buf, RUN_MAX_DGRAM,
+                                      0, uri, sizeof(uri), &rflags);
+    if (n < 0) {
+      fail(s, "recv", (int)n);
+      break;
+    }
+    if (rflags & HWSOCK_RESP_F_EOF)
+      break; /* shut down for reading: the entry was killed */
+    run_src src;
+    memset(&src, 0, sizeof(src));
+    src.len = (uint32_t)n;
+    if (uri[0] == '\0' ||
+        hwsock__run_uri_to_sa(uri, s->family, &src.sa, &src.salen) < 0)
+      src.salen = 0;
+    pthread_mutex_lock(&s->rxlock);
+    /* every datagram written so far has been read by the program: whatever
+     * it consumed without asking for the source, the queue restarts aligned */
+    int outq = 0;
+    if (ioctl(s->pfd, SIOCOUTQ, &outq) == 0 && outq == 0)
+      s->srcq_n = 0;
+    if (s->srcq_n == RUN_MAX_SRCQ) { /* the program does not keep up: drop */
+      pthread_mutex_unlock(&s->rxlock);
+      continue;
+    }
+    s->srcq[(s->srcq_head + s->srcq_n) % RUN_MAX_SRCQ] = src;
+    s->srcq_n++;
+    pthread_mutex_unlock(&s->rxlock);
+    ssize_t w = send(s->pfd, buf, (size_t)n, MSG_NOSIGNAL);
+    if (w < 0) {
+      fail(s, "program side", HWSOCK_EPIPE);
+      break;
+    }
+  }
+  free(buf);
+}
+
+static void dgram_up(run_sock *s, const char *unused) {
+  (void)unused;
+  uint8_t *buf = malloc(RUN_MAX_DGRAM);
+  if (!buf) {
+    fail(s, "pump", HWSOCK_ENOMEM);
+    return;
+  }
+  for (;;) {
+    ssize_t n = recv(s->pfd, buf, RUN_MAX_DGRAM, 0);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      fail(s, "program side", hwsock_err_from_errno(errno));
+      break;
+    }
+    if (n == 0) { /* an empty datagram, or the end */
+      struct pollfd p = {.fd = s->pfd, .events = 0};
+      if (is_dead(s) || (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))) {
+        hwsock__run_sock_unlink(s);
+        hwsock__run_sock_kill(s);
+        break;
+      }
+    }
+    pthread_mutex_lock(&s->lock);
+    int connected = s->connected;
+    pthread_mutex_unlock(&s->lock);
+    if (!connected)
+      continue; /* no destination: dropped */
+    ssize_t w = hwsock_guest_sendto(hwsock__run.g, s->id, buf, (size_t)n, 0,
+                                    NULL);
+    if (w < 0 && w != HWSOCK_ECONNREFUSED && w != HWSOCK_EMSGSIZE &&
+        w != HWSOCK_ENOBUFS && w != HWSOCK_EAGAIN) {
+      fail(s, "send", (int)w);
+      break;
+    }
+  }
+  free(buf);
+}
+
+int hwsock__run_pump_start(run_sock *s) {
+  int rc;
+  if (s->type == SOCK_STREAM) {
+    if ((rc = spawn(s, stream_down, NULL)) < 0)
+      return rc;
+    return spawn(s, stream_up, NULL);
+  }
+  if ((rc = spawn(s, dgram_down, NULL)) < 0)
+    return rc;
+  return spawn(s, dgram_up, NULL);
+}
+
+/* ---- connect in the background ------------------------------------------- */
+
+static void connector(run_sock *s, const char *uri) {
+  int err = hwsock_guest_connect(hwsock__run.g, s->id, uri);
+  if (err == 0)
+    hwsock__run_replay_opts(s);
+  int id = -1;
+  pthread_mutex_lock(&s->lock);
+  s->conn_err = err;
+  if (err == 0) {
+    s->state = s->dead ? RS_CLOSED : RS_CONNECTED;
+  } else {
+    s->state = s->dead ? RS_CLOSED : RS_UNDECIDED;
+    if (!s->conn_waiter) /* the program polls, then asks SO_ERROR */
+      s->so_error = err == HWSOCK_EDECLINED ? ECONNREFUSED
+                                            : hwsock__run_errno(err);
+    id = s->id; /* useless now: the next connect opens a new one */
+    s->id = -1;
+  }
+  pthread_cond_broadcast(&s->cond);
+  int dead = s->dead;
+  pthread_mutex_unlock(&s->lock);
+  if (id >= 0) {
+    hwsock_guest_close(hwsock__run.g, id);
+    hwsock__run_offload_release();
+  }
+  if (err != 0 || dead)
+    return;
+  hwsock__run_unwatch(s);
+  if (spawn(s, stream_up, NULL) < 0) {
+    fail(s, "pump", HWSOCK_ENOMEM);
+    return;
+  }
+  stream_down(s, NULL); /* this thread becomes the down pump */
+}
+
+int hwsock__run_connect_start(run_sock *s, const char *uri) {
+  return spawn(s, connector, uri);
+}
+
+/* ---- listeners ----------------------------------------------------------- */
+
+static void acceptor(run_sock *s, const char *unused) {
+  (void)unused;
+  for (;;) {
+    pthread_mutex_lock(&s->lock);
+    while (!s->dead && s->acq_n >= RUN_MAX_PREACCEPT)
+      pthread_cond_wait(&s->cond, &s->lock);
+    int dead = s->dead, lid = s->id;
+    pthread_mutex_unlock(&s->lock);
+    if (dead)
+      return;
+    run_accepted a;
+    memset(&a, 0, sizeof(a));
+    int id = hwsock_guest_accept(hwsock__run.g, lid, a.peer, sizeof(a.peer));
+    if (id < 0) {
+      if (id == HWSOCK_ECONNABORTED || id == HWSOCK_EAGAIN ||
+          id == HWSOCK_EINTR)
+        continue;
+      fail(s, "accept", id);
+      return;
+    }
+    if (hwsock__run_offload_reserve() < 0) {
+      hwsock__run_log("accept: too many offloaded sockets, dropping one");
+      hwsock_guest_close(hwsock__run.g, id);
+      continue;
+    }
+    a.id = id;
+    pthread_mutex_lock(&s->lock);
+    if (s->dead) {
+      pthread_mutex_unlock(&s->lock);
+      hwsock_guest_close(hwsock__run.g, id);
+      hwsock__run_offload_release();
+      return;
+    }
+    s->acq[(s->acq_head + s->acq_n) % RUN_MAX_PREACCEPT] = a;
+    s->acq_n++;
+    pthread_mutex_unlock(&s->lock);
+    uint8_t token = 1;
+    if (write_all(s->pfd, &token, 1) < 0) {
+      fail(s, "program side", HWSOCK_EPIPE);
+      return;
+    }
+  }
+}
+
+int hwsock__run_acceptor_start(run_sock *s) {
+  return spawn(s, acceptor, NULL);
+}

@@ -1,0 +1,289 @@
+/* hwsock-run internals: a seccomp user-notification supervisor that carries
+ * an unmodified program's INET sockets to the device (docs/HWSOCK-RUN.md).
+ *
+ *   main.c        options, private VMM, fork/exec, exit status
+ *   vmm.c         starting the private hwsock-vmm and waiting for "ready"
+ *   filter.c      the BPF filter (child side) and passing its listener
+ *   supervisor.c  the notification loop and the bounded worker pool
+ *   remote.c      the program's memory and fds (process_vm_*, pidfd_getfd)
+ *   sockmap.c     the table of intercepted sockets, keyed by inode
+ *   decide.c      socket/connect/bind/listen/sendto: the first right of refusal
+ *   accept.c      accept/accept4 on offloaded listeners
+ *   dgram.c       sendto/sendmsg/recvfrom/recvmsg with addresses (UDP)
+ *   sockopt.c     getsockopt/setsockopt/getsockname/getpeername
+ *   pump.c        socketpair <-> device pumping threads
+ *   addr.c        sockaddr <-> URI
+ *
+ * Every intercepted INET socket is, from socket() on, one end of a unix
+ * socketpair (the "program end"); the supervisor keeps the other end (the
+ * "pump end"). The table entry is found from any later call through the
+ * inode of the program end, so dup() and fork() do not confuse it. */
+#ifndef HWSOCK_RUN_H
+#define HWSOCK_RUN_H
+
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "hwsock/guest.h"
+#include "hwsock/uri.h"
+
+/* ---- limits ------------------------------------------------------------- */
+
+/* Entries of the socket table (placeholders + offloaded sockets). */
+#define RUN_MAX_SOCKS 1024u
+/* Sockets with a device id at once: each keeps about one request slot of
+ * the driver busy (a blocking recv or accept). */
+#define RUN_MAX_OFFLOADED 192u
+/* Worker threads handling notifications (grown on demand). */
+#define RUN_MAX_WORKERS 64u
+/* Notifications waiting for a worker. */
+#define RUN_MAX_QUEUED 1024u
+/* Largest datagram / sendto payload handled by the supervisor itself. */
+#define RUN_MAX_DGRAM 65536u
+/* Pump buffer per direction. */
+#define RUN_PUMP_BUF 65536u
+/* Options remembered on an undecided socket (replayed after the decision). */
+#define RUN_MAX_OPTS 16u
+#define RUN_MAX_OPTLEN 32u
+/* Connections accepted from the device ahead of the program's accept(). */
+#define RUN_MAX_PREACCEPT 16u
+/* Source addresses queued for datagrams not yet received by the program. */
+#define RUN_MAX_SRCQ 256u
+/* iovec entries of a sendmsg/recvmsg the supervisor handles. */
+#define RUN_MAX_IOV 64u
+/* A nonblocking connect waits this long for the device's decision before
+ * answering EINPROGRESS (a decline or deny answers at once; only an offload
+ * that is really connecting takes longer). */
+#define RUN_NB_DECIDE_MS 50
+/* Blocking waits on behalf of the program re-check the notification's
+ * validity this often (a signal or the program's death cancels it). */
+#define RUN_POLL_SLICE_MS 100
+
+/* ---- global state -------------------------------------------------------- */
+
+typedef struct run_state {
+  hwsock_guest *g;   /* the driver (thread-safe) */
+  int notify_fd;     /* the seccomp listener */
+  int confine;       /* a decline becomes EACCES */
+  int verbose;
+  volatile int device_down; /* the transport failed: new calls ENETDOWN */
+} run_state;
+
+extern run_state hwsock__run;
+
+/* One line to stderr when -v (decisions and failures). */
+void hwsock__run_log(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* ---- filter.c ------------------------------------------------------------- */
+
+/* In the child: sets no_new_privs, installs the filter and returns the
+ * listener fd (or -errno). */
+int hwsock__run_install_filter(int confine);
+
+/* ---- supervisor.c --------------------------------------------------------- */
+
+/* Starts the notification loop on notify_fd (hwsock__run must be filled).
+ * 0 or -errno. */
+int hwsock__run_supervisor_start(void);
+/* Stops the loop and waits for the workers (bounded). */
+void hwsock__run_supervisor_stop(void);
+
+/* ---- remote.c: one notification and the program behind it ---------------- */
+
+typedef struct run_call {
+  struct seccomp_notif n; /* as received */
+  int pidfd;              /* lazily opened, -1 */
+} run_call;
+
+/* Still valid (the program's thread is waiting in the call)? */
+int hwsock__run_valid(const run_call *c);
+/* Copies len bytes from / to the program's memory: 0 or -EFAULT. Reads are
+ * followed by a validity check (the pid could have been reused). */
+int hwsock__run_read(run_call *c, uint64_t addr, void *buf, size_t len);
+int hwsock__run_write(run_call *c, uint64_t addr, const void *buf, size_t len);
+/* Our own copy of the program's fd (close it), or -errno. */
+int hwsock__run_getfd(run_call *c, int fd);
+/* The FD_CLOEXEC flag of the program's fd: 0/1, or -errno. */
+int hwsock__run_fd_cloexec(run_call *c, int fd);
+/* Replies: val/-errno; CONTINUE; installs fd (ADDFD). For addfd: newfd < 0
+ * means "any", send completes the call with the new fd number. Return 0 /
+ * the installed fd number, or -errno (-ENOENT: the call is gone). */
+int hwsock__run_reply(run_call *c, int64_t val, int err);
+int hwsock__run_continue(run_call *c);
+int hwsock__run_addfd(run_call *c, int fd, int newfd, int cloexec, int send);
+void hwsock__run_call_done(run_call *c);
+
+/* ---- sockmap.c ------------------------------------------------------------ */
+
+enum {
+  RS_UNDECIDED, /* placeholder: no device socket yet */
+  RS_BOUND,     /* TCP: bound on the device, not yet connected or listening */
+  RS_CONNECTING, /* device connect in flight */
+  RS_CONNECTED, /* TCP connected / UDP with a pump (connected or not) */
+  RS_LISTENING,
+  RS_FAILED,    /* connect failed or the device went away */
+  RS_CLOSED     /* the program closed it */
+};
+
+typedef struct run_opt {
+  int level, name;
+  unsigned len;
+  uint8_t val[RUN_MAX_OPTLEN];
+} run_opt;
+
+typedef struct run_accepted {
+  int id;                       /* device socket id */
+  char peer[HWSOCK_URI_MAX + 1];
+} run_accepted;
+
+typedef struct run_src {
+  uint32_t len;                 /* datagram length */
+  struct sockaddr_storage sa;
+  socklen_t salen;
+} run_src;
+
+typedef struct run_sock {
+  struct run_sock *next; /* hash chain (table lock) */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  pthread_mutex_t rxlock; /* one datagram receive + srcq pop at a time */
+  unsigned refs;     /* atomic */
+  uint64_t ino, dev; /* identity of the program end */
+  int pfd;           /* pump end, -1 once closed */
+  int family;        /* AF_INET / AF_INET6 / AF_IPX */
+  int type;          /* SOCK_STREAM / SOCK_DGRAM */
+  int proto;         /* IPPROTO_TCP / IPPROTO_UDP / 0 */
+  int state;         /* RS_* */
+  int id;            /* device socket id, -1 */
+  int connected;     /* UDP: has a default peer */
+  int conn_err;      /* result of the last connect (negative HWSOCK_E*) */
+  int conn_waiter;   /* a handler waits for that result and reports it */
+  int so_error;      /* pending SO_ERROR (positive errno) */
+  int threads;       /* pump threads running */
+  int id_shut;       /* SHUT_RD sent to wake the pumps */
+  int linked;        /* in the table */
+  int dead;          /* pumps must stop */
+  int watched;       /* in the hang-up watcher */
+  run_opt opts[RUN_MAX_OPTS];
+  unsigned nopts;
+  /* listener */
+  run_accepted acq[RUN_MAX_PREACCEPT];
+  unsigned acq_head, acq_n;
+  /* unconnected UDP: sources of the datagrams written to the pair */
+  run_src srcq[RUN_MAX_SRCQ];
+  unsigned srcq_head, srcq_n;
+} run_sock;
+
+int hwsock__run_sockmap_init(void);
+/* At exit, after the pumps ended: stops the watcher, drops every entry. */
+void hwsock__run_sockmap_clear(void);
+/* New entry (one reference for the caller, one for the table). */
+run_sock *hwsock__run_sock_new(int family, int type, int proto, int pfd,
+                               uint64_t ino, uint64_t dev);
+/* Entry for the program end (st_ino/st_dev of our copy), referenced. */
+run_sock *hwsock__run_sock_find(uint64_t ino, uint64_t dev);
+void hwsock__run_sock_get(run_sock *s);
+void hwsock__run_sock_put(run_sock *s);
+/* Takes the entry out of the table (no later call finds it). */
+void hwsock__run_sock_unlink(run_sock *s);
+/* Counts / releases a device id (RUN_MAX_OFFLOADED). */
+int hwsock__run_offload_reserve(void);
+void hwsock__run_offload_release(void);
+/* Ends an entry: the pumps stop (the device socket is shut down for
+ * reading, the pump end both ways: the program sees EOF / EPIPE); the
+ * device id is closed with the last reference. Lock not held. */
+void hwsock__run_sock_kill(run_sock *s);
+
+/* Watches the pump ends of sockets that have no pump thread (undecided,
+ * bound, listening) for the program's close. */
+int hwsock__run_watch_start(void);
+void hwsock__run_watch(run_sock *s);
+void hwsock__run_unwatch(run_sock *s);
+
+/* ---- pump.c --------------------------------------------------------------- */
+
+/* Starts the pump threads of a connected (or UDP) socket. 0 or -errno. */
+int hwsock__run_pump_start(run_sock *s);
+/* Starts the device connect of s in the background; returns at once. The
+ * result lands in s->conn_err and s->state (cond signalled). */
+int hwsock__run_connect_start(run_sock *s, const char *uri);
+/* Starts the pre-accept thread of a listener. */
+int hwsock__run_acceptor_start(run_sock *s);
+/* Waits until every pump thread has ended; returns how many are left. */
+int hwsock__run_pump_wait(int timeout_ms);
+
+/* ---- addr.c --------------------------------------------------------------- */
+
+/* The program's sockaddr (len bytes) on a socket of `family`/`type` as a
+ * URI. flags: HWSOCK_URI_ALLOW_PORT0 for bind. 0 or -errno. */
+int hwsock__run_sa_to_uri(const void *sa, size_t len, int family, int type,
+                          unsigned flags, char *uri, size_t cap);
+/* A device URI as a sockaddr for a socket of `family` (an IPv4 answer on an
+ * AF_INET6 socket becomes v4-mapped). 0 or -errno. */
+int hwsock__run_uri_to_sa(const char *uri, int family,
+                          struct sockaddr_storage *ss, socklen_t *len);
+/* The unspecified address of a family (getsockname before a decision). */
+void hwsock__run_sa_any(int family, struct sockaddr_storage *ss,
+                        socklen_t *len);
+/* Writes a sockaddr to the program's (addr, *addrlen) pair the way the
+ * kernel does: truncated to the buffer, the full length stored. */
+int hwsock__run_put_sa(run_call *c, uint64_t addr, uint64_t lenp,
+                       const struct sockaddr_storage *ss, socklen_t len);
+/* HWSOCK_* wire error -> errno the program sees (transport loss ->
+ * ENETDOWN for new sockets). */
+int hwsock__run_errno(int err);
+
+/* ---- handlers (decide.c, accept.c, dgram.c, sockopt.c) ------------------- */
+
+/* The program-side object behind a notification's fd argument. */
+typedef struct run_target {
+  int kind;      /* RT_* */
+  run_sock *s;   /* RT_OURS: referenced */
+  int fd;        /* our copy of the program's fd, -1 */
+  int family;    /* RT_KERNEL_INET: socket family */
+  int err;       /* RT_NONE: why the fd could not be resolved (-errno) */
+} run_target;
+
+enum { RT_NONE, RT_OURS, RT_KERNEL_INET, RT_OTHER };
+
+/* Resolves the fd argument; the caller releases with target_done. */
+int hwsock__run_target(run_call *c, int fd, run_target *t);
+void hwsock__run_target_done(run_target *t);
+/* Answer for a call on a socket we do not handle: CONTINUE, except a host
+ * INET socket under confinement (EACCES) and an fd we could not look at
+ * (EBADF: CONTINUE, the kernel says so; the call gone: nothing; else that
+ * error). */
+void hwsock__run_pass(run_call *c, const run_target *t);
+
+void hwsock__run_on_socket(run_call *c);
+void hwsock__run_on_connect(run_call *c);
+void hwsock__run_on_bind(run_call *c);
+void hwsock__run_on_listen(run_call *c);
+void hwsock__run_on_accept(run_call *c, int is_accept4);
+void hwsock__run_on_sendto(run_call *c);
+void hwsock__run_on_sendmsg(run_call *c);
+void hwsock__run_on_recvfrom(run_call *c);
+void hwsock__run_on_recvmsg(run_call *c);
+void hwsock__run_on_getname(run_call *c, int peer);
+void hwsock__run_on_getsockopt(run_call *c);
+void hwsock__run_on_setsockopt(run_call *c);
+
+/* decide.c: asks the device for the first time (creates the device socket
+ * when needed, runs op, applies the answer). Used by sendto too. On
+ * success the entry is offloaded (returns >= 0, the op's result); a decline
+ * is handled (the call CONTINUEs or gets EACCES) and returns
+ * RUN_ANSWERED; other errors are -errno for the caller to reply. */
+#define RUN_ANSWERED (-100000)
+int hwsock__run_open_device(run_sock *s);
+void hwsock__run_drop_device(run_sock *s);
+void hwsock__run_decline(run_call *c, run_sock *s, int prog_fd);
+/* Replays the remembered options to the device after an offload. */
+void hwsock__run_replay_opts(run_sock *s);
+/* Waits (bounded slices, re-checking the call) until cond says done. */
+int hwsock__run_wait_connect(run_call *c, run_sock *s, int timeout_ms);
+
+#endif

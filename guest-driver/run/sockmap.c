@@ -1,0 +1,334 @@
+/* The table of intercepted sockets, keyed by the program end's inode, and
+ * the watcher that notices when the program closes a socket that has no
+ * pump thread (a placeholder, a bound socket, a listener).
+ *
+ * Lifetime: an entry is referenced by the table, by each pump thread, by
+ * the watcher while it watches, and by each handler using it; the pump end
+ * and the struct go with the last reference. The device id is closed once,
+ * by whoever kills the entry first. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "run.h"
+
+#define NBUCKETS 256u
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static run_sock *buckets[NBUCKETS];
+static unsigned nentries;
+static unsigned noffloaded;
+static int epfd = -1;
+
+static unsigned bucket(uint64_t ino, uint64_t dev) {
+  uint64_t h = (ino ^ (dev << 17)) * 0x9e3779b97f4a7c15ull;
+  return (unsigned)(h >> 56) % NBUCKETS;
+}
+
+int hwsock__run_sockmap_init(void) { return 0; }
+
+run_sock *hwsock__run_sock_new(int family, int type, int proto, int pfd,
+                               uint64_t ino, uint64_t dev) {
+  run_sock *s = calloc(1, sizeof(*s));
+  if (!s)
+    return NULL;
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_mutex_init(&s->rxlock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->cond, &ca);
+  pthread_condattr_destroy(&ca);
+  s->refs = 2; /* the caller's and the table's */
+  s->ino = ino;
+  s->dev = dev;
+  s->pfd = pfd;
+  s->family = family;
+  s->type = type;
+  s->proto = proto;
+  s->state = RS_UNDECIDED;
+  s->id = -1;
+  pthread_mutex_lock(&table_lock);
+  if (nentries >= RUN_MAX_SOCKS) {
+    pthread_mutex_unlock(&table_lock);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->rxlock);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return NULL;
+  }
+  unsigned b = bucket(ino, dev);
+  s->next = buckets[b];
+  buckets[b] = s;
+  s->linked = 1;
+  nentries++;
+  pthread_mutex_unlock(&table_lock);
+  return s;
+}
+
+run_sock *hwsock__run_sock_find(uint64_t ino, uint64_t dev) {
+  pthread_mutex_lock(&table_lock);
+  run_sock *s = buckets[bucket(ino, dev)];
+  while (s && !(s->ino == ino && s->dev == dev))
+    s = s->next;
+  if (s)
+    hwsock__run_sock_get(s);
+  pthread_mutex_unlock(&table_lock);
+  return s;
+}
+
+void hwsock__run_sock_get(run_sock *s) {
+  __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+void hwsock__run_sock_put(run_sock *s) {
+  if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  if (s->pfd >= 0)
+    close(s->pfd);
+  if (s->id >= 0) { /* nobody can use the id any more: release it */
+    hwsock_guest_close(hwsock__run.g, s->id);
+    hwsock__run_offload_release();
+  }
+  for (unsigned i = 0; i < s->acq_n; i++) { /* accepted, never taken */
+    hwsock_guest_close(hwsock__run.g,
+                       s->acq[(s->acq_head + i) % RUN_MAX_PREACCEPT].id);
+    hwsock__run_offload_release();
+  }
+  pthread_cond_destroy(&s->cond);
+  pthread_mutex_destroy(&s->rxlock);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+void hwsock__run_sock_unlink(run_sock *s) {
+  int drop = 0;
+  pthread_mutex_lock(&table_lock);
+  if (s->linked) {
+    run_sock **pp = &buckets[bucket(s->ino, s->dev)];
+    while (*pp && *pp != s)
+      pp = &(*pp)->next;
+    if (*pp)
+      *pp = s->next;
+    s->linked = 0;
+    nentries--;
+    drop = 1;
+  }
+  pthread_mutex_unlock(&table_lock);
+  if (drop)
+    hwsock__run_sock_put(s);
+}
+
+int hwsock__run_offload_reserve(void) {
+  int ok = 0;
+  pthread_mutex_lock(&table_lock);
+  if (noffloaded < RUN_MAX_OFFLOADED) {
+    noffloaded++;
+    ok = 1;
+  }
+  pthread_mutex_unlock(&table_lock);
+  return ok ? 0 : -ENOBUFS;
+}
+
+void hwsock__run_offload_release(void) {
+  pthread_mutex_lock(&table_lock);
+  if (noffloaded > 0)
+    noffloaded--;
+  pthread_mutex_unlock(&table_lock);
+}
+
+void hwsock__run_sock_kill(run_sock *s) {
+  int id = -1;
+  pthread_mutex_lock(&s->lock);
+  s->dead = 1;
+  if (s->state != RS_FAILED)
+    s->state = RS_CLOSED;
+  if (s->id >= 0 && !s->id_shut) {
+    s->id_shut = 1;
+    id = s->id;
+  }
+  if (s->pfd >= 0)
+    shutdown(s->pfd, SHUT_RDWR); /* the program sees EOF and EPIPE */
+  pthread_cond_broadcast(&s->cond);
+  pthread_mutex_unlock(&s->lock);
+  /* Wakes a pump blocked on the device (recv, accept, connect): SHUT_RD
+   * runs at once on the device, not behind queued sends. The id itself is
+   * closed by the last reference, when no thread can name it any more:
+   * closing it earlier would let a thread about to call the driver reach
+   * another socket that reused the id. */
+  if (id >= 0)
+    hwsock_guest_shutdown(hwsock__run.g, id, HWSOCK_SHUT_RD);
+}
+
+/* ---- the hang-up watcher ---------------------------------------------------
+ *
+ * The watcher holds a reference on each watched entry. Only the watcher
+ * thread drops it, after it has handled the events of its current batch, so
+ * an event fetched just before an unwatch never touches a freed entry. */
+
+static int wakefd = -1;
+static pthread_mutex_t release_lock = PTHREAD_MUTEX_INITIALIZER;
+static run_sock *release_list[4 * RUN_MAX_SOCKS];
+static unsigned nrelease;
+
+static void drain_releases(void) {
+  run_sock *batch[64];
+  for (;;) {
+    unsigned n = 0;
+    pthread_mutex_lock(&release_lock);
+    while (nrelease > 0 && n < 64)
+      batch[n++] = release_list[--nrelease];
+    pthread_mutex_unlock(&release_lock);
+    if (n == 0)
+      return;
+    for (unsigned i = 0; i < n; i++)
+      hwsock__run_sock_put(batch[i]);
+  }
+}
+
+static volatile int watch_stopping;
+static pthread_t watch_thread;
+static int watch_started;
+
+static void *watch_main(void *arg) {
+  (void)arg;
+  struct epoll_event ev[32];
+  while (!watch_stopping) {
+    int n = epoll_wait(epfd, ev, 32, -1);
+    if (n < 0 && errno != EINTR)
+      return NULL;
+    for (int i = 0; i < n; i++) {
+      run_sock *s = ev[i].data.ptr;
+      if (s == NULL) { /* the wake eventfd */
+        uint64_t v;
+        if (read(wakefd, &v, sizeof(v)) < 0) {
+          /* nothing to do: it is only a wake-up */
+        }
+        continue;
+      }
+      int was = 0, id = -1;
+      pthread_mutex_lock(&s->lock);
+      if (s->watched) {
+        s->watched = 0;
+        was = 1;
+        id = s->id;
+        epoll_ctl(epfd, EPOLL_CTL_DEL, s->pfd, NULL);
+      }
+      pthread_mutex_unlock(&s->lock);
+      if (!was)
+        continue;
+      /* the program closed its last copy: forget the socket */
+      if (id >= 0)
+        hwsock__run_log("close: socket %d (program closed it)", id);
+      hwsock__run_sock_unlink(s);
+      hwsock__run_sock_kill(s);
+      hwsock__run_sock_put(s); /* the watcher's reference */
+    }
+    drain_releases();
+  }
+  return NULL;
+}
+
+int hwsock__run_watch_start(void) {
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0)
+    return -errno;
+  wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wakefd < 0)
+    return -errno;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &ev) < 0)
+    return -errno;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setstacksize(&a, 128 * 1024);
+  int rc = pthread_create(&watch_thread, &a, watch_main, NULL);
+  pthread_attr_destroy(&a);
+  if (rc != 0)
+    return -rc;
+  watch_started = 1;
+  return 0;
+}
+
+void hwsock__run_sockmap_clear(void) {
+  if (watch_started) {
+    watch_stopping = 1;
+    uint64_t one = 1;
+    if (write(wakefd, &one, sizeof(one)) < 0) {
+      /* saturated counter: the watcher is awake anyway */
+    }
+    pthread_join(watch_thread, NULL);
+    watch_started = 0;
+  }
+  drain_releases();
+  for (unsigned b = 0; b < NBUCKETS; b++) {
+    for (;;) {
+      pthread_mutex_lock(&table_lock);
+      run_sock *s = buckets[b];
+      if (s)
+        hwsock__run_sock_get(s);
+      pthread_mutex_unlock(&table_lock);
+      if (!s)
+        break;
+      pthread_mutex_lock(&s->lock);
+      int was = s->watched;
+      s->watched = 0;
+      pthread_mutex_unlock(&s->lock);
+      if (was)
+        hwsock__run_sock_put(s); /* the stopped watcher's reference */
+      hwsock__run_sock_unlink(s);
+      hwsock__run_sock_kill(s);
+      hwsock__run_sock_put(s);
+    }
+  }
+  if (epfd >= 0)
+    close(epfd);
+  if (wakefd >= 0)
+    close(wakefd);
+  epfd = wakefd = -1;
+}
+
+void hwsock__run_watch(run_sock *s) {
+  pthread_mutex_lock(&s->lock);
+  if (!s->watched && s->pfd >= 0 && !s->dead) {
+    struct epoll_event ev = {.events = 0, .data.ptr = s};
+    /* no events asked: EPOLLHUP/EPOLLERR are always reported */
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, s->pfd, &ev) == 0) {
+      hwsock__run_sock_get(s);
+      s->watched = 1;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+void hwsock__run_unwatch(run_sock *s) {
+  int was = 0;
+  pthread_mutex_lock(&s->lock);
+  if (s->watched) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, s->pfd, NULL);
+    s->watched = 0;
+    was = 1;
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (!was)
+    return;
+  int queued = 0;
+  pthread_mutex_lock(&release_lock);
+  if (nrelease < sizeof(release_list) / sizeof(release_list[0])) {
+    release_list[nrelease++] = s;
+    queued = 1;
+  }
+  pthread_mutex_unlock(&release_lock);
+  if (!queued) { /* cannot happen in practice: far more slots than sockets */
+    hwsock__run_sock_put(s);
+    return;
+  }
+  uint64_t one = 1;
+  if (write(wakefd, &one, sizeof(one)) < 0) {
+    /* the counter is saturated: the watcher is awake anyway */
+  }
+}

@@ -1,0 +1,328 @@
+/* getsockopt/setsockopt/getsockname/getpeername on intercepted sockets.
+ *
+ * Options: SO_TYPE/SO_DOMAIN/SO_PROTOCOL/SO_ACCEPTCONN are answered here;
+ * SO_ERROR here too (it waits for a background connect); the wire
+ * allow-list (hwsock/wire.h: SO_REUSEADDR, SO_BROADCAST, SO_SNDBUF,
+ * SO_RCVBUF, SO_KEEPALIVE, SO_LINGER, TCP_NODELAY, TCP_KEEPIDLE/INTVL/CNT,
+ * IPV6_V6ONLY) goes to the device once it decided; the timeouts
+ * (SO_RCVTIMEO/SO_SNDTIMEO) apply to the program end itself, which is where
+ * the program blocks. Before the decision every option is remembered (and
+ * replayed: the allow-list to the device after an offload, all of them to
+ * the host socket after a decline), since the device refuses options on an
+ * undecided socket (ENOTCONN, by design). Anything else: ENOPROTOOPT. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hwsock/wire.h"
+#include "run.h"
+
+typedef struct opt_map {
+  int level, name;
+  unsigned wlevel, wname;
+  int linger; /* value is struct linger (two le32 on the wire) */
+} opt_map;
+
+static const opt_map allow[] = {
+    {SOL_SOCKET, SO_REUSEADDR, HWSOCK_SOL_SOCKET, HWSOCK_SO_REUSEADDR, 0},
+    {SOL_SOCKET, SO_BROADCAST, HWSOCK_SOL_SOCKET, HWSOCK_SO_BROADCAST, 0},
+    {SOL_SOCKET, SO_SNDBUF, HWSOCK_SOL_SOCKET, HWSOCK_SO_SNDBUF, 0},
+    {SOL_SOCKET, SO_RCVBUF, HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF, 0},
+    {SOL_SOCKET, SO_KEEPALIVE, HWSOCK_SOL_SOCKET, HWSOCK_SO_KEEPALIVE, 0},
+    {SOL_SOCKET, SO_LINGER, HWSOCK_SOL_SOCKET, HWSOCK_SO_LINGER, 1},
+    {IPPROTO_TCP, TCP_NODELAY, HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY, 0},
+    {IPPROTO_TCP, TCP_KEEPIDLE, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPIDLE, 0},
+    {IPPROTO_TCP, TCP_KEEPINTVL, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPINTVL, 0},
+    {IPPROTO_TCP, TCP_KEEPCNT, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT, 0},
+    {IPPROTO_IPV6, IPV6_V6ONLY, HWSOCK_SOL_IPV6, HWSOCK_IPV6_V6ONLY, 0},
+};
+
+static const opt_map *find_opt(int level, int name) {
+  for (size_t i = 0; i < sizeof(allow) / sizeof(allow[0]); i++)
+    if (allow[i].level == level && allow[i].name == name)
+      return &allow[i];
+  return NULL;
+}
+
+/* Options that belong to the program end (where the program blocks). */
+static int local_opt(int level, int name) {
+  return level == SOL_SOCKET &&
+         (name == SO_RCVTIMEO || name == SO_SNDTIMEO || name == SO_RCVLOWAT);
+}
+
+/* Host value -> wire bytes; returns the wire length or -EINVAL. */
+static int to_wire(const opt_map *m, const uint8_t *val, unsigned len,
+                   uint8_t out[8]) {
+  if (m->linger) {
+    struct linger l;
+    if (len < sizeof(l))
+      return -EINVAL;
+    memcpy(&l, val, sizeof(l));
+    hwsock_le32_set((hwsock_le32 *)out, (uint32_t)l.l_onoff);
+    hwsock_le32_set((hwsock_le32 *)(out + 4), (uint32_t)l.l_linger);
+    return 8;
+  }
+  int v;
+  if (len < sizeof(v))
+    return -EINVAL;
+  memcpy(&v, val, sizeof(v));
+  hwsock_le32_set((hwsock_le32 *)out, (uint32_t)v);
+  return 4;
+}
+
+static void replay_one(run_sock *s, const run_opt *o) {
+  const opt_map *m = find_opt(o->level, o->name);
+  uint8_t w[8];
+  int wl = m ? to_wire(m, o->val, o->len, w) : -EINVAL;
+  if (wl < 0)
+    return;
+  int err = hwsock_guest_setsockopt(hwsock__run.g, s->id, m->wlevel, m->wname,
+                                    w, (size_t)wl);
+  if (err < 0)
+    hwsock__run_log("socket %d: option %d/%d not applied on the device: %s",
+                    s->id, o->level, o->name, hwsock_strerror(err));
+}
+
+void hwsock__run_replay_opts(run_sock *s) {
+  run_opt opts[RUN_MAX_OPTS];
+  pthread_mutex_lock(&s->lock);
+  unsigned n = s->nopts;
+  memcpy(opts, s->opts, n * sizeof(opts[0]));
+  pthread_mutex_unlock(&s->lock);
+  for (unsigned i = 0; i < n; i++)
+    replay_one(s, &opts[i]);
+}
+
+static int decided(const run_sock *s) {
+  return s->id >= 0 && s->state != RS_UNDECIDED && s->state != RS_CONNECTING;
+}
+
+/* Writes an option value the way the kernel does (truncated to *optlen,
+ * the length written back). */
+static int put_opt(run_call *c, const void *val, socklen_t len) {
+  uint64_t optval = c->n.data.args[3], optlenp = c->n.data.args[4];
+  socklen_t have;
+  int rc = hwsock__run_read(c, optlenp, &have, sizeof(have));
+  if (rc < 0)
+    return rc;
+  if ((int)have < 0)
+    return -EINVAL;
+  socklen_t n = have < len ? have : len;
+  if ((rc = hwsock__run_write(c, optval, val, n)) < 0)
+    return rc;
+  return hwsock__run_write(c, optlenp, &n, sizeof(n));
+}
+
+/* The value an undecided socket reports: what the program set, else what a
+ * fresh host socket of the same kind has. */
+static int undecided_value(run_sock *s, int level, int name, uint8_t *val,
+                           socklen_t *len) {
+  pthread_mutex_lock(&s->lock);
+  for (unsigned i = 0; i < s->nopts; i++) {
+    if (s->opts[i].level == level && s->opts[i].name == name) {
+      socklen_t n = s->opts[i].len < *len ? s->opts[i].len : *len;
+      memcpy(val, s->opts[i].val, n);
+      *len = n;
+      pthread_mutex_unlock(&s->lock);
+      return 0;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (s->family == AF_IPX)
+    return -ENOPROTOOPT;
+  int k = socket(s->family, s->type | SOCK_CLOEXEC, 0);
+  if (k < 0)
+    return -errno;
+  int rc = getsockopt(k, level, name, val, len) < 0 ? -errno : 0;
+  close(k);
+  return rc;
+}
+
+static int so_error(run_call *c, run_sock *s, int *val) {
+  hwsock__run_wait_connect(c, s, -1);
+  if (!hwsock__run_valid(c))
+    return -ENOENT;
+  pthread_mutex_lock(&s->lock);
+  *val = s->so_error;
+  s->so_error = 0;
+  pthread_mutex_unlock(&s->lock);
+  return 0;
+}
+
+void hwsock__run_on_getsockopt(run_call *c) {
+  run_target t;
+  int fd = (int)c->n.data.args[0];
+  int level = (int)c->n.data.args[1], name = (int)c->n.data.args[2];
+  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
+    hwsock__run_pass(c, &t);
+    hwsock__run_target_done(&t);
+    return;
+  }
+  run_sock *s = t.s;
+  int iv = 0, rc = 0, have_int = 1;
+  uint8_t val[RUN_MAX_OPTLEN];
+  socklen_t vlen = sizeof(val);
+  const opt_map *m = find_opt(level, name);
+  if (level == SOL_SOCKET && name == SO_TYPE) {
+    iv = s->type;
+  } else if (level == SOL_SOCKET && name == SO_DOMAIN) {
+    iv = s->family;
+  } else if (level == SOL_SOCKET && name == SO_PROTOCOL) {
+    iv = s->proto;
+  } else if (level == SOL_SOCKET && name == SO_ACCEPTCONN) {
+    iv = s->state == RS_LISTENING;
+  } else if (level == SOL_SOCKET && name == SO_ERROR) {
+    rc = so_error(c, s, &iv);
+  } else if (local_opt(level, name)) {
+    have_int = 0;
+    rc = getsockopt(t.fd, level, name, val, &vlen) < 0 ? -errno : 0;
+  } else if (m && !decided(s)) {
+    have_int = 0;
+    rc = undecided_value(s, level, name, val, &vlen);
+  } else if (m) {
+    uint8_t w[16];
+    size_t wl = sizeof(w);
+    int err = hwsock_guest_getsockopt(hwsock__run.g, s->id, m->wlevel,
+                                      m->wname, w, &wl);
+    have_int = 0;
+    if (err < 0) {
+      rc = -hwsock__run_errno(err);
+    } else if (m->linger && wl >= 8) {
+      struct linger l = {(int)hwsock_le32_get((hwsock_le32 *)w),
+                         (int)hwsock_le32_get((hwsock_le32 *)(w + 4))};
+      memcpy(val, &l, sizeof(l));
+      vlen = sizeof(l);
+    } else if (!m->linger && wl >= 4) {
+      int v = (int)hwsock_le32_get((hwsock_le32 *)w);
+      memcpy(val, &v, sizeof(v));
+      vlen = sizeof(v);
+    } else {
+      rc = -EPROTO;
+    }
+  } else {
+    rc = -ENOPROTOOPT;
+  }
+  if (rc == 0 && have_int) {
+    memcpy(val, &iv, sizeof(iv));
+    vlen = sizeof(iv);
+  }
+  if (rc == 0)
+    rc = put_opt(c, val, vlen);
+  if (rc != -ENOENT)
+    hwsock__run_reply(c, 0, -rc);
+  hwsock__run_target_done(&t);
+}
+
+/* Remembers an option set before the decision (replacing an earlier value
+ * of the same option). */
+static int remember(run_sock *s, int level, int name, const uint8_t *val,
+                    unsigned len) {
+  int rc = 0;
+  pthread_mutex_lock(&s->lock);
+  unsigned i;
+  for (i = 0; i < s->nopts; i++)
+    if (s->opts[i].level == level && s->opts[i].name == name)
+      break;
+  if (i == s->nopts) {
+    if (s->nopts == RUN_MAX_OPTS)
+      rc = -ENOBUFS;
+    else
+      s->nopts++;
+  }
+  if (rc == 0) {
+    s->opts[i].level = level;
+    s->opts[i].name = name;
+    s->opts[i].len = len;
+    memcpy(s->opts[i].val, val, len);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+void hwsock__run_on_setsockopt(run_call *c) {
+  run_target t;
+  int fd = (int)c->n.data.args[0];
+  int level = (int)c->n.data.args[1], name = (int)c->n.data.args[2];
+  uint64_t optval = c->n.data.args[3], optlen = c->n.data.args[4];
+  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
+    hwsock__run_pass(c, &t);
+    hwsock__run_target_done(&t);
+    return;
+  }
+  run_sock *s = t.s;
+  uint8_t val[RUN_MAX_OPTLEN];
+  int rc = 0;
+  const opt_map *m = find_opt(level, name);
+  if ((int)optlen < 0 || optlen > RUN_MAX_OPTLEN)
+    rc = m || local_opt(level, name) ? -EINVAL : -ENOPROTOOPT;
+  else
+    rc = hwsock__run_read(c, optval, val, (size_t)optlen);
+  if (rc == -ENOENT)
+    goto out;
+  if (rc < 0) {
+    /* fall through to the reply */
+  } else if (local_opt(level, name)) {
+    rc = setsockopt(t.fd, level, name, val, (socklen_t)optlen) < 0 ? -errno
+                                                                   : 0;
+    if (rc == 0 && !decided(s))
+      remember(s, level, name, val, (unsigned)optlen);
+  } else if (!decided(s)) {
+    uint8_t w[8];
+    if (m && to_wire(m, val, (unsigned)optlen, w) < 0)
+      rc = -EINVAL;
+    else
+      rc = remember(s, level, name, val, (unsigned)optlen);
+  } else if (m) {
+    uint8_t w[8];
+    int wl = to_wire(m, val, (unsigned)optlen, w);
+    rc = wl < 0 ? wl
+                : -hwsock__run_errno(hwsock_guest_setsockopt(
+                      hwsock__run.g, s->id, m->wlevel, m->wname, w,
+                      (size_t)wl));
+  } else {
+    rc = -ENOPROTOOPT;
+  }
+  hwsock__run_reply(c, 0, -rc);
+out:
+  hwsock__run_target_done(&t);
+}
+
+/* ---- names ------------------------------------------------------------------ */
+
+void hwsock__run_on_getname(run_call *c, int peer) {
+  run_target t;
+  int fd = (int)c->n.data.args[0];
+  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
+    hwsock__run_pass(c, &t);
+    hwsock__run_target_done(&t);
+    return;
+  }
+  run_sock *s = t.s;
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int rc = 0;
+  pthread_mutex_lock(&s->lock);
+  int state = s->state, id = s->id, connected = s->connected;
+  pthread_mutex_unlock(&s->lock);
+  int has_peer = s->type == SOCK_STREAM ? state == RS_CONNECTED : connected;
+  if (peer && !has_peer) {
+    rc = -ENOTCONN;
+  } else if (id < 0 || state == RS_UNDECIDED) {
+    hwsock__run_sa_any(s->family, &ss, &sl);
+  } else {
+    char uri[HWSOCK_URI_MAX + 1];
+    int err = hwsock_guest_getname(hwsock__run.g, id, peer, uri, sizeof(uri));
+    if (err < 0)
+      rc = -hwsock__run_errno(err);
+    else if (hwsock__run_uri_to_sa(uri, s->family, &ss, &sl) < 0)
+      rc = -EPROTO;
+  }
+  if (rc == 0)
+    rc = hwsock__run_put_sa(c, c->n.data.args[1], c->n.data.args[2], &ss, sl);
+  if (rc != -ENOENT)
+    hwsock__run_reply(c, 0, -rc);
+  hwsock__run_target_done(&t);
+}

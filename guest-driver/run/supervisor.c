@@ -1,0 +1,180 @@
+/* The notification loop: one thread receives notifications from the
+ * seccomp listener and hands each to a worker of a small pool (grown on
+ * demand up to RUN_MAX_WORKERS), so one slow connect or blocking accept
+ * never holds up the program's other calls. When every worker is busy the
+ * notification waits in a bounded queue; past that bound it fails with
+ * EAGAIN rather than growing without limit. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "run.h"
+
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t q_idle = PTHREAD_COND_INITIALIZER;
+static run_call *queue[RUN_MAX_QUEUED];
+static unsigned q_head, q_n;
+static unsigned nworkers, nidle;
+static int stopping;
+static int stopfd = -1;
+static pthread_t loop_thread;
+static int loop_started;
+
+static void dispatch(run_call *c) {
+  switch (c->n.data.nr) {
+  case SYS_socket: hwsock__run_on_socket(c); break;
+  case SYS_connect: hwsock__run_on_connect(c); break;
+  case SYS_bind: hwsock__run_on_bind(c); break;
+  case SYS_listen: hwsock__run_on_listen(c); break;
+#ifdef SYS_accept
+  case SYS_accept: hwsock__run_on_accept(c, 0); break;
+#endif
+  case SYS_accept4: hwsock__run_on_accept(c, 1); break;
+  case SYS_sendto: hwsock__run_on_sendto(c); break;
+  case SYS_sendmsg: hwsock__run_on_sendmsg(c); break;
+  case SYS_recvfrom: hwsock__run_on_recvfrom(c); break;
+  case SYS_recvmsg: hwsock__run_on_recvmsg(c); break;
+  case SYS_getsockname: hwsock__run_on_getname(c, 0); break;
+  case SYS_getpeername: hwsock__run_on_getname(c, 1); break;
+  case SYS_getsockopt: hwsock__run_on_getsockopt(c); break;
+  case SYS_setsockopt: hwsock__run_on_setsockopt(c); break;
+  default:
+    /* the filter notifies nothing else; be safe anyway */
+    hwsock__run_reply(c, 0, ENOSYS);
+    break;
+  }
+}
+
+static void *worker_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&q_lock);
+  for (;;) {
+    while (q_n == 0 && !stopping) {
+      nidle++;
+      pthread_cond_wait(&q_cond, &q_lock);
+      nidle--;
+    }
+    if (q_n == 0 && stopping)
+      break;
+    run_call *c = queue[q_head];
+    q_head = (q_head + 1) % RUN_MAX_QUEUED;
+    q_n--;
+    pthread_mutex_unlock(&q_lock);
+    dispatch(c);
+    hwsock__run_call_done(c);
+    free(c);
+    pthread_mutex_lock(&q_lock);
+  }
+  nworkers--;
+  pthread_cond_broadcast(&q_idle);
+  pthread_mutex_unlock(&q_lock);
+  return NULL;
+}
+
+/* Queues c and makes sure a worker will take it. q_lock held. */
+static int enqueue(run_call *c) {
+  if (q_n == RUN_MAX_QUEUED)
+    return -EAGAIN;
+  queue[(q_head + q_n) % RUN_MAX_QUEUED] = c;
+  q_n++;
+  if (nidle >= q_n) {
+    pthread_cond_signal(&q_cond);
+    return 0;
+  }
+  if (nworkers < RUN_MAX_WORKERS) {
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 512 * 1024);
+    if (pthread_create(&t, &a, worker_main, NULL) == 0)
+      nworkers++;
+    pthread_attr_destroy(&a);
+  }
+  pthread_cond_signal(&q_cond);
+  return 0;
+}
+
+static void *loop_main(void *arg) {
+  (void)arg;
+  struct pollfd p[2] = {{.fd = hwsock__run.notify_fd, .events = POLLIN},
+                        {.fd = stopfd, .events = POLLIN}};
+  for (;;) {
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    if (p[1].revents)
+      break;
+    if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+      break; /* every supervised task is gone */
+    if (!(p[0].revents & POLLIN))
+      continue;
+    run_call *c = calloc(1, sizeof(*c));
+    if (!c)
+      continue; /* the notification stays pending; retry */
+    c->pidfd = -1;
+    /* the kernel wants a zeroed struct */
+    if (ioctl(hwsock__run.notify_fd, SECCOMP_IOCTL_NOTIF_RECV, &c->n) < 0) {
+      free(c); /* ENOENT: the caller went away before we got it */
+      continue;
+    }
+    pthread_mutex_lock(&q_lock);
+    int rc = enqueue(c);
+    pthread_mutex_unlock(&q_lock);
+    if (rc < 0) {
+      hwsock__run_reply(c, 0, EAGAIN);
+      free(c);
+    }
+  }
+  return NULL;
+}
+
+int hwsock__run_supervisor_start(void) {
+  stopfd = eventfd(0, EFD_CLOEXEC);
+  if (stopfd < 0)
+    return -errno;
+  int rc = pthread_create(&loop_thread, NULL, loop_main, NULL);
+  if (rc != 0)
+    return -rc;
+  loop_started = 1;
+  return 0;
+}
+
+void hwsock__run_supervisor_stop(void) {
+  if (!loop_started)
+    return;
+  uint64_t one = 1;
+  if (write(stopfd, &one, sizeof(one)) < 0) {
+    /* cannot fail for a fresh eventfd; the join below would hang if it
+     * did, so be explicit */
+  }
+  pthread_join(loop_thread, NULL);
+  loop_started = 0;
+  /* workers still busy are stuck in a call of a program that is gone or in
+   * the driver: they end when the transport is shut down */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += 2;
+  pthread_mutex_lock(&q_lock);
+  stopping = 1;
+  pthread_cond_broadcast(&q_cond);
+  while (nworkers > 0)
+    if (pthread_cond_timedwait(&q_idle, &q_lock, &ts) != 0)
+      break;
+  while (q_n > 0) { /* never dispatched */
+    free(queue[q_head]);
+    q_head = (q_head + 1) % RUN_MAX_QUEUED;
+    q_n--;
+  }
+  pthread_mutex_unlock(&q_lock);
+  close(stopfd);
+  stopfd = -1;
+}

@@ -1,0 +1,967 @@
+#!/usr/bin/env python3
+"""hwsock-run integration tests: real programs (curl, nc, python3, iperf3,
+C clients) run under hwsock-run against real servers on 127.0.0.1.
+
+Usage: harness.py TEST   (test/run/tests.cmake runs one ctest per TEST)
+
+Environment (set by tests.cmake):
+  HWSOCK_RUN       the hwsock-run binary
+  HWSOCK_VMM       the hwsock-vmm binary
+  HWSOCK_BACKENDS  the build's backends folder (tcp.so, udp.so)
+  HWSOCK_TEST_BIN  folder of the C helpers (toctou_race, static_echo)
+
+Most tests start their own hwsock-vmm with exactly the tcp and udp backends
+(and a policy when the test needs one) and pass --vmm; test_private_vmm
+covers hwsock-run's own VMM start. The harness's own servers are not under
+hwsock-run: they are the host side. Every wait is bounded."""
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+RUN = os.environ.get("HWSOCK_RUN", "hwsock-run")
+VMM = os.environ.get("HWSOCK_VMM", "hwsock-vmm")
+BACKENDS = os.environ.get("HWSOCK_BACKENDS", "")
+TEST_BIN = os.environ.get("HWSOCK_TEST_BIN", "")
+PY = sys.executable
+TMP = tempfile.mkdtemp(prefix="hwsock-run-test.")
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+# ---- the device --------------------------------------------------------------
+
+class Vmm:
+    """A hwsock-vmm with the tcp and udp backends, on a private socket."""
+
+    def __init__(self, policy=None):
+        self.path = os.path.join(TMP, "vmm%d.sock" % id(self))
+        r, w = os.pipe()
+        args = [VMM, "--listen", self.path, "--ready-fd", str(w),
+                "--backend-dir", ""]
+        for b in ("tcp", "udp"):
+            args += ["--backend", os.path.join(BACKENDS, b + ".so")]
+        if policy is not None:
+            pf = os.path.join(TMP, "policy%d.yaml" % id(self))
+            with open(pf, "w") as f:
+                f.write(policy)
+            args += ["--policy", pf]
+        self.proc = subprocess.Popen(args, pass_fds=(w,))
+        os.close(w)
+        with os.fdopen(r, "rb") as rf:
+            ready = rf.readline()
+        check(ready == b"ready\n", "hwsock-vmm did not become ready")
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run(prog, vmm=None, confine=False, policy_file=None, timeout=30,
+        stdin=None, extra=()):
+    """Runs prog under hwsock-run -v; returns the CompletedProcess."""
+    args = [RUN, "-v"]
+    if vmm is not None:
+        args += ["--vmm", vmm.path]
+    if policy_file is not None:
+        args += ["--policy", policy_file]
+    if confine:
+        args.append("--confine")
+    args += list(extra) + ["--"] + list(prog)
+    return subprocess.run(args, input=stdin, capture_output=True,
+                          timeout=timeout)
+
+
+def run_py(code, *argv, **kw):
+    path = os.path.join(TMP, "prog%d.py" % (int(time.time() * 1e6)))
+    with open(path, "w") as f:
+        f.write(code)
+    return run([PY, path] + [str(a) for a in argv], **kw)
+
+
+def show(r):
+    return "exit %d\n--- stdout\n%s\n--- stderr\n%s" % (
+        r.returncode, r.stdout.decode(errors="replace")[-3000:],
+        r.stderr.decode(errors="replace")[-3000:])
+
+
+def expect_ok(r, what):
+    check(r.returncode == 0, "%s failed: %s" % (what, show(r)))
+
+
+# ---- host-side servers -----------------------------------------------------------
+
+class EchoTCP(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            self.server.accepts += 1
+            while True:
+                try:
+                    d = self.request.recv(65536)
+                except OSError:
+                    return
+                if not d:
+                    return
+                self.request.sendall(d)
+
+    def __init__(self, family=socket.AF_INET, host="127.0.0.1"):
+        self.address_family = family
+        self.accepts = 0
+        super().__init__((host, 0), EchoTCP.Handler)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class Counter:
+    """A listener that only counts (and closes) connections."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.accepts = 0
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepts += 1
+            c.close()
+
+
+class EchoUDP:
+    def __init__(self, tag):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.tag = tag
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            d, a = self.sock.recvfrom(65536)
+            self.sock.sendto(self.tag + d, a)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def http_server(directory):
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(
+        *a, directory=directory, **k)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+# ---- 1. exit status, no sockets ------------------------------------------------
+
+def test_exit_status():
+    vmm = Vmm()
+    try:
+        expect_ok(run(["true"], vmm=vmm), "true")
+        r = run(["sh", "-c", "exit 3"], vmm=vmm)
+        check(r.returncode == 3, "exit 3: " + show(r))
+        r = run(["sh", "-c", "kill -TERM $$"], vmm=vmm)
+        check(r.returncode == 128 + 15, "SIGTERM -> 143: " + show(r))
+        r = run(["/nonexistent/program"], vmm=vmm)
+        check(r.returncode == 127, "missing program -> 127: " + show(r))
+        # no INET sockets: output unchanged, nothing decided
+        r = run(["sh", "-c", "echo hello | tr a-z A-Z"], vmm=vmm)
+        expect_ok(r, "pipeline")
+        check(r.stdout == b"HELLO\n", "pipeline output: " + show(r))
+        check(b"offload" not in r.stderr and b"decline" not in r.stderr,
+              "a program without sockets caused decisions: " + show(r))
+        # AF_UNIX and AF_NETLINK run natively
+        r = run_py(
+            "import os, socket, sys\n"
+            "a, b = socket.socketpair()\n"
+            "a.sendall(b'x' * 1000); assert b.recv(2000) == b'x' * 1000\n"
+            "p = os.path.join(sys.argv[1], 'u.sock')\n"
+            "l = socket.socket(socket.AF_UNIX); l.bind(p); l.listen()\n"
+            "c = socket.socket(socket.AF_UNIX); c.connect(p)\n"
+            "s, _ = l.accept(); c.sendall(b'hi'); assert s.recv(9) == b'hi'\n"
+            "n = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)\n"
+            "n.bind((0, 0)); assert n.getsockname()[0] > 0\n"
+            "print('ok')\n", TMP, vmm=vmm)
+        expect_ok(r, "AF_UNIX/AF_NETLINK program")
+        check(r.stdout.strip() == b"ok", show(r))
+    finally:
+        vmm.close()
+
+
+def test_private_vmm():
+    """hwsock-run starting its own hwsock-vmm (no --vmm)."""
+    r = run(["sh", "-c", "exit 7"])
+    check(r.returncode == 7, "exit status through a private VMM: " + show(r))
+    echo = EchoTCP()
+    r = run_py(
+        "import socket, sys\n"
+        "c = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+        "c.sendall(b'private'); assert c.recv(100) == b'private'\n"
+        "print('ok')\n", echo.port)
+    expect_ok(r, "echo through a private VMM")
+    check(b"offload: " in r.stderr, "no offload decision logged: " + show(r))
+    check(b"confined" not in r.stderr,
+          "the built-in policy can decline: not confined: " + show(r))
+    # a policy that can never decline confines the program by itself
+    pf = os.path.join(TMP, "nodecline.yaml")
+    with open(pf, "w") as f:
+        f.write("version: 1\ndefault: deny\nrules:\n  - action: offload\n"
+                "    to: 127.0.0.0/8\n")
+    r = run_py(
+        "import socket, sys\n"
+        "c = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+        "c.sendall(b'confined'); assert c.recv(100) == b'confined'\n"
+        "print('ok')\n", echo.port, policy_file=pf)
+    expect_ok(r, "echo under a no-decline policy")
+    check(b"confined: " in r.stderr, "not confined: " + show(r))
+
+
+# ---- 2. curl ------------------------------------------------------------------------
+
+def test_curl():
+    d = os.path.join(TMP, "www")
+    os.mkdir(d)
+    blob = os.urandom(4 << 20)
+    with open(os.path.join(d, "blob"), "wb") as f:
+        f.write(blob)
+    srv = http_server(d)
+    vmm = Vmm()
+    try:
+        out = os.path.join(TMP, "blob.out")
+        r = run(["curl", "-sS", "--max-time", "20", "-o", out,
+                 "http://127.0.0.1:%d/blob" % srv.server_address[1]], vmm=vmm)
+        expect_ok(r, "curl")
+        with open(out, "rb") as f:
+            got = f.read()
+        check(hashlib.sha256(got).hexdigest() ==
+              hashlib.sha256(blob).hexdigest(),
+              "sha256 differs (%d bytes received)" % len(got))
+        check(b"offload: fd" in r.stderr, "no offload logged: " + show(r))
+    finally:
+        vmm.close()
+        srv.shutdown()
+
+
+# ---- 3. python clients ------------------------------------------------------------------
+
+PY_CLIENTS = r'''
+import asyncio, errno, os, selectors, socket, sys
+port = int(sys.argv[1])
+data = os.urandom(200000)
+
+# blocking
+c = socket.create_connection(("127.0.0.1", port), timeout=10)
+assert c.family == socket.AF_INET
+assert c.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
+assert c.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN) == socket.AF_INET
+name, peer = c.getsockname(), c.getpeername()
+assert name[0] == "127.0.0.1" and 0 < name[1] < 65536, name
+assert peer == ("127.0.0.1", port), peer
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+assert c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+c.sendall(data)
+got = b""
+while len(got) < len(data):
+    b = c.recv(65536)
+    assert b, "early EOF"
+    got += b
+assert got == data
+c.shutdown(socket.SHUT_WR)
+assert c.recv(10) == b""
+c.close()
+print("blocking ok", name, peer)
+
+# nonblocking + selectors
+s = socket.socket()
+s.setblocking(False)
+rc = s.connect_ex(("127.0.0.1", port))
+assert rc in (0, errno.EINPROGRESS), rc
+sel = selectors.DefaultSelector()
+sel.register(s, selectors.EVENT_WRITE)
+assert sel.select(10), "connect did not complete"
+assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+assert s.getpeername() == ("127.0.0.1", port)
+sel.modify(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+out, got = memoryview(data), b""
+while len(got) < len(data):
+    for key, ev in sel.select(10):
+        if ev & selectors.EVENT_WRITE and out:
+            try:
+                n = s.send(out[:65536])
+                out = out[n:]
+            except BlockingIOError:
+                pass
+            if not out:
+                sel.modify(s, selectors.EVENT_READ)
+        if ev & selectors.EVENT_READ:
+            try:
+                b = s.recv(65536)
+                assert b, "early EOF"
+                got += b
+            except BlockingIOError:
+                pass
+assert got == data
+s.close()
+print("selectors ok")
+
+# a nonblocking connect to a closed port fails through SO_ERROR / connect_ex
+dead = socket.socket(); dead.bind(("127.0.0.1", 0)); dport = dead.getsockname()[1]; dead.close()
+s = socket.socket(); s.setblocking(False)
+rc = s.connect_ex(("127.0.0.1", dport))
+if rc == errno.EINPROGRESS:
+    sel = selectors.DefaultSelector(); sel.register(s, selectors.EVENT_WRITE)
+    sel.select(10)
+    rc = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+assert rc == errno.ECONNREFUSED, rc
+s.close()
+try:
+    socket.create_connection(("127.0.0.1", dport), timeout=5)
+    assert False, "connected to a closed port"
+except ConnectionRefusedError:
+    pass
+print("refused ok")
+
+# asyncio
+async def main():
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    assert w.get_extra_info("peername") == ("127.0.0.1", port)
+    w.write(data)
+    await w.drain()
+    got = await r.readexactly(len(data))
+    assert got == data
+    w.close()
+    await w.wait_closed()
+asyncio.run(asyncio.wait_for(main(), 20))
+print("asyncio ok")
+'''
+
+PY_SLOW_CONNECT = r'''
+import errno, selectors, socket, sys, time
+s = socket.socket()
+s.setblocking(False)
+t0 = time.time()
+rc = s.connect_ex(("127.0.0.1", int(sys.argv[1])))
+assert rc == errno.EINPROGRESS, rc
+sel = selectors.DefaultSelector()
+sel.register(s, selectors.EVENT_WRITE)
+assert sel.select(10)
+assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+s.setblocking(True)
+s.sendall(b"late"); assert s.recv(10) == b"late"
+print("slow connect ok %.2f" % (time.time() - t0))
+'''
+
+PY_THREADS = r'''
+import socket, sys, threading
+port = int(sys.argv[1])
+errs = []
+def work(i):
+    try:
+        for j in range(5):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            m = b"t%d-%d " % (i, j) * 500
+            c.sendall(m)
+            got = b""
+            while len(got) < len(m):
+                b = c.recv(65536)
+                assert b, "early EOF"
+                got += b
+            assert got == m
+            c.close()
+    except Exception as e:
+        errs.append(repr(e))
+ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+assert not errs, errs
+print("threads ok")
+'''
+
+PY_V6 = r'''
+import socket, sys
+c = socket.create_connection(("::1", int(sys.argv[1])), timeout=10)
+assert c.family == socket.AF_INET6
+n, p = c.getsockname(), c.getpeername()
+assert n[0] == "::1" and p[0] == "::1" and p[1] == int(sys.argv[1]), (n, p)
+c.sendall(b"six"); assert c.recv(10) == b"six"
+print("ipv6 ok")
+'''
+
+
+def test_python_clients():
+    echo = EchoTCP()
+    vmm = Vmm()
+    try:
+        r = run_py(PY_CLIENTS, echo.port, vmm=vmm, timeout=60)
+        expect_ok(r, "python clients")
+        for w in (b"blocking ok", b"selectors ok", b"refused ok",
+                  b"asyncio ok"):
+            check(w in r.stdout, "missing %r: %s" % (w, show(r)))
+        check(r.stderr.count(b"offload: ") >= 4,
+              "expected offload decisions: " + show(r))
+        # socket calls from threads other than the main one (the notifying
+        # pid is then a thread id)
+        before = echo.accepts
+        r = run_py(PY_THREADS, echo.port, vmm=vmm, timeout=60)
+        expect_ok(r, "threaded clients")
+        check(echo.accepts - before == 40, "server saw %d connections" %
+              (echo.accepts - before))
+        # a connect that takes long (the listener's accept queue is full, so
+        # the SYN is dropped and retried): EINPROGRESS, then SO_ERROR waits
+        slow = socket.socket()
+        slow.bind(("127.0.0.1", 0))
+        slow.listen(0)
+        filler = socket.create_connection(slow.getsockname())
+
+        def drain():
+            time.sleep(1.0)
+            conns = [slow.accept()[0] for _ in range(2)]
+            d = conns[1].recv(10)
+            conns[1].sendall(d)
+            time.sleep(0.5)
+        t = threading.Thread(target=drain, daemon=True)
+        t.start()
+        r = run_py(PY_SLOW_CONNECT, slow.getsockname()[1], vmm=vmm)
+        expect_ok(r, "slow nonblocking connect")
+        check(b"(in progress)" in r.stderr, "no EINPROGRESS: " + show(r))
+        filler.close()
+        if socket.has_ipv6:
+            try:
+                echo6 = EchoTCP(socket.AF_INET6, "::1")
+            except OSError:
+                echo6 = None
+            if echo6:
+                r = run_py(PY_V6, echo6.port, vmm=vmm)
+                expect_ok(r, "python IPv6 client")
+    finally:
+        vmm.close()
+
+
+# ---- 4. netcat, both directions, half-close ------------------------------------
+
+def test_nc():
+    vmm = Vmm()
+    try:
+        # nc as a client: the server answers only after the client's EOF
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        payload = os.urandom(300000)
+        result = {}
+
+        def serve():
+            c, _ = srv.accept()
+            got = b""
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                got += b
+            result["got"] = got
+            c.sendall(hashlib.sha256(got).hexdigest().encode())
+            c.close()
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        r = run(["nc", "-N", "127.0.0.1", str(port)], vmm=vmm, stdin=payload)
+        expect_ok(r, "nc client")
+        t.join(10)
+        check(result.get("got") == payload, "server got %d bytes" %
+              len(result.get("got", b"")))
+        check(r.stdout == hashlib.sha256(payload).hexdigest().encode(),
+              "nc client output: " + show(r))
+
+        # nc as a server under hwsock-run, reached from the host
+        port = free_port()
+        reply = os.urandom(100000)
+        inp = os.path.join(TMP, "ncin")
+        with open(inp, "wb") as f:
+            f.write(reply)
+        out = os.path.join(TMP, "ncout")
+        proc = subprocess.Popen(
+            [RUN, "-v", "--vmm", vmm.path, "--", "sh", "-c",
+             "exec nc -N -l 127.0.0.1 %d < %s > %s" % (port, inp, out)],
+            stderr=subprocess.PIPE)
+        try:
+            c = None
+            for _ in range(100):
+                try:
+                    c = socket.create_connection(("127.0.0.1", port), 1)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            check(c is not None, "nc -l never listened")
+            sent = os.urandom(200000)
+            c.sendall(sent)
+            c.shutdown(socket.SHUT_WR)
+            got = b""
+            c.settimeout(10)
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                got += b
+            c.close()
+            rc = proc.wait(10)
+            err = proc.stderr.read()
+            check(rc == 0, "nc -l exit %d: %s" % (rc, err))
+            check(got == reply, "host got %d bytes of %d" % (len(got),
+                                                             len(reply)))
+            with open(out, "rb") as f:
+                check(f.read() == sent, "nc -l output differs")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        vmm.close()
+
+
+# ---- 5. deny and decline ------------------------------------------------------------
+
+PY_DENY = r'''
+import errno, socket, sys
+s = socket.socket()
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    print("connected")
+except OSError as e:
+    print("errno", e.errno)
+'''
+
+PY_DECLINE = r'''
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+c.sendall(b"host"); assert c.recv(10) == b"host"
+# TCP_INFO exists only on a host TCP socket (not on an offloaded one)
+info = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+assert info[0] == 1, "state %d" % info[0]  # TCP_ESTABLISHED
+print("declined ok")
+'''
+
+DECLINE_POLICY = """version: 1
+default: deny
+rules:
+  - action: decline
+    to: 127.0.0.1
+    ports: [%d]
+    reason: test decline
+  - action: offload
+    to: 127.0.0.0/8
+    reason: test offload
+"""
+
+
+def test_policy():
+    counter = Counter()
+    vmm = Vmm()  # the built-in policy denies 127.0.0.1:9
+    try:
+        r = run_py(PY_DENY, 9, vmm=vmm)
+        expect_ok(r, "deny client")
+        check(r.stdout.strip() == b"errno %d" % 13, "deny: " + show(r))
+        check(b"deny" in r.stderr, "deny not logged: " + show(r))
+    finally:
+        vmm.close()
+    echo = EchoTCP()
+    vmm = Vmm(DECLINE_POLICY % echo.port)
+    try:
+        r = run_py(PY_DECLINE, echo.port, vmm=vmm)
+        expect_ok(r, "declined client")
+        check(b"decline" in r.stderr, "decline not logged: " + show(r))
+        # under confinement the same call is refused
+        r = run_py(PY_DENY, echo.port, vmm=vmm, confine=True)
+        expect_ok(r, "confined client")
+        check(r.stdout.strip() == b"errno 13", "confined decline: " + show(r))
+        # an offloaded one next to it still works
+        r = run_py(PY_DENY, counter.port, vmm=vmm, confine=True)
+        check(r.stdout.strip() == b"connected", "confined offload: " + show(r))
+    finally:
+        vmm.close()
+
+
+# ---- 6. fork ----------------------------------------------------------------------------
+
+PY_FORK = r'''
+import os, socket, sys
+port = int(sys.argv[1])
+pre = socket.create_connection(("127.0.0.1", port), timeout=10)
+kids = []
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            msg = b"child %d " % i * 1000
+            c.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                b = c.recv(65536)
+                assert b
+                got += b
+            assert got == msg
+            assert c.getpeername() == ("127.0.0.1", port)
+            if i == 0:  # a socket made before fork works in the child
+                pre.sendall(b"inherited"); assert pre.recv(100) == b"inherited"
+            os._exit(0)
+        except BaseException as e:
+            print("child", i, repr(e), flush=True)
+            os._exit(1)
+    kids.append(pid)
+bad = 0
+for pid in kids:
+    _, st = os.waitpid(pid, 0)
+    bad += st != 0
+print("children failed:", bad)
+sys.exit(bad)
+'''
+
+
+def test_fork():
+    echo = EchoTCP()
+    vmm = Vmm()
+    try:
+        r = run_py(PY_FORK, echo.port, vmm=vmm)
+        expect_ok(r, "forking client")
+        check(echo.accepts >= 4, "server saw %d connections" % echo.accepts)
+    finally:
+        vmm.close()
+
+
+# ---- 7. static binary -------------------------------------------------------------
+
+def elf_has_interp(path):
+    """True when the ELF file asks for a dynamic loader (PT_INTERP)."""
+    import struct
+    with open(path, "rb") as f:
+        h = f.read(64)
+        check(h[:4] == b"\x7fELF" and h[4] == 2, "not a 64-bit ELF: " + path)
+        phoff, = struct.unpack_from("<Q", h, 32)
+        phentsize, phnum = struct.unpack_from("<HH", h, 54)
+        f.seek(phoff)
+        ph = f.read(phentsize * phnum)
+    return any(struct.unpack_from("<I", ph, i * phentsize)[0] == 3
+               for i in range(phnum))
+
+
+def test_static():
+    prog = os.path.join(TEST_BIN, "static_echo")
+    check(not elf_has_interp(prog), "static_echo is dynamically linked")
+    echo = EchoTCP()
+    vmm = Vmm()
+    try:
+        r = run([prog, str(echo.port)], vmm=vmm)
+        expect_ok(r, "static client")
+        check(b"offload: " in r.stderr, "static client not offloaded: " +
+              show(r))
+        check(echo.accepts == 1, "server saw %d connections" % echo.accepts)
+    finally:
+        vmm.close()
+
+
+# ---- 8. TOCTOU under confinement ------------------------------------------------
+
+RACE_POLICY = """version: 1
+default: deny
+rules:
+  - action: offload
+    to: 127.0.0.1
+    ports: [%d]
+    reason: the allowed service
+  - action: decline
+    to: 127.0.0.1
+    ports: [%d]
+    reason: left to the host stack
+"""
+
+
+def test_toctou():
+    prog = os.path.join(TEST_BIN, "toctou_race")
+    offl, decl, denied = Counter(), Counter(), Counter()
+    vmm = Vmm(RACE_POLICY % (offl.port, decl.port))
+    try:
+        r = run([prog, str(offl.port), str(decl.port), str(denied.port),
+                 "3000"], vmm=vmm, confine=True, timeout=90,
+                extra=())
+        expect_ok(r, "race program")
+        time.sleep(0.3)
+        stats = r.stdout.decode().strip()
+        print("confined:", stats, "accepts: offloaded", offl.accepts,
+              "declined", decl.accepts, "denied", denied.accepts)
+        check(denied.accepts == 0,
+              "a confined program reached the denied listener %d times" %
+              denied.accepts)
+        check(decl.accepts == 0, "a confined program used the host stack")
+        check(offl.accepts > 0, "the offloaded address was never reached")
+        # Without confinement the same race can reach the denied listener
+        # (seccomp's documented gap); reported, not asserted: it is a race.
+        before = denied.accepts
+        r = run([prog, str(offl.port), str(decl.port), str(denied.port),
+                 "3000"], vmm=vmm, timeout=90)
+        time.sleep(0.3)
+        print("unconfined:", r.stdout.decode().strip(),
+              "denied listener reached", denied.accepts - before, "times")
+    finally:
+        vmm.close()
+
+
+# ---- 9. UDP -------------------------------------------------------------------------
+
+PY_UDP = r'''
+import errno, socket, sys
+p1, p2 = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+for i in range(40):
+    port, tag = (p1, b"A:") if i % 2 == 0 else (p2, b"B:")
+    msg = b"dgram %d" % i
+    s.sendto(msg, ("127.0.0.1", port))
+    if i % 4 < 2:
+        d, a = s.recvfrom(2048)
+    else:
+        d, anc, fl, a = s.recvmsg(2048)
+    assert a == ("127.0.0.1", port), (a, port)
+    assert d == tag + msg, d
+n = s.getsockname()
+assert n[0] in ("0.0.0.0", "127.0.0.1") and n[1] > 0, n
+# a datagram larger than the buffer is truncated like a host socket's
+s.sendto(b"x" * 1000, ("127.0.0.1", p1))
+d, a = s.recvfrom(10)
+assert d == b"A:xxxxxxxx" and a[1] == p1, (d, a)
+s.close()
+# connected UDP: plain send/recv, recvfrom names the peer
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.settimeout(10)
+c.connect(("127.0.0.1", p2))
+for i in range(10):
+    c.send(b"c%d" % i)
+    assert c.recv(100) == b"B:c%d" % i
+c.send(b"last")
+d, a = c.recvfrom(100)
+assert d == b"B:last" and a == ("127.0.0.1", p2), (d, a)
+assert c.getpeername() == ("127.0.0.1", p2)
+# no IPX on this device (tcp and udp backends only): EAFNOSUPPORT
+try:
+    socket.socket(socket.AF_IPX, socket.SOCK_DGRAM)
+    assert False, "AF_IPX socket created"
+except OSError as e:
+    assert e.errno == errno.EAFNOSUPPORT, e
+print("udp ok")
+'''
+
+
+def test_udp():
+    a, b = EchoUDP(b"A:"), EchoUDP(b"B:")
+    vmm = Vmm()
+    try:
+        r = run_py(PY_UDP, a.port, b.port, vmm=vmm)
+        expect_ok(r, "udp client")
+        check(b"udp ok" in r.stdout, show(r))
+        check(b"offload: " in r.stderr, "udp not offloaded: " + show(r))
+    finally:
+        vmm.close()
+
+
+# ---- 10. listen -----------------------------------------------------------------------
+
+INBOUND_DENY_POLICY = """version: 1
+default: deny
+rules:
+  - action: offload
+    direction: outbound
+    to: 127.0.0.0/8
+  - action: deny
+    direction: inbound
+    to: 0.0.0.0/0
+    reason: no servers here
+"""
+
+
+def fetch(port, path, tries=100):
+    last = None
+    for _ in range(tries):
+        r = subprocess.run(["curl", "-sS", "--max-time", "5",
+                            "http://127.0.0.1:%d/%s" % (port, path)],
+                           capture_output=True)
+        if r.returncode == 0:
+            return r.stdout
+        last = r
+        time.sleep(0.05)
+    raise Fail("curl from the host failed: %s" % show(last))
+
+
+def test_listen():
+    d = os.path.join(TMP, "served")
+    os.mkdir(d)
+    content = os.urandom(500000)
+    with open(os.path.join(d, "f"), "wb") as f:
+        f.write(content)
+    vmm = Vmm()
+    port = free_port()
+    proc = subprocess.Popen([RUN, "-v", "--vmm", vmm.path, "--", PY, "-m",
+                             "http.server", str(port), "--bind", "127.0.0.1",
+                             "--directory", d],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(3):
+            check(fetch(port, "f") == content, "served content differs")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        err = proc.stderr.read()
+        vmm.close()
+    check(b"listen" in err, "listen not logged: %s" % err[-2000:])
+
+    vmm = Vmm(INBOUND_DENY_POLICY)
+    try:
+        port = free_port()
+        r = run([PY, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                vmm=vmm, timeout=20)
+        check(r.returncode != 0, "server ran although inbound is denied")
+        check(b"Permission denied" in r.stderr, show(r))
+        c = subprocess.run(["curl", "-sS", "--max-time", "3",
+                            "http://127.0.0.1:%d/" % port],
+                           capture_output=True)
+        check(c.returncode != 0, "something answered on the denied port")
+    finally:
+        vmm.close()
+
+
+# ---- 11. iperf3 -----------------------------------------------------------------------
+
+def test_iperf3():
+    port = free_port()
+    srv = subprocess.Popen(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p",
+                            str(port)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    vmm = Vmm()
+    try:
+        time.sleep(0.3)
+        r = run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "2",
+                 "-J"], vmm=vmm, timeout=30)
+        expect_ok(r, "iperf3 client")
+        res = json.loads(r.stdout)
+        got = res["end"]["sum_received"]["bytes"]
+        print("iperf3: %d bytes, %.1f Mbit/s" %
+              (got, res["end"]["sum_received"]["bits_per_second"] / 1e6))
+        check(got > 0, "iperf3 moved no bytes")
+    finally:
+        vmm.close()
+        if srv.poll() is None:
+            srv.kill()
+        srv.wait()
+
+
+# ---- hostile arguments ----------------------------------------------------------
+
+PY_HOSTILE = r'''
+import ctypes, errno, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+bad = ctypes.c_void_p(8)  # never mapped
+ok = {errno.EFAULT, errno.EINVAL, errno.EAGAIN, errno.EOPNOTSUPP,
+      errno.ENOTCONN}
+def call(name, *args):
+    f = getattr(libc, name)
+    f.restype = ctypes.c_int
+    ctypes.set_errno(0)
+    r = f(*args)
+    e = ctypes.get_errno()
+    assert r == -1 and e in ok, (name, r, errno.errorcode.get(e))
+for fam, typ in ((socket.AF_INET, socket.SOCK_STREAM),
+                 (socket.AF_INET, socket.SOCK_DGRAM),
+                 (socket.AF_INET6, socket.SOCK_STREAM)):
+    s = socket.socket(fam, typ)
+    fd = s.fileno()
+    call("connect", fd, bad, 16)
+    call("connect", fd, bad, 0)
+    call("connect", fd, bad, 1 << 30)
+    call("connect", fd, bad, -1)
+    call("bind", fd, bad, 16)
+    call("getsockopt", fd, socket.SOL_SOCKET, socket.SO_TYPE, bad, bad)
+    call("setsockopt", fd, socket.SOL_SOCKET, socket.SO_REUSEADDR, bad, 4)
+    call("setsockopt", fd, socket.SOL_SOCKET, socket.SO_REUSEADDR, bad, 1 << 30)
+    call("getsockname", fd, bad, bad)
+    call("getpeername", fd, bad, bad)
+    call("sendto", fd, bad, 10, 0, bad, 16)
+    call("sendmsg", fd, bad, 0)
+    call("recvfrom", fd, bad, 10, socket.MSG_DONTWAIT, bad, bad)
+    call("recvmsg", fd, bad, socket.MSG_DONTWAIT)
+    call("accept4", fd, bad, bad, 0)
+    call("accept4", fd, None, None, 0x12345)
+    s.close()
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+c.sendall(b"still"); assert c.recv(10) == b"still"
+print("hostile ok")
+'''
+
+
+def test_hostile():
+    """Bad pointers and lengths from the program: clean errors, and the
+    supervisor (built with ASan in CI) keeps serving."""
+    echo = EchoTCP()
+    vmm = Vmm()
+    try:
+        r = run_py(PY_HOSTILE, echo.port, vmm=vmm)
+        expect_ok(r, "hostile client")
+        check(b"hostile ok" in r.stdout, show(r))
+    finally:
+        vmm.close()
+
+
+TESTS = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in TESTS:
+        print("usage: harness.py {%s}" % "|".join(TESTS), file=sys.stderr)
+        return 2
+    try:
+        TESTS[sys.argv[1]]()
+    except Fail as e:
+        print("FAIL:", e, file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

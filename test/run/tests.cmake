@@ -1,0 +1,30 @@
+# hwsock-run integration tests (test/run/harness.py): real programs (curl,
+# nc, python3, iperf3, a static C client, a TOCTOU race) under hwsock-run
+# against real servers on 127.0.0.1. One ctest per harness test.
+find_package(Python3 COMPONENTS Interpreter)
+if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
+  # The C helpers are built with the plain compiler and no sanitizer flags:
+  # one is linked -static (needs libc.a, from libc6-dev), and both stand for
+  # ordinary programs, not for our code.
+  set(_run_bin "${CMAKE_CURRENT_BINARY_DIR}/run")
+  file(MAKE_DIRECTORY "${_run_bin}")
+  add_custom_command(OUTPUT "${_run_bin}/static_echo"
+    COMMAND "${CMAKE_C_COMPILER}" -static -O2 -o "${_run_bin}/static_echo"
+            "${CMAKE_CURRENT_LIST_DIR}/static_echo.c"
+    DEPENDS "${CMAKE_CURRENT_LIST_DIR}/static_echo.c" VERBATIM)
+  add_custom_command(OUTPUT "${_run_bin}/toctou_race"
+    COMMAND "${CMAKE_C_COMPILER}" -O2 -pthread -o "${_run_bin}/toctou_race"
+            "${CMAKE_CURRENT_LIST_DIR}/toctou_race.c"
+    DEPENDS "${CMAKE_CURRENT_LIST_DIR}/toctou_race.c" VERBATIM)
+  add_custom_target(hwsock_run_test_programs ALL
+    DEPENDS "${_run_bin}/static_echo" "${_run_bin}/toctou_race")
+
+  foreach(t exit_status private_vmm curl python_clients nc policy fork static
+            toctou udp listen iperf3 hostile)
+    add_test(NAME run_${t}
+             COMMAND "${Python3_EXECUTABLE}"
+                     "${CMAKE_CURRENT_LIST_DIR}/harness.py" ${t})
+    set_tests_properties(run_${t} PROPERTIES TIMEOUT 120 ENVIRONMENT
+      "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR};HWSOCK_TEST_BIN=${_run_bin}")
+  endforeach()
+endif()
