@@ -23,6 +23,7 @@ typedef struct hwsock__sock {
   void *bsock;          /* backend socket */
   uint32_t inflight;    /* requests of this socket owned by the backend */
   int32_t rule;         /* policy rule that decided, -1 default */
+  uint32_t locked;      /* HWSOCK_HOSTOPT_* the policy set: guest may not */
   /* observability (stats.h) */
   uint8_t ss;           /* hwsock_ss_state */
   uint8_t peer_eof, shut_wr, has_remote;

@@ -294,6 +294,7 @@ static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
   params.scheme = s->scheme;
   params.error = err;
   params.reason = v.reason ? v.reason : "";
+  params.set = err < 0 ? NULL : v.set;
   void *bsock = NULL;
   int rc = dev->backends[bi].desc->ops->open(dev->backends[bi].instance,
                                              &params, &bsock);
@@ -306,6 +307,7 @@ static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
   s->bsock = bsock;
   s->rule = v.rule;
   s->rule_line = v.line;
+  s->locked = params.set ? params.set->mask : 0;
   s->ss = err < 0 ? HWSOCK_SS_DENIED : HWSOCK_SS_UNCONN;
   s->created_ns = hwsock__now_ns(CLOCK_REALTIME);
   submit(dev, req, s);
@@ -349,6 +351,22 @@ static int sockopt_allowed(uint32_t level, uint32_t opt, int set) {
   default:
     return 0;
   }
+}
+
+/* The host option a guest socket option stands for (hostopts.h), or 0. */
+static uint32_t hostopt_bit(uint32_t level, uint32_t opt) {
+  if (level == HWSOCK_SOL_TCP)
+    return opt == HWSOCK_TCP_NODELAY     ? HWSOCK_HOSTOPT_NODELAY
+           : opt == HWSOCK_TCP_KEEPIDLE  ? HWSOCK_HOSTOPT_KEEPIDLE
+           : opt == HWSOCK_TCP_KEEPINTVL ? HWSOCK_HOSTOPT_KEEPINTVL
+           : opt == HWSOCK_TCP_KEEPCNT   ? HWSOCK_HOSTOPT_KEEPCNT
+                                         : 0;
+  if (level == HWSOCK_SOL_SOCKET)
+    return opt == HWSOCK_SO_KEEPALIVE ? HWSOCK_HOSTOPT_KEEPALIVE
+           : opt == HWSOCK_SO_SNDBUF  ? HWSOCK_HOSTOPT_SNDBUF
+           : opt == HWSOCK_SO_RCVBUF  ? HWSOCK_HOSTOPT_RCVBUF
+                                      : 0;
+  return 0;
 }
 
 /* Argument checks that need no socket state. */
@@ -513,7 +531,12 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
     }
     return;
   }
-  /* Offloaded. */
+  /* Offloaded. An option the policy set on the host is not the guest's. */
+  if (op == HWSOCK_OP_SETSOCKOPT &&
+      (s->locked & hostopt_bit(req->breq.arg0, req->breq.arg1))) {
+    finish(dev, req, HWSOCK_EPERM, 0);
+    return;
+  }
   if (has_addr) {
     rc = recheck(dev, req);
     if (rc < 0) {

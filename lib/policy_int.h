@@ -34,6 +34,7 @@ typedef struct hwsock__rule {
   unsigned schemes;    /* bit (1 << hwsock_scheme) per scheme; 0 = any */
   char *reason;        /* the rule's reason or "rule N (line L)" */
   char *backend;       /* offload: routed backend, or NULL */
+  hwsock_hostopts set; /* offload: host-side options (set.mask 0: none) */
   hwsock__net *to;     /* n_to entries; n_to == 0: any address */
   unsigned n_to;
   hwsock__ports *ports; /* n_ports entries; n_ports == 0: any port */

@@ -349,10 +349,94 @@ static void *dup_items(loader *l, const void *items, size_t size) {
 /* ---- rules ------------------------------------------------------------- */
 
 enum { R_ACTION, R_SCHEME, R_DIRECTION, R_TO, R_PORTS, R_REASON, R_ERROR,
-       R_BACKEND, R_KEYS_ };
+       R_BACKEND, R_SET, R_KEYS_ };
 static const char *const rule_keys[R_KEYS_] = {
     "action", "scheme", "direction", "to", "ports", "reason", "error",
-    "backend"};
+    "backend", "set"};
+
+/* `set:` keys, in HWSOCK_HOSTOPT_* bit order, with their value ranges. */
+static const struct {
+  const char *name;
+  int lo, hi; /* integer range; lo > hi: boolean; lo == -1: a name */
+} set_keys[] = {
+    {"nodelay", 1, 0},          {"keepalive", 1, 0},
+    {"keepidle", 1, 32767},     {"keepintvl", 1, 32767},
+    {"keepcnt", 1, 127},        {"sndbuf", 1024, 64 << 20},
+    {"rcvbuf", 1024, 64 << 20}, {"congestion", -1, -1},
+};
+#define SET_KEYS (sizeof(set_keys) / sizeof(set_keys[0]))
+
+/* One `set:` value into its field of *o. */
+static int take_set_value(loader *l, unsigned k, hwsock_hostopts *o) {
+  char buf[48];
+  const char *v = (const char *)l->ev.data.scalar.value;
+  size_t len = l->ev.data.scalar.length;
+  int32_t *fields[] = {&o->nodelay, &o->keepalive, &o->keepidle,
+                       &o->keepintvl, &o->keepcnt, &o->sndbuf, &o->rcvbuf};
+  if (want_scalar(l, set_keys[k].name))
+    return -1;
+  if (set_keys[k].lo == -1) { /* congestion control algorithm name */
+    int ok = len >= 1 && len <= HWSOCK_HOSTOPT_NAME_MAX;
+    for (size_t i = 0; ok && i < len; i++)
+      ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') ||
+           v[i] == '_';
+    if (!ok)
+      return fail_at(l, l->ev.start_mark,
+                     "'congestion' must be an algorithm name of a-z, 0-9 "
+                     "and _ (at most %u), not '%s'", HWSOCK_HOSTOPT_NAME_MAX,
+                     show(&l->ev, buf, sizeof(buf)));
+    memcpy(o->congestion, v, len);
+    o->congestion[len] = '\0';
+    return 0;
+  }
+  if (set_keys[k].lo > set_keys[k].hi) { /* boolean */
+    if (is_scalar(l, "true"))
+      *fields[k] = 1;
+    else if (is_scalar(l, "false"))
+      *fields[k] = 0;
+    else
+      return fail_at(l, l->ev.start_mark, "'%s' must be true or false, not '%s'",
+                     set_keys[k].name, show(&l->ev, buf, sizeof(buf)));
+    return 0;
+  }
+  long n = 0;
+  size_t i = 0;
+  for (; i < len && i < 9 && v[i] >= '0' && v[i] <= '9'; i++)
+    n = n * 10 + (v[i] - '0');
+  if (i == 0 || i != len || (len > 1 && v[0] == '0') || n < set_keys[k].lo ||
+      n > set_keys[k].hi)
+    return fail_at(l, l->ev.start_mark, "'%s' must be a number from %d to %d, "
+                   "not '%s'", set_keys[k].name, set_keys[k].lo,
+                   set_keys[k].hi, show(&l->ev, buf, sizeof(buf)));
+  *fields[k] = (int32_t)n;
+  return 0;
+}
+
+/* Reads a `set:` mapping (its MAPPING-START is current). */
+static int read_set(loader *l, hwsock_hostopts *o) {
+  static const char *names[SET_KEYS];
+  unsigned seen = 0;
+  if (l->ev.type != YAML_MAPPING_START_EVENT)
+    return fail_at(l, l->ev.start_mark, "'set' must be a mapping of options, "
+                   "not %s", kind(&l->ev));
+  for (unsigned i = 0; i < SET_KEYS; i++)
+    names[i] = set_keys[i].name;
+  for (;;) {
+    int k;
+    if (next(l))
+      return -1;
+    if (l->ev.type == YAML_MAPPING_END_EVENT)
+      break;
+    if ((k = take_key(l, names, SET_KEYS, &seen)) < 0)
+      return -1;
+    if (next(l) || take_set_value(l, (unsigned)k, o))
+      return -1;
+  }
+  if (seen == 0)
+    return fail_at(l, l->ev.start_mark, "'set' is empty");
+  o->mask = seen;
+  return 0;
+}
 
 static void rule_release(hwsock__rule *r) {
   free(r->reason);
@@ -377,7 +461,7 @@ static int read_rule(loader *l, hwsock__rule *r) {
   static const unsigned dir_masks[] = {HWSOCK__DIR_OUT, HWSOCK__DIR_IN,
                                        HWSOCK__DIR_OUT | HWSOCK__DIR_IN};
   yaml_mark_t start = l->ev.start_mark, error_mark = start,
-              backend_mark = start;
+              backend_mark = start, set_mark = start;
   unsigned seen = 0;
   int k, v;
 
@@ -441,12 +525,19 @@ static int read_rule(loader *l, hwsock__rule *r) {
                        "'backend' must be a backend name of a-z, 0-9, _ "
                        "and -");
       break;
+    case R_SET:
+      set_mark = key_mark;
+      if (read_set(l, &r->set))
+        return -1;
+      break;
     }
   }
   if (!(seen & (1u << R_ACTION)))
     return fail_at(l, start, "missing key 'action'");
   if ((seen & (1u << R_ERROR)) && r->action != HWSOCK_ACTION_DENY)
     return fail_at(l, error_mark, "'error' applies only to action: deny");
+  if ((seen & (1u << R_SET)) && r->action != HWSOCK_ACTION_OFFLOAD)
+    return fail_at(l, set_mark, "'set' applies only to action: offload");
   if ((seen & (1u << R_BACKEND)) && r->action != HWSOCK_ACTION_OFFLOAD)
     return fail_at(l, backend_mark,
                    "'backend' applies only to action: offload");

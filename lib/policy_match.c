@@ -95,6 +95,7 @@ void hwsock_policy_decide(const hwsock_policy *p, const hwsock_addr *addr,
     out->line = r->line;
     out->reason = r->reason;
     out->backend = r->backend;
+    out->set = r->set.mask ? &r->set : NULL;
     out->error = r->action == HWSOCK_ACTION_DENY      ? r->error
                  : r->action == HWSOCK_ACTION_DECLINE ? HWSOCK_EDECLINED
                                                       : 0;

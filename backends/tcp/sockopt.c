@@ -118,3 +118,38 @@ int hwsock__tcp_getsockopt(int fd, int family, int connecting,
   *len = need;
   return 0;
 }
+
+int hwsock__tcp_apply_hostopts(int fd, const hwsock_hostopts *o) {
+  static const struct {
+    uint32_t bit;
+    int level, name;
+    size_t field; /* offset of the int32_t in hwsock_hostopts */
+  } map[] = {
+      {HWSOCK_HOSTOPT_NODELAY, IPPROTO_TCP, TCP_NODELAY,
+       offsetof(hwsock_hostopts, nodelay)},
+      {HWSOCK_HOSTOPT_KEEPALIVE, SOL_SOCKET, SO_KEEPALIVE,
+       offsetof(hwsock_hostopts, keepalive)},
+      {HWSOCK_HOSTOPT_KEEPIDLE, IPPROTO_TCP, TCP_KEEPIDLE,
+       offsetof(hwsock_hostopts, keepidle)},
+      {HWSOCK_HOSTOPT_KEEPINTVL, IPPROTO_TCP, TCP_KEEPINTVL,
+       offsetof(hwsock_hostopts, keepintvl)},
+      {HWSOCK_HOSTOPT_KEEPCNT, IPPROTO_TCP, TCP_KEEPCNT,
+       offsetof(hwsock_hostopts, keepcnt)},
+      {HWSOCK_HOSTOPT_SNDBUF, SOL_SOCKET, SO_SNDBUF,
+       offsetof(hwsock_hostopts, sndbuf)},
+      {HWSOCK_HOSTOPT_RCVBUF, SOL_SOCKET, SO_RCVBUF,
+       offsetof(hwsock_hostopts, rcvbuf)},
+  };
+  for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+    if (!(o->mask & map[i].bit))
+      continue;
+    int v = *(const int32_t *)(const void *)((const char *)o + map[i].field);
+    if (setsockopt(fd, map[i].level, map[i].name, &v, sizeof(v)) != 0)
+      return hwsock_err_from_errno(errno);
+  }
+  if ((o->mask & HWSOCK_HOSTOPT_CONGESTION) &&
+      setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, o->congestion,
+                 (socklen_t)strlen(o->congestion)) != 0)
+    return hwsock_err_from_errno(errno);
+  return 0;
+}

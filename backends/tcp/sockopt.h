@@ -20,4 +20,9 @@ int hwsock__tcp_setsockopt(int fd, int family, const hwsock_breq *req);
 int hwsock__tcp_getsockopt(int fd, int family, int connecting,
                            const hwsock_breq *req, size_t *len);
 
+/* Applies the host-side options a policy rule sets (hwsock/hostopts.h) to
+ * a new socket. Returns 0 or the first failure as a negative HWSOCK_E*
+ * (e.g. an unknown congestion control algorithm: HWSOCK_ENOENT). */
+int hwsock__tcp_apply_hostopts(int fd, const hwsock_hostopts *o);
+
 #endif

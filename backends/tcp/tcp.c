@@ -655,6 +655,16 @@ static int tcp_open(void *instance, const hwsock_bopen *params, void **sock) {
                   IPPROTO_TCP);
   if (fd < 0)
     return host_err();
+  /* Host-side options the policy sets (appended to hwsock_bopen in ABI 1). */
+  if (params->size >= offsetof(hwsock_bopen, set) + sizeof(params->set) &&
+      params->set != NULL) {
+    int rc = hwsock__tcp_apply_hostopts(fd, params->set);
+    if (rc < 0) {
+      tcp_log(inst, HWSOCK_LOG_WARN, "policy options: %s", hwsock_strerror(rc));
+      close(fd);
+      return rc;
+    }
+  }
   int err;
   tcp_sock *s = sock_new(inst, params->scheme, family, fd, TCP_IDLE, &err);
   if (s == NULL)

@@ -516,6 +516,27 @@ static int udp_open(void *instance, const hwsock_bopen *params, void **sock) {
                   IPPROTO_UDP);
   if (fd < 0)
     return host_err();
+  /* Host-side options the policy sets: buffer sizes only for UDP; a TCP
+   * option in a rule that offloads UDP is an error, not silently dropped. */
+  if (params->size >= offsetof(hwsock_bopen, set) + sizeof(params->set) &&
+      params->set != NULL) {
+    const hwsock_hostopts *o = params->set;
+    int rc = 0;
+    if (o->mask & ~(HWSOCK_HOSTOPT_SNDBUF | HWSOCK_HOSTOPT_RCVBUF))
+      rc = HWSOCK_ENOPROTOOPT;
+    else if (((o->mask & HWSOCK_HOSTOPT_SNDBUF) &&
+              setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->sndbuf,
+                         sizeof(o->sndbuf)) != 0) ||
+             ((o->mask & HWSOCK_HOSTOPT_RCVBUF) &&
+              setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o->rcvbuf,
+                         sizeof(o->rcvbuf)) != 0))
+      rc = host_err();
+    if (rc < 0) {
+      udp_log(inst, HWSOCK_LOG_WARN, "policy options: %s", hwsock_strerror(rc));
+      close(fd);
+      return rc;
+    }
+  }
   int on = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on)) != 0)
     udp_log(inst, HWSOCK_LOG_WARN, "SO_RXQ_OVFL: %s (drops go uncounted)",

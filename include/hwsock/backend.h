@@ -20,6 +20,7 @@
 #include <sys/uio.h>
 
 #include "hwsock/common.h"
+#include "hwsock/hostopts.h"
 #include "hwsock/uri.h"
 #include "hwsock/wire.h"
 
@@ -95,6 +96,10 @@ typedef struct hwsock_bopen {
   int error;          /* for a socket the policy denied: the negative
                          HWSOCK_E* its requests must fail with; else 0 */
   const char *reason; /* the policy rule's reason, or "" */
+  /* ---- appended in ABI 1 (present when size covers it) ---- */
+  const hwsock_hostopts *set; /* host-side options the policy sets on this
+                                 socket (apply them in open(); fail open()
+                                 if one cannot be set), or NULL */
 } hwsock_bopen;
 
 /* Filled by the optional info() op. The device zeroes it and sets size and

@@ -13,6 +13,7 @@
 #define HWSOCK_POLICY_H
 
 #include "hwsock/common.h"
+#include "hwsock/hostopts.h"
 #include "hwsock/uri.h"
 
 #ifdef __cplusplus
@@ -49,6 +50,8 @@ typedef struct hwsock_verdict {
   const char *reason;  /* the rule's reason, or a generated description */
   const char *backend; /* offload: backend name the rule routes to, or NULL
                           for the scheme's default backend */
+  const hwsock_hostopts *set; /* offload: host-side options the rule sets
+                                 (`set:`), or NULL */
 } hwsock_verdict;
 
 /* Loads a policy from a YAML file / from memory. On success *out owns a new

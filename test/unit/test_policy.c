@@ -852,3 +852,53 @@ Test(policy_errors, file_limits_and_errors) {
   cr_assert_str_eq(err, "<policy>:1:1: empty policy: expected a mapping with "
                         "'version: 1'");
 }
+
+/* ---- set: host-side options ------------------------------------------- */
+
+Test(policy, set_options_reach_the_verdict) {
+  const char *y = "version: 1\nrules:\n  - action: offload\n    set: "
+                  "{nodelay: true, congestion: cubic, sndbuf: 4096}\n";
+  hwsock_policy *p = NULL;
+  char err[256];
+  cr_assert_eq(hwsock_policy_load_string(y, strlen(y), "t", &p, err,
+                                         sizeof(err)), 0, "%s", err);
+  hwsock_addr a;
+  cr_assert_eq(hwsock_uri_parse("tcp://127.0.0.1:1", 17, 0, &a, NULL), 0);
+  hwsock_verdict v;
+  hwsock_policy_decide(p, &a, HWSOCK_DIR_OUTBOUND, HWSOCK_OP_CONNECT, &v);
+  cr_assert_not_null(v.set);
+  cr_assert_eq(v.set->mask, HWSOCK_HOSTOPT_NODELAY | HWSOCK_HOSTOPT_CONGESTION |
+                                HWSOCK_HOSTOPT_SNDBUF);
+  cr_assert_eq(v.set->nodelay, 1);
+  cr_assert_eq(v.set->sndbuf, 4096);
+  cr_assert_str_eq(v.set->congestion, "cubic");
+  hwsock_policy_free(p);
+}
+
+Test(policy, bad_set_options_are_refused_with_their_position) {
+  static const struct {
+    const char *yaml, *msg;
+  } cases[] = {
+      {"version: 1\nrules:\n  - action: deny\n    set: {nodelay: true}\n",
+       "t:4:5: 'set' applies only to action: offload"},
+      {"version: 1\nrules:\n  - action: offload\n    set: {nodelay: yes}\n",
+       "t:4:20: 'nodelay' must be true or false, not 'yes'"},
+      {"version: 1\nrules:\n  - action: offload\n    set: {sndbuf: 10}\n",
+       "t:4:19: 'sndbuf' must be a number from 1024 to 67108864, not '10'"},
+      {"version: 1\nrules:\n  - action: offload\n    set: {ttl: 3}\n",
+       "t:4:11: unknown key 'ttl'"},
+      {"version: 1\nrules:\n  - action: offload\n    set: {congestion: Bad!}\n",
+       "t:4:23: 'congestion' must be an algorithm name of a-z, 0-9 and _ (at "
+       "most 15), not 'Bad!'"},
+      {"version: 1\nrules:\n  - action: offload\n    set: [nodelay]\n",
+       "t:4:10: 'set' must be a mapping of options, not a list"},
+  };
+  for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    hwsock_policy *p = NULL;
+    char err[256] = "";
+    cr_assert_eq(hwsock_policy_load_string(cases[i].yaml, strlen(cases[i].yaml),
+                                           "t", &p, err, sizeof(err)),
+                 HWSOCK_EBADCONFIG, "case %u", i);
+    cr_assert_str_eq(err, cases[i].msg, "case %u", i);
+  }
+}
