@@ -23,7 +23,8 @@
 struct vmm_guest {
   vmm *v;
   vmm_guest *next;
-  unsigned id;       /* for logs */
+  unsigned id;       /* for logs and the control socket */
+  long pid;          /* the peer's, at attach (SO_PEERCRED); -1 unknown */
   int sock;          /* the guest's connection */
   uv_poll_t sock_poll;
   int poll_started;  /* sock_poll initialised (needs uv_close) */
@@ -303,6 +304,11 @@ static int make_device(vmm_guest *g) {
     if ((rc = hwsock_device_add_backend(
              g->dev, hwsock_plugin_desc(v->plugins[i]), NULL)) < 0)
       return rc;
+  /* The device keeps the capture until it is freed, so that the FINs of
+   * sockets its teardown closes are recorded; the capture outlives every
+   * device (closed at exit). */
+  if (v->capture != NULL)
+    hwsock_device_set_capture(g->dev, v->capture);
   if ((rc = hwsock_uv_new(&v->loop, g->dev, &g->uv)) < 0)
     return rc;
   for (unsigned q = 0; q < g->nqueues; q++)
@@ -322,13 +328,31 @@ static void refuse(int fd, int err) {
   close(fd);
 }
 
-static void peer_pid(int fd, char *buf, size_t len) {
+static long peer_pid(int fd) {
   struct ucred cr;
   socklen_t cl = sizeof(cr);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
-    snprintf(buf, len, "pid %ld", (long)cr.pid);
-  else
-    snprintf(buf, len, "pid ?");
+    return (long)cr.pid;
+  return -1;
+}
+
+void vmm_guest_get_info(const vmm_guest *g, vmm_guest_info *out) {
+  out->id = g->id;
+  out->pid = g->pid;
+  out->mem_size = g->mem_size;
+  out->dev = g->dev;
+  unsigned st = g->dev != NULL ? hwsock_device_status(g->dev) : 0;
+  out->status = st & HWSOCK_STATUS_NEEDS_RESET ? "needs-reset"
+                : st & HWSOCK_STATUS_DRIVER_OK ? "running"
+                                               : "attaching";
+}
+
+vmm_guest *vmm_guest_after(const vmm *v, unsigned after) {
+  vmm_guest *best = NULL;
+  for (vmm_guest *g = v->guests; g != NULL; g = g->next)
+    if (g->id > after && (best == NULL || g->id < best->id))
+      best = g;
+  return best;
 }
 
 void vmm_guest_attach(vmm *v, int fd) {
@@ -346,6 +370,7 @@ void vmm_guest_attach(vmm *v, int fd) {
   g->v = v;
   g->id = ++v->next_id;
   g->sock = fd;
+  g->pid = peer_pid(fd);
   g->memfd = -1;
   g->nqueues = v->opt.queues;
   for (unsigned q = 0; q < HWSOCK_MAX_QUEUES; q++)
@@ -385,10 +410,9 @@ void vmm_guest_attach(vmm *v, int fd) {
     err = rc; /* libuv errors are negative errnos on unix */
     goto fail_errno;
   }
-  char who[32];
-  peer_pid(fd, who, sizeof(who));
-  vmm_log(HWSOCK_LOG_INFO, "guest %u: attached (%s, %u MiB, %u queue%s)",
-          g->id, who, v->opt.mem_mib, g->nqueues, g->nqueues == 1 ? "" : "s");
+  vmm_log(HWSOCK_LOG_INFO, "guest %u: attached (pid %ld, %u MiB, %u queue%s)",
+          g->id, g->pid, v->opt.mem_mib, g->nqueues,
+          g->nqueues == 1 ? "" : "s");
   return;
 
   char why[128];

@@ -30,6 +30,7 @@ static void stop(vmm *v, const char *why) {
   v->stopping = 1;
   vmm_log(HWSOCK_LOG_INFO, "stopping: %s", why);
   uv_close((uv_handle_t *)&v->listen_poll, on_listen_closed);
+  vmm_control_stop(v);
   while (v->guests != NULL)
     vmm_guest_detach(v->guests, HWSOCK_LOG_INFO, "the VMM is stopping");
   uv_close((uv_handle_t *)&v->sig_int, on_signal_closed);
@@ -69,8 +70,8 @@ static void on_listen(uv_poll_t *h, int status, int events) {
 
 /* True when path is a socket file nobody listens on any more (a VMM that
  * died left it behind): it may be replaced. A live VMM's is not. */
-static int stale_socket(const struct sockaddr_un *sun) {
-  int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+static int stale_socket(const struct sockaddr_un *sun, int type) {
+  int probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
   if (probe < 0)
     return 0;
   int rc = connect(probe, (const struct sockaddr *)sun, sizeof(*sun));
@@ -82,8 +83,7 @@ static int stale_socket(const struct sockaddr_un *sun) {
   return refused;
 }
 
-static int listen_on(vmm *v) {
-  const char *path = v->opt.listen_path;
+int vmm_listen_unix(const char *path, int type) {
   struct sockaddr_un sun;
   memset(&sun, 0, sizeof(sun));
   sun.sun_family = AF_UNIX;
@@ -92,13 +92,13 @@ static int listen_on(vmm *v) {
     return -1;
   }
   strcpy(sun.sun_path, path);
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     vmm_log(HWSOCK_LOG_ERROR, "socket: %s", strerror(errno));
     return -1;
   }
   int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-  if (rc < 0 && errno == EADDRINUSE && stale_socket(&sun)) {
+  if (rc < 0 && errno == EADDRINUSE && stale_socket(&sun, type)) {
     unlink(path);
     rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
   }
@@ -113,8 +113,62 @@ static int listen_on(vmm *v) {
     unlink(path);
     return -1;
   }
-  v->listen_fd = fd;
+  return fd;
+}
+
+static int listen_on(vmm *v) {
+  v->listen_fd = vmm_listen_unix(v->opt.listen_path, SOCK_SEQPACKET);
+  return v->listen_fd < 0 ? -1 : 0;
+}
+
+/* The control socket's path: --control, or --listen PATH + ".ctl". */
+static int control_path(vmm *v) {
+  const char *p = v->opt.control_path;
+  int n = p != NULL
+              ? snprintf(v->control_path, sizeof(v->control_path), "%s", p)
+              : snprintf(v->control_path, sizeof(v->control_path), "%s%s",
+                         v->opt.listen_path, VMM_CONTROL_SUFFIX);
+  if (n < 0 || (size_t)n >= sizeof(v->control_path)) {
+    vmm_log(HWSOCK_LOG_ERROR,
+            "control socket path too long for a unix socket (use --control)");
+    return -1;
+  }
   return 0;
+}
+
+static int open_capture(vmm *v) {
+  if (v->opt.pcap_path == NULL)
+    return 0;
+  char err[256] = "";
+  int rc = hwsock_capture_open(v->opt.pcap_path,
+                               (uint64_t)v->opt.pcap_max_mib << 20,
+                               &v->capture, err, sizeof(err));
+  if (rc < 0) {
+    /* libpcap's message names the file already */
+    if (err[0])
+      vmm_log(HWSOCK_LOG_ERROR, "--pcap: %s", err);
+    else
+      vmm_log(HWSOCK_LOG_ERROR, "--pcap %s: %s", v->opt.pcap_path,
+              hwsock_strerror(rc));
+    return -1;
+  }
+  vmm_log(HWSOCK_LOG_INFO, "capturing offloaded flows to %s",
+          v->opt.pcap_path);
+  return 0;
+}
+
+/* Frames written and dropped, then the file is complete. Every device is
+ * gone by now (capture.h: detached or freed before the close). */
+static void close_capture(vmm *v) {
+  if (v->capture == NULL)
+    return;
+  uint64_t written, dropped;
+  hwsock_capture_counts(v->capture, &written, &dropped);
+  vmm_log(HWSOCK_LOG_INFO, "capture %s: %llu frames written, %llu dropped",
+          v->opt.pcap_path, (unsigned long long)written,
+          (unsigned long long)dropped);
+  hwsock_capture_close(v->capture);
+  v->capture = NULL;
 }
 
 static int load_policy(vmm *v) {
@@ -186,7 +240,8 @@ int main(int argc, char **argv) {
   v.listen_fd = -1;
 
   int status = 1;
-  if (load_policy(&v) < 0)
+  int want_control = v.opt.control_path == NULL || v.opt.control_path[0];
+  if (control_path(&v) < 0 || load_policy(&v) < 0)
     goto out;
   if (vmm_load_backends(&v) < 0)
     goto out_backends;
@@ -194,16 +249,21 @@ int main(int argc, char **argv) {
     vmm_log(HWSOCK_LOG_ERROR, "uv_loop_init: %s", uv_strerror(rc));
     goto out_backends;
   }
+  if (open_capture(&v) < 0)
+    goto out_loop;
   if (listen_on(&v) < 0)
     goto out_loop;
-  if (setup_loop(&v) < 0) {
+  if (setup_loop(&v) < 0 || (want_control && vmm_control_start(&v) < 0)) {
     /* Some handles may be half set up: leave them to the exit. */
     unlink(v.opt.listen_path);
+    close_capture(&v);
     return 1;
   }
   vmm_log(HWSOCK_LOG_INFO, "listening on %s (%u MiB, %u queue%s per guest)",
           v.opt.listen_path, v.opt.mem_mib, v.opt.queues,
           v.opt.queues == 1 ? "" : "s");
+  if (v.control != NULL)
+    vmm_log(HWSOCK_LOG_INFO, "control socket %s", v.control_path);
   announce_ready(&v);
   uv_run(&v.loop, UV_RUN_DEFAULT);
   status = 0;
@@ -213,6 +273,7 @@ out_loop:
    * the loop until they are closed rather than leak them. */
   while (uv_loop_close(&v.loop) == UV_EBUSY)
     uv_run(&v.loop, UV_RUN_DEFAULT);
+  close_capture(&v);
 out_backends:
   vmm_unload_backends(&v);
   hwsock_policy_free(v.policy);

@@ -26,6 +26,10 @@ static void usage(FILE *f) {
     "  --max-guests N      guests attached at once (default %u)\n"
     "  --once              exit after the first guest detaches\n"
     "  --ready-fd N        write \"ready\\n\" to fd N once listening\n"
+    "  --control PATH      control socket for hwsock-stat (default: the\n"
+    "                      --listen PATH + \".ctl\"; \"\" for none)\n"
+    "  --pcap FILE         capture every guest's offloaded flows to FILE\n"
+    "  --pcap-max MIB      stop writing frames past MIB MiB (default 64)\n"
     "  -v, --verbose       more logging: once info, twice debug\n"
     "  -h, --help          this text\n",
     VMM_DEFAULT_MEM_MIB, HWSOCK_MAX_QUEUES, VMM_DEFAULT_MAX_GUESTS);
@@ -49,7 +53,8 @@ static int parse_uint(const char *opt, const char *s, unsigned lo,
 
 enum {
   OPT_LISTEN = 256, OPT_POLICY, OPT_BACKEND_DIR, OPT_BACKEND, OPT_MEM,
-  OPT_QUEUES, OPT_MAX_GUESTS, OPT_ONCE, OPT_READY_FD
+  OPT_QUEUES, OPT_MAX_GUESTS, OPT_ONCE, OPT_READY_FD, OPT_CONTROL,
+  OPT_PCAP, OPT_PCAP_MAX
 };
 
 int vmm_parse_options(int argc, char **argv, vmm_options *o) {
@@ -63,6 +68,9 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
       {"max-guests", required_argument, NULL, OPT_MAX_GUESTS},
       {"once", no_argument, NULL, OPT_ONCE},
       {"ready-fd", required_argument, NULL, OPT_READY_FD},
+      {"control", required_argument, NULL, OPT_CONTROL},
+      {"pcap", required_argument, NULL, OPT_PCAP},
+      {"pcap-max", required_argument, NULL, OPT_PCAP_MAX},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -105,6 +113,13 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
         return -1;
       o->ready_fd = (int)v;
       break;
+    case OPT_CONTROL: o->control_path = optarg; break;
+    case OPT_PCAP: o->pcap_path = optarg; break;
+    case OPT_PCAP_MAX:
+      if (parse_uint("--pcap-max", optarg, 1, VMM_MAX_PCAP_MIB,
+                     &o->pcap_max_mib) < 0)
+        return -1;
+      break;
     case 'v': o->verbose++; break;
     case 'h': usage(stdout); return 1;
     default: usage(stderr); return -1;
@@ -118,6 +133,10 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
   if (o->listen_path == NULL || o->listen_path[0] == '\0') {
     fprintf(stderr, "hwsock-vmm: --listen PATH is required\n");
     usage(stderr);
+    return -1;
+  }
+  if (o->pcap_path != NULL && o->pcap_path[0] == '\0') {
+    fprintf(stderr, "hwsock-vmm: --pcap: empty file name\n");
     return -1;
   }
   return 0;

@@ -9,12 +9,15 @@
  *   options.c   command line
  *   backends.c  which backend modules to load, and loading them
  *   guest.c     one attached guest: memory, device, messages, teardown
+ *   control.c   the control socket: socket table, counters, guests
+ *               (docs/OBSERVABILITY.md), for hwsock-stat
  *   log.c       one line per event on stderr */
 #ifndef HWSOCK_VMM_H
 #define HWSOCK_VMM_H
 
 #include <uv.h>
 
+#include "hwsock/capture.h"
 #include "hwsock/device.h"
 #include "hwsock/loopback.h"
 #include "hwsock/policy.h"
@@ -35,6 +38,9 @@
  * for the next turn). */
 #define VMM_MSGS_PER_WAKEUP 16u
 #define VMM_LISTEN_BACKLOG 16
+/* Suffix of the default control socket path (--listen PATH + suffix). */
+#define VMM_CONTROL_SUFFIX ".ctl"
+#define VMM_MAX_PCAP_MIB 65536u
 
 typedef struct vmm_options {
   const char *listen_path;  /* --listen */
@@ -48,9 +54,14 @@ typedef struct vmm_options {
   int verbose;         /* -v count */
   int once;            /* --once */
   int ready_fd;        /* --ready-fd, -1: none */
+  const char *control_path; /* --control, NULL: listen_path + ".ctl",
+                               "": no control socket */
+  const char *pcap_path;    /* --pcap, NULL: no capture */
+  unsigned pcap_max_mib;    /* --pcap-max, 0: the library's default */
 } vmm_options;
 
 typedef struct vmm_guest vmm_guest;
+typedef struct vmm_control vmm_control;
 
 typedef struct vmm {
   vmm_options opt;
@@ -65,6 +76,9 @@ typedef struct vmm {
   unsigned nguests;
   unsigned next_id;  /* guest numbers in logs start at 1 */
   int stopping;
+  hwsock_capture *capture; /* --pcap: shared by every guest's device */
+  vmm_control *control;    /* NULL when there is no control socket */
+  char control_path[108];  /* sun_path of the control socket */
 } vmm;
 
 /* log.c: HWSOCK_LOG_* levels; shown when level <= vmm_log_level. */
@@ -87,7 +101,31 @@ void vmm_guest_attach(vmm *v, int fd);
  * closed its handles. Safe to call twice. */
 void vmm_guest_detach(vmm_guest *g, int level, const char *why);
 
+/* guest.c: what the control socket reports of a guest. */
+typedef struct vmm_guest_info {
+  unsigned id;
+  long pid;           /* of the peer at attach (SO_PEERCRED), -1 unknown */
+  size_t mem_size;    /* guest memory bytes */
+  const char *status; /* "attaching", "running", "needs-reset" */
+  hwsock_device *dev; /* valid until the guest detaches */
+} vmm_guest_info;
+void vmm_guest_get_info(const vmm_guest *g, vmm_guest_info *out);
+/* The attached guest with the smallest id above `after` (0: the first),
+ * or NULL. Ids only grow, so a walk by id survives guests detaching
+ * between two calls. */
+vmm_guest *vmm_guest_after(const vmm *v, unsigned after);
+
+/* control.c: starts serving the control socket at v->control_path on
+ * v->loop (0, or -1 reported); vmm_control_stop() closes it and every
+ * client (their handles close on the loop) and removes the socket file. */
+int vmm_control_start(vmm *v);
+void vmm_control_stop(vmm *v);
+
 /* main.c: a guest finished its teardown (for --once). */
 void vmm_guest_gone(vmm *v);
+/* main.c: a listening unix socket of `type` at path, replacing a stale
+ * socket file (one nobody listens on). Nonblocking, close-on-exec. The fd,
+ * or -1 (reported). */
+int vmm_listen_unix(const char *path, int type);
 
 #endif

@@ -80,6 +80,21 @@ void hwsock__sock_account(hwsock_guest *g, const guest_call *c) {
     if (c->arg0 & HWSOCK_SHUT_WR)
       s->shut_wr = 1;
     break;
+  case HWSOCK_OP_GETNAME: {
+    /* The device's answer (whole: getname reads it into a buffer of its
+     * own) beats a port-0 bind. */
+    hwsock_addr a;
+    if (parse_name(c->uri_buf, c->uri_buf ? strlen(c->uri_buf) : 0, &a) < 0)
+      break;
+    if (c->arg0 == 0) {
+      s->local = a;
+      s->has_local = 1;
+    } else {
+      s->peer = a;
+      s->has_peer = 1;
+    }
+    break;
+  }
   default:
     break;
   }
@@ -298,10 +313,17 @@ int hwsock_guest_getname(hwsock_guest *g, int s, int which, char *uri,
   guest_call c;
   if (!g || (which != 0 && which != 1) || !uri || !uri_len)
     return HWSOCK_EINVAL;
+  char name[HWSOCK_URI_MAX + 1]; /* whole, for the socket table */
   call_init(&c, HWSOCK_OP_GETNAME, s);
   c.arg0 = (uint32_t)which;
   c.in_uri = g->uri_max;
-  c.uri_buf = uri;
-  c.uri_buf_len = uri_len;
-  return hwsock__guest_call(g, &c);
+  c.uri_buf = name;
+  c.uri_buf_len = sizeof(name);
+  int err = hwsock__guest_call(g, &c);
+  if (err < 0)
+    return err;
+  size_t n = strnlen(name, uri_len - 1);
+  memcpy(uri, name, n);
+  uri[n] = '\0';
+  return 0;
 }

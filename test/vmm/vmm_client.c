@@ -2,17 +2,24 @@
  * (hwsock_attach), connects to a TCP echo server through the device and
  * echoes N bytes of a known pattern, checking every byte that comes back.
  *
- *   vmm_client VMM_PATH PORT [BYTES [CHUNK [DELAY_MS]]]
+ *   vmm_client [--hold] [--conns K] VMM_PATH PORT [BYTES [CHUNK [DELAY_MS]]]
  *
  * stdout: "progress N" after each echoed chunk (tests wait for it before
- * killing something), then "ok N". stderr: one line naming the failing
- * step and the HWSOCK_E* error. Exit: 0 ok, 1 usage, 2 attach, 3 connect,
- * 4 transfer error, 5 wrong data. */
+ * killing something), then "ok N". With --hold the connection stays open
+ * after the transfer: the client prints the driver's socket table
+ * (hwsock_guest_dump) followed by "held N", waits for one line on stdin
+ * (so that a test can look at the VMM's socket table meanwhile), and only
+ * then closes. With --conns K it opens K connections and echoes the bytes
+ * on each in turn (the observability tests want a long socket table).
+ * stderr: one line naming the failing step and the HWSOCK_E*
+ * error. Exit: 0 ok, 1 usage, 2 attach, 3 connect, 4 transfer error,
+ * 5 wrong data. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hwsock/attach.h"
 #include "hwsock/guest.h"
@@ -71,7 +78,42 @@ static int echo_chunk(hwsock_guest *g, int s, size_t off, size_t len,
   return 0;
 }
 
+/* --hold: dump the table, then wait for a line (or EOF) on stdin. */
+static int hold(hwsock_guest *g, unsigned long bytes) {
+  fflush(stdout);
+  int rc = hwsock_guest_dump(g, STDOUT_FILENO);
+  if (rc < 0)
+    return fail(4, "hwsock_guest_dump", rc);
+  printf("held %lu\n", bytes);
+  fflush(stdout);
+  char line[64];
+  if (fgets(line, sizeof(line), stdin) == NULL && ferror(stdin))
+    return fail(4, "reading stdin", HWSOCK_EIO);
+  return 0;
+}
+
+#define MAX_CONNS 512u
+
 int main(int argc, char **argv) {
+  /* Options first: --hold, --conns K (K connections, each echoing BYTES
+   * in turn; the table then has K rows). */
+  int hold_open = 0;
+  unsigned long nconns = 1;
+  while (argc > 1 && strncmp(argv[1], "--", 2) == 0) {
+    if (strcmp(argv[1], "--hold") == 0) {
+      hold_open = 1;
+    } else if (strcmp(argv[1], "--conns") == 0 && argc > 2 &&
+               parse(argv[2], &nconns) == 0 && nconns >= 1 &&
+               nconns <= MAX_CONNS) {
+      argv++;
+      argc--;
+    } else {
+      argc = 0; /* usage */
+      break;
+    }
+    argv++;
+    argc--;
+  }
   unsigned long port, bytes = 1u << 20, chunk = 32u << 10, delay_ms = 0;
   if (argc < 3 || argc > 6 || parse(argv[2], &port) < 0 || port == 0 ||
       port > 65535 || (argc > 3 && parse(argv[3], &bytes) < 0) ||
@@ -79,7 +121,8 @@ int main(int argc, char **argv) {
                     chunk > (1u << 20))) ||
       (argc > 5 && parse(argv[5], &delay_ms) < 0)) {
     fprintf(stderr,
-            "usage: vmm_client VMM_PATH PORT [BYTES [CHUNK [DELAY_MS]]]\n");
+            "usage: vmm_client [--hold] [--conns K] VMM_PATH PORT [BYTES "
+            "[CHUNK [DELAY_MS]]]\n");
     return 1;
   }
   hwsock_attachment *a;
@@ -91,41 +134,49 @@ int main(int argc, char **argv) {
   int code = 0;
   char uri[64];
   snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%lu", port);
-  int s = hwsock_guest_socket(g, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
-  if (s < 0) {
-    code = fail(3, "socket", s);
-    goto out;
-  }
-  if ((rc = hwsock_guest_connect(g, s, uri)) < 0) {
-    char step[96];
-    snprintf(step, sizeof(step), "connect %s", uri);
-    code = fail(3, step, rc);
-    goto out;
+  int socks[MAX_CONNS];
+  unsigned long opened = 0;
+  for (; opened < nconns; opened++) {
+    int s = hwsock_guest_socket(g, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
+    if (s < 0) {
+      code = fail(3, "socket", s);
+      goto out;
+    }
+    socks[opened] = s;
+    if ((rc = hwsock_guest_connect(g, s, uri)) < 0) {
+      char step[96];
+      snprintf(step, sizeof(step), "connect %s", uri);
+      code = fail(3, step, rc);
+      goto out;
+    }
   }
   unsigned char *out = malloc(chunk), *in = malloc(chunk);
   if (out == NULL || in == NULL) {
     code = fail(4, "malloc", HWSOCK_ENOMEM);
   } else {
-    for (size_t off = 0; off < bytes && code == 0;) {
-      size_t len = bytes - off < chunk ? bytes - off : chunk;
-      code = echo_chunk(g, s, off, len, out, in);
-      off += len;
-      if (code == 0) {
-        printf("progress %zu\n", off);
-        fflush(stdout);
-        if (delay_ms)
-          sleep_ms(delay_ms);
+    for (unsigned long k = 0; k < nconns && code == 0; k++) {
+      for (size_t off = 0; off < bytes && code == 0;) {
+        size_t len = bytes - off < chunk ? bytes - off : chunk;
+        code = echo_chunk(g, socks[k], off, len, out, in);
+        off += len;
+        if (code == 0) {
+          printf("progress %zu\n", off);
+          fflush(stdout);
+          if (delay_ms)
+            sleep_ms(delay_ms);
+        }
       }
     }
   }
   free(out);
   free(in);
-  if (code == 0) {
-    if ((rc = hwsock_guest_close(g, s)) < 0)
+  if (code == 0 && hold_open)
+    code = hold(g, bytes);
+  for (unsigned long k = 0; k < nconns && code == 0; k++)
+    if ((rc = hwsock_guest_close(g, socks[k])) < 0)
       code = fail(4, "close", rc);
-    else
-      printf("ok %lu\n", bytes);
-  }
+  if (code == 0)
+    printf("ok %lu\n", bytes);
 out:
   hwsock_attach_close(a);
   return code;
