@@ -1,0 +1,501 @@
+#!/usr/bin/env python3
+"""Runs every benchmark workload over every path, side by side, in one go.
+
+Called by scripts/bench (which installs the packages and builds first);
+docs/PERFORMANCE.md explains the method and the figures. Paths:
+
+  direct  hwsock-bench on host sockets (the limit)
+  driver  hwsock-bench over the guest driver API, attached to hwsock-vmm
+  run     the same unmodified direct client under hwsock-run --vmm
+  slirp   hwsock-bench-slirp: lwIP behind libslirp in one process (L2)
+
+All talk to one hwsock-bench-server on 127.0.0.1. Each workload starts
+with an idle pause and a short direct-socket control figure, then runs the
+paths interleaved (run 1 of every path, then run 2, ...) so that a slow
+spell of the shared machine hits every path alike. Output: a table, then
+machine-readable lines (ratio.*, cost.*, mem.*, control.*).
+
+Benchmarks are not tests: nothing here asserts a timing.
+"""
+import argparse
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SERVER_CPU = "1"
+CLIENT_CPU = "0"
+
+# name, server port key, --msg, metric, better ("hi" or "lo")
+WORKLOADS = [
+    ("bulk", "sink", 65536, "gbit_s", "hi"),
+    ("rr1", "echo", 1, "p50_us", "lo"),
+    ("rr1k", "echo", 1024, "p50_us", "lo"),
+    ("cps", "cps", 1, "cps", "hi"),
+    ("udp", "udp", 1400, "delivered_pps", "hi"),
+]
+EXTRA_METRICS = {"rr1": ["p99_us", "p999_us"], "rr1k": ["p99_us", "p999_us"]}
+UNITS = {"gbit_s": "Gbit/s", "p50_us": "us p50", "p99_us": "us p99",
+         "p999_us": "us p99.9", "cps": "conn/s", "delivered_pps": "dgram/s"}
+PATHS = ["direct", "driver", "run", "slirp"]
+# The targets of the performance issue (docs/PERFORMANCE.md): ratio, op, bound
+TARGETS = [
+    ("bulk", "driver_vs_direct", ">=", 0.8),
+    ("bulk", "run_vs_direct", ">=", 0.5),
+    ("bulk", "driver_vs_slirp", ">=", 3.0),
+    ("bulk", "run_vs_slirp", ">=", 3.0),
+    ("rr1", "driver_vs_direct", "<=", 1.25),
+    ("rr1k", "driver_vs_direct", "<=", 1.25),
+    ("cps", "driver_vs_direct", ">=", 0.5),
+]
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def parse_result(text):
+    for line in text.splitlines():
+        if line.startswith("result "):
+            return {k: v for k, v in
+                    (kv.split("=", 1) for kv in line.split()[1:])}
+    return None
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.build = args.build
+        self.tmp = tempfile.mkdtemp(prefix="hwsock-bench-")
+        self.procs = []
+        self.pin = not args.no_pin
+        self.bin = {
+            "client": os.path.join(self.build, "test", "hwsock-bench"),
+            "slirp": os.path.join(self.build, "test", "hwsock-bench-slirp"),
+            "server": os.path.join(self.build, "test", "hwsock-bench-server"),
+            "cost": os.path.join(self.build, "test", "bench_ring_cost"),
+            "vmm": os.path.join(self.build, "examples", "loopback-vmm",
+                                "hwsock-vmm"),
+            "run": os.path.join(self.build, "guest-driver", "run",
+                                "hwsock-run"),
+        }
+        self.unavailable = {}  # path -> reason
+        self.results = {}      # workload -> path -> [dict]
+        self.slirp_info = None
+
+    def cpu(self, which):
+        if not self.pin:
+            return []
+        return ["taskset", "-c", SERVER_CPU if which == "server" else
+                CLIENT_CPU]
+
+    # ---- long-lived processes ------------------------------------------
+    def start_server(self):
+        p = subprocess.Popen(self.cpu("server") + [self.bin["server"]],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+        self.procs.append(p)
+        line = p.stdout.readline().split()
+        if not line or line[0] != "ports":
+            raise SystemExit("hwsock-bench-server did not start")
+        self.ports = dict(zip(["sink", "echo", "cps", "udp", "ctrl"],
+                              map(int, line[1:6])))
+        self.server = p
+
+    def start_vmm(self):
+        self.vmm_sock = os.path.join(self.tmp, "vmm.sock")
+        be = os.path.join(self.build, "backends")
+        cmd = self.cpu("vmm") + [
+            self.bin["vmm"], "--listen", self.vmm_sock, "--backend-dir", "",
+            "--backend", os.path.join(be, "tcp.so"),
+            "--backend", os.path.join(be, "udp.so"), "--max-guests", "64"]
+        self.vmm_log = open(os.path.join(self.tmp, "vmm.log"), "w")
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                             stdout=self.vmm_log, stderr=self.vmm_log)
+        self.procs.append(p)
+        for _ in range(100):
+            if os.path.exists(self.vmm_sock):
+                break
+            if p.poll() is not None:
+                raise SystemExit("hwsock-vmm exited: see " + self.vmm_log.name)
+            time.sleep(0.05)
+        self.vmm = p
+
+    def stop_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ---- one client run -------------------------------------------------
+    def client_cmd(self, path, workload, port, msg, seconds, count=None):
+        common = ["--workload", workload, "--port", str(port),
+                  "--ctrl-port", str(self.ports["ctrl"]),
+                  "--seconds", "%g" % seconds, "--msg", str(msg)]
+        if count is not None:
+            common += ["--count", str(count)]
+        if path == "direct":
+            cmd = [self.bin["client"], "--path", "direct"] + common
+        elif path == "driver":
+            cmd = [self.bin["client"], "--path", "driver",
+                   "--vmm", self.vmm_sock] + common
+        elif path == "run":
+            cmd = [self.bin["run"], "--vmm", self.vmm_sock, "--",
+                   self.bin["client"], "--path", "direct"] + common
+        else:
+            cmd = [self.bin["slirp"]] + common
+        return self.cpu("client") + cmd
+
+    def run_once(self, path, workload, port, msg, seconds):
+        cmd = self.client_cmd(path, workload, port, msg, seconds)
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True,
+                               timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            return None, "timed out"
+        res = parse_result(p.stdout)
+        if p.returncode != 0 or res is None:
+            err = (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])
+            return None, err[-1]
+        return res, None
+
+    # ---- availability probes --------------------------------------------
+    def probe(self):
+        for path, key in (("driver", "client"), ("run", "run"),
+                          ("slirp", "slirp")):
+            if not os.access(self.bin[key], os.X_OK):
+                self.unavailable[path] = "%s not built" % self.bin[key]
+                continue
+            if path == "run":
+                cmd = [self.bin["run"], "-v", "--vmm", self.vmm_sock, "--",
+                       self.bin["client"], "--path", "direct", "--workload",
+                       "rr", "--port", str(self.ports["echo"]),
+                       "--seconds", "0.1"]
+                try:
+                    p = subprocess.run(cmd, capture_output=True, text=True,
+                                       timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.unavailable[path] = "hwsock-run probe timed out"
+                    continue
+                if p.returncode != 0 or parse_result(p.stdout) is None:
+                    tail = (p.stderr.strip().splitlines() or ["?"])[-1]
+                    self.unavailable[path] = "hwsock-run failed: " + tail
+                elif "offload" not in p.stderr:
+                    self.unavailable[path] = ("hwsock-run did not offload the "
+                                              "connection (declined?)")
+                continue
+            cmd = self.client_cmd(path, "rr", self.ports["echo"], 1, 0.1)
+            try:
+                p = subprocess.run(cmd, capture_output=True, text=True,
+                                   timeout=60)
+            except subprocess.TimeoutExpired:
+                self.unavailable[path] = "%s probe timed out" % path
+                continue
+            if p.returncode != 0 or parse_result(p.stdout) is None:
+                tail = (p.stderr.strip().splitlines() or ["?"])[-1]
+                self.unavailable[path] = "%s probe failed: %s" % (path, tail)
+            elif path == "slirp":
+                # its versions and the malloc thresholds it fixed
+                self.slirp_info = p.stderr.strip().splitlines()[0].split(
+                    ": ", 1)[-1]
+
+    # ---- the workloads ----------------------------------------------------
+    def control(self):
+        """Short direct 1-byte round trip: shows a degraded machine."""
+        res, err = self.run_once("direct", "rr", self.ports["echo"], 1,
+                                 self.a.control_seconds)
+        return float(res["p50_us"]) if res else float("nan")
+
+    def idle_pause(self):
+        time.sleep(self.a.idle)
+
+    def run_workloads(self):
+        self.controls = {}
+        for name, portkey, msg, metric, _ in WORKLOADS:
+            if self.a.only and name not in self.a.only:
+                continue
+            self.idle_pause()
+            c = self.control()
+            self.controls[name] = c
+            log("[%s] control: direct 1-byte rr p50 %.1f us" % (name, c))
+            wl = "rr" if name.startswith("rr") else name
+            per = self.results.setdefault(name, {})
+            for r in range(self.a.runs):
+                for path in PATHS:
+                    if path in self.unavailable:
+                        continue
+                    res, err = self.run_once(path, wl, self.ports[portkey],
+                                             msg, self.a.seconds)
+                    if res is None:
+                        log("[%s] %s run %d failed: %s" % (name, path, r + 1,
+                                                           err))
+                        per.setdefault(path + "!err", []).append(err)
+                        continue
+                    per.setdefault(path, []).append(res)
+                    log("[%s] %-6s run %d: %s %s" % (name, path, r + 1,
+                                                     res.get(metric), metric))
+
+    # ---- idle sockets: device memory per socket ---------------------------
+    @staticmethod
+    def rss(pid):
+        out = {}
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "RssAnon", "RssShmem"):
+                    out[k] = int(v.split()[0])  # kB
+        return out
+
+    def idle_sockets(self, path):
+        # lwIP and libslirp scan every connection per loop turn, so opening
+        # 10,000 through them takes ~40 s: --quick opens fewer there (the
+        # figure is per socket).
+        count = self.a.idle_count
+        if path == "slirp" and self.a.quick:
+            count = 1000
+        cmd = self.client_cmd(path, "idle", self.ports["echo"], 1, 1, count)
+        target_pid = self.vmm.pid if path == "driver" else None
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        if target_pid is None:
+            target_pid = p.pid  # slirp: the whole guest+VMM is this process
+        before = self.rss(self.vmm.pid) if path == "driver" else None
+
+        def expect(word, timeout):
+            r, _, _ = select.select([p.stdout], [], [], timeout)
+            line = p.stdout.readline() if r else ""
+            if not line.startswith(word):
+                p.kill()
+                err = p.stderr.read().strip().splitlines()
+                raise RuntimeError("%s: expected %s, got %r (%s)" % (
+                    path, word, line, err[-1] if err else "no stderr"))
+            return line.split()
+
+        try:
+            expect("idle-ready", 60)
+            ready = self.rss(target_pid)
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            opened = expect("idle-open", 300)
+            time.sleep(0.5)  # let the device settle (accepts, polls)
+            full = self.rss(target_pid)
+            p.stdin.write("close\n")
+            p.stdin.flush()
+            p.wait(120)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            p.kill()
+            return {"error": str(e)}
+        guests = -(-count // 1024) if path == "driver" else 0
+        out = {
+            "sockets": count,
+            "open_seconds": float(opened[2]),
+            "per_socket_rss_bytes": (full["VmRSS"] - ready["VmRSS"]) * 1024.0
+            / count,
+            "per_socket_anon_bytes": (full["RssAnon"] - ready["RssAnon"])
+            * 1024.0 / count,
+        }
+        if before is not None:
+            out["guests"] = guests
+            out["per_guest_attach_rss_bytes"] = (
+                (ready["VmRSS"] - before["VmRSS"]) * 1024.0 / guests)
+        return out
+
+    # ---- callgrind ---------------------------------------------------------
+    def callgrind(self, mode, n, toggles):
+        out = os.path.join(self.tmp, "cg.%s.%d" % (mode, n))
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
+        cmd += ["--toggle-collect=" + t for t in toggles]
+        cmd += [self.bin["cost"], mode, str(n)]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr.strip().splitlines()[-1])
+        with open(out) as f:
+            for line in f:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no totals in callgrind output")
+
+    def costs(self):
+        if shutil.which("valgrind") is None:
+            return {"error": "valgrind not installed"}
+        n1, n2 = self.a.cost_n
+        res = {}
+        specs = {
+            "ring": ["hwsock__vq_*"],
+            "device": ["hwsock_device_kick", "hwsock_device_flush"],
+        }
+        for mode, toggles in specs.items():
+            try:
+                i1 = self.callgrind(mode, n1, toggles)
+                i2 = self.callgrind(mode, n2, toggles)
+                res[mode] = (i2 - i1) / float(n2 - n1)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                res[mode + "!err"] = str(e)
+        return res
+
+
+def fmt(v):
+    if v >= 100:
+        return "%.0f" % v
+    if v >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def summary(vals):
+    med = statistics.median(vals)
+    return med, min(vals), max(vals)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--only", nargs="*", help="workloads to run")
+    ap.add_argument("--json", help="write the raw results here")
+    a = ap.parse_args()
+    if a.quick:
+        a.runs, a.seconds, a.idle, a.control_seconds = 3, 0.5, 1.5, 0.3
+        a.idle_count, a.cost_n = 10000, (2000, 12000)
+    else:
+        a.runs, a.seconds, a.idle, a.control_seconds = 5, 2.0, 10.0, 0.5
+        a.idle_count, a.cost_n = 10000, (10000, 110000)
+
+    b = Bench(a)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    t_start = time.time()
+    try:
+        b.start_server()
+        b.start_vmm()
+        b.probe()
+        log("hwsock bench %s, %s; %d runs x %gs per figure" % (
+            time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "quick" if a.quick else "full", a.runs, a.seconds))
+        if b.pin:
+            log("pinning: server on CPU %s; client, hwsock-vmm, hwsock-run and "
+                "the slirp process on CPU %s" % (SERVER_CPU, CLIENT_CPU))
+        else:
+            log("pinning: none (--no-pin)")
+        for path, why in b.unavailable.items():
+            log("path %s: n/a (%s)" % (path, why))
+        if b.slirp_info:
+            log("path slirp: " + b.slirp_info)
+        b.run_workloads()
+        idle = {}
+        if not a.only or "idle" in a.only:
+            b.idle_pause()
+            for path in ("driver", "slirp"):
+                if path in b.unavailable:
+                    idle[path] = {"error": b.unavailable[path]}
+                    continue
+                idle[path] = b.idle_sockets(path)
+                log("[idle] %s: %s" % (path, idle[path]))
+        costs = b.costs() if not a.only or "cost" in a.only else {}
+    finally:
+        b.stop_all()
+
+    # ---- the table -----------------------------------------------------------
+    log("")
+    log("%-22s" % "workload (unit)" + "".join("%-24s" % p for p in PATHS))
+    rows = []
+    for name, _, _, metric, _ in WORKLOADS:
+        if name not in b.results:
+            continue
+        for m in [metric] + EXTRA_METRICS.get(name, []):
+            cells = []
+            for path in PATHS:
+                vals = [float(r[m]) for r in b.results[name].get(path, [])]
+                if path in b.unavailable:
+                    cells.append("n/a")
+                elif not vals:
+                    cells.append("failed")
+                else:
+                    med, lo, hi = summary(vals)
+                    cells.append("%s [%s-%s]" % (fmt(med), fmt(lo), fmt(hi)))
+            rows.append((name, m, cells))
+            log("%-22s" % ("%s (%s)" % (name, UNITS[m])) +
+                "".join("%-24s" % c for c in cells))
+    log("(median [min-max] of %d runs; rr in microseconds, lower is better)"
+        % a.runs)
+    for path, why in b.unavailable.items():
+        log("n/a (%s): %s" % (path, why))
+
+    # ---- machine-readable lines -------------------------------------------
+    med = {}
+    for name, _, _, metric, _ in WORKLOADS:
+        for path in PATHS:
+            vals = [float(r[metric]) for r in
+                    b.results.get(name, {}).get(path, [])]
+            if vals:
+                med[(name, path)] = statistics.median(vals)
+    log("")
+    for name, c in b.controls.items():
+        log("control.%s.direct_rr1_p50_us %.2f" % (name, c))
+    for name, _, _, metric, better in WORKLOADS:
+        if (name, "direct") not in med:
+            continue
+        for path in ("driver", "run", "slirp"):
+            if (name, path) in med:
+                log("ratio.%s.%s_vs_direct %.3f" % (
+                    name, path, med[(name, path)] / med[(name, "direct")]))
+            elif name in b.results:
+                log("ratio.%s.%s_vs_direct n/a" % (name, path))
+        for path in ("driver", "run"):
+            if (name, path) in med and (name, "slirp") in med:
+                log("ratio.%s.%s_vs_slirp %.3f" % (
+                    name, path, med[(name, path)] / med[(name, "slirp")]))
+            elif name in b.results:
+                log("ratio.%s.%s_vs_slirp n/a" % (name, path))
+    for name, which, op, bound in TARGETS:
+        a_, b_ = which.split("_vs_")
+        if (name, a_) not in med or (name, b_) not in med:
+            log("target ratio.%s.%s %s %g: n/a" % (name, which, op, bound))
+            continue
+        v = med[(name, a_)] / med[(name, b_)]
+        ok = v >= bound if op == ">=" else v <= bound
+        log("target ratio.%s.%s %s %g: %s (%.3f)" % (
+            name, which, op, bound, "met" if ok else "NOT met", v))
+    for path, d in idle.items():
+        if "error" in d:
+            log("mem.idle.%s n/a (%s)" % (path, d["error"]))
+            continue
+        log("mem.idle.%s.sockets %d" % (path, d["sockets"]))
+        log("mem.idle.%s.rss_bytes_per_socket %.0f" % (
+            path, d["per_socket_rss_bytes"]))
+        log("mem.idle.%s.anon_bytes_per_socket %.0f" % (
+            path, d["per_socket_anon_bytes"]))
+        log("mem.idle.%s.open_seconds %.3f" % (path, d["open_seconds"]))
+        if "per_guest_attach_rss_bytes" in d:
+            log("mem.idle.%s.rss_bytes_per_attached_guest %.0f (%d guests)" % (
+                path, d["per_guest_attach_rss_bytes"], d["guests"]))
+    for k, v in costs.items():
+        if k.endswith("!err"):
+            log("cost.%s.instructions_per_request n/a (%s)" % (k[:-4], v))
+        else:
+            log("cost.%s.instructions_per_request %.1f" % (k, v))
+    log("elapsed_seconds %.0f" % (time.time() - t_start))
+
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"results": b.results, "controls": b.controls,
+                       "idle": idle, "costs": costs,
+                       "unavailable": b.unavailable,
+                       "quick": a.quick}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
