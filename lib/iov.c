@@ -4,8 +4,13 @@
 
 #include "iov.h"
 
-size_t hwsock__iov_gather(const struct iovec *iov, unsigned n, size_t off,
-                          void *buf, size_t len) {
+/* The one walk of gather and scatter: copies up to len bytes between a
+ * private buffer and the iovecs from byte off of them on, into `out` (from
+ * the iovecs) when it is not NULL, else from `in` (into the iovecs). The
+ * direction is decided once per segment, not per byte, and is a constant at
+ * both callers, so the compiler folds it away. */
+static inline size_t iov_copy(const struct iovec *iov, unsigned n, size_t off,
+                              void *out, const void *in, size_t len) {
   size_t done = 0;
   for (unsigned i = 0; i < n && done < len; i++) {
     size_t seg = iov[i].iov_len;
@@ -16,30 +21,25 @@ size_t hwsock__iov_gather(const struct iovec *iov, unsigned n, size_t off,
     size_t take = seg - off;
     if (take > len - done)
       take = len - done;
-    memcpy((char *)buf + done, (const char *)iov[i].iov_base + off, take);
+    char *guest = (char *)iov[i].iov_base + off;
+    if (out != NULL)
+      memcpy((char *)out + done, guest, take);
+    else
+      memcpy(guest, (const char *)in + done, take);
     done += take;
     off = 0;
   }
   return done;
 }
 
+size_t hwsock__iov_gather(const struct iovec *iov, unsigned n, size_t off,
+                          void *buf, size_t len) {
+  return iov_copy(iov, n, off, buf, NULL, len);
+}
+
 size_t hwsock__iov_scatter(const struct iovec *iov, unsigned n, size_t off,
                            const void *buf, size_t len) {
-  size_t done = 0;
-  for (unsigned i = 0; i < n && done < len; i++) {
-    size_t seg = iov[i].iov_len;
-    if (off >= seg) {
-      off -= seg;
-      continue;
-    }
-    size_t take = seg - off;
-    if (take > len - done)
-      take = len - done;
-    memcpy((char *)iov[i].iov_base + off, (const char *)buf + done, take);
-    done += take;
-    off = 0;
-  }
-  return done;
+  return iov_copy(iov, n, off, NULL, buf, len);
 }
 
 size_t hwsock__iov_slice(const struct iovec *src, unsigned n, size_t off,

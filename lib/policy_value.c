@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "hwsock/wire.h"
+#include "hexdigit.h"
 #include "policy_int.h"
 
 /* Decimal number without sign or leading zero, at most `max`: returns the
@@ -86,16 +87,6 @@ static int parse_v6(const char *s, size_t len, uint8_t out[16],
   return 0;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 static int host_bits_set(const uint8_t *a, unsigned bytes, unsigned prefix) {
   for (unsigned bit = prefix; bit < bytes * 8u; bit++)
     if (a[bit / 8u] & (0x80u >> (bit % 8u)))
@@ -132,7 +123,7 @@ int hwsock__policy_parse_net(const char *s, size_t len, hwsock__net *out,
   if (!v4 && !v6) {
     if (slash == NULL && len == 8) {
       for (size_t i = 0; i < 8; i++) {
-        int h = hexval(s[i]);
+        int h = hwsock__hex_digit(s[i]);
         if (h < 0)
           goto not_a_net;
         out->addr[i / 2] = (uint8_t)(out->addr[i / 2] << 4 | h);

@@ -15,6 +15,7 @@
 
 #include "hwsock/uri.h"
 #include "hwsock/wire.h"
+#include "hexdigit.h"
 
 /* The input plus the two characters the RFC form gains ("[" and "]:"). */
 #define TEXT_MAX (HWSOCK_URI_MAX + 2)
@@ -39,16 +40,6 @@ static const char msg_query[] = "query (?...) is not allowed";
 static const char msg_fragment[] = "fragment (#...) is not allowed";
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
-
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
 
 static char ascii_lower(char c) {
   return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
@@ -156,7 +147,8 @@ static const char *check_ipx(const char *p, size_t n, unsigned flags,
   unsigned sock = 0;
   if (n == 0)
     return "missing host";
-  if (d1 == NULL || (d2 = memchr(d1 + 1, '.', (size_t)(end - d1 - 1))) == NULL ||
+  if (d1 == NULL ||
+      (d2 = memchr(d1 + 1, '.', (size_t)(end - d1 - 1))) == NULL ||
       memchr(d2 + 1, '.', (size_t)(end - d2 - 1)) != NULL)
     return "IPX address must be network.node.socket (8.12.4 hex digits)";
   if (d1 - p != 8)
@@ -166,15 +158,16 @@ static const char *check_ipx(const char *p, size_t n, unsigned flags,
   if (end - d2 - 1 != 4)
     return "IPX socket must be exactly 4 hex digits";
   for (const char *q = p; q < end; q++)
-    if (q != d1 && q != d2 && hex_value(*q) < 0)
+    if (q != d1 && q != d2 && hwsock__hex_digit(*q) < 0)
       return "IPX address holds a character that is not a hex digit";
   for (int i = 0; i < 4; i++)
-    a->u.ipx.net[i] = (uint8_t)(hex_value(p[2 * i]) << 4 | hex_value(p[2 * i + 1]));
+    a->u.ipx.net[i] = (uint8_t)(hwsock__hex_digit(p[2 * i]) << 4 |
+                                hwsock__hex_digit(p[2 * i + 1]));
   for (int i = 0; i < 6; i++)
-    a->u.ipx.node[i] =
-        (uint8_t)(hex_value(d1[1 + 2 * i]) << 4 | hex_value(d1[2 + 2 * i]));
+    a->u.ipx.node[i] = (uint8_t)(hwsock__hex_digit(d1[1 + 2 * i]) << 4 |
+                                 hwsock__hex_digit(d1[2 + 2 * i]));
   for (int i = 0; i < 4; i++)
-    sock = sock << 4 | (unsigned)hex_value(d2[1 + i]);
+    sock = sock << 4 | (unsigned)hwsock__hex_digit(d2[1 + i]);
   if (sock == 0 && !(flags & HWSOCK_URI_ALLOW_PORT0))
     return "IPX socket 0 needs HWSOCK_URI_ALLOW_PORT0";
   a->port = (uint16_t)sock;
@@ -201,8 +194,9 @@ static const char *check_scheme(parse_state *st) {
     lower_match |= i == n;
   }
   if (st->scheme == HWSOCK_SCHEME_NONE)
-    return lower_match ? "scheme must be lowercase (tcp, udp, tcp6, udp6, ipx)"
-                       : "unknown scheme (expected tcp, udp, tcp6, udp6 or ipx)";
+    return lower_match
+               ? "scheme must be lowercase (tcp, udp, tcp6, udp6, ipx)"
+               : "unknown scheme (expected tcp, udp, tcp6, udp6 or ipx)";
   st->family = hwsock_scheme_family(st->scheme);
   if (st->len < n + 3 || colon[1] != '/' || colon[2] != '/')
     return "missing \"//\" after the scheme";

@@ -44,6 +44,7 @@
 #include <uv.h>
 
 #include "hwsock/backend.h"
+#include "hwsock/backend_util.h"
 #include "ipx_int.h"
 
 #define IPX_HASH 64u       /* buckets of bound sockets (by socket number) */
@@ -66,10 +67,6 @@ static const char *const drop_names[DROP_KINDS] = {
     "malformed", "unknown sender", "not for this node", "no socket",
     "queue full"};
 
-typedef struct ipx_queue {
-  hwsock_breq *head, *tail;
-} ipx_queue;
-
 typedef struct ipx_pkt {
   uint8_t net[4], node[6]; /* source */
   uint16_t sock;
@@ -90,7 +87,7 @@ typedef struct ipx_instance {
   uint16_t next_ephemeral;
   ipx_config cfg;
   ipx_sock *bound[IPX_HASH];
-  ipx_queue wq; /* SENDs of every socket, in submission order */
+  hwsock_bq wq; /* SENDs of every socket, in submission order */
   uint64_t drops[DROP_KINDS];
   uint8_t rbuf[IPX_MAX_PACKET + 1]; /* one more: an oversize packet shows */
 } ipx_instance;
@@ -103,7 +100,7 @@ struct ipx_sock {
   unsigned closed : 1;
   int busy;          /* functions of this file holding it */
   hwsock_addr dest;  /* CONNECT's default destination */
-  ipx_queue rq;      /* RECV */
+  hwsock_bq rq;      /* RECV */
   ipx_pkt *pq[IPX_QUEUE_MAX]; /* packets waiting for a RECV (a ring) */
   unsigned pq_head, pq_len;
   uint64_t drops;    /* packets dropped because pq was full */
@@ -115,41 +112,6 @@ struct ipx_sock {
 static void inst_poll_cb(uv_poll_t *handle, int status, int events);
 
 /* ---- helpers --------------------------------------------------------- */
-
-static void ipx_log(const ipx_instance *inst, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void ipx_log(const ipx_instance *inst, int level, const char *fmt,
-                    ...) {
-  if (inst->host->log == NULL)
-    return;
-  char msg[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  inst->host->log(inst->host, level, msg);
-}
-
-static void q_push(ipx_queue *q, hwsock_breq *r) {
-  r->backend_priv[0] = NULL;
-  if (q->tail != NULL)
-    q->tail->backend_priv[0] = r;
-  else
-    q->head = r;
-  q->tail = r;
-}
-
-static hwsock_breq *q_pop(ipx_queue *q) {
-  hwsock_breq *r = q->head;
-  if (r != NULL) {
-    q->head = r->backend_priv[0];
-    if (q->head == NULL)
-      q->tail = NULL;
-    r->backend_priv[0] = NULL;
-  }
-  return r;
-}
 
 static int is_bcast(const uint8_t node[6]) {
   return memcmp(node, bcast_node, 6) == 0;
@@ -183,8 +145,9 @@ static void drop(ipx_instance *inst, int kind, const char *fmt, ...) {
   vsnprintf(why, sizeof(why), fmt, ap);
   va_end(ap);
   int level = (n & (n - 1)) == 0 ? HWSOCK_LOG_WARN : HWSOCK_LOG_DEBUG;
-  ipx_log(inst, level, "ipx: dropped packet (%s, %llu so far): %s",
-          drop_names[kind], (unsigned long long)n, why);
+  hwsock_backend_logf(inst->host, level,
+                      "ipx: dropped packet (%s, %llu so far): %s",
+                      drop_names[kind], (unsigned long long)n, why);
 }
 
 static void endpoint_text(const struct sockaddr_storage *ss, char *buf,
@@ -270,13 +233,7 @@ static int same_endpoint(const struct sockaddr_storage *a,
 static void fill_recv(ipx_sock *s, hwsock_breq *req, const uint8_t net[4],
                       const uint8_t node[6], uint16_t sock,
                       const uint8_t *data, size_t len) {
-  size_t done = 0;
-  for (unsigned i = 0; i < req->iovcnt && done < len; i++) {
-    size_t k = req->iov[i].iov_len < len - done ? req->iov[i].iov_len
-                                                : len - done;
-    memcpy(req->iov[i].iov_base, data + done, k);
-    done += k;
-  }
+  size_t done = hwsock_breq_scatter(req, data, len);
   if (done < len)
     req->resp_flags |= HWSOCK_RESP_F_TRUNC;
   req->resp_val = (uint32_t)len;
@@ -295,7 +252,7 @@ static void pump(ipx_sock *s) {
   sock_hold(s);
   while (!s->closed && s->rq.head != NULL && s->pq_len > 0) {
     ipx_pkt *p = s->pq[s->pq_head];
-    hwsock_breq *req = q_pop(&s->rq);
+    hwsock_breq *req = hwsock_bq_pop(&s->rq);
     int peek = (req->arg0 & HWSOCK_RECV_PEEK) != 0;
     if (!peek) {
       s->pq_head = (s->pq_head + 1) % IPX_QUEUE_MAX;
@@ -312,7 +269,7 @@ static void deliver(ipx_sock *s, const ipx_hdr *h, const uint8_t *data,
                     size_t len) {
   hwsock_breq *req = s->rq.head;
   if (req != NULL && s->pq_len == 0 && !(req->arg0 & HWSOCK_RECV_PEEK)) {
-    q_pop(&s->rq); /* a RECV waits: straight into its buffers */
+    hwsock_bq_pop(&s->rq); /* a RECV waits: straight into its buffers */
     fill_recv(s, req, h->snet, h->snode, h->ssock, data, len);
     return;
   }
@@ -408,7 +365,8 @@ static void read_packets(ipx_instance *inst) {
       if (errno == EINTR)
         continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK)
-        ipx_log(inst, HWSOCK_LOG_WARN, "ipx: recvmsg: %s", strerror(errno));
+        hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN, "ipx: recvmsg: %s",
+                            strerror(errno));
       return;
     }
     receive_packet(inst, (size_t)n, &from);
@@ -423,7 +381,8 @@ static void update_poll(ipx_instance *inst) {
     return;
   int rc = uv_poll_start(&inst->poll, ev, inst_poll_cb);
   if (rc < 0) {
-    ipx_log(inst, HWSOCK_LOG_ERROR, "ipx: uv_poll_start: %s", uv_strerror(rc));
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_ERROR, "ipx: uv_poll_start: %s",
+                        uv_strerror(rc));
     inst->events = 0;
     return;
   }
@@ -433,16 +392,6 @@ static void update_poll(ipx_instance *inst) {
 static const hwsock_addr *send_dest(const ipx_sock *s,
                                     const hwsock_breq *req) {
   return req->addr != NULL ? req->addr : &s->dest;
-}
-
-/* Gathers up to IPX_MAX_PAYLOAD bytes of the request's data into buf. */
-static size_t gather(const hwsock_breq *req, uint8_t *buf) {
-  size_t n = 0;
-  for (unsigned i = 0; i < req->iovcnt && n < req->iov_len; i++) {
-    memcpy(buf + n, req->iov[i].iov_base, req->iov[i].iov_len);
-    n += req->iov[i].iov_len;
-  }
-  return n;
 }
 
 /* The packet's header for a SEND of socket s. */
@@ -484,7 +433,7 @@ static int send_one(ipx_instance *inst, const hwsock_breq *req,
   } else { /* a long chain of small pieces: one contiguous packet */
     memcpy(pkt, hdr, IPX_HDR_LEN);
     v[0].iov_base = pkt;
-    v[0].iov_len = IPX_HDR_LEN + gather(req, pkt + IPX_HDR_LEN);
+    v[0].iov_len = IPX_HDR_LEN + hwsock_breq_gather(req, pkt + IPX_HDR_LEN);
     m.msg_iovlen = 1;
   }
   for (;;) {
@@ -503,7 +452,7 @@ static int send_one(ipx_instance *inst, const hwsock_breq *req,
 static void send_local(ipx_sock *s, const hwsock_breq *req,
                        const ipx_hdr *h) {
   uint8_t buf[IPX_MAX_PAYLOAD];
-  size_t n = gather(req, buf);
+  size_t n = hwsock_breq_gather(req, buf);
   demux(s->inst, h, buf, n, 1, is_bcast(h->dnode) ? s : NULL);
 }
 
@@ -528,23 +477,24 @@ static int send_head(ipx_instance *inst) {
           return 1;
         }
         if (rc < 0)
-          ipx_log(inst, HWSOCK_LOG_DEBUG, "ipx: broadcast to peer %zu: %s",
-                  i + 1, hwsock_strerror(rc));
+          hwsock_backend_logf(inst->host, HWSOCK_LOG_DEBUG,
+                              "ipx: broadcast to peer %zu: %s", i + 1,
+                              hwsock_strerror(rc));
       }
-      q_pop(&inst->wq);
+      hwsock_bq_pop(&inst->wq);
       send_local(s, req, &h);
     } else if (memcmp(h.dnode, inst->cfg.node, 6) == 0) {
-      q_pop(&inst->wq);
+      hwsock_bq_pop(&inst->wq);
       send_local(s, req, &h);
     } else {
       const ipx_peer *p = find_peer(inst, h.dnode);
       err = p == NULL ? HWSOCK_EHOSTUNREACH : send_one(inst, req, hdr, p);
       if (err == 1)
         return 1;
-      q_pop(&inst->wq);
+      hwsock_bq_pop(&inst->wq);
     }
   } else {
-    q_pop(&inst->wq);
+    hwsock_bq_pop(&inst->wq);
   }
   inst->host->complete(req, err, err == 0 ? req->iov_len : 0);
   return 0;
@@ -570,7 +520,8 @@ static void inst_poll_cb(uv_poll_t *handle, int status, int events) {
     int err = 0;
     socklen_t l = sizeof(err);
     if (getsockopt(inst->fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err)
-      ipx_log(inst, HWSOCK_LOG_DEBUG, "ipx: socket error: %s", strerror(err));
+      hwsock_backend_logf(inst->host, HWSOCK_LOG_DEBUG, "ipx: socket error: %s",
+                          strerror(err));
     inst->events = 0;
     read_packets(inst);
     drain(inst);
@@ -654,11 +605,7 @@ static void ipx_submit(void *sock, hwsock_breq *req) {
   ipx_sock *s = sock;
   ipx_instance *inst = s->inst;
   int rc = 0;
-  memset(req->backend_priv, 0, sizeof(req->backend_priv));
-  req->has_peer = 0;
-  req->resp_flags = 0;
-  req->resp_val = 0;
-  req->accepted = NULL;
+  hwsock_breq_reset(req);
   if (s->closed) {
     inst->host->complete(req, HWSOCK_ECANCELED, 0);
     return;
@@ -679,13 +626,13 @@ static void ipx_submit(void *sock, hwsock_breq *req) {
   case HWSOCK_OP_SEND:
     req->backend_priv[2] = s;
     req->backend_priv[3] = (void *)(intptr_t)send_check(s, req);
-    q_push(&inst->wq, req);
+    hwsock_bq_push(&inst->wq, req);
     drain(inst);
     return;
   case HWSOCK_OP_RECV:
     rc = autobind(s);
     if (rc == 0) {
-      q_push(&s->rq, req);
+      hwsock_bq_push(&s->rq, req);
       pump(s);
       return;
     }
@@ -732,14 +679,14 @@ static void ipx_close(void *sock) {
   inst->nsocks--;
   sock_hold(s);
   /* This socket's SENDs leave the shared queue (the others keep order). */
-  ipx_queue keep = {NULL, NULL}, gone = {NULL, NULL};
+  hwsock_bq keep = {NULL, NULL}, gone = {NULL, NULL};
   hwsock_breq *r;
-  while ((r = q_pop(&inst->wq)) != NULL)
-    q_push(r->backend_priv[2] == s ? &gone : &keep, r);
+  while ((r = hwsock_bq_pop(&inst->wq)) != NULL)
+    hwsock_bq_push(r->backend_priv[2] == s ? &gone : &keep, r);
   inst->wq = keep;
-  while ((r = q_pop(&gone)) != NULL)
+  while ((r = hwsock_bq_pop(&gone)) != NULL)
     inst->host->complete(r, HWSOCK_ECANCELED, 0);
-  while ((r = q_pop(&s->rq)) != NULL)
+  while ((r = hwsock_bq_pop(&s->rq)) != NULL)
     inst->host->complete(r, HWSOCK_ECANCELED, 0);
   sock_release(s); /* frees it unless a caller up the stack holds it */
   if (!inst->draining)
@@ -758,10 +705,7 @@ static int blank(const char *s) {
 
 static int ipx_create(const hwsock_backend_host *host, void **instance) {
   char err[200];
-  if (host == NULL ||
-      host->size < offsetof(hwsock_backend_host, host_data) +
-                       sizeof(host->host_data) ||
-      host->loop == NULL || host->complete == NULL)
+  if (!hwsock_backend_host_ok(host, 1))
     return HWSOCK_EINVAL;
   ipx_instance *inst = calloc(1, sizeof(*inst));
   if (inst == NULL)
@@ -774,15 +718,16 @@ static int ipx_create(const hwsock_backend_host *host, void **instance) {
      * device then has no IPX network (its sockets get HWSOCK_ENETDOWN),
      * rather than a failing device or a guessed address and UDP port. */
     inst->disabled = 1;
-    ipx_log(inst, HWSOCK_LOG_INFO, "ipx: no options (net=, node=, peer=...): "
-            "IPX is down for this device");
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_INFO,
+                        "ipx: no options (net=, node=, peer=...): "
+                        "IPX is down for this device");
     *instance = inst;
     return 0;
   }
   int rc = hwsock__ipx_parse_options(host->options, &inst->cfg, err,
                                      sizeof(err));
   if (rc < 0) {
-    ipx_log(inst, HWSOCK_LOG_ERROR, "%s", err);
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_ERROR, "%s", err);
     free(inst);
     return rc;
   }
@@ -799,16 +744,16 @@ static int ipx_create(const hwsock_backend_host *host, void **instance) {
     int e = errno;
     rc = hwsock_err_from_errno(e);
     endpoint_text(&inst->cfg.bind, ep, sizeof(ep));
-    ipx_log(inst, HWSOCK_LOG_ERROR, "ipx: cannot bind %s: %s", ep,
-            strerror(e));
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_ERROR, "ipx: cannot bind %s: %s",
+                        ep, strerror(e));
     close(inst->fd);
     free(inst);
     return rc;
   }
   rc = uv_poll_init_socket(host->loop, &inst->poll, inst->fd);
   if (rc < 0) {
-    ipx_log(inst, HWSOCK_LOG_ERROR, "ipx: uv_poll_init_socket: %s",
-            uv_strerror(rc));
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_ERROR,
+                        "ipx: uv_poll_init_socket: %s", uv_strerror(rc));
     close(inst->fd);
     free(inst);
     return hwsock_err_from_errno(-rc);
@@ -827,8 +772,8 @@ static int ipx_create(const hwsock_backend_host *host, void **instance) {
 static void ipx_destroy(void *instance) {
   ipx_instance *inst = instance;
   if (inst->nsocks != 0)
-    ipx_log(inst, HWSOCK_LOG_WARN, "ipx: destroyed with %u sockets open",
-            inst->nsocks);
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
+                        "ipx: destroyed with %u sockets open", inst->nsocks);
   if (inst->disabled) {
     free(inst);
     return;

@@ -3,8 +3,9 @@
  * Each backend socket is one nonblocking host socket watched by a uv_poll_t.
  * The backend does the I/O itself with sendmsg/recvmsg straight from and
  * into the request's iovecs, which point into guest memory: no copy, and no
- * data buffered here. Requests wait in intrusive FIFO queues linked through
- * req->backend_priv[0]; backend_priv[1] holds the bytes done so far.
+ * data buffered here. Requests wait in intrusive FIFO queues (hwsock_bq of
+ * hwsock/backend_util.h) linked through req->backend_priv[0];
+ * backend_priv[1] holds the bytes done so far.
  *
  * Flow control: the poll handle watches only what a queued request needs
  * (readable for RECV/ACCEPT, writable for CONNECT/SEND) and stops when
@@ -19,9 +20,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,6 +29,7 @@
 #include <uv.h>
 
 #include "hwsock/backend.h"
+#include "hwsock/backend_util.h"
 #include "sockopt.h"
 
 #define IOV_BATCH 64 /* iovecs handed to one sendmsg/recvmsg */
@@ -39,10 +39,6 @@ typedef struct tcp_instance {
   uv_loop_t *loop;
   unsigned nsocks; /* open sockets, to report a device that leaks some */
 } tcp_instance;
-
-typedef struct tcp_queue {
-  hwsock_breq *head, *tail;
-} tcp_queue;
 
 enum tcp_state { TCP_IDLE, TCP_CONNECTING, TCP_CONNECTED, TCP_LISTENING };
 
@@ -64,49 +60,14 @@ typedef struct tcp_sock {
   unsigned wr_shut : 1; /* a SHUT_WR was done: later SENDs get EPIPE */
   uint64_t ncompleted;  /* requests completed: progress on an error event */
   hwsock_breq *connect_req;
-  tcp_queue wq; /* SEND and write-side SHUTDOWN, in submission order */
-  tcp_queue rq; /* RECV */
-  tcp_queue aq; /* ACCEPT */
+  hwsock_bq wq; /* SEND and write-side SHUTDOWN, in submission order */
+  hwsock_bq rq; /* RECV */
+  hwsock_bq aq; /* ACCEPT */
 } tcp_sock;
 
 static void tcp_poll_cb(uv_poll_t *handle, int status, int events);
 
 /* ---- helpers --------------------------------------------------------- */
-
-static void tcp_log(const tcp_instance *inst, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void tcp_log(const tcp_instance *inst, int level, const char *fmt,
-                    ...) {
-  if (inst->host->log == NULL)
-    return;
-  char msg[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  inst->host->log(inst->host, level, msg);
-}
-
-static void q_push(tcp_queue *q, hwsock_breq *r) {
-  r->backend_priv[0] = NULL;
-  if (q->tail != NULL)
-    q->tail->backend_priv[0] = r;
-  else
-    q->head = r;
-  q->tail = r;
-}
-
-static hwsock_breq *q_pop(tcp_queue *q) {
-  hwsock_breq *r = q->head;
-  if (r != NULL) {
-    q->head = r->backend_priv[0];
-    if (q->head == NULL)
-      q->tail = NULL;
-    r->backend_priv[0] = NULL;
-  }
-  return r;
-}
 
 static size_t req_done(const hwsock_breq *r) {
   return (size_t)(uintptr_t)r->backend_priv[1];
@@ -146,23 +107,6 @@ static unsigned iov_slice(const hwsock_breq *req, size_t off,
   return n;
 }
 
-/* The host sockaddr for a request address, which must be of the socket's
- * family (a tcp socket cannot connect to a tcp6 address). */
-static int to_sockaddr(const tcp_sock *s, const hwsock_addr *addr,
-                       struct sockaddr_storage *ss, socklen_t *len) {
-  unsigned l = sizeof(*ss);
-  if (addr == NULL)
-    return HWSOCK_EINVAL;
-  memset(ss, 0, sizeof(*ss));
-  int rc = hwsock_addr_to_sockaddr(addr, (struct sockaddr *)ss, &l);
-  if (rc < 0)
-    return rc;
-  if (ss->ss_family != s->family)
-    return HWSOCK_EAFNOSUPPORT;
-  *len = (socklen_t)l;
-  return 0;
-}
-
 static int has_pending(const tcp_sock *s) {
   return s->connect_req != NULL || s->wq.head != NULL || s->rq.head != NULL ||
          s->aq.head != NULL;
@@ -175,11 +119,11 @@ static void fail_all(tcp_sock *s, int err) {
     s->connect_req = NULL;
     tcp_complete(s, r, err, 0);
   }
-  while ((r = q_pop(&s->wq)) != NULL)
+  while ((r = hwsock_bq_pop(&s->wq)) != NULL)
     tcp_complete(s, r, err, req_done(r));
-  while ((r = q_pop(&s->rq)) != NULL)
+  while ((r = hwsock_bq_pop(&s->rq)) != NULL)
     tcp_complete(s, r, err, 0);
-  while ((r = q_pop(&s->aq)) != NULL)
+  while ((r = hwsock_bq_pop(&s->aq)) != NULL)
     tcp_complete(s, r, err, 0);
 }
 
@@ -203,7 +147,8 @@ static void update_poll(tcp_sock *s) {
   }
   int rc = uv_poll_start(&s->poll, ev, tcp_poll_cb);
   if (rc < 0) {
-    tcp_log(s->inst, HWSOCK_LOG_ERROR, "uv_poll_start: %s", uv_strerror(rc));
+    hwsock_backend_logf(s->inst->host, HWSOCK_LOG_ERROR, "uv_poll_start: %s",
+                        uv_strerror(rc));
     s->poll_err = hwsock_err_from_errno(-rc);
     s->events = 0;
     fail_all(s, s->poll_err);
@@ -255,13 +200,13 @@ static void do_writes(tcp_sock *s) {
   while (!s->closed && s->state == TCP_CONNECTED &&
          (req = s->wq.head) != NULL) {
     if (req->opcode == HWSOCK_OP_SHUTDOWN) {
-      q_pop(&s->wq);
+      hwsock_bq_pop(&s->wq);
       do_shutdown(s, req);
       continue;
     }
     size_t done = req_done(req);
     if (s->wr_shut || done == req->iov_len) {
-      q_pop(&s->wq);
+      hwsock_bq_pop(&s->wq);
       tcp_complete(s, req, s->wr_shut ? HWSOCK_EPIPE : 0, done);
       continue;
     }
@@ -278,14 +223,14 @@ static void do_writes(tcp_sock *s) {
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         break;
-      q_pop(&s->wq);
+      hwsock_bq_pop(&s->wq);
       tcp_complete(s, req, host_err(), done);
       continue;
     }
     done += (size_t)n;
     req_set_done(req, done);
     if (done == req->iov_len) {
-      q_pop(&s->wq);
+      hwsock_bq_pop(&s->wq);
       tcp_complete(s, req, 0, done);
     } else if ((size_t)n < want) {
       break; /* the send buffer is full: wait until writable */
@@ -299,7 +244,7 @@ static void do_reads(tcp_sock *s) {
          (req = s->rq.head) != NULL) {
     size_t done = req_done(req);
     if (req->iov_len == 0) {
-      q_pop(&s->rq);
+      hwsock_bq_pop(&s->rq);
       tcp_complete(s, req, 0, 0);
       continue;
     }
@@ -318,12 +263,12 @@ static void do_reads(tcp_sock *s) {
       /* Bytes already read are delivered; the error ends the request
        * (like recv(MSG_WAITALL) returning a short count). */
       int e = host_err();
-      q_pop(&s->rq);
+      hwsock_bq_pop(&s->rq);
       tcp_complete(s, req, done > 0 ? 0 : e, done);
       continue;
     }
     if (n == 0) { /* orderly shutdown by the peer; it stays readable */
-      q_pop(&s->rq);
+      hwsock_bq_pop(&s->rq);
       if (done == 0)
         req->resp_flags |= HWSOCK_RESP_F_EOF;
       tcp_complete(s, req, 0, done);
@@ -331,7 +276,7 @@ static void do_reads(tcp_sock *s) {
     }
     done += (size_t)n;
     if (!waitall || done == req->iov_len) {
-      q_pop(&s->rq);
+      hwsock_bq_pop(&s->rq);
       tcp_complete(s, req, 0, done);
       if ((size_t)n < want)
         break; /* drained: the poll says when more arrives */
@@ -367,14 +312,14 @@ static void do_accepts(tcp_sock *s) {
         break;
       if (accept_retry(errno))
         continue;
-      q_pop(&s->aq);
+      hwsock_bq_pop(&s->aq);
       tcp_complete(s, req, host_err(), 0);
       continue;
     }
     int err;
     tcp_sock *ns = sock_new(s->inst, s->scheme, s->family, fd, TCP_CONNECTED,
                             &err);
-    q_pop(&s->aq);
+    hwsock_bq_pop(&s->aq);
     if (ns == NULL) {
       tcp_complete(s, req, err, 0);
       continue;
@@ -456,7 +401,7 @@ static void start_connect(tcp_sock *s, hwsock_breq *req) {
   }
   struct sockaddr_storage ss;
   socklen_t sl;
-  int rc = to_sockaddr(s, req->addr, &ss, &sl);
+  int rc = hwsock_backend_sockaddr(req->addr, s->family, &ss, &sl);
   if (rc == 0 && s->poll_err)
     rc = s->poll_err;
   if (rc < 0) {
@@ -481,7 +426,7 @@ static void start_connect(tcp_sock *s, hwsock_breq *req) {
 static void do_bind(tcp_sock *s, hwsock_breq *req) {
   struct sockaddr_storage ss;
   socklen_t sl;
-  int rc = to_sockaddr(s, req->addr, &ss, &sl);
+  int rc = hwsock_backend_sockaddr(req->addr, s->family, &ss, &sl);
   if (rc == 0 && bind(s->fd, (struct sockaddr *)&ss, sl) != 0)
     rc = host_err();
   tcp_complete(s, req, rc, 0);
@@ -499,46 +444,20 @@ static void do_listen(tcp_sock *s, hwsock_breq *req) {
   tcp_complete(s, req, rc, 0);
 }
 
-static void do_getname(tcp_sock *s, hwsock_breq *req) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof(ss);
-  int rc;
-  if (req->arg0 == 0)
-    rc = getsockname(s->fd, (struct sockaddr *)&ss, &sl);
-  else if (req->arg0 == 1)
-    rc = getpeername(s->fd, (struct sockaddr *)&ss, &sl);
-  else
-    rc = -2;
-  if (rc == -2) {
-    rc = HWSOCK_EINVAL;
-  } else if (rc != 0) {
-    rc = host_err();
-  } else {
-    rc = hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
-                                   s->scheme, &req->peer);
-    req->has_peer = rc == 0;
-  }
-  tcp_complete(s, req, rc, 0);
-}
-
 /* Queues a request that waits for the socket, unless the poll handle is
  * known to be broken. */
-static int enqueue(tcp_sock *s, tcp_queue *q, hwsock_breq *req) {
+static int enqueue(tcp_sock *s, hwsock_bq *q, hwsock_breq *req) {
   if (s->poll_err) {
     tcp_complete(s, req, s->poll_err, 0);
     return 0;
   }
-  q_push(q, req);
+  hwsock_bq_push(q, req);
   return 1;
 }
 
 static void tcp_submit(void *sock, hwsock_breq *req) {
   tcp_sock *s = sock;
-  memset(req->backend_priv, 0, sizeof(req->backend_priv));
-  req->has_peer = 0;
-  req->resp_flags = 0;
-  req->resp_val = 0;
-  req->accepted = NULL;
+  hwsock_breq_reset(req);
   if (s->closed) {
     tcp_complete(s, req, HWSOCK_ECANCELED, 0);
     return;
@@ -601,7 +520,7 @@ static void tcp_submit(void *sock, hwsock_breq *req) {
     break;
   }
   case HWSOCK_OP_GETNAME:
-    do_getname(s, req);
+    tcp_complete(s, req, hwsock_backend_getname(s->fd, s->scheme, req), 0);
     break;
   default:
     tcp_complete(s, req, HWSOCK_EOPNOTSUPP, 0);
@@ -621,7 +540,7 @@ static tcp_sock *sock_new(tcp_instance *inst, int scheme, int family, int fd,
   }
   int rc = uv_poll_init_socket(inst->loop, &s->poll, fd);
   if (rc < 0) {
-    tcp_log(inst, HWSOCK_LOG_ERROR, "uv_poll_init_socket: %s",
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_ERROR, "uv_poll_init_socket: %s",
             uv_strerror(rc));
     close(fd);
     free(s);
@@ -660,7 +579,8 @@ static int tcp_open(void *instance, const hwsock_bopen *params, void **sock) {
       params->set != NULL) {
     int rc = hwsock__tcp_apply_hostopts(fd, params->set);
     if (rc < 0) {
-      tcp_log(inst, HWSOCK_LOG_WARN, "policy options: %s", hwsock_strerror(rc));
+      hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN, "policy options: %s",
+                          hwsock_strerror(rc));
       close(fd);
       return rc;
     }
@@ -691,22 +611,16 @@ static void tcp_close(void *sock) {
 }
 
 static int tcp_create(const hwsock_backend_host *host, void **instance) {
-  if (host == NULL ||
-      host->size < offsetof(hwsock_backend_host, host_data) +
-                       sizeof(host->host_data) ||
-      host->loop == NULL || host->complete == NULL)
+  if (!hwsock_backend_host_ok(host, 1))
     return HWSOCK_EINVAL;
+  int rc = hwsock_backend_no_options(host, "tcp");
+  if (rc < 0)
+    return rc;
   tcp_instance *inst = calloc(1, sizeof(*inst));
   if (inst == NULL)
     return HWSOCK_ENOMEM;
   inst->host = host;
   inst->loop = host->loop;
-  if (host->options != NULL && host->options[0] != '\0') {
-    tcp_log(inst, HWSOCK_LOG_ERROR, "unknown options '%.64s' (tcp has none)",
-            host->options);
-    free(inst);
-    return HWSOCK_EBADCONFIG;
-  }
   *instance = inst;
   return 0;
 }
@@ -714,30 +628,15 @@ static int tcp_create(const hwsock_backend_host *host, void **instance) {
 static void tcp_destroy(void *instance) {
   tcp_instance *inst = instance;
   if (inst->nsocks != 0)
-    tcp_log(inst, HWSOCK_LOG_WARN, "destroyed with %u sockets still open",
-            inst->nsocks);
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
+                        "destroyed with %u sockets still open", inst->nsocks);
   free(inst);
 }
 
 /* Observability: the host fd and both names, as the kernel knows them. */
 static int tcp_info(void *sock, hwsock_bsock_info *out) {
   tcp_sock *s = sock;
-  struct sockaddr_storage ss;
-  socklen_t sl;
-  out->fd = s->fd;
-  if (s->fd < 0)
-    return 0;
-  sl = sizeof(ss);
-  if (getsockname(s->fd, (struct sockaddr *)&ss, &sl) == 0 &&
-      hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
-                                s->scheme, &out->local) == 0)
-    out->has_local = 1;
-  sl = sizeof(ss);
-  if (getpeername(s->fd, (struct sockaddr *)&ss, &sl) == 0 &&
-      hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
-                                s->scheme, &out->peer) == 0)
-    out->has_peer = 1;
-  return 0;
+  return hwsock_bsock_info_from_fd(s->fd, s->scheme, 1, out);
 }
 
 static const hwsock_backend_ops tcp_ops = {

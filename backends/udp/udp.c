@@ -4,7 +4,8 @@
  * uv_poll_t, created at once by open(). Every SEND is one sendmsg() of one
  * datagram straight from the request's iovecs, every RECV one recvmsg() of
  * one datagram straight into them (they point into guest memory): no copy.
- * Requests wait in intrusive FIFO queues linked through backend_priv[0];
+ * Requests wait in intrusive FIFO queues (hwsock_bq) linked through
+ * backend_priv[0];
  * a SEND's backend_priv[1] holds an error found when it was submitted,
  * completed in its turn so that SENDs complete in submission order.
  *
@@ -36,9 +37,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -48,6 +47,7 @@
 #include <uv.h>
 
 #include "hwsock/backend.h"
+#include "hwsock/backend_util.h"
 #include "sockopt.h"
 
 /* Largest UDP payload: 65535 - 8 (UDP) - 20 (IPv4) / - 40 (IPv6). */
@@ -63,10 +63,6 @@ typedef struct udp_instance {
   uv_loop_t *loop;
   unsigned nsocks; /* open sockets, to report a device that leaks some */
 } udp_instance;
-
-typedef struct udp_queue {
-  hwsock_breq *head, *tail;
-} udp_queue;
 
 enum { RUN_WRITE = 1, RUN_READ = 2 };
 
@@ -85,48 +81,13 @@ typedef struct udp_sock {
   unsigned rd_shut : 1; /* SHUT_RD done: an empty queue reads as EOF */
   uint32_t rxq_ovfl;    /* the kernel's drop counter, as last seen */
   uint64_t ncompleted;  /* requests completed: progress on an error event */
-  udp_queue wq;         /* SEND */
-  udp_queue rq;         /* RECV */
+  hwsock_bq wq;         /* SEND */
+  hwsock_bq rq;         /* RECV */
 } udp_sock;
 
 static void udp_poll_cb(uv_poll_t *handle, int status, int events);
 
 /* ---- helpers --------------------------------------------------------- */
-
-static void udp_log(const udp_instance *inst, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void udp_log(const udp_instance *inst, int level, const char *fmt,
-                    ...) {
-  if (inst->host->log == NULL)
-    return;
-  char msg[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  inst->host->log(inst->host, level, msg);
-}
-
-static void q_push(udp_queue *q, hwsock_breq *r) {
-  r->backend_priv[0] = NULL;
-  if (q->tail != NULL)
-    q->tail->backend_priv[0] = r;
-  else
-    q->head = r;
-  q->tail = r;
-}
-
-static hwsock_breq *q_pop(udp_queue *q) {
-  hwsock_breq *r = q->head;
-  if (r != NULL) {
-    q->head = r->backend_priv[0];
-    if (q->head == NULL)
-      q->tail = NULL;
-    r->backend_priv[0] = NULL;
-  }
-  return r;
-}
 
 /* A SEND's error found at submit time (0 when none). */
 static int req_err(const hwsock_breq *r) {
@@ -141,23 +102,6 @@ static void udp_complete(udp_sock *s, hwsock_breq *req, int status,
 
 static int host_err(void) { return hwsock_err_from_errno(errno); }
 
-/* The host sockaddr for a request address, which must be of the socket's
- * family. */
-static int to_sockaddr(const udp_sock *s, const hwsock_addr *addr,
-                       struct sockaddr_storage *ss, socklen_t *len) {
-  unsigned l = sizeof(*ss);
-  if (addr == NULL)
-    return HWSOCK_EINVAL;
-  memset(ss, 0, sizeof(*ss));
-  int rc = hwsock_addr_to_sockaddr(addr, (struct sockaddr *)ss, &l);
-  if (rc < 0)
-    return rc;
-  if (ss->ss_family != s->family)
-    return HWSOCK_EAFNOSUPPORT;
-  *len = (socklen_t)l;
-  return 0;
-}
-
 static int has_pending(const udp_sock *s) {
   return s->wq.head != NULL || s->rq.head != NULL;
 }
@@ -165,9 +109,9 @@ static int has_pending(const udp_sock *s) {
 /* Completes every pending request with err, SENDs first (in order). */
 static void fail_all(udp_sock *s, int err) {
   hwsock_breq *r;
-  while ((r = q_pop(&s->wq)) != NULL)
+  while ((r = hwsock_bq_pop(&s->wq)) != NULL)
     udp_complete(s, r, err, 0);
-  while ((r = q_pop(&s->rq)) != NULL)
+  while ((r = hwsock_bq_pop(&s->rq)) != NULL)
     udp_complete(s, r, err, 0);
 }
 
@@ -189,7 +133,8 @@ static void update_poll(udp_sock *s) {
   }
   int rc = uv_poll_start(&s->poll, ev, udp_poll_cb);
   if (rc < 0) {
-    udp_log(s->inst, HWSOCK_LOG_ERROR, "uv_poll_start: %s", uv_strerror(rc));
+    hwsock_backend_logf(s->inst->host, HWSOCK_LOG_ERROR, "uv_poll_start: %s",
+                        uv_strerror(rc));
     s->poll_err = hwsock_err_from_errno(-rc);
     s->events = 0;
     fail_all(s, s->poll_err);
@@ -219,7 +164,7 @@ static void note_drops(udp_sock *s, struct msghdr *m) {
         hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
                                   s->scheme, &a) == 0)
       hwsock_uri_format(&a, uri, sizeof(uri));
-    udp_log(s->inst, HWSOCK_LOG_WARN,
+    hwsock_backend_logf(s->inst->host, HWSOCK_LOG_WARN,
             "udp %s: receive queue full (SO_RCVBUF), %u datagrams dropped, "
             "%u in total",
             uri, grew, total);
@@ -235,9 +180,9 @@ static void do_writes(udp_sock *s) {
     struct sockaddr_storage ss;
     socklen_t sl = 0;
     if (rc == 0 && req->addr != NULL)
-      rc = to_sockaddr(s, req->addr, &ss, &sl);
+      rc = hwsock_backend_sockaddr(req->addr, s->family, &ss, &sl);
     if (rc < 0) {
-      q_pop(&s->wq);
+      hwsock_bq_pop(&s->wq);
       udp_complete(s, req, rc, 0);
       continue;
     }
@@ -255,11 +200,11 @@ static void do_writes(udp_sock *s) {
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         break; /* the send buffer is full: wait until writable */
-      q_pop(&s->wq);
+      hwsock_bq_pop(&s->wq);
       udp_complete(s, req, host_err(), 0);
       continue;
     }
-    q_pop(&s->wq);
+    hwsock_bq_pop(&s->wq);
     udp_complete(s, req, 0, (size_t)n);
   }
 }
@@ -293,16 +238,16 @@ static void do_reads(udp_sock *s) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         if (!s->rd_shut)
           break;
-        q_pop(&s->rq); /* nothing queued and never more: EOF */
+        hwsock_bq_pop(&s->rq); /* nothing queued and never more: EOF */
         req->resp_flags |= HWSOCK_RESP_F_EOF;
         udp_complete(s, req, 0, 0);
         continue;
       }
-      q_pop(&s->rq);
+      hwsock_bq_pop(&s->rq);
       udp_complete(s, req, host_err(), 0);
       continue;
     }
-    q_pop(&s->rq);
+    hwsock_bq_pop(&s->rq);
     note_drops(s, &m);
     size_t full = (size_t)n;
     if ((m.msg_flags & MSG_TRUNC) || full > room)
@@ -373,7 +318,7 @@ static void udp_poll_cb(uv_poll_t *handle, int status, int events) {
 static void do_connect(udp_sock *s, hwsock_breq *req) {
   struct sockaddr_storage ss;
   socklen_t sl;
-  int rc = to_sockaddr(s, req->addr, &ss, &sl);
+  int rc = hwsock_backend_sockaddr(req->addr, s->family, &ss, &sl);
   if (rc == 0 && connect(s->fd, (struct sockaddr *)&ss, sl) != 0)
     rc = host_err(); /* UDP connect(2) never blocks */
   if (rc == 0)
@@ -384,7 +329,7 @@ static void do_connect(udp_sock *s, hwsock_breq *req) {
 static void do_bind(udp_sock *s, hwsock_breq *req) {
   struct sockaddr_storage ss;
   socklen_t sl;
-  int rc = to_sockaddr(s, req->addr, &ss, &sl);
+  int rc = hwsock_backend_sockaddr(req->addr, s->family, &ss, &sl);
   if (rc == 0 && bind(s->fd, (struct sockaddr *)&ss, sl) != 0)
     rc = host_err();
   udp_complete(s, req, rc, 0);
@@ -404,24 +349,6 @@ static void do_shutdown(udp_sock *s, hwsock_breq *req) {
     udp_run(s, RUN_READ); /* waiting RECVs now see EOF */
 }
 
-static void do_getname(udp_sock *s, hwsock_breq *req) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof(ss);
-  int rc;
-  if (req->arg0 > 1) {
-    rc = HWSOCK_EINVAL;
-  } else if ((req->arg0 == 0 ? getsockname(s->fd, (struct sockaddr *)&ss, &sl)
-                             : getpeername(s->fd, (struct sockaddr *)&ss,
-                                           &sl)) != 0) {
-    rc = host_err();
-  } else {
-    rc = hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
-                                   s->scheme, &req->peer);
-    req->has_peer = rc == 0;
-  }
-  udp_complete(s, req, rc, 0);
-}
-
 /* What a SEND must fail with, decided when it is submitted (the socket's
  * state then is what the guest saw). */
 static int send_check(const udp_sock *s, const hwsock_breq *req) {
@@ -435,22 +362,18 @@ static int send_check(const udp_sock *s, const hwsock_breq *req) {
 
 /* Queues a request that waits for the socket, unless the poll handle is
  * known to be broken. */
-static int enqueue(udp_sock *s, udp_queue *q, hwsock_breq *req) {
+static int enqueue(udp_sock *s, hwsock_bq *q, hwsock_breq *req) {
   if (s->poll_err) {
     udp_complete(s, req, s->poll_err, 0);
     return 0;
   }
-  q_push(q, req);
+  hwsock_bq_push(q, req);
   return 1;
 }
 
 static void udp_submit(void *sock, hwsock_breq *req) {
   udp_sock *s = sock;
-  memset(req->backend_priv, 0, sizeof(req->backend_priv));
-  req->has_peer = 0;
-  req->resp_flags = 0;
-  req->resp_val = 0;
-  req->accepted = NULL;
+  hwsock_breq_reset(req);
   if (s->closed) {
     udp_complete(s, req, HWSOCK_ECANCELED, 0);
     return;
@@ -489,7 +412,7 @@ static void udp_submit(void *sock, hwsock_breq *req) {
     break;
   }
   case HWSOCK_OP_GETNAME:
-    do_getname(s, req);
+    udp_complete(s, req, hwsock_backend_getname(s->fd, s->scheme, req), 0);
     break;
   default: /* LISTEN, ACCEPT: not for datagrams */
     udp_complete(s, req, HWSOCK_EOPNOTSUPP, 0);
@@ -532,15 +455,17 @@ static int udp_open(void *instance, const hwsock_bopen *params, void **sock) {
                          sizeof(o->rcvbuf)) != 0))
       rc = host_err();
     if (rc < 0) {
-      udp_log(inst, HWSOCK_LOG_WARN, "policy options: %s", hwsock_strerror(rc));
+      hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN, "policy options: %s",
+                          hwsock_strerror(rc));
       close(fd);
       return rc;
     }
   }
   int on = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on)) != 0)
-    udp_log(inst, HWSOCK_LOG_WARN, "SO_RXQ_OVFL: %s (drops go uncounted)",
-            strerror(errno));
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
+                        "SO_RXQ_OVFL: %s (drops go uncounted)",
+                        strerror(errno));
   udp_sock *s = calloc(1, sizeof(*s));
   if (s == NULL) {
     close(fd);
@@ -548,7 +473,7 @@ static int udp_open(void *instance, const hwsock_bopen *params, void **sock) {
   }
   int rc = uv_poll_init_socket(inst->loop, &s->poll, fd);
   if (rc < 0) {
-    udp_log(inst, HWSOCK_LOG_ERROR, "uv_poll_init_socket: %s",
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_ERROR, "uv_poll_init_socket: %s",
             uv_strerror(rc));
     close(fd);
     free(s);
@@ -582,22 +507,16 @@ static void udp_close(void *sock) {
 }
 
 static int udp_create(const hwsock_backend_host *host, void **instance) {
-  if (host == NULL ||
-      host->size < offsetof(hwsock_backend_host, host_data) +
-                       sizeof(host->host_data) ||
-      host->loop == NULL || host->complete == NULL)
+  if (!hwsock_backend_host_ok(host, 1))
     return HWSOCK_EINVAL;
+  int rc = hwsock_backend_no_options(host, "udp");
+  if (rc < 0)
+    return rc;
   udp_instance *inst = calloc(1, sizeof(*inst));
   if (inst == NULL)
     return HWSOCK_ENOMEM;
   inst->host = host;
   inst->loop = host->loop;
-  if (host->options != NULL && host->options[0] != '\0') {
-    udp_log(inst, HWSOCK_LOG_ERROR, "unknown options '%.64s' (udp has none)",
-            host->options);
-    free(inst);
-    return HWSOCK_EBADCONFIG;
-  }
   *instance = inst;
   return 0;
 }
@@ -605,30 +524,15 @@ static int udp_create(const hwsock_backend_host *host, void **instance) {
 static void udp_destroy(void *instance) {
   udp_instance *inst = instance;
   if (inst->nsocks != 0)
-    udp_log(inst, HWSOCK_LOG_WARN, "destroyed with %u sockets still open",
-            inst->nsocks);
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
+                        "destroyed with %u sockets still open", inst->nsocks);
   free(inst);
 }
 
 /* Observability: the host fd and both names, as the kernel knows them. */
 static int udp_info(void *sock, hwsock_bsock_info *out) {
   udp_sock *s = sock;
-  struct sockaddr_storage ss;
-  socklen_t sl;
-  out->fd = s->fd;
-  if (s->fd < 0)
-    return 0;
-  sl = sizeof(ss);
-  if (getsockname(s->fd, (struct sockaddr *)&ss, &sl) == 0 &&
-      hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
-                                s->scheme, &out->local) == 0)
-    out->has_local = 1;
-  sl = sizeof(ss);
-  if (s->connected && getpeername(s->fd, (struct sockaddr *)&ss, &sl) == 0 &&
-      hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl,
-                                s->scheme, &out->peer) == 0)
-    out->has_peer = 1;
-  return 0;
+  return hwsock_bsock_info_from_fd(s->fd, s->scheme, s->connected, out);
 }
 
 static const hwsock_backend_ops udp_ops = {

@@ -16,20 +16,21 @@
  * sends. A RECV waits until data arrives or the stream ends (SHUT_WR: the
  * echo of a closed write side is an orderly EOF once the buffer is empty).
  *
- * Waiting requests sit in two FIFO queues linked through backend_priv[0];
+ * Waiting requests sit in two FIFO queues (hwsock_bq) linked through
+ * backend_priv[0];
  * backend_priv[1] counts the bytes a request has done so far. Their iovecs
  * point into guest memory and are used only while the plugin owns the
  * request, i.e. until it calls host->complete().
  *
- * This file uses only the installed SDK header hwsock/backend.h (and what it
- * includes). docs/PLUGINS.md walks through it. */
-#include <stdarg.h>
+ * This file uses only the installed SDK headers hwsock/backend.h and the
+ * header-only helpers of hwsock/backend_util.h (and what they include).
+ * docs/PLUGINS.md walks through it. */
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hwsock/backend.h>
+#include <hwsock/backend_util.h>
 
 #define ECHO_DEFAULT_BUFSIZE (64u * 1024u)
 #define ECHO_MAX_BUFSIZE (16u * 1024u * 1024u)
@@ -39,10 +40,6 @@ typedef struct echo_instance {
   size_t bufsize;  /* per socket, from the options */
   unsigned nsocks; /* open sockets, to report a leak at destroy() */
 } echo_instance;
-
-typedef struct echo_fifo {
-  hwsock_breq *head, *tail;
-} echo_fifo;
 
 typedef struct echo_sock {
   echo_instance *inst;
@@ -56,46 +53,11 @@ typedef struct echo_sock {
   unsigned again : 1;   /* a nested pump was asked for */
   unsigned char *buf;   /* ring of inst->bufsize bytes, from CONNECT on */
   size_t head, used;    /* ring: first byte, bytes held */
-  echo_fifo sends;      /* SEND and write-side SHUTDOWN, in order */
-  echo_fifo recvs;      /* RECV, in order */
+  hwsock_bq sends;      /* SEND and write-side SHUTDOWN, in order */
+  hwsock_bq recvs;      /* RECV, in order */
 } echo_sock;
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static void echo_log(const echo_instance *inst, int level, const char *fmt,
-                     ...) __attribute__((format(printf, 3, 4)));
-
-static void echo_log(const echo_instance *inst, int level, const char *fmt,
-                     ...) {
-  if (inst->host->log == NULL)
-    return;
-  char msg[200];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  inst->host->log(inst->host, level, msg);
-}
-
-static void fifo_push(echo_fifo *q, hwsock_breq *r) {
-  r->backend_priv[0] = NULL;
-  if (q->tail != NULL)
-    q->tail->backend_priv[0] = r;
-  else
-    q->head = r;
-  q->tail = r;
-}
-
-static hwsock_breq *fifo_pop(echo_fifo *q) {
-  hwsock_breq *r = q->head;
-  if (r != NULL) {
-    q->head = r->backend_priv[0];
-    if (q->head == NULL)
-      q->tail = NULL;
-    r->backend_priv[0] = NULL;
-  }
-  return r;
-}
 
 static size_t req_done(const hwsock_breq *r) {
   return (size_t)(uintptr_t)r->backend_priv[1];
@@ -144,18 +106,10 @@ static size_t ring_xfer(echo_sock *s, const hwsock_breq *r, size_t off,
  * request's buffers. */
 static int put_le32(hwsock_breq *r, uint32_t v, size_t *len) {
   hwsock_le32 le;
-  unsigned char *b = le.b;
-  size_t n = 0;
   if (r->iov_len < sizeof(le))
     return HWSOCK_EINVAL;
   hwsock_le32_set(&le, v);
-  for (unsigned i = 0; i < r->iovcnt && n < sizeof(le); i++) {
-    size_t k = r->iov[i].iov_len < sizeof(le) - n ? r->iov[i].iov_len
-                                                    : sizeof(le) - n;
-    memcpy(r->iov[i].iov_base, b + n, k);
-    n += k;
-  }
-  *len = n;
+  *len = hwsock_breq_scatter(r, le.b, sizeof(le));
   return 0;
 }
 
@@ -168,14 +122,14 @@ static int pump_sends(echo_sock *s) {
   hwsock_breq *r;
   while (!s->closed && (r = s->sends.head) != NULL) {
     if (r->opcode == HWSOCK_OP_SHUTDOWN) { /* every SEND before it is in */
-      fifo_pop(&s->sends);
+      hwsock_bq_pop(&s->sends);
       s->wr_shut = 1;
       complete(s, r, 0, 0);
       progress = 1;
       continue;
     }
     if (s->wr_shut) {
-      fifo_pop(&s->sends);
+      hwsock_bq_pop(&s->sends);
       complete(s, r, HWSOCK_EPIPE, 0);
       progress = 1;
       continue;
@@ -195,7 +149,7 @@ static int pump_sends(echo_sock *s) {
       req_set_done(r, done);
       break; /* the ring is full: wait for a RECV */
     }
-    fifo_pop(&s->sends);
+    hwsock_bq_pop(&s->sends);
     complete(s, r, 0, done);
     progress = 1;
   }
@@ -221,7 +175,7 @@ static int pump_recvs(echo_sock *s) {
     done += n;
     int eof = s->used == 0 && (s->wr_shut || s->rd_shut);
     if (done == r->iov_len || (done > 0 && !waitall) || eof) {
-      fifo_pop(&s->recvs);
+      hwsock_bq_pop(&s->recvs);
       if (done == 0 && r->iov_len > 0) /* only the end can get us here */
         r->resp_flags |= HWSOCK_RESP_F_EOF;
       complete(s, r, 0, done);
@@ -327,11 +281,7 @@ static void do_setsockopt(echo_sock *s, hwsock_breq *r) {
 
 static void echo_submit(void *sock, hwsock_breq *r) {
   echo_sock *s = sock;
-  memset(r->backend_priv, 0, sizeof(r->backend_priv));
-  r->has_peer = 0;
-  r->resp_flags = 0;
-  r->resp_val = 0;
-  r->accepted = NULL;
+  hwsock_breq_reset(r);
   if (s->closed) { /* a completion's callback submitting after close() */
     complete(s, r, HWSOCK_ECANCELED, 0);
     return;
@@ -356,13 +306,13 @@ static void echo_submit(void *sock, hwsock_breq *r) {
     else if (s->wr_shut)
       complete(s, r, HWSOCK_EPIPE, 0);
     else
-      fifo_push(&s->sends, r); /* the pump takes it, now or later */
+      hwsock_bq_push(&s->sends, r); /* the pump takes it, now or later */
     break;
   case HWSOCK_OP_RECV:
     if (!s->connected)
       complete(s, r, HWSOCK_ENOTCONN, 0);
     else
-      fifo_push(&s->recvs, r);
+      hwsock_bq_push(&s->recvs, r);
     break;
   case HWSOCK_OP_SHUTDOWN:
     if (!s->connected) {
@@ -372,7 +322,7 @@ static void echo_submit(void *sock, hwsock_breq *r) {
     if (r->arg0 & HWSOCK_SHUT_RD) /* RD=1, WR=2, RDWR=3 */
       s->rd_shut = 1;
     if (r->arg0 & HWSOCK_SHUT_WR)
-      fifo_push(&s->sends, r); /* takes effect after the SENDs before it */
+      hwsock_bq_push(&s->sends, r); /* takes effect after the SENDs before it */
     else
       complete(s, r, 0, 0);
     break;
@@ -407,9 +357,9 @@ static void echo_close(void *sock) {
   if (s->closed)
     return;
   s->closed = 1;
-  while ((r = fifo_pop(&s->sends)) != NULL)
+  while ((r = hwsock_bq_pop(&s->sends)) != NULL)
     complete(s, r, HWSOCK_ECANCELED, 0);
-  while ((r = fifo_pop(&s->recvs)) != NULL)
+  while ((r = hwsock_bq_pop(&s->recvs)) != NULL)
     complete(s, r, HWSOCK_ECANCELED, 0);
   if (!s->running)
     sock_free(s); /* else the running sock_leave() frees it */
@@ -429,20 +379,18 @@ static int parse_options(echo_instance *inst, const char *opt) {
       inst->bufsize = (size_t)n;
       return 0;
     }
-    echo_log(inst, HWSOCK_LOG_ERROR, "bufsize must be 1..%u bytes, got '%.32s'",
-             ECHO_MAX_BUFSIZE, v);
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_ERROR,
+                        "bufsize must be 1..%u bytes, got '%.32s'",
+                        ECHO_MAX_BUFSIZE, v);
     return HWSOCK_EBADCONFIG;
   }
-  echo_log(inst, HWSOCK_LOG_ERROR, "unknown option '%.64s' (known: bufsize=N)",
-           opt);
+  hwsock_backend_logf(inst->host, HWSOCK_LOG_ERROR,
+                      "unknown option '%.64s' (known: bufsize=N)", opt);
   return HWSOCK_EBADCONFIG;
 }
 
 static int echo_create(const hwsock_backend_host *host, void **instance) {
-  /* Fields used here must exist in the library's version of the struct. */
-  if (host == NULL ||
-      host->size < offsetof(hwsock_backend_host, log) + sizeof(host->log) ||
-      host->complete == NULL)
+  if (!hwsock_backend_host_ok(host, 0)) /* no event loop needed */
     return HWSOCK_EINVAL;
   echo_instance *inst = calloc(1, sizeof(*inst));
   if (inst == NULL)
@@ -461,8 +409,8 @@ static int echo_create(const hwsock_backend_host *host, void **instance) {
 static void echo_destroy(void *instance) {
   echo_instance *inst = instance;
   if (inst->nsocks != 0)
-    echo_log(inst, HWSOCK_LOG_WARN, "destroyed with %u sockets still open",
-             inst->nsocks);
+    hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
+                        "destroyed with %u sockets still open", inst->nsocks);
   free(inst);
 }
 

@@ -5,7 +5,6 @@
  * honouring SOCK_NONBLOCK/SOCK_CLOEXEC) and writes the peer's address. */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -41,9 +40,7 @@ static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
       return -errno;
     if (nb)
       return -EAGAIN;
-    struct pollfd p = {.fd = t->fd, .events = POLLIN};
-    poll(&p, 1, RUN_POLL_SLICE_MS);
-    if (!hwsock__run_valid(c))
+    if (hwsock__run_wait_readable(c, t->fd) < 0)
       return -ENOENT;
   }
 }
@@ -74,11 +71,8 @@ void hwsock__run_on_accept(run_call *c, int is_accept4) {
   int fd = (int)c->n.data.args[0];
   uint64_t addr = c->n.data.args[1], lenp = c->n.data.args[2];
   int flags = is_accept4 ? (int)c->n.data.args[3] : 0;
-  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
-    hwsock__run_pass(c, &t);
-    hwsock__run_target_done(&t);
+  if (!hwsock__run_target_ours(c, fd, &t))
     return;
-  }
   run_sock *s = t.s;
   int rc;
   if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {

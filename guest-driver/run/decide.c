@@ -86,6 +86,14 @@ void hwsock__run_pass(run_call *c, const run_target *t) {
   hwsock__run_continue(c);
 }
 
+int hwsock__run_target_ours(run_call *c, int fd, run_target *t) {
+  if (hwsock__run_target(c, fd, t) == 0 && t->kind == RT_OURS)
+    return 1;
+  hwsock__run_pass(c, t);
+  hwsock__run_target_done(t);
+  return 0;
+}
+
 static int nonblocking(const run_target *t) {
   int fl = fcntl(t->fd, F_GETFL);
   return fl >= 0 && (fl & O_NONBLOCK);
@@ -241,6 +249,26 @@ void hwsock__run_decline(run_call *c, run_sock *s, int prog_fd) {
   hwsock__run_continue(c);
 }
 
+int hwsock__run_device_failed(run_call *c, run_sock *s, int fd, int fresh,
+                              int err, const char *op, const char *uri,
+                              int quiet) {
+  if (err >= 0)
+    return 0;
+  if (err == HWSOCK_EDECLINED && fresh) {
+    hwsock__run_decline(c, s, fd);
+    return 1;
+  }
+  if (fresh)
+    hwsock__run_drop_device(s);
+  if (!quiet || fresh || err == HWSOCK_EACCES)
+    hwsock__run_log("%s: fd %d %s %s: %s",
+                    err == HWSOCK_EACCES ? "deny" : "fail", fd, op, uri,
+                    hwsock_strerror(err));
+  hwsock__run_reply(c, 0, err == HWSOCK_EDECLINED ? EACCES
+                                                  : hwsock__run_errno(err));
+  return 1;
+}
+
 /* Reads the call's sockaddr once and converts it for the entry. */
 static int read_uri(run_call *c, run_sock *s, uint64_t addr, uint64_t len,
                     unsigned flags, char *uri, size_t cap, int *unspec) {
@@ -343,20 +371,8 @@ static void connect_dgram(run_call *c, run_target *t, const char *uri) {
     return;
   }
   int err = hwsock_guest_connect(hwsock__run.g, s->id, uri);
-  if (err == HWSOCK_EDECLINED && fresh) {
-    hwsock__run_decline(c, s, fd);
+  if (hwsock__run_device_failed(c, s, fd, fresh, err, "connect", uri, 0))
     return;
-  }
-  if (err < 0) {
-    if (fresh)
-      hwsock__run_drop_device(s);
-    hwsock__run_log("%s: fd %d connect %s: %s",
-                    err == HWSOCK_EACCES ? "deny" : "fail", fd, uri,
-                    hwsock_strerror(err));
-    hwsock__run_reply(c, 0, err == HWSOCK_EDECLINED ? EACCES
-                                                    : hwsock__run_errno(err));
-    return;
-  }
   if (fresh)
     hwsock__run_replay_opts(s);
   pthread_mutex_lock(&s->lock);
@@ -378,11 +394,8 @@ static void connect_dgram(run_call *c, run_target *t, const char *uri) {
 void hwsock__run_on_connect(run_call *c) {
   run_target t;
   int fd = (int)c->n.data.args[0];
-  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
-    hwsock__run_pass(c, &t);
-    hwsock__run_target_done(&t);
+  if (!hwsock__run_target_ours(c, fd, &t))
     return;
-  }
   run_sock *s = t.s;
   char uri[HWSOCK_URI_MAX + 1];
   int unspec;
@@ -430,17 +443,8 @@ static int bind_device(run_call *c, run_sock *s, int fd, const char *uri) {
   if (rc < 0)
     return rc;
   int err = hwsock_guest_bind(hwsock__run.g, s->id, uri);
-  if (err == HWSOCK_EDECLINED) {
-    hwsock__run_decline(c, s, fd);
-    return RUN_ANSWERED;
-  }
-  if (err < 0) {
-    hwsock__run_drop_device(s);
-    hwsock__run_log("%s: fd %d bind %s: %s",
-                    err == HWSOCK_EACCES ? "deny" : "fail", fd, uri,
-                    hwsock_strerror(err));
-    return -hwsock__run_errno(err);
-  }
+  if (hwsock__run_device_failed(c, s, fd, 1, err, "bind", uri, 0))
+    return RUN_ANSWERED; /* bind is the entry's first device call */
   hwsock__run_replay_opts(s);
   hwsock__run_log("offload: fd %d bind %s", fd, uri);
   pthread_mutex_lock(&s->lock);
@@ -456,11 +460,8 @@ static int bind_device(run_call *c, run_sock *s, int fd, const char *uri) {
 void hwsock__run_on_bind(run_call *c) {
   run_target t;
   int fd = (int)c->n.data.args[0];
-  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
-    hwsock__run_pass(c, &t);
-    hwsock__run_target_done(&t);
+  if (!hwsock__run_target_ours(c, fd, &t))
     return;
-  }
   run_sock *s = t.s;
   char uri[HWSOCK_URI_MAX + 1];
   int unspec;
@@ -484,11 +485,8 @@ void hwsock__run_on_listen(run_call *c) {
   run_target t;
   int fd = (int)c->n.data.args[0];
   int backlog = (int)c->n.data.args[1];
-  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
-    hwsock__run_pass(c, &t);
-    hwsock__run_target_done(&t);
+  if (!hwsock__run_target_ours(c, fd, &t))
     return;
-  }
   run_sock *s = t.s;
   int rc = 0;
   if (s->type != SOCK_STREAM) {
@@ -496,7 +494,8 @@ void hwsock__run_on_listen(run_call *c) {
   } else if (s->state == RS_UNDECIDED) {
     /* listen() without bind(): the host binds an ephemeral port on the
      * unspecified address; ask the device about exactly that */
-    const char *any = s->family == AF_INET6 ? "tcp6://[::]:0" : "tcp://0.0.0.0:0";
+    const char *any =
+        s->family == AF_INET6 ? "tcp6://[::]:0" : "tcp://0.0.0.0:0";
     rc = bind_device(c, s, fd, any);
   } else if (s->state != RS_BOUND && s->state != RS_LISTENING) {
     rc = -EINVAL;

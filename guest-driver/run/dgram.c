@@ -4,7 +4,6 @@
  * supervisor: it is copied once out of (or into) the program's memory. */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,21 +63,10 @@ static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
     return;
   }
   ssize_t w = hwsock_guest_sendto(hwsock__run.g, s->id, data, n, 0, uri);
-  if (w == HWSOCK_EDECLINED && fresh) {
-    hwsock__run_decline(c, s, fd);
+  /* quiet: per-datagram failures of an offloaded socket are not logged */
+  if (hwsock__run_device_failed(c, s, fd, fresh, w < 0 ? (int)w : 0,
+                                "sendto", uri, 1))
     return;
-  }
-  if (w < 0) {
-    if (fresh)
-      hwsock__run_drop_device(s);
-    if (fresh || w == HWSOCK_EACCES)
-      hwsock__run_log("%s: fd %d sendto %s: %s",
-                      w == HWSOCK_EACCES ? "deny" : "fail", fd, uri,
-                      hwsock_strerror((int)w));
-    hwsock__run_reply(c, 0, w == HWSOCK_EDECLINED ? EACCES
-                                                  : hwsock__run_errno((int)w));
-    return;
-  }
   if (fresh) {
     hwsock__run_replay_opts(s);
     pthread_mutex_lock(&s->lock);
@@ -97,11 +85,8 @@ static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
 void hwsock__run_on_sendto(run_call *c) {
   run_target t;
   int fd = (int)c->n.data.args[0];
-  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
-    hwsock__run_pass(c, &t);
-    hwsock__run_target_done(&t);
+  if (!hwsock__run_target_ours(c, fd, &t))
     return;
-  }
   uint64_t len = c->n.data.args[2];
   uint8_t *buf = NULL;
   if (len > RUN_MAX_DGRAM) {
@@ -135,11 +120,8 @@ static int read_msg(run_call *c, uint64_t p, struct msghdr *m,
 void hwsock__run_on_sendmsg(run_call *c) {
   run_target t;
   int fd = (int)c->n.data.args[0];
-  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
-    hwsock__run_pass(c, &t);
-    hwsock__run_target_done(&t);
+  if (!hwsock__run_target_ours(c, fd, &t))
     return;
-  }
   struct msghdr m;
   struct iovec iov[RUN_MAX_IOV];
   uint8_t *buf = NULL;
@@ -206,11 +188,21 @@ static ssize_t recv_one(run_call *c, run_target *t, int flags, uint8_t *buf,
       return -err;
     if (nb)
       return -EAGAIN;
-    struct pollfd p = {.fd = t->fd, .events = POLLIN};
-    poll(&p, 1, RUN_POLL_SLICE_MS);
-    if (!hwsock__run_valid(c))
+    if (hwsock__run_wait_readable(c, t->fd) < 0)
       return -ENOENT;
   }
+}
+
+/* recv_one into a new buffer (*buf: the caller frees it): the datagram's
+ * length, or negative when the call was answered with the error (or went
+ * away). */
+static ssize_t recv_answered(run_call *c, run_target *t, int flags,
+                             uint8_t **buf, run_src *src) {
+  *buf = malloc(RUN_MAX_DGRAM);
+  ssize_t n = *buf ? recv_one(c, t, flags, *buf, src) : -ENOBUFS;
+  if (n < 0 && n != -ENOENT)
+    hwsock__run_reply(c, 0, (int)-n);
+  return n;
 }
 
 /* The source of a datagram, or the connected peer when none was recorded. */
@@ -248,15 +240,11 @@ void hwsock__run_on_recvfrom(run_call *c) {
     return;
   int flags = (int)c->n.data.args[3];
   uint64_t len = c->n.data.args[2];
-  uint8_t *buf = malloc(RUN_MAX_DGRAM);
+  uint8_t *buf = NULL;
   run_src src;
-  ssize_t n = buf ? recv_one(c, &t, flags, buf, &src) : -ENOBUFS;
-  if (n == -ENOENT)
+  ssize_t n = recv_answered(c, &t, flags, &buf, &src);
+  if (n < 0)
     goto out;
-  if (n < 0) {
-    hwsock__run_reply(c, 0, (int)-n);
-    goto out;
-  }
   size_t copy = (size_t)n < len ? (size_t)n : (size_t)len;
   struct sockaddr_storage ss;
   socklen_t sl;
@@ -291,15 +279,10 @@ void hwsock__run_on_recvmsg(run_call *c) {
     hwsock__run_continue(c); /* no source asked: plain I/O */
     goto out;
   }
-  buf = malloc(RUN_MAX_DGRAM);
   run_src src;
-  ssize_t n = buf ? recv_one(c, &t, flags, buf, &src) : -ENOBUFS;
-  if (n == -ENOENT)
+  ssize_t n = recv_answered(c, &t, flags, &buf, &src);
+  if (n < 0)
     goto out;
-  if (n < 0) {
-    hwsock__run_reply(c, 0, (int)-n);
-    goto out;
-  }
   size_t off = 0;
   for (size_t i = 0; rc == 0 && i < m.msg_iovlen && off < (size_t)n; i++) {
     size_t k = iov[i].iov_len < (size_t)n - off ? iov[i].iov_len

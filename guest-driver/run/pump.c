@@ -137,25 +137,37 @@ static void wait_hangup(run_sock *s) {
   }
 }
 
+/* Ends the entry: out of the table (no later call finds it), then killed
+ * (the pumps stop). */
+static void finish(run_sock *s) {
+  hwsock__run_sock_unlink(s);
+  hwsock__run_sock_kill(s);
+}
+
 static void fail(run_sock *s, const char *what, int err) {
   if (!is_dead(s))
     hwsock__run_log("close: socket %d: %s: %s", s->id, what,
                     hwsock_strerror(err));
   if (err == HWSOCK_ENEEDSRESET)
     hwsock__run.device_down = 1;
-  hwsock__run_sock_unlink(s);
-  hwsock__run_sock_kill(s);
+  finish(s);
+}
+
+/* A pump's buffer; NULL (and the entry killed) when there is no memory. */
+static uint8_t *pump_buf(run_sock *s, size_t size) {
+  uint8_t *buf = malloc(size);
+  if (!buf)
+    fail(s, "pump", HWSOCK_ENOMEM);
+  return buf;
 }
 
 /* ---- streams ------------------------------------------------------------- */
 
 static void stream_down(run_sock *s, const char *unused) {
   (void)unused;
-  uint8_t *buf = malloc(RUN_PUMP_BUF);
-  if (!buf) {
-    fail(s, "pump", HWSOCK_ENOMEM);
+  uint8_t *buf = pump_buf(s, RUN_PUMP_BUF);
+  if (!buf)
     return;
-  }
   for (;;) {
     ssize_t n = hwsock_guest_recv(hwsock__run.g, s->id, buf, RUN_PUMP_BUF, 0);
     if (n > 0) {
@@ -176,11 +188,9 @@ static void stream_down(run_sock *s, const char *unused) {
 
 static void stream_up(run_sock *s, const char *unused) {
   (void)unused;
-  uint8_t *buf = malloc(RUN_PUMP_BUF);
-  if (!buf) {
-    fail(s, "pump", HWSOCK_ENOMEM);
+  uint8_t *buf = pump_buf(s, RUN_PUMP_BUF);
+  if (!buf)
     return;
-  }
   for (;;) {
     ssize_t n = recv(s->pfd, buf, RUN_PUMP_BUF, 0);
     if (n > 0) {
@@ -199,8 +209,7 @@ static void stream_up(run_sock *s, const char *unused) {
         break;
       }
       wait_hangup(s);
-      hwsock__run_sock_unlink(s);
-      hwsock__run_sock_kill(s);
+      finish(s);
       break;
     } else if (errno != EINTR) {
       fail(s, "program side", hwsock_err_from_errno(errno));
@@ -214,11 +223,9 @@ static void stream_up(run_sock *s, const char *unused) {
 
 static void dgram_down(run_sock *s, const char *unused) {
   (void)unused;
-  uint8_t *buf = malloc(RUN_MAX_DGRAM);
-  if (!buf) {
-    fail(s, "pump", HWSOCK_ENOMEM);
+  uint8_t *buf = pump_buf(s, RUN_MAX_DGRAM);
+  if (!buf)
     return;
-  }
   char uri[HWSOCK_URI_MAX + 1];
   for (;;) {
     unsigned rflags = 0;
@@ -261,11 +268,9 @@ static void dgram_down(run_sock *s, const char *unused) {
 
 static void dgram_up(run_sock *s, const char *unused) {
   (void)unused;
-  uint8_t *buf = malloc(RUN_MAX_DGRAM);
-  if (!buf) {
-    fail(s, "pump", HWSOCK_ENOMEM);
+  uint8_t *buf = pump_buf(s, RUN_MAX_DGRAM);
+  if (!buf)
     return;
-  }
   for (;;) {
     ssize_t n = recv(s->pfd, buf, RUN_MAX_DGRAM, 0);
     if (n < 0) {
@@ -277,8 +282,7 @@ static void dgram_up(run_sock *s, const char *unused) {
     if (n == 0) { /* an empty datagram, or the end */
       struct pollfd p = {.fd = s->pfd, .events = 0};
       if (is_dead(s) || (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))) {
-        hwsock__run_sock_unlink(s);
-        hwsock__run_sock_kill(s);
+        finish(s);
         break;
       }
     }

@@ -7,6 +7,7 @@
  * as the normal end of the call. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,12 @@
 int hwsock__run_valid(const run_call *c) {
   uint64_t id = c->n.id;
   return ioctl(hwsock__run.notify_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+}
+
+int hwsock__run_wait_readable(const run_call *c, int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  poll(&p, 1, RUN_POLL_SLICE_MS);
+  return hwsock__run_valid(c) ? 0 : -ENOENT;
 }
 
 int hwsock__run_read(run_call *c, uint64_t addr, void *buf, size_t len) {

@@ -101,6 +101,9 @@ typedef struct run_call {
 
 /* Still valid (the program's thread is waiting in the call)? */
 int hwsock__run_valid(const run_call *c);
+/* One bounded wait (RUN_POLL_SLICE_MS) for fd to become readable, for a
+ * blocking call answered here: 0, or -ENOENT when the call went away. */
+int hwsock__run_wait_readable(const run_call *c, int fd);
 /* Copies len bytes from / to the program's memory: 0 or -EFAULT. Reads are
  * followed by a validity check (the pid could have been reused). */
 int hwsock__run_read(run_call *c, uint64_t addr, void *buf, size_t len);
@@ -258,6 +261,10 @@ void hwsock__run_target_done(run_target *t);
  * (EBADF: CONTINUE, the kernel says so; the call gone: nothing; else that
  * error). */
 void hwsock__run_pass(run_call *c, const run_target *t);
+/* For a handler of our sockets: 1 when fd is one (t->s referenced; release
+ * with target_done), else the call is answered as by hwsock__run_pass, t is
+ * released already, and 0. */
+int hwsock__run_target_ours(run_call *c, int fd, run_target *t);
 
 void hwsock__run_on_socket(run_call *c);
 void hwsock__run_on_connect(run_call *c);
@@ -281,6 +288,15 @@ void hwsock__run_on_setsockopt(run_call *c);
 int hwsock__run_open_device(run_sock *s);
 void hwsock__run_drop_device(run_sock *s);
 void hwsock__run_decline(run_call *c, run_sock *s, int prog_fd);
+/* After the device call `op` (err: its result) on an entry it may have
+ * opened (`fresh`): 0 when it succeeded; else 1 and the call is answered: a
+ * decline of a fresh entry as hwsock__run_decline does, any other failure
+ * with its errno (EACCES for a decline), after dropping a fresh entry's
+ * device socket and logging it (`quiet`: only for a fresh entry or a
+ * denial). */
+int hwsock__run_device_failed(run_call *c, run_sock *s, int fd, int fresh,
+                              int err, const char *op, const char *uri,
+                              int quiet);
 /* Replays the remembered options to the device after an offload. */
 void hwsock__run_replay_opts(run_sock *s);
 /* Waits (bounded slices, re-checking the call) until cond says done. */

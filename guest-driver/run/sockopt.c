@@ -156,11 +156,8 @@ void hwsock__run_on_getsockopt(run_call *c) {
   run_target t;
   int fd = (int)c->n.data.args[0];
   int level = (int)c->n.data.args[1], name = (int)c->n.data.args[2];
-  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
-    hwsock__run_pass(c, &t);
-    hwsock__run_target_done(&t);
+  if (!hwsock__run_target_ours(c, fd, &t))
     return;
-  }
   run_sock *s = t.s;
   int iv = 0, rc = 0, have_int = 1;
   uint8_t val[RUN_MAX_OPTLEN];
@@ -247,11 +244,8 @@ void hwsock__run_on_setsockopt(run_call *c) {
   int fd = (int)c->n.data.args[0];
   int level = (int)c->n.data.args[1], name = (int)c->n.data.args[2];
   uint64_t optval = c->n.data.args[3], optlen = c->n.data.args[4];
-  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
-    hwsock__run_pass(c, &t);
-    hwsock__run_target_done(&t);
+  if (!hwsock__run_target_ours(c, fd, &t))
     return;
-  }
   run_sock *s = t.s;
   uint8_t val[RUN_MAX_OPTLEN];
   int rc = 0;
@@ -295,11 +289,8 @@ out:
 void hwsock__run_on_getname(run_call *c, int peer) {
   run_target t;
   int fd = (int)c->n.data.args[0];
-  if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
-    hwsock__run_pass(c, &t);
-    hwsock__run_target_done(&t);
+  if (!hwsock__run_target_ours(c, fd, &t))
     return;
-  }
   run_sock *s = t.s;
   struct sockaddr_storage ss;
   socklen_t sl;

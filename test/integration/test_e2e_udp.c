@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "inproc.h"
+#include "support/loopback_sock.h"
 
 static const char *policy =
     "version: 1\n"
@@ -34,32 +35,6 @@ static void teardown(void) { inproc_stop(&ip); }
 
 TestSuite(e2e_udp, .init = setup, .fini = teardown, .timeout = 120);
 
-/* A plain socket of the host on 127.0.0.1 or ::1. */
-static int plain(int family, int type, uint16_t *port) {
-  int fd = socket(family, type | SOCK_CLOEXEC, 0);
-  cr_assert_geq(fd, 0);
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof(ss));
-  socklen_t sl;
-  if (family == AF_INET) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-    sin->sin_family = AF_INET;
-    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sl = sizeof(*sin);
-  } else {
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_addr = in6addr_loopback;
-    sl = sizeof(*sin6);
-  }
-  cr_assert_eq(bind(fd, (struct sockaddr *)&ss, sl), 0);
-  sl = sizeof(ss);
-  cr_assert_eq(getsockname(fd, (struct sockaddr *)&ss, &sl), 0);
-  *port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                  : ((struct sockaddr_in6 *)&ss)->sin6_port);
-  return fd;
-}
-
 static ssize_t recv_deadline(int fd, void *buf, size_t n,
                              struct sockaddr_storage *from) {
   struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -68,18 +43,12 @@ static ssize_t recv_deadline(int fd, void *buf, size_t n,
   return recvfrom(fd, buf, n, 0, (struct sockaddr *)from, &sl);
 }
 
-static uint16_t port_of(const struct sockaddr_storage *ss) {
-  return ntohs(ss->ss_family == AF_INET
-                   ? ((const struct sockaddr_in *)ss)->sin_port
-                   : ((const struct sockaddr_in6 *)ss)->sin6_port);
-}
-
 /* The guest sends a datagram to a host socket, which answers to the source
  * it saw; the guest's recvfrom names the host socket. */
 static void datagram_round_trip(int family) {
   int v6 = family == AF_INET6;
   uint16_t hport;
-  int h = plain(family, SOCK_DGRAM, &hport);
+  int h = loopback_socket(family, SOCK_DGRAM, &hport);
   int s = hwsock_guest_socket(ip.guest, v6 ? HWSOCK_AF_INET6 : HWSOCK_AF_INET,
                               HWSOCK_SOCK_DGRAM);
   cr_assert_geq(s, 0, "socket: %s", hwsock_strerror(s));
@@ -99,7 +68,7 @@ static void datagram_round_trip(int family) {
   char name[80], want[80];
   cr_assert_geq(hwsock_guest_getname(ip.guest, s, 0, name, sizeof(name)), 0);
   snprintf(want, sizeof(want), v6 ? "udp6://[::]:%u" : "udp://0.0.0.0:%u",
-           port_of(&from));
+           loopback_port_of(&from));
   cr_assert_str_eq(name, want);
 
   cr_assert_eq(sendto(h, "pong!", 5, 0, (struct sockaddr *)&from,
@@ -141,7 +110,7 @@ Test(e2e_udp, udp6_datagrams_both_ways_on_loopback) {
 
 Test(e2e_udp, connected_udp6_send_and_recv) {
   uint16_t hport;
-  int h = plain(AF_INET6, SOCK_DGRAM, &hport);
+  int h = loopback_socket(AF_INET6, SOCK_DGRAM, &hport);
   int s = hwsock_guest_socket(ip.guest, HWSOCK_AF_INET6, HWSOCK_SOCK_DGRAM);
   cr_assert_geq(s, 0);
   char to[80];
@@ -166,7 +135,7 @@ Test(e2e_udp, connected_udp6_send_and_recv) {
 
 Test(e2e_udp, tcp6_connect_send_recv_on_loopback) {
   uint16_t hport;
-  int l = plain(AF_INET6, SOCK_STREAM, &hport);
+  int l = loopback_socket(AF_INET6, SOCK_STREAM, &hport);
   cr_assert_eq(listen(l, 1), 0);
   int s = hwsock_guest_socket(ip.guest, HWSOCK_AF_INET6, HWSOCK_SOCK_STREAM);
   cr_assert_geq(s, 0);

@@ -12,8 +12,12 @@ if(TARGET hwsock-guest)
   file(GLOB _e2e CONFIGURE_DEPENDS "${CMAKE_CURRENT_LIST_DIR}/test_*.c")
   foreach(src ${_e2e})
     get_filename_component(n "${src}" NAME_WE)
-    add_executable(${n} "${src}")
+    # test/support/loopback_sock.c: plain loopback peers, as unit tests have
+    # them (the rest of test/support links the internal archive: not here)
+    add_executable(${n} "${src}"
+                   "${PROJECT_SOURCE_DIR}/test/support/loopback_sock.c")
     target_link_libraries(${n} PRIVATE hwsock_inproc PkgConfig::CRITERION)
+    target_include_directories(${n} PRIVATE "${PROJECT_SOURCE_DIR}/test")
     add_test(NAME ${n} COMMAND ${n} --jobs 1)
     set_tests_properties(${n} PROPERTIES TIMEOUT 300)
     # the backends are loaded by path at run time

@@ -16,24 +16,17 @@
 #include <uv.h>
 
 #include "hwsock/backend.h"
-#include "hwsock/device.h"
+#include "support/backend_harness.h"
+#include "support/loopback_sock.h"
 
 #define IPX_SO HWSOCK_BUILD_BACKEND_DIR "/ipx.so"
-#define TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
 
 #define NODE_A "02005e0001a2"
 #define NODE_B "02005e0001a3"
 #define NODE_X "02005e0001ff" /* the plain socket standing in for a peer */
 #define NET "0000cafe"
 
-/* ---- fixture: the module, a loop, instances made per test ----------------- */
-
-static uv_loop_t loop;
-static uv_timer_t tick;
-static hwsock_plugin *plugin;
-static const hwsock_backend_ops *ops;
-static int seq;
-static char logbuf[32768];
+/* ---- fixture: the module, a loop (backend_harness.h), instances per test -- */
 
 typedef struct guest {
   hwsock_backend_host host;
@@ -44,86 +37,32 @@ typedef struct guest {
 
 static guest ga, gb;
 
-typedef struct treq {
-  hwsock_breq br;
-  int ncomplete;
-  int status;
-  size_t len;
-  int order;
-  struct iovec iov[4];
-  hwsock_addr addr;
-} treq;
-
-static void on_complete(hwsock_breq *req, int status, size_t len) {
-  treq *r = (treq *)req;
-  r->ncomplete++;
-  r->status = status;
-  r->len = len;
-  r->order = ++seq;
-}
-
+/* bh_on_log, with the guest that logged: "A msg" or "B msg". */
 static void on_log(const hwsock_backend_host *h, int level, const char *msg) {
-  size_t n = strlen(logbuf);
-  snprintf(logbuf + n, sizeof(logbuf) - n, "%c %s\n", h == &ga.host ? 'A' : 'B',
-           msg);
+  size_t n = strlen(bh.log);
+  snprintf(bh.log + n, sizeof(bh.log) - n, "%c %s\n",
+           h == &ga.host ? 'A' : 'B', msg);
 }
-
-static void on_tick(uv_timer_t *t) {}
 
 static void setup(void) {
-  char err[256] = "";
-  cr_assert_eq(uv_loop_init(&loop), 0);
-  cr_assert_eq(hwsock_plugin_load(IPX_SO, &plugin, err, sizeof(err)), 0, "%s",
-               err);
-  ops = hwsock_plugin_desc(plugin)->ops;
+  bh_setup(IPX_SO);
   memset(&ga, 0, sizeof(ga));
   memset(&gb, 0, sizeof(gb));
-  logbuf[0] = '\0';
-  uv_timer_init(&loop, &tick);
-  uv_timer_start(&tick, on_tick, 20, 20);
-  seq = 0;
 }
 
 static void teardown(void) {
   if (ga.inst)
-    ops->destroy(ga.inst);
+    bh.ops->destroy(ga.inst);
   if (gb.inst)
-    ops->destroy(gb.inst);
-  uv_timer_stop(&tick);
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  cr_assert_eq(uv_loop_close(&loop), 0, "every handle was closed");
-  hwsock_plugin_unload(plugin);
+    bh.ops->destroy(gb.inst);
+  bh_teardown();
 }
 
 TestSuite(ipx, .init = setup, .fini = teardown, .timeout = 60);
 
-#define RUN_UNTIL(cond)                                                       \
-  do {                                                                        \
-    uint64_t t0_ = uv_hrtime();                                               \
-    while (!(cond)) {                                                         \
-      uv_run(&loop, UV_RUN_ONCE);                                             \
-      cr_assert(uv_hrtime() - t0_ < TIMEOUT_NS, "timed out: " #cond);         \
-    }                                                                         \
-  } while (0)
-
-static void run_for_ms(unsigned ms) {
-  uint64_t t0 = uv_hrtime();
-  while (uv_hrtime() - t0 < (uint64_t)ms * 1000000)
-    uv_run(&loop, UV_RUN_ONCE);
-}
-
 /* A plain UDP socket on 127.0.0.1 (port 0: any). */
 static int plain_udp(uint16_t *port) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  cr_assert_geq(fd, 0);
-  struct sockaddr_in sin = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-  socklen_t sl = sizeof(sin);
-  cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
-  *port = ntohs(sin.sin_port);
-  return fd;
+  return loopback_socket(AF_INET, SOCK_DGRAM, port);
 }
 
 /* A UDP port free right now (for an instance to bind). */
@@ -141,13 +80,10 @@ static int start_guest(guest *g, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(g->options, sizeof(g->options), fmt, ap);
   va_end(ap);
-  g->host.size = sizeof(g->host);
-  g->host.loop = &loop;
-  g->host.options = g->options;
-  g->host.complete = on_complete;
+  bh_host_init(&g->host, g->options);
   g->host.log = on_log;
   g->inst = NULL;
-  int rc = ops->create(&g->host, &g->inst);
+  int rc = bh.ops->create(&g->host, &g->inst);
   if (rc < 0)
     g->inst = NULL;
   return rc;
@@ -160,29 +96,20 @@ static void start_pair(void) {
   cr_assert_eq(start_guest(&ga, "net=" NET " node=" NODE_A " port=%u "
                            "bind=127.0.0.1 peer=" NODE_B "@127.0.0.1:%u",
                            ga.port, gb.port),
-               0, "%s", logbuf);
+               0, "%s", bh.log);
   cr_assert_eq(start_guest(&gb, "net=" NET "  node=" NODE_B " port=%u "
                            "bind=127.0.0.1 peer=" NODE_A "@127.0.0.1:%u",
                            gb.port, ga.port),
-               0, "%s", logbuf);
+               0, "%s", bh.log);
 }
 
 /* ---- requests ------------------------------------------------------------- */
 
-static void req_init(treq *r, uint16_t opcode) {
-  memset(r, 0, sizeof(*r));
-  r->br.size = sizeof(r->br);
-  r->br.opcode = opcode;
-  r->br.scheme = HWSOCK_SCHEME_IPX;
+static void req_init(bh_req *r, uint16_t opcode) {
+  bh_req_init(r, opcode, HWSOCK_SCHEME_IPX);
 }
 
-static void *open_sock(guest *g) {
-  hwsock_bopen bo = {.size = sizeof(bo), .scheme = HWSOCK_SCHEME_IPX,
-                     .reason = ""};
-  void *s = NULL;
-  cr_assert_eq(ops->open(g->inst, &bo, &s), 0);
-  return s;
-}
+static void *open_sock(guest *g) { return bh_open(g->inst, HWSOCK_SCHEME_IPX); }
 
 static hwsock_addr ipx(const char *uri) {
   hwsock_addr a;
@@ -192,53 +119,21 @@ static hwsock_addr ipx(const char *uri) {
   return a;
 }
 
-static void expect_done(const treq *r, int status) {
-  cr_assert_eq(r->ncomplete, 1, "completed exactly once (%d)", r->ncomplete);
-  cr_assert_eq(r->status, status, "status %s, want %s",
-               hwsock_err_name(r->status), hwsock_err_name(status));
-}
-
 static int run_addr(void *s, uint16_t op, const char *uri) {
-  treq r;
-  req_init(&r, op);
-  r.addr = ipx(uri);
-  r.br.addr = &r.addr;
-  ops->submit(s, &r.br);
-  RUN_UNTIL(r.ncomplete);
-  cr_assert_eq(r.ncomplete, 1);
-  return r.status;
+  hwsock_addr a = ipx(uri);
+  return bh_run_addr(s, op, &a);
 }
 
 static int send_to(void *s, const void *data, size_t len, const char *uri) {
-  treq r;
-  req_init(&r, HWSOCK_OP_SEND);
-  if (uri != NULL) {
-    r.addr = ipx(uri);
-    r.br.addr = &r.addr;
-  }
-  r.iov[0].iov_base = (void *)data;
-  r.iov[0].iov_len = len;
-  r.br.iov = r.iov;
-  r.br.iovcnt = 1;
-  r.br.iov_len = len;
-  ops->submit(s, &r.br);
-  RUN_UNTIL(r.ncomplete);
-  cr_assert_eq(r.ncomplete, 1);
-  if (r.status == 0)
-    cr_assert_eq(r.len, len);
-  return r.status;
+  hwsock_addr a;
+  if (uri != NULL)
+    a = ipx(uri);
+  return bh_run_send(s, HWSOCK_SCHEME_IPX, data, len, uri ? &a : NULL);
 }
 
-static void submit_recv(void *s, treq *r, void *buf, size_t len,
+static void submit_recv(void *s, bh_req *r, void *buf, size_t len,
                         uint32_t flags) {
-  req_init(r, HWSOCK_OP_RECV);
-  r->br.arg0 = flags;
-  r->iov[0].iov_base = buf;
-  r->iov[0].iov_len = len;
-  r->br.iov = r->iov;
-  r->br.iovcnt = 1;
-  r->br.iov_len = len;
-  ops->submit(s, &r->br);
+  bh_submit_recv(s, HWSOCK_SCHEME_IPX, r, buf, len, flags);
 }
 
 static void uri_of(const hwsock_addr *a, char *buf, size_t n) {
@@ -246,13 +141,7 @@ static void uri_of(const hwsock_addr *a, char *buf, size_t n) {
 }
 
 static hwsock_addr getname(void *s, uint32_t which, int *status) {
-  treq r;
-  req_init(&r, HWSOCK_OP_GETNAME);
-  r.br.arg0 = which;
-  ops->submit(s, &r.br);
-  cr_assert_eq(r.ncomplete, 1);
-  *status = r.status;
-  return r.br.peer;
+  return bh_getname(s, HWSOCK_SCHEME_IPX, which, status);
 }
 
 static void expect_name(void *s, const char *want) {
@@ -308,8 +197,8 @@ static ssize_t udp_from(int fd, void *buf, size_t n, uint16_t *src) {
   /* the instances live on this thread's loop: run it while waiting */
   uint64_t t0 = uv_hrtime();
   while (poll(&p, 1, 0) == 0) {
-    uv_run(&loop, UV_RUN_NOWAIT);
-    cr_assert(uv_hrtime() - t0 < TIMEOUT_NS, "a datagram arrives");
+    uv_run(&bh.loop, UV_RUN_NOWAIT);
+    cr_assert(uv_hrtime() - t0 < BH_TIMEOUT_NS, "a datagram arrives");
     usleep(1000);
   }
   struct sockaddr_in sin;
@@ -336,9 +225,9 @@ Test(ipx, two_guests_exchange_datagrams_both_ways) {
   static uint8_t out[1400], in[2000];
   for (size_t i = 0; i < sizeof(out); i++)
     out[i] = (uint8_t)(i * 7 + 3);
-  treq rb;
+  bh_req rb;
   submit_recv(sb, &rb, in, sizeof(in), 0);
-  treq snd;
+  bh_req snd;
   req_init(&snd, HWSOCK_OP_SEND);
   snd.addr = ipx("ipx://" NET "." NODE_B ".4000");
   snd.br.addr = &snd.addr;
@@ -347,11 +236,11 @@ Test(ipx, two_guests_exchange_datagrams_both_ways) {
   snd.br.iov = snd.iov;
   snd.br.iovcnt = 2;
   snd.br.iov_len = sizeof(out);
-  ops->submit(sa, &snd.br);
-  RUN_UNTIL(snd.ncomplete && rb.ncomplete);
-  expect_done(&snd, 0);
+  bh.ops->submit(sa, &snd.br);
+  BH_RUN_UNTIL(snd.ncomplete && rb.ncomplete);
+  bh_expect_done(&snd, 0);
   cr_assert_eq(snd.len, sizeof(out));
-  expect_done(&rb, 0);
+  bh_expect_done(&rb, 0);
   cr_assert_eq(rb.len, sizeof(out));
   cr_assert_arr_eq(in, out, sizeof(out), "payload intact");
   cr_assert_eq(rb.br.resp_flags, 0);
@@ -363,11 +252,11 @@ Test(ipx, two_guests_exchange_datagrams_both_ways) {
 
   /* B -> A: reply to the source; it waits in A's queue until A posts. */
   cr_assert_eq(send_to(sb, "pong", 4, u), 0);
-  run_for_ms(30);
-  treq ra;
+  bh_run_for_ms(30);
+  bh_req ra;
   submit_recv(sa, &ra, in, sizeof(in), 0);
   cr_assert_eq(ra.ncomplete, 1, "the queued packet completes the RECV at once");
-  expect_done(&ra, 0);
+  bh_expect_done(&ra, 0);
   cr_assert_eq(ra.len, 4);
   cr_assert_arr_eq(in, "pong", 4);
   uri_of(&ra.br.peer, u, sizeof(u));
@@ -383,13 +272,13 @@ Test(ipx, two_guests_exchange_datagrams_both_ways) {
   cr_assert_str_eq(u, "ipx://" NET "." NODE_A ".5000");
   cr_assert_eq(send_to(sb, "again", 5, NULL), 0);
   submit_recv(sa, &ra, in, sizeof(in), 0);
-  RUN_UNTIL(ra.ncomplete);
-  expect_done(&ra, 0);
+  BH_RUN_UNTIL(ra.ncomplete);
+  bh_expect_done(&ra, 0);
   cr_assert_eq(ra.len, 5);
   cr_assert_arr_eq(in, "again", 5);
 
-  ops->close(sa);
-  ops->close(sb);
+  bh.ops->close(sa);
+  bh.ops->close(sb);
 }
 
 Test(ipx, wire_bytes_are_a_real_ipx_header) {
@@ -399,7 +288,7 @@ Test(ipx, wire_bytes_are_a_real_ipx_header) {
   cr_assert_eq(start_guest(&ga, "net=" NET " node=" NODE_A " port=%u "
                            "bind=127.0.0.1 peer=" NODE_X "@127.0.0.1:%u",
                            ga.port, xport),
-               0, "%s", logbuf);
+               0, "%s", bh.log);
   void *s = open_sock(&ga);
   cr_assert_eq(run_addr(s, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4567"),
                0);
@@ -430,7 +319,7 @@ Test(ipx, wire_bytes_are_a_real_ipx_header) {
   cr_assert_eq(n, 30);
   cr_assert_eq(p[3], 30);
   cr_assert_arr_eq(p + 6, ((uint8_t[]){0x00, 0x00, 0xca, 0xfe}), 4);
-  ops->close(s);
+  bh.ops->close(s);
   close(x);
 }
 
@@ -441,7 +330,7 @@ Test(ipx, malformed_and_foreign_packets_are_dropped_and_counted) {
   cr_assert_eq(start_guest(&ga, "net=" NET " node=" NODE_A " port=%u "
                            "bind=127.0.0.1 peer=" NODE_X "@127.0.0.1:%u",
                            ga.port, xport),
-               0, "%s", logbuf);
+               0, "%s", bh.log);
   void *s = open_sock(&ga);
   cr_assert_eq(run_addr(s, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4567"),
                0);
@@ -479,10 +368,10 @@ Test(ipx, malformed_and_foreign_packets_are_dropped_and_counted) {
   p[n] = 0;
   udp_to(x, ga.port, p, n + 1);
   char buf[64];
-  treq r;
+  bh_req r;
   submit_recv(s, &r, buf, sizeof(buf), 0);
-  RUN_UNTIL(r.ncomplete);
-  expect_done(&r, 0);
+  BH_RUN_UNTIL(r.ncomplete);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.len, 5, "only the good packet arrives");
   cr_assert_arr_eq(buf, "good!", 5);
   char u[HWSOCK_URI_MAX + 1];
@@ -490,22 +379,23 @@ Test(ipx, malformed_and_foreign_packets_are_dropped_and_counted) {
   cr_assert_str_eq(u, "ipx://" NET "." NODE_X ".1234");
 
   /* every drop is logged with its running count */
-  cr_assert_not_null(strstr(logbuf, "(malformed, 5 so far): from udp://"
+  cr_assert_not_null(strstr(bh.log, "(malformed, 5 so far): from udp://"
                                     "127.0.0.1:"),
-                     "%s", logbuf);
-  cr_assert_not_null(strstr(logbuf, "checksum field is not 0xffff"));
-  cr_assert_not_null(strstr(logbuf, "length field does not match"));
-  cr_assert_not_null(strstr(logbuf, "shorter than an IPX header"));
-  cr_assert_not_null(strstr(logbuf, "above 15 hops"));
-  cr_assert_not_null(strstr(logbuf, "longer than 1500 bytes"));
-  cr_assert_not_null(strstr(logbuf, "(unknown sender, 2 so far)"), "%s", logbuf);
-  cr_assert_null(strstr(logbuf, "(unknown sender, 3"));
-  cr_assert_not_null(strstr(logbuf, "(not for this node, 2 so far)"));
-  cr_assert_null(strstr(logbuf, "(not for this node, 3"));
-  cr_assert_not_null(strstr(logbuf, "(no socket, 1 so far): nothing bound to "
+                     "%s", bh.log);
+  cr_assert_not_null(strstr(bh.log, "checksum field is not 0xffff"));
+  cr_assert_not_null(strstr(bh.log, "length field does not match"));
+  cr_assert_not_null(strstr(bh.log, "shorter than an IPX header"));
+  cr_assert_not_null(strstr(bh.log, "above 15 hops"));
+  cr_assert_not_null(strstr(bh.log, "longer than 1500 bytes"));
+  cr_assert_not_null(strstr(bh.log, "(unknown sender, 2 so far)"), "%s",
+                     bh.log);
+  cr_assert_null(strstr(bh.log, "(unknown sender, 3"));
+  cr_assert_not_null(strstr(bh.log, "(not for this node, 2 so far)"));
+  cr_assert_null(strstr(bh.log, "(not for this node, 3"));
+  cr_assert_not_null(strstr(bh.log, "(no socket, 1 so far): nothing bound to "
                                     "socket 4568"));
-  cr_assert_null(strstr(logbuf, "(no socket, 2"));
-  ops->close(s);
+  cr_assert_null(strstr(bh.log, "(no socket, 2"));
+  bh.ops->close(s);
   close(x);
   close(y);
 }
@@ -532,13 +422,13 @@ Test(ipx, bind_conflicts_and_addresses) {
   cr_assert_eq(run_addr(sb, HWSOCK_OP_BIND, "ipx://" NET "." NODE_B ".4000"),
                0);
   /* closing frees the number */
-  ops->close(s1);
+  bh.ops->close(s1);
   cr_assert_eq(run_addr(s3, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4000"),
                0);
   expect_name(s3, "ipx://" NET "." NODE_A ".4000");
-  ops->close(s2);
-  ops->close(s3);
-  ops->close(sb);
+  bh.ops->close(s2);
+  bh.ops->close(s3);
+  bh.ops->close(sb);
 }
 
 Test(ipx, send_errors_and_autobind) {
@@ -548,8 +438,9 @@ Test(ipx, send_errors_and_autobind) {
   cr_assert_eq(send_to(s, "x", 1, NULL), HWSOCK_ENOTCONN);
   cr_assert_eq(send_to(s, "x", 1, "ipx://" NET ".02005e000999.4000"),
                HWSOCK_EHOSTUNREACH, "no peer has that node");
-  cr_assert_eq(run_addr(s, HWSOCK_OP_CONNECT, "ipx://" NET ".02005e000999.4000"),
-               HWSOCK_EHOSTUNREACH);
+  cr_assert_eq(
+      run_addr(s, HWSOCK_OP_CONNECT, "ipx://" NET ".02005e000999.4000"),
+      HWSOCK_EHOSTUNREACH);
   static char big[1471];
   cr_assert_eq(send_to(s, big, sizeof(big), "ipx://" NET "." NODE_B ".4000"),
                HWSOCK_EMSGSIZE);
@@ -558,18 +449,18 @@ Test(ipx, send_errors_and_autobind) {
   cr_assert_eq(send_to(s, big, 1470, "ipx://" NET "." NODE_B ".4000"), 0);
   expect_name(s, "ipx://" NET "." NODE_A ".4000");
 
-  treq r;
+  bh_req r;
   req_init(&r, HWSOCK_OP_SHUTDOWN);
   r.br.arg0 = HWSOCK_SHUT_RDWR;
-  ops->submit(s, &r.br);
-  expect_done(&r, HWSOCK_EOPNOTSUPP);
+  bh.ops->submit(s, &r.br);
+  bh_expect_done(&r, HWSOCK_EOPNOTSUPP);
   req_init(&r, HWSOCK_OP_GETSOCKOPT);
-  ops->submit(s, &r.br);
-  expect_done(&r, HWSOCK_ENOPROTOOPT);
+  bh.ops->submit(s, &r.br);
+  bh_expect_done(&r, HWSOCK_ENOPROTOOPT);
   int st;
   getname(s, 1, &st);
   cr_assert_eq(st, HWSOCK_ENOTCONN);
-  ops->close(s);
+  bh.ops->close(s);
 }
 
 Test(ipx, broadcast_reaches_every_peer_and_local_sockets) {
@@ -581,11 +472,11 @@ Test(ipx, broadcast_reaches_every_peer_and_local_sockets) {
                            "bind=127.0.0.1 peer=" NODE_B "@127.0.0.1:%u "
                            "peer=" NODE_X "@127.0.0.1:%u",
                            ga.port, gb.port, xport),
-               0, "%s", logbuf);
+               0, "%s", bh.log);
   cr_assert_eq(start_guest(&gb, "net=" NET " node=" NODE_B " port=%u "
                            "bind=127.0.0.1 peer=" NODE_A "@127.0.0.1:%u",
                            gb.port, ga.port),
-               0, "%s", logbuf);
+               0, "%s", bh.log);
   void *sa = open_sock(&ga), *la = open_sock(&ga), *sb = open_sock(&gb);
   cr_assert_eq(run_addr(sa, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".4444"),
                0);
@@ -594,15 +485,15 @@ Test(ipx, broadcast_reaches_every_peer_and_local_sockets) {
   cr_assert_eq(run_addr(sb, HWSOCK_OP_BIND, "ipx://" NET "." NODE_B ".869c"),
                0);
   char bl[32], bb[32];
-  treq rl, rb;
+  bh_req rl, rb;
   submit_recv(la, &rl, bl, sizeof(bl), 0);
   submit_recv(sb, &rb, bb, sizeof(bb), 0);
   cr_assert_eq(send_to(sa, "anyone?", 7, "ipx://" NET ".ffffffffffff.869c"),
                0);
-  RUN_UNTIL(rl.ncomplete && rb.ncomplete);
-  expect_done(&rb, 0);
+  BH_RUN_UNTIL(rl.ncomplete && rb.ncomplete);
+  bh_expect_done(&rb, 0);
   cr_assert_arr_eq(bb, "anyone?", 7);
-  expect_done(&rl, 0);
+  bh_expect_done(&rl, 0);
   cr_assert_arr_eq(bl, "anyone?", 7, "this guest's own sockets hear it too");
   char u[HWSOCK_URI_MAX + 1];
   uri_of(&rl.br.peer, u, sizeof(u));
@@ -616,11 +507,11 @@ Test(ipx, broadcast_reaches_every_peer_and_local_sockets) {
   /* unicast to its own node stays inside the guest */
   submit_recv(la, &rl, bl, sizeof(bl), 0);
   cr_assert_eq(send_to(sa, "me", 2, "ipx://00000000." NODE_A ".869c"), 0);
-  expect_done(&rl, 0);
+  bh_expect_done(&rl, 0);
   cr_assert_eq(rl.len, 2);
-  ops->close(sa);
-  ops->close(la);
-  ops->close(sb);
+  bh.ops->close(sa);
+  bh.ops->close(la);
+  bh.ops->close(sb);
   close(x);
 }
 
@@ -635,18 +526,18 @@ Test(ipx, socket_queue_is_bounded_and_peek_and_truncation_work) {
     snprintf(m, sizeof(m), "m%03d", i);
     cr_assert_eq(send_to(sa, m, 4, "ipx://" NET "." NODE_B ".5000"), 0);
   }
-  run_for_ms(50);
-  cr_assert_not_null(strstr(logbuf, "B ipx: dropped packet (queue full, 6 so "
+  bh_run_for_ms(50);
+  cr_assert_not_null(strstr(bh.log, "B ipx: dropped packet (queue full, 6 so "
                                     "far): socket 5000 has 64 packets waiting"),
-                     "%s", logbuf);
+                     "%s", bh.log);
   /* peek, then a short buffer: truncated, full length reported */
   char p[8];
-  treq r;
+  bh_req r;
   submit_recv(sb, &r, p, sizeof(p), HWSOCK_RECV_PEEK);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   cr_assert_arr_eq(p, "m000", 4);
   submit_recv(sb, &r, p, 2, 0);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.len, 2);
   cr_assert_eq(r.br.resp_flags, HWSOCK_RESP_F_TRUNC);
   cr_assert_eq(r.br.resp_val, 4);
@@ -655,29 +546,29 @@ Test(ipx, socket_queue_is_bounded_and_peek_and_truncation_work) {
     char want[8];
     snprintf(want, sizeof(want), "m%03d", i);
     submit_recv(sb, &r, p, sizeof(p), 0);
-    expect_done(&r, 0);
+    bh_expect_done(&r, 0);
     cr_assert_arr_eq(p, want, 4, "in order");
   }
   submit_recv(sb, &r, p, sizeof(p), 0);
-  run_for_ms(30);
+  bh_run_for_ms(30);
   cr_assert_eq(r.ncomplete, 0, "the 6 over the bound were dropped");
-  ops->close(sb);
-  expect_done(&r, HWSOCK_ECANCELED);
-  ops->close(sa);
+  bh.ops->close(sb);
+  bh_expect_done(&r, HWSOCK_ECANCELED);
+  bh.ops->close(sa);
 }
 
 Test(ipx, close_cancels_pending_recvs_synchronously) {
   start_pair();
   void *s = open_sock(&ga);
   char b[8];
-  treq r1, r2;
+  bh_req r1, r2;
   submit_recv(s, &r1, b, sizeof(b), 0);
   submit_recv(s, &r2, b, sizeof(b), 0);
-  run_for_ms(20);
+  bh_run_for_ms(20);
   cr_assert_eq(r1.ncomplete + r2.ncomplete, 0);
-  ops->close(s);
-  expect_done(&r1, HWSOCK_ECANCELED);
-  expect_done(&r2, HWSOCK_ECANCELED);
+  bh.ops->close(s);
+  bh_expect_done(&r1, HWSOCK_ECANCELED);
+  bh_expect_done(&r2, HWSOCK_ECANCELED);
   cr_assert_lt(r1.order, r2.order);
 }
 
@@ -708,11 +599,11 @@ Test(ipx, bad_options_are_refused_with_a_reason) {
       {"net=0000cafe node=02005e0001a2 stray", "is not key=value"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    logbuf[0] = '\0';
+    bh.log[0] = '\0';
     cr_assert_eq(start_guest(&ga, "%s", cases[i].opts), HWSOCK_EBADCONFIG,
                  "'%s'", cases[i].opts);
-    cr_assert_not_null(strstr(logbuf, cases[i].why), "'%s': %s", cases[i].opts,
-                       logbuf);
+    cr_assert_not_null(strstr(bh.log, cases[i].why), "'%s': %s", cases[i].opts,
+                       bh.log);
   }
   /* a taken UDP port fails create() too */
   uint16_t taken;
@@ -725,7 +616,7 @@ Test(ipx, bad_options_are_refused_with_a_reason) {
   cr_assert_eq(start_guest(&ga, "net=0000cafe node=02005e0001a2 bind=[::1] "
                            "port=%u peer=02005e0001a3@[::1]:213",
                            free_port()),
-               0, "%s", logbuf);
+               0, "%s", bh.log);
 }
 
 /* ---- a live capture, decoded by tshark ----------------------------------- */
@@ -752,12 +643,12 @@ Test(ipx, live_capture_on_lo_decodes_as_ipx_in_tshark) {
     cr_assert_eq(start_guest(&ga, "net=" NET " node=" NODE_A " port=%u "
                              "bind=127.0.0.1 peer=" NODE_B "@127.0.0.1:%u",
                              ga.port, gb.port),
-                 0, "%s", logbuf);
+                 0, "%s", bh.log);
   }
   cr_assert_eq(start_guest(&gb, "net=" NET " node=" NODE_B " port=%u "
                            "bind=127.0.0.1 peer=" NODE_A "@127.0.0.1:%u",
                            gb.port, ga.port),
-               0, "%s", logbuf);
+               0, "%s", bh.log);
 
   char errbuf[PCAP_ERRBUF_SIZE] = "";
   pcap_t *pc = pcap_create("lo", errbuf);
@@ -791,30 +682,30 @@ Test(ipx, live_capture_on_lo_decodes_as_ipx_in_tshark) {
   cr_assert_eq(run_addr(sb, HWSOCK_OP_BIND, "ipx://" NET "." NODE_B ".869c"),
                0);
   char buf[64];
-  treq r;
+  bh_req r;
   submit_recv(sb, &r, buf, sizeof(buf), 0);
   cr_assert_eq(send_to(sa, "hello over IPX", 14,
                        "ipx://" NET "." NODE_B ".869c"),
                0);
-  RUN_UNTIL(r.ncomplete);
-  expect_done(&r, 0);
+  BH_RUN_UNTIL(r.ncomplete);
+  bh_expect_done(&r, 0);
   cr_assert_eq(send_to(sb, "and back", 8, "ipx://" NET "." NODE_A ".4000"), 0);
 
   int captured = 0;
   uint64_t t0 = uv_hrtime();
   while (captured < 2) {
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&bh.loop, UV_RUN_NOWAIT);
     int n = pcap_dispatch(pc, -1, pcap_dump, (u_char *)dump);
     cr_assert_geq(n, 0, "%s", pcap_geterr(pc));
     captured += n;
-    cr_assert(uv_hrtime() - t0 < TIMEOUT_NS, "both packets captured");
+    cr_assert(uv_hrtime() - t0 < BH_TIMEOUT_NS, "both packets captured");
     if (n == 0)
       usleep(2000);
   }
   pcap_dump_close(dump);
   pcap_close(pc);
-  ops->close(sa);
-  ops->close(sb);
+  bh.ops->close(sa);
+  bh.ops->close(sb);
 
   char cmd[256];
   snprintf(cmd, sizeof(cmd), "tshark -r %s -V -d udp.port==%u,ipx 2>/dev/null",
@@ -831,7 +722,8 @@ Test(ipx, live_capture_on_lo_decodes_as_ipx_in_tshark) {
   cr_assert_not_null(strstr(out, "Checksum: 0xffff"), "%s", out);
   cr_assert_not_null(strstr(out, "Length: 44 bytes"), "%s", out);
   cr_assert_not_null(strstr(out, "Packet Type: PEP (0x04)"), "%s", out);
-  cr_assert_not_null(strstr(out, "Destination Network: 00 (0x0000CAFE)"), "%s", out);
+  cr_assert_not_null(strstr(out, "Destination Network: 00 (0x0000CAFE)"), "%s",
+                     out);
   cr_assert_not_null(strstr(out, "Destination Socket: Unknown (0x869c)"), "%s",
                      out);
   cr_assert_not_null(strstr(out, "Source Socket: Unknown (0x4000)"), "%s",
@@ -850,7 +742,7 @@ Test(ipx, info_reports_the_ipx_names) {
   cr_assert_eq(run_addr(s, HWSOCK_OP_CONNECT, "ipx://" NET "." NODE_B ".4321"),
                0);
   hwsock_bsock_info bi = {.size = sizeof(bi), .fd = -1};
-  cr_assert_eq(ops->info(s, &bi), 0);
+  cr_assert_eq(bh.ops->info(s, &bi), 0);
   cr_assert_eq(bi.fd, -1, "no host fd of its own");
   cr_assert_eq(bi.has_local, 1);
   char u[HWSOCK_URI_MAX + 1];
@@ -859,18 +751,18 @@ Test(ipx, info_reports_the_ipx_names) {
   cr_assert_eq(bi.has_peer, 1);
   uri_of(&bi.peer, u, sizeof(u));
   cr_assert_str_eq(u, "ipx://" NET "." NODE_B ".4321");
-  ops->close(s);
+  bh.ops->close(s);
 }
 
 Test(ipx, without_options_the_device_has_no_ipx_network) {
   /* what a VMM that loads every module of a folder does */
   cr_assert_eq(start_guest(&ga, "%s", ""), 0);
-  cr_assert_not_null(strstr(logbuf, "IPX is down"), "%s", logbuf);
+  cr_assert_not_null(strstr(bh.log, "IPX is down"), "%s", bh.log);
   hwsock_bopen bo = {.size = sizeof(bo), .scheme = HWSOCK_SCHEME_IPX,
                      .reason = ""};
   void *s = NULL;
-  cr_assert_eq(ops->open(ga.inst, &bo, &s), HWSOCK_ENETDOWN);
+  cr_assert_eq(bh.ops->open(ga.inst, &bo, &s), HWSOCK_ENETDOWN);
   gb.host = ga.host;
   gb.host.options = NULL;
-  cr_assert_eq(ops->create(&gb.host, &gb.inst), 0, "NULL options too");
+  cr_assert_eq(bh.ops->create(&gb.host, &gb.inst), 0, "NULL options too");
 }

@@ -8,7 +8,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,181 +15,62 @@
 #include <uv.h>
 
 #include "hwsock/backend.h"
-#include "hwsock/device.h"
+#include "support/backend_harness.h"
+#include "support/loopback_sock.h"
 
 #define TCP_SO HWSOCK_BUILD_BACKEND_DIR "/tcp.so"
-#define TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
 
-/* ---- fixture: the module, one instance, a loop ---------------------------- */
+/* ---- fixture: the module, one instance, a loop (backend_harness.h) -------- */
 
-static uv_loop_t loop;
-static uv_timer_t tick; /* wakes UV_RUN_ONCE so that waits can time out */
-static hwsock_plugin *plugin;
-static const hwsock_backend_ops *ops;
-static hwsock_backend_host host;
-static void *inst;
-static int seq; /* completion order across all requests */
+static void setup(void) { bh_setup_instance(TCP_SO); }
 
-typedef struct treq {
-  hwsock_breq br; /* first: complete() gets &br */
-  int ncomplete;
-  int status;
-  size_t len;
-  int order;
-  struct iovec iov[8];
-  hwsock_addr addr;
-} treq;
-
-static void on_complete(hwsock_breq *req, int status, size_t len) {
-  treq *r = (treq *)req;
-  r->ncomplete++;
-  r->status = status;
-  r->len = len;
-  r->order = ++seq;
-}
-
-static void on_tick(uv_timer_t *t) {}
-
-static void setup(void) {
-  char err[256] = "";
-  cr_assert_eq(uv_loop_init(&loop), 0);
-  cr_assert_eq(hwsock_plugin_load(TCP_SO, &plugin, err, sizeof(err)), 0, "%s",
-               err);
-  ops = hwsock_plugin_desc(plugin)->ops;
-  memset(&host, 0, sizeof(host));
-  host.size = sizeof(host);
-  host.loop = &loop;
-  host.options = "";
-  host.complete = on_complete;
-  cr_assert_eq(ops->create(&host, &inst), 0);
-  uv_timer_init(&loop, &tick);
-  uv_timer_start(&tick, on_tick, 20, 20);
-  seq = 0;
-}
-
-static void teardown(void) {
-  ops->destroy(inst);
-  uv_timer_stop(&tick);
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT); /* the closing poll handles finish */
-  cr_assert_eq(uv_loop_close(&loop), 0, "every handle was closed");
-  hwsock_plugin_unload(plugin);
-}
-
-TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 60);
-
-#define RUN_UNTIL(cond)                                                       \
-  do {                                                                        \
-    uint64_t t0_ = uv_hrtime();                                               \
-    while (!(cond)) {                                                         \
-      uv_run(&loop, UV_RUN_ONCE);                                             \
-      cr_assert(uv_hrtime() - t0_ < TIMEOUT_NS, "timed out: " #cond);         \
-    }                                                                         \
-  } while (0)
-
-static void run_for_ms(unsigned ms) {
-  uint64_t t0 = uv_hrtime();
-  while (uv_hrtime() - t0 < (uint64_t)ms * 1000000)
-    uv_run(&loop, UV_RUN_ONCE);
-}
+TestSuite(tcp, .init = setup, .fini = bh_teardown_instance, .timeout = 60);
 
 /* ---- requests ------------------------------------------------------------- */
 
-static void req_init(treq *r, uint16_t opcode) {
-  memset(r, 0, sizeof(*r));
-  r->br.size = sizeof(r->br);
-  r->br.opcode = opcode;
-  r->br.scheme = HWSOCK_SCHEME_TCP;
+static void req_init(bh_req *r, uint16_t opcode) {
+  bh_req_init(r, opcode, HWSOCK_SCHEME_TCP);
 }
 
-static void *open_sock(int scheme) {
-  hwsock_bopen bo = {.size = sizeof(bo), .scheme = scheme, .reason = ""};
-  void *s = NULL;
-  cr_assert_eq(ops->open(inst, &bo, &s), 0);
-  cr_assert_not_null(s);
-  return s;
-}
-
-static void submit_addr(void *s, treq *r, uint16_t op, const hwsock_addr *a) {
+static void submit_addr(void *s, bh_req *r, uint16_t op, const hwsock_addr *a) {
   req_init(r, op);
   r->addr = *a;
   r->br.addr = &r->addr;
-  ops->submit(s, &r->br);
+  bh.ops->submit(s, &r->br);
 }
 
-/* Sets the request's buffers: n (pointer, length) pairs. */
-static void set_iov(treq *r, unsigned n, ...) {
-  va_list ap;
-  va_start(ap, n);
-  r->br.iov_len = 0;
-  for (unsigned i = 0; i < n; i++) {
-    r->iov[i].iov_base = va_arg(ap, void *);
-    r->iov[i].iov_len = va_arg(ap, size_t);
-    r->br.iov_len += r->iov[i].iov_len;
-  }
-  va_end(ap);
-  r->br.iov = r->iov;
-  r->br.iovcnt = n;
-}
-
-static void submit_op(void *s, treq *r, uint16_t op, uint32_t arg0,
+static void submit_op(void *s, bh_req *r, uint16_t op, uint32_t arg0,
                       uint32_t arg1) {
   req_init(r, op);
   r->br.arg0 = arg0;
   r->br.arg1 = arg1;
-  ops->submit(s, &r->br);
+  bh.ops->submit(s, &r->br);
 }
 
 /* Submits r (already initialised with its buffers). */
-static void submit_prepared(void *s, treq *r) { ops->submit(s, &r->br); }
-
-static void expect_done(const treq *r, int status) {
-  cr_assert_eq(r->ncomplete, 1, "completed exactly once (%d)", r->ncomplete);
-  cr_assert_eq(r->status, status, "status %s, want %s",
-               hwsock_err_name(r->status), hwsock_err_name(status));
-}
+static void submit_prepared(void *s, bh_req *r) { bh.ops->submit(s, &r->br); }
 
 /* ---- plain-socket peers ---------------------------------------------------- */
 
 static hwsock_addr v4_addr(uint16_t port) {
-  hwsock_addr a;
-  memset(&a, 0, sizeof(a));
-  a.scheme = HWSOCK_SCHEME_TCP;
-  a.family = HWSOCK_AF_INET;
-  a.port = port;
-  a.u.v4[0] = 127;
-  a.u.v4[3] = 1;
-  return a;
+  return loopback_addr(HWSOCK_SCHEME_TCP, port);
 }
 
 static uint16_t local_port(int fd) {
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
   cr_assert_eq(getsockname(fd, (struct sockaddr *)&ss, &sl), 0);
-  return ntohs(ss.ss_family == AF_INET
-                   ? ((struct sockaddr_in *)&ss)->sin_port
-                   : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  return loopback_port_of(&ss);
 }
 
 /* A listening plain socket on 127.0.0.1 (or ::1); rcvbuf > 0 sets
  * SO_RCVBUF, which accepted sockets inherit. */
 static int plain_listener(int family, int rcvbuf, uint16_t *port) {
-  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  cr_assert_geq(fd, 0);
+  int fd = loopback_socket(family, SOCK_STREAM, port);
   if (rcvbuf > 0)
     cr_assert_eq(
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
-  if (family == AF_INET) {
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-  } else {
-    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6,
-                                .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sin6, sizeof(sin6)), 0);
-  }
   cr_assert_eq(listen(fd, 8), 0);
-  *port = local_port(fd);
   return fd;
 }
 
@@ -230,12 +110,12 @@ static void write_all(int fd, const void *buf, size_t n) {
 static void *connected_pair(int *peer, int *lfd_out) {
   uint16_t port;
   int lfd = plain_listener(AF_INET, 0, &port);
-  void *s = open_sock(HWSOCK_SCHEME_TCP);
-  treq c;
+  void *s = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
+  bh_req c;
   hwsock_addr a = v4_addr(port);
   submit_addr(s, &c, HWSOCK_OP_CONNECT, &a);
-  RUN_UNTIL(c.ncomplete);
-  expect_done(&c, 0);
+  BH_RUN_UNTIL(c.ncomplete);
+  bh_expect_done(&c, 0);
   *peer = plain_accept(lfd);
   if (lfd_out)
     *lfd_out = lfd;
@@ -247,24 +127,24 @@ static void *connected_pair(int *peer, int *lfd_out) {
 static void set_int_opt(void *s, uint32_t level, uint32_t name, uint32_t v) {
   hwsock_le32 val;
   hwsock_le32_set(&val, v);
-  treq r;
+  bh_req r;
   req_init(&r, HWSOCK_OP_SETSOCKOPT);
   r.br.arg0 = level;
   r.br.arg1 = name;
-  set_iov(&r, 1, (void *)&val, sizeof(val));
+  bh_set_iov(&r, 1, (void *)&val, sizeof(val));
   submit_prepared(s, &r);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
 }
 
 static uint32_t get_int_opt(void *s, uint32_t level, uint32_t name) {
   hwsock_le32 val;
-  treq r;
+  bh_req r;
   req_init(&r, HWSOCK_OP_GETSOCKOPT);
   r.br.arg0 = level;
   r.br.arg1 = name;
-  set_iov(&r, 1, (void *)&val, sizeof(val));
+  bh_set_iov(&r, 1, (void *)&val, sizeof(val));
   submit_prepared(s, &r);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.len, 4);
   return hwsock_le32_get(&val);
 }
@@ -276,12 +156,12 @@ Test(tcp, echo_with_multi_iovec_send_and_recv) {
   void *s = connected_pair(&peer, NULL);
 
   char a[] = "hello, ", b[] = "scatter", c[] = "-gather!";
-  treq snd;
+  bh_req snd;
   req_init(&snd, HWSOCK_OP_SEND);
-  set_iov(&snd, 3, a, strlen(a), b, strlen(b), c, strlen(c));
+  bh_set_iov(&snd, 3, a, strlen(a), b, strlen(b), c, strlen(c));
   submit_prepared(s, &snd);
-  RUN_UNTIL(snd.ncomplete);
-  expect_done(&snd, 0);
+  BH_RUN_UNTIL(snd.ncomplete);
+  bh_expect_done(&snd, 0);
   cr_assert_eq(snd.len, 22);
 
   char got[23] = {0};
@@ -291,19 +171,19 @@ Test(tcp, echo_with_multi_iovec_send_and_recv) {
   /* the peer answers; one RECV fills three buffers in order */
   write_all(peer, "0123456789", 10);
   char x[3], y[4], z[16];
-  treq rcv;
+  bh_req rcv;
   req_init(&rcv, HWSOCK_OP_RECV);
-  set_iov(&rcv, 3, x, sizeof(x), y, sizeof(y), z, sizeof(z));
+  bh_set_iov(&rcv, 3, x, sizeof(x), y, sizeof(y), z, sizeof(z));
   submit_prepared(s, &rcv);
-  RUN_UNTIL(rcv.ncomplete);
-  expect_done(&rcv, 0);
+  BH_RUN_UNTIL(rcv.ncomplete);
+  bh_expect_done(&rcv, 0);
   cr_assert_eq(rcv.len, 10);
   cr_assert_eq(rcv.br.resp_flags, 0);
   cr_assert_arr_eq(x, "012", 3);
   cr_assert_arr_eq(y, "3456", 4);
   cr_assert_arr_eq(z, "789", 3);
 
-  ops->close(s);
+  bh.ops->close(s);
   close(peer);
 }
 
@@ -312,22 +192,22 @@ Test(tcp, recv_never_exceeds_its_buffer_and_keeps_the_rest) {
   void *s = connected_pair(&peer, NULL);
   write_all(peer, "abcdefgh", 8);
   char b1[5], b2[16];
-  treq r1, r2;
+  bh_req r1, r2;
   req_init(&r1, HWSOCK_OP_RECV);
-  set_iov(&r1, 1, b1, sizeof(b1));
+  bh_set_iov(&r1, 1, b1, sizeof(b1));
   req_init(&r2, HWSOCK_OP_RECV);
-  set_iov(&r2, 1, b2, sizeof(b2));
+  bh_set_iov(&r2, 1, b2, sizeof(b2));
   submit_prepared(s, &r1);
   submit_prepared(s, &r2);
-  RUN_UNTIL(r1.ncomplete && r2.ncomplete);
-  expect_done(&r1, 0);
-  expect_done(&r2, 0);
+  BH_RUN_UNTIL(r1.ncomplete && r2.ncomplete);
+  bh_expect_done(&r1, 0);
+  bh_expect_done(&r2, 0);
   cr_assert_eq(r1.len, 5);
   cr_assert_eq(r2.len, 3);
   cr_assert_lt(r1.order, r2.order, "RECVs complete in order");
   cr_assert_arr_eq(b1, "abcde", 5);
   cr_assert_arr_eq(b2, "fgh", 3);
-  ops->close(s);
+  bh.ops->close(s);
   close(peer);
 }
 
@@ -335,53 +215,53 @@ Test(tcp, recv_waits_for_data_then_waitall_fills_the_buffer) {
   int peer;
   void *s = connected_pair(&peer, NULL);
   char buf[10];
-  treq r;
+  bh_req r;
   req_init(&r, HWSOCK_OP_RECV);
   r.br.arg0 = HWSOCK_RECV_WAITALL;
-  set_iov(&r, 1, buf, sizeof(buf));
+  bh_set_iov(&r, 1, buf, sizeof(buf));
   submit_prepared(s, &r);
-  run_for_ms(50);
+  bh_run_for_ms(50);
   cr_assert_eq(r.ncomplete, 0, "no data, no completion");
   write_all(peer, "01234", 5);
-  run_for_ms(100);
+  bh_run_for_ms(100);
   cr_assert_eq(r.ncomplete, 0, "WAITALL holds a partly filled buffer");
   write_all(peer, "56789", 5);
-  RUN_UNTIL(r.ncomplete);
-  expect_done(&r, 0);
+  BH_RUN_UNTIL(r.ncomplete);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.len, 10);
   cr_assert_arr_eq(buf, "0123456789", 10);
-  ops->close(s);
+  bh.ops->close(s);
   close(peer);
 }
 
 Test(tcp, peek_leaves_the_data_and_zero_length_recv_completes_at_once) {
   int peer;
   void *s = connected_pair(&peer, NULL);
-  treq z;
+  bh_req z;
   req_init(&z, HWSOCK_OP_RECV);
   submit_prepared(s, &z);
-  expect_done(&z, 0);
+  bh_expect_done(&z, 0);
   cr_assert_eq(z.len, 0);
 
   write_all(peer, "peek", 4);
   char p[8], q[8];
-  treq rp, rq;
+  bh_req rp, rq;
   req_init(&rp, HWSOCK_OP_RECV);
   rp.br.arg0 = HWSOCK_RECV_PEEK;
-  set_iov(&rp, 1, p, sizeof(p));
+  bh_set_iov(&rp, 1, p, sizeof(p));
   submit_prepared(s, &rp);
-  RUN_UNTIL(rp.ncomplete);
-  expect_done(&rp, 0);
+  BH_RUN_UNTIL(rp.ncomplete);
+  bh_expect_done(&rp, 0);
   cr_assert_eq(rp.len, 4);
   req_init(&rq, HWSOCK_OP_RECV);
-  set_iov(&rq, 1, q, sizeof(q));
+  bh_set_iov(&rq, 1, q, sizeof(q));
   submit_prepared(s, &rq);
-  RUN_UNTIL(rq.ncomplete);
-  expect_done(&rq, 0);
+  BH_RUN_UNTIL(rq.ncomplete);
+  bh_expect_done(&rq, 0);
   cr_assert_eq(rq.len, 4);
   cr_assert_arr_eq(p, "peek", 4);
   cr_assert_arr_eq(q, "peek", 4);
-  ops->close(s);
+  bh.ops->close(s);
   close(peer);
 }
 
@@ -390,51 +270,51 @@ Test(tcp, connect_to_a_closed_port_is_refused) {
   uint16_t port;
   int lfd = plain_listener(AF_INET, 0, &port);
   close(lfd);
-  void *s = open_sock(HWSOCK_SCHEME_TCP);
-  treq c;
+  void *s = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
+  bh_req c;
   hwsock_addr a = v4_addr(port);
   submit_addr(s, &c, HWSOCK_OP_CONNECT, &a);
-  RUN_UNTIL(c.ncomplete);
-  expect_done(&c, HWSOCK_ECONNREFUSED);
+  BH_RUN_UNTIL(c.ncomplete);
+  bh_expect_done(&c, HWSOCK_ECONNREFUSED);
   /* the failed socket is not connected */
-  treq snd;
+  bh_req snd;
   char x = 'x';
   req_init(&snd, HWSOCK_OP_SEND);
-  set_iov(&snd, 1, &x, (size_t)1);
+  bh_set_iov(&snd, 1, &x, (size_t)1);
   submit_prepared(s, &snd);
-  expect_done(&snd, HWSOCK_ENOTCONN);
-  ops->close(s);
+  bh_expect_done(&snd, HWSOCK_ENOTCONN);
+  bh.ops->close(s);
 }
 
 Test(tcp, pipelined_connect_send_recv) {
   /* SEND and RECV submitted behind a CONNECT wait for it, in order */
   uint16_t port;
   int lfd = plain_listener(AF_INET, 0, &port);
-  void *s = open_sock(HWSOCK_SCHEME_TCP);
-  treq c, snd, rcv;
+  void *s = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
+  bh_req c, snd, rcv;
   hwsock_addr a = v4_addr(port);
   submit_addr(s, &c, HWSOCK_OP_CONNECT, &a);
   req_init(&snd, HWSOCK_OP_SEND);
-  set_iov(&snd, 1, "ping", (size_t)4);
+  bh_set_iov(&snd, 1, "ping", (size_t)4);
   submit_prepared(s, &snd);
   char buf[8];
   req_init(&rcv, HWSOCK_OP_RECV);
-  set_iov(&rcv, 1, buf, sizeof(buf));
+  bh_set_iov(&rcv, 1, buf, sizeof(buf));
   submit_prepared(s, &rcv);
-  RUN_UNTIL(snd.ncomplete);
-  expect_done(&c, 0);
-  expect_done(&snd, 0);
+  BH_RUN_UNTIL(snd.ncomplete);
+  bh_expect_done(&c, 0);
+  bh_expect_done(&snd, 0);
   cr_assert_lt(c.order, snd.order);
   int peer = plain_accept(lfd);
   char got[4];
   read_exact(peer, got, 4);
   cr_assert_arr_eq(got, "ping", 4);
   write_all(peer, "pong", 4);
-  RUN_UNTIL(rcv.ncomplete);
-  expect_done(&rcv, 0);
+  BH_RUN_UNTIL(rcv.ncomplete);
+  bh_expect_done(&rcv, 0);
   cr_assert_eq(rcv.len, 4);
   cr_assert_arr_eq(buf, "pong", 4);
-  ops->close(s);
+  bh.ops->close(s);
   close(peer);
   close(lfd);
 }
@@ -456,19 +336,19 @@ Test(tcp, connect_states_already_and_isconn) {
     connect(fill[i], (struct sockaddr *)&sin, sizeof(sin));
   }
   usleep(50000);
-  void *s = open_sock(HWSOCK_SCHEME_TCP);
-  treq c1, c2;
+  void *s = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
+  bh_req c1, c2;
   hwsock_addr a = v4_addr(port);
   submit_addr(s, &c1, HWSOCK_OP_CONNECT, &a);
-  run_for_ms(100);
+  bh_run_for_ms(100);
   cr_assert_eq(c1.ncomplete, 0, "the connect is in progress");
   submit_addr(s, &c2, HWSOCK_OP_CONNECT, &a);
-  expect_done(&c2, HWSOCK_EALREADY);
+  bh_expect_done(&c2, HWSOCK_EALREADY);
   /* SO_ERROR while connecting does not steal the connect's outcome */
   cr_assert_eq(get_int_opt(s, HWSOCK_SOL_SOCKET, HWSOCK_SO_ERROR), 0);
   /* closing cancels the pending connect synchronously */
-  ops->close(s);
-  expect_done(&c1, HWSOCK_ECANCELED);
+  bh.ops->close(s);
+  bh_expect_done(&c1, HWSOCK_ECANCELED);
   for (int i = 0; i < 2; i++)
     close(fill[i]);
   close(lfd);
@@ -477,17 +357,17 @@ Test(tcp, connect_states_already_and_isconn) {
   int peer;
   s = connected_pair(&peer, NULL);
   submit_addr(s, &c2, HWSOCK_OP_CONNECT, &a);
-  expect_done(&c2, HWSOCK_EISCONN);
-  treq snd;
+  bh_expect_done(&c2, HWSOCK_EISCONN);
+  bh_req snd;
   req_init(&snd, HWSOCK_OP_SEND);
   snd.addr = a;
   snd.br.addr = &snd.addr;
-  set_iov(&snd, 1, "x", (size_t)1);
+  bh_set_iov(&snd, 1, "x", (size_t)1);
   submit_prepared(s, &snd);
-  expect_done(&snd, HWSOCK_EISCONN);
+  bh_expect_done(&snd, HWSOCK_EISCONN);
   submit_op(s, &c2, HWSOCK_OP_LISTEN, 4, 0);
-  expect_done(&c2, HWSOCK_EINVAL);
-  ops->close(s);
+  bh_expect_done(&c2, HWSOCK_EINVAL);
+  bh.ops->close(s);
   close(peer);
 }
 
@@ -495,54 +375,54 @@ Test(tcp, shutdown_read_ends_a_pending_recv_with_eof) {
   int peer;
   void *s = connected_pair(&peer, NULL);
   char buf[4];
-  treq r, sh;
+  bh_req r, sh;
   req_init(&r, HWSOCK_OP_RECV);
-  set_iov(&r, 1, buf, sizeof(buf));
+  bh_set_iov(&r, 1, buf, sizeof(buf));
   submit_prepared(s, &r);
-  run_for_ms(20);
+  bh_run_for_ms(20);
   cr_assert_eq(r.ncomplete, 0);
   submit_op(s, &sh, HWSOCK_OP_SHUTDOWN, HWSOCK_SHUT_RD, 0);
-  expect_done(&sh, 0);
-  RUN_UNTIL(r.ncomplete);
-  expect_done(&r, 0);
+  bh_expect_done(&sh, 0);
+  BH_RUN_UNTIL(r.ncomplete);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.len, 0);
   cr_assert_eq(r.br.resp_flags, HWSOCK_RESP_F_EOF);
   /* the write side still works */
-  treq snd;
+  bh_req snd;
   req_init(&snd, HWSOCK_OP_SEND);
-  set_iov(&snd, 1, "ok", (size_t)2);
+  bh_set_iov(&snd, 1, "ok", (size_t)2);
   submit_prepared(s, &snd);
-  RUN_UNTIL(snd.ncomplete);
-  expect_done(&snd, 0);
+  BH_RUN_UNTIL(snd.ncomplete);
+  bh_expect_done(&snd, 0);
   char got[2];
   read_exact(peer, got, 2);
   cr_assert_arr_eq(got, "ok", 2);
-  ops->close(s);
+  bh.ops->close(s);
   close(peer);
 }
 
 Test(tcp, requests_on_an_unconnected_socket) {
-  void *s = open_sock(HWSOCK_SCHEME_TCP);
-  treq r;
+  void *s = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
+  bh_req r;
   req_init(&r, HWSOCK_OP_SEND);
-  set_iov(&r, 1, "x", (size_t)1);
+  bh_set_iov(&r, 1, "x", (size_t)1);
   submit_prepared(s, &r);
-  expect_done(&r, HWSOCK_ENOTCONN);
+  bh_expect_done(&r, HWSOCK_ENOTCONN);
   char b[4];
   req_init(&r, HWSOCK_OP_RECV);
-  set_iov(&r, 1, b, sizeof(b));
+  bh_set_iov(&r, 1, b, sizeof(b));
   submit_prepared(s, &r);
-  expect_done(&r, HWSOCK_ENOTCONN);
+  bh_expect_done(&r, HWSOCK_ENOTCONN);
   submit_op(s, &r, HWSOCK_OP_ACCEPT, 0, 0);
-  expect_done(&r, HWSOCK_EINVAL);
+  bh_expect_done(&r, HWSOCK_EINVAL);
   submit_op(s, &r, HWSOCK_OP_GETNAME, 1, 0);
-  expect_done(&r, HWSOCK_ENOTCONN);
+  bh_expect_done(&r, HWSOCK_ENOTCONN);
   submit_op(s, &r, HWSOCK_OP_GETNAME, 2, 0);
-  expect_done(&r, HWSOCK_EINVAL);
+  bh_expect_done(&r, HWSOCK_EINVAL);
   submit_op(s, &r, HWSOCK_OP_SHUTDOWN, 9, 0);
-  expect_done(&r, HWSOCK_EINVAL);
+  bh_expect_done(&r, HWSOCK_EINVAL);
   submit_op(s, &r, HWSOCK_OP_OPEN, 0, 0);
-  expect_done(&r, HWSOCK_EOPNOTSUPP);
+  bh_expect_done(&r, HWSOCK_EOPNOTSUPP);
   /* a tcp socket takes no tcp6 address */
   hwsock_addr a6;
   memset(&a6, 0, sizeof(a6));
@@ -551,71 +431,71 @@ Test(tcp, requests_on_an_unconnected_socket) {
   a6.port = 9;
   a6.u.v6[15] = 1;
   submit_addr(s, &r, HWSOCK_OP_CONNECT, &a6);
-  expect_done(&r, HWSOCK_EAFNOSUPPORT);
+  bh_expect_done(&r, HWSOCK_EAFNOSUPPORT);
   req_init(&r, HWSOCK_OP_CONNECT);
-  ops->submit(s, &r.br); /* no address */
-  expect_done(&r, HWSOCK_EINVAL);
-  ops->close(s);
+  bh.ops->submit(s, &r.br); /* no address */
+  bh_expect_done(&r, HWSOCK_EINVAL);
+  bh.ops->close(s);
 }
 
 Test(tcp, peer_close_gives_eof) {
   int peer;
   void *s = connected_pair(&peer, NULL);
   char buf[8];
-  treq r;
+  bh_req r;
   req_init(&r, HWSOCK_OP_RECV);
-  set_iov(&r, 1, buf, sizeof(buf));
+  bh_set_iov(&r, 1, buf, sizeof(buf));
   submit_prepared(s, &r);
-  run_for_ms(20);
+  bh_run_for_ms(20);
   cr_assert_eq(r.ncomplete, 0);
   close(peer);
-  RUN_UNTIL(r.ncomplete);
-  expect_done(&r, 0);
+  BH_RUN_UNTIL(r.ncomplete);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.len, 0);
   cr_assert_eq(r.br.resp_flags, HWSOCK_RESP_F_EOF);
   /* EOF stays: a later RECV sees it too */
-  treq r2;
+  bh_req r2;
   req_init(&r2, HWSOCK_OP_RECV);
-  set_iov(&r2, 1, buf, sizeof(buf));
+  bh_set_iov(&r2, 1, buf, sizeof(buf));
   submit_prepared(s, &r2);
-  RUN_UNTIL(r2.ncomplete);
-  expect_done(&r2, 0);
+  BH_RUN_UNTIL(r2.ncomplete);
+  bh_expect_done(&r2, 0);
   cr_assert_eq(r2.br.resp_flags, HWSOCK_RESP_F_EOF);
-  ops->close(s);
+  bh.ops->close(s);
 }
 
 Test(tcp, peer_reset_gives_econnreset) {
   int peer;
   void *s = connected_pair(&peer, NULL);
   char buf[8];
-  treq r;
+  bh_req r;
   req_init(&r, HWSOCK_OP_RECV);
-  set_iov(&r, 1, buf, sizeof(buf));
+  bh_set_iov(&r, 1, buf, sizeof(buf));
   submit_prepared(s, &r);
-  run_for_ms(20);
+  bh_run_for_ms(20);
   struct linger l = {.l_onoff = 1, .l_linger = 0};
   cr_assert_eq(setsockopt(peer, SOL_SOCKET, SO_LINGER, &l, sizeof(l)), 0);
   close(peer); /* linger 0: RST */
-  RUN_UNTIL(r.ncomplete);
-  expect_done(&r, HWSOCK_ECONNRESET);
-  ops->close(s);
+  BH_RUN_UNTIL(r.ncomplete);
+  bh_expect_done(&r, HWSOCK_ECONNRESET);
+  bh.ops->close(s);
 }
 
 Test(tcp, half_close_keeps_the_other_direction) {
   int peer;
   void *s = connected_pair(&peer, NULL);
-  treq snd, shut, late;
+  bh_req snd, shut, late;
   req_init(&snd, HWSOCK_OP_SEND);
-  set_iov(&snd, 1, "last words", (size_t)10);
+  bh_set_iov(&snd, 1, "last words", (size_t)10);
   submit_prepared(s, &snd);
   submit_op(s, &shut, HWSOCK_OP_SHUTDOWN, HWSOCK_SHUT_WR, 0);
   req_init(&late, HWSOCK_OP_SEND);
-  set_iov(&late, 1, "too late", (size_t)8);
+  bh_set_iov(&late, 1, "too late", (size_t)8);
   submit_prepared(s, &late);
-  RUN_UNTIL(late.ncomplete);
-  expect_done(&snd, 0);
-  expect_done(&shut, 0);
-  expect_done(&late, HWSOCK_EPIPE);
+  BH_RUN_UNTIL(late.ncomplete);
+  bh_expect_done(&snd, 0);
+  bh_expect_done(&shut, 0);
+  bh_expect_done(&late, HWSOCK_EPIPE);
   cr_assert(snd.order < shut.order && shut.order < late.order,
             "the write side completes in submission order");
 
@@ -627,44 +507,44 @@ Test(tcp, half_close_keeps_the_other_direction) {
   /* the peer can still talk back */
   write_all(peer, "reply", 5);
   char buf[8];
-  treq r;
+  bh_req r;
   req_init(&r, HWSOCK_OP_RECV);
-  set_iov(&r, 1, buf, sizeof(buf));
+  bh_set_iov(&r, 1, buf, sizeof(buf));
   submit_prepared(s, &r);
-  RUN_UNTIL(r.ncomplete);
-  expect_done(&r, 0);
+  BH_RUN_UNTIL(r.ncomplete);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.len, 5);
   cr_assert_arr_eq(buf, "reply", 5);
-  ops->close(s);
+  bh.ops->close(s);
   close(peer);
 }
 
 Test(tcp, listen_accept_reports_the_peer_address) {
-  void *ls = open_sock(HWSOCK_SCHEME_TCP);
-  treq r;
+  void *ls = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
+  bh_req r;
   hwsock_addr any = v4_addr(0);
   submit_addr(ls, &r, HWSOCK_OP_BIND, &any);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   submit_op(ls, &r, HWSOCK_OP_LISTEN, 100000, 0); /* clamped, not refused */
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   submit_op(ls, &r, HWSOCK_OP_GETNAME, 0, 0);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.br.has_peer, 1);
   cr_assert_eq(r.br.peer.scheme, HWSOCK_SCHEME_TCP);
   uint16_t port = r.br.peer.port;
   cr_assert_neq(port, 0);
 
-  treq acc;
+  bh_req acc;
   submit_op(ls, &acc, HWSOCK_OP_ACCEPT, 0, 0);
-  run_for_ms(20);
+  bh_run_for_ms(20);
   cr_assert_eq(acc.ncomplete, 0, "ACCEPT waits for a connection");
 
   int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   cr_assert_eq(connect(cfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-  RUN_UNTIL(acc.ncomplete);
-  expect_done(&acc, 0);
+  BH_RUN_UNTIL(acc.ncomplete);
+  bh_expect_done(&acc, 0);
   cr_assert_not_null(acc.br.accepted);
   cr_assert_eq(acc.br.has_peer, 1);
   cr_assert_eq(acc.br.peer.family, HWSOCK_AF_INET);
@@ -677,72 +557,68 @@ Test(tcp, listen_accept_reports_the_peer_address) {
   write_all(cfd, "hi", 2);
   char buf[4];
   req_init(&r, HWSOCK_OP_RECV);
-  set_iov(&r, 1, buf, sizeof(buf));
+  bh_set_iov(&r, 1, buf, sizeof(buf));
   submit_prepared(as, &r);
-  RUN_UNTIL(r.ncomplete);
-  expect_done(&r, 0);
+  BH_RUN_UNTIL(r.ncomplete);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.len, 2);
   cr_assert_arr_eq(buf, "hi", 2);
   submit_op(as, &r, HWSOCK_OP_GETNAME, 1, 0);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.br.peer.port, local_port(cfd));
 
-  ops->close(as);
-  ops->close(ls);
+  bh.ops->close(as);
+  bh.ops->close(ls);
   close(cfd);
 }
 
 Test(tcp, tcp6_listen_connect_accept) {
-  void *ls = open_sock(HWSOCK_SCHEME_TCP6);
-  hwsock_addr a;
-  memset(&a, 0, sizeof(a));
-  a.scheme = HWSOCK_SCHEME_TCP6;
-  a.family = HWSOCK_AF_INET6;
-  a.u.v6[15] = 1; /* ::1 port 0 */
-  treq r;
+  void *ls = bh_open(bh.inst, HWSOCK_SCHEME_TCP6);
+  hwsock_addr a = loopback_addr(HWSOCK_SCHEME_TCP6, 0); /* ::1 port 0 */
+  bh_req r;
   submit_addr(ls, &r, HWSOCK_OP_BIND, &a);
   if (r.status == HWSOCK_EADDRNOTAVAIL) {
-    ops->close(ls);
+    bh.ops->close(ls);
     cr_skip_test("no IPv6 loopback on this host");
   }
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   submit_op(ls, &r, HWSOCK_OP_LISTEN, 4, 0);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   submit_op(ls, &r, HWSOCK_OP_GETNAME, 0, 0);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   a.port = r.br.peer.port;
 
-  treq acc, con;
+  bh_req acc, con;
   submit_op(ls, &acc, HWSOCK_OP_ACCEPT, 0, 0);
-  void *cs = open_sock(HWSOCK_SCHEME_TCP6);
+  void *cs = bh_open(bh.inst, HWSOCK_SCHEME_TCP6);
   submit_addr(cs, &con, HWSOCK_OP_CONNECT, &a);
-  RUN_UNTIL(acc.ncomplete && con.ncomplete);
-  expect_done(&acc, 0);
-  expect_done(&con, 0);
+  BH_RUN_UNTIL(acc.ncomplete && con.ncomplete);
+  bh_expect_done(&acc, 0);
+  bh_expect_done(&con, 0);
   cr_assert_eq(acc.br.peer.scheme, HWSOCK_SCHEME_TCP6);
   cr_assert_arr_eq(acc.br.peer.u.v6, a.u.v6, 16);
   submit_op(cs, &r, HWSOCK_OP_GETNAME, 0, 0);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   cr_assert_eq(acc.br.peer.port, r.br.peer.port);
-  ops->close(cs);
-  ops->close(acc.br.accepted);
-  ops->close(ls);
+  bh.ops->close(cs);
+  bh.ops->close(acc.br.accepted);
+  bh.ops->close(ls);
 }
 
 Test(tcp, getname_local_and_peer) {
   uint16_t port;
   int lfd = plain_listener(AF_INET, 0, &port);
   int peer;
-  void *s = open_sock(HWSOCK_SCHEME_TCP);
-  treq c, r;
+  void *s = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
+  bh_req c, r;
   hwsock_addr a = v4_addr(port);
   submit_addr(s, &c, HWSOCK_OP_CONNECT, &a);
-  RUN_UNTIL(c.ncomplete);
-  expect_done(&c, 0);
+  BH_RUN_UNTIL(c.ncomplete);
+  bh_expect_done(&c, 0);
   peer = plain_accept(lfd);
 
   submit_op(s, &r, HWSOCK_OP_GETNAME, 1, 0);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.br.has_peer, 1);
   cr_assert_eq(r.br.peer.port, port);
   cr_assert_eq(r.br.peer.u.v4[0], 127);
@@ -751,17 +627,17 @@ Test(tcp, getname_local_and_peer) {
   socklen_t pl = sizeof(pn);
   cr_assert_eq(getpeername(peer, (struct sockaddr *)&pn, &pl), 0);
   submit_op(s, &r, HWSOCK_OP_GETNAME, 0, 0);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.br.peer.port, ntohs(pn.sin_port),
                "our local port is what the peer sees");
   cr_assert_eq(r.br.peer.scheme, HWSOCK_SCHEME_TCP);
-  ops->close(s);
+  bh.ops->close(s);
   close(peer);
   close(lfd);
 }
 
 Test(tcp, sockopt_allow_list_round_trips) {
-  void *s = open_sock(HWSOCK_SCHEME_TCP);
+  void *s = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
   set_int_opt(s, HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY, 1);
   cr_assert_neq(get_int_opt(s, HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY), 0);
   set_int_opt(s, HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY, 0);
@@ -778,30 +654,30 @@ Test(tcp, sockopt_allow_list_round_trips) {
   hwsock_le32 lv[2];
   hwsock_le32_set(&lv[0], 1);
   hwsock_le32_set(&lv[1], 7);
-  treq r;
+  bh_req r;
   req_init(&r, HWSOCK_OP_SETSOCKOPT);
   r.br.arg0 = HWSOCK_SOL_SOCKET;
   r.br.arg1 = HWSOCK_SO_LINGER;
-  set_iov(&r, 2, (void *)lv, (size_t)3, (char *)lv + 3, (size_t)5);
+  bh_set_iov(&r, 2, (void *)lv, (size_t)3, (char *)lv + 3, (size_t)5);
   submit_prepared(s, &r);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   uint8_t out[12];
   memset(out, 0xee, sizeof(out));
   req_init(&r, HWSOCK_OP_GETSOCKOPT);
   r.br.arg0 = HWSOCK_SOL_SOCKET;
   r.br.arg1 = HWSOCK_SO_LINGER;
-  set_iov(&r, 1, (void *)out, sizeof(out));
+  bh_set_iov(&r, 1, (void *)out, sizeof(out));
   submit_prepared(s, &r);
-  expect_done(&r, 0);
+  bh_expect_done(&r, 0);
   cr_assert_eq(r.len, 8);
   cr_assert_eq(hwsock_le32_get((hwsock_le32 *)out), 1);
   cr_assert_eq(hwsock_le32_get((hwsock_le32 *)(out + 4)), 7);
   cr_assert_eq(out[8], 0xee, "nothing written past the value");
-  ops->close(s);
+  bh.ops->close(s);
 }
 
 Test(tcp, sockopt_refusals) {
-  void *s = open_sock(HWSOCK_SCHEME_TCP);
+  void *s = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
   hwsock_le32 v;
   hwsock_le32_set(&v, 1);
   static const uint32_t bad[][2] = {
@@ -813,73 +689,73 @@ Test(tcp, sockopt_refusals) {
       {HWSOCK_SOL_SOCKET, HWSOCK_SO_ERROR},    /* get only */
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    treq r;
+    bh_req r;
     req_init(&r, HWSOCK_OP_SETSOCKOPT);
     r.br.arg0 = bad[i][0];
     r.br.arg1 = bad[i][1];
-    set_iov(&r, 1, (void *)&v, sizeof(v));
+    bh_set_iov(&r, 1, (void *)&v, sizeof(v));
     submit_prepared(s, &r);
-    expect_done(&r, HWSOCK_ENOPROTOOPT);
+    bh_expect_done(&r, HWSOCK_ENOPROTOOPT);
     if (bad[i][1] != HWSOCK_SO_ERROR) {
       req_init(&r, HWSOCK_OP_GETSOCKOPT);
       r.br.arg0 = bad[i][0];
       r.br.arg1 = bad[i][1];
-      set_iov(&r, 1, (void *)&v, sizeof(v));
+      bh_set_iov(&r, 1, (void *)&v, sizeof(v));
       submit_prepared(s, &r);
-      expect_done(&r, HWSOCK_ENOPROTOOPT);
+      bh_expect_done(&r, HWSOCK_ENOPROTOOPT);
     }
   }
   /* value too short, for set and for get */
-  treq r;
+  bh_req r;
   req_init(&r, HWSOCK_OP_SETSOCKOPT);
   r.br.arg0 = HWSOCK_SOL_TCP;
   r.br.arg1 = HWSOCK_TCP_NODELAY;
-  set_iov(&r, 1, (void *)&v, (size_t)2);
+  bh_set_iov(&r, 1, (void *)&v, (size_t)2);
   submit_prepared(s, &r);
-  expect_done(&r, HWSOCK_EINVAL);
+  bh_expect_done(&r, HWSOCK_EINVAL);
   req_init(&r, HWSOCK_OP_SETSOCKOPT);
   r.br.arg0 = HWSOCK_SOL_SOCKET;
   r.br.arg1 = HWSOCK_SO_LINGER;
-  set_iov(&r, 1, (void *)&v, sizeof(v)); /* linger needs 8 */
+  bh_set_iov(&r, 1, (void *)&v, sizeof(v)); /* linger needs 8 */
   submit_prepared(s, &r);
-  expect_done(&r, HWSOCK_EINVAL);
+  bh_expect_done(&r, HWSOCK_EINVAL);
   req_init(&r, HWSOCK_OP_GETSOCKOPT);
   r.br.arg0 = HWSOCK_SOL_TCP;
   r.br.arg1 = HWSOCK_TCP_NODELAY;
-  set_iov(&r, 1, (void *)&v, (size_t)3);
+  bh_set_iov(&r, 1, (void *)&v, (size_t)3);
   submit_prepared(s, &r);
-  expect_done(&r, HWSOCK_EINVAL);
-  ops->close(s);
+  bh_expect_done(&r, HWSOCK_EINVAL);
+  bh.ops->close(s);
 
   /* the v6 option is there on a tcp6 socket */
-  s = open_sock(HWSOCK_SCHEME_TCP6);
+  s = bh_open(bh.inst, HWSOCK_SCHEME_TCP6);
   set_int_opt(s, HWSOCK_SOL_IPV6, HWSOCK_IPV6_V6ONLY, 1);
   cr_assert_eq(get_int_opt(s, HWSOCK_SOL_IPV6, HWSOCK_IPV6_V6ONLY), 1);
-  ops->close(s);
+  bh.ops->close(s);
 }
 
 Test(tcp, close_cancels_pending_requests_synchronously) {
   int peer;
   void *s = connected_pair(&peer, NULL);
-  treq r1, r2;
+  bh_req r1, r2;
   char b1[4], b2[4];
   req_init(&r1, HWSOCK_OP_RECV);
-  set_iov(&r1, 1, b1, sizeof(b1));
+  bh_set_iov(&r1, 1, b1, sizeof(b1));
   req_init(&r2, HWSOCK_OP_RECV);
-  set_iov(&r2, 1, b2, sizeof(b2));
+  bh_set_iov(&r2, 1, b2, sizeof(b2));
   submit_prepared(s, &r1);
   submit_prepared(s, &r2);
-  run_for_ms(20);
+  bh_run_for_ms(20);
   cr_assert_eq(r1.ncomplete + r2.ncomplete, 0);
-  ops->close(s);
-  expect_done(&r1, HWSOCK_ECANCELED);
-  expect_done(&r2, HWSOCK_ECANCELED);
+  bh.ops->close(s);
+  bh_expect_done(&r1, HWSOCK_ECANCELED);
+  bh_expect_done(&r2, HWSOCK_ECANCELED);
   cr_assert_lt(r1.order, r2.order);
   /* the host socket is gone at once: the peer sees EOF */
   expect_eof(peer);
   /* and nothing calls back later */
   write_all(peer, "x", 1);
-  run_for_ms(50);
+  bh_run_for_ms(50);
   cr_assert_eq(r1.ncomplete, 1);
   cr_assert_eq(r2.ncomplete, 1);
   close(peer);
@@ -888,18 +764,18 @@ Test(tcp, close_cancels_pending_requests_synchronously) {
 /* A completion that submits the next RECV from inside complete(): the
  * backend must cope with being re-entered. */
 static void *chain_sock;
-static treq chain_req[3];
+static bh_req chain_req[3];
 static char chain_buf[3][2];
 static int chain_n;
 
 static void chain_complete(hwsock_breq *req, int status, size_t len) {
-  on_complete(req, status, len);
+  bh_on_complete(req, status, len);
   if (chain_n < 3) {
-    treq *r = &chain_req[chain_n];
+    bh_req *r = &chain_req[chain_n];
     req_init(r, HWSOCK_OP_RECV);
-    set_iov(r, 1, chain_buf[chain_n], (size_t)2);
+    bh_set_iov(r, 1, chain_buf[chain_n], (size_t)2);
     chain_n++;
-    ops->submit(chain_sock, &r->br);
+    bh.ops->submit(chain_sock, &r->br);
   }
 }
 
@@ -908,27 +784,27 @@ Test(tcp, submit_from_inside_a_completion) {
   void *s = connected_pair(&peer, NULL);
   chain_sock = s;
   chain_n = 0;
-  host.complete = chain_complete;
+  bh.host.complete = chain_complete;
   write_all(peer, "aabbcc", 6);
-  treq first;
+  bh_req first;
   char fb[2];
   req_init(&first, HWSOCK_OP_RECV);
-  set_iov(&first, 1, fb, (size_t)2);
+  bh_set_iov(&first, 1, fb, (size_t)2);
   submit_prepared(s, &first);
-  RUN_UNTIL(chain_req[1].ncomplete);
-  expect_done(&first, 0);
-  expect_done(&chain_req[0], 0);
-  expect_done(&chain_req[1], 0);
+  BH_RUN_UNTIL(chain_req[1].ncomplete);
+  bh_expect_done(&first, 0);
+  bh_expect_done(&chain_req[0], 0);
+  bh_expect_done(&chain_req[1], 0);
   cr_assert_arr_eq(fb, "aa", 2);
   cr_assert_arr_eq(chain_buf[0], "bb", 2);
   cr_assert_arr_eq(chain_buf[1], "cc", 2);
   cr_assert(first.order < chain_req[0].order &&
             chain_req[0].order < chain_req[1].order);
-  run_for_ms(20);
+  bh_run_for_ms(20);
   cr_assert_eq(chain_req[2].ncomplete, 0, "the third waits for data");
-  host.complete = on_complete;
-  ops->close(s);
-  expect_done(&chain_req[2], HWSOCK_ECANCELED);
+  bh.host.complete = bh_on_complete;
+  bh.ops->close(s);
+  bh_expect_done(&chain_req[2], HWSOCK_ECANCELED);
   close(peer);
 }
 
@@ -963,14 +839,14 @@ static void slow_read_tick(uv_timer_t *t) {
 Test(tcp, big_send_completes_only_when_all_bytes_are_taken) {
   uint16_t port;
   int lfd = plain_listener(AF_INET, 64 * 1024, &port);
-  void *s = open_sock(HWSOCK_SCHEME_TCP);
+  void *s = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
   /* small buffers on both sides: 8 MiB cannot hide in the kernel */
   set_int_opt(s, HWSOCK_SOL_SOCKET, HWSOCK_SO_SNDBUF, 64 * 1024);
-  treq c;
+  bh_req c;
   hwsock_addr a = v4_addr(port);
   submit_addr(s, &c, HWSOCK_OP_CONNECT, &a);
-  RUN_UNTIL(c.ncomplete);
-  expect_done(&c, 0);
+  BH_RUN_UNTIL(c.ncomplete);
+  bh_expect_done(&c, 0);
   int peer = plain_accept(lfd);
   close(lfd);
 
@@ -982,50 +858,50 @@ Test(tcp, big_send_completes_only_when_all_bytes_are_taken) {
   uint8_t tail[16];
   for (size_t i = 0; i < sizeof(tail); i++)
     tail[i] = pattern(BIG + i);
-  treq big, small;
+  bh_req big, small;
   req_init(&big, HWSOCK_OP_SEND);
-  set_iov(&big, 4, data, (size_t)1000003, data + 1000003, (size_t)0,
+  bh_set_iov(&big, 4, data, (size_t)1000003, data + 1000003, (size_t)0,
           data + 1000003, (size_t)(3u << 20),
           data + 1000003 + (3u << 20), (size_t)(BIG - 1000003 - (3u << 20)));
   submit_prepared(s, &big);
   req_init(&small, HWSOCK_OP_SEND);
-  set_iov(&small, 1, tail, sizeof(tail));
+  bh_set_iov(&small, 1, tail, sizeof(tail));
   submit_prepared(s, &small);
-  run_for_ms(200);
+  bh_run_for_ms(200);
   cr_assert_eq(big.ncomplete, 0, "no reader, no completion");
 
   slow_reader sr = {.fd = peer, .buf = malloc(64 * 1024)};
   uv_timer_t rt;
-  uv_timer_init(&loop, &rt);
+  uv_timer_init(&bh.loop, &rt);
   rt.data = &sr;
   uv_timer_start(&rt, slow_read_tick, 1, 1);
-  RUN_UNTIL(big.ncomplete);
+  BH_RUN_UNTIL(big.ncomplete);
   size_t read_at_completion = sr.got;
-  expect_done(&big, 0);
+  bh_expect_done(&big, 0);
   cr_assert_eq(big.len, BIG);
   cr_assert_geq(read_at_completion + (2u << 20), BIG,
                 "completed only after the reader took most bytes (%zu)",
                 read_at_completion);
-  RUN_UNTIL(small.ncomplete);
-  expect_done(&small, 0);
+  BH_RUN_UNTIL(small.ncomplete);
+  bh_expect_done(&small, 0);
   cr_assert_lt(big.order, small.order);
-  RUN_UNTIL(sr.got >= BIG + 16);
+  BH_RUN_UNTIL(sr.got >= BIG + 16);
   cr_assert_eq(sr.got, BIG + 16);
   cr_assert_eq(sr.bad, 0, "byte %zu differs", sr.bad - 1);
   uv_close((uv_handle_t *)&rt, on_handle_closed);
-  RUN_UNTIL(rt.data == NULL); /* rt lives on this stack frame */
-  ops->close(s);
+  BH_RUN_UNTIL(rt.data == NULL); /* rt lives on this stack frame */
+  bh.ops->close(s);
   close(peer);
   free(sr.buf);
   free(data);
 }
 
 Test(tcp, instance_options_are_refused) {
-  hwsock_backend_host h = host;
+  hwsock_backend_host h = bh.host;
   h.options = "nodelay";
   void *i2 = NULL;
-  cr_assert_eq(ops->create(&h, &i2), HWSOCK_EBADCONFIG);
+  cr_assert_eq(bh.ops->create(&h, &i2), HWSOCK_EBADCONFIG);
   hwsock_bopen bo = {.size = sizeof(bo), .scheme = HWSOCK_SCHEME_UDP};
   void *s = NULL;
-  cr_assert_eq(ops->open(inst, &bo, &s), HWSOCK_EPROTONOSUPPORT);
+  cr_assert_eq(bh.ops->open(bh.inst, &bo, &s), HWSOCK_EPROTONOSUPPORT);
 }

@@ -1,0 +1,253 @@
+/* libhwsock backend helpers: the small pieces most backends write anyway.
+ *
+ * Header-only: every function is `static inline`, so a plugin built against
+ * the installed SDK uses them without linking anything beyond what
+ * hwsock/backend.h already needs (docs/PLUGINS.md, "Helpers"). Nothing here
+ * allocates, keeps state or calls back into the device; each helper only
+ * reads or writes what its arguments name. All of them may be called from
+ * any backend op and from completion callbacks (on the device's thread). */
+#ifndef HWSOCK_BACKEND_UTIL_H
+#define HWSOCK_BACKEND_UTIL_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "hwsock/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define HWSOCK__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define HWSOCK__PRINTF(f, a)
+#endif
+
+/* Longest line hwsock_backend_logf() passes to host->log (bytes, with the
+ * terminating NUL); longer lines are cut. */
+#define HWSOCK_BACKEND_LOG_MAX 256
+
+/* ---- the host table ------------------------------------------------------ */
+
+/* For create(): 1 when `host` can be used, else 0 (create() then returns
+ * HWSOCK_EINVAL). Usable means: not NULL, host->size covers the whole
+ * version-1 struct (so every field may be read), host->complete is set,
+ * and, when need_loop is nonzero, host->loop is set. host->log may be NULL
+ * (hwsock_backend_logf() then logs nothing). */
+static inline int hwsock_backend_host_ok(const hwsock_backend_host *host,
+                                         int need_loop) {
+  return host != NULL &&
+         host->size >= offsetof(hwsock_backend_host, host_data) +
+                           sizeof(host->host_data) &&
+         host->complete != NULL && (!need_loop || host->loop != NULL);
+}
+
+/* Formats one line printf-style and hands it to host->log, if the host has
+ * one. The line is cut at HWSOCK_BACKEND_LOG_MAX - 1 bytes; the buffer is on
+ * the stack and nothing is kept after the call. */
+static inline void hwsock_backend_logf(const hwsock_backend_host *host,
+                                       int level, const char *fmt, ...)
+    HWSOCK__PRINTF(3, 4);
+
+static inline void hwsock_backend_logf(const hwsock_backend_host *host,
+                                       int level, const char *fmt, ...) {
+  if (host->log == NULL)
+    return;
+  char msg[HWSOCK_BACKEND_LOG_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  host->log(host, level, msg);
+}
+
+/* For create() of a backend that takes no options: 0 when host->options is
+ * NULL or "", else logs an ERROR naming the backend (`name`) and the options
+ * (first 64 bytes) and returns HWSOCK_EBADCONFIG. */
+static inline int hwsock_backend_no_options(const hwsock_backend_host *host,
+                                            const char *name) {
+  if (host->options == NULL || host->options[0] == '\0')
+    return 0;
+  hwsock_backend_logf(host, HWSOCK_LOG_ERROR,
+                      "unknown options '%.64s' (%s has none)", host->options,
+                      name);
+  return HWSOCK_EBADCONFIG;
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+/* For submit(): clears what the backend sets before complete() (peer,
+ * has_peer, resp_flags, resp_val, accepted) and backend_priv, so that a
+ * request reused by the device never shows a previous request's answer. */
+static inline void hwsock_breq_reset(hwsock_breq *req) {
+  memset(req->backend_priv, 0, sizeof(req->backend_priv));
+  req->has_peer = 0;
+  req->resp_flags = 0;
+  req->resp_val = 0;
+  req->accepted = NULL;
+}
+
+/* Copies up to len bytes from buf into the request's buffers (req->iov),
+ * from their start on. Returns the bytes copied: less than len when the
+ * buffers are shorter. */
+static inline size_t hwsock_breq_scatter(const hwsock_breq *req,
+                                         const void *buf, size_t len) {
+  size_t done = 0;
+  for (unsigned i = 0; i < req->iovcnt && done < len; i++) {
+    size_t k = req->iov[i].iov_len < len - done ? req->iov[i].iov_len
+                                                : len - done;
+    memcpy(req->iov[i].iov_base, (const char *)buf + done, k);
+    done += k;
+  }
+  return done;
+}
+
+/* Copies the request's data (req->iov, req->iov_len bytes in all) into buf,
+ * which must have room for req->iov_len bytes. Returns the bytes copied. */
+static inline size_t hwsock_breq_gather(const hwsock_breq *req, void *buf) {
+  size_t done = 0;
+  for (unsigned i = 0; i < req->iovcnt && done < req->iov_len; i++) {
+    size_t k = req->iov[i].iov_len < req->iov_len - done
+                   ? req->iov[i].iov_len
+                   : req->iov_len - done;
+    memcpy((char *)buf + done, req->iov[i].iov_base, k);
+    done += k;
+  }
+  return done;
+}
+
+/* ---- a FIFO of requests ------------------------------------------------------ */
+
+/* An intrusive FIFO of requests, linked through backend_priv[0]: a request
+ * is in at most one queue at a time, and the backend must not use
+ * backend_priv[0] for anything else while it is queued. A zeroed hwsock_bq
+ * is empty; `head` is the oldest request (NULL when empty). No allocation. */
+typedef struct hwsock_bq {
+  hwsock_breq *head, *tail;
+} hwsock_bq;
+
+/* Appends req (which the backend owns) at the tail. */
+static inline void hwsock_bq_push(hwsock_bq *q, hwsock_breq *req) {
+  req->backend_priv[0] = NULL;
+  if (q->tail != NULL)
+    q->tail->backend_priv[0] = req;
+  else
+    q->head = req;
+  q->tail = req;
+}
+
+/* Unlinks and returns the head, or NULL when the queue is empty. The
+ * request's backend_priv[0] is NULL afterwards. Unlink a request before
+ * completing it: the completion may submit to the same queue. */
+static inline hwsock_breq *hwsock_bq_pop(hwsock_bq *q) {
+  hwsock_breq *req = q->head;
+  if (req != NULL) {
+    q->head = (hwsock_breq *)req->backend_priv[0];
+    if (q->head == NULL)
+      q->tail = NULL;
+    req->backend_priv[0] = NULL;
+  }
+  return req;
+}
+
+/* Unlinks req from anywhere in the queue (a walk from the head: O(length)).
+ * Returns 1 when it was there, else 0 (the queue is unchanged). */
+static inline int hwsock_bq_remove(hwsock_bq *q, hwsock_breq *req) {
+  hwsock_breq *prev = NULL;
+  for (hwsock_breq *r = q->head; r != NULL;
+       prev = r, r = (hwsock_breq *)r->backend_priv[0]) {
+    if (r != req)
+      continue;
+    if (prev != NULL)
+      prev->backend_priv[0] = req->backend_priv[0];
+    else
+      q->head = (hwsock_breq *)req->backend_priv[0];
+    if (q->tail == req)
+      q->tail = prev;
+    req->backend_priv[0] = NULL;
+    return 1;
+  }
+  return 0;
+}
+
+/* ---- host sockets -------------------------------------------------------------- */
+
+/* The host sockaddr for a request's address, which must be of `family`
+ * (AF_INET or AF_INET6: the socket's; a tcp socket cannot connect to a tcp6
+ * address). Returns 0 with *ss and *len set; HWSOCK_EINVAL when addr is
+ * NULL; HWSOCK_EAFNOSUPPORT for another family; or the error of
+ * hwsock_addr_to_sockaddr(). */
+static inline int hwsock_backend_sockaddr(const hwsock_addr *addr, int family,
+                                          struct sockaddr_storage *ss,
+                                          socklen_t *len) {
+  unsigned l = sizeof(*ss);
+  if (addr == NULL)
+    return HWSOCK_EINVAL;
+  memset(ss, 0, sizeof(*ss));
+  int rc = hwsock_addr_to_sockaddr(addr, (struct sockaddr *)ss, &l);
+  if (rc < 0)
+    return rc;
+  if (ss->ss_family != family)
+    return HWSOCK_EAFNOSUPPORT;
+  *len = (socklen_t)l;
+  return 0;
+}
+
+/* Answers a GETNAME request from a host socket: req->arg0 0 asks for the
+ * local name (getsockname), 1 for the peer (getpeername). Sets req->peer
+ * and req->has_peer (as an address of `scheme`) and returns 0, or returns
+ * HWSOCK_EINVAL for another arg0, the mapped errno of the failed call, or
+ * the conversion's error. The caller completes req with the result. */
+static inline int hwsock_backend_getname(int fd, int scheme,
+                                         hwsock_breq *req) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  int rc;
+  if (req->arg0 > 1)
+    return HWSOCK_EINVAL;
+  rc = req->arg0 == 0 ? getsockname(fd, (struct sockaddr *)&ss, &sl)
+                      : getpeername(fd, (struct sockaddr *)&ss, &sl);
+  if (rc != 0)
+    return hwsock_err_from_errno(errno);
+  rc = hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl, scheme,
+                                 &req->peer);
+  req->has_peer = rc == 0;
+  return rc;
+}
+
+/* For info(): fills out from a host socket: out->fd = fd, then (when fd is
+ * not negative) the local name from getsockname() and, when with_peer is
+ * nonzero, the peer from getpeername(), each as an address of `scheme`.
+ * A name the kernel does not give is left unset (has_local / has_peer 0).
+ * Always returns 0, as info() does. */
+static inline int hwsock_bsock_info_from_fd(int fd, int scheme, int with_peer,
+                                            hwsock_bsock_info *out) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  out->fd = fd;
+  if (fd < 0)
+    return 0;
+  sl = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+      hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl, scheme,
+                                &out->local) == 0)
+    out->has_local = 1;
+  sl = sizeof(ss);
+  if (with_peer && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+      hwsock_addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sl, scheme,
+                                &out->peer) == 0)
+    out->has_peer = 1;
+  return 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,259 @@
+/* The header-only backend helpers (hwsock/backend_util.h), used as a plugin
+ * would: the queue, the host table checks, logging, iovec copies, and the
+ * socket helpers against a real loopback UDP socket. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hwsock/backend_util.h"
+#include "support/loopback_sock.h"
+
+/* ---- the queue ------------------------------------------------------------ */
+
+Test(backend_util, queue_is_fifo_and_pop_unlinks) {
+  hwsock_bq q = {NULL, NULL};
+  hwsock_breq a, b, c;
+  memset(&a, 0, sizeof(a));
+  memset(&b, 0, sizeof(b));
+  memset(&c, 0, sizeof(c));
+  cr_assert_null(hwsock_bq_pop(&q), "empty queue pops NULL");
+  hwsock_bq_push(&q, &a);
+  hwsock_bq_push(&q, &b);
+  hwsock_bq_push(&q, &c);
+  cr_assert_eq(q.head, &a);
+  cr_assert_eq(q.tail, &c);
+  cr_assert_eq(hwsock_bq_pop(&q), &a);
+  cr_assert_null(a.backend_priv[0], "a popped request is unlinked");
+  cr_assert_eq(hwsock_bq_pop(&q), &b);
+  cr_assert_eq(hwsock_bq_pop(&q), &c);
+  cr_assert_null(q.head);
+  cr_assert_null(q.tail);
+  cr_assert_null(hwsock_bq_pop(&q));
+  hwsock_bq_push(&q, &b); /* usable again after running empty */
+  cr_assert_eq(q.head, &b);
+  cr_assert_eq(q.tail, &b);
+}
+
+Test(backend_util, remove_unlinks_head_middle_and_tail) {
+  hwsock_bq q = {NULL, NULL};
+  hwsock_breq r[4], other;
+  memset(r, 0, sizeof(r));
+  memset(&other, 0, sizeof(other));
+  for (int i = 0; i < 4; i++)
+    hwsock_bq_push(&q, &r[i]);
+  cr_assert_eq(hwsock_bq_remove(&q, &other), 0, "not queued: not found");
+  cr_assert_eq(hwsock_bq_remove(&q, &r[1]), 1); /* middle */
+  cr_assert_null(r[1].backend_priv[0]);
+  cr_assert_eq(hwsock_bq_remove(&q, &r[3]), 1); /* tail */
+  cr_assert_eq(q.tail, &r[2], "the tail moves back");
+  cr_assert_eq(hwsock_bq_remove(&q, &r[0]), 1); /* head */
+  cr_assert_eq(q.head, &r[2]);
+  cr_assert_eq(hwsock_bq_remove(&q, &r[1]), 0, "already removed");
+  hwsock_bq_push(&q, &r[3]); /* the tail is right: a push lands after r[2] */
+  cr_assert_eq(hwsock_bq_pop(&q), &r[2]);
+  cr_assert_eq(hwsock_bq_pop(&q), &r[3]);
+  cr_assert_eq(hwsock_bq_remove(&q, &r[3]), 0, "empty queue");
+  cr_assert_null(q.head);
+  cr_assert_null(q.tail);
+}
+
+/* ---- the host table --------------------------------------------------------- */
+
+static char logged[HWSOCK_BACKEND_LOG_MAX + 64];
+static int logged_level = -1;
+
+static void on_log(const hwsock_backend_host *host, int level,
+                   const char *msg) {
+  (void)host;
+  logged_level = level;
+  snprintf(logged, sizeof(logged), "%s", msg);
+}
+
+static void on_complete(hwsock_breq *req, int status, size_t len) {
+  (void)req;
+  (void)status;
+  (void)len;
+}
+
+static hwsock_backend_host full_host(void) {
+  static int loop_stand_in;
+  hwsock_backend_host h;
+  memset(&h, 0, sizeof(h));
+  h.size = sizeof(h);
+  h.loop = &loop_stand_in;
+  h.options = "";
+  h.complete = on_complete;
+  h.log = on_log;
+  return h;
+}
+
+Test(backend_util, host_ok_checks_size_complete_and_loop) {
+  hwsock_backend_host h = full_host();
+  cr_assert_eq(hwsock_backend_host_ok(&h, 1), 1);
+  cr_assert_eq(hwsock_backend_host_ok(NULL, 0), 0);
+  h.size = (uint32_t)offsetof(hwsock_backend_host, host_data);
+  cr_assert_eq(hwsock_backend_host_ok(&h, 0), 0, "a struct older than v1");
+  h = full_host();
+  h.complete = NULL;
+  cr_assert_eq(hwsock_backend_host_ok(&h, 0), 0);
+  h = full_host();
+  h.loop = NULL;
+  cr_assert_eq(hwsock_backend_host_ok(&h, 1), 0, "a loop is needed");
+  cr_assert_eq(hwsock_backend_host_ok(&h, 0), 1, "no loop is needed");
+  h.log = NULL;
+  cr_assert_eq(hwsock_backend_host_ok(&h, 0), 1, "log is optional");
+}
+
+Test(backend_util, logf_formats_cuts_and_tolerates_no_log) {
+  hwsock_backend_host h = full_host();
+  hwsock_backend_logf(&h, HWSOCK_LOG_WARN, "%u sockets, %s", 3u, "open");
+  cr_assert_eq(logged_level, HWSOCK_LOG_WARN);
+  cr_assert_str_eq(logged, "3 sockets, open");
+
+  char longer[HWSOCK_BACKEND_LOG_MAX + 40];
+  memset(longer, 'x', sizeof(longer) - 1);
+  longer[sizeof(longer) - 1] = '\0';
+  hwsock_backend_logf(&h, HWSOCK_LOG_INFO, "%s", longer);
+  cr_assert_eq(strlen(logged), HWSOCK_BACKEND_LOG_MAX - 1, "cut, terminated");
+
+  h.log = NULL;
+  logged_level = -1;
+  hwsock_backend_logf(&h, HWSOCK_LOG_ERROR, "nobody hears %d", 1);
+  cr_assert_eq(logged_level, -1);
+}
+
+Test(backend_util, no_options_accepts_empty_and_refuses_the_rest) {
+  hwsock_backend_host h = full_host();
+  cr_assert_eq(hwsock_backend_no_options(&h, "tcp"), 0);
+  h.options = NULL;
+  cr_assert_eq(hwsock_backend_no_options(&h, "tcp"), 0);
+  logged_level = -1;
+  h.options = "nodelay=1";
+  cr_assert_eq(hwsock_backend_no_options(&h, "tcp"), HWSOCK_EBADCONFIG);
+  cr_assert_eq(logged_level, HWSOCK_LOG_ERROR);
+  cr_assert_str_eq(logged, "unknown options 'nodelay=1' (tcp has none)");
+}
+
+/* ---- requests --------------------------------------------------------------- */
+
+Test(backend_util, reset_clears_results_and_priv_only) {
+  hwsock_breq r;
+  memset(&r, 0xa5, sizeof(r));
+  r.opcode = HWSOCK_OP_RECV;
+  r.arg0 = 7;
+  hwsock_breq_reset(&r);
+  cr_assert_eq(r.has_peer, 0);
+  cr_assert_eq(r.resp_flags, 0);
+  cr_assert_eq(r.resp_val, 0);
+  cr_assert_null(r.accepted);
+  for (int i = 0; i < 4; i++)
+    cr_assert_null(r.backend_priv[i]);
+  cr_assert_eq(r.opcode, HWSOCK_OP_RECV, "the request itself is kept");
+  cr_assert_eq(r.arg0, 7);
+}
+
+Test(backend_util, scatter_and_gather_walk_the_iovecs) {
+  char a[3], b[1], c[5];
+  struct iovec v[3] = {{a, sizeof(a)}, {b, sizeof(b)}, {c, sizeof(c)}};
+  hwsock_breq r;
+  memset(&r, 0, sizeof(r));
+  r.iov = v;
+  r.iovcnt = 3;
+  r.iov_len = 9;
+  memset(c, '.', sizeof(c));
+  cr_assert_eq(hwsock_breq_scatter(&r, "0123456", 6), 6);
+  cr_assert_arr_eq(a, "012", 3);
+  cr_assert_arr_eq(b, "3", 1);
+  cr_assert_arr_eq(c, "45...", 5, "only len bytes are written");
+  cr_assert_eq(hwsock_breq_scatter(&r, "abcdefghijkl", 12), 9,
+               "the buffers bound the copy");
+  char out[9];
+  cr_assert_eq(hwsock_breq_gather(&r, out), 9);
+  cr_assert_arr_eq(out, "abcdefghi", 9);
+}
+
+/* ---- host sockets ------------------------------------------------------------- */
+
+Test(backend_util, sockaddr_converts_and_checks_the_family) {
+  struct sockaddr_storage ss;
+  socklen_t sl = 0;
+  hwsock_addr a = loopback_addr(HWSOCK_SCHEME_UDP, 5353);
+  cr_assert_eq(hwsock_backend_sockaddr(&a, AF_INET, &ss, &sl), 0);
+  cr_assert_eq(sl, sizeof(struct sockaddr_in));
+  const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+  cr_assert_eq(ntohs(sin->sin_port), 5353);
+  cr_assert_eq(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+  cr_assert_eq(hwsock_backend_sockaddr(&a, AF_INET6, &ss, &sl),
+               HWSOCK_EAFNOSUPPORT);
+  cr_assert_eq(hwsock_backend_sockaddr(NULL, AF_INET, &ss, &sl),
+               HWSOCK_EINVAL);
+}
+
+/* A UDP socket bound to 127.0.0.1, connected to `peer` when peer != 0. */
+static int udp_sock(uint16_t peer, uint16_t *port) {
+  int fd = loopback_socket(AF_INET, SOCK_DGRAM, port);
+  if (peer != 0) {
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons(peer),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  }
+  return fd;
+}
+
+Test(backend_util, getname_answers_from_the_host_socket) {
+  uint16_t p1, p2;
+  int fd1 = udp_sock(0, &p1);
+  int fd2 = udp_sock(p1, &p2);
+  hwsock_breq r;
+  memset(&r, 0, sizeof(r));
+  r.arg0 = 0;
+  cr_assert_eq(hwsock_backend_getname(fd2, HWSOCK_SCHEME_UDP, &r), 0);
+  cr_assert_eq(r.has_peer, 1);
+  cr_assert_eq(r.peer.scheme, HWSOCK_SCHEME_UDP);
+  cr_assert_eq(r.peer.port, p2, "local name");
+  r.arg0 = 1;
+  cr_assert_eq(hwsock_backend_getname(fd2, HWSOCK_SCHEME_UDP, &r), 0);
+  cr_assert_eq(r.peer.port, p1, "peer name");
+  r.has_peer = 0;
+  cr_assert_eq(hwsock_backend_getname(fd1, HWSOCK_SCHEME_UDP, &r),
+               HWSOCK_ENOTCONN, "an unconnected socket has no peer");
+  r.arg0 = 2;
+  cr_assert_eq(hwsock_backend_getname(fd2, HWSOCK_SCHEME_UDP, &r),
+               HWSOCK_EINVAL);
+  close(fd1);
+  close(fd2);
+}
+
+Test(backend_util, info_from_fd_reports_fd_and_names) {
+  uint16_t p1, p2;
+  int fd1 = udp_sock(0, &p1);
+  int fd2 = udp_sock(p1, &p2);
+  hwsock_bsock_info in;
+  memset(&in, 0, sizeof(in));
+  cr_assert_eq(hwsock_bsock_info_from_fd(fd2, HWSOCK_SCHEME_UDP, 1, &in), 0);
+  cr_assert_eq(in.fd, fd2);
+  cr_assert_eq(in.has_local, 1);
+  cr_assert_eq(in.local.port, p2);
+  cr_assert_eq(in.has_peer, 1);
+  cr_assert_eq(in.peer.port, p1);
+
+  memset(&in, 0, sizeof(in));
+  cr_assert_eq(hwsock_bsock_info_from_fd(fd2, HWSOCK_SCHEME_UDP, 0, &in), 0);
+  cr_assert_eq(in.has_local, 1);
+  cr_assert_eq(in.has_peer, 0, "with_peer 0: no getpeername");
+
+  memset(&in, 0, sizeof(in));
+  cr_assert_eq(hwsock_bsock_info_from_fd(fd1, HWSOCK_SCHEME_UDP, 1, &in), 0);
+  cr_assert_eq(in.has_peer, 0, "not connected: no peer");
+
+  memset(&in, 0, sizeof(in));
+  cr_assert_eq(hwsock_bsock_info_from_fd(-1, HWSOCK_SCHEME_UDP, 1, &in), 0);
+  cr_assert_eq(in.fd, -1);
+  cr_assert_eq(in.has_local, 0);
+  close(fd1);
+  close(fd2);
+}
