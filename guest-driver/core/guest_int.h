@@ -156,6 +156,15 @@ typedef struct guest_call {
  * error. */
 int hwsock__guest_call(hwsock_guest *g, guest_call *c);
 
+/* hwsock__guest_call in two halves, so that one thread may keep several
+ * requests in flight (pipelined sends). start posts the request and sets
+ * *slot; without may_wait it returns HWSOCK_EAGAIN instead of waiting for a
+ * free slot. wait finishes a started request: every started request must be
+ * waited for, in any order. */
+int hwsock__guest_start(hwsock_guest *g, guest_call *c, unsigned *slot,
+                        int may_wait);
+int hwsock__guest_wait(hwsock_guest *g, unsigned slot, guest_call *c);
+
 /* Marks the transport failed with err (first failure wins) and wakes every
  * waiter. Lock held. */
 void hwsock__guest_fail(hwsock_guest *g, int err);

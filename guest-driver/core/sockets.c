@@ -198,25 +198,67 @@ static ssize_t send_piece(hwsock_guest *g, int s, const void *buf,
   return err < 0 ? err : (ssize_t)c.len;
 }
 
+/* Pieces of one send kept in flight: the device copies nothing, so the
+ * next piece's bounce copy overlaps the backend's writev of the previous
+ * one instead of waiting a round trip for it. */
+#define SEND_PIPELINE 4
+
 ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
                           unsigned flags) {
   if (!g || (!buf && len))
     return HWSOCK_EINVAL;
   if (len > SSIZE_MAX)
     len = SSIZE_MAX;
-  size_t done = 0;
-  do {
-    size_t piece = len - done < g->io_len ? len - done : g->io_len;
-    /* tell the device more follows, so it may coalesce the pieces */
-    unsigned f = flags | (done + piece < len ? HWSOCK_SEND_MORE : 0);
-    ssize_t n = send_piece(g, s, (const uint8_t *)buf + done, piece, f, NULL);
-    if (n < 0)
-      return done ? (ssize_t)done : n; /* report what did go out */
-    if (n == 0 && piece > 0)
-      return done ? (ssize_t)done : HWSOCK_EPROTO; /* no progress */
-    done += (size_t)n;
-  } while (done < len);
-  return (ssize_t)done;
+  if (len == 0)
+    return send_piece(g, s, buf, 0, flags, NULL);
+  struct {
+    guest_call c;
+    unsigned slot;
+  } p[SEND_PIPELINE];
+  unsigned head = 0, n = 0;
+  size_t posted = 0, done = 0;
+  int err = 0;
+  while (done < len) {
+    while (!err && posted < len && n < SEND_PIPELINE) {
+      size_t piece = len - posted < g->io_len ? len - posted : g->io_len;
+      guest_call *c = &p[(head + n) % SEND_PIPELINE].c;
+      call_init(c, HWSOCK_OP_SEND, s);
+      /* tell the device more follows, so it may coalesce the pieces */
+      c->arg0 = flags | (posted + piece < len ? HWSOCK_SEND_MORE : 0);
+      c->out = (const uint8_t *)buf + posted;
+      c->out_len = piece;
+      /* Only the first piece may wait for a slot: a thread that holds
+       * pieces never blocks on slots others might need to free. */
+      int rc = hwsock__guest_start(g, c, &p[(head + n) % SEND_PIPELINE].slot,
+                                   n == 0);
+      if (rc == HWSOCK_EAGAIN && n > 0)
+        break;
+      if (rc < 0) {
+        err = rc;
+        break;
+      }
+      posted += piece;
+      n++;
+    }
+    if (n == 0)
+      break;
+    /* Sends of one socket complete in order: wait for the oldest. */
+    guest_call *c = &p[head].c;
+    int rc = hwsock__guest_wait(g, p[head].slot, c);
+    head = (head + 1) % SEND_PIPELINE;
+    n--;
+    if (rc == 0 && c->len == c->out_len) {
+      if (!err)
+        done += c->len;
+      continue;
+    }
+    if (!err) {
+      err = rc < 0 ? rc : HWSOCK_EPROTO; /* a short send is no progress */
+      if (rc == 0)
+        done += c->len;
+    }
+  }
+  return done ? (ssize_t)done : err; /* report what did go out */
 }
 
 ssize_t hwsock_guest_sendto(hwsock_guest *g, int s, const void *buf,

@@ -431,7 +431,8 @@ static int finish(hwsock_guest *g, unsigned idx, guest_call *c, int *bad) {
   return 0;
 }
 
-int hwsock__guest_call(hwsock_guest *g, guest_call *c) {
+int hwsock__guest_start(hwsock_guest *g, guest_call *c, unsigned *slot,
+                        int may_wait) {
   unsigned idx = 0;
   int kick = 0, err;
 
@@ -444,6 +445,10 @@ int hwsock__guest_call(hwsock_guest *g, guest_call *c) {
   int blocking = c->op == HWSOCK_OP_RECV || c->op == HWSOCK_OP_ACCEPT ||
                  c->op == HWSOCK_OP_CONNECT;
   pthread_mutex_lock(&g->lock);
+  if (!may_wait && slot_blocked(g, blocking) && !g->broken) {
+    err = HWSOCK_EAGAIN;
+    goto out;
+  }
   if ((err = slot_get(g, &idx, blocking)) < 0)
     goto out;
   if ((err = sock_begin(g, c)) < 0) {
@@ -469,9 +474,17 @@ int hwsock__guest_call(hwsock_guest *g, guest_call *c) {
   pthread_mutex_unlock(&g->lock);
   if (kick)
     g->ops->kick(g->opaque, 0);
+  *slot = idx;
+  return 0;
+out:
+  pthread_mutex_unlock(&g->lock);
+  return err;
+}
 
+int hwsock__guest_wait(hwsock_guest *g, unsigned idx, guest_call *c) {
+  guest_slot *s = &g->slots[idx];
   pthread_mutex_lock(&g->lock);
-  err = wait_slot(g, s);
+  int err = wait_slot(g, s);
   if (err == 0) {
     pthread_mutex_unlock(&g->lock);
     int bad;
@@ -484,7 +497,12 @@ int hwsock__guest_call(hwsock_guest *g, guest_call *c) {
   /* A posted slot whose transport failed keeps its descriptors: the ring
    * is dead, nothing will be posted again. */
   slot_put(g, idx);
-out:
   pthread_mutex_unlock(&g->lock);
   return err;
+}
+
+int hwsock__guest_call(hwsock_guest *g, guest_call *c) {
+  unsigned idx;
+  int err = hwsock__guest_start(g, c, &idx, 1);
+  return err < 0 ? err : hwsock__guest_wait(g, idx, c);
 }
