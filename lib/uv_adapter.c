@@ -1,5 +1,8 @@
 /* libuv adapter (hwsock/uv.h): kick eventfds -> hwsock_device_kick(), one
- * hwsock_device_flush() per loop turn. */
+ * hwsock_device_flush() per loop turn, and optional adaptive polling: after
+ * activity, an idle handle keeps the loop turning (epoll with a zero timeout)
+ * and looks at the queues itself for poll_us, because a sleeping thread's
+ * wake-up costs tens of microseconds (docs/PERFORMANCE.md). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,7 +18,13 @@ struct hwsock_uv {
   int kick_fd[HWSOCK_MAX_QUEUES];
   unsigned open_handles;
   int closing;
+  uv_idle_t idle;      /* active while polling */
+  uint64_t poll_ns;    /* 0: no polling */
+  uint64_t last_work;  /* uv_hrtime() of the last request taken */
+  int polling;
 };
+
+static void poll_start(hwsock_uv *a);
 
 static void on_handle_closed(uv_handle_t *h) {
   hwsock_uv *a = h->data;
@@ -28,6 +37,29 @@ static void on_check(uv_check_t *h) {
   hwsock_device_flush(a->dev);
 }
 
+static void on_idle(uv_idle_t *h) {
+  hwsock_uv *a = h->data;
+  int took = 0;
+  for (unsigned q = 0; q < HWSOCK_MAX_QUEUES; q++)
+    if (a->kick_fd[q] >= 0 && hwsock_device_kick(a->dev, q) > 0)
+      took = 1;
+  uint64_t now = uv_hrtime();
+  if (took)
+    a->last_work = now;
+  else if (now - a->last_work > a->poll_ns) {
+    uv_idle_stop(&a->idle);
+    a->polling = 0;
+  }
+}
+
+static void poll_start(hwsock_uv *a) {
+  a->last_work = uv_hrtime();
+  if (a->poll_ns == 0 || a->polling || a->closing)
+    return;
+  a->polling = 1;
+  uv_idle_start(&a->idle, on_idle);
+}
+
 static void on_kick(uv_poll_t *h, int status, int events) {
   hwsock_uv *a = h->data;
   unsigned q = (unsigned)(h - a->kick);
@@ -36,7 +68,8 @@ static void on_kick(uv_poll_t *h, int status, int events) {
    * kick covers every write since the last one, and a second read would
    * only fail with EAGAIN, a wasted syscall per kick. */
   (void)!read(a->kick_fd[q], &v, sizeof(v));
-  hwsock_device_kick(a->dev, q);
+  if (hwsock_device_kick(a->dev, q) > 0)
+    poll_start(a);
 }
 
 int hwsock_uv_new(uv_loop_t *loop, hwsock_device *dev, hwsock_uv **out) {
@@ -51,7 +84,9 @@ int hwsock_uv_new(uv_loop_t *loop, hwsock_device *dev, hwsock_uv **out) {
     a->kick_fd[q] = -1;
   uv_check_init(loop, &a->check);
   a->check.data = a;
-  a->open_handles = 1;
+  uv_idle_init(loop, &a->idle);
+  a->idle.data = a;
+  a->open_handles = 2;
   uv_check_start(&a->check, on_check);
   /* The check handle alone must not keep the loop alive. */
   uv_unref((uv_handle_t *)&a->check);
@@ -84,6 +119,18 @@ void hwsock_uv_close(hwsock_uv *a) {
     if (a->kick_fd[q] >= 0)
       uv_close((uv_handle_t *)&a->kick[q], on_handle_closed);
   uv_close((uv_handle_t *)&a->check, on_handle_closed);
+  uv_close((uv_handle_t *)&a->idle, on_handle_closed);
+}
+
+int hwsock_uv_set_poll(hwsock_uv *a, unsigned poll_us) {
+  if (a == NULL || poll_us > HWSOCK_UV_MAX_POLL_US)
+    return HWSOCK_EINVAL;
+  a->poll_ns = (uint64_t)poll_us * 1000u;
+  if (poll_us == 0 && a->polling) {
+    uv_idle_stop(&a->idle);
+    a->polling = 0;
+  }
+  return 0;
 }
 
 int hwsock_eventfd_signal(int fd) {

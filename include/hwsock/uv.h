@@ -31,6 +31,15 @@ HWSOCK_EXTERN int hwsock_uv_new(uv_loop_t *loop, hwsock_device *dev,
  * already watched), or a libuv failure mapped to HWSOCK_E*. */
 HWSOCK_EXTERN int hwsock_uv_watch_kick(hwsock_uv *a, unsigned q, int fd);
 
+/* Adaptive polling: after the device took requests, keep looking at the
+ * queues from the loop (an idle handle: the loop does not sleep) until
+ * poll_us microseconds pass without a new request. It trades a busy CPU for
+ * the device thread's wake-up latency; worth it only when the VMM thread has
+ * a CPU of its own. 0 (the default) turns it off. Errors: HWSOCK_EINVAL
+ * (poll_us > HWSOCK_UV_MAX_POLL_US). */
+#define HWSOCK_UV_MAX_POLL_US 100000u
+HWSOCK_EXTERN int hwsock_uv_set_poll(hwsock_uv *a, unsigned poll_us);
+
 /* Stops watching and frees the adapter once libuv has closed its handles
  * (the loop must run for that). NULL is allowed. */
 HWSOCK_EXTERN void hwsock_uv_close(hwsock_uv *a);

@@ -189,7 +189,8 @@ int inproc_start(inproc *ip, const inproc_opts *o) {
       return rc;
   }
   if ((rc = hwsock_uv_new(&ip->loop, ip->dev, &ip->adapter)) < 0 ||
-      (rc = hwsock_uv_watch_kick(ip->adapter, 0, ip->kick_fd)) < 0)
+      (rc = hwsock_uv_watch_kick(ip->adapter, 0, ip->kick_fd)) < 0 ||
+      (rc = hwsock_uv_set_poll(ip->adapter, o->poll_us)) < 0)
     return rc;
   uv_async_init(&ip->loop, &ip->stop, on_stop);
   ip->stop.data = ip;
@@ -209,6 +210,7 @@ int inproc_start(inproc *ip, const inproc_opts *o) {
   gc.device = &wc;
   gc.io_len = o->io_len;
   gc.event_idx = !o->no_event_idx;
+  gc.poll_us = (int)o->poll_us;
   gc.indirect = !o->no_indirect;
   gc.ops = &guest_ops;
   gc.opaque = ip;

@@ -24,6 +24,7 @@ typedef struct inproc_opts {
   size_t mem_size;                 /* 0: 32 MiB */
   unsigned io_len;                 /* guest bounce per request; 0: 64 KiB */
   int no_event_idx, no_indirect;   /* negotiate less */
+  unsigned poll_us;                /* adaptive polling on both sides */
   /* Extra backend modules loaded by path after the named ones (e.g. an
    * out-of-tree plugin), NULL-terminated; together with `backends` at most
    * INPROC_MAX_PLUGINS modules. */
