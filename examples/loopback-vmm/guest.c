@@ -39,6 +39,7 @@ struct vmm_guest {
   hwsock_device_ops ops;
   hwsock_device *dev;
   hwsock_uv *uv;
+  int ipx_slot;      /* ipx.c's slot, -1: none (freed in release()) */
 };
 
 /* ---- device callbacks (called on the loop thread, inside the device) ---- */
@@ -68,6 +69,9 @@ static void on_log(void *opaque, int level, const char *msg) {
 /* ---- teardown ----------------------------------------------------------- */
 
 static void release(vmm_guest *g) {
+  /* The slot's UDP port is free again: the device (and its ipx instance's
+   * socket, closed in the same closing pass of the loop) is gone. */
+  vmm_ipx_release(g->v, g->ipx_slot);
   for (unsigned q = 0; q < HWSOCK_MAX_QUEUES; q++) {
     if (g->kick[q] >= 0)
       close(g->kick[q]);
@@ -281,6 +285,33 @@ static int make_memory(vmm_guest *g, size_t size) {
   return 0;
 }
 
+static int serves_ipx(const hwsock_backend_desc *d) {
+  for (const char *const *s = d->schemes; s != NULL && *s != NULL; s++)
+    if (strcmp(*s, "ipx") == 0)
+      return 1;
+  return 0;
+}
+
+/* The options of backend d for this guest: with --ipx-net, the first
+ * backend serving ipx gets a slot's options (ipx.c); everything else, and
+ * a guest for which no slot is free, gets none (its IPX is down). */
+static const char *backend_options(vmm_guest *g, const hwsock_backend_desc *d) {
+  vmm *v = g->v;
+  if (v->ipx == NULL || g->ipx_slot != -1 || !serves_ipx(d))
+    return NULL;
+  g->ipx_slot = vmm_ipx_claim(v);
+  if (g->ipx_slot < 0) {
+    g->ipx_slot = -2; /* asked once: the next ipx backend gets nothing */
+    vmm_log(HWSOCK_LOG_WARN, "guest %u: every IPX slot is taken "
+            "(--ipx-slots): attached without IPX", g->id);
+    return NULL;
+  }
+  char what[160];
+  vmm_ipx_describe(v, g->ipx_slot, what, sizeof(what));
+  vmm_log(HWSOCK_LOG_INFO, "guest %u: ipx %s", g->id, what);
+  return vmm_ipx_options(v, g->ipx_slot);
+}
+
 static int make_device(vmm_guest *g) {
   vmm *v = g->v;
   g->ops.size = sizeof(g->ops);
@@ -300,10 +331,22 @@ static int make_device(vmm_guest *g) {
   if ((rc = hwsock_device_add_region(g->dev, VMM_GPA_BASE, g->mem_size,
                                      g->mem)) < 0)
     return rc;
-  for (unsigned i = 0; i < v->nplugins; i++)
-    if ((rc = hwsock_device_add_backend(
-             g->dev, hwsock_plugin_desc(v->plugins[i]), NULL)) < 0)
+  for (unsigned i = 0; i < v->nplugins; i++) {
+    const hwsock_backend_desc *d = hwsock_plugin_desc(v->plugins[i]);
+    const char *opts = backend_options(g, d);
+    rc = hwsock_device_add_backend(g->dev, d, opts);
+    if (rc < 0 && opts != NULL) {
+      /* e.g. the slot's UDP port is taken by another program: the guest
+       * is still served, without IPX (the device logged why) */
+      vmm_log(HWSOCK_LOG_ERROR, "guest %u: ipx slot %d: %s: attached "
+              "without IPX", g->id, g->ipx_slot, hwsock_strerror(rc));
+      vmm_ipx_release(v, g->ipx_slot);
+      g->ipx_slot = -2;
+      rc = hwsock_device_add_backend(g->dev, d, NULL);
+    }
+    if (rc < 0)
       return rc;
+  }
   /* The device keeps the capture until it is freed, so that the FINs of
    * sockets its teardown closes are recorded; the capture outlives every
    * device (closed at exit). */
@@ -372,6 +415,7 @@ void vmm_guest_attach(vmm *v, int fd) {
   g->sock = fd;
   g->pid = peer_pid(fd);
   g->memfd = -1;
+  g->ipx_slot = -1;
   g->nqueues = v->opt.queues;
   for (unsigned q = 0; q < HWSOCK_MAX_QUEUES; q++)
     g->kick[q] = g->call[q] = -1;

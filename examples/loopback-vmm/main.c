@@ -241,7 +241,7 @@ int main(int argc, char **argv) {
 
   int status = 1;
   int want_control = v.opt.control_path == NULL || v.opt.control_path[0];
-  if (control_path(&v) < 0 || load_policy(&v) < 0)
+  if (control_path(&v) < 0 || vmm_ipx_setup(&v) < 0 || load_policy(&v) < 0)
     goto out;
   if (vmm_load_backends(&v) < 0)
     goto out_backends;
@@ -278,5 +278,6 @@ out_backends:
   vmm_unload_backends(&v);
   hwsock_policy_free(v.policy);
 out:
+  vmm_ipx_free(&v);
   return status;
 }

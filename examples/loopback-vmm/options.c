@@ -30,9 +30,23 @@ static void usage(FILE *f) {
     "                      --listen PATH + \".ctl\"; \"\" for none)\n"
     "  --pcap FILE         capture every guest's offloaded flows to FILE\n"
     "  --pcap-max MIB      stop writing frames past MIB MiB (default 64)\n"
+    "\n"
+    "IPX (RFC 1234 IPX-in-UDP, docs/IPX.md); only with --ipx-net. Guest slot i\n"
+    "(the lowest free one at attach) gets node NODE_BASE+i+1 and UDP port\n"
+    "BASE+i; every other slot and every --ipx-peer is its peer.\n"
+    "  --ipx-net HEX8      the guests' IPX network (e.g. 0000cafe)\n"
+    "  --ipx-port BASE     UDP port of slot 0 (default %u)\n"
+    "  --ipx-node-base HEX12  slot i's node is this + i + 1 (default %s)\n"
+    "  --ipx-slots N       guests with IPX at once (default %u, max %u)\n"
+    "  --ipx-bind IP       address of the slots' UDP sockets (default %s)\n"
+    "  --ipx-peer NODE@IP:PORT  a guest of another VMM (repeatable;\n"
+    "                      slots - 1 + peers <= %u; [v6]:PORT for IPv6)\n"
+    "\n"
     "  -v, --verbose       more logging: once info, twice debug\n"
     "  -h, --help          this text\n",
-    VMM_DEFAULT_MEM_MIB, HWSOCK_MAX_QUEUES, VMM_DEFAULT_MAX_GUESTS);
+    VMM_DEFAULT_MEM_MIB, HWSOCK_MAX_QUEUES, VMM_DEFAULT_MAX_GUESTS,
+    VMM_IPX_DEFAULT_PORT, VMM_IPX_DEFAULT_NODE_BASE, VMM_IPX_DEFAULT_SLOTS,
+    VMM_IPX_MAX_SLOTS, VMM_IPX_DEFAULT_BIND, VMM_IPX_MAX_PEERS);
 }
 
 /* A whole decimal number in [lo, hi]. */
@@ -54,7 +68,8 @@ static int parse_uint(const char *opt, const char *s, unsigned lo,
 enum {
   OPT_LISTEN = 256, OPT_POLICY, OPT_BACKEND_DIR, OPT_BACKEND, OPT_MEM,
   OPT_QUEUES, OPT_MAX_GUESTS, OPT_ONCE, OPT_READY_FD, OPT_CONTROL,
-  OPT_PCAP, OPT_PCAP_MAX
+  OPT_PCAP, OPT_PCAP_MAX, OPT_IPX_NET, OPT_IPX_PORT, OPT_IPX_NODE_BASE,
+  OPT_IPX_SLOTS, OPT_IPX_BIND, OPT_IPX_PEER
 };
 
 int vmm_parse_options(int argc, char **argv, vmm_options *o) {
@@ -71,6 +86,12 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
       {"control", required_argument, NULL, OPT_CONTROL},
       {"pcap", required_argument, NULL, OPT_PCAP},
       {"pcap-max", required_argument, NULL, OPT_PCAP_MAX},
+      {"ipx-net", required_argument, NULL, OPT_IPX_NET},
+      {"ipx-port", required_argument, NULL, OPT_IPX_PORT},
+      {"ipx-node-base", required_argument, NULL, OPT_IPX_NODE_BASE},
+      {"ipx-slots", required_argument, NULL, OPT_IPX_SLOTS},
+      {"ipx-bind", required_argument, NULL, OPT_IPX_BIND},
+      {"ipx-peer", required_argument, NULL, OPT_IPX_PEER},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -79,6 +100,10 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
   o->queues = 1;
   o->max_guests = VMM_DEFAULT_MAX_GUESTS;
   o->ready_fd = -1;
+  o->ipx_port = VMM_IPX_DEFAULT_PORT;
+  o->ipx_slots = VMM_IPX_DEFAULT_SLOTS;
+  o->ipx_node_base = VMM_IPX_DEFAULT_NODE_BASE;
+  o->ipx_bind = VMM_IPX_DEFAULT_BIND;
   unsigned v;
   int c;
   while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
@@ -120,6 +145,36 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
                      &o->pcap_max_mib) < 0)
         return -1;
       break;
+    /* --ipx-*: the values are checked together by vmm_ipx_setup() */
+    case OPT_IPX_NET: o->ipx_net = optarg; break;
+    case OPT_IPX_PORT:
+      if (parse_uint("--ipx-port", optarg, 1, 65535, &o->ipx_port) < 0)
+        return -1;
+      o->ipx_other = 1;
+      break;
+    case OPT_IPX_NODE_BASE:
+      o->ipx_node_base = optarg;
+      o->ipx_other = 1;
+      break;
+    case OPT_IPX_SLOTS:
+      if (parse_uint("--ipx-slots", optarg, 1, VMM_IPX_MAX_SLOTS,
+                     &o->ipx_slots) < 0)
+        return -1;
+      o->ipx_other = 1;
+      break;
+    case OPT_IPX_BIND:
+      o->ipx_bind = optarg;
+      o->ipx_other = 1;
+      break;
+    case OPT_IPX_PEER:
+      if (o->ipx_npeers == VMM_IPX_MAX_PEERS) {
+        fprintf(stderr, "hwsock-vmm: --ipx-peer: at most %u peers\n",
+                VMM_IPX_MAX_PEERS);
+        return -1;
+      }
+      o->ipx_peers[o->ipx_npeers++] = optarg;
+      o->ipx_other = 1;
+      break;
     case 'v': o->verbose++; break;
     case 'h': usage(stdout); return 1;
     default: usage(stderr); return -1;
@@ -137,6 +192,11 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
   }
   if (o->pcap_path != NULL && o->pcap_path[0] == '\0') {
     fprintf(stderr, "hwsock-vmm: --pcap: empty file name\n");
+    return -1;
+  }
+  if (o->ipx_other && o->ipx_net == NULL) {
+    fprintf(stderr, "hwsock-vmm: --ipx-port/-node-base/-slots/-bind/-peer "
+                    "need --ipx-net\n");
     return -1;
   }
   return 0;

@@ -11,6 +11,8 @@
  *   guest.c     one attached guest: memory, device, messages, teardown
  *   control.c   the control socket: socket table, counters, guests
  *               (docs/OBSERVABILITY.md), for hwsock-stat
+ *   ipx.c       --ipx-*: each guest's IPX network, node and UDP endpoint
+ *               (a slot), and the ipx backend's options (docs/IPX.md)
  *   log.c       one line per event on stderr */
 #ifndef HWSOCK_VMM_H
 #define HWSOCK_VMM_H
@@ -41,6 +43,15 @@
 /* Suffix of the default control socket path (--listen PATH + suffix). */
 #define VMM_CONTROL_SUFFIX ".ctl"
 #define VMM_MAX_PCAP_MIB 65536u
+/* --ipx-*: guest slot i has node NODE_BASE + i + 1 and UDP port BASE + i.
+ * Each slot's ipx backend lists every other slot and every --ipx-peer as a
+ * peer, and the backend takes at most VMM_IPX_MAX_PEERS of them. */
+#define VMM_IPX_DEFAULT_PORT 213u /* RFC 1234's port (privileged) */
+#define VMM_IPX_DEFAULT_SLOTS 16u
+#define VMM_IPX_MAX_PEERS 64u     /* the ipx backend's IPX_MAX_PEERS */
+#define VMM_IPX_MAX_SLOTS (VMM_IPX_MAX_PEERS + 1u)
+#define VMM_IPX_DEFAULT_NODE_BASE "02005e000000"
+#define VMM_IPX_DEFAULT_BIND "127.0.0.1"
 
 typedef struct vmm_options {
   const char *listen_path;  /* --listen */
@@ -58,10 +69,19 @@ typedef struct vmm_options {
                                "": no control socket */
   const char *pcap_path;    /* --pcap, NULL: no capture */
   unsigned pcap_max_mib;    /* --pcap-max, 0: the library's default */
+  const char *ipx_net;       /* --ipx-net HEX8, NULL: no IPX */
+  unsigned ipx_port;         /* --ipx-port: slot 0's UDP port */
+  unsigned ipx_slots;        /* --ipx-slots */
+  const char *ipx_node_base; /* --ipx-node-base HEX12 */
+  const char *ipx_bind;      /* --ipx-bind IP */
+  const char *ipx_peers[VMM_IPX_MAX_PEERS]; /* --ipx-peer NODE@IP:PORT */
+  unsigned ipx_npeers;
+  int ipx_other;             /* some --ipx-* other than --ipx-net given */
 } vmm_options;
 
 typedef struct vmm_guest vmm_guest;
 typedef struct vmm_control vmm_control;
+typedef struct vmm_ipx vmm_ipx;
 
 typedef struct vmm {
   vmm_options opt;
@@ -79,6 +99,7 @@ typedef struct vmm {
   hwsock_capture *capture; /* --pcap: shared by every guest's device */
   vmm_control *control;    /* NULL when there is no control socket */
   char control_path[108];  /* sun_path of the control socket */
+  vmm_ipx *ipx;            /* --ipx-net: the slots; NULL without IPX */
 } vmm;
 
 /* log.c: HWSOCK_LOG_* levels; shown when level <= vmm_log_level. */
@@ -120,6 +141,20 @@ vmm_guest *vmm_guest_after(const vmm *v, unsigned after);
  * client (their handles close on the loop) and removes the socket file. */
 int vmm_control_start(vmm *v);
 void vmm_control_stop(vmm *v);
+
+/* ipx.c: checks the --ipx-* options and prepares every slot's backend
+ * options (0, or -1 reported); nothing to do without --ipx-net.
+ * vmm_ipx_free() at exit. */
+int vmm_ipx_setup(vmm *v);
+void vmm_ipx_free(vmm *v);
+/* The lowest free slot, now taken (-1: none free, or no IPX), and its
+ * options string for the ipx backend (valid until vmm_ipx_free()). */
+int vmm_ipx_claim(vmm *v);
+const char *vmm_ipx_options(const vmm *v, int slot);
+/* "net 0000cafe node 02005e000001 udp 127.0.0.1:213" of a slot, for logs. */
+void vmm_ipx_describe(const vmm *v, int slot, char *buf, size_t len);
+/* Frees a slot taken by vmm_ipx_claim(); -1 is ignored. */
+void vmm_ipx_release(vmm *v, int slot);
 
 /* main.c: a guest finished its teardown (for --once). */
 void vmm_guest_gone(vmm *v);

@@ -1,4 +1,5 @@
-/* hwsock-run [--vmm PATH | --policy FILE] [--confine] [-v] -- PROGRAM [ARGS]
+/* hwsock-run [--vmm PATH | --policy FILE] [--confine] [--table PATH] [-v] --
+ *            PROGRAM [ARGS]
  *
  * Runs PROGRAM with its INET socket calls carried to a libhwsock device
  * (docs/HWSOCK-RUN.md). Exit status: PROGRAM's (128+N when killed by
@@ -20,6 +21,7 @@
 #include "hwsock/attach.h"
 #include "hwsock/policy.h"
 #include "run.h"
+#include "table.h"
 #include "vmm.h"
 
 #define EXIT_FAILED 125
@@ -39,8 +41,8 @@ void hwsock__run_log(const char *fmt, ...) {
 
 static void usage(FILE *f) {
   fprintf(f,
-    "usage: hwsock-run [--vmm PATH | --policy FILE] [--confine] [-v] -- "
-    "PROGRAM [ARGS...]\n"
+    "usage: hwsock-run [--vmm PATH | --policy FILE] [--confine] "
+    "[--table PATH] [-v] -- PROGRAM [ARGS...]\n"
     "\n"
     "Runs PROGRAM with its AF_INET/AF_INET6/AF_IPX socket calls offered to a\n"
     "libhwsock device first (offload, decline to the host stack, or deny).\n"
@@ -51,6 +53,9 @@ static void usage(FILE *f) {
     "  --confine      no INET call ever reaches the host stack: a declined\n"
     "                 call fails with EACCES (automatic when the policy can\n"
     "                 never decline)\n"
+    "  --table PATH   keep the guest-side socket table in PATH (rewritten\n"
+    "                 when a socket changes, counters at most once a\n"
+    "                 second); PROGRAM finds PATH in $HWSOCK_TABLE\n"
     "  -v, --verbose  one line per decision on stderr (twice: VMM logs too)\n"
     "  -h, --help     this text\n");
 }
@@ -122,16 +127,18 @@ int main(int argc, char **argv) {
       {"vmm", required_argument, NULL, 'm'},
       {"policy", required_argument, NULL, 'p'},
       {"confine", no_argument, NULL, 'c'},
+      {"table", required_argument, NULL, 't'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  const char *vmm_path = NULL, *policy_path = NULL;
+  const char *vmm_path = NULL, *policy_path = NULL, *table_path = NULL;
   int confine = 0, verbose = 0, c;
   while ((c = getopt_long(argc, argv, "+vh", longopts, NULL)) != -1) {
     switch (c) {
     case 'm': vmm_path = optarg; break;
     case 'p': policy_path = optarg; break;
     case 'c': confine = 1; break;
+    case 't': table_path = optarg; break;
     case 'v': verbose++; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return EXIT_FAILED;
@@ -147,6 +154,8 @@ int main(int argc, char **argv) {
     return EXIT_FAILED;
   }
   char **prog = argv + optind;
+  if (table_path && hwsock__run_table_init(table_path) < 0)
+    return EXIT_FAILED;
 
   /* The policy, when we start the VMM ourselves: a policy that can never
    * decline confines the program (no call continues to the host stack). */
@@ -230,6 +239,8 @@ int main(int argc, char **argv) {
     else
       fprintf(stderr, "hwsock-run: cannot start the supervisor\n");
   }
+  if (supervising && hwsock__run_table_start() < 0)
+    supervising = 0;
   if (supervising) {
     char one = 1;
     if (write(go[1], &one, 1) != 1)
@@ -244,6 +255,7 @@ int main(int argc, char **argv) {
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
     ;
   child_pid = -1;
+  hwsock__run_table_stop(); /* the last table, while the driver is alive */
   int code = supervising ? status_of(st)
                          : (WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_FAILED);
 

@@ -28,3 +28,29 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
       "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR};HWSOCK_TEST_BIN=${_run_bin}")
   endforeach()
 endif()
+
+# AF_IPX end to end (test/run/ipx_run_test.py): an ordinary AF_IPX program
+# (ipx_prog.c; the host kernel has no IPX) under hwsock-run exchanges
+# datagrams with an IPX guest (test/vmm's ipx_client) through one
+# hwsock-vmm --ipx-net. And hwsock-run --table (test/run/table_test.py).
+if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
+  set(_run_bin "${CMAKE_CURRENT_BINARY_DIR}/run")
+  add_custom_command(OUTPUT "${_run_bin}/ipx_prog"
+    COMMAND "${CMAKE_C_COMPILER}" -O2 -o "${_run_bin}/ipx_prog"
+            "${CMAKE_CURRENT_LIST_DIR}/ipx_prog.c"
+    DEPENDS "${CMAKE_CURRENT_LIST_DIR}/ipx_prog.c" VERBATIM)
+  add_custom_target(hwsock_run_ipx_prog ALL DEPENDS "${_run_bin}/ipx_prog")
+  set(_run_env
+    "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR};HWSOCK_TEST_BIN=${_run_bin}")
+  # ipx_client is defined by test/vmm/tests.cmake (included after this file)
+  add_test(NAME run_ipx
+           COMMAND "${Python3_EXECUTABLE}"
+                   "${CMAKE_CURRENT_LIST_DIR}/ipx_run_test.py")
+  set_tests_properties(run_ipx PROPERTIES TIMEOUT 120 ENVIRONMENT
+    "${_run_env};HWSOCK_IPX_CLIENT=$<TARGET_FILE:ipx_client>")
+  add_test(NAME run_table
+           COMMAND "${Python3_EXECUTABLE}"
+                   "${CMAKE_CURRENT_LIST_DIR}/table_test.py")
+  set_tests_properties(run_table PROPERTIES TIMEOUT 120 ENVIRONMENT
+    "${_run_env}")
+endif()

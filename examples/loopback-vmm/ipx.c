@@ -1,0 +1,301 @@
+/* --ipx-*: hwsock-vmm assigns each guest its IPX address (docs/IPX.md,
+ * "hwsock-vmm").
+ *
+ * The ipx backend has no router and learns nothing from the network: its
+ * options name the guest's network and node, its own UDP endpoint and the
+ * node -> UDP endpoint of every guest it may talk to. The VMM therefore
+ * hands out *slots*: slot i has node NODE_BASE + i + 1 and UDP endpoint
+ * BIND:BASE + i, and its options list every other slot of this VMM plus
+ * the --ipx-peer entries (guests of other VMMs). All strings are built and
+ * checked once at startup; a guest takes the lowest free slot at attach
+ * and gives it back when its device is gone. */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm.h"
+
+#define NODE_MAX 0xffffffffffffull /* broadcast: no guest's node */
+/* "peer=" NODE "@[" IPv6 "]:" PORT and a blank */
+#define PEER_WORD_MAX (5 + 12 + 2 + INET6_ADDRSTRLEN + 2 + 5 + 1)
+#define OPTIONS_MAX (128 + VMM_IPX_MAX_PEERS * PEER_WORD_MAX)
+
+typedef struct ipx_endpoint {
+  uint64_t node;
+  char ip[INET6_ADDRSTRLEN + 2]; /* as written in options: [v6] bracketed */
+  unsigned port;
+} ipx_endpoint;
+
+struct vmm_ipx {
+  unsigned nslots;
+  uint32_t net;
+  unsigned char used[VMM_IPX_MAX_SLOTS];
+  char *options[VMM_IPX_MAX_SLOTS]; /* the backend options of each slot */
+  ipx_endpoint slot[VMM_IPX_MAX_SLOTS];
+};
+
+/* Exactly `digits` hex digits. */
+static int parse_hex(const char *s, unsigned digits, uint64_t *out) {
+  uint64_t v = 0;
+  unsigned i = 0;
+  for (; s[i] != '\0'; i++) {
+    char c = s[i];
+    unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                 : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                 : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
+                                        : 16u;
+    if (d == 16u || i == digits)
+      return -1;
+    v = v << 4 | d;
+  }
+  if (i != digits)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* An IP literal of `family` (0: either) into its options form ("[::1]" for
+ * IPv6). Returns the family, or -1. */
+static int parse_ip(const char *s, size_t len, int family, char *out,
+                    size_t outlen) {
+  char buf[INET6_ADDRSTRLEN];
+  unsigned char bin[sizeof(struct in6_addr)];
+  if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+    s++;
+    len -= 2;
+  }
+  if (len == 0 || len >= sizeof(buf))
+    return -1;
+  memcpy(buf, s, len);
+  buf[len] = '\0';
+  int f = inet_pton(AF_INET, buf, bin) == 1    ? AF_INET
+          : inet_pton(AF_INET6, buf, bin) == 1 ? AF_INET6
+                                               : -1;
+  if (f < 0 || (family != 0 && f != family))
+    return -1;
+  snprintf(out, outlen, f == AF_INET6 ? "[%s]" : "%s", buf);
+  return f;
+}
+
+/* NODE@IP:PORT or NODE@[IPv6]:PORT, IP of the bind address's family. */
+static int parse_peer(const char *s, int family, ipx_endpoint *e) {
+  const char *at = strchr(s, '@');
+  const char *colon = strrchr(s, ':');
+  char node[16];
+  if (at == NULL || colon == NULL || colon < at || (size_t)(at - s) >= 16)
+    return -1;
+  memcpy(node, s, (size_t)(at - s));
+  node[at - s] = '\0';
+  if (parse_hex(node, 12, &e->node) < 0 || e->node == 0 ||
+      e->node == NODE_MAX)
+    return -1;
+  const char *ip = at + 1;
+  size_t iplen = (size_t)(colon - ip);
+  /* a bare IPv6 address would read its last group as the port */
+  if (memchr(ip, ':', iplen) != NULL && ip[0] != '[')
+    return -1;
+  if (parse_ip(ip, iplen, family, e->ip, sizeof(e->ip)) < 0)
+    return -1;
+  const char *p = colon + 1;
+  unsigned long port = 0;
+  size_t n = strlen(p);
+  if (n == 0 || n > 5)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9')
+      return -1;
+    port = port * 10 + (unsigned long)(p[i] - '0');
+  }
+  if (port == 0 || port > 65535)
+    return -1;
+  e->port = (unsigned)port;
+  return 0;
+}
+
+static int add_word(char *buf, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int add_word(char *buf, size_t *off, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf + *off, OPTIONS_MAX - *off, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= OPTIONS_MAX - *off)
+    return -1; /* cannot happen: OPTIONS_MAX covers the most peers */
+  *off += (size_t)n;
+  return 0;
+}
+
+static int peer_word(char *buf, size_t *off, const ipx_endpoint *e) {
+  return add_word(buf, off, " peer=%012" PRIx64 "@%s:%u", e->node, e->ip,
+                  e->port);
+}
+
+/* "net=.. node=.. port=.. bind=.. peer=.." for slot i. */
+static char *slot_options(const vmm_ipx *x, unsigned i,
+                          const ipx_endpoint *peers, unsigned npeers) {
+  char *buf = malloc(OPTIONS_MAX);
+  size_t off = 0;
+  if (buf == NULL)
+    return NULL;
+  const ipx_endpoint *me = &x->slot[i];
+  int rc = add_word(buf, &off, "net=%08" PRIx32 " node=%012" PRIx64
+                               " port=%u bind=%s",
+                    x->net, me->node, me->port, me->ip);
+  for (unsigned j = 0; rc == 0 && j < x->nslots; j++)
+    if (j != i)
+      rc = peer_word(buf, &off, &x->slot[j]);
+  for (unsigned j = 0; rc == 0 && j < npeers; j++)
+    rc = peer_word(buf, &off, &peers[j]);
+  if (rc < 0) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+int vmm_ipx_setup(vmm *v) {
+  const vmm_options *o = &v->opt;
+  if (o->ipx_net == NULL)
+    return 0;
+  uint64_t net, base;
+  if (parse_hex(o->ipx_net, 8, &net) < 0 || net == 0 || net == 0xffffffffu) {
+    vmm_log(HWSOCK_LOG_ERROR, "--ipx-net '%s': expected 8 hex digits, not "
+            "00000000 or ffffffff", o->ipx_net);
+    return -1;
+  }
+  unsigned nslots = o->ipx_slots;
+  if (parse_hex(o->ipx_node_base, 12, &base) < 0 ||
+      base > NODE_MAX - 1 - nslots) {
+    vmm_log(HWSOCK_LOG_ERROR, "--ipx-node-base '%s': expected 12 hex digits, "
+            "with room for %u nodes below ffffffffffff", o->ipx_node_base,
+            nslots);
+    return -1;
+  }
+  if (o->ipx_port + nslots - 1 > 65535) {
+    vmm_log(HWSOCK_LOG_ERROR, "--ipx-port %u + %u slots passes UDP port "
+            "65535", o->ipx_port, nslots);
+    return -1;
+  }
+  if (nslots - 1 + o->ipx_npeers > VMM_IPX_MAX_PEERS) {
+    vmm_log(HWSOCK_LOG_ERROR, "--ipx-slots %u with %u --ipx-peer: each guest "
+            "would have %u peers, the ipx backend takes at most %u "
+            "(slots - 1 + peers <= %u)", nslots, o->ipx_npeers,
+            nslots - 1 + o->ipx_npeers, VMM_IPX_MAX_PEERS,
+            VMM_IPX_MAX_PEERS);
+    return -1;
+  }
+  vmm_ipx *x = calloc(1, sizeof(*x));
+  if (x == NULL) {
+    vmm_log(HWSOCK_LOG_ERROR, "--ipx-net: out of memory");
+    return -1;
+  }
+  x->nslots = nslots;
+  x->net = (uint32_t)net;
+  char bind_ip[INET6_ADDRSTRLEN + 2];
+  int family = parse_ip(o->ipx_bind, strlen(o->ipx_bind), 0, bind_ip,
+                        sizeof(bind_ip));
+  if (family < 0) {
+    vmm_log(HWSOCK_LOG_ERROR, "--ipx-bind '%s': not an IPv4 or IPv6 address",
+            o->ipx_bind);
+    goto fail;
+  }
+  for (unsigned i = 0; i < nslots; i++) {
+    x->slot[i].node = base + i + 1;
+    x->slot[i].port = o->ipx_port + i;
+    memcpy(x->slot[i].ip, bind_ip, sizeof(bind_ip));
+  }
+  ipx_endpoint peers[VMM_IPX_MAX_PEERS];
+  for (unsigned k = 0; k < o->ipx_npeers; k++) {
+    ipx_endpoint *e = &peers[k];
+    if (parse_peer(o->ipx_peers[k], family, e) < 0) {
+      vmm_log(HWSOCK_LOG_ERROR, "--ipx-peer '%s': expected NODE@IP:PORT (12 "
+              "hex digits, not all 0 or f; an %s address like --ipx-bind's, "
+              "[v6] in brackets; port 1..65535)", o->ipx_peers[k],
+              family == AF_INET ? "IPv4" : "IPv6");
+      goto fail;
+    }
+    /* The backend refuses a peer with the guest's own node and two peers
+     * with one node: a clash would fail some guest's attach, so say it now. */
+    if (e->node > base && e->node <= base + nslots) {
+      vmm_log(HWSOCK_LOG_ERROR, "--ipx-peer '%s': node %012" PRIx64 " is "
+              "this VMM's slot %" PRIu64 " (--ipx-node-base %s)",
+              o->ipx_peers[k], e->node, e->node - base - 1, o->ipx_node_base);
+      goto fail;
+    }
+    for (unsigned j = 0; j < k; j++)
+      if (peers[j].node == e->node) {
+        vmm_log(HWSOCK_LOG_ERROR, "--ipx-peer '%s': node %012" PRIx64
+                " already given by '%s'", o->ipx_peers[k], e->node,
+                o->ipx_peers[j]);
+        goto fail;
+      }
+  }
+  for (unsigned i = 0; i < nslots; i++) {
+    x->options[i] = slot_options(x, i, peers, o->ipx_npeers);
+    if (x->options[i] == NULL) {
+      vmm_log(HWSOCK_LOG_ERROR, "--ipx-net: out of memory");
+      goto fail;
+    }
+  }
+  v->ipx = x;
+  vmm_log(HWSOCK_LOG_INFO, "ipx: net %08" PRIx32 ", %u slots: nodes %012"
+          PRIx64 "..%012" PRIx64 ", udp %s:%u..%u, %u remote peers",
+          x->net, nslots, base + 1, base + nslots, bind_ip, o->ipx_port,
+          o->ipx_port + nslots - 1, o->ipx_npeers);
+  return 0;
+fail:
+  v->ipx = x;
+  vmm_ipx_free(v);
+  return -1;
+}
+
+void vmm_ipx_free(vmm *v) {
+  vmm_ipx *x = v->ipx;
+  if (x == NULL)
+    return;
+  for (unsigned i = 0; i < VMM_IPX_MAX_SLOTS; i++)
+    free(x->options[i]);
+  free(x);
+  v->ipx = NULL;
+}
+
+int vmm_ipx_claim(vmm *v) {
+  vmm_ipx *x = v->ipx;
+  if (x == NULL)
+    return -1;
+  for (unsigned i = 0; i < x->nslots; i++)
+    if (!x->used[i]) {
+      x->used[i] = 1;
+      return (int)i;
+    }
+  return -1;
+}
+
+const char *vmm_ipx_options(const vmm *v, int slot) {
+  const vmm_ipx *x = v->ipx;
+  if (x == NULL || slot < 0 || (unsigned)slot >= x->nslots)
+    return NULL;
+  return x->options[slot];
+}
+
+void vmm_ipx_describe(const vmm *v, int slot, char *buf, size_t len) {
+  const vmm_ipx *x = v->ipx;
+  if (x == NULL || slot < 0 || (unsigned)slot >= x->nslots) {
+    snprintf(buf, len, "none");
+    return;
+  }
+  const ipx_endpoint *e = &x->slot[slot];
+  snprintf(buf, len, "slot %d: net %08" PRIx32 " node %012" PRIx64
+           " udp %s:%u", slot, x->net, e->node, e->ip, e->port);
+}
+
+void vmm_ipx_release(vmm *v, int slot) {
+  vmm_ipx *x = v->ipx;
+  if (x != NULL && slot >= 0 && (unsigned)slot < x->nslots)
+    x->used[slot] = 0;
+}
