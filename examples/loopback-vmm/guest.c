@@ -321,6 +321,7 @@ static int make_device(vmm_guest *g) {
   hwsock_device_config cfg;
   hwsock_device_config_init(&cfg);
   cfg.num_queues = g->nqueues;
+  cfg.max_sockets = v->opt.max_sockets;
   cfg.policy = v->policy;
   cfg.backend_loop = &v->loop;
   cfg.ops = &g->ops;
@@ -352,7 +353,8 @@ static int make_device(vmm_guest *g) {
    * device (closed at exit). */
   if (v->capture != NULL)
     hwsock_device_set_capture(g->dev, v->capture);
-  if ((rc = hwsock_uv_new(&v->loop, g->dev, &g->uv)) < 0)
+  if ((rc = hwsock_uv_new(&v->loop, g->dev, &g->uv)) < 0 ||
+      (rc = hwsock_uv_set_poll(g->uv, v->opt.poll_us)) < 0)
     return rc;
   for (unsigned q = 0; q < g->nqueues; q++)
     if ((rc = hwsock_uv_watch_kick(g->uv, q, g->kick[q])) < 0)

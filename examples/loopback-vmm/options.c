@@ -24,6 +24,9 @@ static void usage(FILE *f) {
     "  --mem MIB           guest memory per guest (default %u)\n"
     "  --queues N          request queues per device (default 1, max %u)\n"
     "  --max-guests N      guests attached at once (default %u)\n"
+    "  --max-sockets N     socket ids per guest's device (default 1024)\n"
+    "  --poll-us N         after activity, poll the queues for N us before\n"
+    "                      sleeping (costs a CPU; default 0: off)\n"
     "  --once              exit after the first guest detaches\n"
     "  --ready-fd N        write \"ready\\n\" to fd N once listening\n"
     "  --control PATH      control socket for hwsock-stat (default: the\n"
@@ -69,7 +72,7 @@ enum {
   OPT_LISTEN = 256, OPT_POLICY, OPT_BACKEND_DIR, OPT_BACKEND, OPT_MEM,
   OPT_QUEUES, OPT_MAX_GUESTS, OPT_ONCE, OPT_READY_FD, OPT_CONTROL,
   OPT_PCAP, OPT_PCAP_MAX, OPT_IPX_NET, OPT_IPX_PORT, OPT_IPX_NODE_BASE,
-  OPT_IPX_SLOTS, OPT_IPX_BIND, OPT_IPX_PEER
+  OPT_IPX_SLOTS, OPT_IPX_BIND, OPT_IPX_PEER, OPT_MAX_SOCKETS, OPT_POLL_US
 };
 
 int vmm_parse_options(int argc, char **argv, vmm_options *o) {
@@ -81,6 +84,8 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
       {"mem", required_argument, NULL, OPT_MEM},
       {"queues", required_argument, NULL, OPT_QUEUES},
       {"max-guests", required_argument, NULL, OPT_MAX_GUESTS},
+      {"max-sockets", required_argument, NULL, OPT_MAX_SOCKETS},
+      {"poll-us", required_argument, NULL, OPT_POLL_US},
       {"once", no_argument, NULL, OPT_ONCE},
       {"ready-fd", required_argument, NULL, OPT_READY_FD},
       {"control", required_argument, NULL, OPT_CONTROL},
@@ -130,6 +135,16 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
     case OPT_MAX_GUESTS:
       if (parse_uint("--max-guests", optarg, 1, VMM_MAX_GUESTS_LIMIT,
                      &o->max_guests) < 0)
+        return -1;
+      break;
+    case OPT_MAX_SOCKETS:
+      if (parse_uint("--max-sockets", optarg, 1, HWSOCK_MAX_SOCKETS_LIMIT,
+                     &o->max_sockets) < 0)
+        return -1;
+      break;
+    case OPT_POLL_US:
+      if (parse_uint("--poll-us", optarg, 0, HWSOCK_UV_MAX_POLL_US,
+                     &o->poll_us) < 0)
         return -1;
       break;
     case OPT_ONCE: o->once = 1; break;

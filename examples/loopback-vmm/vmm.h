@@ -62,6 +62,8 @@ typedef struct vmm_options {
   unsigned mem_mib;    /* --mem */
   unsigned queues;     /* --queues */
   unsigned max_guests; /* --max-guests */
+  unsigned max_sockets; /* --max-sockets, 0: the library's default */
+  unsigned poll_us;    /* --poll-us: adaptive polling, 0: off */
   int verbose;         /* -v count */
   int once;            /* --once */
   int ready_fd;        /* --ready-fd, -1: none */
