@@ -188,11 +188,11 @@ static void stream_down(run_sock *s, const char *unused) {
 
 static void stream_up(run_sock *s, const char *unused) {
   (void)unused;
-  uint8_t *buf = pump_buf(s, RUN_PUMP_BUF);
+  uint8_t *buf = pump_buf(s, RUN_PUMP_UP_BUF);
   if (!buf)
     return;
   for (;;) {
-    ssize_t n = recv(s->pfd, buf, RUN_PUMP_BUF, 0);
+    ssize_t n = recv(s->pfd, buf, RUN_PUMP_UP_BUF, 0);
     if (n > 0) {
       ssize_t w = hwsock_guest_send(hwsock__run.g, s->id, buf, (size_t)n, 0);
       if (w != n) {

@@ -45,6 +45,10 @@
 #define RUN_MAX_DGRAM 65536u
 /* Pump buffer per direction. */
 #define RUN_PUMP_BUF 65536u
+/* Program -> device: one recv may take several slots' worth, which
+ * hwsock_guest_send() keeps in flight together (pipelined pieces). The
+ * memory is only touched as far as data arrives. */
+#define RUN_PUMP_UP_BUF (4u * RUN_PUMP_BUF)
 /* Options remembered on an undecided socket (replayed after the decision). */
 #define RUN_MAX_OPTS 16u
 #define RUN_MAX_OPTLEN 32u
