@@ -56,8 +56,12 @@ def readline_within(f, timeout, what):
     return buf.decode()
 
 
-def free_udp_base(count, start=21340):
-    for base in range(start, 40000, 16):
+def free_udp_base(count, start=None):
+    # ctest -j runs scenarios in parallel: start at a per-process offset
+    # (disjoint from test/vmm/ipx_test.py's) so two never race for a range.
+    if start is None:
+        start = 40000 + 32 * (os.getpid() % 512)
+    for base in range(start, 60000, 16):
         socks = []
         try:
             for p in range(base, base + count):

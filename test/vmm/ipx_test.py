@@ -59,10 +59,17 @@ def readline_within(f, timeout, what):
     return buf.decode()
 
 
-def free_udp_base(count, start=21300, stop=40000, step=16):
+# Tests run in parallel (ctest -j): each process starts probing at its own
+# offset so that two scenarios never pick the same free range at once.
+PORT_START = 21300 + 32 * (os.getpid() % 512)
+
+
+def free_udp_base(count, start=None, stop=60000, step=16):
     """The first base >= start such that base..base+count-1 are free UDP
     ports on 127.0.0.1 (bound and released at once: a small race with
     other programs remains)."""
+    if start is None:
+        start = PORT_START
     for base in range(start, stop, step):
         socks = []
         try:
