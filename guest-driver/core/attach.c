@@ -346,6 +346,7 @@ int hwsock_attach(const char *vmm_path, const hwsock_attach_opts *opts,
   gc.event_idx = o.event_idx;
   gc.indirect = o.indirect;
   gc.poll_us = o.poll_us;
+  gc.write_behind = o.write_behind;
   gc.ops = &a->ops;
   gc.opaque = a;
   if ((rc = hwsock_guest_new(&gc, &a->guest)) < 0) {

@@ -1,5 +1,6 @@
 /* Driver setup: config checks, feature negotiation, memory layout, device
  * start, and teardown. See docs/GUEST-DRIVER.md for the layout. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,7 @@ static void free_tables(hwsock_guest *g) {
   free(g->desc_next);
   free(g->head_slot);
   free(g->slots);
+  free(g->slot_call);
   free(g->slot_stack);
   free(g->socks);
   free(g->sock_free);
@@ -85,10 +87,12 @@ static int alloc_tables(hwsock_guest *g) {
   g->desc_next = calloc(g->qsize, sizeof(*g->desc_next));
   g->head_slot = calloc(g->qsize, sizeof(*g->head_slot));
   g->slots = calloc(g->nslots, sizeof(*g->slots));
+  g->slot_call = calloc(g->nslots, sizeof(*g->slot_call));
   g->slot_stack = calloc(g->nslots, sizeof(*g->slot_stack));
   g->socks = calloc(g->nsock, sizeof(*g->socks));
   g->sock_free = calloc(words, sizeof(*g->sock_free));
-  if (!g->desc_next || !g->head_slot || !g->slots || !g->slot_stack ||
+  if (!g->desc_next || !g->head_slot || !g->slots || !g->slot_call ||
+      !g->slot_stack ||
       !g->socks || !g->sock_free)
     return HWSOCK_ENOMEM;
   for (unsigned i = 0; i < g->qsize; i++)
@@ -162,6 +166,15 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
   if (!out)
     return HWSOCK_EINVAL;
   *out = NULL;
+  /* A config from before a field was appended: the new fields default. */
+  hwsock_guest_config full;
+  if (cfg && cfg->size >= offsetof(hwsock_guest_config, write_behind) &&
+      cfg->size < sizeof(full)) {
+    hwsock_guest_config_init(&full);
+    memcpy(&full, cfg, cfg->size);
+    full.size = sizeof(full);
+    cfg = &full;
+  }
   if (!cfg || cfg->size < sizeof(*cfg) || !cfg->mem || !cfg->device ||
       !cfg->ops || cfg->ops->size < sizeof(*cfg->ops) ||
       !cfg->ops->set_features || !cfg->ops->setup_queue ||
@@ -233,6 +246,7 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
   g->event_idx = (features & HWSOCK_F_EVENT_IDX) != 0;
   g->indirect = indirect;
   g->poll_us = cfg->poll_us;
+  g->write_behind = cfg->write_behind != 0;
   g->nqueues = d.num_queues;
   g->qsize = qsize;
   g->qmask = (uint16_t)(qsize - 1);

@@ -72,6 +72,11 @@ typedef struct guest_sock {
   uint64_t bytes_out, bytes_in;
   hwsock_addr local; /* last BIND */
   hwsock_addr peer;  /* last CONNECT, or the peer of an accept */
+  /* write-behind sends (sockets.c): started, not yet waited for, oldest
+   * first; wb_err is the first error one of them completed with. */
+  unsigned wb_slot[HWSOCK_GUEST_WB_MAX];
+  uint8_t wb_head, wb_n;
+  int wb_err;
 } guest_sock;
 
 struct hwsock_guest {
@@ -79,7 +84,7 @@ struct hwsock_guest {
   const hwsock_guest_ops *ops;
   void *opaque;
   uint64_t features;
-  int event_idx, indirect, poll_us;
+  int event_idx, indirect, poll_us, write_behind;
   unsigned nqueues;
 
   /* queue 0: the request queue */
@@ -100,6 +105,7 @@ struct hwsock_guest {
   /* request slots: [indirect table][req hdr|URI][resp hdr|payload] */
   unsigned nslots;
   guest_slot *slots;
+  struct guest_call *slot_call; /* write-behind: the call of a started send */
   unsigned *slot_stack; /* free slot indices */
   unsigned nslot_free;
   unsigned slot_waiters;
@@ -132,6 +138,7 @@ enum {
 };
 
 /* One request, described by the API layer and run by hwsock__guest_call. */
+struct guest_call;
 typedef struct guest_call {
   uint16_t op;
   int rule;  /* CALL_SOCK_* */

@@ -198,6 +198,100 @@ static ssize_t send_piece(hwsock_guest *g, int s, const void *buf,
   return err < 0 ? err : (ssize_t)c.len;
 }
 
+/* ---- write-behind ---------------------------------------------------------
+ * With cfg->write_behind, a stream send returns once its pieces are posted
+ * (their data is in the slots): the socket keeps up to HWSOCK_GUEST_WB_MAX
+ * of them in flight, waited for later, oldest first. The device completes a
+ * socket's SENDs in order, so the first error is the one to report. */
+
+static int sock_in_range(const hwsock_guest *g, int s) {
+  return s >= 0 && (unsigned)s < g->nsock;
+}
+
+/* Finishes the socket's oldest write-behind send: only when the device
+ * already completed it (only_done), else waiting for it. 1 when one was
+ * finished, 0 when there was none (to finish). */
+static int wb_finish_oldest(hwsock_guest *g, int s, int only_done) {
+  pthread_mutex_lock(&g->lock);
+  guest_sock *gs = &g->socks[s];
+  if (gs->wb_n == 0 ||
+      (only_done && g->slots[gs->wb_slot[gs->wb_head]].state != SLOT_DONE)) {
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+  }
+  unsigned idx = gs->wb_slot[gs->wb_head];
+  gs->wb_head = (uint8_t)((gs->wb_head + 1) % HWSOCK_GUEST_WB_MAX);
+  gs->wb_n--;
+  guest_call c = g->slot_call[idx];
+  pthread_mutex_unlock(&g->lock);
+  int rc = hwsock__guest_wait(g, idx, &c);
+  if (rc < 0 || c.len != c.out_len) {
+    pthread_mutex_lock(&g->lock);
+    if (gs->wb_err == 0)
+      gs->wb_err = rc < 0 ? rc : HWSOCK_EPROTO;
+    pthread_mutex_unlock(&g->lock);
+  }
+  return 1;
+}
+
+/* Waits for every write-behind send of s; returns the first error of them
+ * (sticky: later sends fail with it too), or 0. */
+static int wb_flush(hwsock_guest *g, int s) {
+  if (!g->write_behind || !sock_in_range(g, s))
+    return 0;
+  while (wb_finish_oldest(g, s, 0))
+    ;
+  pthread_mutex_lock(&g->lock);
+  int err = g->socks[s].wb_err;
+  pthread_mutex_unlock(&g->lock);
+  return err;
+}
+
+static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
+                           size_t len, unsigned flags) {
+  if (!sock_in_range(g, s))
+    return HWSOCK_EBADF;
+  guest_sock *gs = &g->socks[s];
+  while (wb_finish_oldest(g, s, 1))
+    ; /* free what the device already completed */
+  size_t posted = 0;
+  while (posted < len) {
+    pthread_mutex_lock(&g->lock);
+    int err = gs->wb_err, held = gs->wb_n;
+    pthread_mutex_unlock(&g->lock);
+    if (err < 0)
+      return posted ? (ssize_t)posted : err;
+    if (held == HWSOCK_GUEST_WB_MAX) {
+      wb_finish_oldest(g, s, 0);
+      continue;
+    }
+    size_t piece = len - posted < g->io_len ? len - posted : g->io_len;
+    guest_call c;
+    unsigned idx;
+    call_init(&c, HWSOCK_OP_SEND, s);
+    c.arg0 = flags | (posted + piece < len ? HWSOCK_SEND_MORE : 0);
+    c.out = (const uint8_t *)buf + posted;
+    c.out_len = piece;
+    /* Wait for a free slot only while holding none: a thread holding slots
+     * never blocks on slots others must free. */
+    int rc = hwsock__guest_start(g, &c, &idx, held == 0);
+    if (rc == HWSOCK_EAGAIN && held > 0) {
+      wb_finish_oldest(g, s, 0);
+      continue;
+    }
+    if (rc < 0)
+      return posted ? (ssize_t)posted : rc;
+    c.out = NULL; /* the data is in the slot; the caller's buffer is free */
+    pthread_mutex_lock(&g->lock);
+    g->slot_call[idx] = c;
+    gs->wb_slot[(gs->wb_head + gs->wb_n) % HWSOCK_GUEST_WB_MAX] = idx;
+    gs->wb_n++;
+    pthread_mutex_unlock(&g->lock);
+    posted += piece;
+  }
+  return (ssize_t)posted;
+}
+
 /* Pieces of one send kept in flight: the device copies nothing, so the
  * next piece's bounce copy overlaps the backend's writev of the previous
  * one instead of waiting a round trip for it. */
@@ -211,6 +305,8 @@ ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
     len = SSIZE_MAX;
   if (len == 0)
     return send_piece(g, s, buf, 0, flags, NULL);
+  if (g->write_behind)
+    return send_behind(g, s, buf, len, flags);
   struct {
     guest_call c;
     unsigned slot;
@@ -303,18 +399,31 @@ int hwsock_guest_shutdown(hwsock_guest *g, int s, unsigned how) {
   guest_call c;
   if (!g)
     return HWSOCK_EINVAL;
+  /* The device would order it after the sends anyway; waiting for them
+   * reports their error here rather than never. */
+  int err = wb_flush(g, s);
   call_init(&c, HWSOCK_OP_SHUTDOWN, s);
   c.arg0 = how;
-  return hwsock__guest_call(g, &c);
+  int rc = hwsock__guest_call(g, &c);
+  return err < 0 ? err : rc;
 }
 
 int hwsock_guest_close(hwsock_guest *g, int s) {
   guest_call c;
   if (!g)
     return HWSOCK_EINVAL;
+  /* CLOSE cancels what is pending: let written data go out first, as a
+   * kernel close does. */
+  (void)wb_flush(g, s);
   call_init(&c, HWSOCK_OP_CLOSE, s);
   c.rule = CALL_SOCK_CLOSE;
-  return hwsock__guest_call(g, &c);
+  int rc = hwsock__guest_call(g, &c);
+  if (rc == 0 && g->write_behind) {
+    pthread_mutex_lock(&g->lock);
+    g->socks[s].wb_err = 0; /* the id may be reused */
+    pthread_mutex_unlock(&g->lock);
+  }
+  return rc;
 }
 
 int hwsock_guest_getsockopt(hwsock_guest *g, int s, unsigned level,

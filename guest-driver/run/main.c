@@ -189,7 +189,12 @@ int main(int argc, char **argv) {
     vmm_path = vmm.path;
   }
   hwsock_attachment *att = NULL;
-  int rc = hwsock_attach(vmm_path, NULL, &att);
+  hwsock_attach_opts aopts;
+  hwsock_attach_opts_init(&aopts);
+  /* The pumps send like a kernel does: return once the data is in the
+   * slots, errors on the next call (hwsock/guest.h, write_behind). */
+  aopts.write_behind = 1;
+  int rc = hwsock_attach(vmm_path, &aopts, &att);
   if (rc < 0) {
     fprintf(stderr, "hwsock-run: attaching to %s: %s\n", vmm_path,
             hwsock_strerror(rc));

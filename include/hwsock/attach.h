@@ -38,6 +38,7 @@ typedef struct hwsock_attach_opts {
   int poll_us;         /* busy-poll before sleeping in wait (default 0) */
   int setup_timeout_ms; /* longest wait for each setup reply of the VMM;
                            default 10000, -1 = no limit */
+  int write_behind;    /* hwsock_guest_config.write_behind (default 0) */
 } hwsock_attach_opts;
 
 HWSOCK_EXTERN void hwsock_attach_opts_init(hwsock_attach_opts *opts);

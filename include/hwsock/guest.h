@@ -61,7 +61,17 @@ typedef struct hwsock_guest_config {
   int poll_us;        /* busy-poll this long before sleeping in wait() */
   const hwsock_guest_ops *ops;
   void *opaque;
+  /* ---- appended (present when size covers it) ---- */
+  int write_behind;   /* hwsock_guest_send() returns once its data is copied
+                         into request slots (up to HWSOCK_GUEST_WB_MAX in
+                         flight per socket), as a kernel send returns once
+                         the data is in the socket buffer; an error of such
+                         a send is returned by the socket's next send or
+                         shutdown. close() first waits for them. 0: every
+                         send waits for its completion. */
 } hwsock_guest_config;
+
+#define HWSOCK_GUEST_WB_MAX 4
 
 HWSOCK_EXTERN void hwsock_guest_config_init(hwsock_guest_config *cfg);
 

@@ -278,6 +278,7 @@ int main(int argc, char **argv) {
   d.vmm_path = vmm;
   hwsock_attach_opts_init(&d.opts);
   d.opts.poll_us = poll_us;
+  d.opts.write_behind = 1; /* sends return once copied, as a kernel's do */
   int rc = drv_attach(&d);
   if (rc < 0) {
     fprintf(stderr, "hwsock-bench[driver]: attach %s: %s\n", vmm,

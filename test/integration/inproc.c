@@ -211,6 +211,7 @@ int inproc_start(inproc *ip, const inproc_opts *o) {
   gc.io_len = o->io_len;
   gc.event_idx = !o->no_event_idx;
   gc.poll_us = (int)o->poll_us;
+  gc.write_behind = o->write_behind;
   gc.indirect = !o->no_indirect;
   gc.ops = &guest_ops;
   gc.opaque = ip;

@@ -25,6 +25,7 @@ typedef struct inproc_opts {
   unsigned io_len;                 /* guest bounce per request; 0: 64 KiB */
   int no_event_idx, no_indirect;   /* negotiate less */
   unsigned poll_us;                /* adaptive polling on both sides */
+  int write_behind;                /* hwsock_guest_config.write_behind */
   /* Extra backend modules loaded by path after the named ones (e.g. an
    * out-of-tree plugin), NULL-terminated; together with `backends` at most
    * INPROC_MAX_PLUGINS modules. */
