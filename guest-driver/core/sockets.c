@@ -305,6 +305,14 @@ ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
     len = SSIZE_MAX;
   if (len == 0)
     return send_piece(g, s, buf, 0, flags, NULL);
+  if (sock_in_range(g, s)) {
+    pthread_mutex_lock(&g->lock);
+    int dgram = g->socks[s].type == HWSOCK_SOCK_DGRAM;
+    pthread_mutex_unlock(&g->lock);
+    /* A datagram is one request: never split it into pieces. */
+    if (dgram && len > g->io_len)
+      return HWSOCK_EMSGSIZE;
+  }
   if (g->write_behind)
     return send_behind(g, s, buf, len, flags);
   struct {
