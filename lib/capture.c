@@ -214,13 +214,8 @@ static void emit_ipx(hwsock_capture *c, const hwsock_addr *src,
 static int learn(hwsock_device *dev, hwsock__sock *s, const hwsock_addr *peer) {
   if (s->cap_started)
     return 0;
-  const hwsock_backend_ops *ops = dev->backends[s->backend].desc->ops;
   hwsock_bsock_info bi;
-  memset(&bi, 0, sizeof(bi));
-  bi.size = sizeof(bi);
-  bi.fd = -1;
-  if (ops->size < offsetof(hwsock_backend_ops, info) + sizeof(ops->info) ||
-      ops->info == NULL || ops->info(s->bsock, &bi) < 0 || !bi.has_local)
+  if (hwsock__sock_info(dev, s, &bi) < 0 || !bi.has_local)
     return -1;
   s->cap_local = bi.local;
   if (bi.has_peer)

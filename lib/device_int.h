@@ -105,6 +105,11 @@ void hwsock__sock_close(struct hwsock_device *dev, uint32_t id);
 
 /* stats.c */
 uint64_t hwsock__now_ns(int clock);
+/* Asks the socket's backend what it knows (its optional info() op, when
+ * the plugin's ops are new enough to have it). 0 with *bi filled, or a
+ * negative HWSOCK_E* (HWSOCK_EOPNOTSUPP without the op). */
+int hwsock__sock_info(const struct hwsock_device *dev, const hwsock__sock *s,
+                      hwsock_bsock_info *bi);
 void hwsock__stats_complete(struct hwsock_device *dev, hwsock__req *req,
                             int status, size_t len);
 void hwsock__stats_sock(struct hwsock_device *dev, hwsock__req *req,

@@ -111,6 +111,18 @@ void hwsock__stats_sock(hwsock_device *dev, hwsock__req *req, int status,
                                       : HWSOCK_SS_ESTAB;
 }
 
+int hwsock__sock_info(const hwsock_device *dev, const hwsock__sock *s,
+                      hwsock_bsock_info *bi) {
+  const hwsock_backend_ops *ops = dev->backends[s->backend].desc->ops;
+  memset(bi, 0, sizeof(*bi));
+  bi->size = sizeof(*bi);
+  bi->fd = -1;
+  if (ops->size < offsetof(hwsock_backend_ops, info) + sizeof(ops->info) ||
+      ops->info == NULL)
+    return HWSOCK_EOPNOTSUPP;
+  return ops->info(s->bsock, bi);
+}
+
 void hwsock_device_get_stats(const hwsock_device *dev,
                              hwsock_device_stats *out) {
   hwsock_device_stats s = dev->counters;
@@ -148,12 +160,7 @@ int hwsock_device_foreach_socket(const hwsock_device *dev, hwsock_sock_cb cb,
     info.inflight = s->inflight;
     info.created_ns = s->created_ns;
     hwsock_bsock_info bi;
-    memset(&bi, 0, sizeof(bi));
-    bi.size = sizeof(bi);
-    bi.fd = -1;
-    const hwsock_backend_ops *ops = b->desc->ops;
-    if (ops->size >= offsetof(hwsock_backend_ops, info) + sizeof(ops->info) &&
-        ops->info != NULL && ops->info(s->bsock, &bi) == 0) {
+    if (hwsock__sock_info(dev, s, &bi) == 0) {
       info.host_fd = bi.fd;
       if (bi.has_local)
         hwsock_uri_format(&bi.local, info.local, sizeof(info.local));

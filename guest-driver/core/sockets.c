@@ -198,6 +198,19 @@ static ssize_t send_piece(hwsock_guest *g, int s, const void *buf,
   return err < 0 ? err : (ssize_t)c.len;
 }
 
+/* The next piece of a stream send of len bytes, posted bytes already out:
+ * at most io_len, flagged MORE unless it is the last, so the device may
+ * coalesce the pieces. */
+static void send_piece_call(const hwsock_guest *g, guest_call *c, int s,
+                            const void *buf, size_t len, size_t posted,
+                            unsigned flags) {
+  size_t piece = len - posted < g->io_len ? len - posted : g->io_len;
+  call_init(c, HWSOCK_OP_SEND, s);
+  c->arg0 = flags | (posted + piece < len ? HWSOCK_SEND_MORE : 0);
+  c->out = (const uint8_t *)buf + posted;
+  c->out_len = piece;
+}
+
 /* ---- write-behind ---------------------------------------------------------
  * With cfg->write_behind, a stream send returns once its pieces are posted
  * (their data is in the slots): the socket keeps up to HWSOCK_GUEST_WB_MAX
@@ -265,13 +278,9 @@ static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
       wb_finish_oldest(g, s, 0);
       continue;
     }
-    size_t piece = len - posted < g->io_len ? len - posted : g->io_len;
     guest_call c;
     unsigned idx;
-    call_init(&c, HWSOCK_OP_SEND, s);
-    c.arg0 = flags | (posted + piece < len ? HWSOCK_SEND_MORE : 0);
-    c.out = (const uint8_t *)buf + posted;
-    c.out_len = piece;
+    send_piece_call(g, &c, s, buf, len, posted, flags);
     /* Wait for a free slot only while holding none: a thread holding slots
      * never blocks on slots others must free. */
     int rc = hwsock__guest_start(g, &c, &idx, held == 0);
@@ -287,7 +296,7 @@ static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
     gs->wb_slot[(gs->wb_head + gs->wb_n) % HWSOCK_GUEST_WB_MAX] = idx;
     gs->wb_n++;
     pthread_mutex_unlock(&g->lock);
-    posted += piece;
+    posted += c.out_len;
   }
   return (ssize_t)posted;
 }
@@ -324,13 +333,8 @@ ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
   int err = 0;
   while (done < len) {
     while (!err && posted < len && n < SEND_PIPELINE) {
-      size_t piece = len - posted < g->io_len ? len - posted : g->io_len;
       guest_call *c = &p[(head + n) % SEND_PIPELINE].c;
-      call_init(c, HWSOCK_OP_SEND, s);
-      /* tell the device more follows, so it may coalesce the pieces */
-      c->arg0 = flags | (posted + piece < len ? HWSOCK_SEND_MORE : 0);
-      c->out = (const uint8_t *)buf + posted;
-      c->out_len = piece;
+      send_piece_call(g, c, s, buf, len, posted, flags);
       /* Only the first piece may wait for a slot: a thread that holds
        * pieces never blocks on slots others might need to free. */
       int rc = hwsock__guest_start(g, c, &p[(head + n) % SEND_PIPELINE].slot,
@@ -341,7 +345,7 @@ ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
         err = rc;
         break;
       }
-      posted += piece;
+      posted += c->out_len;
       n++;
     }
     if (n == 0)
