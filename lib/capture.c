@@ -1,10 +1,13 @@
 /* Capture (hwsock/capture.h): synthesizes frames for offloaded flows and
  * writes them with libpcap. Only reached when a device has a capture set. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pcap/pcap.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "hwsock/capture.h"
 #include "device_int.h"
@@ -23,23 +26,61 @@ struct hwsock_capture {
   uint8_t scratch[30 + SEG_MAX]; /* payload gathered from guest memory */
 };
 
+/* The file is created here, not by libpcap: pcap_dump_open() opens with
+ * fopen("w"), which follows a symlink planted at the path and truncates
+ * whatever it names. O_EXCL refuses any existing name (a symlink included,
+ * dangling or not), so the capture never overwrites a file it did not
+ * create; 0600 because the frames carry the guests' payloads. */
+static FILE *create_file(const char *path, int *err) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                0600);
+  if (fd < 0) {
+    *err = errno;
+    return NULL;
+  }
+  FILE *f = fdopen(fd, "wb");
+  if (f == NULL) {
+    *err = errno;
+    close(fd);
+    unlink(path);
+  }
+  return f;
+}
+
 int hwsock_capture_open(const char *path, uint64_t max_bytes,
                         hwsock_capture **out, char *errbuf, size_t errlen) {
-  if (path == NULL || out == NULL)
+  if (path == NULL || out == NULL || path[0] == '\0')
     return HWSOCK_EINVAL;
   hwsock_capture *c = calloc(1, sizeof(*c));
   if (c == NULL)
     return HWSOCK_ENOMEM;
   c->max_bytes = max_bytes ? max_bytes : DEFAULT_MAX_BYTES;
   c->pcap = pcap_open_dead(DLT_EN10MB, FRAME_MAX);
-  if (c->pcap != NULL)
-    c->dumper = pcap_dump_open(c->pcap, path);
+  if (c->pcap == NULL) {
+    if (errbuf != NULL)
+      snprintf(errbuf, errlen, "%s: pcap_open_dead failed", path);
+    free(c);
+    return HWSOCK_ENOMEM;
+  }
+  int err = 0;
+  FILE *f = create_file(path, &err);
+  if (f == NULL) {
+    if (errbuf != NULL)
+      snprintf(errbuf, errlen, "%s: %s%s", path, strerror(err),
+               err == EEXIST ? " (a capture never overwrites a file: "
+                               "remove it or pick a new name)"
+                             : "");
+    pcap_close(c->pcap);
+    free(c);
+    return hwsock_err_from_errno(err);
+  }
+  c->dumper = pcap_dump_fopen(c->pcap, f);
   if (c->dumper == NULL) {
     if (errbuf != NULL)
-      snprintf(errbuf, errlen, "%s: %s", path,
-               c->pcap ? pcap_geterr(c->pcap) : "pcap_open_dead failed");
-    if (c->pcap)
-      pcap_close(c->pcap);
+      snprintf(errbuf, errlen, "%s: %s", path, pcap_geterr(c->pcap));
+    fclose(f);
+    unlink(path); /* ours: created above */
+    pcap_close(c->pcap);
     free(c);
     return HWSOCK_EIO;
   }

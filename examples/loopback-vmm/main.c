@@ -144,7 +144,7 @@ static int open_capture(vmm *v) {
                                (uint64_t)v->opt.pcap_max_mib << 20,
                                &v->capture, err, sizeof(err));
   if (rc < 0) {
-    /* libpcap's message names the file already */
+    /* the message names the file already */
     if (err[0])
       vmm_log(HWSOCK_LOG_ERROR, "--pcap: %s", err);
     else

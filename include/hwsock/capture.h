@@ -22,10 +22,13 @@ extern "C" {
 
 typedef struct hwsock_capture hwsock_capture;
 
-/* Opens (truncates) a pcap file. max_bytes bounds the file size (0 = 64
+/* Creates a new pcap file: the path must not exist (O_CREAT|O_EXCL|
+ * O_NOFOLLOW, mode 0600 before the umask): an existing file, or a symlink,
+ * is never followed nor truncated. max_bytes bounds the file size (0 = 64
  * MiB); frames past it are counted as dropped, not written. *out is the
  * caller's (hwsock_capture_close). Errors: HWSOCK_EINVAL, HWSOCK_ENOMEM,
- * or HWSOCK_EIO with errbuf set (libpcap's message). */
+ * HWSOCK_EEXIST (the path exists), what open(2) failed with, or HWSOCK_EIO
+ * (libpcap); errbuf says why and names the path. */
 HWSOCK_EXTERN int hwsock_capture_open(const char *path, uint64_t max_bytes,
                                       hwsock_capture **out, char *errbuf,
                                       size_t errlen);

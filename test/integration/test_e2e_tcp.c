@@ -427,10 +427,12 @@ static size_t follow_sha(const char *file, int node, char hex[65]) {
 }
 
 Test(e2e_tcp, capture_is_reconstructed_byte_for_byte_by_tshark) {
-  char path[] = "/tmp/hwsock-capture-XXXXXX";
-  int fd = mkstemp(path);
-  cr_assert(fd >= 0);
-  close(fd);
+  /* A fresh name in a private directory: the capture creates the file
+   * itself and refuses an existing one. */
+  char dir[] = "/tmp/hwsock-capture-XXXXXX";
+  cr_assert(mkdtemp(dir) != NULL);
+  char path[sizeof(dir) + 16];
+  snprintf(path, sizeof(path), "%s/flows.pcap", dir);
   capctl cc;
   char err[256];
   cr_assert_eq(hwsock_capture_open(path, 0, &cc.cap, err, sizeof(err)), 0,
@@ -476,6 +478,7 @@ Test(e2e_tcp, capture_is_reconstructed_byte_for_byte_by_tshark) {
   cr_assert_eq(follow_sha(path, 1, in_hex), TOTAL);
   cr_assert_str_eq(in_hex, sent_hex);
   unlink(path);
+  rmdir(dir);
   free(buf);
   free(back);
 }

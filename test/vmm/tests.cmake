@@ -14,7 +14,7 @@ add_executable(vmm_client "${CMAKE_CURRENT_LIST_DIR}/vmm_client.c")
 target_link_libraries(vmm_client PRIVATE hwsock-guest hwsock)
 
 foreach(scenario two_guests polling kill_guest kill_vmm policy_deny bad_guests
-                 max_guests needs_reset)
+                 max_guests needs_reset pcap_files)
   add_test(NAME vmm_${scenario}
     COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/vmm_test.py"
       --vmm $<TARGET_FILE:hwsock-vmm>

@@ -17,6 +17,9 @@ processes (vmm_client) and a real TCP echo server on 127.0.0.1.
   max_guests   with --max-guests 1 a second guest is refused with EBUSY
   needs_reset  a guest that breaks its ring gets NEEDS_RESET; RESET and a
                fresh setup bring the device back; the VMM serves on
+  pcap_files   --pcap never follows a planted symlink nor truncates an
+               existing file: the VMM refuses to start, the target keeps
+               its content; a fresh path is created with mode 0600
 
 Every wait is bounded; a scenario fails with a message saying what it
 waited for."""
@@ -405,9 +408,66 @@ def needs_reset(env):
     expect_ok(env, env.client(port, n), n, "a guest after the broken one")
 
 
+def vmm_refused(env, what, *extra):
+    """hwsock-vmm with these options must exit non-zero before it is ready.
+    Returns its stderr."""
+    r, w = os.pipe()
+    p = env.spawn([env.args.vmm, "--listen", env.sock, "--ready-fd", str(w),
+                   "--control", "", *extra], pass_fds=(w,),
+                  stderr=subprocess.PIPE)
+    os.close(w)
+    rc, _, err = env.finish(p, what)
+    with os.fdopen(r, "rb") as rf:
+        said = rf.read()
+    check(rc != 0 and said == b"",
+          "%s: exit %d, ready fd said %r, stderr %r" % (what, rc, said, err))
+    return err
+
+
+def pcap_files(env):
+    secret = b"precious content, not a pcap\n"
+    target = os.path.join(env.dir, "target")
+    with open(target, "wb") as f:
+        f.write(secret)
+    link = os.path.join(env.dir, "planted.pcap")
+    os.symlink(target, link)
+    err = vmm_refused(env, "hwsock-vmm --pcap on a planted symlink",
+                      "--pcap", link)
+    check("--pcap" in err and "exists" in err,
+          "the refusal does not name --pcap and the existing file: %r" % err)
+    with open(target, "rb") as f:
+        check(f.read() == secret, "the symlink's target was changed")
+    check(os.path.islink(link), "the planted symlink was removed")
+
+    existing = os.path.join(env.dir, "old.pcap")
+    with open(existing, "wb") as f:
+        f.write(secret)
+    vmm_refused(env, "hwsock-vmm --pcap on an existing file", "--pcap",
+                existing)
+    with open(existing, "rb") as f:
+        check(f.read() == secret, "an existing --pcap file was changed")
+
+    # A fresh path is created, private to the VMM's user whatever the umask.
+    fresh = os.path.join(env.dir, "fresh.pcap")
+    old = os.umask(0)
+    try:
+        env.start_vmm("--pcap", fresh)
+    finally:
+        os.umask(old)
+    mode = os.stat(fresh).st_mode & 0o777
+    check(mode == 0o600, "fresh --pcap file has mode %o, want 600" % mode)
+    env.vmm.send_signal(signal.SIGTERM)
+    rc, _, _ = env.finish(env.vmm, "hwsock-vmm after SIGTERM")
+    check(rc == 0, "hwsock-vmm exit %d" % rc)
+    with open(fresh, "rb") as f:
+        magic = f.read(4)
+    check(magic in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4"),
+          "the fresh capture is not a pcap file: %r" % magic)
+
+
 SCENARIOS = {f.__name__: f for f in (two_guests, polling, kill_guest, kill_vmm,
                                      policy_deny, bad_guests, max_guests,
-                                     needs_reset)}
+                                     needs_reset, pcap_files)}
 
 
 def main():
