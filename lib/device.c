@@ -130,6 +130,14 @@ int hwsock_device_add_region(hwsock_device *dev, uint64_t gpa, uint64_t size,
   return hwsock__mem_add(&dev->mem, gpa, size, hva);
 }
 
+int hwsock_device_clear_regions(hwsock_device *dev) {
+  /* A reset cancelled every request, so nothing points into the regions. */
+  if (dev->status != 0 || dev->inflight != 0)
+    return HWSOCK_EBUSY;
+  dev->mem.n = 0;
+  return 0;
+}
+
 static void backend_log(const hwsock_backend_host *host, int level,
                         const char *msg) {
   hwsock__backend *b = host->host_data;
@@ -172,7 +180,7 @@ int hwsock_device_add_backend(hwsock_device *dev,
 }
 
 /* Feature bits for the schemes some backend serves. */
-static uint64_t scheme_features(const hwsock_device *dev) {
+uint64_t hwsock__class_features(const hwsock_device *dev) {
   uint64_t f = 0;
   for (unsigned i = 0; i < dev->nbackends; i++) {
     const char *const *s = dev->backends[i].desc->schemes;
@@ -190,9 +198,9 @@ static uint64_t scheme_features(const hwsock_device *dev) {
   return f;
 }
 
-static uint64_t device_features(const hwsock_device *dev) {
+uint64_t hwsock__device_features(const hwsock_device *dev) {
   return HWSOCK_F_VERSION_1 | HWSOCK_F_EVENT_IDX | HWSOCK_F_INDIRECT_DESC |
-         scheme_features(dev);
+         hwsock__class_features(dev);
 }
 
 void hwsock_device_get_config(const hwsock_device *dev,
@@ -200,7 +208,7 @@ void hwsock_device_get_config(const hwsock_device *dev,
   memset(out, 0, sizeof(*out));
   hwsock_le32_set(&out->magic, HWSOCK_CONFIG_MAGIC);
   hwsock_le32_set(&out->protocol_version, HWSOCK_PROTOCOL_VERSION);
-  hwsock_le64_set(&out->device_features, device_features(dev));
+  hwsock_le64_set(&out->device_features, hwsock__device_features(dev));
   hwsock_le16_set(&out->num_queues, (uint16_t)dev->cfg.num_queues);
   /* 32768 does not fit 16 bits of "size"; the field holds size-1+1 only up
    * to 32768, which fits: uint16_t max is 65535. */
@@ -213,7 +221,7 @@ void hwsock_device_get_config(const hwsock_device *dev,
 }
 
 int hwsock_device_set_features(hwsock_device *dev, uint64_t f) {
-  if ((f & ~device_features(dev)) != 0 || !(f & HWSOCK_F_VERSION_1))
+  if ((f & ~hwsock__device_features(dev)) != 0 || !(f & HWSOCK_F_VERSION_1))
     return HWSOCK_EINVAL;
   if (dev->status & HWSOCK_STATUS_DRIVER_OK)
     return HWSOCK_EBUSY;
@@ -365,6 +373,7 @@ void hwsock_device_reset(hwsock_device *dev) {
       hwsock__req_release(dev, &dev->reqs[i]);
   memset(dev->vq, 0, sizeof(dev->vq));
   dev->features = 0;
+  dev->negotiated = 0; /* in-band negotiation starts over */
   dev->queues_ready = 0;
   dev->notify_pending = 0;
   dev->stalled = 0;

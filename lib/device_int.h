@@ -78,6 +78,7 @@ struct hwsock_device {
   unsigned status;
   int broken;
   uint64_t features;
+  int negotiated;        /* in-band: a NEGOTIATE succeeded since the reset */
   unsigned queues_ready; /* bitmask */
   hwsock__vq vq[HWSOCK_MAX_QUEUES];
   unsigned notify_pending; /* bitmask */
@@ -121,6 +122,10 @@ void hwsock__capture_event(struct hwsock_device *dev, hwsock__req *req,
 void hwsock__capture_close(struct hwsock_device *dev, hwsock__sock *s);
 
 /* device.c */
+/* HWSOCK_F_* the device offers: transport bits and the device classes its
+ * backends serve. */
+uint64_t hwsock__device_features(const struct hwsock_device *dev);
+uint64_t hwsock__class_features(const struct hwsock_device *dev);
 void hwsock__device_log(struct hwsock_device *dev, int level, const char *fmt,
                         ...) __attribute__((format(printf, 3, 4)));
 void hwsock__req_release(struct hwsock_device *dev, hwsock__req *req);

@@ -63,6 +63,9 @@ static void finish(hwsock_device *dev, hwsock__req *req, int status,
       case HWSOCK_OP_GETNAME:
         used += hwsock_le32_get(&resp.uri_len);
         break;
+      case HWSOCK_OP_NEGOTIATE:
+        used += (uint32_t)len;
+        break;
       default:
         break;
       }
@@ -392,6 +395,42 @@ static int takes_uri(unsigned op) {
          op == HWSOCK_OP_SEND;
 }
 
+/* In-band negotiation (PROTOCOL.md §5.13): the driver's device-class
+ * features in, the config space out. Transport features were set by the VMM
+ * (hwsock_device_set_features) from what the transport negotiated. */
+static void negotiate(hwsock_device *dev, hwsock__req *req,
+                      const hwsock_req_hdr *h) {
+  const hwsock__chain *c = &req->chain;
+  uint64_t want = (uint64_t)req->breq.arg0 | ((uint64_t)req->breq.arg1 << 32);
+  uint64_t offer = hwsock__class_features(dev);
+  if (c->in_len - RESP_LEN < sizeof(hwsock_wire_config)) {
+    finish(dev, req, HWSOCK_EMSGSIZE, 0);
+    return;
+  }
+  if (hwsock_le16_get(&h->flags) != 0 || hwsock_le32_get(&h->reserved) != 0 ||
+      hwsock_le32_get(&h->uri_len) != 0 || hwsock_le32_get(&h->sock_id) != 0) {
+    finish(dev, req, HWSOCK_EINVAL, 0);
+    return;
+  }
+  if (dev->negotiated) {
+    finish(dev, req, HWSOCK_EALREADY, 0);
+    return;
+  }
+  if ((want & ~offer) != 0) {
+    finish(dev, req, HWSOCK_EINVAL, 0);
+    return;
+  }
+  hwsock_wire_config cfg;
+  hwsock_device_get_config(dev, &cfg);
+  /* The offer: device classes plus the transport bits in force. */
+  hwsock_le64_set(&cfg.device_features,
+                  offer | (dev->features & ~hwsock__class_features(dev)));
+  hwsock__iov_scatter(wr_iov(req), c->n_in, RESP_LEN, &cfg, sizeof(cfg));
+  dev->features |= want;
+  dev->negotiated = 1;
+  finish(dev, req, 0, sizeof(cfg));
+}
+
 void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
   const hwsock__chain *c = &req->chain;
   hwsock_req_hdr h;
@@ -419,7 +458,8 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
   req->breq.arg0 = hwsock_le32_get(&h.arg0);
   req->breq.arg1 = hwsock_le32_get(&h.arg1);
 
-  if (op < HWSOCK_OP_OPEN || op > HWSOCK_OP_MAX_) {
+  if (op < HWSOCK_OP_OPEN || op > HWSOCK_OP_MAX_ ||
+      (op == HWSOCK_OP_NEGOTIATE && !dev->cfg.inband_negotiation)) {
     dev->counters.requests_by_op[0]++;
     finish(dev, req, HWSOCK_ENOSYS, 0);
     return;
@@ -427,6 +467,14 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
   req->opcode = (uint16_t)op;
   req->breq.opcode = (uint16_t)op;
   dev->counters.requests_by_op[op]++;
+  if (op == HWSOCK_OP_NEGOTIATE) {
+    negotiate(dev, req, &h);
+    return;
+  }
+  if (dev->cfg.inband_negotiation && !dev->negotiated) {
+    finish(dev, req, HWSOCK_EPROTO, 0);
+    return;
+  }
   if (hwsock_le16_get(&h.flags) != 0 || hwsock_le32_get(&h.reserved) != 0) {
     finish(dev, req, HWSOCK_EINVAL, 0);
     return;

@@ -1,6 +1,7 @@
 /* Observability (hwsock/stats.h): counters, latency histograms, the socket
  * table and their JSON renderings. Updated on the device thread as requests
  * complete; nothing here allocates. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -123,6 +124,37 @@ int hwsock__sock_info(const hwsock_device *dev, const hwsock__sock *s,
   return ops->info(s->bsock, bi);
 }
 
+/* The 0.1.0 layout: per-opcode arrays of HWSOCK_OP_MAX_ + 1 = 13 slots.
+ * Programs built against it pass its size; they get this layout. */
+#define V010_OPS 13
+typedef struct stats_v010 {
+  uint32_t size;
+  uint64_t kicks, requests, requests_by_op[V010_OPS], completions, errors;
+  uint64_t errors_by_slot[HWSOCK_STATS_ERR_SLOTS];
+  uint64_t bad_requests, verdicts[3], needs_reset, resets, bytes_out,
+      bytes_in, notifies, notifies_suppressed, sockets_open,
+      sockets_offloaded;
+  uint64_t latency[V010_OPS][HWSOCK_LAT_BUCKETS];
+} stats_v010;
+_Static_assert(offsetof(stats_v010, latency) - offsetof(stats_v010, bad_requests) ==
+                   offsetof(hwsock_device_stats, latency) -
+                       offsetof(hwsock_device_stats, bad_requests),
+               "the scalar counters keep their order");
+
+static void to_v010(const hwsock_device_stats *s, stats_v010 *o) {
+  memset(o, 0, sizeof(*o));
+  o->kicks = s->kicks;
+  o->requests = s->requests;
+  memcpy(o->requests_by_op, s->requests_by_op, sizeof(o->requests_by_op));
+  o->completions = s->completions;
+  o->errors = s->errors;
+  memcpy(o->errors_by_slot, s->errors_by_slot, sizeof(o->errors_by_slot));
+  /* bad_requests .. sockets_offloaded are contiguous in both layouts */
+  memcpy(&o->bad_requests, &s->bad_requests,
+         offsetof(stats_v010, latency) - offsetof(stats_v010, bad_requests));
+  memcpy(o->latency, s->latency, sizeof(o->latency));
+}
+
 void hwsock_device_get_stats(const hwsock_device *dev,
                              hwsock_device_stats *out) {
   hwsock_device_stats s = dev->counters;
@@ -130,6 +162,14 @@ void hwsock_device_get_stats(const hwsock_device *dev,
   for (unsigned i = 0; i < dev->cfg.max_sockets; i++) {
     s.sockets_open += dev->socks[i].state != HWSOCK__S_FREE;
     s.sockets_offloaded += dev->socks[i].state == HWSOCK__S_OFFLOADED;
+  }
+  if (out->size <= sizeof(stats_v010)) {
+    stats_v010 old;
+    to_v010(&s, &old);
+    size_t n = out->size;
+    old.size = (uint32_t)n;
+    memcpy(out, &old, n);
+    return;
   }
   size_t n = out->size < sizeof(s) ? out->size : sizeof(s);
   s.size = (uint32_t)n;
@@ -187,7 +227,7 @@ const char *hwsock_op_name(int op) {
   static const char *const names[] = {
       NULL,     "OPEN",     "CONNECT", "BIND",       "LISTEN",
       "ACCEPT", "SEND",     "RECV",    "SHUTDOWN",   "CLOSE",
-      "GETSOCKOPT", "SETSOCKOPT", "GETNAME"};
+      "GETSOCKOPT", "SETSOCKOPT", "GETNAME", "NEGOTIATE"};
   return op >= 1 && op <= HWSOCK_OP_MAX_ ? names[op] : NULL;
 }
 

@@ -86,6 +86,12 @@ typedef struct hwsock_device_config {
   void *backend_loop;      /* handed to backends as host->loop */
   const hwsock_device_ops *ops; /* may be NULL (no callbacks) */
   void *opaque;            /* first argument of every ops callback */
+  /* Non-zero: the transport cannot carry the config space or the
+   * device-class features (e.g. a vhost-user carrier device), so the driver
+   * negotiates them in-band with HWSOCK_OP_NEGOTIATE, which must be its
+   * first successful request (PROTOCOL.md §5.13). Zero (and callers built
+   * before this field): HWSOCK_OP_NEGOTIATE is an unknown opcode. */
+  unsigned inband_negotiation;
 } hwsock_device_config;
 
 HWSOCK_EXTERN void hwsock_device_config_init(hwsock_device_config *cfg);
@@ -109,6 +115,12 @@ HWSOCK_EXTERN void hwsock_device_free(hwsock_device *dev);
  * wrap-around, overlap), HWSOCK_ENOSPC (max_regions reached). */
 HWSOCK_EXTERN int hwsock_device_add_region(hwsock_device *dev, uint64_t gpa,
                                            uint64_t size, void *hva);
+
+/* Forgets every region, so that the VMM may unmap their memory and add new
+ * ones (a vhost-user front-end sends a new memory table; a new front-end
+ * connects). Only while no feature is set: after hwsock_device_new() or
+ * hwsock_device_reset(). Errors: HWSOCK_EBUSY (features or queues set up). */
+HWSOCK_EXTERN int hwsock_device_clear_regions(hwsock_device *dev);
 
 /* Adds a backend from its descriptor, creating an instance with the given
  * options (NULL = ""). The descriptor must outlive the device (a module's

@@ -59,12 +59,17 @@ HWSOCK_EXTERN int hwsock_device_foreach_socket(const hwsock_device *dev,
  * also holds everything under 1 us; the last bucket everything above. */
 #define HWSOCK_LAT_BUCKETS 32
 #define HWSOCK_STATS_ERR_SLOTS 160
+/* Opcode slots of the per-opcode arrays: room for opcodes up to 31, so
+ * that a new opcode does not move the fields again. (Version 0.1.0 sized
+ * them by HWSOCK_OP_MAX_ = 12, i.e. 13 slots; hwsock_device_get_stats still
+ * fills that layout for a caller whose size is at most that struct's.) */
+#define HWSOCK_STATS_OPS 32
 
 typedef struct hwsock_device_stats {
   uint32_t size;          /* set by the caller: sizeof(hwsock_device_stats) */
   uint64_t kicks;         /* hwsock_device_kick() calls */
   uint64_t requests;      /* chains popped */
-  uint64_t requests_by_op[HWSOCK_OP_MAX_ + 1]; /* [0] = unknown opcodes */
+  uint64_t requests_by_op[HWSOCK_STATS_OPS]; /* [0] = unknown opcodes */
   uint64_t completions;
   uint64_t errors;        /* completions with a non-zero status */
   uint64_t errors_by_slot[HWSOCK_STATS_ERR_SLOTS]; /* see hwsock_stats_errors */
@@ -78,10 +83,13 @@ typedef struct hwsock_device_stats {
   uint64_t notifies_suppressed; /* avoided by event index / NO_INTERRUPT */
   uint64_t sockets_open;  /* ids in use now (any state) */
   uint64_t sockets_offloaded; /* offloaded now */
-  uint64_t latency[HWSOCK_OP_MAX_ + 1][HWSOCK_LAT_BUCKETS];
+  uint64_t latency[HWSOCK_STATS_OPS][HWSOCK_LAT_BUCKETS];
 } hwsock_device_stats;
 
-/* Fills *out up to out->size bytes (set size first). */
+_Static_assert(HWSOCK_OP_MAX_ < HWSOCK_STATS_OPS, "opcode slots");
+
+/* Fills *out up to out->size bytes (set size first). A size no larger than
+ * the 0.1.0 struct gets the 0.1.0 layout (13 opcode slots). */
 HWSOCK_EXTERN void hwsock_device_get_stats(const hwsock_device *dev,
                                            hwsock_device_stats *out);
 

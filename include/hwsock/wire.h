@@ -192,7 +192,9 @@ typedef enum hwsock_opcode {
   HWSOCK_OP_GETSOCKOPT = 10, /* arg0 = level, arg1 = option; writes value */
   HWSOCK_OP_SETSOCKOPT = 11, /* arg0 = level, arg1 = option; data = value */
   HWSOCK_OP_GETNAME = 12,   /* arg0 = 0 local, 1 peer; writes URI */
-  HWSOCK_OP_MAX_ = 12
+  HWSOCK_OP_NEGOTIATE = 13, /* in-band features: arg0/arg1 = wanted
+                               device-class bits; writes the config */
+  HWSOCK_OP_MAX_ = 13
 } hwsock_opcode;
 
 /* OPEN arguments. */
