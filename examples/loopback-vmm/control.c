@@ -469,15 +469,14 @@ int vmm_control_start(vmm *v) {
     return -1;
   }
   ctl->v = v;
-  int fd = vmm_listen_unix(v->control_path, SOCK_STREAM);
+  int fd = vmm_listen_unix(&v->opt, v->control_path, SOCK_STREAM);
   if (fd < 0) {
     free(ctl);
     return -1;
   }
-  /* The answers describe every guest's connections: owner only. */
-  if (chmod(v->control_path, 0600) < 0)
-    vmm_log(HWSOCK_LOG_WARN, "chmod %s: %s", v->control_path,
-            strerror(errno));
+  /* The answers describe every guest's connections: the socket has the
+   * guests' socket's mode (--socket-mode, default owner only), set before
+   * it listens (listen.c). */
   int rc = uv_pipe_init(&v->loop, &ctl->listener, 0);
   if (rc < 0) {
     close(fd);

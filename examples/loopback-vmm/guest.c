@@ -24,7 +24,7 @@ struct vmm_guest {
   vmm *v;
   vmm_guest *next;
   unsigned id;       /* for logs and the control socket */
-  long pid;          /* the peer's, at attach (SO_PEERCRED); -1 unknown */
+  long pid, uid, gid; /* the peer's, at attach (SO_PEERCRED); -1 unknown */
   int sock;          /* the guest's connection */
   uv_poll_t sock_poll;
   int poll_started;  /* sock_poll initialised (needs uv_close) */
@@ -373,12 +373,17 @@ static void refuse(int fd, int err) {
   close(fd);
 }
 
-static long peer_pid(int fd) {
+/* Who connected (SO_PEERCRED: the peer's at connect time), for the logs
+ * and the control socket. -1 where unknown. */
+static void peer_creds(vmm_guest *g) {
   struct ucred cr;
   socklen_t cl = sizeof(cr);
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
-    return (long)cr.pid;
-  return -1;
+  g->pid = g->uid = g->gid = -1;
+  if (getsockopt(g->sock, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+    g->pid = (long)cr.pid;
+    g->uid = (long)cr.uid;
+    g->gid = (long)cr.gid;
+  }
 }
 
 void vmm_guest_get_info(const vmm_guest *g, vmm_guest_info *out) {
@@ -415,7 +420,7 @@ void vmm_guest_attach(vmm *v, int fd) {
   g->v = v;
   g->id = ++v->next_id;
   g->sock = fd;
-  g->pid = peer_pid(fd);
+  peer_creds(g);
   g->memfd = -1;
   g->ipx_slot = -1;
   g->nqueues = v->opt.queues;
@@ -456,8 +461,9 @@ void vmm_guest_attach(vmm *v, int fd) {
     err = rc; /* libuv errors are negative errnos on unix */
     goto fail_errno;
   }
-  vmm_log(HWSOCK_LOG_INFO, "guest %u: attached (pid %ld, %u MiB, %u queue%s)",
-          g->id, g->pid, v->opt.mem_mib, g->nqueues,
+  vmm_log(HWSOCK_LOG_INFO,
+          "guest %u: attached (pid %ld, uid %ld, gid %ld, %u MiB, %u queue%s)",
+          g->id, g->pid, g->uid, g->gid, v->opt.mem_mib, g->nqueues,
           g->nqueues == 1 ? "" : "s");
   return;
 

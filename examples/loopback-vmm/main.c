@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "vmm.h"
@@ -68,56 +67,8 @@ static void on_listen(uv_poll_t *h, int status, int events) {
   }
 }
 
-/* True when path is a socket file nobody listens on any more (a VMM that
- * died left it behind): it may be replaced. A live VMM's is not. */
-static int stale_socket(const struct sockaddr_un *sun, int type) {
-  int probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-  if (probe < 0)
-    return 0;
-  int rc = connect(probe, (const struct sockaddr *)sun, sizeof(*sun));
-  int refused = rc < 0 && errno == ECONNREFUSED;
-  close(probe);
-  if (rc == 0)
-    vmm_log(HWSOCK_LOG_ERROR, "%s: another VMM is listening there",
-            sun->sun_path);
-  return refused;
-}
-
-int vmm_listen_unix(const char *path, int type) {
-  struct sockaddr_un sun;
-  memset(&sun, 0, sizeof(sun));
-  sun.sun_family = AF_UNIX;
-  if (strlen(path) >= sizeof(sun.sun_path)) {
-    vmm_log(HWSOCK_LOG_ERROR, "%s: path too long for a unix socket", path);
-    return -1;
-  }
-  strcpy(sun.sun_path, path);
-  int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    vmm_log(HWSOCK_LOG_ERROR, "socket: %s", strerror(errno));
-    return -1;
-  }
-  int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-  if (rc < 0 && errno == EADDRINUSE && stale_socket(&sun, type)) {
-    unlink(path);
-    rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-  }
-  if (rc < 0) {
-    vmm_log(HWSOCK_LOG_ERROR, "bind %s: %s", path, strerror(errno));
-    close(fd);
-    return -1;
-  }
-  if (listen(fd, VMM_LISTEN_BACKLOG) < 0) {
-    vmm_log(HWSOCK_LOG_ERROR, "listen %s: %s", path, strerror(errno));
-    close(fd);
-    unlink(path);
-    return -1;
-  }
-  return fd;
-}
-
 static int listen_on(vmm *v) {
-  v->listen_fd = vmm_listen_unix(v->opt.listen_path, SOCK_SEQPACKET);
+  v->listen_fd = vmm_listen_unix(&v->opt, v->opt.listen_path, SOCK_SEQPACKET);
   return v->listen_fd < 0 ? -1 : 0;
 }
 

@@ -1,6 +1,7 @@
 /* Command line of hwsock-vmm. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,11 @@ static void usage(FILE *f) {
     "  --pcap FILE         capture every guest's offloaded flows to FILE, a new\n"
     "                      file (mode 0600; an existing FILE is an error)\n"
     "  --pcap-max MIB      stop writing frames past MIB MiB (default 64)\n"
+    "  --socket-mode MODE  mode of the --listen and control sockets (octal,\n"
+    "                      default %04o: the VMM's user only; the umask\n"
+    "                      does not apply)\n"
+    "  --socket-group GRP  group of those sockets (name or gid; with\n"
+    "                      --socket-mode 0660 it may attach guests)\n"
     "\n"
     "IPX (RFC 1234 IPX-in-UDP, docs/IPX.md); only with --ipx-net. Guest slot i\n"
     "(the lowest free one at attach) gets node NODE_BASE+i+1 and UDP port\n"
@@ -49,7 +55,7 @@ static void usage(FILE *f) {
     "  -v, --verbose       more logging: once info, twice debug\n"
     "  -h, --help          this text\n",
     VMM_DEFAULT_MEM_MIB, HWSOCK_MAX_QUEUES, VMM_DEFAULT_MAX_GUESTS,
-    VMM_IPX_DEFAULT_PORT, VMM_IPX_DEFAULT_NODE_BASE, VMM_IPX_DEFAULT_SLOTS,
+    VMM_DEFAULT_SOCKET_MODE, VMM_IPX_DEFAULT_PORT, VMM_IPX_DEFAULT_NODE_BASE, VMM_IPX_DEFAULT_SLOTS,
     VMM_IPX_MAX_SLOTS, VMM_IPX_DEFAULT_BIND, VMM_IPX_MAX_PEERS);
 }
 
@@ -69,11 +75,45 @@ static int parse_uint(const char *opt, const char *s, unsigned lo,
   return 0;
 }
 
+/* --socket-mode: octal permission bits, 0..0777. */
+static int parse_mode(const char *s, unsigned *out) {
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 8);
+  if (s[0] < '0' || s[0] > '7' || *end != '\0' || errno != 0 || v > 0777) {
+    fprintf(stderr, "hwsock-vmm: --socket-mode: expected octal permission "
+                    "bits 0000..0777, got '%s'\n", s);
+    return -1;
+  }
+  *out = (unsigned)v;
+  return 0;
+}
+
+/* --socket-group: a group name, or a number. */
+static int parse_group(const char *s, long *out) {
+  struct group *gr = getgrnam(s);
+  if (gr != NULL) {
+    *out = (long)gr->gr_gid;
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (s[0] >= '0' && s[0] <= '9' && *end == '\0' && errno == 0 &&
+      v < (gid_t)-1) {
+    *out = (long)v;
+    return 0;
+  }
+  fprintf(stderr, "hwsock-vmm: --socket-group: no group '%s'\n", s);
+  return -1;
+}
+
 enum {
   OPT_LISTEN = 256, OPT_POLICY, OPT_BACKEND_DIR, OPT_BACKEND, OPT_MEM,
   OPT_QUEUES, OPT_MAX_GUESTS, OPT_ONCE, OPT_READY_FD, OPT_CONTROL,
   OPT_PCAP, OPT_PCAP_MAX, OPT_IPX_NET, OPT_IPX_PORT, OPT_IPX_NODE_BASE,
-  OPT_IPX_SLOTS, OPT_IPX_BIND, OPT_IPX_PEER, OPT_MAX_SOCKETS, OPT_POLL_US
+  OPT_IPX_SLOTS, OPT_IPX_BIND, OPT_IPX_PEER, OPT_MAX_SOCKETS, OPT_POLL_US,
+  OPT_SOCKET_MODE, OPT_SOCKET_GROUP
 };
 
 int vmm_parse_options(int argc, char **argv, vmm_options *o) {
@@ -98,6 +138,8 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
       {"ipx-slots", required_argument, NULL, OPT_IPX_SLOTS},
       {"ipx-bind", required_argument, NULL, OPT_IPX_BIND},
       {"ipx-peer", required_argument, NULL, OPT_IPX_PEER},
+      {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
+      {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -110,6 +152,8 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
   o->ipx_slots = VMM_IPX_DEFAULT_SLOTS;
   o->ipx_node_base = VMM_IPX_DEFAULT_NODE_BASE;
   o->ipx_bind = VMM_IPX_DEFAULT_BIND;
+  o->socket_mode = VMM_DEFAULT_SOCKET_MODE;
+  o->socket_gid = -1;
   unsigned v;
   int c;
   while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
@@ -190,6 +234,14 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
       }
       o->ipx_peers[o->ipx_npeers++] = optarg;
       o->ipx_other = 1;
+      break;
+    case OPT_SOCKET_MODE:
+      if (parse_mode(optarg, &o->socket_mode) < 0)
+        return -1;
+      break;
+    case OPT_SOCKET_GROUP:
+      if (parse_group(optarg, &o->socket_gid) < 0)
+        return -1;
       break;
     case 'v': o->verbose++; break;
     case 'h': usage(stdout); return 1;

@@ -13,6 +13,7 @@
  *               (docs/OBSERVABILITY.md), for hwsock-stat
  *   ipx.c       --ipx-*: each guest's IPX network, node and UDP endpoint
  *               (a slot), and the ipx backend's options (docs/IPX.md)
+ *   listen.c    the listening unix sockets: mode, group, stale files
  *   log.c       one line per event on stderr */
 #ifndef HWSOCK_VMM_H
 #define HWSOCK_VMM_H
@@ -43,6 +44,8 @@
 /* Suffix of the default control socket path (--listen PATH + suffix). */
 #define VMM_CONTROL_SUFFIX ".ctl"
 #define VMM_MAX_PCAP_MIB 65536u
+/* --socket-mode: the guest and control sockets are the VMM user's alone */
+#define VMM_DEFAULT_SOCKET_MODE 0600u
 /* --ipx-*: guest slot i has node NODE_BASE + i + 1 and UDP port BASE + i.
  * Each slot's ipx backend lists every other slot and every --ipx-peer as a
  * peer, and the backend takes at most VMM_IPX_MAX_PEERS of them. */
@@ -79,6 +82,8 @@ typedef struct vmm_options {
   const char *ipx_peers[VMM_IPX_MAX_PEERS]; /* --ipx-peer NODE@IP:PORT */
   unsigned ipx_npeers;
   int ipx_other;             /* some --ipx-* other than --ipx-net given */
+  unsigned socket_mode;      /* --socket-mode: the listening sockets' mode */
+  long socket_gid;           /* --socket-group: their group, -1: unchanged */
 } vmm_options;
 
 typedef struct vmm_guest vmm_guest;
@@ -160,9 +165,9 @@ void vmm_ipx_release(vmm *v, int slot);
 
 /* main.c: a guest finished its teardown (for --once). */
 void vmm_guest_gone(vmm *v);
-/* main.c: a listening unix socket of `type` at path, replacing a stale
- * socket file (one nobody listens on). Nonblocking, close-on-exec. The fd,
- * or -1 (reported). */
-int vmm_listen_unix(const char *path, int type);
+/* listen.c: a listening unix socket of `type` at path, replacing a stale
+ * socket file (one nobody listens on), with o's --socket-mode and
+ * --socket-group. Nonblocking, close-on-exec. The fd, or -1 (reported). */
+int vmm_listen_unix(const vmm_options *o, const char *path, int type);
 
 #endif

@@ -20,10 +20,15 @@ processes (vmm_client) and a real TCP echo server on 127.0.0.1.
   pcap_files   --pcap never follows a planted symlink nor truncates an
                existing file: the VMM refuses to start, the target keeps
                its content; a fresh path is created with mode 0600
+  socket_mode  under umask 000 the guest and control sockets are 0600 and
+               user nobody cannot connect; --socket-mode 0660
+               --socket-group nogroup is applied to both; -v logs the
+               peer's pid, uid and gid at attach
 
 Every wait is bounded; a scenario fails with a message saying what it
 waited for."""
 import argparse
+import errno
 import mmap
 import os
 import select
@@ -465,9 +470,95 @@ def pcap_files(env):
           "the fresh capture is not a pcap file: %r" % magic)
 
 
+NOBODY = 65534
+
+
+def connect_as_nobody(path):
+    """Forks a child that drops to uid/gid 65534 and connects to path.
+    Returns the errno it met (0: connected)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                s.connect(path)
+            except OSError as e:
+                code = e.errno or 255
+            os.write(w, b"%d\n" % code)
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as rf:
+        said = rf.read()
+    os.waitpid(pid, 0)
+    check(said.strip().isdigit(), "the nobody child said %r" % said)
+    return int(said)
+
+
+def socket_mode(env):
+    if os.geteuid() != 0:
+        print("SKIP: socket_mode needs root (setuid to nobody, chgrp)")
+        sys.exit(77)
+    # The test's directory is reachable by everyone, so that only the
+    # socket's own mode keeps nobody out.
+    os.chmod(env.dir, 0o755)
+    ctl = env.sock + ".ctl"
+    old = os.umask(0)
+    try:
+        env.start_vmm()
+    finally:
+        os.umask(old)
+    for path in (env.sock, ctl):
+        mode = os.stat(path).st_mode & 0o7777
+        check(mode == 0o600, "%s has mode %o under umask 000, want 600" %
+              (os.path.basename(path), mode))
+    e = connect_as_nobody(env.sock)
+    check(e == errno.EACCES,
+          "user nobody connecting to the default socket: errno %d" % e)
+    # A guest of ours attaches; -v names its credentials.
+    port = env.echo_server()
+    n = 64 << 10
+    c = env.client(port, n)
+    expect_ok(env, c, n, "a guest of the VMM's user")
+    log = env.vmm_stderr()
+    want = "(pid %d, uid %d, gid %d" % (c.pid, os.getuid(), os.getgid())
+    check(want in log, "the attach log lacks %r:\n%s" % (want, log))
+    env.vmm.send_signal(signal.SIGTERM)
+    env.finish(env.vmm, "hwsock-vmm after SIGTERM")
+
+    old = os.umask(0o077)
+    try:
+        env.start_vmm("--socket-mode", "0660", "--socket-group", "nogroup")
+    finally:
+        os.umask(old)
+    for path in (env.sock, ctl):
+        st = os.stat(path)
+        check(st.st_mode & 0o7777 == 0o660 and st.st_gid == NOBODY,
+              "%s: mode %o gid %d, want 660 and gid %d" %
+              (os.path.basename(path), st.st_mode & 0o7777, st.st_gid,
+               NOBODY))
+    # The group may connect now (nobody's primary group is nogroup).
+    e = connect_as_nobody(env.sock)
+    check(e == 0, "a member of --socket-group could not connect: errno %d" % e)
+    env.vmm.send_signal(signal.SIGTERM)
+    env.finish(env.vmm, "hwsock-vmm after SIGTERM")
+
+    err = vmm_refused(env, "--socket-mode 0999", "--socket-mode", "0999")
+    check("--socket-mode" in err, "bad --socket-mode: %r" % err)
+    err = vmm_refused(env, "an unknown --socket-group", "--socket-group",
+                      "no-such-group-hwsock")
+    check("--socket-group" in err, "bad --socket-group: %r" % err)
+
+
 SCENARIOS = {f.__name__: f for f in (two_guests, polling, kill_guest, kill_vmm,
                                      policy_deny, bad_guests, max_guests,
-                                     needs_reset, pcap_files)}
+                                     needs_reset, pcap_files, socket_mode)}
 
 
 def main():
