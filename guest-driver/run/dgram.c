@@ -21,6 +21,38 @@ static int nonblocking(const run_target *t, int flags) {
   return fl >= 0 && (fl & O_NONBLOCK);
 }
 
+/* ---- a pending error (ICMP) -------------------------------------------------- */
+
+/* Pops the srcq head when it is an error marker and the program end's next
+ * record is the empty one that stands for it (rxlock held). */
+static void drop_marker(run_sock *s, int fd) {
+  char b;
+  if (s->srcq_n == 0 || s->srcq[s->srcq_head].err == 0 ||
+      recv(fd, &b, 1, MSG_DONTWAIT | MSG_PEEK) != 0)
+    return;
+  if (recv(fd, &b, 1, MSG_DONTWAIT) == 0) {
+    s->srcq_head = (s->srcq_head + 1) % RUN_MAX_SRCQ;
+    s->srcq_n--;
+  }
+}
+
+static int take_err_locked(run_sock *s, int fd) {
+  pthread_mutex_lock(&s->lock);
+  int e = s->so_error;
+  s->so_error = 0;
+  pthread_mutex_unlock(&s->lock);
+  if (e)
+    drop_marker(s, fd);
+  return e;
+}
+
+int hwsock__run_dgram_take_err(run_sock *s, int fd) {
+  pthread_mutex_lock(&s->rxlock);
+  int e = take_err_locked(s, fd);
+  pthread_mutex_unlock(&s->rxlock);
+  return e;
+}
+
 /* ---- sending ---------------------------------------------------------------- */
 
 /* Sends data (already copied out) to the sockaddr at (addr, alen). Replies
@@ -39,6 +71,11 @@ static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
     int f = MSG_NOSIGNAL | (nonblocking(t, flags) ? MSG_DONTWAIT : 0);
     ssize_t w = send(t->fd, data, n, f);
     hwsock__run_reply(c, w < 0 ? 0 : w, w < 0 ? errno : 0);
+    return;
+  }
+  int perr = hwsock__run_dgram_take_err(s, t->fd);
+  if (perr) { /* the kernel fails the send with it, and sends nothing */
+    hwsock__run_reply(c, 0, perr);
     return;
   }
   struct sockaddr_storage ss;
@@ -129,6 +166,16 @@ void hwsock__run_on_sendmsg(run_call *c) {
   if (rc == -ENOENT)
     goto out;
   if (rc == 0 && (m.msg_name == NULL || m.msg_namelen == 0)) {
+    if (t.s->type != SOCK_STREAM) {
+      int perr = hwsock__run_dgram_take_err(t.s, t.fd);
+      pthread_mutex_lock(&t.s->lock);
+      int connected = t.s->connected;
+      pthread_mutex_unlock(&t.s->lock);
+      if (perr || !connected) { /* as the kernel: nothing is sent */
+        hwsock__run_reply(c, 0, perr ? perr : EDESTADDRREQ);
+        goto out;
+      }
+    }
     /* no address: plain I/O on the socketpair */
     hwsock__run_continue(c);
     goto out;
@@ -169,19 +216,32 @@ static ssize_t recv_one(run_call *c, run_target *t, int flags, uint8_t *buf,
   int peek = flags & MSG_PEEK;
   for (;;) {
     pthread_mutex_lock(&s->rxlock);
+    /* a pending error comes before queued data, as in the kernel */
+    int perr = take_err_locked(s, t->fd);
+    if (perr) {
+      pthread_mutex_unlock(&s->rxlock);
+      return -perr;
+    }
     ssize_t n = recv(t->fd, buf, RUN_MAX_DGRAM, MSG_DONTWAIT | peek);
-    int err = errno;
+    int err = errno, stale = 0;
     if (n >= 0) {
       memset(src, 0, sizeof(*src));
       if (s->srcq_n > 0) {
         *src = s->srcq[s->srcq_head];
-        if (!peek) {
+        /* the marker of an error already reported (SO_ERROR, a send):
+         * not a datagram; a peek consumes it too */
+        stale = n == 0 && src->err != 0;
+        if (stale && peek)
+          n = recv(t->fd, buf, 1, MSG_DONTWAIT);
+        if (!peek || stale) {
           s->srcq_head = (s->srcq_head + 1) % RUN_MAX_SRCQ;
           s->srcq_n--;
         }
       }
     }
     pthread_mutex_unlock(&s->rxlock);
+    if (stale)
+      continue;
     if (n >= 0)
       return n;
     if (err != EAGAIN && err != EINTR)
@@ -276,7 +336,11 @@ void hwsock__run_on_recvmsg(run_call *c) {
     goto out;
   }
   if (m.msg_name == NULL) {
-    hwsock__run_continue(c); /* no source asked: plain I/O */
+    int perr = hwsock__run_dgram_take_err(t.s, t.fd);
+    if (perr)
+      hwsock__run_reply(c, 0, perr);
+    else
+      hwsock__run_continue(c); /* no source asked: plain I/O */
     goto out;
   }
   run_src src;

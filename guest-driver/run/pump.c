@@ -12,7 +12,10 @@
  * without a default peer, the down pump records each datagram's source in
  * the entry (srcq) for the intercepted recvfrom/recvmsg, and the up pump
  * drops what the program writes without an address (EDESTADDRREQ on a host
- * socket; the supervisor cannot report it from here).
+ * socket; the supervisor cannot report it from here). An ICMP error
+ * (ECONNREFUSED, unreachable) does not end a datagram socket: it becomes
+ * the pending error plus an empty marker record that wakes the program's
+ * poll (hwsock__run_dgram_post_err).
  *
  * Listeners have an acceptor instead: it accepts from the device ahead of
  * the program (at most RUN_MAX_PREACCEPT) and writes one byte per ready
@@ -221,6 +224,34 @@ static void stream_up(run_sock *s, const char *unused) {
 
 /* ---- datagrams ----------------------------------------------------------- */
 
+/* Errors a datagram socket lives on (ICMP answers to an earlier datagram):
+ * the kernel reports them once on the next call, and the socket stays. */
+static int dgram_soft_err(int err) {
+  return err == HWSOCK_ECONNREFUSED || err == HWSOCK_EHOSTUNREACH ||
+         err == HWSOCK_ENETUNREACH;
+}
+
+void hwsock__run_dgram_post_err(run_sock *s, int err, int marker) {
+  pthread_mutex_lock(&s->rxlock);
+  pthread_mutex_lock(&s->lock);
+  int had = s->so_error != 0;
+  s->so_error = hwsock_err_to_errno(err);
+  pthread_mutex_unlock(&s->lock);
+  /* One marker per pending error (a second ICMP only replaces the error,
+   * as in the kernel). Without room in srcq the error is still pending for
+   * the next intercepted call, only poll does not see it. */
+  if (marker && !had && s->srcq_n < RUN_MAX_SRCQ) {
+    run_src m;
+    memset(&m, 0, sizeof(m));
+    m.err = hwsock_err_to_errno(err);
+    s->srcq[(s->srcq_head + s->srcq_n) % RUN_MAX_SRCQ] = m;
+    s->srcq_n++;
+    if (send(s->pfd, "", 0, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+      s->srcq_n--; /* the pair is full or gone: no marker */
+  }
+  pthread_mutex_unlock(&s->rxlock);
+}
+
 static void dgram_down(run_sock *s, const char *unused) {
   (void)unused;
   uint8_t *buf = pump_buf(s, RUN_MAX_DGRAM);
@@ -232,6 +263,10 @@ static void dgram_down(run_sock *s, const char *unused) {
     uri[0] = '\0';
     ssize_t n = hwsock_guest_recvfrom(hwsock__run.g, s->id, buf, RUN_MAX_DGRAM,
                                       0, uri, sizeof(uri), &rflags);
+    if (n < 0 && dgram_soft_err((int)n) && !is_dead(s)) {
+      hwsock__run_dgram_post_err(s, (int)n, 1);
+      continue;
+    }
     if (n < 0) {
       fail(s, "recv", (int)n);
       break;
@@ -293,8 +328,15 @@ static void dgram_up(run_sock *s, const char *unused) {
       continue; /* no destination: dropped */
     ssize_t w = hwsock_guest_sendto(hwsock__run.g, s->id, buf, (size_t)n, 0,
                                     NULL);
-    if (w < 0 && w != HWSOCK_ECONNREFUSED && w != HWSOCK_EMSGSIZE &&
-        w != HWSOCK_ENOBUFS && w != HWSOCK_EAGAIN) {
+    if (w < 0 && dgram_soft_err((int)w)) {
+      /* an earlier datagram's refusal, met by this send: the program
+       * learns it on its next call. No marker from this thread: only the
+       * down pump writes records, so markers keep their place in srcq. */
+      hwsock__run_dgram_post_err(s, (int)w, 0);
+      continue;
+    }
+    if (w < 0 && w != HWSOCK_EMSGSIZE && w != HWSOCK_ENOBUFS &&
+        w != HWSOCK_EAGAIN) {
       fail(s, "send", (int)w);
       break;
     }

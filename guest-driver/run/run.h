@@ -151,6 +151,7 @@ typedef struct run_src {
   uint32_t len;                 /* datagram length */
   struct sockaddr_storage sa;
   socklen_t salen;
+  int err;   /* an error marker (empty record), not a datagram: errno */
 } run_src;
 
 typedef struct run_sock {
@@ -281,6 +282,16 @@ void hwsock__run_on_recvfrom(run_call *c);
 void hwsock__run_on_recvmsg(run_call *c);
 void hwsock__run_on_getname(run_call *c, int peer);
 void hwsock__run_on_getsockopt(run_call *c);
+/* dgram.c: a datagram socket's pending error (an ICMP answer such as
+ * ECONNREFUSED, kept in so_error): taken once, as the kernel reports it on
+ * the next call; its marker record is dropped from the program end (fd)
+ * when it is next in line. Positive errno, or 0. */
+int hwsock__run_dgram_take_err(run_sock *s, int fd);
+/* pump.c: records such an error (negative HWSOCK_E*) and, with marker
+ * (only from the down pump, the one writer of records), makes the program
+ * end readable with an empty record marked in srcq, as the kernel wakes
+ * poll with POLLERR. */
+void hwsock__run_dgram_post_err(run_sock *s, int err, int marker);
 void hwsock__run_on_setsockopt(run_call *c);
 
 /* decide.c: asks the device for the first time (creates the device socket

@@ -171,6 +171,9 @@ void hwsock__run_on_getsockopt(run_call *c) {
     iv = s->proto;
   } else if (level == SOL_SOCKET && name == SO_ACCEPTCONN) {
     iv = s->state == RS_LISTENING;
+  } else if (level == SOL_SOCKET && name == SO_ERROR &&
+             s->type != SOCK_STREAM) {
+    iv = hwsock__run_dgram_take_err(s, t.fd); /* an ICMP error, once */
   } else if (level == SOL_SOCKET && name == SO_ERROR) {
     rc = so_error(c, s, &iv);
   } else if (local_opt(level, name)) {

@@ -54,3 +54,15 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   set_tests_properties(run_table PROPERTIES TIMEOUT 120 ENVIRONMENT
     "${_run_env}")
 endif()
+
+# What programs see (test/run/sem_test.py): kernel semantics that unmodified
+# programs rely on, each compared with the same program run natively.
+if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
+  foreach(t udp_refused edestaddrreq)
+    add_test(NAME run_sem_${t}
+             COMMAND "${Python3_EXECUTABLE}"
+                     "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
+    set_tests_properties(run_sem_${t} PROPERTIES TIMEOUT 120 ENVIRONMENT
+      "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR}")
+  endforeach()
+endif()
