@@ -7,9 +7,12 @@
  * themselves (a row appears or goes, a state or an address changes) is
  * written at once; a change of the counters alone (bytes, requests in
  * flight), which a busy socket makes all the time, at most once per
- * RUN_TABLE_MIN_INTERVAL_MS. Each write goes to a temp file in the same
- * folder, renamed over PATH: a reader sees the old table or the new one,
- * never half of one. Hooks need no change in the socket code: the table is
+ * RUN_TABLE_MIN_INTERVAL_MS. Each write goes to a new temp file in the
+ * same folder (a random name, created with O_EXCL|O_NOFOLLOW: a planted
+ * file or symlink is never opened, so nothing the tool did not create is
+ * ever truncated or written), renamed over PATH: a reader sees the old
+ * table or the new one, never half of one. rename() replaces PATH itself,
+ * never what a symlink at PATH points to. Hooks need no change in the socket code: the table is
  * the driver's, which every path already keeps up to date. */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,10 +32,14 @@
 
 /* A dump larger than this (about 40000 sockets) is not written. */
 #define TABLE_MAX_BYTES (16u << 20)
+/* Names tried for one temp file before giving up on that write (a name
+ * taken by someone else's file is skipped, never reused). */
+#define TABLE_TMP_TRIES 16
 
 static struct {
   char path[PATH_MAX];
   char tmp[PATH_MAX + 32];
+  mode_t mode; /* of the file: 0644 less the umask */
   int memfd;
   pthread_t thread;
   int running;
@@ -62,7 +71,9 @@ int hwsock__run_table_init(const char *path) {
     fprintf(stderr, "hwsock-run: --table: bad or too long path\n");
     return -ENAMETOOLONG;
   }
-  snprintf(tbl.tmp, sizeof(tbl.tmp), "%s.tmp%ld", tbl.path, (long)getpid());
+  mode_t um = umask(0); /* single-threaded here */
+  umask(um);
+  tbl.mode = 0644 & ~um;
   if (setenv("HWSOCK_TABLE", tbl.path, 1) < 0)
     return -errno;
   return 0;
@@ -134,12 +145,35 @@ static int sockets_changed(const char *a, size_t alen, const char *b,
   return (i < alen) != (j < blen);
 }
 
-static void publish(void) {
-  int fd = open(tbl.tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    hwsock__run_log("--table %s: %s", tbl.tmp, strerror(errno));
-    return;
+/* Creates a new temp file next to PATH (its name in tbl.tmp): O_EXCL, so
+ * an existing file or a symlink planted at the name is never opened; a
+ * taken name is skipped for another random one. The fd, or -1 (logged). */
+static int create_tmp(void) {
+  for (int i = 0; i < TABLE_TMP_TRIES; i++) {
+    uint64_t r;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+      struct timespec t;
+      clock_gettime(CLOCK_MONOTONIC, &t);
+      r = ((uint64_t)t.tv_nsec << 20) ^ (uint64_t)getpid() ^ (uint64_t)i;
+    }
+    snprintf(tbl.tmp, sizeof(tbl.tmp), "%s.tmp%016llx", tbl.path,
+             (unsigned long long)r);
+    int fd = open(tbl.tmp,
+                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  tbl.mode);
+    if (fd >= 0)
+      return fd;
+    if (errno != EEXIST && errno != ELOOP)
+      break;
   }
+  hwsock__run_log("--table %s: %s", tbl.tmp, strerror(errno));
+  return -1;
+}
+
+static void publish(void) {
+  int fd = create_tmp();
+  if (fd < 0)
+    return;
   size_t off = 0;
   while (off < tbl.cur_len) {
     ssize_t w = write(fd, tbl.cur + off, tbl.cur_len - off);

@@ -122,6 +122,36 @@ def start_vmm(tmp):
     return p, path
 
 
+def planted_links(tmp, vpath):
+    """A symlink planted where hwsock-run writes (its temp file's old name,
+    PATH.tmp<pid>, and PATH itself) must never lead it to write through the
+    link: the link's target stays as it was. Returns an error or None."""
+    d = os.path.join(tmp, "links")
+    os.mkdir(d)
+    precious = os.path.join(d, "precious")
+    with open(precious, "w") as f:
+        f.write("precious\n")
+    # exec keeps the pid: $$ is hwsock-run's own pid
+    script = ('ln -s precious tmpname.txt.tmp$$ && ln -s precious path.txt '
+              '&& exec "$0" --vmm "$1" --table tmpname.txt -- true && exit 9')
+    for table, cmd in (
+            ("tmpname.txt", ["sh", "-c", script, RUN, vpath]),
+            ("path.txt", [RUN, "--vmm", vpath, "--table", "path.txt", "--",
+                          "true"])):
+        r = subprocess.run(cmd, capture_output=True, timeout=60, cwd=d)
+        if r.returncode != 0:
+            return "%s: exit %d: %s" % (table, r.returncode,
+                                        r.stderr.decode(errors="replace"))
+        with open(precious) as f:
+            got = f.read()
+        if got != "precious\n":
+            return "%s: the symlink's target was written: %r" % (table, got)
+        t = os.path.join(d, table)
+        if os.path.islink(t) or not open(t).read().startswith("Id "):
+            return "%s: no table written at PATH" % table
+    return None
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="hwsock-run-table.")
     vmm, vpath = start_vmm(tmp)
@@ -150,6 +180,10 @@ def main():
         leftovers = [n for n in os.listdir(tmp) if ".tmp" in n]
         if leftovers:
             print("FAIL: temp files left: %r" % leftovers)
+            return 1
+        err = planted_links(tmp, vpath)
+        if err:
+            print("FAIL: " + err)
             return 1
         print(out.strip())
         print("PASS")
