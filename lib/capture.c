@@ -320,8 +320,15 @@ void hwsock__capture_event(hwsock_device *dev, hwsock__req *req, int status,
 
   switch (req->opcode) {
   case HWSOCK_OP_CONNECT:
-    if (stream && learn(dev, s, NULL) == 0)
+    if (stream && learn(dev, s, NULL) == 0) {
       handshake(c, s, 1);
+      if (b->prefix_len > 0) { /* the identity header leads the stream */
+        struct iovec v = {(void *)(uintptr_t)b->prefix, b->prefix_len};
+        flow f = {.src = &s->cap_local, .dst = &s->cap_remote, .tcp = 1,
+                  .ack = s->cap_seq_in, .flags = F_ACK | F_PSH};
+        emit_data(c, &f, &v, 1, b->prefix_len, &s->cap_seq_out);
+      }
+    }
     return;
   case HWSOCK_OP_ACCEPT: {
     hwsock__sock *t = &dev->socks[req->new_sock];

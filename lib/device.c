@@ -57,6 +57,8 @@ int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
             HWSOCK_MAX_CHAIN_SEGS_LIMIT) ||
       limit(&c.max_regions, HWSOCK_DEFAULT_MAX_REGIONS, 1, HWSOCK_MAX_REGIONS))
     return HWSOCK_EINVAL;
+  if (c.identity != NULL && hwsock_identity_check(c.identity) < 0)
+    return HWSOCK_EINVAL;
 
   hwsock_device *dev = calloc(1, sizeof(*dev));
   if (dev == NULL)

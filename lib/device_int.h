@@ -27,6 +27,7 @@ typedef struct hwsock__sock {
   /* observability (stats.h) */
   uint8_t ss;           /* hwsock_ss_state */
   uint8_t peer_eof, shut_wr, has_remote;
+  uint8_t identity;     /* HWSOCK_IDENTITY_* sent on the connection */
   int32_t rule_line;
   hwsock_addr remote;   /* last CONNECT / SEND destination */
   uint64_t bytes_out, bytes_in, reqs_out, reqs_in;

@@ -4,6 +4,7 @@
  *
  * Data flows one way: ring -> dispatch -> policy -> backend. Nothing here
  * knows how a backend does its work, and backends never see the ring. */
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -122,6 +123,8 @@ void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
       }
     }
   }
+  if (status == 0 && req->opcode == HWSOCK_OP_CONNECT && breq->prefix_len > 0)
+    s->identity = HWSOCK_IDENTITY_PROXY_V2; /* on the wire: table, capture */
   if (status == 0 && len > breq->iov_len &&
       (req->opcode == HWSOCK_OP_RECV || req->opcode == HWSOCK_OP_SEND ||
        req->opcode == HWSOCK_OP_GETSOCKOPT))
@@ -258,6 +261,34 @@ static void submit(hwsock_device *dev, hwsock__req *req, hwsock__sock *s) {
   dev->backends[s->backend].desc->ops->submit(s->bsock, &req->breq);
 }
 
+/* A CONNECT under a rule that says `identity:` (docs/IDENTITY.md) carries
+ * the VMM's identity to the backend, which sends it before any guest byte.
+ * When that cannot happen the connection is refused: it must not reach a
+ * server that trusts the header without it. 0 or a negative HWSOCK_E*. */
+static int want_identity(hwsock_device *dev, hwsock__req *req, int bi,
+                         int rule) {
+  if (req->opcode != HWSOCK_OP_CONNECT ||
+      hwsock_policy_rule_identity(dev->policy, rule) == HWSOCK_IDENTITY_NONE)
+    return 0;
+  const hwsock_backend_desc *d = dev->backends[bi].desc;
+  const hwsock_backend_ops *ops = d->ops;
+  if (dev->cfg.identity == NULL) {
+    hwsock__device_log(dev, HWSOCK_LOG_ERROR,
+                       "sock %u: the policy rule asks for identity: proxy-v2 "
+                       "but the VMM has no identity: refused", req->sock_id);
+    return HWSOCK_EACCES;
+  }
+  if (ops->size < offsetof(hwsock_backend_ops, flags) + sizeof(ops->flags) ||
+      !(ops->flags & HWSOCK_BACKEND_F_IDENTITY)) {
+    hwsock__device_log(dev, HWSOCK_LOG_ERROR,
+                       "sock %u: backend '%s' cannot send an identity: "
+                       "refused", req->sock_id, d->name);
+    return HWSOCK_EACCES;
+  }
+  req->breq.identity = dev->cfg.identity;
+  return 0;
+}
+
 /* First offloadable call of an undecided socket: ask the policy. */
 static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
                               hwsock__sock *s, const hwsock_addr *addr) {
@@ -290,6 +321,11 @@ static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
       finish(dev, req, v.backend ? HWSOCK_ENOENT : HWSOCK_EAFNOSUPPORT, 0);
       return;
     }
+    int rc = want_identity(dev, req, bi, v.rule);
+    if (rc < 0) {
+      finish(dev, req, rc, 0);
+      return;
+    }
   }
   hwsock_bopen params;
   memset(&params, 0, sizeof(params));
@@ -318,12 +354,15 @@ static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
 
 /* A later destination of an offloaded socket is checked again: first right
  * of refusal is per socket, but no call may reach a denied address. */
-static int recheck(hwsock_device *dev, hwsock__req *req) {
+static int recheck(hwsock_device *dev, hwsock__req *req,
+                   const hwsock__sock *s) {
   hwsock_verdict v;
   hwsock_policy_decide(dev->policy, &req->addr, direction_of(req->opcode),
                        req->opcode, &v);
-  if (v.action == HWSOCK_ACTION_OFFLOAD)
-    return 0;
+  if (v.action == HWSOCK_ACTION_OFFLOAD) /* e.g. bind, then connect */
+    return s->ss == HWSOCK_SS_DENIED ? 0
+                                     : want_identity(dev, req, s->backend,
+                                                     v.rule);
   dev->counters.verdicts[v.action == HWSOCK_ACTION_DECLINE
                              ? HWSOCK_ACTION_DECLINE
                              : HWSOCK_ACTION_DENY]++;
@@ -586,7 +625,7 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
     return;
   }
   if (has_addr) {
-    rc = recheck(dev, req);
+    rc = recheck(dev, req, s);
     if (rc < 0) {
       finish(dev, req, rc, 0);
       return;

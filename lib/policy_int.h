@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "hwsock/identity.h"
 #include "hwsock/policy.h"
 
 /* One `to` entry: an IPv4 or IPv6 prefix, or an IPX network number. */
@@ -35,6 +36,7 @@ typedef struct hwsock__rule {
   char *reason;        /* the rule's reason or "rule N (line L)" */
   char *backend;       /* offload: routed backend, or NULL */
   hwsock_hostopts set; /* offload: host-side options (set.mask 0: none) */
+  int identity;        /* offload: HWSOCK_IDENTITY_* (`identity:`) */
   hwsock__net *to;     /* n_to entries; n_to == 0: any address */
   unsigned n_to;
   hwsock__ports *ports; /* n_ports entries; n_ports == 0: any port */

@@ -349,10 +349,10 @@ static void *dup_items(loader *l, const void *items, size_t size) {
 /* ---- rules ------------------------------------------------------------- */
 
 enum { R_ACTION, R_SCHEME, R_DIRECTION, R_TO, R_PORTS, R_REASON, R_ERROR,
-       R_BACKEND, R_SET, R_KEYS_ };
+       R_BACKEND, R_SET, R_IDENTITY, R_KEYS_ };
 static const char *const rule_keys[R_KEYS_] = {
     "action", "scheme", "direction", "to", "ports", "reason", "error",
-    "backend", "set"};
+    "backend", "set", "identity"};
 
 /* `set:` keys, in HWSOCK_HOSTOPT_* bit order, with their value ranges. */
 static const struct {
@@ -455,13 +455,30 @@ static int backend_name_ok(const char *s) {
   return 1;
 }
 
+/* `identity:` is sent on outbound TCP connections only (docs/IDENTITY.md):
+ * a rule that could offload anything else with it would promise what no
+ * backend keeps, so it must name its TCP schemes and not be inbound only. */
+static int identity_rule_bad(loader *l, const hwsock__rule *r,
+                             yaml_mark_t mark) {
+  const unsigned tcp = (1u << HWSOCK_SCHEME_TCP) | (1u << HWSOCK_SCHEME_TCP6);
+  if (r->action != HWSOCK_ACTION_OFFLOAD)
+    return fail_at(l, mark, "'identity' applies only to action: offload");
+  if (r->schemes == 0 || (r->schemes & ~tcp) != 0)
+    return fail_at(l, mark, "'identity' needs 'scheme: tcp' and/or tcp6 "
+                   "(UDP and IPX carry no identity)");
+  if (!(r->dirs & HWSOCK__DIR_OUT))
+    return fail_at(l, mark, "'identity' applies to outbound connections: "
+                   "the rule's direction cannot be inbound");
+  return 0;
+}
+
 /* Reads the body of one rule mapping (its MAPPING-START is current). */
 static int read_rule(loader *l, hwsock__rule *r) {
   static const char *const dir_names[] = {"outbound", "inbound", "any"};
   static const unsigned dir_masks[] = {HWSOCK__DIR_OUT, HWSOCK__DIR_IN,
                                        HWSOCK__DIR_OUT | HWSOCK__DIR_IN};
   yaml_mark_t start = l->ev.start_mark, error_mark = start,
-              backend_mark = start, set_mark = start;
+              backend_mark = start, set_mark = start, identity_mark = start;
   unsigned seen = 0;
   int k, v;
 
@@ -530,6 +547,14 @@ static int read_rule(loader *l, hwsock__rule *r) {
       if (read_set(l, &r->set))
         return -1;
       break;
+    case R_IDENTITY: {
+      static const char *const id_names[] = {"none", "proxy-v2"};
+      identity_mark = key_mark;
+      if ((v = take_enum(l, "identity", id_names, 2, "proxy-v2 or none")) < 0)
+        return -1;
+      r->identity = v; /* HWSOCK_IDENTITY_* in this order */
+      break;
+    }
     }
   }
   if (!(seen & (1u << R_ACTION)))
@@ -541,6 +566,8 @@ static int read_rule(loader *l, hwsock__rule *r) {
   if ((seen & (1u << R_BACKEND)) && r->action != HWSOCK_ACTION_OFFLOAD)
     return fail_at(l, backend_mark,
                    "'backend' applies only to action: offload");
+  if (r->identity != HWSOCK_IDENTITY_NONE && identity_rule_bad(l, r, identity_mark))
+    return -1;
   if (r->reason == NULL) {
     char text[48];
     snprintf(text, sizeof(text), "rule %u (line %d)", l->p->n_rules + 1,
@@ -748,4 +775,10 @@ int hwsock_policy_load_file(const char *path, hwsock_policy **out,
   rc = hwsock_policy_load_string(buf, len, path, out, errbuf, errlen);
   free(buf);
   return rc;
+}
+
+int hwsock_policy_rule_identity(const hwsock_policy *p, int rule) {
+  if (p == NULL || rule < 0 || (unsigned)rule >= p->n_rules)
+    return HWSOCK_IDENTITY_NONE;
+  return p->rules[rule].identity;
 }

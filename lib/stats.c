@@ -199,6 +199,7 @@ int hwsock_device_foreach_socket(const hwsock_device *dev, hwsock_sock_cb cb,
     info.requests_in = s->reqs_in;
     info.inflight = s->inflight;
     info.created_ns = s->created_ns;
+    info.identity = s->identity;
     hwsock_bsock_info bi;
     if (hwsock__sock_info(dev, s, &bi) == 0) {
       info.host_fd = bi.fd;
@@ -253,13 +254,17 @@ int hwsock_sock_info_json(const hwsock_sock_info *i, char *buf, size_t size) {
       "\"rule\":%d,\"rule_line\":%d,\"host_fd\":%d,\"local\":\"%s\","
       "\"remote\":\"%s\",\"bytes_out\":%llu,\"bytes_in\":%llu,"
       "\"requests_out\":%llu,\"requests_in\":%llu,\"inflight\":%u,"
-      "\"created_ns\":%llu}",
+      "\"created_ns\":%llu,\"identity\":%s}",
       i->id, hwsock_scheme_name(i->scheme) ? hwsock_scheme_name(i->scheme) : "?",
       hwsock_ss_name(i->state), i->backend ? i->backend : "", i->rule,
       i->rule_line, i->host_fd, i->local, i->remote,
       (unsigned long long)i->bytes_out, (unsigned long long)i->bytes_in,
       (unsigned long long)i->requests_out, (unsigned long long)i->requests_in,
-      i->inflight, (unsigned long long)i->created_ns);
+      i->inflight, (unsigned long long)i->created_ns,
+      i->size >= offsetof(hwsock_sock_info, identity) + sizeof(i->identity) &&
+              i->identity == HWSOCK_IDENTITY_PROXY_V2
+          ? "\"proxy-v2\""
+          : "null");
   return len < size ? (int)len : HWSOCK_ENOSPC;
 }
 

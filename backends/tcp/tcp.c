@@ -16,13 +16,20 @@
  * the same socket. A request is unlinked before it is completed, the work
  * loop (tcp_run) defers nested runs to its own next pass, and the socket
  * memory is freed only in the poll handle's close callback, i.e. never
- * while a function of this file is still on the stack for it. */
+ * while a function of this file is still on the stack for it.
+ *
+ * Identity (docs/IDENTITY.md): a CONNECT that carries the VMM's identity
+ * builds a PROXY v2 header once the connection is up (the names are the
+ * host's) and writes it before the head of the write queue: guest SENDs
+ * queued meanwhile wait, a partial write continues when writable, and a
+ * guest's own PROXY header can only follow it, as data. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,6 +37,7 @@
 
 #include "hwsock/backend.h"
 #include "hwsock/backend_util.h"
+#include "proxy_v2.h"
 #include "sockopt.h"
 
 #define IOV_BATCH 64 /* iovecs handed to one sendmsg/recvmsg */
@@ -63,6 +71,10 @@ typedef struct tcp_sock {
   hwsock_bq wq; /* SEND and write-side SHUTDOWN, in submission order */
   hwsock_bq rq; /* RECV */
   hwsock_bq aq; /* ACCEPT */
+  const hwsock_identity *identity; /* of the last CONNECT, or NULL */
+  uint8_t *pp;      /* the identity header, NULL when none */
+  size_t pp_len, pp_off; /* its length and the bytes written so far */
+  int pp_err;       /* it could not be built or written: writes fail */
 } tcp_sock;
 
 static void tcp_poll_cb(uv_poll_t *handle, int status, int events);
@@ -127,13 +139,83 @@ static void fail_all(tcp_sock *s, int err) {
     tcp_complete(s, r, err, 0);
 }
 
+static int pp_pending(const tcp_sock *s) {
+  return s->pp != NULL && s->pp_err == 0 && s->pp_off < s->pp_len;
+}
+
+/* The connection is up: build its identity header, if its CONNECT asked,
+ * from the names the host's socket has. 0 or a negative HWSOCK_E*; on an
+ * error the connection is shut down (it must not carry guest bytes without
+ * the header). The CONNECT's completion reports the header (req->prefix). */
+static int pp_start(tcp_sock *s, hwsock_breq *req) {
+  if (s->identity == NULL)
+    return 0;
+  struct sockaddr_storage src, dst;
+  socklen_t sl = sizeof(src), dl = sizeof(dst);
+  uint8_t uid[HWSOCK_PP2_UNIQUE_ID_LEN];
+  int rc = 0;
+  free(s->pp);
+  s->pp = malloc(HWSOCK__PP2_MAX);
+  s->pp_len = s->pp_off = 0;
+  if (s->pp == NULL)
+    rc = HWSOCK_ENOMEM;
+  else if (getsockname(s->fd, (struct sockaddr *)&src, &sl) != 0 ||
+           getpeername(s->fd, (struct sockaddr *)&dst, &dl) != 0)
+    rc = host_err();
+  /* 16 random bytes: unique per connection without shared state. */
+  else if (getrandom(uid, sizeof(uid), GRND_NONBLOCK) != (ssize_t)sizeof(uid))
+    rc = HWSOCK_EAGAIN;
+  if (rc == 0) {
+    int n = hwsock__pp2_build((struct sockaddr *)&src, (struct sockaddr *)&dst,
+                              s->identity, uid, s->pp, HWSOCK__PP2_MAX);
+    if (n < 0)
+      rc = n;
+    else
+      s->pp_len = (size_t)n;
+  }
+  if (rc < 0) {
+    hwsock_backend_logf(s->inst->host, HWSOCK_LOG_ERROR,
+                        "identity header: %s", hwsock_strerror(rc));
+    s->pp_err = rc;
+    shutdown(s->fd, SHUT_RDWR);
+    return rc;
+  }
+  if (req != NULL &&
+      req->size >= offsetof(hwsock_breq, prefix_len) + sizeof(req->prefix_len)) {
+    req->prefix = s->pp;
+    req->prefix_len = (uint32_t)s->pp_len;
+  }
+  return 0;
+}
+
+/* Writes what is left of the identity header. 1 when done, 0 when the
+ * socket is full (wait for writable), or a negative HWSOCK_E*. */
+static int pp_write(tcp_sock *s) {
+  while (pp_pending(s)) {
+    int flags = MSG_NOSIGNAL | MSG_DONTWAIT;
+    if (s->wq.head != NULL)
+      flags |= MSG_MORE; /* the guest's first bytes follow at once */
+    ssize_t n = send(s->fd, s->pp + s->pp_off, s->pp_len - s->pp_off, flags);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 0;
+      s->pp_err = host_err();
+      break;
+    }
+    s->pp_off += (size_t)n;
+  }
+  return s->pp_err < 0 ? s->pp_err : 1;
+}
+
 /* Watches exactly what the queued requests wait for. */
 static void update_poll(tcp_sock *s) {
   int ev = 0;
   if (s->closed || s->poll_err)
     return;
   if (s->state == TCP_CONNECTING ||
-      (s->state == TCP_CONNECTED && s->wq.head != NULL))
+      (s->state == TCP_CONNECTED && (s->wq.head != NULL || pp_pending(s))))
     ev |= UV_WRITABLE;
   if ((s->state == TCP_CONNECTED && s->rq.head != NULL) ||
       (s->state == TCP_LISTENING && s->aq.head != NULL))
@@ -181,8 +263,9 @@ static void finish_connect(tcp_sock *s) {
   }
   s->state = TCP_CONNECTED;
   s->again |= RUN_WRITE | RUN_READ; /* SEND/RECV queued behind the connect */
+  int rc = pp_start(s, req);
   if (req != NULL)
-    tcp_complete(s, req, 0, 0);
+    tcp_complete(s, req, rc, 0);
 }
 
 static void do_shutdown(tcp_sock *s, hwsock_breq *req) {
@@ -197,6 +280,15 @@ static void do_shutdown(tcp_sock *s, hwsock_breq *req) {
 
 static void do_writes(tcp_sock *s) {
   hwsock_breq *req;
+  /* Nothing of the guest's goes out before the identity header. */
+  int pp = s->state == TCP_CONNECTED ? pp_write(s) : 1;
+  if (pp == 0)
+    return;
+  if (pp < 0) {
+    while (!s->closed && (req = hwsock_bq_pop(&s->wq)) != NULL)
+      tcp_complete(s, req, pp, 0);
+    return;
+  }
   while (!s->closed && s->state == TCP_CONNECTED &&
          (req = s->wq.head) != NULL) {
     if (req->opcode == HWSOCK_OP_SHUTDOWN) {
@@ -408,9 +500,16 @@ static void start_connect(tcp_sock *s, hwsock_breq *req) {
     tcp_complete(s, req, rc, 0);
     return;
   }
+  s->identity =
+      req->size >= offsetof(hwsock_breq, identity) + sizeof(req->identity)
+          ? req->identity
+          : NULL;
   if (connect(s->fd, (struct sockaddr *)&ss, sl) == 0) {
     s->state = TCP_CONNECTED;
-    tcp_complete(s, req, 0, 0);
+    rc = pp_start(s, req);
+    tcp_complete(s, req, rc, 0);
+    if (!s->closed && rc == 0 && pp_pending(s))
+      tcp_run(s, RUN_WRITE);
     return;
   }
   /* EINTR on a nonblocking connect: it goes on asynchronously. */
@@ -593,7 +692,11 @@ static int tcp_open(void *instance, const hwsock_bopen *params, void **sock) {
   return 0;
 }
 
-static void tcp_close_cb(uv_handle_t *handle) { free(handle->data); }
+static void tcp_close_cb(uv_handle_t *handle) {
+  tcp_sock *s = handle->data;
+  free(s->pp);
+  free(s);
+}
 
 static void tcp_close(void *sock) {
   tcp_sock *s = sock;
@@ -647,6 +750,7 @@ static const hwsock_backend_ops tcp_ops = {
     .submit = tcp_submit,
     .close = tcp_close,
     .info = tcp_info,
+    .flags = HWSOCK_BACKEND_F_IDENTITY,
 };
 
 static const char *const tcp_schemes[] = {"tcp", "tcp6", NULL};

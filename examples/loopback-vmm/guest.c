@@ -326,6 +326,7 @@ static int make_device(vmm_guest *g) {
   cfg.backend_loop = &v->loop;
   cfg.ops = &g->ops;
   cfg.opaque = g;
+  cfg.identity = vmm_identity(v);
   int rc = hwsock_device_new(&cfg, &g->dev);
   if (rc < 0)
     return rc;

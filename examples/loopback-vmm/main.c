@@ -72,89 +72,6 @@ static int listen_on(vmm *v) {
   return v->listen_fd < 0 ? -1 : 0;
 }
 
-/* The control socket's path: --control, or --listen PATH + ".ctl". */
-static int control_path(vmm *v) {
-  const char *p = v->opt.control_path;
-  int n = p != NULL
-              ? snprintf(v->control_path, sizeof(v->control_path), "%s", p)
-              : snprintf(v->control_path, sizeof(v->control_path), "%s%s",
-                         v->opt.listen_path, VMM_CONTROL_SUFFIX);
-  if (n < 0 || (size_t)n >= sizeof(v->control_path)) {
-    vmm_log(HWSOCK_LOG_ERROR,
-            "control socket path too long for a unix socket (use --control)");
-    return -1;
-  }
-  return 0;
-}
-
-static int open_capture(vmm *v) {
-  if (v->opt.pcap_path == NULL)
-    return 0;
-  char err[256] = "";
-  int rc = hwsock_capture_open(v->opt.pcap_path,
-                               (uint64_t)v->opt.pcap_max_mib << 20,
-                               &v->capture, err, sizeof(err));
-  if (rc < 0) {
-    /* the message names the file already */
-    if (err[0])
-      vmm_log(HWSOCK_LOG_ERROR, "--pcap: %s", err);
-    else
-      vmm_log(HWSOCK_LOG_ERROR, "--pcap %s: %s", v->opt.pcap_path,
-              hwsock_strerror(rc));
-    return -1;
-  }
-  vmm_log(HWSOCK_LOG_INFO, "capturing offloaded flows to %s",
-          v->opt.pcap_path);
-  return 0;
-}
-
-/* Frames written and dropped, then the file is complete. Every device is
- * gone by now (capture.h: detached or freed before the close). */
-static void close_capture(vmm *v) {
-  if (v->capture == NULL)
-    return;
-  uint64_t written, dropped;
-  hwsock_capture_counts(v->capture, &written, &dropped);
-  vmm_log(HWSOCK_LOG_INFO, "capture %s: %llu frames written, %llu dropped",
-          v->opt.pcap_path, (unsigned long long)written,
-          (unsigned long long)dropped);
-  hwsock_capture_close(v->capture);
-  v->capture = NULL;
-}
-
-static int load_policy(vmm *v) {
-  char err[256];
-  int rc;
-  if (v->opt.policy_path == NULL) {
-    rc = hwsock_policy_load_default(&v->policy);
-    snprintf(err, sizeof(err), "%s", hwsock_strerror(rc));
-  } else {
-    err[0] = '\0';
-    rc = hwsock_policy_load_file(v->opt.policy_path, &v->policy, err,
-                                 sizeof(err));
-  }
-  if (rc < 0) {
-    vmm_log(HWSOCK_LOG_ERROR, "policy %s: %s",
-            v->opt.policy_path ? v->opt.policy_path : "(built-in)",
-            err[0] ? err : hwsock_strerror(rc));
-    return -1;
-  }
-  vmm_log(HWSOCK_LOG_INFO, "policy %s: %d rules",
-          v->opt.policy_path ? v->opt.policy_path : "(built-in)",
-          hwsock_policy_rule_count(v->policy));
-  return 0;
-}
-
-static void announce_ready(vmm *v) {
-  int fd = v->opt.ready_fd;
-  if (fd < 0)
-    return;
-  static const char msg[] = "ready\n";
-  if (write(fd, msg, sizeof(msg) - 1) != (ssize_t)(sizeof(msg) - 1))
-    vmm_log(HWSOCK_LOG_ERROR, "--ready-fd %d: %s", fd, strerror(errno));
-  close(fd);
-}
-
 static int setup_loop(vmm *v) {
   int rc = uv_poll_init(&v->loop, &v->listen_poll, v->listen_fd);
   if (rc == 0) {
@@ -192,7 +109,8 @@ int main(int argc, char **argv) {
 
   int status = 1;
   int want_control = v.opt.control_path == NULL || v.opt.control_path[0];
-  if (control_path(&v) < 0 || vmm_ipx_setup(&v) < 0 || load_policy(&v) < 0)
+  if (vmm_control_path(&v) < 0 || vmm_ipx_setup(&v) < 0 ||
+      vmm_identity_setup(&v) < 0 || vmm_load_policy(&v) < 0)
     goto out;
   if (vmm_load_backends(&v) < 0)
     goto out_backends;
@@ -200,14 +118,14 @@ int main(int argc, char **argv) {
     vmm_log(HWSOCK_LOG_ERROR, "uv_loop_init: %s", uv_strerror(rc));
     goto out_backends;
   }
-  if (open_capture(&v) < 0)
+  if (vmm_open_capture(&v) < 0)
     goto out_loop;
   if (listen_on(&v) < 0)
     goto out_loop;
   if (setup_loop(&v) < 0 || (want_control && vmm_control_start(&v) < 0)) {
     /* Some handles may be half set up: leave them to the exit. */
     unlink(v.opt.listen_path);
-    close_capture(&v);
+    vmm_close_capture(&v);
     return 1;
   }
   vmm_log(HWSOCK_LOG_INFO, "listening on %s (%u MiB, %u queue%s per guest)",
@@ -215,7 +133,7 @@ int main(int argc, char **argv) {
           v.opt.queues == 1 ? "" : "s");
   if (v.control != NULL)
     vmm_log(HWSOCK_LOG_INFO, "control socket %s", v.control_path);
-  announce_ready(&v);
+  vmm_announce_ready(&v);
   uv_run(&v.loop, UV_RUN_DEFAULT);
   status = 0;
 
@@ -224,11 +142,12 @@ out_loop:
    * the loop until they are closed rather than leak them. */
   while (uv_loop_close(&v.loop) == UV_EBUSY)
     uv_run(&v.loop, UV_RUN_DEFAULT);
-  close_capture(&v);
+  vmm_close_capture(&v);
 out_backends:
   vmm_unload_backends(&v);
   hwsock_policy_free(v.policy);
 out:
   vmm_ipx_free(&v);
+  vmm_identity_clear(&v);
   return status;
 }

@@ -40,6 +40,11 @@ static void usage(FILE *f) {
     "                      does not apply)\n"
     "  --socket-group GRP  group of those sockets (name or gid; with\n"
     "                      --socket-mode 0660 it may attach guests)\n"
+    "  --identity NAME     this VM's name, sent in a PROXY v2 header on\n"
+    "                      connections of rules with identity: proxy-v2\n"
+    "                      (docs/IDENTITY.md)\n"
+    "  --identity-key FILE sign that header with HMAC-SHA256 keyed by FILE's\n"
+    "                      bytes (16..4096; mode 0600, not a symlink)\n"
     "\n"
     "IPX (RFC 1234 IPX-in-UDP, docs/IPX.md); only with --ipx-net. Guest slot i\n"
     "(the lowest free one at attach) gets node NODE_BASE+i+1 and UDP port\n"
@@ -113,7 +118,7 @@ enum {
   OPT_QUEUES, OPT_MAX_GUESTS, OPT_ONCE, OPT_READY_FD, OPT_CONTROL,
   OPT_PCAP, OPT_PCAP_MAX, OPT_IPX_NET, OPT_IPX_PORT, OPT_IPX_NODE_BASE,
   OPT_IPX_SLOTS, OPT_IPX_BIND, OPT_IPX_PEER, OPT_MAX_SOCKETS, OPT_POLL_US,
-  OPT_SOCKET_MODE, OPT_SOCKET_GROUP
+  OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_IDENTITY, OPT_IDENTITY_KEY
 };
 
 int vmm_parse_options(int argc, char **argv, vmm_options *o) {
@@ -140,6 +145,8 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
       {"ipx-peer", required_argument, NULL, OPT_IPX_PEER},
       {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
       {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
+      {"identity", required_argument, NULL, OPT_IDENTITY},
+      {"identity-key", required_argument, NULL, OPT_IDENTITY_KEY},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -243,6 +250,8 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
       if (parse_group(optarg, &o->socket_gid) < 0)
         return -1;
       break;
+    case OPT_IDENTITY: o->identity_name = optarg; break;
+    case OPT_IDENTITY_KEY: o->identity_key = optarg; break;
     case 'v': o->verbose++; break;
     case 'h': usage(stdout); return 1;
     default: usage(stderr); return -1;
@@ -260,6 +269,10 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
   }
   if (o->pcap_path != NULL && o->pcap_path[0] == '\0') {
     fprintf(stderr, "hwsock-vmm: --pcap: empty file name\n");
+    return -1;
+  }
+  if (o->identity_key != NULL && o->identity_name == NULL) {
+    fprintf(stderr, "hwsock-vmm: --identity-key needs --identity NAME\n");
     return -1;
   }
   if (o->ipx_other && o->ipx_net == NULL) {

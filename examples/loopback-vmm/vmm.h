@@ -14,6 +14,7 @@
  *   ipx.c       --ipx-*: each guest's IPX network, node and UDP endpoint
  *               (a slot), and the ipx backend's options (docs/IPX.md)
  *   listen.c    the listening unix sockets: mode, group, stale files
+ *   setup.c     policy, capture, control path, readiness (shared)
  *   log.c       one line per event on stderr */
 #ifndef HWSOCK_VMM_H
 #define HWSOCK_VMM_H
@@ -84,6 +85,8 @@ typedef struct vmm_options {
   int ipx_other;             /* some --ipx-* other than --ipx-net given */
   unsigned socket_mode;      /* --socket-mode: the listening sockets' mode */
   long socket_gid;           /* --socket-group: their group, -1: unchanged */
+  const char *identity_name; /* --identity NAME, NULL: none */
+  const char *identity_key;  /* --identity-key FILE, NULL: no HMAC */
 } vmm_options;
 
 typedef struct vmm_guest vmm_guest;
@@ -107,16 +110,27 @@ typedef struct vmm {
   vmm_control *control;    /* NULL when there is no control socket */
   char control_path[108];  /* sun_path of the control socket */
   vmm_ipx *ipx;            /* --ipx-net: the slots; NULL without IPX */
+  hwsock_identity identity; /* --identity (identity.size 0: none) */
+  uint8_t identity_key[HWSOCK_IDENTITY_KEY_MAX]; /* --identity-key */
 } vmm;
 
-/* log.c: HWSOCK_LOG_* levels; shown when level <= vmm_log_level. */
+/* log.c: HWSOCK_LOG_* levels; shown when level <= vmm_log_level. Lines
+ * start with vmm_log_prog ("hwsock-vmm" unless the program sets it). */
 extern int vmm_log_level;
+extern const char *vmm_log_prog;
 void vmm_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* options.c: 0 to run, 1 when --help was printed, -1 on a usage error
  * (already reported). */
 int vmm_parse_options(int argc, char **argv, vmm_options *o);
+
+/* identity.c: --identity/--identity-key into v->identity (key file read
+ * here, before any guest). 0 or -1 (reported). The device config's
+ * identity: &v->identity, or NULL without --identity. */
+int vmm_identity_setup(vmm *v);
+const hwsock_identity *vmm_identity(const vmm *v);
+void vmm_identity_clear(vmm *v);
 
 /* backends.c: loads the modules the options name into v->plugins.
  * 0 or -1 (reported). vmm_unload_backends() after every device is gone. */
@@ -162,6 +176,17 @@ const char *vmm_ipx_options(const vmm *v, int slot);
 void vmm_ipx_describe(const vmm *v, int slot, char *buf, size_t len);
 /* Frees a slot taken by vmm_ipx_claim(); -1 is ignored. */
 void vmm_ipx_release(vmm *v, int slot);
+
+/* setup.c, shared with tools/hwsock-vhost-user: v->control_path from
+ * --control or listen_path + VMM_CONTROL_SUFFIX; --policy (or the built-in
+ * policy) into v->policy; --pcap into v->capture (closed, with its counts
+ * logged, by vmm_close_capture once every device is gone); "ready\n" on
+ * --ready-fd. The int functions return 0 or -1 (reported). */
+int vmm_control_path(vmm *v);
+int vmm_load_policy(vmm *v);
+int vmm_open_capture(vmm *v);
+void vmm_close_capture(vmm *v);
+void vmm_announce_ready(vmm *v);
 
 /* main.c: a guest finished its teardown (for --once). */
 void vmm_guest_gone(vmm *v);

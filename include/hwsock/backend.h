@@ -21,6 +21,7 @@
 
 #include "hwsock/common.h"
 #include "hwsock/hostopts.h"
+#include "hwsock/identity.h"
 #include "hwsock/uri.h"
 #include "hwsock/wire.h"
 
@@ -87,6 +88,18 @@ struct hwsock_breq {
 
   /* Free for the backend's use while it owns the request. */
   void *backend_priv[4];
+
+  /* ---- appended in ABI 1 (present when size covers it) ---- */
+  /* CONNECT: the VMM's identity when the policy rule says `identity:
+   * proxy-v2` (hwsock/identity.h, docs/IDENTITY.md), else NULL. The backend
+   * sends the PROXY v2 header on the connection before any byte of the
+   * guest's. Given only to backends with HWSOCK_BACKEND_F_IDENTITY. */
+  const hwsock_identity *identity;
+  /* Set by the backend on a CONNECT it completes with 0: the bytes it puts
+   * on the connection ahead of the guest's (the identity header), for the
+   * capture and the socket table. Read during complete() only. */
+  const void *prefix;
+  uint32_t prefix_len;
 };
 
 /* Parameters of open(). Owned by the device, valid during the call only. */
@@ -146,7 +159,16 @@ typedef struct hwsock_backend_ops {
    * socket table and capture (hwsock/stats.h). Synchronous, no side
    * effects. Returns 0 or a negative HWSOCK_E*. */
   int (*info)(void *sock, hwsock_bsock_info *out);
+
+  /* HWSOCK_BACKEND_F_*: what the backend promises. Read only when size
+   * covers it: an older backend promises nothing. */
+  uint32_t flags;
 } hwsock_backend_ops;
+
+/* The backend honours hwsock_breq.identity on CONNECT. The device refuses
+ * (HWSOCK_EACCES) a CONNECT whose rule asks for an identity on a backend
+ * without this flag rather than let the stream go out without it. */
+#define HWSOCK_BACKEND_F_IDENTITY (1u << 0)
 
 typedef struct hwsock_backend_desc {
   uint32_t size;          /* sizeof(hwsock_backend_desc) the plugin built */

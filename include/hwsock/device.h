@@ -23,6 +23,7 @@
 
 #include "hwsock/backend.h"
 #include "hwsock/common.h"
+#include "hwsock/identity.h"
 #include "hwsock/policy.h"
 #include "hwsock/wire.h"
 
@@ -92,6 +93,10 @@ typedef struct hwsock_device_config {
    * first successful request (PROTOCOL.md §5.13). Zero (and callers built
    * before this field): HWSOCK_OP_NEGOTIATE is an unknown opcode. */
   unsigned inband_negotiation;
+  /* The VM's identity for rules with `identity:` (hwsock/identity.h), or
+   * NULL: such rules' connections are refused. Must outlive the device;
+   * checked by hwsock_device_new. */
+  const hwsock_identity *identity;
 } hwsock_device_config;
 
 HWSOCK_EXTERN void hwsock_device_config_init(hwsock_device_config *cfg);

@@ -4,8 +4,8 @@
  * The engine knows nothing of rings or sockets: it sees a parsed address, a
  * direction and a request kind, and answers offload, decline or deny. First
  * matching rule wins; no match gives the file's default (itself "deny" when
- * the file does not say). IPv4-mapped and IPv4-compatible IPv6 addresses
- * match as IPv4. Built on libyaml.
+ * the file does not say). Addresses are matched as the host kernel will use
+ * them (hwsock_policy_effective_addr). Built on libyaml.
  *
  * A loaded hwsock_policy is immutable: hwsock_policy_decide() may be called
  * from any thread at once. */
@@ -72,10 +72,36 @@ HWSOCK_EXTERN const char *hwsock_policy_default_yaml(void);
 
 /* Decides for one address. `addr` is a parsed address (hwsock_uri_parse);
  * `op` is the HWSOCK_OP_* that asks (informational: rules match on scheme,
- * direction, address and port). Never fails: fills *out. */
+ * direction, address and port). The rules see
+ * hwsock_policy_effective_addr(addr, direction, 0): an address that function
+ * refuses is denied with its error, rule -1. Never fails: fills *out. */
 HWSOCK_EXTERN void hwsock_policy_decide(const hwsock_policy *p,
                                         const hwsock_addr *addr, int direction,
                                         int op, hwsock_verdict *out);
+
+/* The socket is bound to a local address other than the all-zero wildcard
+ * of its family (0.0.0.0 for tcp/udp, :: for tcp6/udp6). */
+#define HWSOCK_POLICY_BOUND 1u
+
+/* The address the host kernel will use for `addr` (docs/POLICY.md,
+ * "Destinations as the kernel uses them"), which is what rules match:
+ *  - an IPv4-mapped address (::ffff:a.b.c.d) is IPv4: scheme tcp/udp,
+ *    address a.b.c.d, in both directions;
+ *  - an IPv4-compatible address (::a.b.c.d, not :: or ::1) is refused:
+ *    HWSOCK_ENETUNREACH as a destination, HWSOCK_EADDRNOTAVAIL as a local
+ *    address;
+ *  - outbound only: 0.0.0.0 (also from ::ffff:0.0.0.0) becomes 127.0.0.1 and
+ *    :: becomes ::1, or, with HWSOCK_POLICY_BOUND in flags, is refused
+ *    (HWSOCK_ENETUNREACH: the kernel would send to the bound address);
+ *    port 0 is refused (HWSOCK_EINVAL);
+ *  - everything else, IPX included, is unchanged.
+ * Returns 0 with *out set, a negative HWSOCK_E* above, or HWSOCK_EINVAL for
+ * an address the URI parser could not produce or a bad direction. The
+ * result is a fixed point: given to this function again it comes back
+ * unchanged. */
+HWSOCK_EXTERN int hwsock_policy_effective_addr(const hwsock_addr *addr,
+                                               int direction, unsigned flags,
+                                               hwsock_addr *out);
 
 /* Name of an action ("offload") / direction ("outbound"). Static strings. */
 HWSOCK_EXTERN const char *hwsock_action_name(int action);
@@ -86,6 +112,13 @@ HWSOCK_EXTERN const char *hwsock_direction_name(int direction);
  * this is false: a declined call continues in the host kernel, which
  * re-reads its arguments (seccomp's time-of-check/time-of-use gap). */
 HWSOCK_EXTERN int hwsock_policy_can_decline(const hwsock_policy *p);
+
+/* What rule `rule` (a verdict's rule index) asks for on the connections it
+ * offloads: HWSOCK_IDENTITY_* of hwsock/identity.h (`identity:` in
+ * docs/POLICY.md). HWSOCK_IDENTITY_NONE for the default (-1) or an index out
+ * of range. */
+HWSOCK_EXTERN int hwsock_policy_rule_identity(const hwsock_policy *p,
+                                              int rule);
 
 /* Number of rules, for diagnostics. */
 HWSOCK_EXTERN int hwsock_policy_rule_count(const hwsock_policy *p);

@@ -46,6 +46,9 @@ typedef struct hwsock_sock_info {
   uint64_t requests_in;   /* RECV requests completed */
   uint32_t inflight;      /* requests the backend holds now */
   uint64_t created_ns;    /* CLOCK_REALTIME of the offload decision */
+  /* ---- appended (present when size covers it) ---- */
+  uint32_t identity;      /* HWSOCK_IDENTITY_* the host sent ahead of the
+                             guest's bytes (docs/IDENTITY.md) */
 } hwsock_sock_info;
 
 /* Calls cb once per offloaded socket, in id order; stops early when cb
