@@ -140,12 +140,9 @@ static void wait_hangup(run_sock *s) {
   }
 }
 
-/* Ends the entry: out of the table (no later call finds it), then killed
- * (the pumps stop). */
-static void finish(run_sock *s) {
-  hwsock__run_sock_unlink(s);
-  hwsock__run_sock_kill(s);
-}
+/* Ends the connection: the pumps stop; the entry stays findable while the
+ * program holds the fd (getsockname still answers). */
+static void finish(run_sock *s) { hwsock__run_sock_retire(s); }
 
 static void fail(run_sock *s, const char *what, int err) {
   if (!is_dead(s))

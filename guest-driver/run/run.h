@@ -176,6 +176,7 @@ typedef struct run_sock {
   int linked;        /* in the table */
   int dead;          /* pumps must stop */
   int watched;       /* in the hang-up watcher */
+  int retired;       /* over, kept while the program holds it (table lock) */
   run_opt opts[RUN_MAX_OPTS];
   unsigned nopts;
   /* listener */
@@ -205,6 +206,16 @@ void hwsock__run_offload_release(void);
  * reading, the pump end both ways: the program sees EOF / EPIPE); the
  * device id is closed with the last reference. Lock not held. */
 void hwsock__run_sock_kill(run_sock *s);
+
+/* The connection is over (pumps end, device socket shut down): kills the
+ * entry but keeps it in the table, and its device id open, while the
+ * program still holds the fd (getsockname works, as in the kernel); the
+ * watcher unlinks it once the program end is gone (alive.c). */
+void hwsock__run_sock_retire(run_sock *s);
+
+/* alive.c: 1 while the unix socket with this inode exists, 0 once it is
+ * gone, -errno when the kernel cannot tell (no sock_diag). */
+int hwsock__run_unix_alive(uint64_t ino);
 
 /* Watches the pump ends of sockets that have no pump thread (undecided,
  * bound, listening) for the program's close. */

@@ -24,6 +24,11 @@ static unsigned nentries;
 static unsigned noffloaded;
 static int epfd = -1;
 
+/* Entries whose connection is over but whose program end may still exist
+ * (dead and still linked): hwsock__run_sock_retire. */
+static unsigned nretired;
+static void sweep_retired(void);
+
 static unsigned bucket(uint64_t ino, uint64_t dev) {
   uint64_t h = (ino ^ (dev << 17)) * 0x9e3779b97f4a7c15ull;
   return (unsigned)(h >> 56) % NBUCKETS;
@@ -53,8 +58,17 @@ run_sock *hwsock__run_sock_new(int family, int type, int proto, int pfd,
   s->state = RS_UNDECIDED;
   s->id = -1;
   pthread_mutex_lock(&table_lock);
+  if (nentries >= RUN_MAX_SOCKS && nretired > 0) {
+    /* retired entries whose program end is gone make room */
+    pthread_mutex_unlock(&table_lock);
+    sweep_retired();
+    pthread_mutex_lock(&table_lock);
+  }
   if (nentries >= RUN_MAX_SOCKS) {
     pthread_mutex_unlock(&table_lock);
+    hwsock__run_log("socket: refused (ENOBUFS): socket table full "
+                    "(RUN_MAX_SOCKS %u in guest-driver/run/run.h)",
+                    RUN_MAX_SOCKS);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->rxlock);
     pthread_mutex_destroy(&s->lock);
@@ -116,11 +130,57 @@ void hwsock__run_sock_unlink(run_sock *s) {
       *pp = s->next;
     s->linked = 0;
     nentries--;
+    if (s->retired)
+      nretired--;
     drop = 1;
   }
   pthread_mutex_unlock(&table_lock);
   if (drop)
     hwsock__run_sock_put(s);
+}
+
+void hwsock__run_sock_retire(run_sock *s) {
+  hwsock__run_sock_kill(s);
+  if (hwsock__run_unix_alive(s->ino) == 1) {
+    pthread_mutex_lock(&table_lock);
+    if (s->linked && !s->retired) {
+      s->retired = 1;
+      nretired++;
+      pthread_mutex_unlock(&table_lock);
+      return; /* the watcher's sweep unlinks it once the program closed it */
+    }
+    pthread_mutex_unlock(&table_lock);
+  }
+  hwsock__run_sock_unlink(s); /* closed already, or no way to know */
+}
+
+/* Unlinks the retired entries whose program end no longer exists. */
+static void sweep_retired(void) {
+  run_sock *batch[64];
+  unsigned from = 0;
+  for (;;) {
+    unsigned n = 0, b;
+    pthread_mutex_lock(&table_lock);
+    if (nretired == 0) {
+      pthread_mutex_unlock(&table_lock);
+      return;
+    }
+    for (b = from; b < NBUCKETS && n < 64; b++)
+      for (run_sock *s = buckets[b]; s; s = s->next)
+        if (s->retired && n < 64) {
+          hwsock__run_sock_get(s);
+          batch[n++] = s;
+        }
+    pthread_mutex_unlock(&table_lock);
+    for (unsigned i = 0; i < n; i++) {
+      if (hwsock__run_unix_alive(batch[i]->ino) != 1)
+        hwsock__run_sock_unlink(batch[i]);
+      hwsock__run_sock_put(batch[i]);
+    }
+    if (b >= NBUCKETS)
+      return;
+    from = b; /* a full batch: go on from the next bucket */
+  }
 }
 
 int hwsock__run_offload_reserve(void) {
@@ -198,9 +258,14 @@ static void *watch_main(void *arg) {
   (void)arg;
   struct epoll_event ev[32];
   while (!watch_stopping) {
-    int n = epoll_wait(epfd, ev, 32, -1);
+    /* with retired entries: look once a second whether they were closed */
+    int n = epoll_wait(epfd, ev, 32,
+                       __atomic_load_n(&nretired, __ATOMIC_RELAXED) ? 1000
+                                                                   : -1);
     if (n < 0 && errno != EINTR)
       return NULL;
+    if (n == 0)
+      sweep_retired();
     for (int i = 0; i < n; i++) {
       run_sock *s = ev[i].data.ptr;
       if (s == NULL) { /* the wake eventfd */

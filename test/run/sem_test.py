@@ -131,6 +131,94 @@ def test_edestaddrreq():
         vmm.close()
 
 
+# ---- item 16: getsockname while the program holds the fd -------------------------
+
+PY_GETNAME_LOOP = r"""
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
+    c = socket.socket()
+    c.bind(("127.0.0.1", 0))
+    bound = c.getsockname()
+    c.connect(("127.0.0.1", port))
+    if i % 3 == 1:
+        c.sendall(b"x")  # data the server never reads: it resets
+    elif i % 3 == 2:
+        c.shutdown(socket.SHUT_WR)  # both directions done
+    try:
+        c.recv(16)  # the server's close: EOF (or a reset)
+    except ConnectionResetError:
+        pass
+    for j in range(2):
+        name = c.getsockname()
+        assert name == bound, (i, j, name, bound)
+        try:
+            c.getpeername()
+        except OSError:
+            pass
+    c.close()
+print("getsockname ok")
+"""
+
+
+def test_getsockname():
+    srv = harness.Counter()  # accepts and closes at once
+    vmm = Vmm()
+    try:
+        expect_ok(native_py(PY_GETNAME_LOOP, srv.port, 200), "native loop")
+        r = run_py(PY_GETNAME_LOOP, srv.port, 200, vmm=vmm, timeout=90)
+        expect_ok(r, "getsockname loop")
+        check(b"getsockname ok" in r.stdout, show(r))
+        check(b"offload: " in r.stderr, "not offloaded: " + show(r))
+    finally:
+        vmm.close()
+
+
+# ---- item 12: MSG_PEEK, then a forked child reads the datagram ---------------------
+
+PY_PEEK_FORK = r"""
+import os, socket, sys
+n = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.bind(("127.0.0.1", 0))
+for i in range(n):
+    c.sendto(b"d%d" % i, s.getsockname())
+seen = []
+for i in range(n):
+    d, a = s.recvfrom(64, socket.MSG_PEEK)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child handles the datagram the parent saw
+        os.close(r)
+        d2, a2 = s.recvfrom(64)
+        os.write(w, b"%s %d" % (d2, a2 == a and d2 == d))
+        os._exit(0)
+    os.close(w)
+    got = os.read(r, 64)
+    os.close(r)
+    os.waitpid(pid, 0)
+    seen.append(got)
+bad = [x for x in seen if not x.endswith(b" 1")]
+assert not bad, bad
+assert sorted(seen) == sorted(b"d%d 1" % i for i in range(n)), seen
+s.setblocking(False)
+try:
+    print("left over", s.recvfrom(64))
+except BlockingIOError:
+    print("each datagram exactly once")
+"""
+
+
+def test_peek_fork():
+    vmm = Vmm()
+    try:
+        both(PY_PEEK_FORK, 100, vmm=vmm, what="peek + forked reader")
+    finally:
+        vmm.close()
+
+
 def main():
     tests = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
     if len(sys.argv) != 2 or sys.argv[1] not in tests:

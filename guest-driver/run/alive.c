@@ -1,0 +1,69 @@
+/* Is the program still holding a socket whose pumps have ended?
+ *
+ * When an offloaded connection is over (the peer reset it, or both
+ * directions are shut down), the pump end is shut down both ways, and a
+ * socket shut down both ways reports POLLHUP whatever its peer does: the
+ * hang-up can no longer tell that the program closed its end. Yet the
+ * program may keep the fd and call getsockname() on it, which the kernel
+ * answers as long as the fd exists. So the entry stays in the table and
+ * the supervisor asks the kernel whether the program end still exists: a
+ * sock_diag (NETLINK_SOCK_DIAG) lookup of a unix socket by inode, which
+ * fails with ENOENT once the last fd to it is closed. */
+#include <errno.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "run.h"
+
+int hwsock__run_unix_alive(uint64_t ino) {
+  if (ino > UINT32_MAX) /* unix_diag names inodes with 32 bits */
+    return -EOVERFLOW;
+  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0)
+    return -errno;
+  struct {
+    struct nlmsghdr h;
+    struct unix_diag_req r;
+  } req;
+  memset(&req, 0, sizeof(req));
+  req.h.nlmsg_len = sizeof(req);
+  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.h.nlmsg_flags = NLM_F_REQUEST;
+  req.h.nlmsg_seq = 1;
+  req.r.sdiag_family = AF_UNIX;
+  req.r.udiag_states = ~0u;
+  req.r.udiag_ino = (uint32_t)ino;
+  req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u; /* no cookie */
+  struct sockaddr_nl to = {.nl_family = AF_NETLINK};
+  int rc;
+  if (sendto(nl, &req, sizeof(req), 0, (struct sockaddr *)&to, sizeof(to)) !=
+      (ssize_t)sizeof(req)) {
+    rc = -errno;
+    close(nl);
+    return rc;
+  }
+  union {
+    struct nlmsghdr h;
+    uint8_t b[1024];
+  } resp;
+  ssize_t n;
+  do
+    n = recv(nl, &resp, sizeof(resp), 0);
+  while (n < 0 && errno == EINTR);
+  rc = n < 0 ? -errno : -EPROTO;
+  close(nl);
+  if (n < (ssize_t)sizeof(struct nlmsghdr))
+    return rc;
+  if (resp.h.nlmsg_type == SOCK_DIAG_BY_FAMILY)
+    return 1;
+  if (resp.h.nlmsg_type == NLMSG_ERROR &&
+      (size_t)n >= NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
+    const struct nlmsgerr *e = NLMSG_DATA(&resp.h);
+    return e->error == -ENOENT ? 0 : (e->error < 0 ? e->error : -EPROTO);
+  }
+  return -EPROTO;
+}
