@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hostsock.h"
 #include "hwsock/wire.h"
 #include "run.h"
 
@@ -83,6 +84,9 @@ void hwsock__run_pass(run_call *c, const run_target *t) {
     hwsock__run_reply(c, 0, EACCES);
     return;
   }
+  /* a declined (or inherited) socket: its later destinations are asked */
+  if (t->kind == RT_KERNEL_INET && hwsock__run_host_check(c, t))
+    return;
   hwsock__run_continue(c);
 }
 

@@ -11,7 +11,12 @@
  *
  * Under confinement io_uring_setup is refused too: io_uring opcodes
  * (IORING_OP_SOCKET/CONNECT) would bypass the filter; and so is
- * pidfd_getfd, which could fetch a host socket from another process. */
+ * pidfd_getfd, which could fetch a host socket from another process (or
+ * the supervisor's listener). So are ptrace, process_vm_readv and
+ * process_vm_writev: a program that could write the supervisor's or the
+ * VMM's memory could clear the confine flag or rewrite the policy. (The
+ * supervisor is also non-dumpable and the program has no CAP_SYS_PTRACE,
+ * which covers /proc/PID/mem, that no filter can see: main.c.) */
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -83,6 +88,8 @@ int hwsock__run_install_filter(int confine) {
       TRAP_NR(SYS_accept4),
       TRAP_NR(SYS_sendmsg),
       TRAP_NR(SYS_recvmsg),
+      TRAP_NR(SYS_sendmmsg),
+      TRAP_NR(SYS_recvmmsg),
       TRAP_NR(SYS_getsockname),
       TRAP_NR(SYS_getpeername),
       TRAP_NR(SYS_getsockopt),
@@ -91,6 +98,9 @@ int hwsock__run_install_filter(int confine) {
   static const struct sock_filter confined_tail[] = {
       DENY_NR(SYS_io_uring_setup, EPERM),
       DENY_NR(SYS_pidfd_getfd, EPERM),
+      DENY_NR(SYS_ptrace, EPERM),
+      DENY_NR(SYS_process_vm_readv, EPERM),
+      DENY_NR(SYS_process_vm_writev, EPERM),
   };
   static const struct sock_filter allow = ALLOW;
   struct sock_filter all[sizeof(prog) / sizeof(prog[0]) +

@@ -5,15 +5,19 @@
  * (docs/HWSOCK-RUN.md). Exit status: PROGRAM's (128+N when killed by
  * signal N); 125 when hwsock-run itself fails, 126/127 when PROGRAM cannot
  * be executed / is not found (like env(1)). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +71,99 @@ static void forward_signal(int sig) {
     kill(child_pid, sig);
 }
 
+/* Under confinement no host INET socket may exist in the program, and the
+ * filter only ever sees calls made after it: an AF_INET/AF_INET6 socket
+ * inherited from hwsock-run's parent (systemd-style socket passing, a
+ * shell's fd) would be one, usable with any call that continues in the
+ * kernel. Each is replaced, on the same fd number, by a dead socket: one end
+ * of a unix socketpair whose other end is closed (reads see EOF, writes
+ * fail with EPIPE, as on a connection that is gone). Replaced rather than
+ * closed, so that the number stays taken and a later open() cannot land on
+ * it while the program still writes to "its socket". Returns how many were
+ * replaced, or -1 when one could not be (the child must not run). */
+static int neuter_one(int fd) {
+  int dom = 0;
+  socklen_t l = sizeof(dom);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0 ||
+      (dom != AF_INET && dom != AF_INET6))
+    return 0; /* not a socket, or not an INET one */
+  int fdfl = fcntl(fd, F_GETFD), fl = fcntl(fd, F_GETFL);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+    return -1;
+  close(sv[1]);
+  int rc = sv[0] == fd ? 0 : dup2(sv[0], fd);
+  if (sv[0] != fd)
+    close(sv[0]);
+  if (rc < 0)
+    return -1;
+  if (fdfl >= 0 && (fdfl & FD_CLOEXEC))
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+  if (fl >= 0 && (fl & O_NONBLOCK))
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+  hwsock__run_log("confined: inherited INET socket on fd %d replaced by a "
+                  "dead socket", fd);
+  return 1;
+}
+
+static int neuter_inherited_inet(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (d) {
+    int self = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      char *end;
+      long fd = strtol(e->d_name, &end, 10);
+      if (*end != '\0' || end == e->d_name || fd == self)
+        continue;
+      int r = neuter_one((int)fd);
+      if (r < 0) {
+        closedir(d);
+        return -1;
+      }
+      n += r;
+    }
+    closedir(d);
+    return n;
+  }
+  /* no /proc: every possible fd number (bounded) */
+  struct rlimit rl;
+  long max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1u << 20)
+                 ? (long)rl.rlim_cur
+                 : (1L << 20);
+  for (long fd = 0; fd < max; fd++) {
+    int r = neuter_one((int)fd);
+    if (r < 0)
+      return -1;
+    n += r;
+  }
+  return n;
+}
+
+/* Under confinement the program must not reach the supervisor's or the
+ * VMM's memory. Both are non-dumpable, which stops a process of the same
+ * uid unless it has CAP_SYS_PTRACE: a root program has it, so it goes from
+ * the bounding set (when we may drop it) and from the current sets; with
+ * no_new_privs a later exec cannot give it back. That closes
+ * /proc/PID/mem too, which the filter cannot see (it refuses ptrace and
+ * process_vm_* outright). */
+static int drop_ptrace_cap(void) {
+  prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0); /* needs CAP_SETPCAP */
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2];
+  if (syscall(SYS_capget, &h, d) < 0)
+    return -errno;
+  uint32_t bit = 1u << CAP_SYS_PTRACE; /* < 32: in d[0] */
+  d[0].effective &= ~bit;
+  d[0].permitted &= ~bit;
+  d[0].inheritable &= ~bit;
+  if (syscall(SYS_capset, &h, d) < 0) /* dropping is always allowed */
+    return -errno;
+  return 0;
+}
+
 /* In the child: filter, hand the listener to the parent, exec. */
 static void child(char **argv, int confine, int sync_w, int go_r) {
   sigset_t none;
@@ -74,6 +171,22 @@ static void child(char **argv, int confine, int sync_w, int go_r) {
   for (int sig = 1; sig < NSIG; sig++)
     signal(sig, SIG_DFL); /* errors for KILL/STOP/RT-reserved are fine */
   sigprocmask(SIG_SETMASK, &none, NULL);
+  /* the supervisor is non-dumpable; the program is not (the supervisor
+   * reads its memory and fds, exec would reset it anyway) */
+  prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+  if (confine) {
+    if (neuter_inherited_inet() < 0) {
+      fprintf(stderr, "hwsock-run: cannot replace an inherited INET socket: "
+                      "%s\n", strerror(errno));
+      _exit(EXIT_FAILED);
+    }
+    int rc = drop_ptrace_cap();
+    if (rc < 0) {
+      fprintf(stderr, "hwsock-run: dropping CAP_SYS_PTRACE: %s\n",
+              strerror(-rc));
+      _exit(EXIT_FAILED);
+    }
+  }
   int lfd = hwsock__run_install_filter(confine);
   if (lfd < 0) {
     fprintf(stderr, "hwsock-run: installing the seccomp filter: %s\n",
@@ -213,6 +326,12 @@ int main(int argc, char **argv) {
     return EXIT_FAILED;
   }
   signal(SIGPIPE, SIG_IGN);
+  /* Nobody reads or writes the supervisor's memory (process_vm_*, ptrace,
+   * /proc/PID/mem): a program that could would clear the confine flag or
+   * answer its own notifications. Non-dumpable stops every process of the
+   * same uid without CAP_SYS_PTRACE (which a confined program loses). */
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    perror("hwsock-run: PR_SET_DUMPABLE");
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {

@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "hostsock.h"
 #include "run.h"
 
 static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,6 +41,8 @@ static void dispatch(run_call *c) {
   case SYS_sendmsg: hwsock__run_on_sendmsg(c); break;
   case SYS_recvfrom: hwsock__run_on_recvfrom(c); break;
   case SYS_recvmsg: hwsock__run_on_recvmsg(c); break;
+  case SYS_sendmmsg: hwsock__run_on_sendmmsg(c); break;
+  case SYS_recvmmsg: hwsock__run_on_recvmmsg(c); break;
   case SYS_getsockname: hwsock__run_on_getname(c, 0); break;
   case SYS_getpeername: hwsock__run_on_getname(c, 1); break;
   case SYS_getsockopt: hwsock__run_on_getsockopt(c); break;

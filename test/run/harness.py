@@ -897,6 +897,172 @@ def test_iperf3():
         srv.wait()
 
 
+# ---- confinement escapes (attack programs in C) -------------------------------
+
+CONFINE_POLICY = """version: 1
+default: deny
+rules:
+  - action: offload
+    to: 127.0.0.1
+    ports: [%d]
+    reason: the allowed service
+"""
+
+
+class CounterUDP:
+    """A UDP socket that only counts the datagrams it receives."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                self.sock.recvfrom(65536)
+            except OSError:
+                return
+            self.count += 1
+
+
+def test_confine_escape():
+    """Host INET sockets inherited by a confined program (sendmmsg with
+    MSG_FASTOPEN, sendmmsg with a destination, a dup2 race between an
+    AF_UNIX socket and the inherited one) never reach a denied listener."""
+    prog = os.path.join(TEST_BIN, "confine_escape")
+    allowed, tcp_denied, udp_denied = Counter(), Counter(), CounterUDP()
+    vmm = Vmm(CONFINE_POLICY % allowed.port)
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        tfd, ufd = t.fileno(), u.fileno()
+        for args in (["fastopen", tfd, tcp_denied.port],
+                     ["udp", ufd, udp_denied.port],
+                     ["race", ufd, udp_denied.port, 20000],
+                     ["sendmmsg", udp_denied.port]):
+            r = subprocess.run(
+                [RUN, "-v", "--vmm", vmm.path, "--confine", "--", prog] +
+                [str(a) for a in args], capture_output=True, timeout=90,
+                pass_fds=(tfd, ufd))
+            expect_ok(r, "confine_escape " + args[0])
+            time.sleep(0.2)
+            print(args[0], r.stdout.decode().strip(), "-> denied listeners:",
+                  "tcp", tcp_denied.accepts, "udp", udp_denied.count)
+            check(tcp_denied.accepts == 0 and udp_denied.count == 0,
+                  "%s reached a denied listener (tcp %d, udp %d): %s" %
+                  (args[0], tcp_denied.accepts, udp_denied.count, show(r)))
+        # the confined program still reaches what the policy offloads
+        r = run_py(PY_DENY, allowed.port, vmm=vmm, confine=True)
+        check(r.stdout.strip() == b"connected", "confined offload: " + show(r))
+    finally:
+        t.close()
+        u.close()
+        vmm.close()
+
+
+DECLINED_POLICY = """version: 1
+default: deny
+rules:
+  - action: deny
+    to: 127.0.0.1
+    ports: [%d, %d]
+    reason: the denied listeners
+  - action: decline
+    to: 127.0.0.2
+    reason: left to the host stack
+  - action: offload
+    to: 127.0.0.0/8
+    reason: loopback
+"""
+
+PY_DECLINED = r'''
+import errno, socket, sys
+tport, uport, echo, closed = (int(a) for a in sys.argv[1:5])
+def refused(f, what):
+    try:
+        f()
+    except OSError as e:
+        assert e.errno == errno.EACCES, (what, e)
+        return
+    raise AssertionError(what + " was let through")
+# TCP: the first connect is declined (host stack: refused, nothing listens
+# at 127.0.0.2:closed); the same socket may connect again: each destination
+# is asked again
+t = socket.socket()
+try:
+    t.connect(("127.0.0.2", closed))
+except ConnectionRefusedError:
+    pass
+refused(lambda: t.connect(("127.0.0.1", tport)), "reconnect to a denied port")
+refused(lambda: t.sendto(b"x", socket.MSG_FASTOPEN, ("127.0.0.1", tport)),
+        "MSG_FASTOPEN to a denied port")
+t.close()
+# UDP: declined on its first sendto, then every destination is checked
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(10)
+u.sendto(b"declined", ("127.0.0.2", closed))
+refused(lambda: u.sendto(b"x", ("127.0.0.1", uport)), "sendto a denied port")
+refused(lambda: u.sendmsg([b"x"], [], 0, ("127.0.0.1", uport)),
+        "sendmsg to a denied port")
+refused(lambda: u.connect(("127.0.0.1", uport)), "connect to a denied port")
+# allowed destinations still work on the host socket: declined again, and
+# an offloaded one (the host stack carries it: the socket cannot move)
+u.sendto(b"again", ("127.0.0.2", closed))
+u.sendto(b"ping", ("127.0.0.1", echo))
+d, a = u.recvfrom(100)
+assert d == b"E:ping" and a == ("127.0.0.1", echo), (d, a)
+u.connect(("127.0.0.1", echo))
+u.send(b"conn")
+assert u.recv(100) == b"E:conn"
+print("declined ok")
+'''
+
+
+def test_declined():
+    """Without confinement a declined socket stays checked: every later
+    destination (connect again, sendto, sendmsg, sendmmsg, MSG_FASTOPEN) is
+    asked of the device; denied ones fail with EACCES and never arrive."""
+    tden, uden, echo = Counter(), CounterUDP(), EchoUDP(b"E:")
+    closed = free_port()
+    vmm = Vmm(DECLINED_POLICY % (tden.port, uden.port))
+    try:
+        r = run_py(PY_DECLINED, tden.port, uden.port, echo.port, closed,
+                   vmm=vmm)
+        expect_ok(r, "declined client")
+        check(b"declined ok" in r.stdout, show(r))
+        check(b"decline: fd" in r.stderr, "nothing was declined: " + show(r))
+        r = run([os.path.join(TEST_BIN, "confine_escape"), "declined",
+                 str(closed), str(uden.port)], vmm=vmm)
+        expect_ok(r, "sendmmsg on a declined socket")
+        check(b"errno 13" in r.stdout, "sendmmsg: " + show(r))
+        time.sleep(0.2)
+        check(tden.accepts == 0 and uden.count == 0,
+              "a denied listener was reached (tcp %d, udp %d)" %
+              (tden.accepts, uden.count))
+    finally:
+        vmm.close()
+
+
+def test_ptrace():
+    """A confined program cannot read or write the supervisor's or the
+    VMM's memory (process_vm_*, ptrace, /proc/PID/mem), even as root; the
+    supervisor keeps denying afterwards."""
+    prog = os.path.join(TEST_BIN, "ptrace_attack")
+    allowed, denied = Counter(), Counter()
+    vmm = Vmm(CONFINE_POLICY % allowed.port)
+    try:
+        r = run([prog, str(vmm.proc.pid), str(allowed.port), str(denied.port)],
+                vmm=vmm, confine=True)
+        print(r.stdout.decode().strip())
+        expect_ok(r, "ptrace attack program")
+        check(denied.accepts == 0, "the denied listener was reached")
+    finally:
+        vmm.close()
+
+
 # ---- hostile arguments ----------------------------------------------------------
 
 PY_HOSTILE = r'''
