@@ -241,6 +241,7 @@ void hwsock__run_dgram_post_err(run_sock *s, int err, int marker) {
     run_src m;
     memset(&m, 0, sizeof(m));
     m.err = hwsock_err_to_errno(err);
+    m.sum = hwsock__run_dgram_sum(NULL, 0);
     s->srcq[(s->srcq_head + s->srcq_n) % RUN_MAX_SRCQ] = m;
     s->srcq_n++;
     if (send(s->pfd, "", 0, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
@@ -273,6 +274,7 @@ static void dgram_down(run_sock *s, const char *unused) {
     run_src src;
     memset(&src, 0, sizeof(src));
     src.len = (uint32_t)n;
+    src.sum = hwsock__run_dgram_sum(buf, (size_t)n);
     if (uri[0] == '\0' ||
         hwsock__run_uri_to_sa(uri, s->family, &src.sa, &src.salen) < 0)
       src.salen = 0;

@@ -152,7 +152,12 @@ typedef struct run_src {
   struct sockaddr_storage sa;
   socklen_t salen;
   int err;   /* an error marker (empty record), not a datagram: errno */
+  uint64_t sum; /* hwsock__run_dgram_sum of the datagram: which record it
+                   belongs to, whatever the program read without us */
 } run_src;
+
+/* A datagram's fingerprint (length and the bytes at both ends). */
+uint64_t hwsock__run_dgram_sum(const uint8_t *p, size_t n);
 
 typedef struct run_sock {
   struct run_sock *next; /* hash chain (table lock) */
