@@ -1,0 +1,330 @@
+/* hwt: static test programs run inside the guest by test/guest-linux/run.
+ * Ordinary socket code: nothing in it knows about the device.
+ *
+ *   hwt get IP PORT PATH      HTTP/1.0 GET, prints "sha256 HEX bytes N"
+ *   hwt udp IP PORT MSG       sendto + recvfrom, prints "reply MSG from IP:PORT"
+ *   hwt listen IP PORT        bind+listen+accept one, echo "guest-says:" LINE
+ *   hwt connect IP PORT       prints "connect ok" or "connect errno NAME"
+ *   hwt epoll IP PORT N       N nonblocking connections to an echo server
+ *   hwt hold IP PORT          a connection open while /proc/net/hwsock is
+ *                             printed and unloading the module is tried */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ---- SHA-256 (FIPS 180-4) ---- */
+typedef struct { uint32_t h[8]; uint64_t n; uint8_t b[64]; size_t bl; } sha256;
+static const uint32_t K[64] = {
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
+  0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
+  0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+  0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+  0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+  0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+  0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+  0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+  0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+static void sha_block(sha256 *s, const uint8_t *p) {
+  uint32_t w[64], a[8];
+  for (int i = 0; i < 16; i++)
+    w[i] = (uint32_t)p[4 * i] << 24 | p[4 * i + 1] << 16 | p[4 * i + 2] << 8 | p[4 * i + 3];
+  for (int i = 16; i < 64; i++) {
+    uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+    uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+  }
+  memcpy(a, s->h, sizeof(a));
+  for (int i = 0; i < 64; i++) {
+    uint32_t t1 = a[7] + (ROR(a[4], 6) ^ ROR(a[4], 11) ^ ROR(a[4], 25)) +
+                  ((a[4] & a[5]) ^ (~a[4] & a[6])) + K[i] + w[i];
+    uint32_t t2 = (ROR(a[0], 2) ^ ROR(a[0], 13) ^ ROR(a[0], 22)) +
+                  ((a[0] & a[1]) ^ (a[0] & a[2]) ^ (a[1] & a[2]));
+    memmove(a + 1, a, 7 * sizeof(uint32_t));
+    a[4] += t1;
+    a[0] = t1 + t2;
+  }
+  for (int i = 0; i < 8; i++) s->h[i] += a[i];
+}
+static void sha_init(sha256 *s) {
+  static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  memcpy(s->h, h0, sizeof(h0));
+  s->n = 0;
+  s->bl = 0;
+}
+static void sha_add(sha256 *s, const uint8_t *p, size_t n) {
+  s->n += n;
+  while (n) {
+    size_t k = 64 - s->bl < n ? 64 - s->bl : n;
+    memcpy(s->b + s->bl, p, k);
+    s->bl += k, p += k, n -= k;
+    if (s->bl == 64) sha_block(s, s->b), s->bl = 0;
+  }
+}
+static void sha_hex(sha256 *s, char out[65]) {
+  uint64_t bits = s->n * 8;
+  uint8_t pad = 0x80, z = 0, len[8];
+  sha_add(s, &pad, 1);
+  while (s->bl != 56) sha_add(s, &z, 1);
+  for (int i = 0; i < 8; i++) len[i] = (uint8_t)(bits >> (56 - 8 * i));
+  sha_add(s, len, 8);
+  for (int i = 0; i < 8; i++) sprintf(out + 8 * i, "%08x", s->h[i]);
+}
+
+/* ---- helpers ---- */
+static const char *ename(int e) {
+  switch (e) {
+#define E(x) case x: return #x;
+    E(EACCES) E(EPERM) E(ECONNREFUSED) E(ECONNRESET) E(ENETUNREACH)
+    E(EHOSTUNREACH) E(ENETDOWN) E(ETIMEDOUT) E(EADDRNOTAVAIL) E(EADDRINUSE)
+    E(EAFNOSUPPORT) E(EOPNOTSUPP) E(EBUSY) E(EAGAIN) E(EINVAL) E(ENOENT)
+    E(EIO) E(EINPROGRESS) E(ENOTCONN) E(EPIPE)
+#undef E
+  }
+  return "other";
+}
+static int die(const char *what) {
+  printf("error %s: %s (%s)\n", what, strerror(errno), ename(errno));
+  return 1;
+}
+static struct sockaddr_in addr4(const char *ip, const char *port) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(port))};
+  inet_pton(AF_INET, ip, &a.sin_addr);
+  return a;
+}
+static int tcp_to(const char *ip, const char *port) {
+  struct sockaddr_in a = addr4(ip, port);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+static int write_all(int fd, const char *p, size_t n) {
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    if (w <= 0) return -1;
+    p += w, n -= (size_t)w;
+  }
+  return 0;
+}
+static const char *name_of(struct sockaddr_in *a, char *buf) {
+  char ip[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+  sprintf(buf, "%s:%u", ip, ntohs(a->sin_port));
+  return buf;
+}
+
+/* ---- commands ---- */
+static int cmd_get(char **av) {
+  int fd = tcp_to(av[0], av[1]);
+  if (fd < 0) return die("connect");
+  struct sockaddr_in peer;
+  socklen_t pl = sizeof(peer);
+  char nb[64], req[512];
+  if (getpeername(fd, (struct sockaddr *)&peer, &pl)) return die("getpeername");
+  printf("peer %s\n", name_of(&peer, nb));
+  snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", av[2], av[0]);
+  if (write_all(fd, req, strlen(req))) return die("write");
+  static char buf[65536];
+  char hdr[8192];
+  size_t hl = 0, body = 0;
+  int in_body = 0;
+  sha256 s;
+  sha_init(&s);
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0) return die("read");
+    if (n == 0) break;
+    char *p = buf;
+    if (!in_body) {
+      size_t k = (size_t)n < sizeof(hdr) - hl ? (size_t)n : sizeof(hdr) - hl;
+      memcpy(hdr + hl, buf, k);
+      char *e = memmem(hdr, hl + k, "\r\n\r\n", 4);
+      if (!e) {
+        hl += k;
+        continue;
+      }
+      size_t used = (size_t)(e + 4 - hdr) - hl; /* bytes of buf in the header */
+      in_body = 1;
+      p += used;
+      n -= (ssize_t)used;
+    }
+    sha_add(&s, (uint8_t *)p, (size_t)n);
+    body += (size_t)n;
+  }
+  char hex[65];
+  sha_hex(&s, hex);
+  printf("sha256 %s bytes %zu\n", hex, body);
+  close(fd);
+  return 0;
+}
+
+static int cmd_udp(char **av) {
+  struct sockaddr_in a = addr4(av[0], av[1]), from;
+  socklen_t fl = sizeof(from);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct timeval tv = {5, 0};
+  char buf[2048], nb[64];
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (sendto(fd, av[2], strlen(av[2]), 0, (struct sockaddr *)&a, sizeof(a)) < 0)
+    return die("sendto");
+  ssize_t n = recvfrom(fd, buf, sizeof(buf) - 1, 0, (struct sockaddr *)&from, &fl);
+  if (n < 0) return die("recvfrom");
+  buf[n] = 0;
+  printf("reply %s from %s\n", buf, name_of(&from, nb));
+  return 0;
+}
+
+static int cmd_listen(char **av) {
+  struct sockaddr_in a = addr4(av[0], av[1]), peer;
+  socklen_t pl = sizeof(peer);
+  int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+  char buf[256], out[300], nb[64];
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *)&a, sizeof(a))) return die("bind");
+  if (listen(fd, 4)) return die("listen");
+  printf("listening\n");
+  fflush(stdout);
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  if (poll(&p, 1, 30000) != 1) return die("poll accept");
+  int c = accept(fd, (struct sockaddr *)&peer, &pl);
+  if (c < 0) return die("accept");
+  printf("accepted from %s\n", name_of(&peer, nb));
+  ssize_t n = read(c, buf, sizeof(buf) - 1);
+  if (n <= 0) return die("read");
+  buf[n] = 0;
+  buf[strcspn(buf, "\r\n")] = 0;
+  snprintf(out, sizeof(out), "guest-says:%s\n", buf);
+  if (write_all(c, out, strlen(out))) return die("write");
+  shutdown(c, SHUT_WR);
+  close(c);
+  close(fd);
+  printf("served %s\n", buf);
+  return 0;
+}
+
+static int cmd_connect(char **av) {
+  int fd = tcp_to(av[0], av[1]);
+  if (fd < 0) {
+    printf("connect errno %s\n", ename(errno));
+    return 0;
+  }
+  printf("connect ok\n");
+  close(fd);
+  return 0;
+}
+
+/* N connections at once, nonblocking connect (EINPROGRESS, EPOLLOUT,
+ * SO_ERROR), each sends a line and waits for its echo. */
+static int cmd_epoll(char **av) {
+  int n = atoi(av[2]), ep = epoll_create1(0), done = 0, fionread_ok = 0;
+  struct sockaddr_in a = addr4(av[0], av[1]);
+  int *fd = calloc(n, sizeof(int)), *st = calloc(n, sizeof(int));
+  for (int i = 0; i < n; i++) {
+    fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd[i] < 0) return die("socket");
+    int r = connect(fd[i], (struct sockaddr *)&a, sizeof(a));
+    if (r && errno != EINPROGRESS) return die("connect");
+    struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)i};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd[i], &ev)) return die("epoll_ctl");
+  }
+  while (done < n) {
+    struct epoll_event evs[64];
+    int k = epoll_wait(ep, evs, 64, 20000);
+    if (k <= 0) {
+      printf("epoll timeout: %d of %d done\n", done, n);
+      return 1;
+    }
+    for (int j = 0; j < k; j++) {
+      int i = (int)evs[j].data.u32;
+      char msg[64], buf[128];
+      snprintf(msg, sizeof(msg), "conn-%d\n", i);
+      if (st[i] == 0) {
+        int err = 0;
+        socklen_t el = sizeof(err);
+        getsockopt(fd[i], SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+          errno = err;
+          return die("SO_ERROR");
+        }
+        if (write_all(fd[i], msg, strlen(msg))) return die("send");
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_MOD, fd[i], &ev);
+        st[i] = 1;
+      } else if (st[i] == 1) {
+        int avail = 0;
+        if (ioctl(fd[i], FIONREAD, &avail) == 0 && avail == (int)strlen(msg))
+          fionread_ok++;
+        ssize_t r = recv(fd[i], buf, sizeof(buf), 0);
+        if (r < 0 && errno == EAGAIN) continue;
+        if (r != (ssize_t)strlen(msg) || memcmp(buf, msg, (size_t)r)) {
+          printf("bad echo on %d (%zd)\n", i, r);
+          return 1;
+        }
+        epoll_ctl(ep, EPOLL_CTL_DEL, fd[i], NULL);
+        st[i] = 2;
+        done++;
+      }
+    }
+  }
+  /* all still open: the table has n sockets */
+  FILE *f = fopen("/proc/net/hwsock", "r");
+  int lines = -1;
+  char line[512];
+  while (f && fgets(line, sizeof(line), f)) lines++;
+  if (f) fclose(f);
+  for (int i = 0; i < n; i++) close(fd[i]);
+  printf("epoll done %d fionread %d table %d\n", done, fionread_ok, lines);
+  return 0;
+}
+
+static int cmd_hold(char **av) {
+  int fd = tcp_to(av[0], av[1]);
+  if (fd < 0) return die("connect");
+  char line[512];
+  FILE *f = fopen("/proc/net/hwsock", "r");
+  if (!f) return die("/proc/net/hwsock");
+  while (fgets(line, sizeof(line), f)) printf("table %s", line);
+  fclose(f);
+  if (syscall(SYS_delete_module, "hw_socket", O_NONBLOCK) == 0)
+    printf("unload succeeded with a socket open\n");
+  else
+    printf("unload refused %s\n", ename(errno));
+  close(fd);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  struct { const char *name; int args; int (*fn)(char **); } cmds[] = {
+      {"get", 3, cmd_get},         {"udp", 3, cmd_udp},
+      {"listen", 2, cmd_listen},   {"connect", 2, cmd_connect},
+      {"epoll", 3, cmd_epoll},     {"hold", 2, cmd_hold},
+  };
+  for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
+    if (!strcmp(argv[1], cmds[i].name) && argc == cmds[i].args + 2)
+      return cmds[i].fn(argv + 2);
+  fprintf(stderr, "usage: hwt get|udp|listen|connect|epoll|hold ARGS\n");
+  return 2;
+}
