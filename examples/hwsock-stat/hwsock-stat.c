@@ -29,13 +29,14 @@
 /* Must equal what hwsock-vmm sends first (examples/loopback-vmm/control.c). */
 static const char sockets_header[] =
     "# guest\tid\tnetid\tstate\tlocal\tpeer\trule\trule_line\tbackend\tfd\t"
-    "bytes_in\tbytes_out\trequests_in\trequests_out\tinflight\tcreated_ns";
+    "bytes_in\tbytes_out\trequests_in\trequests_out\tinflight\tcreated_ns\t"
+    "identity";
 static const char counters_header[] = "# guest\tname\tvalue";
 
 enum { COL_GUEST, COL_ID, COL_NETID, COL_STATE, COL_LOCAL, COL_PEER,
        COL_RULE, COL_RULE_LINE, COL_BACKEND, COL_FD, COL_BYTES_IN,
        COL_BYTES_OUT, COL_REQS_IN, COL_REQS_OUT, COL_INFLIGHT, COL_CREATED,
-       NCOLS };
+       COL_IDENTITY, NCOLS };
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -183,13 +184,14 @@ static int check_header(char **p, const char *want) {
 /* ---- the socket table ------------------------------------------------------ */
 
 enum { T_NETID, T_STATE, T_IN, T_OUT, T_LOCAL, T_PEER, T_GUEST_ID, T_RULE,
-       T_BACKEND, T_FD, T_INFLIGHT, T_AGE, T_NCOLS };
+       T_BACKEND, T_FD, T_INFLIGHT, T_AGE, T_IDENTITY, T_NCOLS };
 
 static const char *const table_head[T_NCOLS] = {
     "Netid", "State", "Bytes-In", "Bytes-Out", "Local", "Peer", "Guest:Id",
-    "Rule", "Backend", "Fd", "In-flight", "Age"};
+    "Rule", "Backend", "Fd", "In-flight", "Age", "Identity"};
 /* Numbers are right-aligned. */
-static const int table_right[T_NCOLS] = {0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1};
+static const int table_right[T_NCOLS] = {0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1,
+                                         0};
 
 static void format_age(uint64_t created_ns, char *buf, size_t len) {
   struct timespec ts;
@@ -249,7 +251,8 @@ static int print_table(char *answer) {
         [T_LOCAL] = r[COL_LOCAL],     [T_PEER] = r[COL_PEER],
         [T_GUEST_ID] = buf[T_GUEST_ID], [T_RULE] = buf[T_RULE],
         [T_BACKEND] = r[COL_BACKEND], [T_FD] = buf[T_FD],
-        [T_INFLIGHT] = r[COL_INFLIGHT], [T_AGE] = buf[T_AGE]};
+        [T_INFLIGHT] = r[COL_INFLIGHT], [T_AGE] = buf[T_AGE],
+        [T_IDENTITY] = r[COL_IDENTITY]};
     for (int k = 0; k < T_NCOLS; k++) {
       const char *c = cell[k];
       /* The URIs drop their scheme: the Netid column says it. */

@@ -176,13 +176,14 @@ static int on_socket(const hwsock_sock_info *i, void *arg) {
   const char *scheme = hwsock_scheme_name(i->scheme);
   out(c,
       "%u\t%u\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%llu\t%llu\t%llu\t%llu\t%u\t"
-      "%llu\n",
+      "%llu\t%s\n",
       w->guest, i->id, dash(scheme), hwsock_ss_name(i->state),
       dash(i->local), dash(i->remote), i->rule, i->rule_line,
       dash(i->backend), i->host_fd, (unsigned long long)i->bytes_in,
       (unsigned long long)i->bytes_out, (unsigned long long)i->requests_in,
       (unsigned long long)i->requests_out, i->inflight,
-      (unsigned long long)i->created_ns);
+      (unsigned long long)i->created_ns,
+      i->identity == HWSOCK_IDENTITY_PROXY_V2 ? "proxy-v2" : "-");
   return 0;
 }
 
@@ -190,7 +191,8 @@ static int on_socket(const hwsock_sock_info *i, void *arg) {
  * hwsock-stat of different versions fail loudly instead of misreading. */
 #define SOCKETS_TSV_HEADER                                                   \
   "# guest\tid\tnetid\tstate\tlocal\tpeer\trule\trule_line\tbackend\tfd\t" \
-  "bytes_in\tbytes_out\trequests_in\trequests_out\tinflight\tcreated_ns\n"
+  "bytes_in\tbytes_out\trequests_in\trequests_out\tinflight\tcreated_ns\t" \
+  "identity\n"
 #define COUNTERS_TSV_HEADER "# guest\tname\tvalue\n"
 
 static void counters_tsv(ctl_client *c, unsigned guest,

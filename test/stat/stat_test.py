@@ -105,7 +105,8 @@ def table_rows(text):
     lines = text.splitlines()
     check(lines and lines[0].split() ==
           ["Netid", "State", "Bytes-In", "Bytes-Out", "Local", "Peer",
-           "Guest:Id", "Rule", "Backend", "Fd", "In-flight", "Age"],
+           "Guest:Id", "Rule", "Backend", "Fd", "In-flight", "Age",
+           "Identity"],
           "table header: %r" % (lines[:1],))
     return [line.split() for line in lines[1:]]
 
