@@ -232,7 +232,19 @@ void hwsock__run_decline(run_call *c, run_sock *s, int prog_fd) {
   for (unsigned i = 0; i < s->nopts; i++)
     setsockopt(k, s->opts[i].level, s->opts[i].name, s->opts[i].val,
                s->opts[i].len);
+  int wild = s->wild_bound;
   pthread_mutex_unlock(&s->lock);
+  if (wild) { /* the program's bind(wildcard, 0), after its options */
+    struct sockaddr_storage any;
+    socklen_t alen;
+    hwsock__run_sa_any(s->family, &any, &alen);
+    if (bind(k, (struct sockaddr *)&any, alen) < 0) {
+      int e = errno;
+      close(k);
+      hwsock__run_reply(c, 0, e);
+      return;
+    }
+  }
   int ours = hwsock__run_getfd(c, prog_fd);
   int fl = ours >= 0 ? fcntl(ours, F_GETFL) : -1;
   if (ours >= 0)
@@ -440,6 +452,29 @@ out:
 
 /* ---- bind / listen ---------------------------------------------------------- */
 
+/* bind(0.0.0.0:0) or bind([::]:0): what resolvers and remote shells do
+ * before connect (a source port, no address). Asked of the device as a
+ * bind, it is an inbound wildcard, which a loopback-only policy denies and
+ * the built-in one declines, so the connection would never be offloaded.
+ * It is part of the connect: the entry remembers it and stays undecided;
+ * the first connect or sendto decides (an offloaded device socket gets its
+ * ephemeral port at the connect, as the host would; a declined host socket
+ * gets the bind replayed first); listen asks about exactly this address. */
+static int wildcard_ephemeral(const run_sock *s, const char *uri) {
+  if (s->family != AF_INET && s->family != AF_INET6)
+    return 0;
+  hwsock_addr a;
+  if (hwsock_uri_parse(uri, strlen(uri), HWSOCK_URI_ALLOW_PORT0, &a, NULL) <
+          0 ||
+      a.port != 0 || a.zone[0] != '\0')
+    return 0;
+  size_t n = a.family == HWSOCK_AF_INET ? 4u : 16u;
+  for (size_t i = 0; i < n; i++)
+    if (a.u.v6[i] != 0)
+      return 0;
+  return 1;
+}
+
 /* Binds an undecided entry on the device. Returns 0 (offloaded), the
  * RUN_ANSWERED marker (declined: handled), or -errno. */
 static int bind_device(run_call *c, run_sock *s, int fd, const char *uri) {
@@ -475,10 +510,17 @@ void hwsock__run_on_bind(run_call *c) {
     goto out;
   if (rc == 0 && unspec)
     rc = -EAFNOSUPPORT;
-  if (rc == 0 && (s->state != RS_UNDECIDED || s->id >= 0))
+  if (rc == 0 && (s->state != RS_UNDECIDED || s->id >= 0 || s->wild_bound))
     rc = -EINVAL; /* already bound, connected or decided */
-  if (rc == 0)
+  if (rc == 0 && wildcard_ephemeral(s, uri)) {
+    pthread_mutex_lock(&s->lock);
+    s->wild_bound = 1;
+    pthread_mutex_unlock(&s->lock);
+    hwsock__run_log("bind: fd %d %s: decided at its connect or sendto", fd,
+                    uri);
+  } else if (rc == 0) {
     rc = bind_device(c, s, fd, uri);
+  }
   if (rc != RUN_ANSWERED)
     hwsock__run_reply(c, 0, rc < 0 ? -rc : 0);
 out:

@@ -181,6 +181,7 @@ typedef struct run_sock {
   int linked;        /* in the table */
   int dead;          /* pumps must stop */
   int watched;       /* in the hang-up watcher */
+  int wild_bound;    /* bind(0.0.0.0:0 / [::]:0) taken, decided at connect */
   int retired;       /* over, kept while the program holds it (table lock) */
   run_opt opts[RUN_MAX_OPTS];
   unsigned nopts;

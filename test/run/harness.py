@@ -1046,6 +1046,101 @@ def test_declined():
         vmm.close()
 
 
+LOOPBACK_ONLY_POLICY = """version: 1
+default: deny
+rules:
+  - action: offload
+    to: [127.0.0.0/8, "::1"]
+    reason: loopback only
+"""
+
+PY_WILDCARD = r'''
+import errno, socket, sys
+port, port6, uport, dport = (int(a) for a in sys.argv[1:5])
+def echo(s, msg):
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        b = s.recv(100)
+        assert b, "EOF"
+        got += b
+    assert got == msg, got
+# what resolvers and remote shells do: bind the wildcard, port 0, then connect
+s = socket.socket()
+s.bind(("0.0.0.0", 0))
+try:
+    s.bind(("0.0.0.0", 0))
+    raise AssertionError("a second bind succeeded")
+except OSError as e:
+    assert e.errno == errno.EINVAL, e
+s.connect(("127.0.0.1", port))
+echo(s, b"wild v4")
+assert s.getsockname()[0] == "127.0.0.1" and s.getsockname()[1] > 0
+s.close()
+s6 = socket.socket(socket.AF_INET6)
+s6.bind(("::", 0))
+s6.connect(("::1", port6))
+echo(s6, b"wild v6")
+s6.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(10)
+u.bind(("0.0.0.0", 0))
+u.sendto(b"query", ("127.0.0.1", uport))
+d, a = u.recvfrom(100)
+assert d == b"E:query" and a == ("127.0.0.1", uport), (d, a)
+u.close()
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.settimeout(10)
+c.bind(("0.0.0.0", 0))
+c.connect(("127.0.0.1", uport))
+c.send(b"conn")
+assert c.recv(100) == b"E:conn"
+c.close()
+if dport:  # built-in policy: 127.0.0.2 is declined, the bind replayed
+    d = socket.socket()
+    d.bind(("0.0.0.0", 0))
+    d.connect(("127.0.0.2", dport))
+    echo(d, b"declined")
+    d.close()
+print("wildcard ok")
+'''
+
+
+def test_wildcard_bind():
+    """bind(0.0.0.0:0) / bind([::]:0) before connect or sendto is decided at
+    the connect: offloaded under a loopback-only policy (not denied) and
+    under the built-in one (not declined); a declined connect gets the bind
+    replayed on the host socket."""
+    tcp, tcp6, udp = EchoTCP(), EchoTCP(socket.AF_INET6, "::1"), EchoUDP(b"E:")
+    declined = EchoTCP(host="127.0.0.2")
+    for policy, dport in ((LOOPBACK_ONLY_POLICY, 0), (None, declined.port)):
+        vmm = Vmm(policy)
+        try:
+            r = run_py(PY_WILDCARD, tcp.port, tcp6.port, udp.port, dport,
+                       vmm=vmm)
+            expect_ok(r, "wildcard-bind client")
+            check(b"wildcard ok" in r.stdout, show(r))
+            err = r.stderr.decode()
+            for dest in ("tcp://127.0.0.1:%d" % tcp.port,
+                         "tcp6://[::1]:%d" % tcp6.port,
+                         "udp://127.0.0.1:%d" % udp.port):
+                check(("connect %s" % dest in err or
+                       "sendto %s" % dest in err) and "offload" in err,
+                      "%s not offloaded: %s" % (dest, show(r)))
+            check(err.count("decline: fd") == (1 if dport else 0),
+                  "declined: " + show(r))
+            check("deny:" not in err, "denied: " + show(r))
+            # a real client that binds the wildcard first: nc -s 0.0.0.0
+            r = run(["nc", "-N", "-s", "0.0.0.0", "127.0.0.1", str(tcp.port)],
+                    vmm=vmm, stdin=b"nc wildcard\n")
+            expect_ok(r, "nc -s 0.0.0.0")
+            check(r.stdout == b"nc wildcard\n", "nc echo: " + show(r))
+            check(b"offload: fd" in r.stderr, "nc not offloaded: " + show(r))
+        finally:
+            vmm.close()
+    check(declined.accepts == 1, "the declined connection did not arrive")
+
+
 def test_ptrace():
     """A confined program cannot read or write the supervisor's or the
     VMM's memory (process_vm_*, ptrace, /proc/PID/mem), even as root; the
