@@ -15,8 +15,9 @@ Usage: servers_test.py TEST   (test/identity/tests.cmake: one ctest each)
              rejects it tampered and under another key
   forge      a guest that writes its own PROXY header first: the server sees
              the VMM's header, then the guest's as data (verifier and nginx)
-  refused    a rule asking for identity on a VMM without --identity: the
-             connection is refused, nothing reaches the server
+  refused    a rule asking for identity on a VMM without --identity, or
+             routing to a backend that cannot send it: the connection is
+             refused, nothing reaches the server
   stat_capture  hwsock-stat shows the identity of a live connection; the
              capture's first data segment of the stream is the header
 
@@ -118,14 +119,15 @@ def policy(identity_ports, plain_ports=()):
 class Vmm:
     """A hwsock-vmm with the tcp backend, on a private socket."""
 
-    def __init__(self, pol, identity=True, pcap=None):
+    def __init__(self, pol, identity=True, pcap=None, backends=("tcp",)):
         self.path = os.path.join(TMP, "vmm%d.sock" % id(self))
         self.log = os.path.join(TMP, "vmm%d.log" % id(self))
         pf = write(os.path.join(TMP, "policy%d.yaml" % id(self)), pol)
         r, w = os.pipe()
         args = [VMM, "--listen", self.path, "--ready-fd", str(w),
-                "--backend-dir", "", "--backend",
-                os.path.join(BACKENDS, "tcp.so"), "--policy", pf, "-v"]
+                "--backend-dir", "", "--policy", pf, "-v"]
+        for b in backends:
+            args += ["--backend", os.path.join(BACKENDS, b + ".so")]
         if identity:
             args += ["--identity", NAME, "--identity-key", KEY]
         if pcap:
@@ -417,19 +419,28 @@ def test_refused():
     ls.bind(("127.0.0.1", port))
     ls.listen(4)
     ls.settimeout(0.5)
-    vmm = Vmm(policy([port]), identity=False)
+    # The udp backend does not declare HWSOCK_BACKEND_F_IDENTITY: a rule
+    # routing TCP to it with identity is refused before it is even opened.
+    routed = ("version: 1\nrules:\n  - action: offload\n    scheme: tcp\n"
+              "    ports: %d\n    backend: udp\n    identity: proxy-v2\n"
+              "  - action: offload\n" % port)
+    cases = ((Vmm(policy([port]), identity=False), "has no identity"),
+             (Vmm(routed, backends=("tcp", "udp")),
+              "backend 'udp' cannot send an identity"))
     try:
-        r = curl(vmm, port)
-        check(r.returncode != 0, "the connection is refused: " + show(r))
-        check("has no identity" in vmm.text(), "the VMM says why: " + vmm.text())
-        try:
-            c, _ = ls.accept()
-            c.close()
-            raise Fail("a connection reached the server without identity")
-        except socket.timeout:
-            pass
+        for vmm, why in cases:
+            r = curl(vmm, port)
+            check(r.returncode != 0, "the connection is refused: " + show(r))
+            check(why in vmm.text(), "the VMM says why: " + vmm.text())
+            try:
+                c, _ = ls.accept()
+                c.close()
+                raise Fail("a connection reached the server without identity")
+            except socket.timeout:
+                pass
     finally:
-        vmm.close()
+        for vmm, _ in cases:
+            vmm.close()
         ls.close()
 
 
