@@ -55,7 +55,9 @@ int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
             HWSOCK_MAX_IO_LEN_LIMIT) ||
       limit(&c.max_chain_segs, HWSOCK_DEFAULT_MAX_CHAIN_SEGS, 2,
             HWSOCK_MAX_CHAIN_SEGS_LIMIT) ||
-      limit(&c.max_regions, HWSOCK_DEFAULT_MAX_REGIONS, 1, HWSOCK_MAX_REGIONS))
+      limit(&c.max_regions, HWSOCK_DEFAULT_MAX_REGIONS, 1,
+            HWSOCK_MAX_REGIONS) ||
+      limit(&c.max_host_sockets, c.max_sockets, 1, HWSOCK_MAX_SOCKETS_LIMIT))
     return HWSOCK_EINVAL;
   if (c.identity != NULL && hwsock_identity_check(c.identity) < 0)
     return HWSOCK_EINVAL;

@@ -28,6 +28,7 @@ typedef struct hwsock__sock {
   uint8_t ss;           /* hwsock_ss_state */
   uint8_t peer_eof, shut_wr, has_remote;
   uint8_t identity;     /* HWSOCK_IDENTITY_* sent on the connection */
+  uint8_t quota;        /* holds a unit of the host socket quotas */
   int32_t rule_line;
   hwsock_addr remote;   /* last CONNECT / SEND destination */
   uint64_t bytes_out, bytes_in, reqs_out, reqs_in;
@@ -97,6 +98,11 @@ struct hwsock_device {
   char uri_scratch[HWSOCK_URI_MAX + 1];
 
   hwsock__counters counters;
+  /* quota.c: host sockets held (offloaded, not denied, and pending ACCEPT
+   * targets) and the rate limit of the refusals' log line */
+  unsigned host_socks;
+  uint64_t quota_log_ns;
+  unsigned quota_suppressed;
   struct hwsock_capture *capture; /* NULL: capture off */
 };
 
@@ -121,6 +127,11 @@ void hwsock__stats_sock(struct hwsock_device *dev, hwsock__req *req,
 void hwsock__capture_event(struct hwsock_device *dev, hwsock__req *req,
                            int status, size_t len);
 void hwsock__capture_close(struct hwsock_device *dev, hwsock__sock *s);
+
+/* quota.c: a unit of max_host_sockets and of the shared quota, or
+ * HWSOCK_EMFILE (logged, rate-limited); _put gives one back. */
+int hwsock__quota_take(struct hwsock_device *dev);
+void hwsock__quota_put(struct hwsock_device *dev);
 
 /* device.c */
 /* HWSOCK_F_* the device offers: transport bits and the device classes its

@@ -92,6 +92,8 @@ void hwsock__sock_close(hwsock_device *dev, uint32_t id) {
     /* The backend cancels (completes) the socket's pending requests now. */
     dev->backends[s->backend].desc->ops->close(bsock);
   }
+  if (s->quota)
+    hwsock__quota_put(dev);
   memset(s, 0, sizeof(*s));
   s->backend = -1;
 }
@@ -120,6 +122,9 @@ void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
         status = breq->accepted ? HWSOCK_ECANCELED : HWSOCK_EIO;
       if (t->state == HWSOCK__S_RESERVED) {
         t->state = HWSOCK__S_FREE;
+        if (t->quota)
+          hwsock__quota_put(dev);
+        t->quota = 0;
       }
     }
   }
@@ -245,6 +250,14 @@ static void submit(hwsock_device *dev, hwsock__req *req, hwsock__sock *s) {
       finish(dev, req, HWSOCK_EEXIST, 0);
       return;
     }
+    /* The connection it waits for will be a host socket: counted from now
+     * on, so that pending ACCEPTs cannot overshoot the quota. */
+    int rc = hwsock__quota_take(dev);
+    if (rc < 0) {
+      finish(dev, req, rc, 0);
+      return;
+    }
+    dev->socks[t].quota = 1;
     dev->socks[t].state = HWSOCK__S_RESERVED;
     req->new_sock = t;
   }
@@ -335,12 +348,22 @@ static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
   params.reason = v.reason ? v.reason : "";
   params.set = err < 0 ? NULL : v.set;
   void *bsock = NULL;
-  int rc = dev->backends[bi].desc->ops->open(dev->backends[bi].instance,
-                                             &params, &bsock);
+  /* An offloaded socket holds a host socket: it counts against the
+   * quotas (quota.c); a denied one holds none. */
+  int rc = err < 0 ? 0 : hwsock__quota_take(dev);
   if (rc < 0) {
     finish(dev, req, rc, 0);
     return;
   }
+  rc = dev->backends[bi].desc->ops->open(dev->backends[bi].instance, &params,
+                                         &bsock);
+  if (rc < 0) {
+    if (err == 0)
+      hwsock__quota_put(dev);
+    finish(dev, req, rc, 0);
+    return;
+  }
+  s->quota = err == 0;
   s->state = HWSOCK__S_OFFLOADED;
   s->backend = (int16_t)bi;
   s->bsock = bsock;

@@ -46,7 +46,15 @@ typedef struct tcp_instance {
   const hwsock_backend_host *host;
   uv_loop_t *loop;
   unsigned nsocks; /* open sockets, to report a device that leaks some */
+  uint64_t accept_log_ns;    /* accept backoff's last log line (uv_hrtime) */
+  unsigned accept_suppressed; /* lines not written since */
 } tcp_instance;
+
+/* accept() out of fds or memory: the listener is not watched for a while
+ * (10 ms, doubling up to 1 s), and the log says so at most once a second. */
+#define ACCEPT_BACKOFF_MIN_MS 10u
+#define ACCEPT_BACKOFF_MAX_MS 1000u
+#define ACCEPT_LOG_INTERVAL_NS 1000000000ull
 
 enum tcp_state { TCP_IDLE, TCP_CONNECTING, TCP_CONNECTED, TCP_LISTENING };
 
@@ -71,6 +79,9 @@ typedef struct tcp_sock {
   hwsock_bq wq; /* SEND and write-side SHUTDOWN, in submission order */
   hwsock_bq rq; /* RECV */
   hwsock_bq aq; /* ACCEPT */
+  uv_timer_t *backoff;  /* accept backoff (listeners only, on demand) */
+  unsigned backoff_ms;  /* its last delay, 0 after an accept succeeded */
+  unsigned backing_off : 1; /* the timer runs: the listener is not watched */
   const hwsock_identity *identity; /* of the last CONNECT, or NULL */
   uint8_t *pp;      /* the identity header, NULL when none */
   size_t pp_len, pp_off; /* its length and the bytes written so far */
@@ -218,7 +229,7 @@ static void update_poll(tcp_sock *s) {
       (s->state == TCP_CONNECTED && (s->wq.head != NULL || pp_pending(s))))
     ev |= UV_WRITABLE;
   if ((s->state == TCP_CONNECTED && s->rq.head != NULL) ||
-      (s->state == TCP_LISTENING && s->aq.head != NULL))
+      (s->state == TCP_LISTENING && s->aq.head != NULL && !s->backing_off))
     ev |= UV_READABLE;
   if (ev == s->events)
     return;
@@ -391,9 +402,59 @@ static int accept_retry(int e) {
          e == EHOSTUNREACH || e == EOPNOTSUPP || e == ENETUNREACH;
 }
 
+static int fd_shortage(int e) {
+  return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
+static void backoff_closed(uv_handle_t *h) { free(h); }
+
+static void tcp_run(tcp_sock *s, int what);
+
+static void backoff_done(uv_timer_t *t) {
+  tcp_sock *s = t->data;
+  s->backing_off = 0;
+  tcp_run(s, RUN_READ);
+}
+
+/* The connection stays in the kernel's backlog and the ACCEPT waits for
+ * it: the listener is readable all along, so watching it now would spin
+ * (and log) every loop turn until some fd is closed. Look again after a
+ * pause. The next pause is longer while the shortage lasts. */
+static void accept_back_off(tcp_sock *s, int err) {
+  tcp_instance *inst = s->inst;
+  if (s->backoff == NULL) {
+    s->backoff = malloc(sizeof(*s->backoff));
+    if (s->backoff == NULL) {
+      hwsock_breq *req = hwsock_bq_pop(&s->aq);
+      tcp_complete(s, req, hwsock_err_from_errno(err), 0);
+      return;
+    }
+    uv_timer_init(inst->loop, s->backoff);
+    s->backoff->data = s;
+  }
+  s->backoff_ms = s->backoff_ms == 0 ? ACCEPT_BACKOFF_MIN_MS
+                  : s->backoff_ms >= ACCEPT_BACKOFF_MAX_MS / 2
+                      ? ACCEPT_BACKOFF_MAX_MS
+                      : s->backoff_ms * 2;
+  s->backing_off = 1;
+  uv_timer_start(s->backoff, backoff_done, s->backoff_ms, 0);
+  uint64_t now = uv_hrtime();
+  if (inst->accept_log_ns != 0 &&
+      now - inst->accept_log_ns < ACCEPT_LOG_INTERVAL_NS) {
+    inst->accept_suppressed++;
+    return;
+  }
+  hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
+                      "accept: %s: backing off %u ms (%u similar messages "
+                      "suppressed)", strerror(err), s->backoff_ms,
+                      inst->accept_suppressed);
+  inst->accept_log_ns = now;
+  inst->accept_suppressed = 0;
+}
+
 static void do_accepts(tcp_sock *s) {
   hwsock_breq *req;
-  while (!s->closed && s->state == TCP_LISTENING &&
+  while (!s->closed && s->state == TCP_LISTENING && !s->backing_off &&
          (req = s->aq.head) != NULL) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -404,10 +465,15 @@ static void do_accepts(tcp_sock *s) {
         break;
       if (accept_retry(errno))
         continue;
+      if (fd_shortage(errno)) {
+        accept_back_off(s, errno);
+        break;
+      }
       hwsock_bq_pop(&s->aq);
       tcp_complete(s, req, host_err(), 0);
       continue;
     }
+    s->backoff_ms = 0; /* fds are back: a new shortage starts short */
     int err;
     tcp_sock *ns = sock_new(s->inst, s->scheme, s->family, fd, TCP_CONNECTED,
                             &err);
@@ -704,6 +770,9 @@ static void tcp_close(void *sock) {
     return;
   s->closed = 1;
   fail_all(s, HWSOCK_ECANCELED);
+  if (s->backoff != NULL) /* its callback never runs after this */
+    uv_close((uv_handle_t *)s->backoff, backoff_closed);
+  s->backoff = NULL;
   /* uv_close() takes the fd out of the poller at once, so the fd can go
    * now (its port is free when close() returns); the memory goes in the
    * close callback, after every pending callback of this handle. */

@@ -433,7 +433,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void on_connection(uv_stream_t *server, int status) {
   vmm_control *ctl = server->data;
   if (status < 0) {
-    vmm_log(HWSOCK_LOG_ERROR, "control socket: %s", uv_strerror(status));
+    /* libuv has already dropped what waited (its spare-fd trick on
+     * EMFILE); a client retrying in a loop must not flood the log */
+    vmm_log_limited(&ctl->v->control_log, HWSOCK_LOG_ERROR,
+                    "control socket: %s", uv_strerror(status));
     return;
   }
   ctl_client *c = calloc(1, sizeof(*c));

@@ -322,6 +322,9 @@ static int make_device(vmm_guest *g) {
   hwsock_device_config_init(&cfg);
   cfg.num_queues = g->nqueues;
   cfg.max_sockets = v->opt.max_sockets;
+  cfg.max_host_sockets = v->guest_sockets;
+  cfg.shared_quota = &v->quota;
+  cfg.quota_hint = "hwsock-vmm --guest-sockets N";
   cfg.policy = v->policy;
   cfg.backend_loop = &v->loop;
   cfg.ops = &g->ops;

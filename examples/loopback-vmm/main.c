@@ -22,6 +22,8 @@ static void on_listen_closed(uv_handle_t *h) {
 
 static void on_signal_closed(uv_handle_t *h) { (void)h; }
 
+static void on_timer_closed(uv_handle_t *h) { (void)h; }
+
 /* Stops accepting, detaches every guest and lets the loop run dry. */
 static void stop(vmm *v, const char *why) {
   if (v->stopping)
@@ -29,6 +31,7 @@ static void stop(vmm *v, const char *why) {
   v->stopping = 1;
   vmm_log(HWSOCK_LOG_INFO, "stopping: %s", why);
   uv_close((uv_handle_t *)&v->listen_poll, on_listen_closed);
+  uv_close((uv_handle_t *)&v->listen_timer, on_timer_closed);
   vmm_control_stop(v);
   while (v->guests != NULL)
     vmm_guest_detach(v->guests, HWSOCK_LOG_INFO, "the VMM is stopping");
@@ -45,6 +48,31 @@ static void on_signal(uv_signal_t *h, int signum) {
   stop(h->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
+static void on_listen(uv_poll_t *h, int status, int events);
+
+/* The backoff is over: watch the listening socket again (what waits in
+ * its backlog is taken at once if fds are back). */
+static void on_listen_timer(uv_timer_t *t) {
+  vmm *v = t->data;
+  if (!v->stopping)
+    uv_poll_start(&v->listen_poll, UV_READABLE, on_listen);
+}
+
+/* accept() failed for want of fds (or memory): the connection stays in the
+ * backlog and the socket stays readable, so retrying at once would spin.
+ * Stop watching it for a while, doubling the pause while it lasts. */
+static void listen_back_off(vmm *v, int err) {
+  vmm_backoff_failed(&v->listen_backoff);
+  uv_poll_stop(&v->listen_poll);
+  uv_timer_start(&v->listen_timer, on_listen_timer,
+                 v->listen_backoff.delay_ms, 0);
+  vmm_log_limited(&v->listen_log, HWSOCK_LOG_ERROR,
+                  "accept: %s: backing off %u ms (%u guests attached; "
+                  "--vmm-sockets %u, %u host sockets held)",
+                  strerror(err), v->listen_backoff.delay_ms, v->nguests,
+                  v->quota.limit, v->quota.used);
+}
+
 static void on_listen(uv_poll_t *h, int status, int events) {
   vmm *v = h->data;
   if (status < 0) {
@@ -56,13 +84,19 @@ static void on_listen(uv_poll_t *h, int status, int events) {
   for (int i = 0; i < 16 && !v->stopping; i++) {
     int fd = accept4(v->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
+      v->listen_backoff.delay_ms = 0;
       vmm_guest_attach(v, fd);
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED)
       continue;
+    if (vmm_fd_shortage(errno)) {
+      listen_back_off(v, errno);
+      return;
+    }
     if (errno != EAGAIN && errno != EWOULDBLOCK)
-      vmm_log(HWSOCK_LOG_ERROR, "accept: %s", strerror(errno));
+      vmm_log_limited(&v->listen_log, HWSOCK_LOG_ERROR, "accept: %s",
+                      strerror(errno));
     break;
   }
 }
@@ -74,8 +108,10 @@ static int listen_on(vmm *v) {
 
 static int setup_loop(vmm *v) {
   int rc = uv_poll_init(&v->loop, &v->listen_poll, v->listen_fd);
+  if (rc == 0)
+    rc = uv_timer_init(&v->loop, &v->listen_timer);
   if (rc == 0) {
-    v->listen_poll.data = v;
+    v->listen_poll.data = v->listen_timer.data = v;
     rc = uv_poll_start(&v->listen_poll, UV_READABLE, on_listen);
   }
   if (rc == 0)
@@ -112,7 +148,7 @@ int main(int argc, char **argv) {
   if (vmm_control_path(&v) < 0 || vmm_ipx_setup(&v) < 0 ||
       vmm_identity_setup(&v) < 0 || vmm_load_policy(&v) < 0)
     goto out;
-  if (vmm_load_backends(&v) < 0)
+  if (vmm_limits_setup(&v) < 0 || vmm_load_backends(&v) < 0)
     goto out_backends;
   if ((rc = uv_loop_init(&v.loop)) < 0) {
     vmm_log(HWSOCK_LOG_ERROR, "uv_loop_init: %s", uv_strerror(rc));

@@ -26,6 +26,13 @@ static void usage(FILE *f) {
     "  --queues N          request queues per device (default 1, max %u)\n"
     "  --max-guests N      guests attached at once (default %u)\n"
     "  --max-sockets N     socket ids per guest's device (default 1024)\n"
+    "  --guest-sockets N   host sockets one guest may hold at once; beyond,\n"
+    "                      its calls fail with EMFILE (default: --max-sockets\n"
+    "                      or a quarter of --vmm-sockets, the smaller)\n"
+    "  --vmm-sockets N     host sockets all guests together may hold (default:\n"
+    "                      the fd limit, raised to its hard maximum at start,\n"
+    "                      minus the VMM's own: %u, and %u + 2 per queue for\n"
+    "                      each of --max-guests)\n"
     "  --poll-us N         after activity, poll the queues for N us before\n"
     "                      sleeping (costs a CPU; default 0: off)\n"
     "  --once              exit after the first guest detaches\n"
@@ -60,7 +67,8 @@ static void usage(FILE *f) {
     "  -v, --verbose       more logging: once info, twice debug\n"
     "  -h, --help          this text\n",
     VMM_DEFAULT_MEM_MIB, HWSOCK_MAX_QUEUES, VMM_DEFAULT_MAX_GUESTS,
-    VMM_DEFAULT_SOCKET_MODE, VMM_IPX_DEFAULT_PORT, VMM_IPX_DEFAULT_NODE_BASE, VMM_IPX_DEFAULT_SLOTS,
+    VMM_FD_RESERVE, VMM_FDS_PER_GUEST_BASE, VMM_DEFAULT_SOCKET_MODE,
+    VMM_IPX_DEFAULT_PORT, VMM_IPX_DEFAULT_NODE_BASE, VMM_IPX_DEFAULT_SLOTS,
     VMM_IPX_MAX_SLOTS, VMM_IPX_DEFAULT_BIND, VMM_IPX_MAX_PEERS);
 }
 
@@ -118,7 +126,7 @@ enum {
   OPT_QUEUES, OPT_MAX_GUESTS, OPT_ONCE, OPT_READY_FD, OPT_CONTROL,
   OPT_PCAP, OPT_PCAP_MAX, OPT_IPX_NET, OPT_IPX_PORT, OPT_IPX_NODE_BASE,
   OPT_IPX_SLOTS, OPT_IPX_BIND, OPT_IPX_PEER, OPT_MAX_SOCKETS, OPT_POLL_US,
-  OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_IDENTITY, OPT_IDENTITY_KEY
+  OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_GUEST_SOCKETS, OPT_VMM_SOCKETS, OPT_IDENTITY, OPT_IDENTITY_KEY
 };
 
 int vmm_parse_options(int argc, char **argv, vmm_options *o) {
@@ -131,6 +139,8 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
       {"queues", required_argument, NULL, OPT_QUEUES},
       {"max-guests", required_argument, NULL, OPT_MAX_GUESTS},
       {"max-sockets", required_argument, NULL, OPT_MAX_SOCKETS},
+      {"guest-sockets", required_argument, NULL, OPT_GUEST_SOCKETS},
+      {"vmm-sockets", required_argument, NULL, OPT_VMM_SOCKETS},
       {"poll-us", required_argument, NULL, OPT_POLL_US},
       {"once", no_argument, NULL, OPT_ONCE},
       {"ready-fd", required_argument, NULL, OPT_READY_FD},
@@ -187,6 +197,16 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
     case OPT_MAX_GUESTS:
       if (parse_uint("--max-guests", optarg, 1, VMM_MAX_GUESTS_LIMIT,
                      &o->max_guests) < 0)
+        return -1;
+      break;
+    case OPT_GUEST_SOCKETS:
+      if (parse_uint("--guest-sockets", optarg, 1, HWSOCK_MAX_SOCKETS_LIMIT,
+                     &o->guest_sockets) < 0)
+        return -1;
+      break;
+    case OPT_VMM_SOCKETS:
+      if (parse_uint("--vmm-sockets", optarg, 1, HWSOCK_MAX_SOCKETS_LIMIT,
+                     &o->vmm_sockets) < 0)
         return -1;
       break;
     case OPT_MAX_SOCKETS:

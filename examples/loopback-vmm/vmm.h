@@ -14,6 +14,7 @@
  *   ipx.c       --ipx-*: each guest's IPX network, node and UDP endpoint
  *               (a slot), and the ipx backend's options (docs/IPX.md)
  *   listen.c    the listening unix sockets: mode, group, stale files
+ *   limits.c    the fd limit, the host socket quotas, accept backoff
  *   setup.c     policy, capture, control path, readiness (shared)
  *   log.c       one line per event on stderr */
 #ifndef HWSOCK_VMM_H
@@ -85,9 +86,31 @@ typedef struct vmm_options {
   int ipx_other;             /* some --ipx-* other than --ipx-net given */
   unsigned socket_mode;      /* --socket-mode: the listening sockets' mode */
   long socket_gid;           /* --socket-group: their group, -1: unchanged */
+  unsigned guest_sockets;    /* --guest-sockets, 0: derived (limits.c) */
+  unsigned vmm_sockets;      /* --vmm-sockets, 0: derived (limits.c) */
   const char *identity_name; /* --identity NAME, NULL: none */
   const char *identity_key;  /* --identity-key FILE, NULL: no HMAC */
 } vmm_options;
+
+/* limits.c: a retry delay that doubles on each failure up to a cap, and a
+ * log line that is written at most once per interval, counting the rest. */
+/* fds the VMM needs besides the guests': stdio, epoll, libuv's signal and
+ * async pipes and its spare EMFILE fd, the listening and control sockets,
+ * the capture, backend modules being opened, and 16 control clients. */
+#define VMM_FD_RESERVE 64u
+/* Per attached guest: its connection, the memfd until HELLO is answered,
+ * an IPX slot's UDP socket; plus a kick and a call eventfd per queue. */
+#define VMM_FDS_PER_GUEST_BASE 3u
+#define VMM_BACKOFF_MIN_MS 10u
+#define VMM_BACKOFF_MAX_MS 1000u
+#define VMM_RATELOG_INTERVAL_NS 1000000000ull
+typedef struct vmm_backoff {
+  unsigned delay_ms; /* 0: not backing off */
+} vmm_backoff;
+typedef struct vmm_ratelog {
+  uint64_t last_ns;
+  unsigned suppressed;
+} vmm_ratelog;
 
 typedef struct vmm_guest vmm_guest;
 typedef struct vmm_control vmm_control;
@@ -98,6 +121,11 @@ typedef struct vmm {
   uv_loop_t loop;
   int listen_fd;
   uv_poll_t listen_poll;
+  uv_timer_t listen_timer;   /* accept backoff: resumes listen_poll */
+  vmm_backoff listen_backoff;
+  vmm_ratelog listen_log, control_log;
+  hwsock_quota quota;        /* --vmm-sockets, shared by every device */
+  unsigned guest_sockets;    /* --guest-sockets, after limits.c */
   uv_signal_t sig_int, sig_term;
   hwsock_policy *policy;
   hwsock_plugin *plugins[VMM_MAX_PLUGINS];
@@ -120,6 +148,17 @@ extern int vmm_log_level;
 extern const char *vmm_log_prog;
 void vmm_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* limits.c: raises the fd limit and derives the socket quotas from it
+ * (v->quota, v->guest_sockets). 0 or -1 (reported). */
+int vmm_limits_setup(vmm *v);
+/* True for the accept() errors of a process out of fds or memory, which
+ * the next call meets too until something is closed: back off. */
+int vmm_fd_shortage(int err);
+/* One more failure: the next delay (10 ms, doubling, at most 1 s). */
+void vmm_backoff_failed(vmm_backoff *b);
+void vmm_log_limited(vmm_ratelog *r, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* options.c: 0 to run, 1 when --help was printed, -1 on a usage error
  * (already reported). */

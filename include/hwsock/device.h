@@ -51,6 +51,16 @@ typedef struct hwsock_device hwsock_device;
 #define HWSOCK_DEFAULT_MAX_CHAIN_SEGS 64u
 #define HWSOCK_DEFAULT_MAX_REGIONS 8u
 
+/* A host socket quota shared by several devices (hwsock_device_config.
+ * shared_quota), e.g. one VMM's limit for all its guests together. The
+ * embedder sets limit and hint; the devices keep `used`. Devices sharing
+ * one must run on one thread. */
+typedef struct hwsock_quota {
+  unsigned limit;   /* host sockets all sharing devices may hold at once */
+  unsigned used;    /* held now (maintained by the devices) */
+  const char *hint; /* how to raise it, named in refusals; may be NULL */
+} hwsock_quota;
+
 /* Callbacks from the device to the VMM. Called on the device thread. */
 typedef struct hwsock_device_ops {
   uint32_t size; /* sizeof(hwsock_device_ops) */
@@ -97,6 +107,18 @@ typedef struct hwsock_device_config {
    * NULL: such rules' connections are refused. Must outlive the device;
    * checked by hwsock_device_new. */
   const hwsock_identity *identity;
+  /* Host sockets (docs/EMBEDDING.md, "Limits"): every offloaded socket
+   * that is not denied, and every pending ACCEPT's new socket, counts as
+   * one against max_host_sockets and, when set, against shared_quota.
+   * Beyond either, the call that would open one (the first CONNECT, BIND,
+   * LISTEN or SEND of a socket, or an ACCEPT) fails with HWSOCK_EMFILE for
+   * this guest only, and a rate-limited log line names the limit and
+   * quota_hint. 0: max_sockets (no limit beyond the ids). */
+  unsigned max_host_sockets;
+  hwsock_quota *shared_quota; /* NULL: none. Must outlive the device. */
+  const char *quota_hint;     /* how to raise max_host_sockets, for the log
+                                 ("hwsock-vmm --guest-sockets N"); NULL:
+                                 "max_host_sockets". Must outlive it. */
 } hwsock_device_config;
 
 HWSOCK_EXTERN void hwsock_device_config_init(hwsock_device_config *cfg);

@@ -20,6 +20,14 @@ processes (vmm_client) and a real TCP echo server on 127.0.0.1.
   pcap_files   --pcap never follows a planted symlink nor truncates an
                existing file: the VMM refuses to start, the target keeps
                its content; a fresh path is created with mode 0600
+  fd_quota     under a low fd limit, a guest hogging host sockets stops at
+               its quota with EMFILE and a log line naming the option;
+               meanwhile another guest connects, a new one attaches, and the
+               VMM stays idle (CPU time, stderr size)
+  fd_backoff   quotas set above the fd limit: a guest exhausts the VMM's
+               fds; a guest's pending ACCEPT and a new attach wait (backing
+               off, rate-limited logs, low CPU) and both complete once the
+               hog lets go
   socket_mode  under umask 000 the guest and control sockets are 0600 and
                user nobody cannot connect; --socket-mode 0660
                --socket-group nogroup is applied to both; -v logs the
@@ -30,6 +38,7 @@ waited for."""
 import argparse
 import errno
 import mmap
+import resource
 import os
 import select
 import shutil
@@ -100,12 +109,18 @@ class Env:
                        stdout=subprocess.PIPE)
         return int(readline_within(p.stdout, WAIT, "the echo server's port"))
 
-    def start_vmm(self, *extra):
+    def start_vmm(self, *extra, nofile=None):
+        """nofile: the VMM's RLIMIT_NOFILE (soft and hard), else ours."""
         r, w = os.pipe()
         log = open(self.vmm_log, "ab")
         argv = [self.args.vmm, "--listen", self.sock, "--ready-fd", str(w),
                 "-v", "--mem", "16", *extra]
-        self.vmm = self.spawn(argv, pass_fds=(w,), stderr=log)
+        pre = None
+        if nofile is not None:
+            def pre():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        self.vmm = self.spawn(argv, pass_fds=(w,), stderr=log,
+                              preexec_fn=pre)
         os.close(w)
         log.close()
         with os.fdopen(r, "rb") as rf:
@@ -556,15 +571,129 @@ def socket_mode(env):
     check("--socket-group" in err, "bad --socket-group: %r" % err)
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds (/proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_over(env, seconds, what):
+    """The VMM's CPU time over `seconds` of wall time stays under half of
+    it (a behaviour bound: a spinning loop takes all of it), and its stderr
+    stays small."""
+    size0 = os.path.getsize(env.vmm_log)
+    c0, t0 = cpu_seconds(env.vmm.pid), time.monotonic()
+    time.sleep(seconds)
+    c1, t1 = cpu_seconds(env.vmm.pid), time.monotonic()
+    grew = os.path.getsize(env.vmm_log) - size0
+    check(c1 - c0 < 0.5 * (t1 - t0),
+          "%s: hwsock-vmm used %.2fs of CPU in %.2fs" % (what, c1 - c0,
+                                                          t1 - t0))
+    check(grew < 16384, "%s: hwsock-vmm wrote %d bytes to stderr in %.1fs" %
+          (what, grew, t1 - t0))
+
+
+def hog(env, n):
+    """A guest holding up to n host sockets. Returns (process, opened, error
+    name or None)."""
+    p = env.spawn([env.args.quota, env.sock, "hog", str(n)],
+                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE)
+    line = readline_within(p.stdout, WAIT, "the hog's count")
+    check(line.startswith("opened "), "hog said %r" % line)
+    opened, err = int(line.split()[1]), None
+    line = readline_within(p.stdout, WAIT, "the hog's state")
+    if line.startswith("error "):
+        err = line.split()[1]
+        line = readline_within(p.stdout, WAIT, "the hog's state")
+    check(line == "holding\n", "hog said %r" % line)
+    return p, opened, err
+
+
+def release(env, p, what):
+    p.stdin.write(b"\n")
+    p.stdin.flush()
+    rc, _, err = env.finish(p, what)
+    check(rc == 0, "%s: exit %d %r" % (what, rc, err))
+
+
+def fd_quota(env):
+    port = env.echo_server()
+    # 256 fds, 8 guests: the defaults derived from the limit leave room for
+    # the guests' own fds; one guest gets a quarter of the VMM-wide quota.
+    env.start_vmm("--max-guests", "8", nofile=256)
+    a, opened, err = hog(env, 1000)
+    check(err == "HWSOCK_EMFILE" and 0 < opened < 100,
+          "the hog opened %d sockets and stopped with %s" % (opened, err))
+    log = env.vmm_stderr()
+    check("socket quota %d reached (hwsock-vmm --guest-sockets N)" % opened
+          in log, "the refusal does not name the quota:\n" + log[-3000:])
+    # Another guest's connection and a new guest's attach still work, and
+    # the VMM sits idle while the hog holds its sockets.
+    n = 64 << 10
+    b = env.client(port, n)
+    c = env.client(port, n)
+    idle_over(env, 3.0, "a guest at its quota")
+    expect_ok(env, b, n, "guest B while A is at its quota")
+    expect_ok(env, c, n, "guest C while A is at its quota")
+    release(env, a, "the hog")
+    # Freed: the hog's quota is back for a new guest.
+    a, opened2, err = hog(env, 1000)
+    check(opened2 == opened and err == "HWSOCK_EMFILE",
+          "after a release the next hog opened %d (%s), want %d" %
+          (opened2, err, opened))
+    release(env, a, "the second hog")
+
+
+def fd_backoff(env):
+    port = env.echo_server()
+    # Quotas explicitly above what 128 fds allow: the VMM really runs out.
+    env.start_vmm("--max-guests", "8", "--guest-sockets", "1000",
+                  "--vmm-sockets", "1000", nofile=128)
+    lst = env.spawn([env.args.quota, env.sock, "accept"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = readline_within(lst.stdout, WAIT, "the listening guest's port")
+    check(line.startswith("port "), "listener said %r" % line)
+    lport = int(line.split()[1])
+    a, opened, err = hog(env, 1000)
+    check(err == "HWSOCK_EMFILE" and opened < 128,
+          "the hog opened %d sockets and stopped with %s" % (opened, err))
+    # Out of fds: an incoming connection for the listening guest, and a new
+    # guest attaching, both wait.
+    try:
+        peer = socket.create_connection(("127.0.0.1", lport), timeout=WAIT)
+    except OSError as e:
+        raise Failure("connecting to the listening guest: %s (it gave up? "
+                      "%r)" % (e, lst.stdout.read1(4096)))
+    n = 64 << 10
+    c = env.client(port, n)
+    idle_over(env, 3.0, "the VMM out of fds")
+    if lst.poll() is not None:
+        raise Failure("the listening guest gave up: %r" % (lst.stdout.read(),))
+    log = env.vmm_stderr()
+    check("Too many open files" in log and "backing off" in log,
+          "no rate-limited backoff logged:\n" + log[-3000:])
+    release(env, a, "the hog")
+    line = readline_within(lst.stdout, WAIT, "the guest's accept")
+    check(line.startswith("accepted tcp://127.0.0.1:"),
+          "listening guest said %r" % line)
+    peer.close()
+    expect_ok(env, c, n, "the guest that attached while fds ran out")
+    check(env.finish(lst, "the listening guest")[0] == 0, "listener exit")
+
+
 SCENARIOS = {f.__name__: f for f in (two_guests, polling, kill_guest, kill_vmm,
                                      policy_deny, bad_guests, max_guests,
-                                     needs_reset, pcap_files, socket_mode)}
+                                     needs_reset, pcap_files, socket_mode,
+                                     fd_quota, fd_backoff)}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vmm", required=True)
     ap.add_argument("--client", required=True)
+    ap.add_argument("--quota", required=True)
     ap.add_argument("--echo", required=True)
     ap.add_argument("--policy", required=True)
     ap.add_argument("scenario", choices=sorted(SCENARIOS))
