@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hwsock/identity.h"
 #include "hwsock/policy.h"
 #include "hwsock/uri.h"
 #include "hwsock/wire.h"
@@ -36,7 +37,8 @@ static void usage(FILE *f) {
           "                 policy (see `hwsock-policy default`)\n"
           "  --inbound      decide for bind/listen (port 0 allowed) instead\n"
           "                 of connect/sendto\n"
-          "  --verbose      append [rule R line L error E backend B]\n"
+          "  --verbose      append [rule R line L error E backend B\n"
+          "                 identity proxy-v2]\n"
           "lint     loads FILE and prints \"FILE: ok (N rules)\", or the\n"
           "         error as FILE:LINE:COL: message and exits 1\n"
           "default  prints the built-in default policy (YAML)\n"
@@ -60,8 +62,8 @@ static int load(const char *config, hwsock_policy **p, char *err,
   return hwsock_policy_load_file(config, p, err, errlen);
 }
 
-static void print_verdict(const char *uri, const hwsock_verdict *v,
-                          int verbose) {
+static void print_verdict(const hwsock_policy *p, const char *uri,
+                          const hwsock_verdict *v, int verbose) {
   printf("%s %s %s", hwsock_action_name(v->action), uri, v->reason);
   if (verbose) {
     printf(" [rule %d line %d", v->rule >= 0 ? v->rule + 1 : 0, v->line);
@@ -69,6 +71,8 @@ static void print_verdict(const char *uri, const hwsock_verdict *v,
       printf(" error %s", hwsock_err_name(v->error) + 7); /* "HWSOCK_" */
     if (v->backend != NULL)
       printf(" backend %s", v->backend);
+    if (hwsock_policy_rule_identity(p, v->rule) == HWSOCK_IDENTITY_PROXY_V2)
+      printf(" identity proxy-v2");
     printf("]");
   }
   printf("\n");
@@ -100,7 +104,7 @@ static int cmd_check(const char *config, int inbound, int verbose, int n,
     if (hwsock_uri_format(&a, canon, sizeof(canon)) < 0)
       snprintf(canon, sizeof(canon), "%s", uris[i]);
     hwsock_policy_decide(p, &a, dir, op, &v);
-    print_verdict(canon, &v, verbose);
+    print_verdict(p, canon, &v, verbose);
   }
   hwsock_policy_free(p);
   return fflush(stdout) == 0 ? 0 : EXIT_USAGE;

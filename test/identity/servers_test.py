@@ -18,11 +18,12 @@ Usage: servers_test.py TEST   (test/identity/tests.cmake: one ctest each)
   refused    a rule asking for identity on a VMM without --identity, or
              routing to a backend that cannot send it: the connection is
              refused, nothing reaches the server
+  policy_cli hwsock-policy check --verbose names the identity a rule asks for
   stat_capture  hwsock-stat shows the identity of a live connection; the
              capture's first data segment of the stream is the header
 
 Environment (tests.cmake): HWSOCK_RUN, HWSOCK_VMM, HWSOCK_BACKENDS,
-HWSOCK_STAT, HWSOCK_VERIFY (the verifier script)."""
+HWSOCK_STAT, HWSOCK_POLICY, HWSOCK_VERIFY (the verifier script)."""
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ VMM = os.environ.get("HWSOCK_VMM", "hwsock-vmm")
 BACKENDS = os.environ.get("HWSOCK_BACKENDS", "")
 STAT = os.environ.get("HWSOCK_STAT", "hwsock-stat")
 VERIFY = os.environ.get("HWSOCK_VERIFY", "scripts/proxy-v2-verify.py")
+POLICY_TOOL = os.environ.get("HWSOCK_POLICY", "hwsock-policy")
 PY = sys.executable
 TMP = tempfile.mkdtemp(prefix="hwsock-identity-test.")
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -535,7 +537,18 @@ def test_stat_capture():
           "the capture's first segment is the header: %r" % first)
 
 
-TESTS = {"nginx": test_nginx, "haproxy": test_haproxy,
+def test_policy_cli():
+    pf = write(os.path.join(TMP, "cli.yaml"), policy([443]))
+    r = subprocess.run([POLICY_TOOL, "check", "--verbose", "--config", pf,
+                        "tcp://127.0.0.1:443", "tcp://127.0.0.1:80"],
+                       capture_output=True, timeout=30)
+    out = r.stdout.decode().splitlines()
+    check(r.returncode == 0 and len(out) == 2, "hwsock-policy: " + show(r))
+    check(out[0].endswith("identity proxy-v2]"), "rule 1 asks: %r" % out)
+    check("identity" not in out[1], "rule 2 does not: %r" % out)
+
+
+TESTS = {"policy_cli": test_policy_cli, "nginx": test_nginx, "haproxy": test_haproxy,
          "verifier": test_verifier, "forge": test_forge,
          "refused": test_refused, "stat_capture": test_stat_capture}
 

@@ -15,13 +15,13 @@ set_tests_properties(test_identity PROPERTIES LABELS "identity;unit")
 
 find_package(Python3 COMPONENTS Interpreter)
 if(TARGET hwsock-run AND TARGET hwsock-vmm AND TARGET hwsock-stat AND
-   Python3_Interpreter_FOUND)
-  foreach(t nginx haproxy verifier forge refused stat_capture)
+   TARGET hwsock-policy AND Python3_Interpreter_FOUND)
+  foreach(t nginx haproxy verifier forge refused stat_capture policy_cli)
     add_test(NAME identity_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/servers_test.py" ${t})
     set_tests_properties(identity_${t} PROPERTIES TIMEOUT 180
       LABELS "identity;integration"
-      ENVIRONMENT "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_STAT=$<TARGET_FILE:hwsock-stat>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR};HWSOCK_VERIFY=${PROJECT_SOURCE_DIR}/scripts/proxy-v2-verify.py")
+      ENVIRONMENT "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_STAT=$<TARGET_FILE:hwsock-stat>;HWSOCK_POLICY=$<TARGET_FILE:hwsock-policy>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR};HWSOCK_VERIFY=${PROJECT_SOURCE_DIR}/scripts/proxy-v2-verify.py")
   endforeach()
 endif()
