@@ -7,6 +7,7 @@
 #include "vmm.h"
 
 int vmm_log_level = HWSOCK_LOG_ERROR;
+const char *vmm_log_prog = "hwsock-vmm";
 
 static const char *level_name(int level) {
   switch (level) {
@@ -21,8 +22,8 @@ void vmm_log(int level, const char *fmt, ...) {
   if (level > vmm_log_level)
     return;
   char line[512];
-  int n = snprintf(line, sizeof(line), "hwsock-vmm[%ld]: %s: ", (long)getpid(),
-                   level_name(level));
+  int n = snprintf(line, sizeof(line), "%s[%ld]: %s: ", vmm_log_prog,
+                   (long)getpid(), level_name(level));
   if (n < 0)
     return;
   va_list ap;

@@ -8,39 +8,66 @@
 
 static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
 
+/* The queue's parts at the start of the block (see the header). */
+static size_t avail_off(unsigned qsize) {
+  return hwsock_vring_desc_bytes(qsize);
+}
+static size_t used_off(unsigned qsize) {
+  return align_up(avail_off(qsize) + hwsock_vring_avail_bytes(qsize), 4);
+}
+static size_t queue_end(unsigned qsize) {
+  return used_off(qsize) + hwsock_vring_used_bytes(qsize);
+}
+
+static int fits(size_t mem_size, unsigned qsize) {
+  return qsize > 0 && qsize <= HWSOCK_VRING_MAX_SIZE &&
+         queue_end(qsize) <= mem_size;
+}
+
+/* Lays out the queue in r->mem (mem_size bytes, zeroed here). */
+static int layout(vrb *r, uint64_t gpa, size_t mem_size, unsigned qsize) {
+  memset(r->mem, 0, mem_size);
+  r->gpa = gpa;
+  r->size = mem_size;
+  r->qsize = qsize;
+  r->desc_gpa = gpa;
+  r->avail_gpa = gpa + avail_off(qsize);
+  r->used_gpa = gpa + used_off(qsize);
+  r->desc = (hwsock_vring_desc *)(void *)r->mem;
+  r->avail = (hwsock_vring_avail *)(void *)(r->mem + avail_off(qsize));
+  r->used = (hwsock_vring_used *)(void *)(r->mem + used_off(qsize));
+  r->brk = align_up(queue_end(qsize), 64);
+  return 0;
+}
+
 int vrb_init(vrb *r, uint64_t gpa, size_t mem_size, unsigned qsize) {
   memset(r, 0, sizeof *r);
   if (gpa == 0)
     gpa = VRB_DEFAULT_GPA;
   if (mem_size == 0)
     mem_size = VRB_DEFAULT_MEM;
-  if (qsize == 0 || qsize > HWSOCK_VRING_MAX_SIZE)
-    return -1;
-  size_t avail_off = hwsock_vring_desc_bytes(qsize);
-  size_t used_off = align_up(avail_off + hwsock_vring_avail_bytes(qsize), 4);
-  size_t end = used_off + hwsock_vring_used_bytes(qsize);
-  if (end > mem_size)
+  if (!fits(mem_size, qsize))
     return -1;
   mem_size = align_up(mem_size, VRB_ALIGN);
   r->mem = aligned_alloc(VRB_ALIGN, mem_size);
   if (r->mem == NULL)
     return -1;
-  memset(r->mem, 0, mem_size);
-  r->gpa = gpa;
-  r->size = mem_size;
-  r->qsize = qsize;
-  r->desc_gpa = gpa;
-  r->avail_gpa = gpa + avail_off;
-  r->used_gpa = gpa + used_off;
-  r->desc = (hwsock_vring_desc *)(void *)r->mem;
-  r->avail = (hwsock_vring_avail *)(void *)(r->mem + avail_off);
-  r->used = (hwsock_vring_used *)(void *)(r->mem + used_off);
-  r->brk = align_up(end, 64);
-  return 0;
+  return layout(r, gpa, mem_size, qsize);
+}
+
+int vrb_init_at(vrb *r, void *mem, uint64_t gpa, size_t mem_size,
+                unsigned qsize) {
+  memset(r, 0, sizeof *r);
+  if (mem == NULL || gpa == 0 || !fits(mem_size, qsize))
+    return -1;
+  r->mem = mem;
+  r->borrowed = 1;
+  return layout(r, gpa, mem_size, qsize);
 }
 
 void vrb_free(vrb *r) {
-  free(r->mem);
+  if (!r->borrowed)
+    free(r->mem);
   memset(r, 0, sizeof *r);
 }
 

@@ -46,6 +46,7 @@ typedef struct vrb {
   uint16_t avail_shadow; /* driver's next avail idx (published or not) */
   uint16_t next_desc;    /* next descriptor handed out */
   uint16_t last_used;    /* next used entry vrb_get_used() reads */
+  int borrowed;          /* mem is the caller's (vrb_init_at) */
 } vrb;
 
 /* One buffer of a chain: flags is 0 (device-readable) or
@@ -61,6 +62,11 @@ typedef struct vrb_seg {
  * 1..32768; the device decides what it accepts). 0 or -1. */
 int vrb_init(vrb *r, uint64_t gpa, size_t mem_size, unsigned qsize);
 void vrb_free(vrb *r);
+/* The same over the caller's memory (e.g. a shared memfd mapping standing
+ * for guest RAM): mem_size bytes at mem are guest physical gpa; the block
+ * is zeroed here and never freed by vrb_free(). 0 or -1. */
+int vrb_init_at(vrb *r, void *mem, uint64_t gpa, size_t mem_size,
+                unsigned qsize);
 
 /* Scratch memory in the block: gpa of len bytes aligned to align (a power
  * of 2, 0 = 8), zeroed; 0 when the block is full. vrb_mark/vrb_release

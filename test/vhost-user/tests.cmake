@@ -1,0 +1,15 @@
+# hwsock-vhost-user against a test front-end that plays QEMU 7.2 and the
+# guest driver (test/vhost-user/vu_frontend.c): the message sequence, rings
+# in a memfd, in-band negotiation, traffic to an echo server on 127.0.0.1,
+# malformed messages, a second and third front-end.
+if(NOT TARGET hwsock-vhost-user)
+  return()
+endif()
+add_executable(vu_frontend "${CMAKE_CURRENT_LIST_DIR}/vu_frontend.c")
+target_link_libraries(vu_frontend PRIVATE hwsock_test_support)
+target_include_directories(vu_frontend PRIVATE "${PROJECT_SOURCE_DIR}/test"
+                           "${PROJECT_SOURCE_DIR}/tools/hwsock-vhost-user")
+add_test(NAME vhost_user_frontend
+         COMMAND vu_frontend $<TARGET_FILE:hwsock-vhost-user>)
+set_tests_properties(vhost_user_frontend PROPERTIES TIMEOUT 120
+                     LABELS vhost-user)
