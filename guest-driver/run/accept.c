@@ -132,7 +132,10 @@ void hwsock__run_on_accept(run_call *c, int is_accept4) {
     rc = newfd;
     goto reply;
   }
-  hwsock__run_log("offload: fd %d accepted %s as fd %d", fd, a.peer, newfd);
+  n->prog_fd = newfd;
+  char lb[64];
+  hwsock__run_log("offload: fd %d accepted %s as %s", fd, a.peer,
+                  hwsock__run_label(n, lb, sizeof(lb)));
   if (hwsock__run_pump_start(n) < 0) {
     hwsock__run_sock_unlink(n);
     hwsock__run_sock_kill(n);

@@ -119,6 +119,19 @@ int hwsock__run_put_sa(run_call *c, uint64_t addr, uint64_t lenp,
   return hwsock__run_write(c, lenp, &len, sizeof(len));
 }
 
+const char *hwsock__run_label(const run_sock *s, char *buf, size_t cap) {
+  int id = s->id; /* a snapshot: log lines only */
+  if (s->prog_fd >= 0 && id >= 0)
+    snprintf(buf, cap, "fd %d (socket %d)", s->prog_fd, id);
+  else if (s->prog_fd >= 0)
+    snprintf(buf, cap, "fd %d", s->prog_fd);
+  else if (id >= 0)
+    snprintf(buf, cap, "socket %d", id);
+  else
+    snprintf(buf, cap, "a new socket");
+  return buf;
+}
+
 int hwsock__run_errno(int err) {
   if (err >= 0)
     return 0;

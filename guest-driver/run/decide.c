@@ -46,6 +46,8 @@ int hwsock__run_target(run_call *c, int fd, run_target *t) {
   t->s = hwsock__run_sock_find((uint64_t)st.st_ino, (uint64_t)st.st_dev);
   if (t->s) {
     t->kind = RT_OURS;
+    if (t->s->prog_fd < 0) /* for log lines; set by socket() most often */
+      t->s->prog_fd = fd;
     return 0;
   }
   int dom = 0;
@@ -161,6 +163,8 @@ void hwsock__run_on_socket(run_call *c) {
   if (fd < 0) { /* the call went away: the placeholder goes with it */
     hwsock__run_sock_unlink(s);
     hwsock__run_sock_kill(s);
+  } else {
+    s->prog_fd = fd; /* for log lines */
   }
   hwsock__run_sock_put(s);
   return;

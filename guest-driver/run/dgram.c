@@ -168,6 +168,11 @@ void hwsock__run_on_sendto(run_call *c) {
   uint64_t len = c->n.data.args[2];
   uint8_t *buf = NULL;
   if (len > RUN_MAX_DGRAM) {
+    char lb[64];
+    hwsock__run_log("%s: sendto of %llu bytes refused (EMSGSIZE): "
+                    "RUN_MAX_DGRAM is %u", hwsock__run_label(t.s, lb,
+                                                             sizeof(lb)),
+                    (unsigned long long)len, RUN_MAX_DGRAM);
     hwsock__run_reply(c, 0, EMSGSIZE);
   } else if (!(buf = malloc(len ? len : 1))) {
     hwsock__run_reply(c, 0, ENOBUFS);
@@ -189,8 +194,13 @@ static int read_msg(run_call *c, uint64_t p, struct msghdr *m,
   int rc = hwsock__run_read(c, p, m, sizeof(*m));
   if (rc < 0)
     return rc;
-  if (m->msg_iovlen > RUN_MAX_IOV)
+  if (m->msg_iovlen > RUN_MAX_IOV) {
+    hwsock__run_log("fd %d: %zu iovecs refused (EMSGSIZE): RUN_MAX_IOV is %u "
+                    "(raise it in guest-driver/run/run.h)",
+                    (int)c->n.data.args[0], (size_t)m->msg_iovlen,
+                    RUN_MAX_IOV);
     return -EMSGSIZE;
+  }
   return hwsock__run_read(c, (uint64_t)(uintptr_t)m->msg_iov, iov,
                           m->msg_iovlen * sizeof(*iov));
 }
@@ -223,8 +233,11 @@ void hwsock__run_on_sendmsg(run_call *c) {
   }
   size_t total = 0;
   for (size_t i = 0; rc == 0 && i < m.msg_iovlen; i++) {
-    if (iov[i].iov_len > RUN_MAX_DGRAM - total)
+    if (iov[i].iov_len > RUN_MAX_DGRAM - total) {
       rc = -EMSGSIZE;
+      hwsock__run_log("fd %d: sendmsg refused (EMSGSIZE): more than "
+                      "RUN_MAX_DGRAM (%u) bytes", fd, RUN_MAX_DGRAM);
+    }
     else
       total += iov[i].iov_len;
   }

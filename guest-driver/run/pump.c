@@ -144,10 +144,25 @@ static void wait_hangup(run_sock *s) {
  * program holds the fd (getsockname still answers). */
 static void finish(run_sock *s) { hwsock__run_sock_retire(s); }
 
+/* The transport is gone (every driver call fails with ECONNRESET), not
+ * the connection: a reset connection still answers GETNAME. */
+static int transport_gone(run_sock *s) {
+  char uri[HWSOCK_URI_MAX + 1];
+  return hwsock_guest_getname(hwsock__run.g, s->id, 0, uri, sizeof(uri)) ==
+         HWSOCK_ECONNRESET;
+}
+
 static void fail(run_sock *s, const char *what, int err) {
-  if (!is_dead(s))
-    hwsock__run_log("close: socket %d: %s: %s", s->id, what,
-                    hwsock_strerror(err));
+  /* A program that closed its end (with data unread: the pump end reads
+   * ECONNRESET) closed the socket normally: retire() says so. */
+  if (!is_dead(s) && hwsock__run_unix_alive(s->ino) != 0) {
+    char lb[64];
+    hwsock__run_label(s, lb, sizeof(lb));
+    if (err == HWSOCK_ECONNRESET && transport_gone(s))
+      hwsock__run_log("close: %s: the device went away", lb);
+    else
+      hwsock__run_log("close: %s: %s: %s", lb, what, hwsock_strerror(err));
+  }
   if (err == HWSOCK_ENEEDSRESET)
     hwsock__run.device_down = 1;
   finish(s);
@@ -176,6 +191,10 @@ static void stream_down(run_sock *s, const char *unused) {
         break;
       }
     } else if (n == 0) { /* the peer's orderly shutdown */
+      char lb[64];
+      if (!is_dead(s))
+        hwsock__run_log("eof: %s: the peer closed its side",
+                        hwsock__run_label(s, lb, sizeof(lb)));
       shutdown(s->pfd, SHUT_WR);
       break;
     } else {
@@ -256,6 +275,7 @@ static void dgram_down(run_sock *s, const char *unused) {
   if (!buf)
     return;
   char uri[HWSOCK_URI_MAX + 1];
+  int full = 0;
   for (;;) {
     unsigned rflags = 0;
     uri[0] = '\0';
@@ -286,8 +306,18 @@ static void dgram_down(run_sock *s, const char *unused) {
       s->srcq_n = 0;
     if (s->srcq_n == RUN_MAX_SRCQ) { /* the program does not keep up: drop */
       pthread_mutex_unlock(&s->rxlock);
+      if (!full) {
+        char lb[64];
+        hwsock__run_log("%s: datagrams dropped: %u unread with their sources "
+                        "(RUN_MAX_SRCQ %u; raise it in "
+                        "guest-driver/run/run.h)",
+                        hwsock__run_label(s, lb, sizeof(lb)), RUN_MAX_SRCQ,
+                        RUN_MAX_SRCQ);
+        full = 1; /* once per episode */
+      }
       continue;
     }
+    full = 0;
     s->srcq[(s->srcq_head + s->srcq_n) % RUN_MAX_SRCQ] = src;
     s->srcq_n++;
     pthread_mutex_unlock(&s->rxlock);
@@ -418,7 +448,11 @@ static void acceptor(run_sock *s, const char *unused) {
       return;
     }
     if (hwsock__run_offload_reserve() < 0) {
-      hwsock__run_log("accept: too many offloaded sockets, dropping one");
+      char lb[64];
+      hwsock__run_log("%s: accepted connection dropped: RUN_MAX_OFFLOADED "
+                      "(%u) sockets offloaded at once (raise it in "
+                      "guest-driver/run/run.h)",
+                      hwsock__run_label(s, lb, sizeof(lb)), RUN_MAX_OFFLOADED);
       hwsock_guest_close(hwsock__run.g, id);
       continue;
     }

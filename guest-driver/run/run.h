@@ -81,6 +81,16 @@ extern run_state hwsock__run;
 /* One line to stderr when -v (decisions and failures). */
 void hwsock__run_log(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
+/* How log lines name a socket: "fd N (socket S)", the program's fd number
+ * and the device socket id (as in --table), or "fd N" before a device
+ * socket exists. Returns buf. */
+struct run_sock;
+const char *hwsock__run_label(const struct run_sock *s, char *buf,
+                              size_t cap);
+/* An option's name for log lines ("SO_REUSEADDR", "IP_TOS"), or
+ * "level/option" in numbers for one the table does not know. Returns
+ * buf. */
+const char *hwsock__run_optname(int level, int name, char *buf, size_t cap);
 
 /* ---- filter.c ------------------------------------------------------------- */
 
@@ -183,6 +193,8 @@ typedef struct run_sock {
   int watched;       /* in the hang-up watcher */
   int wild_bound;    /* bind(0.0.0.0:0 / [::]:0) taken, decided at connect */
   int retired;       /* over, kept while the program holds it (table lock) */
+  int prog_fd;       /* the fd number socket()/accept() gave the program,
+                        for log lines (-1: unknown) */
   run_opt opts[RUN_MAX_OPTS];
   unsigned nopts;
   /* listener */

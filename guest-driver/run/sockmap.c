@@ -57,6 +57,7 @@ run_sock *hwsock__run_sock_new(int family, int type, int proto, int pfd,
   s->proto = proto;
   s->state = RS_UNDECIDED;
   s->id = -1;
+  s->prog_fd = -1;
   pthread_mutex_lock(&table_lock);
   if (nentries >= RUN_MAX_SOCKS && nretired > 0) {
     /* retired entries whose program end is gone make room */
@@ -67,7 +68,7 @@ run_sock *hwsock__run_sock_new(int family, int type, int proto, int pfd,
   if (nentries >= RUN_MAX_SOCKS) {
     pthread_mutex_unlock(&table_lock);
     hwsock__run_log("socket: refused (ENOBUFS): socket table full "
-                    "(RUN_MAX_SOCKS %u in guest-driver/run/run.h)",
+                    "(RUN_MAX_SOCKS %u; raise it in guest-driver/run/run.h)",
                     RUN_MAX_SOCKS);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->rxlock);
@@ -139,9 +140,23 @@ void hwsock__run_sock_unlink(run_sock *s) {
     hwsock__run_sock_put(s);
 }
 
+static void log_closed(run_sock *s) {
+  char lb[64];
+  hwsock__run_log("close: %s: closed by the program",
+                  hwsock__run_label(s, lb, sizeof(lb)));
+}
+
 void hwsock__run_sock_retire(run_sock *s) {
   hwsock__run_sock_kill(s);
-  if (hwsock__run_unix_alive(s->ino) == 1) {
+  pthread_mutex_lock(&table_lock);
+  int linked = s->linked && !s->retired;
+  pthread_mutex_unlock(&table_lock);
+  if (!linked)
+    return; /* ended already (the watcher saw the close, or a decline) */
+  int alive = hwsock__run_unix_alive(s->ino);
+  if (alive == 0)
+    log_closed(s);
+  if (alive == 1) {
     pthread_mutex_lock(&table_lock);
     if (s->linked && !s->retired) {
       s->retired = 1;
@@ -173,8 +188,10 @@ static void sweep_retired(void) {
         }
     pthread_mutex_unlock(&table_lock);
     for (unsigned i = 0; i < n; i++) {
-      if (hwsock__run_unix_alive(batch[i]->ino) != 1)
+      if (hwsock__run_unix_alive(batch[i]->ino) != 1) {
+        log_closed(batch[i]);
         hwsock__run_sock_unlink(batch[i]);
+      }
       hwsock__run_sock_put(batch[i]);
     }
     if (b >= NBUCKETS)
@@ -191,6 +208,10 @@ int hwsock__run_offload_reserve(void) {
     ok = 1;
   }
   pthread_mutex_unlock(&table_lock);
+  if (!ok)
+    hwsock__run_log("refused (ENOBUFS): RUN_MAX_OFFLOADED (%u) sockets "
+                    "offloaded at once (raise it in guest-driver/run/run.h)",
+                    RUN_MAX_OFFLOADED);
   return ok ? 0 : -ENOBUFS;
 }
 
@@ -288,7 +309,7 @@ static void *watch_main(void *arg) {
         continue;
       /* the program closed its last copy: forget the socket */
       if (id >= 0)
-        hwsock__run_log("close: socket %d (program closed it)", id);
+        log_closed(s);
       hwsock__run_sock_unlink(s);
       hwsock__run_sock_kill(s);
       hwsock__run_sock_put(s); /* the watcher's reference */

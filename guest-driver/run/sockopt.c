@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -39,6 +40,81 @@ static const opt_map allow[] = {
     {IPPROTO_TCP, TCP_KEEPCNT, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT, 0},
     {IPPROTO_IPV6, IPV6_V6ONLY, HWSOCK_SOL_IPV6, HWSOCK_IPV6_V6ONLY, 0},
 };
+
+/* Names for log lines: the options programs commonly set. */
+#define OPT_NAME(level, name) {level, name, #name}
+static const struct opt_name {
+  int level, name;
+  const char *text;
+} opt_names[] = {
+    OPT_NAME(SOL_SOCKET, SO_DEBUG), OPT_NAME(SOL_SOCKET, SO_REUSEADDR),
+    OPT_NAME(SOL_SOCKET, SO_TYPE), OPT_NAME(SOL_SOCKET, SO_ERROR),
+    OPT_NAME(SOL_SOCKET, SO_DONTROUTE), OPT_NAME(SOL_SOCKET, SO_BROADCAST),
+    OPT_NAME(SOL_SOCKET, SO_SNDBUF), OPT_NAME(SOL_SOCKET, SO_RCVBUF),
+    OPT_NAME(SOL_SOCKET, SO_SNDBUFFORCE), OPT_NAME(SOL_SOCKET, SO_RCVBUFFORCE),
+    OPT_NAME(SOL_SOCKET, SO_KEEPALIVE), OPT_NAME(SOL_SOCKET, SO_OOBINLINE),
+    OPT_NAME(SOL_SOCKET, SO_NO_CHECK), OPT_NAME(SOL_SOCKET, SO_PRIORITY),
+    OPT_NAME(SOL_SOCKET, SO_LINGER), OPT_NAME(SOL_SOCKET, SO_REUSEPORT),
+    OPT_NAME(SOL_SOCKET, SO_PASSCRED), OPT_NAME(SOL_SOCKET, SO_PEERCRED),
+    OPT_NAME(SOL_SOCKET, SO_RCVLOWAT), OPT_NAME(SOL_SOCKET, SO_SNDLOWAT),
+    OPT_NAME(SOL_SOCKET, SO_RCVTIMEO), OPT_NAME(SOL_SOCKET, SO_SNDTIMEO),
+    OPT_NAME(SOL_SOCKET, SO_BINDTODEVICE), OPT_NAME(SOL_SOCKET, SO_TIMESTAMP),
+    OPT_NAME(SOL_SOCKET, SO_ACCEPTCONN), OPT_NAME(SOL_SOCKET, SO_MARK),
+    OPT_NAME(SOL_SOCKET, SO_PROTOCOL), OPT_NAME(SOL_SOCKET, SO_DOMAIN),
+    OPT_NAME(SOL_SOCKET, SO_RXQ_OVFL), OPT_NAME(SOL_SOCKET, SO_BUSY_POLL),
+    OPT_NAME(SOL_SOCKET, SO_INCOMING_CPU), OPT_NAME(SOL_SOCKET, SO_ZEROCOPY),
+    OPT_NAME(IPPROTO_TCP, TCP_NODELAY), OPT_NAME(IPPROTO_TCP, TCP_MAXSEG),
+    OPT_NAME(IPPROTO_TCP, TCP_CORK), OPT_NAME(IPPROTO_TCP, TCP_KEEPIDLE),
+    OPT_NAME(IPPROTO_TCP, TCP_KEEPINTVL), OPT_NAME(IPPROTO_TCP, TCP_KEEPCNT),
+    OPT_NAME(IPPROTO_TCP, TCP_SYNCNT), OPT_NAME(IPPROTO_TCP, TCP_LINGER2),
+    OPT_NAME(IPPROTO_TCP, TCP_DEFER_ACCEPT),
+    OPT_NAME(IPPROTO_TCP, TCP_WINDOW_CLAMP), OPT_NAME(IPPROTO_TCP, TCP_INFO),
+    OPT_NAME(IPPROTO_TCP, TCP_QUICKACK), OPT_NAME(IPPROTO_TCP, TCP_CONGESTION),
+    OPT_NAME(IPPROTO_TCP, TCP_FASTOPEN),
+    OPT_NAME(IPPROTO_TCP, TCP_USER_TIMEOUT),
+    OPT_NAME(IPPROTO_TCP, TCP_NOTSENT_LOWAT),
+    OPT_NAME(IPPROTO_TCP, TCP_FASTOPEN_CONNECT),
+    OPT_NAME(IPPROTO_IP, IP_TOS), OPT_NAME(IPPROTO_IP, IP_TTL),
+    OPT_NAME(IPPROTO_IP, IP_HDRINCL), OPT_NAME(IPPROTO_IP, IP_OPTIONS),
+    OPT_NAME(IPPROTO_IP, IP_PKTINFO), OPT_NAME(IPPROTO_IP, IP_RECVERR),
+    OPT_NAME(IPPROTO_IP, IP_RECVTOS), OPT_NAME(IPPROTO_IP, IP_RECVTTL),
+    OPT_NAME(IPPROTO_IP, IP_MTU_DISCOVER), OPT_NAME(IPPROTO_IP, IP_MTU),
+    OPT_NAME(IPPROTO_IP, IP_FREEBIND), OPT_NAME(IPPROTO_IP, IP_TRANSPARENT),
+    OPT_NAME(IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT),
+    OPT_NAME(IPPROTO_IP, IP_MULTICAST_IF), OPT_NAME(IPPROTO_IP, IP_MULTICAST_TTL),
+    OPT_NAME(IPPROTO_IP, IP_MULTICAST_LOOP),
+    OPT_NAME(IPPROTO_IP, IP_ADD_MEMBERSHIP),
+    OPT_NAME(IPPROTO_IP, IP_DROP_MEMBERSHIP),
+    OPT_NAME(IPPROTO_IPV6, IPV6_V6ONLY), OPT_NAME(IPPROTO_IPV6, IPV6_TCLASS),
+    OPT_NAME(IPPROTO_IPV6, IPV6_UNICAST_HOPS),
+    OPT_NAME(IPPROTO_IPV6, IPV6_RECVPKTINFO),
+    OPT_NAME(IPPROTO_IPV6, IPV6_RECVERR),
+    OPT_NAME(IPPROTO_IPV6, IPV6_MTU_DISCOVER),
+    OPT_NAME(IPPROTO_IPV6, IPV6_MULTICAST_IF),
+    OPT_NAME(IPPROTO_IPV6, IPV6_MULTICAST_HOPS),
+    OPT_NAME(IPPROTO_IPV6, IPV6_MULTICAST_LOOP),
+    OPT_NAME(IPPROTO_IPV6, IPV6_JOIN_GROUP),
+    OPT_NAME(IPPROTO_IPV6, IPV6_LEAVE_GROUP),
+};
+
+const char *hwsock__run_optname(int level, int name, char *buf, size_t cap) {
+  for (size_t i = 0; i < sizeof(opt_names) / sizeof(opt_names[0]); i++)
+    if (opt_names[i].level == level && opt_names[i].name == name) {
+      snprintf(buf, cap, "%s", opt_names[i].text);
+      return buf;
+    }
+  const char *lv = level == SOL_SOCKET    ? "SOL_SOCKET"
+                   : level == IPPROTO_TCP ? "IPPROTO_TCP"
+                   : level == IPPROTO_IP  ? "IPPROTO_IP"
+                   : level == IPPROTO_IPV6 ? "IPPROTO_IPV6"
+                   : level == IPPROTO_UDP ? "IPPROTO_UDP"
+                                          : NULL;
+  if (lv)
+    snprintf(buf, cap, "%s/%d", lv, name);
+  else
+    snprintf(buf, cap, "%d/%d", level, name);
+  return buf;
+}
 
 static const opt_map *find_opt(int level, int name) {
   for (size_t i = 0; i < sizeof(allow) / sizeof(allow[0]); i++)
@@ -81,9 +157,13 @@ static void replay_one(run_sock *s, const run_opt *o) {
     return;
   int err = hwsock_guest_setsockopt(hwsock__run.g, s->id, m->wlevel, m->wname,
                                     w, (size_t)wl);
-  if (err < 0)
-    hwsock__run_log("socket %d: option %d/%d not applied on the device: %s",
-                    s->id, o->level, o->name, hwsock_strerror(err));
+  if (err < 0) {
+    char lb[64], on[48];
+    hwsock__run_log("%s: option %s not applied on the device: %s",
+                    hwsock__run_label(s, lb, sizeof(lb)),
+                    hwsock__run_optname(o->level, o->name, on, sizeof(on)),
+                    hwsock_strerror(err));
+  }
 }
 
 void hwsock__run_replay_opts(run_sock *s) {
@@ -216,6 +296,21 @@ void hwsock__run_on_getsockopt(run_call *c) {
   hwsock__run_target_done(&t);
 }
 
+/* What the kernel answers at once for this option on a socket like s (an
+ * option it refuses, e.g. IPV6_V6ONLY on an AF_INET socket, fails at once
+ * with its errno, not later when it is replayed): 0 or -errno. */
+static int host_would_take(run_sock *s, int level, int name,
+                           const uint8_t *val, socklen_t len) {
+  if (s->family == AF_IPX)
+    return 0;
+  int k = socket(s->family, s->type | SOCK_CLOEXEC, s->proto);
+  if (k < 0)
+    return 0; /* cannot tell: the replay will */
+  int rc = setsockopt(k, level, name, val, len) < 0 ? -errno : 0;
+  close(k);
+  return rc;
+}
+
 /* Remembers an option set before the decision (replacing an earlier value
  * of the same option). */
 static int remember(run_sock *s, int level, int name, const uint8_t *val,
@@ -253,10 +348,26 @@ void hwsock__run_on_setsockopt(run_call *c) {
   uint8_t val[RUN_MAX_OPTLEN];
   int rc = 0;
   const opt_map *m = find_opt(level, name);
-  if ((int)optlen < 0 || optlen > RUN_MAX_OPTLEN)
+  char lb[64], on[48];
+  hwsock__run_label(s, lb, sizeof(lb));
+  hwsock__run_optname(level, name, on, sizeof(on));
+  if (level == SOL_SOCKET &&
+      (name == SO_BINDTODEVICE || name == SO_BINDTOIFINDEX)) {
+    /* the device chooses the host interface of an offloaded socket */
+    hwsock__run_log("%s: option %s refused (EOPNOTSUPP): hwsock-run sockets "
+                    "cannot be bound to a host interface", lb, on);
+    rc = -EOPNOTSUPP;
+  } else if ((int)optlen < 0 || optlen > RUN_MAX_OPTLEN) {
     rc = m || local_opt(level, name) ? -EINVAL : -ENOPROTOOPT;
-  else
+    if ((int)optlen > 0)
+      hwsock__run_log("%s: option %s refused (%s): value of %d bytes, "
+                      "RUN_MAX_OPTLEN is %u (raise it in "
+                      "guest-driver/run/run.h)", lb, on,
+                      rc == -EINVAL ? "EINVAL" : "ENOPROTOOPT", (int)optlen,
+                      RUN_MAX_OPTLEN);
+  } else {
     rc = hwsock__run_read(c, optval, val, (size_t)optlen);
+  }
   if (rc == -ENOENT)
     goto out;
   if (rc < 0) {
@@ -270,8 +381,12 @@ void hwsock__run_on_setsockopt(run_call *c) {
     uint8_t w[8];
     if (m && to_wire(m, val, (unsigned)optlen, w) < 0)
       rc = -EINVAL;
-    else
-      rc = remember(s, level, name, val, (unsigned)optlen);
+    else if ((rc = host_would_take(s, level, name, val,
+                                   (socklen_t)optlen)) == 0 &&
+             (rc = remember(s, level, name, val, (unsigned)optlen)) < 0)
+      hwsock__run_log("%s: option %s refused (ENOBUFS): RUN_MAX_OPTS (%u) "
+                      "options remembered before the decision (raise it in "
+                      "guest-driver/run/run.h)", lb, on, RUN_MAX_OPTS);
   } else if (m) {
     uint8_t w[8];
     int wl = to_wire(m, val, (unsigned)optlen, w);
@@ -281,6 +396,8 @@ void hwsock__run_on_setsockopt(run_call *c) {
                       (size_t)wl));
   } else {
     rc = -ENOPROTOOPT;
+    hwsock__run_log("%s: option %s refused (ENOPROTOOPT): not in the "
+                    "device's allow-list (docs/HWSOCK-RUN.md)", lb, on);
   }
   hwsock__run_reply(c, 0, -rc);
 out:

@@ -228,6 +228,165 @@ def test_peek_fork():
         vmm.close()
 
 
+# ---- item 17: what -v says -----------------------------------------------------------
+
+PY_MESSAGES = r"""
+import socket, sys
+port = int(sys.argv[1])
+c = socket.create_connection(("127.0.0.1", port))
+c.sendall(b"hello")
+assert c.recv(16) == b"hello"
+c.close()  # a normal close
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen()
+a = socket.create_connection(l.getsockname())
+b, _ = l.accept()
+b.sendall(b"unread")  # closed with data unread: still a normal close
+a.close()
+b.close()
+l.close()
+s = socket.socket()
+s.connect(("127.0.0.1", port))
+try:
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 5)
+    print("IP_TTL set")
+except OSError as e:
+    print("IP_TTL", e.errno)
+s.close()
+# a limit: more options before the decision than hwsock-run remembers
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+opts = [(socket.SOL_SOCKET, o) for o in (socket.SO_BROADCAST,
+        socket.SO_KEEPALIVE, socket.SO_REUSEADDR, socket.SO_REUSEPORT,
+        socket.SO_OOBINLINE, socket.SO_DONTROUTE, socket.SO_PRIORITY,
+        socket.SO_RCVBUF, socket.SO_SNDBUF)] + [(socket.IPPROTO_IP, o)
+        for o in (2, 1, 13, 12, 33, 34, 15, 8, 11)]  # IP_TTL .. IP_RECVERR
+refused = 0
+for lvl, o in opts:
+    try:
+        u.setsockopt(lvl, o, 1)
+    except OSError:
+        refused += 1
+print("refused", refused > 0)
+"""
+
+
+def test_messages():
+    echo = harness.EchoTCP()
+    vmm = Vmm()
+    try:
+        r = run_py(PY_MESSAGES, echo.port, vmm=vmm)
+        expect_ok(r, "messages program")
+        err = r.stderr.decode()
+        lines = err.splitlines()
+        # one naming for the program's socket: fd N (socket S), everywhere
+        check(not any("close: socket " in x for x in lines),
+              "a close names a bare socket id: " + show(r))
+        closes = [x for x in lines if "close: fd " in x]
+        check(len(closes) >= 4 and all("closed by the program" in x
+                                       for x in closes),
+              "normal closes not logged as closes: " + show(r))
+        check("reset" not in err and "broken pipe" not in err,
+              "a normal close logged as an error: " + show(r))
+        check("option IP_TTL refused (ENOPROTOOPT)" in err,
+              "option not named: " + show(r))
+        check("RUN_MAX_OPTS (16)" in err and "raise it" in err,
+              "limit not logged: " + show(r))
+    finally:
+        vmm.close()
+
+
+# ---- item 11: options set before bind --------------------------------------------
+
+PY_RESTART_SERVER = r"""
+import errno, socket, sys
+s = socket.socket()
+try:  # the kernel refuses an IPv6 option on an AF_INET socket at once
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    print("V6ONLY set", flush=True)
+except OSError as e:
+    print("V6ONLY", errno.errorcode[e.errno], flush=True)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError as e:
+    print("bind", errno.errorcode[e.errno], flush=True)
+    sys.exit(1)
+s.listen()
+print("listening", flush=True)
+c, _ = s.accept()
+c.sendall(b"bye")
+c.close()  # the server closes first: its side goes to TIME_WAIT
+s.close()
+"""
+
+
+def serve_once(port, vmm):
+    """Starts the server (under hwsock-run when vmm), talks to it once;
+    returns its output."""
+    path = os.path.join(harness.TMP, "server.py")
+    with open(path, "w") as f:
+        f.write(PY_RESTART_SERVER)
+    args = [PY, path, str(port)]
+    if vmm is not None:
+        args = [harness.RUN, "-v", "--vmm", vmm.path, "--"] + args
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = []
+    for line in p.stdout:
+        out.append(line)
+        if line == b"listening\n" or line.startswith(b"bind"):
+            break
+    if out and out[-1] == b"listening\n":
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        data = b""
+        while True:
+            d = c.recv(16)
+            if not d:
+                break
+            data += d
+        c.close()
+        check(data == b"bye", "server answered %r" % data)
+    rest, err = p.communicate(timeout=30)
+    return p.returncode, b"".join(out) + rest, err
+
+
+def time_wait_holds(port):
+    """A bind without SO_REUSEADDR fails: the old connection is in
+    TIME_WAIT (else the test would prove nothing)."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+def test_reuseaddr_restart():
+    vmm = Vmm()
+    try:
+        # the kernel's answer: the restart binds
+        port = harness.free_port()
+        code, nout, err = serve_once(port, None)
+        check(code == 0, "native server: %r %r" % (nout, err))
+        check(time_wait_holds(port), "no TIME_WAIT after the native run")
+        code, nout2, err = serve_once(port, None)
+        check(code == 0 and nout2 == nout, "native restart: %r %r" % (
+            nout2, err))
+        # under hwsock-run
+        port = harness.free_port()
+        code, out, err = serve_once(port, vmm)
+        check(code == 0, "server under hwsock-run: %r %r" % (out, err))
+        check(b"offload: " in err, "not offloaded: %r" % err)
+        check(time_wait_holds(port), "no TIME_WAIT after the first run")
+        code, out2, err = serve_once(port, vmm)
+        check(code == 0 and out2 == nout, "restart under hwsock-run: %r "
+              "(native: %r) %r" % (out2, nout, err))
+    finally:
+        vmm.close()
+
+
 def main():
     tests = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
     if len(sys.argv) != 2 or sys.argv[1] not in tests:
