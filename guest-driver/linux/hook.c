@@ -47,7 +47,7 @@ static struct kretprobe hws_probes[] = {
 	  .maxactive = 64 },
 };
 
-static struct kretprobe *hws_probe_ptrs[] = { &hws_probes[0], &hws_probes[1] };
+static bool hws_probe6;
 
 static int __init hws_init(void)
 {
@@ -60,12 +60,16 @@ static int __init hws_init(void)
 	err = hws_driver_init();
 	if (err)
 		goto fail_proc;
-	err = register_kretprobes(hws_probe_ptrs, ARRAY_SIZE(hws_probe_ptrs));
+	err = register_kretprobe(&hws_probes[0]);
 	if (err) {
-		pr_err("hw_socket: cannot probe inet_create/inet6_create: %d\n",
-		       err);
+		pr_err("hw_socket: cannot probe inet_create: %d\n", err);
 		goto fail_driver;
 	}
+	/* IPv6 may be absent (ipv6.disable=1, or built as a module that is
+	 * not loaded): then only IPv4 sockets are offered. */
+	hws_probe6 = !register_kretprobe(&hws_probes[1]);
+	if (!hws_probe6)
+		pr_info("hw_socket: no inet6_create: IPv6 sockets stay native\n");
 	return 0;
 fail_driver:
 	hws_driver_exit();
@@ -78,7 +82,9 @@ static void __exit hws_exit(void)
 {
 	/* No new sockets get our ops; the ones that had them pinned the
 	 * module, so none is left when we get here. */
-	unregister_kretprobes(hws_probe_ptrs, ARRAY_SIZE(hws_probe_ptrs));
+	if (hws_probe6)
+		unregister_kretprobe(&hws_probes[1]);
+	unregister_kretprobe(&hws_probes[0]);
 	hws_driver_exit();
 	hws_proc_exit();
 }

@@ -7,7 +7,9 @@
  *   hwt connect IP PORT       prints "connect ok" or "connect errno NAME"
  *   hwt epoll IP PORT N       N nonblocking connections to an echo server
  *   hwt hold IP PORT          a connection open while /proc/net/hwsock is
- *                             printed and unloading the module is tried */
+ *                             printed and unloading the module is tried
+ *   hwt sem IP ECHOPORT DEADPORT   socket semantics against an echo server
+ *                             and a port where nothing listens */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,6 +25,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- SHA-256 (FIPS 180-4) ---- */
@@ -315,16 +318,93 @@ static int cmd_hold(char **av) {
   return 0;
 }
 
+static int fails;
+static void expect(int good, const char *what) {
+  printf("%s %s\n", good ? "pass" : "FAIL", what);
+  fails += !good;
+}
+
+/* The socket semantics programs rely on, each line "pass WHAT". */
+static int cmd_sem(char **av) {
+  struct sockaddr_in echo = addr4(av[0], av[1]), dead = addr4(av[0], av[2]);
+  struct sockaddr_in me;
+  socklen_t ml = sizeof(me);
+  char buf[256];
+  int err = 0;
+  socklen_t el = sizeof(err);
+
+  /* blocking connect to a port where nothing listens */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  expect(connect(fd, (struct sockaddr *)&dead, sizeof(dead)) < 0 &&
+         errno == ECONNREFUSED, "blocking connect refused: ECONNREFUSED");
+  close(fd);
+
+  /* nonblocking connect refused: EINPROGRESS or at once, then SO_ERROR */
+  fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int r = connect(fd, (struct sockaddr *)&dead, sizeof(dead));
+  if (r < 0 && errno == EINPROGRESS) {
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    poll(&p, 1, 10000);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    expect(err == ECONNREFUSED, "nonblocking connect refused: SO_ERROR");
+  } else {
+    expect(r < 0 && errno == ECONNREFUSED, "nonblocking connect refused at once");
+  }
+  close(fd);
+
+  /* a connection: getsockname, peek, FIONREAD, timeout, fork, shutdown */
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  expect(connect(fd, (struct sockaddr *)&echo, sizeof(echo)) == 0, "connect");
+  expect(getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
+         me.sin_addr.s_addr == htonl(INADDR_LOOPBACK) && me.sin_port != 0,
+         "getsockname: loopback address, a port");
+  struct timeval tv = {0, 300000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  expect(recv(fd, buf, sizeof(buf), 0) < 0 && errno == EAGAIN,
+         "SO_RCVTIMEO: recv times out with EAGAIN");
+  expect(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0 && errno == EAGAIN,
+         "MSG_DONTWAIT: EAGAIN");
+  pid_t pid = fork();
+  if (pid == 0) _exit(write_all(fd, "from-child\n", 11) ? 1 : 0);
+  int ws;
+  waitpid(pid, &ws, 0);
+  expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "fork: the child writes");
+  tv.tv_sec = 10;
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ssize_t n = recv(fd, buf, 5, MSG_PEEK | MSG_WAITALL);
+  expect(n > 0 && !memcmp(buf, "from-", (size_t)n), "MSG_PEEK");
+  n = recv(fd, buf, 11, MSG_WAITALL);
+  expect(n == 11 && !memcmp(buf, "from-child\n", 11),
+         "MSG_WAITALL: the echo of the child's line");
+  expect(shutdown(fd, SHUT_WR) == 0, "shutdown(SHUT_WR)");
+  expect(recv(fd, buf, sizeof(buf), 0) == 0, "then the peer's EOF: recv 0");
+  expect(send(fd, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE,
+         "send after SHUT_WR: EPIPE");
+  close(fd);
+
+  /* connected UDP: send/recv without addresses; getpeername */
+  struct sockaddr_in peer;
+  socklen_t pl = sizeof(peer);
+  fd = socket(AF_INET, SOCK_DGRAM, 0);
+  expect(connect(fd, (struct sockaddr *)&echo, sizeof(echo)) == 0, "udp connect");
+  expect(getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 &&
+         peer.sin_port == echo.sin_port, "udp getpeername");
+  close(fd);
+  printf("sem %s\n", fails ? "failed" : "passed");
+  return fails != 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   struct { const char *name; int args; int (*fn)(char **); } cmds[] = {
       {"get", 3, cmd_get},         {"udp", 3, cmd_udp},
       {"listen", 2, cmd_listen},   {"connect", 2, cmd_connect},
       {"epoll", 3, cmd_epoll},     {"hold", 2, cmd_hold},
+      {"sem", 3, cmd_sem},
   };
   for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (!strcmp(argv[1], cmds[i].name) && argc == cmds[i].args + 2)
       return cmds[i].fn(argv + 2);
-  fprintf(stderr, "usage: hwt get|udp|listen|connect|epoll|hold ARGS\n");
+  fprintf(stderr, "usage: hwt get|udp|listen|connect|epoll|hold|sem ARGS\n");
   return 2;
 }
