@@ -133,6 +133,10 @@ static void *loop_main(void *arg) {
     int rc = enqueue(c);
     pthread_mutex_unlock(&q_lock);
     if (rc < 0) {
+      hwsock__run_log("refused (EAGAIN): syscall %d of pid %u: "
+                      "RUN_MAX_QUEUED (%u) calls waiting for a worker "
+                      "(raise it in guest-driver/run/run.h)",
+                      c->n.data.nr, (unsigned)c->n.pid, RUN_MAX_QUEUED);
       hwsock__run_reply(c, 0, EAGAIN);
       free(c);
     }
