@@ -21,6 +21,11 @@
 #include "hws.h"
 #include "sock.h"
 
+static unsigned int decision_wait_ms = 20;
+module_param(decision_wait_ms, uint, 0644);
+MODULE_PARM_DESC(decision_wait_ms,
+		 "how long a nonblocking connect waits for the device's decision");
+
 static bool hws_passthru(struct hws_sock *hs)
 {
 	return !hs || READ_ONCE(hs->native);
@@ -106,7 +111,8 @@ static int hws_connect(struct socket *sock, struct sockaddr *addr, int alen,
 	} else {
 		err = 0;
 		spin_lock_irq(&hs->lock);
-		if (hs->state == HWS_S_CONNECTING)
+		if (hs->state == HWS_S_CONNECTING ||
+		    hs->state == HWS_S_DECLINED)
 			err = -EALREADY;
 		else if (hs->state == HWS_S_LISTENING)
 			err = -EINVAL;
@@ -146,7 +152,8 @@ static int hws_connect(struct socket *sock, struct sockaddr *addr, int alen,
 	/* The decision comes with the CONNECT's completion. A nonblocking
 	 * connect waits a little for it (a decline or deny is answered at
 	 * once); after that the connection is taken as in progress. */
-	timeo = nonblock ? HZ / 50 : sock_sndtimeo(sk, false);
+	timeo = nonblock ? msecs_to_jiffies(decision_wait_ms) :
+			   sock_sndtimeo(sk, false);
 	left = wait_event_interruptible_timeout(*hs->wq,
 			READ_ONCE(hs->state) != HWS_S_CONNECTING, timeo);
 	spin_lock_irq(&hs->lock);
@@ -161,6 +168,10 @@ static int hws_connect(struct socket *sock, struct sockaddr *addr, int alen,
 		spin_unlock_irq(&hs->lock);
 		return 0;
 	case HWS_S_DECLINED:
+		if (hs->async_connect) {	/* a late decline already */
+			spin_unlock_irq(&hs->lock);
+			return -EALREADY;
+		}
 		spin_unlock_irq(&hs->lock);
 		if (!fresh)	/* cannot happen (§6.4): a re-check never declines */
 			return -EACCES;
@@ -742,10 +753,27 @@ static int hws_sendto_first(struct socket *sock, struct hws_class *c,
 	return len;
 }
 
+/* A late decline is connecting the socket on the guest's stack: wait for
+ * that to start before passing the call on. */
+static int hws_wait_native(struct hws_sock *hs, bool nonblock)
+{
+	if (!hs || READ_ONCE(hs->native) ||
+	    READ_ONCE(hs->state) != HWS_S_DECLINED)
+		return 0;
+	if (nonblock)
+		return -EAGAIN;
+	return wait_event_interruptible(*hs->wq, READ_ONCE(hs->native));
+}
+
 static int hws_sendmsg(struct socket *sock, struct msghdr *m, size_t len)
 {
 	struct hws_class *c = hws_cls(sock);
 	struct hws_sock *hs = hws_of(sock);
+	int err = hws_wait_native(hs, (m->msg_flags & MSG_DONTWAIT) ||
+				  (sock->file && (sock->file->f_flags & O_NONBLOCK)));
+
+	if (err)
+		return err;
 
 	if (!hs && c->type == SOCK_DGRAM && m->msg_name && hws_dev_ready())
 		return hws_sendto_first(sock, c, m, len);
@@ -909,6 +937,10 @@ static int hws_recvmsg(struct socket *sock, struct msghdr *m, size_t len,
 	long timeo;
 	int err;
 
+	err = hws_wait_native(hs, (flags & MSG_DONTWAIT) ||
+			      (sock->file && (sock->file->f_flags & O_NONBLOCK)));
+	if (err)
+		return err;
 	if (hws_passthru(hs))
 		return c->orig->recvmsg(sock, m, len, flags);
 	if (flags & MSG_ERRQUEUE)

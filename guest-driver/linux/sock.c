@@ -324,17 +324,17 @@ static void hws_decline_work(struct work_struct *w)
 
 	spin_lock_irqsave(&hs->lock, flags);
 	sock = hs->closing ? NULL : hs->sock;
-	if (sock)
-		WRITE_ONCE(hs->native, true);
 	spin_unlock_irqrestore(&hs->lock, flags);
 	if (!sock)
-		return;
+		return;	/* release cancels this work before the socket goes */
 	hws_proc_del(hs);
 	hws_sock_close_id(hs);
 	err = hs->cls->orig->connect(sock, (struct sockaddr *)&hs->conn_addr,
 				     hs->conn_len, O_NONBLOCK);
-	if (err && err != -EINPROGRESS) {
+	if (err && err != -EINPROGRESS)
 		WRITE_ONCE(sock->sk->sk_err, -err);
-		sk_error_report(sock->sk);
-	}
+	/* From here on every call goes to the inet ops. Wake pollers: a
+	 * wakeup of the native connect may have been seen by our poll. */
+	WRITE_ONCE(hs->native, true);
+	wake_up_interruptible_poll(hs->wq, EPOLLIN | EPOLLOUT | EPOLLERR);
 }

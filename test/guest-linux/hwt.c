@@ -8,6 +8,8 @@
  *   hwt epoll IP PORT N       N nonblocking connections to an echo server
  *   hwt hold IP PORT          a connection open while /proc/net/hwsock is
  *                             printed and unloading the module is tried
+ *   hwt nbget IP PORT PATH    nonblocking connect, poll, SO_ERROR, then an
+ *                             HTTP/1.0 GET; prints "body LINE"...
  *   hwt sem IP ECHOPORT DEADPORT   socket semantics against an echo server
  *                             and a port where nothing listens */
 #define _GNU_SOURCE
@@ -318,6 +320,34 @@ static int cmd_hold(char **av) {
   return 0;
 }
 
+static int cmd_nbget(char **av) {
+  struct sockaddr_in a = addr4(av[0], av[1]);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), err = 0;
+  socklen_t el = sizeof(err);
+  int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+  printf("connect %s\n", r == 0 ? "at once" : ename(errno));
+  if (r && errno != EINPROGRESS) return 1;
+  struct pollfd p = {.fd = fd, .events = POLLOUT};
+  if (poll(&p, 1, 20000) != 1) return die("poll");
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
+    errno = err;
+    return die("SO_ERROR");
+  }
+  fcntl(fd, F_SETFL, 0);
+  char req[256], buf[4096];
+  snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", av[2]);
+  if (write_all(fd, req, strlen(req))) return die("write");
+  size_t got = 0;
+  ssize_t n;
+  while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+    got += (size_t)n;
+  buf[got] = 0;
+  char *body = strstr(buf, "\r\n\r\n");
+  printf("body %s", body ? body + 4 : "(none)\n");
+  close(fd);
+  return 0;
+}
+
 static int fails;
 static void expect(int good, const char *what) {
   printf("%s %s\n", good ? "pass" : "FAIL", what);
@@ -400,11 +430,11 @@ int main(int argc, char **argv) {
       {"get", 3, cmd_get},         {"udp", 3, cmd_udp},
       {"listen", 2, cmd_listen},   {"connect", 2, cmd_connect},
       {"epoll", 3, cmd_epoll},     {"hold", 2, cmd_hold},
-      {"sem", 3, cmd_sem},
+      {"sem", 3, cmd_sem},         {"nbget", 3, cmd_nbget},
   };
   for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (!strcmp(argv[1], cmds[i].name) && argc == cmds[i].args + 2)
       return cmds[i].fn(argv + 2);
-  fprintf(stderr, "usage: hwt get|udp|listen|connect|epoll|hold|sem ARGS\n");
+  fprintf(stderr, "usage: hwt get|udp|listen|connect|epoll|hold|sem|nbget ARGS\n");
   return 2;
 }
