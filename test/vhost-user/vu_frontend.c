@@ -12,7 +12,10 @@
  *   2. front-end B: malformed messages, each refused (REPLY_ACK) with the
  *      back-end still answering; a message too large ends the connection;
  *   3. front-end C: the whole of 1 again: a new front-end is accepted and
- *      the device starts over (NEGOTIATE succeeds again).
+ *      the device starts over (NEGOTIATE succeeds again);
+ *   4. front-end D: the guest driver reloaded (rings stopped and set up
+ *      again: negotiation starts over), then a broken ring: the error
+ *      eventfds fire, and after the guest's reset the device serves again.
  * The back-end must still run at the end and exit 0 on SIGTERM.
  * Prints "vu_frontend: N checks passed"; exits non-zero at the first
  * failure. */
@@ -35,6 +38,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hwsock/common.h"
 #include "support/vring_builder.h"
 #include "vhost_user.h"
 
@@ -336,13 +340,8 @@ static result request(guest *g, unsigned q, unsigned op, uint32_t id,
 
 /* ---- scenarios ---------------------------------------------------------- */
 
-/* QEMU 7.2's start sequence up to DRIVER_OK, then the guest's first steps.
- * NEGOTIATE is posted and kicked before SET_VRING_KICK/ENABLE: the
- * back-end must find it when the ring starts. */
-static void full_session(unsigned port) {
-  guest g;
-  guest_init(&g);
-  int fd = vu_connect(sock);
+/* QEMU 7.2's messages at its start, before the guest drives the device. */
+static void qemu_start(guest *g, int fd) {
   uint64_t f = get_u64(fd, VU_GET_FEATURES);
   CHECK((f & (VU_F_VERSION_1 | VU_F_PROTOCOL_FEATURES)) ==
             (VU_F_VERSION_1 | VU_F_PROTOCOL_FEATURES),
@@ -357,8 +356,8 @@ static void full_session(unsigned port) {
   vu_send(fd, VU_SET_OWNER, 0, NULL, 0, NULL, 0);
   get_u64(fd, VU_GET_FEATURES);
   for (unsigned q = 0; q < 2; q++) {
-    set_file(fd, VU_SET_VRING_CALL, q, g.call[q]);
-    set_file(fd, VU_SET_VRING_ERR, q, g.err[q]);
+    set_file(fd, VU_SET_VRING_CALL, q, g->call[q]);
+    set_file(fd, VU_SET_VRING_ERR, q, g->err[q]);
   }
   vu_config cfg = {0, 8, 0, {0}};
   vu_send(fd, VU_GET_CONFIG, 0, &cfg, VU_CONFIG_HDR_SIZE + 8, NULL, 0);
@@ -369,29 +368,34 @@ static void full_session(unsigned port) {
   uint64_t cid;
   memcpy(&cid, cfg.data, 8);
   CHECK(cfg.size == 8 && cid == 3, "guest_cid %llu", (unsigned long long)cid);
-  /* the guest's DRIVER_OK */
+}
+
+/* The guest's DRIVER_OK as QEMU forwards it, then the driver's first
+ * request. NEGOTIATE is posted and kicked before SET_VRING_KICK/ENABLE: the
+ * back-end must find it when the ring starts. */
+static void driver_ok(guest *g, int fd) {
   for (unsigned q = 0; q < 2; q++)
-    set_file(fd, VU_SET_VRING_CALL, q, g.call[q]);
+    set_file(fd, VU_SET_VRING_CALL, q, g->call[q]);
   set_u64(fd, VU_SET_FEATURES,
           VU_F_VERSION_1 | VU_F_INDIRECT_DESC | VU_F_PROTOCOL_FEATURES);
   vu_memory mt;
-  mem_table(&g, &mt);
-  int fds[2] = {g.memfd, g.memfd};
+  mem_table(g, &mt);
+  int fds[2] = {g->memfd, g->memfd};
   CHECK(acked(fd, VU_SET_MEM_TABLE, &mt, mem_table_size(2), fds, 2) == 0,
         "SET_MEM_TABLE refused");
   /* the guest driver already queued its first request */
   uint64_t neg_wgpa;
-  int neg_head = post(&g, 0, HWSOCK_OP_NEGOTIATE, 0, (uint32_t)HWSOCK_F_TCP, 0,
+  int neg_head = post(g, 0, HWSOCK_OP_NEGOTIATE, 0, (uint32_t)HWSOCK_F_TCP, 0,
                       NULL, 0, 32 + 64, &neg_wgpa, 1);
   for (unsigned q = 0; q < 2; q++) {
     set_state(fd, VU_SET_VRING_NUM, q, QSIZE);
     set_state(fd, VU_SET_VRING_BASE, q, 0);
-    vu_vring_addr a = {q, 0, uva(&g, g.ring[q].desc_gpa),
-                       uva(&g, g.ring[q].used_gpa),
-                       uva(&g, g.ring[q].avail_gpa), 0};
+    vu_vring_addr a = {q, 0, uva(g, g->ring[q].desc_gpa),
+                       uva(g, g->ring[q].used_gpa),
+                       uva(g, g->ring[q].avail_gpa), 0};
     CHECK(acked(fd, VU_SET_VRING_ADDR, &a, sizeof(a), NULL, 0) == 0,
           "SET_VRING_ADDR %u refused", q);
-    set_file(fd, VU_SET_VRING_KICK, q, g.kick[q]);
+    set_file(fd, VU_SET_VRING_KICK, q, g->kick[q]);
   }
   for (unsigned q = 0; q < 2; q++) {
     vu_vring_state s = {q, 1};
@@ -399,9 +403,9 @@ static void full_session(unsigned port) {
           "SET_VRING_ENABLE %u refused", q);
   }
   for (unsigned q = 0; q < 2; q++)
-    set_file(fd, VU_SET_VRING_CALL, q, g.call[q]);
+    set_file(fd, VU_SET_VRING_CALL, q, g->call[q]);
 
-  result r = wait_done(&g, 0, neg_head, neg_wgpa);
+  result r = wait_done(g, 0, neg_head, neg_wgpa);
   CHECK(r.status == 0 && r.len == 64, "NEGOTIATE status %u len %u", r.status,
         r.len);
   hwsock_wire_config wc;
@@ -409,32 +413,39 @@ static void full_session(unsigned port) {
   CHECK(hwsock_le32_get(&wc.magic) == HWSOCK_CONFIG_MAGIC, "config magic");
   CHECK(hwsock_le16_get(&wc.num_queues) == 2, "num_queues");
   CHECK(hwsock_le64_get(&wc.device_features) & HWSOCK_F_TCP, "no F_TCP");
+}
 
-  r = request(&g, 0, HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+/* OPEN, CONNECT, SEND, RECV through the echo server; CLOSE. */
+static void traffic(guest *g, unsigned port) {
+  result r;
+  r = request(g, 0, HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
               NULL, 0, 32);
   CHECK(r.status == 0, "OPEN status %u", r.status);
   char uri[64];
   int ul = snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%u", port);
-  r = request(&g, 1, HWSOCK_OP_CONNECT, 1, 0, 0, uri, (uint32_t)ul, 32);
+  r = request(g, 1, HWSOCK_OP_CONNECT, 1, 0, 0, uri, (uint32_t)ul, 32);
   CHECK(r.status == 0, "CONNECT status %u", r.status);
   static const char msg[] = "hello through vhost-user";
-  r = request(&g, 0, HWSOCK_OP_SEND, 1, 0, 0, msg, sizeof(msg) - 1, 32);
+  r = request(g, 0, HWSOCK_OP_SEND, 1, 0, 0, msg, sizeof(msg) - 1, 32);
   CHECK(r.status == 0 && r.len == sizeof(msg) - 1, "SEND status %u len %u",
         r.status, r.len);
   char got[64] = "";
   size_t have = 0;
   while (have < sizeof(msg) - 1) {
-    r = request(&g, 1, HWSOCK_OP_RECV, 1, 0, 0, NULL, 0, 32 + 64);
+    r = request(g, 1, HWSOCK_OP_RECV, 1, 0, 0, NULL, 0, 32 + 64);
     CHECK(r.status == 0 && r.len > 0 && have + r.len < sizeof(got),
           "RECV status %u len %u", r.status, r.len);
     memcpy(got + have, r.payload, r.len);
     have += r.len;
   }
   CHECK(memcmp(got, msg, sizeof(msg) - 1) == 0, "echo mismatch: '%s'", got);
-  r = request(&g, 0, HWSOCK_OP_CLOSE, 1, 0, 0, NULL, 0, 32);
+  r = request(g, 0, HWSOCK_OP_CLOSE, 1, 0, 0, NULL, 0, 32);
   CHECK(r.status == 0, "CLOSE status %u", r.status);
+}
 
-  /* QEMU's stop: rings disabled, then their bases */
+/* QEMU's stop (driver unload, device reset): rings disabled, then their
+ * bases, which are the used indexes the device published. */
+static void device_stop(guest *g, int fd) {
   for (unsigned q = 0; q < 2; q++)
     set_state(fd, VU_SET_VRING_ENABLE, q, 0);
   for (unsigned q = 0; q < 2; q++) {
@@ -442,9 +453,61 @@ static void full_session(unsigned port) {
     vu_send(fd, VU_GET_VRING_BASE, 0, &s, sizeof(s), NULL, 0);
     CHECK(vu_recv(fd, VU_GET_VRING_BASE, &s, sizeof(s)) == sizeof(s),
           "GET_VRING_BASE reply");
-    CHECK(s.index == q && s.num == vrb_used_idx(&g.ring[q]),
-          "ring %u base %u, used idx %u", q, s.num, vrb_used_idx(&g.ring[q]));
+    CHECK(s.index == q && s.num == vrb_used_idx(&g->ring[q]),
+          "ring %u base %u, used idx %u", q, s.num, vrb_used_idx(&g->ring[q]));
   }
+}
+
+/* Fresh rings in the same guest RAM, as a reloaded driver sets them up. */
+static void rings_reinit(guest *g) {
+  for (unsigned q = 0; q < 2; q++)
+    if (vrb_init_at(&g->ring[q], g->ram + RING_GPA(q), RING_GPA(q), RING_MEM,
+                    QSIZE) < 0)
+      die("ring %u", q);
+}
+
+/* One front-end, the guest driver reloaded: negotiation starts over after
+ * each stop; a broken ring signals the error eventfds, and the device serves
+ * again once the guest reset it. */
+static void reload_session(unsigned port) {
+  guest g;
+  guest_init(&g);
+  int fd = vu_connect(sock);
+  qemu_start(&g, fd);
+  driver_ok(&g, fd);
+  result r = request(&g, 0, HWSOCK_OP_NEGOTIATE, 0, (uint32_t)HWSOCK_F_TCP, 0,
+                     NULL, 0, 32 + 64);
+  CHECK(r.status == (uint32_t)-HWSOCK_EALREADY, "second NEGOTIATE: %u",
+        r.status);
+  device_stop(&g, fd);
+  rings_reinit(&g);
+  driver_ok(&g, fd); /* NEGOTIATE succeeds again: the stop reset the device */
+  traffic(&g, port);
+  /* a head index beyond the queue: the ring is broken */
+  vrb_put_head(&g.ring[1], QSIZE + 5);
+  vrb_publish(&g.ring[1]);
+  uint64_t one = 1;
+  CHECK(write(g.kick[1], &one, sizeof(one)) == sizeof(one), "kick");
+  struct pollfd p[2] = {{g.err[0], POLLIN, 0}, {g.err[1], POLLIN, 0}};
+  CHECK(poll(p, 2, TIMEOUT_MS) > 0, "no error eventfd after a broken ring");
+  backend_alive();
+  device_stop(&g, fd);
+  rings_reinit(&g);
+  driver_ok(&g, fd);
+  traffic(&g, port);
+  device_stop(&g, fd);
+  close(fd);
+  guest_free(&g);
+}
+
+static void full_session(unsigned port) {
+  guest g;
+  guest_init(&g);
+  int fd = vu_connect(sock);
+  qemu_start(&g, fd);
+  driver_ok(&g, fd);
+  traffic(&g, port);
+  device_stop(&g, fd);
   close(fd);
   guest_free(&g);
 }
@@ -562,6 +625,7 @@ int main(int argc, char **argv) {
   full_session(port);
   malformed_session();
   full_session(port); /* a new front-end; the device starts over */
+  reload_session(port);
   backend_alive();
   kill(backend_pid, SIGTERM);
   int st;
