@@ -16,7 +16,8 @@
  *   4. front-end D: the guest driver reloaded (rings stopped and set up
  *      again: negotiation starts over), then a broken ring: the error
  *      eventfds fire, and after the guest's reset the device serves again.
- * The back-end must still run at the end and exit 0 on SIGTERM.
+ * The back-end must still run at the end and exit 0 on SIGTERM, and its
+ * --pcap file must hold the offloaded flows.
  * Prints "vu_frontend: N checks passed"; exits non-zero at the first
  * failure. */
 #define _GNU_SOURCE
@@ -34,6 +35,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,11 +55,12 @@
 static int checks;
 static pid_t backend_pid = -1, echo_pid = -1;
 static char workdir[] = "/tmp/vu_frontend.XXXXXX";
-static char sock[64], ctl[64];
+static char sock[64], ctl[64], pcap[64];
 
 static void cleanup(void) {
   unlink(sock);
   unlink(ctl);
+  unlink(pcap);
   rmdir(workdir);
 }
 
@@ -127,7 +130,7 @@ static void start_backend(const char *bin) {
     char fd[16];
     snprintf(fd, sizeof(fd), "%d", p[1]);
     execl(bin, bin, "--socket", sock, "--control", ctl, "--ready-fd", fd,
-          "-v", "-v", (char *)NULL);
+          "--pcap", pcap, "-v", "-v", (char *)NULL);
     _exit(127);
   }
   close(p[1]);
@@ -620,6 +623,7 @@ int main(int argc, char **argv) {
     die("mkdtemp: %s", strerror(errno));
   snprintf(sock, sizeof(sock), "%s/vu.sock", workdir);
   snprintf(ctl, sizeof(ctl), "%s/vu.ctl", workdir);
+  snprintf(pcap, sizeof(pcap), "%s/flows.pcap", workdir);
   unsigned port = start_echo();
   start_backend(argv[1]);
   full_session(port);
@@ -633,6 +637,11 @@ int main(int argc, char **argv) {
             WEXITSTATUS(st) == 0,
         "back-end exit status 0x%x", st);
   backend_pid = -1;
+  /* --pcap: the offloaded flows were captured (the 24-byte file header,
+   * then frames) */
+  struct stat pst;
+  CHECK(stat(pcap, &pst) == 0 && pst.st_size > 24 + 4 * 16,
+        "capture file missing or without frames");
   kill(echo_pid, SIGKILL);
   waitpid(echo_pid, &st, 0);
   cleanup();
