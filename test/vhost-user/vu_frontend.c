@@ -15,7 +15,9 @@
  *      the device starts over (NEGOTIATE succeeds again);
  *   4. front-end D: the guest driver reloaded (rings stopped and set up
  *      again: negotiation starts over), then a broken ring: the error
- *      eventfds fire, and after the guest's reset the device serves again.
+ *      eventfds fire, and after the guest's reset the device serves again;
+ *   5. front-end E dies with a host connection open and a RECV pending: the
+ *      connection's peer sees EOF, and front-end F is served.
  * The back-end must still run at the end and exit 0 on SIGTERM, and its
  * --pcap file must hold the offloaded flows.
  * Prints "vu_frontend: N checks passed"; exits non-zero at the first
@@ -503,6 +505,44 @@ static void reload_session(unsigned port) {
   guest_free(&g);
 }
 
+/* QEMU dies with a connection open and a RECV pending: the back-end
+ * closes the host socket as for a dead guest (the peer sees EOF), writes
+ * nothing more into the (gone) guest memory, and serves the next front-end. */
+static void dead_frontend_session(void) {
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+      listen(lfd, 1) < 0 || getsockname(lfd, (struct sockaddr *)&a, &len) < 0)
+    die("listener: %s", strerror(errno));
+  guest g;
+  guest_init(&g);
+  int fd = vu_connect(sock);
+  qemu_start(&g, fd);
+  driver_ok(&g, fd);
+  result r = request(&g, 0, HWSOCK_OP_OPEN, 2, HWSOCK_AF_INET,
+                     HWSOCK_SOCK_STREAM, NULL, 0, 32);
+  CHECK(r.status == 0, "OPEN status %u", r.status);
+  char uri[64];
+  int ul = snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%u", ntohs(a.sin_port));
+  r = request(&g, 1, HWSOCK_OP_CONNECT, 2, 0, 0, uri, (uint32_t)ul, 32);
+  CHECK(r.status == 0, "CONNECT status %u", r.status);
+  int peer = accept(lfd, NULL, NULL);
+  CHECK(peer >= 0, "accept: %s", strerror(errno));
+  uint64_t wgpa;
+  post(&g, 1, HWSOCK_OP_RECV, 2, 0, 0, NULL, 0, 32 + 64, &wgpa, 1);
+  close(fd); /* QEMU is gone */
+  struct timeval tv = {TIMEOUT_MS / 1000, 0};
+  setsockopt(peer, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char c;
+  CHECK(recv(peer, &c, 1, 0) == 0, "the host socket outlived the front-end");
+  close(peer);
+  close(lfd);
+  backend_alive();
+  guest_free(&g);
+}
+
 static void full_session(unsigned port) {
   guest g;
   guest_init(&g);
@@ -630,6 +670,8 @@ int main(int argc, char **argv) {
   malformed_session();
   full_session(port); /* a new front-end; the device starts over */
   reload_session(port);
+  dead_frontend_session();
+  full_session(port); /* served after a front-end died mid-request */
   backend_alive();
   kill(backend_pid, SIGTERM);
   int st;
