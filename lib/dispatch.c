@@ -410,9 +410,12 @@ static int sockopt_allowed(uint32_t level, uint32_t opt, int set) {
     }
   case HWSOCK_SOL_TCP:
     return opt == HWSOCK_TCP_NODELAY || opt == HWSOCK_TCP_KEEPIDLE ||
-           opt == HWSOCK_TCP_KEEPINTVL || opt == HWSOCK_TCP_KEEPCNT;
+           opt == HWSOCK_TCP_KEEPINTVL || opt == HWSOCK_TCP_KEEPCNT ||
+           (opt == HWSOCK_TCP_INFO && !set);
+  case HWSOCK_SOL_IP:
+    return opt == HWSOCK_IP_TOS;
   case HWSOCK_SOL_IPV6:
-    return opt == HWSOCK_IPV6_V6ONLY;
+    return opt == HWSOCK_IPV6_V6ONLY || opt == HWSOCK_IPV6_TCLASS;
   default:
     return 0;
   }

@@ -8,7 +8,7 @@
 #include "hwsock/wire.h"
 #include "sockopt.h"
 
-enum { OPT_INT, OPT_LINGER, OPT_ERROR };
+enum { OPT_INT, OPT_LINGER, OPT_ERROR, OPT_TCPINFO };
 
 static const struct opt {
   uint32_t level, name; /* wire */
@@ -27,8 +27,47 @@ static const struct opt {
     {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPINTVL, IPPROTO_TCP, TCP_KEEPINTVL,
      OPT_INT},
     {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT, IPPROTO_TCP, TCP_KEEPCNT, OPT_INT},
+    {HWSOCK_SOL_TCP, HWSOCK_TCP_INFO, IPPROTO_TCP, TCP_INFO, OPT_TCPINFO},
+    {HWSOCK_SOL_IP, HWSOCK_IP_TOS, IPPROTO_IP, IP_TOS, OPT_INT},
     {HWSOCK_SOL_IPV6, HWSOCK_IPV6_V6ONLY, IPPROTO_IPV6, IPV6_V6ONLY, OPT_INT},
+    {HWSOCK_SOL_IPV6, HWSOCK_IPV6_TCLASS, IPPROTO_IPV6, IPV6_TCLASS, OPT_INT},
 };
+
+/* struct tcp_info (linux/tcp.h) as runs of same-sized fields, up to
+ * tcpi_total_rto_time: the wire wants them little-endian. Fields a newer
+ * kernel appends stay as the host wrote them (little-endian hosts: the
+ * same). */
+static const struct {
+  uint16_t end;  /* offset where the run ends */
+  uint8_t size;  /* bytes per field */
+} tcp_info_runs[] = {{8, 1},   {104, 4}, {136, 8}, {160, 4}, {192, 8},
+                     {200, 4}, {216, 8}, {240, 4}, {244, 2}, {248, 4}};
+
+static void tcp_info_to_le(uint8_t *p, size_t n) {
+  size_t off = 0;
+  for (size_t r = 0; r < sizeof(tcp_info_runs) / sizeof(tcp_info_runs[0]);
+       r++) {
+    for (; off + tcp_info_runs[r].size <= tcp_info_runs[r].end &&
+           off + tcp_info_runs[r].size <= n;
+         off += tcp_info_runs[r].size) {
+      if (tcp_info_runs[r].size == 2) {
+        uint16_t v;
+        memcpy(&v, p + off, 2);
+        p[off] = (uint8_t)v;
+        p[off + 1] = (uint8_t)(v >> 8);
+      } else if (tcp_info_runs[r].size == 4) {
+        uint32_t v;
+        memcpy(&v, p + off, 4);
+        hwsock_le32_set((hwsock_le32 *)(void *)(p + off), v);
+      } else if (tcp_info_runs[r].size == 8) {
+        uint64_t v;
+        memcpy(&v, p + off, 8);
+        hwsock_le64_set((hwsock_le64 *)(void *)(p + off), v);
+      }
+    }
+    off = tcp_info_runs[r].end;
+  }
+}
 
 static const struct opt *find(const hwsock_breq *req, int family) {
   for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
@@ -68,7 +107,7 @@ static void scatter(const hwsock_breq *req, const void *buf, size_t n) {
 
 int hwsock__tcp_setsockopt(int fd, int family, const hwsock_breq *req) {
   const struct opt *o = find(req, family);
-  if (o == NULL || o->kind == OPT_ERROR)
+  if (o == NULL || o->kind == OPT_ERROR || o->kind == OPT_TCPINFO)
     return HWSOCK_ENOPROTOOPT;
   size_t need = value_size(o);
   if (req->iov_len < need)
@@ -92,6 +131,19 @@ int hwsock__tcp_getsockopt(int fd, int family, int connecting,
   const struct opt *o = find(req, family);
   if (o == NULL)
     return HWSOCK_ENOPROTOOPT;
+  if (o->kind == OPT_TCPINFO) {
+    /* the host's own connection, truncated to the buffer as by the host */
+    uint8_t info[HWSOCK_SOCKOPT_MAX];
+    memset(info, 0, sizeof(info));
+    socklen_t sl = sizeof(info);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, &sl) != 0)
+      return hwsock_err_from_errno(errno);
+    size_t n = sl < req->iov_len ? sl : req->iov_len;
+    tcp_info_to_le(info, n);
+    scatter(req, info, n);
+    *len = n;
+    return 0;
+  }
   size_t need = value_size(o);
   if (req->iov_len < need)
     return HWSOCK_EINVAL;

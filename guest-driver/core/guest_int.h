@@ -22,7 +22,7 @@
 #define GUEST_MAX_SOCKETS (1u << 20)
 #define GUEST_MAX_IO_LEN (64u << 20)
 /* Smallest bounce area that still holds any option value. */
-#define GUEST_MIN_IO_LEN 64u
+#define GUEST_MIN_IO_LEN HWSOCK_SOCKOPT_MAX
 /* Queues we set up but never use get this many entries (or fewer). */
 #define GUEST_IDLE_QUEUE_SIZE 16u
 /* Each queue starts on its own page (simplest correct virtio alignment). */

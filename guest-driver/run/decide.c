@@ -89,6 +89,9 @@ void hwsock__run_pass(run_call *c, const run_target *t) {
   /* a declined (or inherited) socket: its later destinations are asked */
   if (t->kind == RT_KERNEL_INET && hwsock__run_host_check(c, t))
     return;
+  /* confined: fds arriving over a unix socket are looked at first */
+  if (hwsock__run_unix_recv(c, t))
+    return;
   hwsock__run_continue(c);
 }
 

@@ -12,6 +12,12 @@
  * was answered (refused with the policy's errno, or failed). */
 int hwsock__run_host_check(run_call *c, const run_target *t);
 
+/* unixrecv.c: under confinement, a recvmsg/recvmmsg on a unix socket with
+ * a control buffer (fds may arrive with SCM_RIGHTS) is performed by the
+ * supervisor, which replaces received INET sockets by dead sockets. 1 when
+ * the call was answered, 0 when it may continue in the kernel. */
+int hwsock__run_unix_recv(run_call *c, const run_target *t);
+
 void hwsock__run_on_sendmmsg(run_call *c);
 void hwsock__run_on_recvmmsg(run_call *c);
 

@@ -25,20 +25,26 @@ typedef struct opt_map {
   int level, name;
   unsigned wlevel, wname;
   int linger; /* value is struct linger (two le32 on the wire) */
+  int raw;    /* get only, the bytes as they come (TCP_INFO) */
 } opt_map;
 
 static const opt_map allow[] = {
-    {SOL_SOCKET, SO_REUSEADDR, HWSOCK_SOL_SOCKET, HWSOCK_SO_REUSEADDR, 0},
-    {SOL_SOCKET, SO_BROADCAST, HWSOCK_SOL_SOCKET, HWSOCK_SO_BROADCAST, 0},
-    {SOL_SOCKET, SO_SNDBUF, HWSOCK_SOL_SOCKET, HWSOCK_SO_SNDBUF, 0},
-    {SOL_SOCKET, SO_RCVBUF, HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF, 0},
-    {SOL_SOCKET, SO_KEEPALIVE, HWSOCK_SOL_SOCKET, HWSOCK_SO_KEEPALIVE, 0},
-    {SOL_SOCKET, SO_LINGER, HWSOCK_SOL_SOCKET, HWSOCK_SO_LINGER, 1},
-    {IPPROTO_TCP, TCP_NODELAY, HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY, 0},
-    {IPPROTO_TCP, TCP_KEEPIDLE, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPIDLE, 0},
-    {IPPROTO_TCP, TCP_KEEPINTVL, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPINTVL, 0},
-    {IPPROTO_TCP, TCP_KEEPCNT, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT, 0},
-    {IPPROTO_IPV6, IPV6_V6ONLY, HWSOCK_SOL_IPV6, HWSOCK_IPV6_V6ONLY, 0},
+    {SOL_SOCKET, SO_REUSEADDR, HWSOCK_SOL_SOCKET, HWSOCK_SO_REUSEADDR, 0, 0},
+    {SOL_SOCKET, SO_BROADCAST, HWSOCK_SOL_SOCKET, HWSOCK_SO_BROADCAST, 0, 0},
+    {SOL_SOCKET, SO_SNDBUF, HWSOCK_SOL_SOCKET, HWSOCK_SO_SNDBUF, 0, 0},
+    {SOL_SOCKET, SO_RCVBUF, HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF, 0, 0},
+    {SOL_SOCKET, SO_KEEPALIVE, HWSOCK_SOL_SOCKET, HWSOCK_SO_KEEPALIVE, 0, 0},
+    {SOL_SOCKET, SO_LINGER, HWSOCK_SOL_SOCKET, HWSOCK_SO_LINGER, 1, 0},
+    {IPPROTO_TCP, TCP_NODELAY, HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY, 0, 0},
+    {IPPROTO_TCP, TCP_KEEPIDLE, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPIDLE, 0, 0},
+    {IPPROTO_TCP, TCP_KEEPINTVL, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPINTVL, 0, 0},
+    {IPPROTO_TCP, TCP_KEEPCNT, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT, 0, 0},
+    {IPPROTO_IPV6, IPV6_V6ONLY, HWSOCK_SOL_IPV6, HWSOCK_IPV6_V6ONLY, 0, 0},
+    {IPPROTO_IP, IP_TOS, HWSOCK_SOL_IP, HWSOCK_IP_TOS, 0, 0},
+    {IPPROTO_IPV6, IPV6_TCLASS, HWSOCK_SOL_IPV6, HWSOCK_IPV6_TCLASS, 0, 0},
+    /* the device's host connection: struct tcp_info, fields little-endian
+     * on the wire as on the little-endian hosts this runs on */
+    {IPPROTO_TCP, TCP_INFO, HWSOCK_SOL_TCP, HWSOCK_TCP_INFO, 0, 1},
 };
 
 /* Names for log lines: the options programs commonly set. */
@@ -132,6 +138,8 @@ static int local_opt(int level, int name) {
 /* Host value -> wire bytes; returns the wire length or -EINVAL. */
 static int to_wire(const opt_map *m, const uint8_t *val, unsigned len,
                    uint8_t out[8]) {
+  if (m->raw)
+    return -ENOPROTOOPT; /* get only */
   if (m->linger) {
     struct linger l;
     if (len < sizeof(l))
@@ -240,7 +248,7 @@ void hwsock__run_on_getsockopt(run_call *c) {
     return;
   run_sock *s = t.s;
   int iv = 0, rc = 0, have_int = 1;
-  uint8_t val[RUN_MAX_OPTLEN];
+  uint8_t val[HWSOCK_SOCKOPT_MAX];
   socklen_t vlen = sizeof(val);
   const opt_map *m = find_opt(level, name);
   if (level == SOL_SOCKET && name == SO_TYPE) {
@@ -263,13 +271,16 @@ void hwsock__run_on_getsockopt(run_call *c) {
     have_int = 0;
     rc = undecided_value(s, level, name, val, &vlen);
   } else if (m) {
-    uint8_t w[16];
+    uint8_t w[HWSOCK_SOCKOPT_MAX];
     size_t wl = sizeof(w);
     int err = hwsock_guest_getsockopt(hwsock__run.g, s->id, m->wlevel,
                                       m->wname, w, &wl);
     have_int = 0;
     if (err < 0) {
       rc = -hwsock__run_errno(err);
+    } else if (m->raw) {
+      memcpy(val, w, wl);
+      vlen = (socklen_t)wl;
     } else if (m->linger && wl >= 8) {
       struct linger l = {(int)hwsock_le32_get((hwsock_le32 *)w),
                          (int)hwsock_le32_get((hwsock_le32 *)(w + 4))};
@@ -379,8 +390,9 @@ void hwsock__run_on_setsockopt(run_call *c) {
       remember(s, level, name, val, (unsigned)optlen);
   } else if (!decided(s)) {
     uint8_t w[8];
-    if (m && to_wire(m, val, (unsigned)optlen, w) < 0)
-      rc = -EINVAL;
+    int wl = m ? to_wire(m, val, (unsigned)optlen, w) : 0;
+    if (wl < 0)
+      rc = wl; /* EINVAL: too short; ENOPROTOOPT: get only */
     else if ((rc = host_would_take(s, level, name, val,
                                    (socklen_t)optlen)) == 0 &&
              (rc = remember(s, level, name, val, (unsigned)optlen)) < 0)

@@ -222,7 +222,8 @@ typedef enum hwsock_opcode {
 /* GETSOCKOPT/SETSOCKOPT: portable levels and options; values are le32
  * unless stated. The device forwards only this allow-list (anything else:
  * HWSOCK_ENOPROTOOPT) and exchanges at most HWSOCK_SOCKOPT_MAX bytes. */
-#define HWSOCK_SOCKOPT_MAX 64u
+#define HWSOCK_SOCKOPT_MAX 256u
+#define HWSOCK_SOL_IP 0u
 #define HWSOCK_SOL_SOCKET 1u
 #define HWSOCK_SOL_TCP 6u
 #define HWSOCK_SOL_IPV6 41u
@@ -237,7 +238,11 @@ typedef enum hwsock_opcode {
 #define HWSOCK_TCP_KEEPIDLE 4u
 #define HWSOCK_TCP_KEEPINTVL 5u
 #define HWSOCK_TCP_KEEPCNT 6u
+#define HWSOCK_TCP_INFO 11u /* get only: the host connection's Linux struct
+                               tcp_info, fields little-endian */
+#define HWSOCK_IP_TOS 1u    /* le32 (level SOL_IP) */
 #define HWSOCK_IPV6_V6ONLY 26u
+#define HWSOCK_IPV6_TCLASS 67u /* le32 (level SOL_IPV6) */
 
 /* ACCEPT, GETNAME and RECV-with-source need a URI area of at least this
  * many bytes (the longest canonical URI is 72 bytes); a device's

@@ -16,6 +16,10 @@
  *   sendmmsg PORT          a socket of its own: sendmmsg to the denied port
  *                          on a fresh UDP socket (a placeholder: must not
  *                          reach it either)
+ *   scm UNIX_FD PORT N     receives an fd over the inherited unix socket
+ *                          UNIX_FD (SCM_RIGHTS: the test sends a UDP socket
+ *                          connected to the denied port), then write()s on
+ *                          it, sendmmsg, and the race above with it
  *   declined DPORT PORT    without confinement (run_declined): a UDP socket
  *                          of its own first sends to 127.0.0.2:DPORT
  *                          (declined: it becomes a host socket), then
@@ -31,6 +35,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -48,6 +53,31 @@ static void *swapper(void *arg) {
     dup2(race_inet, RACE_FD);
   }
   return NULL;
+}
+
+static int mmsg(int fd, int flags, unsigned n);
+
+/* The dup2 race: n sends on RACE_FD while a thread swaps it. */
+static void race(long n, long *sent, long *errors, int *last) {
+  race_unix = socket(AF_UNIX, SOCK_DGRAM, 0);
+  if (race_unix < 0 || dup2(race_unix, RACE_FD) < 0) {
+    perror("race setup");
+    exit(2);
+  }
+  pthread_t t;
+  if (pthread_create(&t, NULL, swapper, NULL) != 0)
+    exit(2);
+  for (long i = 0; i < n; i++) {
+    if (sendto(RACE_FD, "race", 4, MSG_DONTWAIT, (struct sockaddr *)&dst,
+               sizeof(dst)) == 4)
+      (*sent)++;
+    else
+      (*errors)++, *last = errno;
+    if (i % 4 == 0 && mmsg(RACE_FD, MSG_DONTWAIT, 1) == 1)
+      (*sent)++;
+  }
+  atomic_store(&stop, 1);
+  pthread_join(t, NULL);
 }
 
 static int mmsg(int fd, int flags, unsigned n) {
@@ -73,6 +103,7 @@ int main(int argc, char **argv) {
     return 2;
   const char *mode = argv[1];
   int port = atoi(argv[argc == 3 ? 2 : 3]);
+  signal(SIGPIPE, SIG_IGN); /* a dead socket's EPIPE, not the process */
   memset(&dst, 0, sizeof(dst));
   dst.sin_family = AF_INET;
   dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -105,27 +136,42 @@ int main(int argc, char **argv) {
     int r = mmsg(fd, 0, 8);
     r < 0 ? (errors++, last = errno) : (sent += r);
   } else if (strcmp(mode, "race") == 0 && argc == 5) {
-    long n = atol(argv[4]);
     race_inet = atoi(argv[2]);
-    race_unix = socket(AF_UNIX, SOCK_DGRAM, 0);
-    if (race_unix < 0 || dup2(race_unix, RACE_FD) < 0) {
-      perror("race setup");
+    race(atol(argv[4]), &sent, &errors, &last);
+  } else if (strcmp(mode, "scm") == 0 && argc == 5) {
+    char b[16];
+    struct iovec io = {b, sizeof(b)};
+    union {
+      char buf[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr align;
+    } u;
+    struct msghdr m;
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = &io;
+    m.msg_iovlen = 1;
+    m.msg_control = u.buf;
+    m.msg_controllen = sizeof(u.buf);
+    if (recvmsg(atoi(argv[2]), &m, 0) < 0) {
+      perror("recvmsg");
       return 2;
     }
-    pthread_t t;
-    if (pthread_create(&t, NULL, swapper, NULL) != 0)
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    if (!cm || cm->cmsg_type != SCM_RIGHTS) {
+      fprintf(stderr, "no fd received\n");
       return 2;
-    for (long i = 0; i < n; i++) {
-      if (sendto(RACE_FD, "race", 4, MSG_DONTWAIT, (struct sockaddr *)&dst,
-                 sizeof(dst)) == 4)
-        sent++;
-      else
-        errors++, last = errno;
-      if (i % 4 == 0 && mmsg(RACE_FD, MSG_DONTWAIT, 1) == 1)
-        sent++;
     }
-    atomic_store(&stop, 1);
-    pthread_join(t, NULL);
+    memcpy(&race_inet, CMSG_DATA(cm), sizeof(int));
+    int dom = 0;
+    socklen_t l = sizeof(dom);
+    getsockopt(race_inet, SOL_SOCKET, SO_DOMAIN, &dom, &l);
+    printf("received fd %d of family %d\n", race_inet, dom);
+    if (write(race_inet, "written", 7) == 7)
+      sent++;
+    else
+      errors++, last = errno;
+    int r = mmsg(race_inet, 0, 8);
+    r < 0 ? (errors++, last = errno) : (sent += r);
+    race(atol(argv[4]), &sent, &errors, &last);
   } else {
     fprintf(stderr, "usage: see confine_escape.c\n");
     return 2;

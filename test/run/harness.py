@@ -928,6 +928,49 @@ class CounterUDP:
             self.count += 1
 
 
+PY_FDPASS = r'''
+import os, socket, threading, time
+# fd passing between a confined program's own sockets still works (the
+# supervisor performs such a recvmsg itself under confinement)
+a, b = socket.socketpair()
+r, w = os.pipe()
+socket.send_fds(a, [b"hello fds"], [w])
+msg, fds, flags, addr = socket.recv_fds(b, 100, 4)
+assert msg == b"hello fds" and len(fds) == 1, (msg, fds)
+os.write(fds[0], b"through")
+assert os.read(r, 10) == b"through"
+assert os.get_inheritable(fds[0])  # as natively: no MSG_CMSG_CLOEXEC
+socket.send_fds(a, [b"cloexec"], [w])
+data, anc, fl, _ = b.recvmsg(100, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC)
+fd = int.from_bytes(anc[0][2][:4], "little")
+assert data == b"cloexec" and not os.get_inheritable(fd), (data, anc)
+assert fl & socket.MSG_CMSG_CLOEXEC, fl
+# a blocking receive waits for a message sent later
+t = threading.Thread(target=lambda: (time.sleep(0.3),
+                     socket.send_fds(a, [b"later"], [r])))
+t.start()
+msg, fds, flags, addr = socket.recv_fds(b, 100, 4)
+t.join()
+assert msg == b"later" and len(fds) == 1, (msg, fds)
+b.setblocking(False)
+try:
+    socket.recv_fds(b, 100, 4)
+    raise SystemExit("no EAGAIN")
+except BlockingIOError:
+    pass
+# a datagram socket with the sender's (abstract) address, and truncation
+d1 = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+d1.bind(b"\0hwsock-fdpass-%d" % os.getpid())
+d2 = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+d2.bind(b"\0hwsock-fdpass2-%d" % os.getpid())
+d2.sendto(b"0123456789", d1.getsockname())
+data, anc, fl, src = d1.recvmsg(4, socket.CMSG_SPACE(4))
+assert data == b"0123" and fl & socket.MSG_TRUNC, (data, fl)
+assert src == d2.getsockname(), src
+print("fdpass ok")
+'''
+
+
 def test_confine_escape():
     """Host INET sockets inherited by a confined program (sendmmsg with
     MSG_FASTOPEN, sendmmsg with a destination, a dup2 race between an
@@ -954,6 +997,29 @@ def test_confine_escape():
             check(tcp_denied.accepts == 0 and udp_denied.count == 0,
                   "%s reached a denied listener (tcp %d, udp %d): %s" %
                   (args[0], tcp_denied.accepts, udp_denied.count, show(r)))
+        # a host UDP socket, connected to the denied port by a process
+        # outside, handed in over an inherited unix socket (SCM_RIGHTS)
+        a, b = socket.socketpair()
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.connect(("127.0.0.1", udp_denied.port))
+        socket.send_fds(a, [b"fd"], [c.fileno()])
+        c.close()
+        r = subprocess.run(
+            [RUN, "-v", "--vmm", vmm.path, "--confine", "--", prog, "scm",
+             str(b.fileno()), str(udp_denied.port), "20000"],
+            capture_output=True, timeout=90, pass_fds=(b.fileno(),))
+        a.close()
+        b.close()
+        expect_ok(r, "confine_escape scm")
+        time.sleep(0.2)
+        print("scm", r.stdout.decode().strip(), "-> denied listener: udp",
+              udp_denied.count)
+        check(udp_denied.count == 0 and b"family 1" in r.stdout,
+              "an INET socket received with SCM_RIGHTS reached the denied "
+              "listener %d times: %s" % (udp_denied.count, show(r)))
+        r = run_py(PY_FDPASS, vmm=vmm, confine=True)
+        expect_ok(r, "fd passing under confinement")
+        check(b"fdpass ok" in r.stdout, show(r))
         # the confined program still reaches what the policy offloads
         r = run_py(PY_DENY, allowed.port, vmm=vmm, confine=True)
         check(r.stdout.strip() == b"connected", "confined offload: " + show(r))

@@ -387,6 +387,66 @@ def test_reuseaddr_restart():
         vmm.close()
 
 
+# ---- item 14: options programs rely on ---------------------------------------------
+
+PY_OPTIONS = r"""
+import errno, socket, struct, sys
+port, port6 = int(sys.argv[1]), int(sys.argv[2])
+c = socket.create_connection(("127.0.0.1", port))
+data = bytes(range(256)) * 400
+c.sendall(data)
+got = b""
+while len(got) < len(data):
+    got += c.recv(65536)
+ti = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+state = ti[0]
+bytes_acked, = struct.unpack_from("<Q", ti, 120)  # tcpi_bytes_acked
+segs_out, = struct.unpack_from("<I", ti, 136)  # tcpi_segs_out
+print("TCP_INFO", len(ti) >= 160, state == 1, bytes_acked >= len(data),
+      segs_out > 0)
+for sock, lvl, opt, v in ((c, socket.IPPROTO_IP, socket.IP_TOS, 0x10),):
+    sock.setsockopt(lvl, opt, v)
+    print("IP_TOS", sock.getsockopt(lvl, opt) == v)
+c6 = socket.create_connection(("::1", port6))
+c6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, 0x20)
+print("IPV6_TCLASS", c6.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x08)  # before the decision
+u.connect(("127.0.0.1", port))
+print("UDP IP_TOS", u.getsockopt(socket.IPPROTO_IP, socket.IP_TOS))
+u.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x04)
+print("UDP IP_TOS", u.getsockopt(socket.IPPROTO_IP, socket.IP_TOS))
+s = socket.socket()
+try:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+    print("SO_BINDTODEVICE set")
+except OSError as e:
+    print("SO_BINDTODEVICE", "EOPNOTSUPP" if e.errno == errno.EOPNOTSUPP
+          else errno.errorcode[e.errno])
+"""
+
+
+def test_options():
+    echo = harness.EchoTCP()
+    echo6 = harness.EchoTCP(socket.AF_INET6, "::1")
+    vmm = Vmm()
+    try:
+        n = native_py(PY_OPTIONS, echo.port, echo6.port)
+        expect_ok(n, "options (native)")
+        r = run_py(PY_OPTIONS, echo.port, echo6.port, vmm=vmm)
+        expect_ok(r, "options under hwsock-run")
+        out = r.stdout.decode().splitlines()
+        check(out[:5] == n.stdout.decode().splitlines()[:5],
+              "differs from native (%s): %s" % (n.stdout.decode(), show(r)))
+        check(out[0] == "TCP_INFO True True True True", show(r))
+        # the kernel binds to a device (as root); hwsock-run refuses, says so
+        check(out[5] == "SO_BINDTODEVICE EOPNOTSUPP", show(r))
+        check(b"option SO_BINDTODEVICE refused (EOPNOTSUPP)" in r.stderr,
+              show(r))
+    finally:
+        vmm.close()
+
+
 def main():
     tests = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
     if len(sys.argv) != 2 or sys.argv[1] not in tests:

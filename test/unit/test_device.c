@@ -374,10 +374,11 @@ Test(device, config_limits_are_validated) {
 
 Test(device, sockopts_outside_the_allow_list_get_enoprotoopt) {
   open_tcp(0);
-  /* SO_PRIORITY-like unknown option, unknown level, and setting SO_ERROR */
+  /* SO_PRIORITY-like unknown option, unknown level (0 is SOL_IP), and
+   * setting SO_ERROR */
   cr_assert_eq(request(HWSOCK_OP_GETSOCKOPT, 0, HWSOCK_SOL_SOCKET, 12, NULL)
                    .status, -HWSOCK_ENOPROTOOPT);
-  cr_assert_eq(request(HWSOCK_OP_GETSOCKOPT, 0, 0, HWSOCK_TCP_NODELAY, NULL)
+  cr_assert_eq(request(HWSOCK_OP_GETSOCKOPT, 0, 255, HWSOCK_TCP_NODELAY, NULL)
                    .status, -HWSOCK_ENOPROTOOPT);
   cr_assert_eq(request(HWSOCK_OP_SETSOCKOPT, 0, HWSOCK_SOL_SOCKET,
                        HWSOCK_SO_ERROR, NULL).status, -HWSOCK_ENOPROTOOPT);
