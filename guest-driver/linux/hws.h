@@ -196,6 +196,11 @@ struct hws_sock {
 	/* listen: at most one ACCEPT posted */
 	struct hws_req *acc;
 	bool acc_posted, acc_ready;
+	/* send: at most one SEND in flight (write-behind) */
+	bool tx_busy;
+	bool close_deferred;		/* CLOSE once the SEND completed */
+	int tx_err;			/* its error, for the next send */
+	u32 tx_len;
 	struct mutex rx_mutex, tx_mutex;
 	struct hws_req *close_req;	/* preallocated: close never fails */
 	struct sockaddr_storage conn_addr;

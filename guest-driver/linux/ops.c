@@ -435,8 +435,10 @@ static __poll_t hws_poll(struct file *file, struct socket *sock,
 		break;
 	case HWS_S_CONNECTED:
 	case HWS_S_BOUND:
-		if (!hs->shut_wr)
+		if (!hs->shut_wr && !hs->tx_busy)
 			mask |= EPOLLOUT | EPOLLWRNORM;
+		if (hs->tx_err)
+			mask |= EPOLLERR;
 		if (hs->rx_ready || hs->shut_rd)
 			mask |= EPOLLIN | EPOLLRDNORM;
 		if ((hs->rx_ready && hs->rx_eof) || hs->shut_rd)
@@ -472,7 +474,10 @@ static int hws_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 		spin_unlock_irq(&hs->lock);
 		return put_user(n, (int __user *)arg);
 	case SIOCOUTQ:
-		return put_user(0, (int __user *)arg);
+		spin_lock_irq(&hs->lock);
+		n = hs->tx_busy ? hs->tx_len : 0;
+		spin_unlock_irq(&hs->lock);
+		return put_user(n, (int __user *)arg);
 	default:
 		return c->orig->ioctl(sock, cmd, arg);
 	}
@@ -664,50 +669,128 @@ static int hws_send_one(struct hws_sock *hs, struct msghdr *m, size_t n,
 	return err ? err : n;
 }
 
+static void hws_tx_done(struct hws_req *req)
+{
+	struct hws_sock *hs = req->hs;
+	unsigned long flags;
+	bool close;
+
+	spin_lock_irqsave(&hs->lock, flags);
+	hs->tx_busy = false;
+	if (!req->status && le32_to_cpu(req->resp.len) != req->data_len)
+		req->status = -EIO;
+	if (req->status && !hs->tx_err)
+		hs->tx_err = req->status;
+	close = hs->close_deferred;
+	if (!hs->closing)
+		wake_up_interruptible_poll(hs->wq, EPOLLOUT | EPOLLWRNORM |
+					   (hs->tx_err ? EPOLLERR : 0));
+	spin_unlock_irqrestore(&hs->lock, flags);
+	if (close)
+		hws_sock_close_id(hs);
+}
+
+/* Stream send with write-behind: the data is copied once into a buffer the
+ * device reads in place, and send() returns once the SEND is queued. One
+ * SEND per socket is in flight; the next send waits for it (or EAGAIN when
+ * nonblocking, and poll reports EPOLLOUT again when it completes). Its
+ * error comes back from the next send, as with the guest's own TCP. */
+static int hws_send_stream(struct hws_sock *hs, struct msghdr *m, size_t len)
+{
+	long timeo = sock_sndtimeo(hs->sk, m->msg_flags & MSG_DONTWAIT);
+	size_t sent = 0, max = hws_dev_io_max(), n;
+	struct hws_req *req;
+	int err = 0;
+
+	if (mutex_lock_interruptible(&hs->tx_mutex))
+		return -ERESTARTSYS;
+	do {
+		if (READ_ONCE(hs->tx_busy)) {
+			err = -EAGAIN;
+			if (!timeo)
+				break;
+			timeo = wait_event_interruptible_timeout(*hs->wq,
+					!READ_ONCE(hs->tx_busy), timeo);
+			err = timeo < 0 ? sock_intr_errno(timeo) : 0;
+			if (err)
+				break;
+			continue;
+		}
+		spin_lock_irq(&hs->lock);
+		err = hs->tx_err;
+		if (err && !sent)
+			hs->tx_err = 0;
+		if (!err && hs->shut_wr)
+			err = -EPIPE;
+		spin_unlock_irq(&hs->lock);
+		if (err || !len)
+			break;
+		n = min(len - sent, max);
+		req = hws_req_alloc(HWS_OP_SEND, hs->id, GFP_KERNEL);
+		if (req)
+			req->data = kmalloc(n, GFP_KERNEL);
+		if (!req || !req->data) {
+			hws_req_put(req);
+			err = -ENOMEM;
+			break;
+		}
+		req->data_len = n;
+		if (!copy_from_iter_full(req->data, n, &m->msg_iter)) {
+			hws_req_put(req);
+			err = -EFAULT;
+			break;
+		}
+		req->hs = hs;
+		req->done = hws_tx_done;
+		spin_lock_irq(&hs->lock);
+		hs->tx_busy = true;
+		hs->tx_len = n;
+		spin_unlock_irq(&hs->lock);
+		hws_submit(req);
+		hws_req_put(req);
+		sent += n;
+	} while (sent < len);
+	mutex_unlock(&hs->tx_mutex);
+	if (sent)
+		return sent;
+	if (err == -EPIPE && !(m->msg_flags & MSG_NOSIGNAL))
+		send_sig(SIGPIPE, current, 0);
+	return err;
+}
+
+/* A datagram is sent synchronously: its destination may be refused by the
+ * policy (§6.4), and sendto() must say so. */
 static int hws_send(struct socket *sock, struct hws_sock *hs,
 		    struct msghdr *m, size_t len)
 {
 	struct hws_class *c = hs->cls;
-	size_t sent = 0, max = hws_dev_io_max();
 	char uri[HWS_URI_MAX];
-	int ulen = 0, err = 0, n;
+	int ulen = 0, err;
 
 	if (m->msg_flags & MSG_OOB)
 		return -EOPNOTSUPP;
 	if (c->type == SOCK_STREAM) {
 		err = hws_tx_ready(hs, m->msg_flags);
-	} else {
-		if (m->msg_name) {
-			ulen = hws_uri_from_sa(c, m->msg_name, m->msg_namelen,
-					       false, uri, sizeof(uri));
-			if (ulen < 0)
-				return ulen == -EAFNOSUPPORT ? -EINVAL : ulen;
-		} else if (READ_ONCE(hs->state) != HWS_S_CONNECTED) {
-			return -EDESTADDRREQ;
-		}
-		if (len > max)
-			return -EMSGSIZE;
+		if (err == -EPIPE && !(m->msg_flags & MSG_NOSIGNAL))
+			send_sig(SIGPIPE, current, 0);
+		return err ? err : hws_send_stream(hs, m, len);
 	}
-	if (!err && mutex_lock_interruptible(&hs->tx_mutex))
-		err = -ERESTARTSYS;
-	if (err)
-		goto out;
-	do {
-		n = hws_send_one(hs, m, min(len - sent, max), uri, ulen);
-		if (n < 0) {
-			err = n;
-			break;
-		}
-		sent += n;
-	} while (sent < len && c->type == SOCK_STREAM);
+	if (m->msg_name) {
+		ulen = hws_uri_from_sa(c, m->msg_name, m->msg_namelen, false,
+				       uri, sizeof(uri));
+		if (ulen < 0)
+			return ulen == -EAFNOSUPPORT ? -EINVAL : ulen;
+	} else if (READ_ONCE(hs->state) != HWS_S_CONNECTED) {
+		return -EDESTADDRREQ;
+	}
+	if (len > hws_dev_io_max())
+		return -EMSGSIZE;
+	if (mutex_lock_interruptible(&hs->tx_mutex))
+		return -ERESTARTSYS;
+	err = hws_send_one(hs, m, len, uri, ulen);
 	mutex_unlock(&hs->tx_mutex);
-	if (c->type == SOCK_DGRAM && !err)
+	if (err >= 0)
 		hws_rx_post(hs);	/* sending bound the socket on the host */
-out:
-	if (sent)
-		return sent;
-	if (err == -EPIPE && !(m->msg_flags & MSG_NOSIGNAL))
-		send_sig(SIGPIPE, current, 0);
 	return err;
 }
 

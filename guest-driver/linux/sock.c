@@ -280,7 +280,14 @@ void hws_sock_release(struct hws_sock *hs)
 		hws_close_id(nid, GFP_KERNEL);
 	hws_uninstall(hs);
 	hs->sock = NULL;
-	hws_sock_drop(hs);
+	/* Data a close follows is still delivered, as with the guest's own
+	 * TCP: a SEND in flight gets the CLOSE after it (tx completion). */
+	spin_lock_irqsave(&hs->lock, flags);
+	hs->close_deferred = hs->tx_busy;
+	spin_unlock_irqrestore(&hs->lock, flags);
+	if (!hs->close_deferred)
+		hws_sock_close_id(hs);
+	hws_sock_put(hs);
 }
 
 void hws_connect_done(struct hws_req *req)

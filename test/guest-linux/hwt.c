@@ -10,6 +10,8 @@
  *                             printed and unloading the module is tried
  *   hwt nbget IP PORT PATH    nonblocking connect, poll, SO_ERROR, then an
  *                             HTTP/1.0 GET; prints "body LINE"...
+ *   hwt fill IP SINK GO       nonblocking sends to a peer that does not read
+ *                             until EAGAIN, close, then tell GO the count
  *   hwt sem IP ECHOPORT DEADPORT   socket semantics against an echo server
  *                             and a port where nothing listens */
 #define _GNU_SOURCE
@@ -348,6 +350,42 @@ static int cmd_nbget(char **av) {
   return 0;
 }
 
+static int cmd_fill(char **av) {
+  struct sockaddr_in a = addr4(av[0], av[1]);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  static char chunk[65536];
+  long long total = 0;
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a))) return die("connect");
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  for (size_t i = 0; i < sizeof(chunk); i++) chunk[i] = (char)('a' + i % 26);
+  struct pollfd p = {.fd = fd, .events = POLLOUT};
+  for (;;) {
+    ssize_t n = send(fd, chunk, sizeof(chunk), 0);
+    if (n < 0 && errno == EAGAIN) {
+      if (poll(&p, 1, 2000) == 0) break; /* the peer's window is full */
+      continue;
+    }
+    if (n < 0) return die("send");
+    total += n;
+    if (total > (1ll << 30)) {
+      printf("no EAGAIN after 1 GiB\n");
+      return 1;
+    }
+  }
+  printf("eagain after data, poll says %d\n", poll(&p, 1, 0));
+  close(fd); /* with data still in flight: it must still arrive */
+  int g = tcp_to(av[0], av[2]);
+  if (g < 0) return die("connect go");
+  char msg[64], reply[64] = "";
+  snprintf(msg, sizeof(msg), "%lld\n", total);
+  if (write_all(g, msg, strlen(msg))) return die("write go");
+  ssize_t n = read(g, reply, sizeof(reply) - 1);
+  if (n > 0) reply[n] = 0;
+  reply[strcspn(reply, "\n")] = 0;
+  printf("sent %lld, %s\n", total, reply);
+  return 0;
+}
+
 static int fails;
 static void expect(int good, const char *what) {
   printf("%s %s\n", good ? "pass" : "FAIL", what);
@@ -431,10 +469,11 @@ int main(int argc, char **argv) {
       {"listen", 2, cmd_listen},   {"connect", 2, cmd_connect},
       {"epoll", 3, cmd_epoll},     {"hold", 2, cmd_hold},
       {"sem", 3, cmd_sem},         {"nbget", 3, cmd_nbget},
+      {"fill", 3, cmd_fill},
   };
   for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (!strcmp(argv[1], cmds[i].name) && argc == cmds[i].args + 2)
       return cmds[i].fn(argv + 2);
-  fprintf(stderr, "usage: hwt get|udp|listen|connect|epoll|hold|sem|nbget ARGS\n");
+  fprintf(stderr, "usage: hwt get|udp|listen|connect|epoll|hold|sem|nbget|fill ARGS\n");
   return 2;
 }
