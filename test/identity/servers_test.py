@@ -15,6 +15,9 @@ Usage: servers_test.py TEST   (test/identity/tests.cmake: one ctest each)
              rejects it tampered and under another key
   forge      a guest that writes its own PROXY header first: the server sees
              the VMM's header, then the guest's as data (verifier and nginx)
+  bind_first a guest that binds its socket (decided by an inbound rule)
+             before connecting still sends the header: identity is decided
+             per CONNECT
   refused    a rule asking for identity on a VMM without --identity, or
              routing to a backend that cannot send it: the connection is
              refused, nothing reaches the server
@@ -322,9 +325,20 @@ s.close()
 """
 
 
-def guest_send(vmm, port, data):
-    prog = write(os.path.join(TMP, "send%d.py" % time.monotonic_ns()),
-                 GUEST_SEND)
+GUEST_BIND_SEND = """
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))   # a specific address: decided now, as inbound
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(bytes.fromhex(sys.argv[2]))
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+s.close()
+"""
+
+
+def guest_send(vmm, port, data, code=GUEST_SEND):
+    prog = write(os.path.join(TMP, "send%d.py" % time.monotonic_ns()), code)
     r = run(vmm, [PY, prog, str(port), data.hex()])
     check(r.returncode == 0, "guest program: " + show(r))
 
@@ -371,6 +385,22 @@ def test_verifier():
     check(rc == 1 and res["hmac"] == "bad", "another key fails: %r" % res)
     rc, res = verify_file(header, None)
     check(rc == 0 and res["hmac"] == "unchecked", "no key: parsed only")
+
+
+def test_bind_first():
+    port = free_port()
+    v = verifier(port, 1)
+    vmm = Vmm(policy([port]))
+    try:
+        guest_send(vmm, port, b"bound first", GUEST_BIND_SEND)
+        check("inbound tcp://127.0.0.1:0 offload" in vmm.text(),
+              "the bind was decided first, as inbound: " + vmm.text())
+    finally:
+        vmm.close()
+    (res,), rc = verifier_results(v, 1)
+    check(rc == 0 and res["hmac"] == "ok" and res["name"] == NAME and
+          bytes.fromhex(res["data"]) == b"bound first",
+          "the connect's rule gave the header: %r" % res)
 
 
 # ---- a guest forging its own header ------------------------------------------
@@ -550,7 +580,7 @@ def test_policy_cli():
 
 TESTS = {"policy_cli": test_policy_cli, "nginx": test_nginx, "haproxy": test_haproxy,
          "verifier": test_verifier, "forge": test_forge,
-         "refused": test_refused, "stat_capture": test_stat_capture}
+         "refused": test_refused, "bind_first": test_bind_first, "stat_capture": test_stat_capture}
 
 
 def main():

@@ -16,7 +16,8 @@ set_tests_properties(test_identity PROPERTIES LABELS "identity;unit")
 find_package(Python3 COMPONENTS Interpreter)
 if(TARGET hwsock-run AND TARGET hwsock-vmm AND TARGET hwsock-stat AND
    TARGET hwsock-policy AND Python3_Interpreter_FOUND)
-  foreach(t nginx haproxy verifier forge refused stat_capture policy_cli)
+  foreach(t nginx haproxy verifier forge refused stat_capture policy_cli
+            bind_first)
     add_test(NAME identity_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/servers_test.py" ${t})
