@@ -167,6 +167,13 @@ static int addr_fits_socket(const hwsock__sock *s, const hwsock_addr *a) {
   return HWSOCK_EPROTOTYPE;
 }
 
+/* 0.0.0.0 or :: (every byte zero; ::ffff:0.0.0.0 is not). */
+static int unspecified(const hwsock_addr *a) {
+  static const uint8_t zero[16];
+  return (a->family == HWSOCK_AF_INET && memcmp(a->u.v4, zero, 4) == 0) ||
+         (a->family == HWSOCK_AF_INET6 && memcmp(a->u.v6, zero, 16) == 0);
+}
+
 static int direction_of(unsigned op) {
   return (op == HWSOCK_OP_BIND || op == HWSOCK_OP_LISTEN) ? HWSOCK_DIR_INBOUND
                                                           : HWSOCK_DIR_OUTBOUND;
@@ -269,6 +276,11 @@ static void submit(hwsock_device *dev, hwsock__req *req, hwsock__sock *s) {
   if (req->opcode == HWSOCK_OP_CONNECT && s->ss != HWSOCK_SS_DENIED &&
       hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_STREAM)
     s->ss = HWSOCK_SS_SYN_SENT;
+  /* From now on the kernel sends to 0.0.0.0 / :: at the bound address (or
+   * may: the bind can still fail), which ask_policy does not guess. */
+  if (req->opcode == HWSOCK_OP_BIND && req->breq.addr != NULL &&
+      !unspecified(req->breq.addr))
+    s->bound = 1;
   s->inflight++;
   /* The backend may complete synchronously: req is not touched after. */
   dev->backends[s->backend].desc->ops->submit(s->bsock, &req->breq);
@@ -302,12 +314,44 @@ static int want_identity(hwsock_device *dev, hwsock__req *req, int bi,
   return 0;
 }
 
+/* The one way the device asks the policy about an address, for the first
+ * decision and for every later destination alike: the address is first made
+ * what the host kernel will use (hwsock_policy_effective_addr: 0.0.0.0 is
+ * loopback, a v4-mapped address is tcp/udp, ...), and the rules see that.
+ * One the kernel would not route is refused here, before any rule and
+ * without deciding the socket: 0, or that refusal's HWSOCK_E*. */
+static int ask_policy(hwsock_device *dev, const hwsock__req *req,
+                      const hwsock__sock *s, const hwsock_addr *addr,
+                      hwsock_verdict *v) {
+  int dir = direction_of(req->opcode);
+  const char *why = NULL;
+  hwsock_addr eff;
+  int rc = hwsock_policy_effective_addr(addr, dir,
+                                        s->bound ? HWSOCK_POLICY_BOUND : 0,
+                                        &eff, &why);
+  if (rc < 0) {
+    char uri[HWSOCK_URI_MAX + 1];
+    if (hwsock_uri_format(addr, uri, sizeof(uri)) < 0)
+      strcpy(uri, "?");
+    dev->counters.verdicts[HWSOCK_ACTION_DENY]++;
+    hwsock__device_log(dev, HWSOCK_LOG_INFO, "sock %u: %s %s: %s (%s)",
+                       req->sock_id, hwsock_direction_name(dir), uri,
+                       why ? why : "refused", hwsock_err_name(rc));
+    return rc;
+  }
+  hwsock_policy_decide(dev->policy, &eff, dir, req->opcode, v);
+  return 0;
+}
+
 /* First offloadable call of an undecided socket: ask the policy. */
 static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
                               hwsock__sock *s, const hwsock_addr *addr) {
   hwsock_verdict v;
-  hwsock_policy_decide(dev->policy, addr, direction_of(req->opcode),
-                       req->opcode, &v);
+  int refused = ask_policy(dev, req, s, addr, &v);
+  if (refused < 0) {
+    finish(dev, req, refused, 0);
+    return;
+  }
   if (v.action < 0 || v.action > HWSOCK_ACTION_DECLINE)
     v.action = HWSOCK_ACTION_DENY;
   dev->counters.verdicts[v.action]++;
@@ -380,8 +424,9 @@ static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
 static int recheck(hwsock_device *dev, hwsock__req *req,
                    const hwsock__sock *s) {
   hwsock_verdict v;
-  hwsock_policy_decide(dev->policy, &req->addr, direction_of(req->opcode),
-                       req->opcode, &v);
+  int refused = ask_policy(dev, req, s, &req->addr, &v);
+  if (refused < 0)
+    return refused;
   if (v.action == HWSOCK_ACTION_OFFLOAD) /* e.g. bind, then connect */
     return s->ss == HWSOCK_SS_DENIED ? 0
                                      : want_identity(dev, req, s->backend,

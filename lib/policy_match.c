@@ -1,10 +1,10 @@
 /* Policy matcher: first matching rule wins, else the default.
  *
- * Decisions are made on the binary address only. An IPv6 address that
- * embeds an IPv4 one (v4-mapped ::ffff:a.b.c.d, v4-compatible ::a.b.c.d) is
- * compared as that IPv4 address and never as IPv6, so that no spelling of an
- * address escapes the IPv4 rules written for it. Schemes are compared as
- * they are: a tcp6 socket is tcp6 even when its peer is v4-mapped. */
+ * Decisions are made on the binary address only, and on the address the
+ * host kernel will use (hwsock_policy_effective_addr, policy_addr.c): an
+ * IPv4-mapped address is tcp/udp traffic to its IPv4 address, an
+ * unspecified destination is loopback, a v4-compatible one is refused. So no
+ * spelling of an address escapes the rules written for what it reaches. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,45 +50,43 @@ static int rule_matches(const hwsock__rule *r, unsigned dir, int scheme,
 void hwsock_policy_decide(const hwsock_policy *p, const hwsock_addr *addr,
                           int direction, int op, hwsock_verdict *out) {
   const uint8_t *bytes = NULL;
-  uint8_t v4[4];
-  unsigned family = 0;
+  const char *why = "invalid address or direction";
+  hwsock_addr a;
+  int rc = HWSOCK_EINVAL;
   (void)op; /* rules match on scheme, direction, address and port only */
 
   memset(out, 0, sizeof(*out));
   out->rule = -1;
-  if (p != NULL && addr != NULL &&
-      (direction == HWSOCK_DIR_OUTBOUND || direction == HWSOCK_DIR_INBOUND))
-    family = hwsock_scheme_family(addr->scheme);
-  if (family != 0 && family == addr->family) {
-    switch (family) {
+  if (p != NULL)
+    rc = hwsock_policy_effective_addr(addr, direction, 0, &a, &why);
+  if (rc == 0) {
+    switch (a.family) {
     case HWSOCK_AF_INET:
-      bytes = addr->u.v4;
+      bytes = a.u.v4;
       break;
     case HWSOCK_AF_INET6:
-      if (hwsock_addr_embedded_v4(addr, v4)) {
-        family = HWSOCK_AF_INET;
-        bytes = v4;
-      } else {
-        bytes = addr->u.v6;
-      }
+      bytes = a.u.v6;
       break;
     case HWSOCK_AF_IPX:
-      bytes = addr->u.ipx.net;
+      bytes = a.u.ipx.net;
       break;
     }
+    if (bytes == NULL) { /* not something the parser produces */
+      rc = HWSOCK_EINVAL;
+      why = "invalid address or direction";
+    }
   }
-  if (bytes == NULL) {
-    /* not something the parser produces: refuse rather than guess */
+  if (rc < 0) { /* refuse rather than guess */
     out->action = HWSOCK_ACTION_DENY;
-    out->error = HWSOCK_EINVAL;
-    out->reason = "invalid address or direction";
+    out->error = rc;
+    out->reason = why;
     return;
   }
 
   for (unsigned i = 0; i < p->n_rules; i++) {
     const hwsock__rule *r = &p->rules[i];
-    if (!rule_matches(r, (unsigned)direction, addr->scheme, family, bytes,
-                      addr->port))
+    if (!rule_matches(r, (unsigned)direction, a.scheme, a.family, bytes,
+                      a.port))
       continue;
     out->action = r->action;
     out->rule = (int)i;

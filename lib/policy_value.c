@@ -95,8 +95,10 @@ static int host_bits_set(const uint8_t *a, unsigned bytes, unsigned prefix) {
 }
 
 /* An IPv6 prefix that holds only addresses embedding IPv4 can never match:
- * those addresses are compared as IPv4 (hwsock_addr_embedded_v4). Refusing
- * it turns a silent hole into an error. :: and ::1 are native IPv6. */
+ * a v4-mapped address is matched as IPv4 and a v4-compatible one is refused
+ * before any rule (hwsock_policy_effective_addr). Refusing the prefix turns
+ * a silent hole into an error. :: and ::1 are native IPv6. Returns 1 for a
+ * prefix inside ::ffff:0:0/96, 2 for one of v4-compatible addresses. */
 static int only_embedded_v4(const uint8_t a[16], unsigned prefix) {
   static const uint8_t zero[16];
   if (prefix < 96)
@@ -109,7 +111,7 @@ static int only_embedded_v4(const uint8_t a[16], unsigned prefix) {
     return 0; /* contains :: */
   if (prefix == 128 && memcmp(a, zero, 15) == 0 && a[15] == 1)
     return 0; /* ::1 */
-  return 1;
+  return 2;
 }
 
 int hwsock__policy_parse_net(const char *s, size_t len, hwsock__net *out,
@@ -157,9 +159,13 @@ int hwsock__policy_parse_net(const char *s, size_t len, hwsock__net *out,
     *why = "address has bits set beyond the prefix length";
     return -1;
   }
-  if (v6 && only_embedded_v4(out->addr, prefix)) {
-    *why = "IPv6 addresses that embed IPv4 (::ffff:a.b.c.d, ::a.b.c.d) match "
-           "IPv4 rules: write this prefix in IPv4 form";
+  int embedded = v6 ? only_embedded_v4(out->addr, prefix) : 0;
+  if (embedded != 0) {
+    *why = embedded == 1
+               ? "IPv4-mapped addresses (::ffff:a.b.c.d) are matched as "
+                 "IPv4: write this prefix in IPv4 form"
+               : "IPv4-compatible addresses (::a.b.c.d) are refused before "
+                 "any rule: this prefix would never match";
     return -1;
   }
   out->family = v4 ? HWSOCK_AF_INET : HWSOCK_AF_INET6;

@@ -93,6 +93,10 @@ enum {
 #define HWS_RESP_F_EOF		1u
 #define HWS_RESP_F_TRUNC	2u
 
+#define HWS_SOL_SOCKET		1u
+#define HWS_SO_BROADCAST	6u
+#define HWS_SO_KEEPALIVE	9u
+#define HWS_TCP_NODELAY		1u
 #define HWS_SOL_TCP		6u
 #define HWS_SOL_IPV6		41u
 

@@ -17,6 +17,7 @@
 #include <net/inet_common.h>
 #include <net/ipv6.h>
 #include <net/sock.h>
+#include <net/tcp.h>
 
 #include "hws.h"
 #include "sock.h"
@@ -33,7 +34,8 @@ static bool hws_passthru(struct hws_sock *hs)
 
 /* The first deciding request of a fresh socket completed with err: 0 the
  * socket is offloaded in state st, 1 declined (the inet ops have it back:
- * call them), or the deny/failure errno (the socket stays undecided). */
+ * call them, then hws_declined()), or the deny/failure errno (the socket
+ * stays undecided). */
 static int hws_decide(struct socket *sock, struct hws_class *c,
 		      struct hws_sock *hs, int err, enum hws_state st)
 {
@@ -51,6 +53,49 @@ static int hws_decide(struct socket *sock, struct hws_class *c,
 	return 0;
 }
 
+static void hws_setopt_async(struct hws_sock *hs, int q, u32 level, u32 name)
+{
+	struct hws_req *req = hws_req_alloc(HWS_OP_SETSOCKOPT, hs->id,
+					    GFP_KERNEL);
+
+	if (!req)
+		return;
+	req->data = kmalloc(sizeof(__le32), GFP_KERNEL);
+	if (!req->data) {
+		hws_req_put(req);
+		return;
+	}
+	*(__le32 *)req->data = cpu_to_le32(1);
+	req->data_len = sizeof(__le32);
+	req->hdr.arg0 = cpu_to_le32(level);
+	req->hdr.arg1 = cpu_to_le32(name);
+	req->q = q;
+	req->hs = hs;
+	hws_submit(req);
+	hws_req_put(req);
+}
+
+/* Options a program set before the decision are on the inet socket. The
+ * device takes SETSOCKOPT only once the socket is offloaded, so they go
+ * right behind the deciding request on its queue (the device takes a
+ * queue's requests in order, §8) and apply to the host socket from then
+ * on. Their results do not matter: declined or denied, they fail; an
+ * option the policy set on the host (EPERM) keeps the operator's value. */
+static void hws_replay_opts(struct hws_sock *hs, int q)
+{
+	struct sock *sk = hs->sk;
+
+	if (hs->cls->type == SOCK_STREAM) {
+		if (tcp_sk(sk)->nonagle & TCP_NAGLE_OFF)
+			hws_setopt_async(hs, q, HWS_SOL_TCP, HWS_TCP_NODELAY);
+		if (sock_flag(sk, SOCK_KEEPOPEN))
+			hws_setopt_async(hs, q, HWS_SOL_SOCKET,
+					 HWS_SO_KEEPALIVE);
+	} else if (sock_flag(sk, SOCK_BROADCAST)) {
+		hws_setopt_async(hs, q, HWS_SOL_SOCKET, HWS_SO_BROADCAST);
+	}
+}
+
 /* A fresh socket state with its id OPEN on the device. */
 static struct hws_sock *hws_fresh(struct socket *sock, struct hws_class *c)
 {
@@ -65,6 +110,13 @@ static struct hws_sock *hws_fresh(struct socket *sock, struct hws_class *c)
 		return ERR_PTR(err);
 	}
 	return hs;
+}
+
+/* After a declined socket's inet call: the module reference its ops held. */
+static int hws_declined(int ret)
+{
+	module_put(THIS_MODULE);
+	return ret;
 }
 
 static int hws_release(struct socket *sock)
@@ -147,6 +199,8 @@ static int hws_connect(struct socket *sock, struct sockaddr *addr, int alen,
 		hws_install(hs);
 	hws_submit(req);
 	hws_req_put(req);
+	if (fresh)
+		hws_replay_opts(hs, HWS_Q_SLOW);
 	release_sock(sk);
 
 	/* The decision comes with the CONNECT's completion. A nonblocking
@@ -178,7 +232,7 @@ static int hws_connect(struct socket *sock, struct sockaddr *addr, int alen,
 		hws_uninstall(hs);
 		hws_sock_drop(hs);
 		hws_restore(sock, c);
-		return c->orig->connect(sock, addr, alen, flags);
+		return hws_declined(c->orig->connect(sock, addr, alen, flags));
 	default:
 		err = hs->conn_err ?: -EIO;
 		spin_unlock_irq(&hs->lock);
@@ -231,10 +285,13 @@ static int hws_bind(struct socket *sock, struct sockaddr *addr, int alen)
 	err = hws_decide(sock, c, hs, err, HWS_S_BOUND);
 	release_sock(sock->sk);
 	if (err == 1)
-		return c->orig->bind(sock, addr, alen);
-	if (!err && c->type == SOCK_DGRAM)
+		return hws_declined(c->orig->bind(sock, addr, alen));
+	if (err)
+		return err;
+	hws_replay_opts(hs, HWS_Q_FAST);
+	if (c->type == SOCK_DGRAM)
 		hws_rx_post(hs);
-	return err;
+	return 0;
 }
 
 /* GETNAME into ss; returns the sockaddr length or -errno. */
@@ -307,9 +364,11 @@ static int hws_listen(struct socket *sock, int backlog)
 		hs->state = HWS_S_LISTENING;
 	release_sock(sock->sk);
 	if (err == 1)
-		return c->orig->listen(sock, backlog);
+		return hws_declined(c->orig->listen(sock, backlog));
 	if (err)
 		return err;
+	if (fresh)
+		hws_replay_opts(hs, HWS_Q_FAST);
 	hws_getname_ss(hs, 0, &ss);	/* for /proc/net/hwsock only */
 	return hws_acc_post(hs);
 }
@@ -828,10 +887,11 @@ static int hws_sendto_first(struct socket *sock, struct hws_class *c,
 	release_sock(sock->sk);
 	if (err == 1) {
 		iov_iter_revert(&m->msg_iter, len);
-		return c->orig->sendmsg(sock, m, len);
+		return hws_declined(c->orig->sendmsg(sock, m, len));
 	}
 	if (err)
 		return err;
+	hws_replay_opts(hs, HWS_Q_FAST);
 	hws_rx_post(hs);
 	return len;
 }

@@ -252,12 +252,13 @@ void hws_uninstall(struct hws_sock *hs)
 	rcu_assign_sk_user_data(hs->sk, NULL);
 }
 
-/* The socket goes back to the inet ops as if it had never been offered;
- * __sock_create took a module reference for our ops: give it back. */
+/* The socket goes back to the inet ops as if it had never been offered.
+ * __sock_create took a module reference for our ops: the caller gives it
+ * back with module_put() as its very last step, after the inet call it
+ * makes (which may block), so that the module cannot go away under it. */
 void hws_restore(struct socket *sock, struct hws_class *c)
 {
 	WRITE_ONCE(sock->ops, c->orig);
-	module_put(THIS_MODULE);
 }
 
 /* Release: CLOSE without waiting (the device cancels what is pending; the

@@ -74,7 +74,8 @@ HWSOCK_EXTERN const char *hwsock_policy_default_yaml(void);
  * `op` is the HWSOCK_OP_* that asks (informational: rules match on scheme,
  * direction, address and port). The rules see
  * hwsock_policy_effective_addr(addr, direction, 0): an address that function
- * refuses is denied with its error, rule -1. Never fails: fills *out. */
+ * refuses is denied with its error and message, rule -1. Never fails: fills
+ * *out. */
 HWSOCK_EXTERN void hwsock_policy_decide(const hwsock_policy *p,
                                         const hwsock_addr *addr, int direction,
                                         int op, hwsock_verdict *out);
@@ -96,12 +97,14 @@ HWSOCK_EXTERN void hwsock_policy_decide(const hwsock_policy *p,
  *    port 0 is refused (HWSOCK_EINVAL);
  *  - everything else, IPX included, is unchanged.
  * Returns 0 with *out set, a negative HWSOCK_E* above, or HWSOCK_EINVAL for
- * an address the URI parser could not produce or a bad direction. The
- * result is a fixed point: given to this function again it comes back
- * unchanged. */
+ * an address the URI parser could not produce or a bad direction; `why`,
+ * when not NULL, receives a static message saying why (NULL on success).
+ * The result is a fixed point: given to this function again (with the same
+ * direction and flags) it comes back unchanged. */
 HWSOCK_EXTERN int hwsock_policy_effective_addr(const hwsock_addr *addr,
                                                int direction, unsigned flags,
-                                               hwsock_addr *out);
+                                               hwsock_addr *out,
+                                               const char **why);
 
 /* Name of an action ("offload") / direction ("outbound"). Static strings. */
 HWSOCK_EXTERN const char *hwsock_action_name(int action);
@@ -119,6 +122,17 @@ HWSOCK_EXTERN int hwsock_policy_can_decline(const hwsock_policy *p);
  * of range. */
 HWSOCK_EXTERN int hwsock_policy_rule_identity(const hwsock_policy *p,
                                               int rule);
+
+/* Warnings about a loaded policy (`hwsock-policy lint`): rules whose meaning
+ * changed when addresses began to be matched as the kernel uses them
+ * (docs/POLICY.md, "Lint warnings"). Calls fn, when not NULL, once per
+ * warning in rule order with the rule's line and a message (valid during the
+ * call only); returns the number of warnings. A policy with warnings loads
+ * and is decided as documented: they point at what its author may have
+ * meant otherwise. */
+typedef void hwsock_policy_warn_fn(void *arg, int line, const char *msg);
+HWSOCK_EXTERN int hwsock_policy_lint(const hwsock_policy *p,
+                                     hwsock_policy_warn_fn *fn, void *arg);
 
 /* Number of rules, for diagnostics. */
 HWSOCK_EXTERN int hwsock_policy_rule_count(const hwsock_policy *p);

@@ -92,9 +92,11 @@ HWSOCK_EXTERN int hwsock_addr_from_sockaddr(const struct sockaddr *sa,
                                             unsigned len, int scheme,
                                             hwsock_addr *out);
 
-/* True when addr is an IPv6 address that stands for an IPv4 one
- * (v4-mapped ::ffff:a.b.c.d or v4-compatible ::a.b.c.d, not :: or ::1);
- * the IPv4 bytes are copied to v4 when it is not NULL. */
+/* True when addr is an IPv6 address that embeds an IPv4 one (v4-mapped
+ * ::ffff:a.b.c.d or v4-compatible ::a.b.c.d, not :: or ::1); the IPv4 bytes
+ * are copied to v4 when it is not NULL. What the host does with such an
+ * address (and what the policy matches) is hwsock_policy_effective_addr's
+ * answer: the mapped form is IPv4 traffic, the compatible one is IPv6. */
 HWSOCK_EXTERN int hwsock_addr_embedded_v4(const hwsock_addr *addr,
                                           uint8_t v4[4]);
 

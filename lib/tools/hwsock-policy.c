@@ -38,9 +38,13 @@ static void usage(FILE *f) {
           "  --inbound      decide for bind/listen (port 0 allowed) instead\n"
           "                 of connect/sendto\n"
           "  --verbose      append [rule R line L error E backend B\n"
-          "                 identity proxy-v2]\n"
+          "                 identity proxy-v2 as URI], where `as` is the\n"
+          "                 address the rules saw (0.0.0.0 as 127.0.0.1, a\n"
+          "                 v4-mapped address as tcp/udp) when it differs\n"
           "lint     loads FILE and prints \"FILE: ok (N rules)\", or the\n"
-          "         error as FILE:LINE:COL: message and exits 1\n"
+          "         error as FILE:LINE:COL: message and exits 1; rules whose\n"
+          "         meaning may not be what was meant are warned about on\n"
+          "         stderr (FILE:LINE: warning: ...), exit still 0\n"
           "default  prints the built-in default policy (YAML)\n"
           "\n"
           "Policy format: docs/POLICY.md.\n");
@@ -62,8 +66,11 @@ static int load(const char *config, hwsock_policy **p, char *err,
   return hwsock_policy_load_file(config, p, err, errlen);
 }
 
+/* `as`: the address the rules saw when it is not the one given (0.0.0.0
+ * as 127.0.0.1, a v4-mapped address as tcp/udp), else NULL. */
 static void print_verdict(const hwsock_policy *p, const char *uri,
-                          const hwsock_verdict *v, int verbose) {
+                          const char *as, const hwsock_verdict *v,
+                          int verbose) {
   printf("%s %s %s", hwsock_action_name(v->action), uri, v->reason);
   if (verbose) {
     printf(" [rule %d line %d", v->rule >= 0 ? v->rule + 1 : 0, v->line);
@@ -73,6 +80,8 @@ static void print_verdict(const hwsock_policy *p, const char *uri,
       printf(" backend %s", v->backend);
     if (hwsock_policy_rule_identity(p, v->rule) == HWSOCK_IDENTITY_PROXY_V2)
       printf(" identity proxy-v2");
+    if (as != NULL)
+      printf(" as %s", as);
     printf("]");
   }
   printf("\n");
@@ -80,7 +89,7 @@ static void print_verdict(const hwsock_policy *p, const char *uri,
 
 static int cmd_check(const char *config, int inbound, int verbose, int n,
                      char **uris) {
-  char err[512], canon[HWSOCK_URI_MAX + 1];
+  char err[512], canon[HWSOCK_URI_MAX + 1], as[HWSOCK_URI_MAX + 1];
   hwsock_policy *p;
   int dir = inbound ? HWSOCK_DIR_INBOUND : HWSOCK_DIR_OUTBOUND;
   int op = inbound ? HWSOCK_OP_BIND : HWSOCK_OP_CONNECT;
@@ -92,7 +101,7 @@ static int cmd_check(const char *config, int inbound, int verbose, int n,
     return EXIT_USAGE;
   }
   for (int i = 0; i < n; i++) {
-    hwsock_addr a;
+    hwsock_addr a, e;
     hwsock_verdict v;
     const char *why = NULL;
     int rc = hwsock_uri_parse(uris[i], strlen(uris[i]),
@@ -104,10 +113,17 @@ static int cmd_check(const char *config, int inbound, int verbose, int n,
     if (hwsock_uri_format(&a, canon, sizeof(canon)) < 0)
       snprintf(canon, sizeof(canon), "%s", uris[i]);
     hwsock_policy_decide(p, &a, dir, op, &v);
-    print_verdict(p, canon, &v, verbose);
+    int same = hwsock_policy_effective_addr(&a, dir, 0, &e, NULL) < 0 ||
+               memcmp(&a, &e, sizeof(a)) == 0 ||
+               hwsock_uri_format(&e, as, sizeof(as)) < 0;
+    print_verdict(p, canon, same ? NULL : as, &v, verbose);
   }
   hwsock_policy_free(p);
   return fflush(stdout) == 0 ? 0 : EXIT_USAGE;
+}
+
+static void warn(void *file, int line, const char *msg) {
+  fprintf(stderr, "%s:%d: warning: %s\n", (const char *)file, line, msg);
 }
 
 static int cmd_lint(const char *config) {
@@ -119,7 +135,12 @@ static int cmd_lint(const char *config) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
-  printf("%s: ok (%d rules)\n", config, hwsock_policy_rule_count(p));
+  int warnings = hwsock_policy_lint(p, warn, (void *)config);
+  if (warnings > 0)
+    printf("%s: ok (%d rules, %d warning%s)\n", config,
+           hwsock_policy_rule_count(p), warnings, warnings == 1 ? "" : "s");
+  else
+    printf("%s: ok (%d rules)\n", config, hwsock_policy_rule_count(p));
   hwsock_policy_free(p);
   return 0;
 }

@@ -1,8 +1,10 @@
 /* libFuzzer: hwsock_policy_load_string on arbitrary bytes. A refused file
  * must come with a positioned message naming the file; a loaded one must
- * give sane, repeatable verdicts for a few fixed addresses, and (when no
- * rule names a scheme) the same verdict for an IPv4 address and its
- * v4-mapped and v4-compatible IPv6 spellings. Any breach aborts. */
+ * give sane, repeatable verdicts for a few fixed addresses, the verdict of
+ * the address the kernel will use (hwsock_policy_effective_addr): an IPv4
+ * address and its v4-mapped spelling alike, 0.0.0.0 and :: as destinations
+ * alike with loopback, and a v4-compatible address always refused. Any
+ * breach aborts. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +12,6 @@
 #include "hwsock/policy.h"
 #include "hwsock/uri.h"
 #include "hwsock/wire.h"
-#include "policy_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -21,6 +22,8 @@ static const char *const uris[] = {
     "tcp6://[::1]:443",             "tcp6://[fe80::1%25eth0]:22",
     "udp://10.0.0.1:0",             "ipx://0000cafe.02005e0001a2.4000",
     "tcp://0.0.0.0:0",              "udp6://[::]:9",
+    "tcp://0.0.0.0:80",             "tcp6://[::ffff:0.0.0.0]:80",
+    "tcp6://[::]:443",
 };
 #define NURIS (sizeof(uris) / sizeof(uris[0]))
 
@@ -42,6 +45,19 @@ static void decide(const hwsock_policy *p, const hwsock_addr *a, int dir,
   hwsock_policy_decide(p, a, dir, HWSOCK_OP_CONNECT, &again);
   if (memcmp(v, &again, sizeof(again)) != 0)
     abort();
+  /* the rules saw the effective address: deciding on it gives the same */
+  hwsock_addr eff;
+  if (hwsock_policy_effective_addr(a, dir, 0, &eff, NULL) == 0) {
+    hwsock_policy_decide(p, &eff, dir, HWSOCK_OP_CONNECT, &again);
+    if (memcmp(v, &again, sizeof(again)) != 0)
+      abort();
+  } else if (v->action != HWSOCK_ACTION_DENY || v->rule != -1) {
+    abort();
+  }
+}
+
+static int same(const hwsock_verdict *a, const hwsock_verdict *b) {
+  return a->action == b->action && a->rule == b->rule && a->error == b->error;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -71,18 +87,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (p == NULL)
     abort();
 
-  int scheme_free = 1;
-  for (unsigned i = 0; i < p->n_rules; i++)
-    scheme_free &= p->rules[i].schemes == 0;
   for (int dir = HWSOCK_DIR_OUTBOUND; dir <= HWSOCK_DIR_INBOUND; dir++) {
     hwsock_verdict v[NURIS];
     for (size_t i = 0; i < NURIS; i++)
       decide(p, &addrs[i], dir, &v[i]);
-    /* uris[0..2] and [3..5]: one IPv4 address, three spellings */
-    for (size_t g = 0; scheme_free && g < 6; g += 3)
-      for (size_t k = 1; k < 3; k++)
-        if (v[g].action != v[g + k].action || v[g].rule != v[g + k].rule)
-          abort();
+    /* uris[0..2] and [3..5]: an IPv4 address, v4-mapped, v4-compatible */
+    for (size_t g = 0; g < 6; g += 3) {
+      if (!same(&v[g], &v[g + 1]))
+        abort();
+      if (v[g + 2].action != HWSOCK_ACTION_DENY || v[g + 2].rule != -1 ||
+          v[g + 2].error != (dir == HWSOCK_DIR_OUTBOUND ? HWSOCK_ENETUNREACH
+                                                        : HWSOCK_EADDRNOTAVAIL))
+        abort();
+    }
+    /* destinations 0.0.0.0 and ::ffff:0.0.0.0 are 127.0.0.1, :: is ::1 */
+    if (dir == HWSOCK_DIR_OUTBOUND &&
+        (!same(&v[12], &v[0]) || !same(&v[13], &v[0]) || !same(&v[14], &v[6])))
+      abort();
   }
   hwsock_policy_free(p);
   return 0;

@@ -420,9 +420,15 @@ static int cmd_sem(char **av) {
   }
   close(fd);
 
-  /* a connection: getsockname, peek, FIONREAD, timeout, fork, shutdown */
+  /* a connection: options set before it, getsockname, peek, timeout,
+   * fork, shutdown */
   fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1, v = 0;
+  socklen_t vl = sizeof(v);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   expect(connect(fd, (struct sockaddr *)&echo, sizeof(echo)) == 0, "connect");
+  expect(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl) == 0 && v != 0,
+         "TCP_NODELAY set before connect holds after it");
   expect(getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
          me.sin_addr.s_addr == htonl(INADDR_LOOPBACK) && me.sin_port != 0,
          "getsockname: loopback address, a port");

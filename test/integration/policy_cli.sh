@@ -58,6 +58,24 @@ OUT
 expect 0 "$work/want" -- "$tool" check --verbose --config="$policy" \
   tcp://127.0.0.1:9 tcp://192.0.2.7:1
 
+# addresses as the kernel uses them: 0.0.0.0 and :: are loopback, a
+# v4-mapped address is tcp/udp, a v4-compatible one is refused
+cat >"$work/want" <<'OUT'
+deny tcp://0.0.0.0:9 discard is refused [rule 1 line 5 error ECONNREFUSED as tcp://127.0.0.1:9]
+deny tcp6://[::]:9 discard is refused [rule 1 line 5 error ECONNREFUSED as tcp6://[::1]:9]
+offload tcp6://[::ffff:0.0.0.0]:80 rule 2 (line 10) [rule 2 line 10 as tcp://127.0.0.1:80]
+decline udp6://[::ffff:127.0.0.1]:80 default [rule 0 line 0 as udp://127.0.0.1:80]
+deny tcp6://[::7f00:1]:80 IPv4-compatible address (::a.b.c.d) refused [rule 0 line 0 error ENETUNREACH]
+OUT
+expect 0 "$work/want" -- "$tool" check --verbose --config "$policy" \
+  tcp://0.0.0.0:9 'tcp6://[::]:9' 'tcp6://[::ffff:0.0.0.0]:80' \
+  'udp6://[::ffff:127.0.0.1]:80' 'tcp6://[::127.0.0.1]:80'
+cat >"$work/want" <<'OUT'
+deny tcp://0.0.0.0:9 no listening elsewhere
+OUT
+expect 0 "$work/want" -- "$tool" check --inbound --config "$policy" \
+  tcp://0.0.0.0:9
+
 # without --config: the built-in default policy
 cat >"$work/want" <<'OUT'
 offload tcp://127.0.0.1:8080 loopback destination, offloaded to the host
@@ -73,6 +91,45 @@ expect 0 "$work/want" -- "$tool" lint --config "$policy"
 "$tool" default >"$work/default.yaml" || fail "default: exit $?"
 echo "$work/default.yaml: ok (7 rules)" >"$work/want"
 expect 0 "$work/want" -- "$tool" lint --config "$work/default.yaml"
+
+[ -s "$work/err" ] && fail "lint warned about the default policy"
+
+# lint warns (stderr, exit 0) about rules whose meaning changed when
+# addresses began to be matched as the kernel uses them
+cat >"$work/changed.yaml" <<'YAML'
+version: 1
+default: deny
+rules:
+  - action: deny
+    scheme: [tcp]
+    to: 169.254.0.0/16
+  - action: offload
+    scheme: [tcp, tcp6]
+    to: [0.0.0.0/0, "::/0"]
+  - action: offload
+    scheme: udp6
+    to: [10.0.0.0/8, "2001:db8::/32"]
+  - action: deny
+    scheme: [tcp6, udp6]
+    error: EAFNOSUPPORT
+  - action: offload
+    direction: outbound
+    to: 0.0.0.0
+  - action: offload
+    to: "::"
+YAML
+echo "$work/changed.yaml: ok (6 rules, 6 warnings)" >"$work/want"
+expect 0 "$work/want" -- "$tool" lint --config "$work/changed.yaml"
+f=$work/changed.yaml
+cat >"$work/want" <<OUT
+$f:4: warning: rule 1: now also matches tcp6 sockets whose address is IPv4-mapped (::ffff:a.b.c.d): they are matched as tcp
+$f:10: warning: rule 3: its IPv4 entries never match: an IPv4-mapped address (::ffff:a.b.c.d) of a udp6 socket is matched as udp; add udp to 'scheme'
+$f:13: warning: rule 4: no longer matches tcp6 sockets whose address is IPv4-mapped (::ffff:a.b.c.d): they are matched as tcp
+$f:13: warning: rule 4: no longer matches udp6 sockets whose address is IPv4-mapped (::ffff:a.b.c.d): they are matched as udp
+$f:16: warning: rule 5: its entry for 0.0.0.0 or :: never matches: destinations 0.0.0.0 and :: are matched as 127.0.0.1 and ::1
+$f:19: warning: rule 6: its entry for 0.0.0.0 or :: matches binds only: destinations 0.0.0.0 and :: are matched as 127.0.0.1 and ::1
+OUT
+diff -u "$work/want" "$work/err" || fail "lint warnings"
 
 # lint: bad files exit 1 with the message on stderr and nothing on stdout
 : >"$work/empty"

@@ -265,6 +265,51 @@ Test(device, denied_spellings_of_one_address_are_all_denied) {
                  -HWSOCK_ENETUNREACH, "%s", spellings[i]);
 }
 
+/* Destinations are decided as the host kernel will use them, in the one
+ * check every destination goes through: 0.0.0.0, :: and ::ffff:0.0.0.0 are
+ * loopback, a v4-mapped address is tcp/udp, a v4-compatible one is refused
+ * without deciding the socket. */
+Test(device, destinations_are_decided_as_the_kernel_uses_them) {
+  hwsock_policy *p = NULL;
+  const char *y = "version: 1\n"
+                  "default: decline\n"
+                  "rules:\n"
+                  "  - action: deny\n"
+                  "    to: [127.0.0.0/8, \"::1\"]\n"
+                  "    error: ECONNREFUSED\n"
+                  "  - action: deny\n"
+                  "    scheme: tcp\n"
+                  "    to: 10.0.0.0/8\n"
+                  "    error: EHOSTUNREACH\n";
+  char err[128];
+  cr_assert_eq(hwsock_policy_load_string(y, strlen(y), "t", &p, err,
+                                         sizeof(err)), 0, "%s", err);
+  dev->policy = p;
+  open_tcp(0);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 0, 0, 0, "tcp://0.0.0.0:80").status,
+               -HWSOCK_ECONNREFUSED);
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET6, HWSOCK_SOCK_STREAM,
+                       NULL).status, 0);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 1, 0, 0, "tcp6://[::]:80").status,
+               -HWSOCK_ECONNREFUSED);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 1, 0, 0,
+                       "tcp6://[::ffff:0.0.0.0]:80").status,
+               -HWSOCK_ECONNREFUSED);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 1, 0, 0,
+                       "tcp6://[::ffff:10.1.2.3]:80").status,
+               -HWSOCK_EHOSTUNREACH);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 1, 0, 0,
+                       "tcp6://[::10.1.2.3]:80").status,
+               -HWSOCK_ENETUNREACH);
+  /* the refusal decided nothing: the socket is still the guest's to use */
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 1, 0, 0,
+                       "tcp6://[2001:db8::1]:80").status,
+               -HWSOCK_EDECLINED);
+  cr_assert_eq(dev->counters.verdicts[HWSOCK_ACTION_DECLINE], 1);
+  dev->policy = pol;
+  hwsock_policy_free(p);
+}
+
 Test(device, declined_socket_is_declined_until_close) {
   open_tcp(0);
   cr_assert_eq(request(HWSOCK_OP_CONNECT, 0, 0, 0, "tcp://127.0.0.3:80").status,

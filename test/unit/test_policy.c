@@ -241,8 +241,11 @@ Test(policy, cidr_v6_edges) {
   cr_assert_eq(action(p, "tcp6://[2001:db8:ffff::2]:1", OUT), DECLINE);
   cr_assert_eq(action(p, "tcp6://[2001:db8:ffff::]:1", OUT), DECLINE);
   cr_assert_eq(action(p, "tcp6://[::1]:1", OUT), DENY);
-  cr_assert_eq(action(p, "tcp6://[::2]:1", OUT), DECLINE);
-  cr_assert_eq(action(p, "tcp6://[::]:1", OUT), DECLINE);
+  cr_assert_eq(action(p, "tcp6://[::1:0:0:2]:1", OUT), DECLINE);
+  /* ::2 is v4-compatible (refused); :: as a destination is ::1 */
+  cr_assert_eq(decide(p, "tcp6://[::2]:1", OUT).error, HWSOCK_ENETUNREACH);
+  cr_assert_eq(decide(p, "tcp6://[::]:1", OUT).rule, 0);
+  cr_assert_eq(action(p, "tcp6://[::]:1", IN), DECLINE);
   /* /10: fe80:: .. febf:ffff:..., zone ids do not matter */
   cr_assert_eq(action(p, "tcp6://[fe80::1%25eth0]:1", OUT), DENY);
   cr_assert_eq(action(p, "tcp6://[febf:ffff::1]:1", OUT), DENY);
@@ -324,8 +327,10 @@ Test(policy, schemes_match_literally) {
                           "    scheme: ipx\n");
   cr_assert_eq(action(p, "tcp://192.0.2.1:80", OUT), DENY);
   cr_assert_eq(action(p, "udp://192.0.2.1:80", OUT), OFFLOAD);
-  /* tcp6 is tcp6, even when its address is v4-mapped */
-  cr_assert_eq(action(p, "tcp6://[::ffff:192.0.2.1]:80", OUT), OFFLOAD);
+  /* a v4-mapped address is IPv4 traffic: tcp6 to it is tcp */
+  cr_assert_eq(action(p, "tcp6://[::ffff:192.0.2.1]:80", OUT), DENY);
+  cr_assert_eq(action(p, "tcp6://[::ffff:192.0.2.1]:80", IN), DENY);
+  cr_assert_eq(action(p, "udp6://[::ffff:192.0.2.1]:80", OUT), OFFLOAD);
   cr_assert_eq(action(p, "tcp6://[2001:db8::1]:80", OUT), OFFLOAD);
   cr_assert_eq(action(p, "udp6://[2001:db8::1]:80", OUT), DECLINE);
   cr_assert_eq(action(p, "ipx://00000001.000000000001.0001", OUT), DENY);
@@ -403,6 +408,181 @@ Test(policy, no_spelling_of_a_denied_address_is_offloaded) {
     cr_assert_eq(rc, HWSOCK_EBADURI, "%s parsed", rejected[i]);
   }
   hwsock_policy_free(p);
+}
+
+/* The kernel sends to 0.0.0.0 and :: as loopback (no bound address): the
+ * rules see loopback. POLICY.md's "everything except the host" example. */
+Test(policy, unspecified_destinations_are_decided_as_loopback) {
+  hwsock_policy *p = load("version: 1\n"
+                          "default: offload\n"
+                          "rules:\n"
+                          "  - action: deny\n"
+                          "    to: [169.254.0.0/16, \"fe80::/10\", "
+                          "127.0.0.0/8, \"::1\"]\n"
+                          "    error: ENETUNREACH\n"
+                          "    reason: not reachable from guests\n"
+                          "  - action: deny\n"
+                          "    direction: inbound\n"
+                          "    to: [127.0.0.0/8, \"::1\"]\n");
+  static const char *const dests[] = {
+      "tcp://0.0.0.0:80",       "udp://0.0.0.0:53",
+      "tcp6://[::]:80",         "udp6://[::]:53",
+      "tcp6://[::ffff:0.0.0.0]:80", "udp6://[::ffff:0:0]:53",
+      "tcp6://[::%25lo]:80",
+  };
+  for (size_t i = 0; i < sizeof(dests) / sizeof(dests[0]); i++) {
+    hwsock_verdict v = decide(p, dests[i], OUT);
+    cr_assert_eq(v.action, DENY, "%s", dests[i]);
+    cr_assert_eq(v.rule, 0, "%s", dests[i]);
+    cr_assert_eq(v.error, HWSOCK_ENETUNREACH, "%s", dests[i]);
+  }
+  /* as a local address the wildcard stays the wildcard */
+  cr_assert_eq(action(p, "tcp://0.0.0.0:80", IN), OFFLOAD);
+  cr_assert_eq(action(p, "tcp6://[::]:80", IN), OFFLOAD);
+  cr_assert_eq(action(p, "tcp6://[::ffff:0.0.0.0]:80", IN), OFFLOAD);
+  hwsock_policy_free(p);
+
+  /* a rule written for the unspecified address no longer sees destinations */
+  p = load("version: 1\ndefault: deny\nrules:\n"
+           "  - {action: offload, to: [0.0.0.0, \"::\"]}\n");
+  cr_assert_eq(action(p, "tcp://0.0.0.0:80", OUT), DENY);
+  cr_assert_eq(action(p, "tcp6://[::]:80", OUT), DENY);
+  cr_assert_eq(action(p, "tcp://0.0.0.0:80", IN), OFFLOAD);
+  cr_assert_eq(action(p, "tcp6://[::]:80", IN), OFFLOAD);
+  hwsock_policy_free(p);
+}
+
+/* The issue's example: a deny written for tcp, then an offload for tcp and
+ * tcp6 to everything. A tcp6 socket to the v4-mapped metadata address is the
+ * same IPv4 traffic and meets the deny. */
+Test(policy, mapped_destinations_are_matched_as_tcp_and_udp) {
+  hwsock_policy *p = load("version: 1\n"
+                          "default: deny\n"
+                          "rules:\n"
+                          "  - action: deny\n"
+                          "    scheme: [tcp]\n"
+                          "    to: 169.254.0.0/16\n"
+                          "    error: EHOSTUNREACH\n"
+                          "  - action: offload\n"
+                          "    scheme: [tcp, tcp6]\n"
+                          "    to: [0.0.0.0/0, \"::/0\"]\n"
+                          "  - action: offload\n"
+                          "    scheme: udp6\n"
+                          "    to: \"::/0\"\n");
+  hwsock_verdict v = decide(p, "tcp6://[::ffff:169.254.169.254]:80", OUT);
+  cr_assert_eq(v.action, DENY);
+  cr_assert_eq(v.rule, 0);
+  cr_assert_eq(v.error, HWSOCK_EHOSTUNREACH);
+  cr_assert_eq(action(p, "tcp6://[::ffff:a9fe:a9fe]:80", OUT), DENY);
+  cr_assert_eq(action(p, "tcp6://[::ffff:169.254.169.254]:80", IN), DENY);
+  cr_assert_eq(decide(p, "tcp6://[::ffff:192.0.2.1]:80", OUT).rule, 1);
+  cr_assert_eq(decide(p, "tcp6://[2001:db8::1]:80", OUT).rule, 1);
+  /* udp6 to a mapped address is udp, which no rule offloads */
+  cr_assert_eq(action(p, "udp6://[::ffff:192.0.2.1]:53", OUT), DENY);
+  cr_assert_eq(decide(p, "udp6://[::ffff:192.0.2.1]:53", OUT).rule, -1);
+  cr_assert_eq(action(p, "udp6://[2001:db8::1]:53", OUT), OFFLOAD);
+  hwsock_policy_free(p);
+}
+
+/* ::a.b.c.d: the bytes say IPv4, the host routes it as IPv6. Neither kind of
+ * rule can mean it, so it is refused before any rule. */
+Test(policy, compatible_addresses_are_refused) {
+  hwsock_policy *p = load("version: 1\ndefault: offload\nrules:\n"
+                          "  - {action: offload, to: [0.0.0.0/0, \"::/0\"]}\n");
+  static const char *const compat[] = {
+      "tcp6://[::10.1.2.3]:22", "udp6://[::a01:203]:53", "tcp6://[::2]:1",
+      "tcp6://[::0.1.0.0]:1",   "tcp6://::127.0.0.1/80",
+  };
+  for (size_t i = 0; i < sizeof(compat) / sizeof(compat[0]); i++) {
+    hwsock_verdict v = decide(p, compat[i], OUT);
+    cr_assert_eq(v.action, DENY, "%s", compat[i]);
+    cr_assert_eq(v.error, HWSOCK_ENETUNREACH, "%s", compat[i]);
+    cr_assert_eq(v.rule, -1, "%s", compat[i]);
+    cr_assert_str_eq(v.reason, "IPv4-compatible address (::a.b.c.d) refused");
+    v = decide(p, compat[i], IN);
+    cr_assert_eq(v.action, DENY, "%s", compat[i]);
+    cr_assert_eq(v.error, HWSOCK_EADDRNOTAVAIL, "%s", compat[i]);
+  }
+  /* :: and ::1 are IPv6's own, and ::1:a.b.c.d is no embedding */
+  cr_assert_eq(action(p, "tcp6://[::1]:1", OUT), OFFLOAD);
+  cr_assert_eq(action(p, "tcp6://[::]:1", IN), OFFLOAD);
+  cr_assert_eq(action(p, "tcp6://[::1:10.1.2.3]:1", OUT), OFFLOAD);
+  hwsock_policy_free(p);
+}
+
+static hwsock_addr parsed(const char *uri) {
+  hwsock_addr a;
+  cr_assert_eq(hwsock_uri_parse(uri, strlen(uri), HWSOCK_URI_ALLOW_PORT0, &a,
+                                NULL),
+               0, "%s", uri);
+  return a;
+}
+
+/* hwsock_policy_effective_addr: each case as the kernel has it, and every
+ * result is its own fixed point. */
+Test(policy, effective_addr_is_what_the_kernel_uses) {
+  static const struct {
+    const char *in;
+    int dir;
+    unsigned flags;
+    int rc;
+    const char *out; /* canonical URI of the result when rc == 0 */
+  } t[] = {
+      {"tcp://192.0.2.1:80", OUT, 0, 0, "tcp://192.0.2.1:80"},
+      {"tcp://0.0.0.0:80", OUT, 0, 0, "tcp://127.0.0.1:80"},
+      {"udp://0.0.0.0:53", OUT, 0, 0, "udp://127.0.0.1:53"},
+      {"tcp://0.0.0.0:80", OUT, HWSOCK_POLICY_BOUND, HWSOCK_ENETUNREACH, NULL},
+      {"tcp://0.0.0.0:80", IN, HWSOCK_POLICY_BOUND, 0, "tcp://0.0.0.0:80"},
+      {"tcp://0.0.0.1:80", OUT, 0, 0, "tcp://0.0.0.1:80"},
+      {"tcp6://[::]:80", OUT, 0, 0, "tcp6://[::1]:80"},
+      {"udp6://[::%25lo]:53", OUT, 0, 0, "udp6://[::1]:53"},
+      {"tcp6://[::]:80", OUT, HWSOCK_POLICY_BOUND, HWSOCK_ENETUNREACH, NULL},
+      {"tcp6://[::]:0", IN, 0, 0, "tcp6://[::]:0"},
+      {"tcp6://[::ffff:0.0.0.0]:80", OUT, 0, 0, "tcp://127.0.0.1:80"},
+      {"tcp6://[::ffff:0.0.0.0]:80", OUT, HWSOCK_POLICY_BOUND,
+       HWSOCK_ENETUNREACH, NULL},
+      {"tcp6://[::ffff:0.0.0.0]:80", IN, 0, 0, "tcp://0.0.0.0:80"},
+      {"tcp6://[::ffff:192.0.2.1%25lo]:80", OUT, 0, 0, "tcp://192.0.2.1:80"},
+      {"udp6://[::ffff:192.0.2.1]:0", IN, 0, 0, "udp://192.0.2.1:0"},
+      {"tcp6://[::192.0.2.1]:80", OUT, 0, HWSOCK_ENETUNREACH, NULL},
+      {"tcp6://[::192.0.2.1]:80", IN, 0, HWSOCK_EADDRNOTAVAIL, NULL},
+      {"tcp6://[::1]:80", OUT, HWSOCK_POLICY_BOUND, 0, "tcp6://[::1]:80"},
+      {"tcp6://[64:ff9b::192.0.2.1]:80", OUT, 0, 0,
+       "tcp6://[64:ff9b::c000:201]:80"},
+      {"tcp6://[fe80::1%25lo]:80", OUT, 0, 0, "tcp6://[fe80::1%25lo]:80"},
+      {"tcp://192.0.2.1:0", OUT, 0, HWSOCK_EINVAL, NULL},
+      {"tcp6://[::]:0", OUT, 0, HWSOCK_EINVAL, NULL},
+      {"ipx://00000000.000000000000.0000", OUT, 0, 0,
+       "ipx://00000000.000000000000.0000"},
+  };
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+    hwsock_addr a = parsed(t[i].in), e, again;
+    char buf[HWSOCK_URI_MAX + 1];
+    memset(&e, 0xa5, sizeof(e));
+    const char *why = "x";
+    int rc = hwsock_policy_effective_addr(&a, t[i].dir, t[i].flags, &e, &why);
+    cr_assert_eq(rc, t[i].rc, "%s: rc %d", t[i].in, rc);
+    cr_assert_eq(why == NULL, rc == 0, "%s: why", t[i].in);
+    if (rc < 0)
+      continue;
+    cr_assert_geq(hwsock_uri_format(&e, buf, sizeof(buf)), 0, "%s", t[i].in);
+    cr_assert_str_eq(buf, t[i].out, "%s", t[i].in);
+    cr_assert_eq(hwsock_policy_effective_addr(&e, t[i].dir, t[i].flags,
+                                              &again, NULL),
+                 0);
+    cr_assert_eq(memcmp(&e, &again, sizeof(e)), 0, "%s: not a fixed point",
+                 t[i].in);
+  }
+  hwsock_addr a = parsed("tcp://192.0.2.1:80"), e;
+  cr_assert_eq(hwsock_policy_effective_addr(&a, 7, 0, &e, NULL),
+               HWSOCK_EINVAL);
+  cr_assert_eq(hwsock_policy_effective_addr(NULL, OUT, 0, &e, NULL),
+               HWSOCK_EINVAL);
+  cr_assert_eq(hwsock_policy_effective_addr(&a, OUT, 0, NULL, NULL),
+               HWSOCK_EINVAL);
+  a.scheme = HWSOCK_SCHEME_TCP6; /* family still AF_INET */
+  cr_assert_eq(hwsock_policy_effective_addr(&a, OUT, 0, &e, NULL),
+               HWSOCK_EINVAL);
 }
 
 Test(policy, ipx_networks) {
@@ -536,6 +716,12 @@ Test(policy, default_policy_decides_as_documented) {
        "not loopback, left to the guest's own stack"},
       {"tcp6://[::]:8080", IN, DECLINE,
        "not loopback, left to the guest's own stack"},
+      {"tcp://0.0.0.0:8080", OUT, OFFLOAD,
+       "loopback destination, offloaded to the host"},
+      {"tcp6://[::]:8080", OUT, OFFLOAD,
+       "loopback destination, offloaded to the host"},
+      {"tcp6://[::ffff:127.0.0.1]:8080", OUT, OFFLOAD,
+       "loopback destination, offloaded to the host"},
       {"ipx://0000cafe.02005e0001a2.4000", OUT, OFFLOAD,
        "IPX, offloaded to the host"},
       {"ipx://00000000.000000000000.0000", IN, OFFLOAD,
@@ -552,6 +738,10 @@ Test(policy, default_policy_decides_as_documented) {
       cr_assert_eq(v.error, HWSOCK_EACCES, "%s", cases[i].uri);
     cr_assert_null(v.backend);
   }
+  hwsock_verdict v = decide(p, "tcp6://[::127.0.0.1]:8080", OUT);
+  cr_assert_eq(v.action, DENY);
+  cr_assert_eq(v.error, HWSOCK_ENETUNREACH);
+  cr_assert_eq(v.rule, -1);
   hwsock_policy_free(p);
 }
 
@@ -647,13 +837,13 @@ Test(policy_errors, bad_cidr) {
   /* a prefix that only holds IPv4-embedding addresses would never match */
   refused("version: 1\nrules:\n  - action: deny\n"
           "    to: \"::ffff:127.0.0.0/104\"\n",
-          "t.yaml:4:9: bad address '::ffff:127.0.0.0/104' in 'to': IPv6 "
-          "addresses that embed IPv4 (::ffff:a.b.c.d, ::a.b.c.d) match IPv4 "
-          "rules: write this prefix in IPv4 form");
+          "t.yaml:4:9: bad address '::ffff:127.0.0.0/104' in 'to': "
+          "IPv4-mapped addresses (::ffff:a.b.c.d) are matched as IPv4: write "
+          "this prefix in IPv4 form");
   refused("version: 1\nrules:\n  - action: deny\n    to: \"::127.0.0.1\"\n",
-          "t.yaml:4:9: bad address '::127.0.0.1' in 'to': IPv6 addresses "
-          "that embed IPv4 (::ffff:a.b.c.d, ::a.b.c.d) match IPv4 rules: "
-          "write this prefix in IPv4 form");
+          "t.yaml:4:9: bad address '::127.0.0.1' in 'to': IPv4-compatible "
+          "addresses (::a.b.c.d) are refused before any rule: this prefix "
+          "would never match");
 }
 
 Test(policy_errors, host_bits_set) {
