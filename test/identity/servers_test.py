@@ -385,6 +385,19 @@ def test_verifier():
     check(rc == 1 and res["hmac"] == "bad", "another key fails: %r" % res)
     rc, res = verify_file(header, None)
     check(rc == 0 and res["hmac"] == "unchecked", "no key: parsed only")
+    # Malformed headers are refused, not half-read.
+    name_at = header.index(NAME.encode()) - 3
+    name_tlv = header[name_at:name_at + 3 + len(NAME)]
+    dup = bytearray(header[:name_at] + name_tlv + header[name_at:])
+    dup[14:16] = struct.pack("!H", len(dup) - 16)
+    bad = {"truncated": header[:-1],
+           "version 1 command": header[:12] + b"\x11" + header[13:],
+           "UDP family": header[:13] + b"\x12" + header[14:],
+           "name twice": bytes(dup),
+           "no signature": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"}
+    for what, h in bad.items():
+        rc, res = verify_file(h)
+        check(rc == 1 and "error" in res, "%s must be refused: %r" % (what, res))
 
 
 def test_bind_first():
