@@ -203,7 +203,6 @@ struct hws_sock {
 	/* send: at most one SEND in flight (write-behind) */
 	bool tx_busy;
 	bool close_deferred;		/* CLOSE once the SEND completed */
-	int tx_err;			/* its error, for the next send */
 	u32 tx_len;
 	struct mutex rx_mutex, tx_mutex;
 	struct hws_req *close_req;	/* preallocated: close never fails */

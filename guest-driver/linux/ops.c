@@ -496,8 +496,6 @@ static __poll_t hws_poll(struct file *file, struct socket *sock,
 	case HWS_S_BOUND:
 		if (!hs->shut_wr && !hs->tx_busy)
 			mask |= EPOLLOUT | EPOLLWRNORM;
-		if (hs->tx_err)
-			mask |= EPOLLERR;
 		if (hs->rx_ready || hs->shut_rd)
 			mask |= EPOLLIN | EPOLLRDNORM;
 		if ((hs->rx_ready && hs->rx_eof) || hs->shut_rd)
@@ -738,12 +736,14 @@ static void hws_tx_done(struct hws_req *req)
 	hs->tx_busy = false;
 	if (!req->status && le32_to_cpu(req->resp.len) != req->data_len)
 		req->status = -EIO;
-	if (req->status && !hs->tx_err)
-		hs->tx_err = req->status;
 	close = hs->close_deferred;
-	if (!hs->closing)
+	if (!hs->closing) {
+		/* the pending error of the socket: SO_ERROR or the next send */
+		if (req->status && !READ_ONCE(hs->sk->sk_err))
+			WRITE_ONCE(hs->sk->sk_err, -req->status);
 		wake_up_interruptible_poll(hs->wq, EPOLLOUT | EPOLLWRNORM |
-					   (hs->tx_err ? EPOLLERR : 0));
+					   (req->status ? EPOLLERR : 0));
+	}
 	spin_unlock_irqrestore(&hs->lock, flags);
 	if (close)
 		hws_sock_close_id(hs);
@@ -753,7 +753,8 @@ static void hws_tx_done(struct hws_req *req)
  * device reads in place, and send() returns once the SEND is queued. One
  * SEND per socket is in flight; the next send waits for it (or EAGAIN when
  * nonblocking, and poll reports EPOLLOUT again when it completes). Its
- * error comes back from the next send, as with the guest's own TCP. */
+ * error becomes the socket's pending error (sk_err): the next send or
+ * SO_ERROR reports it, as with the guest's own TCP. */
 static int hws_send_stream(struct hws_sock *hs, struct msghdr *m, size_t len)
 {
 	long timeo = sock_sndtimeo(hs->sk, m->msg_flags & MSG_DONTWAIT);
@@ -775,13 +776,11 @@ static int hws_send_stream(struct hws_sock *hs, struct msghdr *m, size_t len)
 				break;
 			continue;
 		}
-		spin_lock_irq(&hs->lock);
-		err = hs->tx_err;
-		if (err && !sent)
-			hs->tx_err = 0;
-		if (!err && hs->shut_wr)
+		err = 0;
+		if (READ_ONCE(hs->sk->sk_err))
+			err = sent ? -EIO : sock_error(hs->sk);
+		else if (READ_ONCE(hs->shut_wr))
 			err = -EPIPE;
-		spin_unlock_irq(&hs->lock);
 		if (err || !len)
 			break;
 		n = min(len - sent, max);

@@ -12,8 +12,9 @@
  *                             HTTP/1.0 GET; prints "body LINE"...
  *   hwt fill IP SINK GO       nonblocking sends to a peer that does not read
  *                             until EAGAIN, close, then tell GO the count
- *   hwt sem IP ECHOPORT DEADPORT   socket semantics against an echo server
- *                             and a port where nothing listens */
+ *   hwt sem IP ECHOPORT DEADPORT RSTPORT   socket semantics against an
+ *                             echo server, a port where nothing listens and
+ *                             a server that resets every connection */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -456,6 +457,18 @@ static int cmd_sem(char **av) {
          "send after SHUT_WR: EPIPE");
   close(fd);
 
+  /* a peer that resets: the error of a send that was written behind
+   * comes back from a later send */
+  struct sockaddr_in rst = addr4(av[0], av[3]);
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  expect(connect(fd, (struct sockaddr *)&rst, sizeof(rst)) == 0, "connect to the resetting peer");
+  recv(fd, buf, sizeof(buf), 0); /* its reset */
+  int serr = 0;
+  for (int i = 0; i < 200 && !serr; i++)
+    if (send(fd, buf, sizeof(buf), MSG_NOSIGNAL) < 0) serr = errno;
+  expect(serr == ECONNRESET || serr == EPIPE, "send to a reset peer: ECONNRESET or EPIPE");
+  close(fd);
+
   /* connected UDP: send/recv without addresses; getpeername */
   struct sockaddr_in peer;
   socklen_t pl = sizeof(peer);
@@ -474,7 +487,7 @@ int main(int argc, char **argv) {
       {"get", 3, cmd_get},         {"udp", 3, cmd_udp},
       {"listen", 2, cmd_listen},   {"connect", 2, cmd_connect},
       {"epoll", 3, cmd_epoll},     {"hold", 2, cmd_hold},
-      {"sem", 3, cmd_sem},         {"nbget", 3, cmd_nbget},
+      {"sem", 4, cmd_sem},         {"nbget", 3, cmd_nbget},
       {"fill", 3, cmd_fill},
   };
   for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
