@@ -3,6 +3,8 @@
 #ifndef HWS_SOCK_H
 #define HWS_SOCK_H
 
+#include <linux/poll.h>
+
 #include "hws.h"
 
 struct hws_sock *hws_sock_new(struct socket *sock, struct hws_class *c,
@@ -18,6 +20,28 @@ void hws_rx_post(struct hws_sock *hs);
 int hws_acc_post(struct hws_sock *hs);
 void hws_close_id(u32 id, gfp_t gfp);
 void hws_connect_done(struct hws_req *req);
+
+/* io.c */
+__poll_t hws_poll(struct file *file, struct socket *sock, poll_table *wait);
+int hws_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg);
+int hws_send_one(struct hws_sock *hs, struct msghdr *m, size_t n,
+		 const char *uri, int ulen);
+int hws_send(struct socket *sock, struct hws_sock *hs, struct msghdr *m,
+	     size_t len);
+int hws_sendmsg(struct socket *sock, struct msghdr *m, size_t len);
+ssize_t hws_sendpage(struct socket *sock, struct page *page, int offset,
+		     size_t size, int flags);
+int hws_recvmsg(struct socket *sock, struct msghdr *m, size_t len,
+		int flags);
+/* ops.c */
+int hws_sendto_first(struct socket *sock, struct hws_class *c,
+		     struct msghdr *m, size_t len);
+
+/* No state, or a late decline handed the socket to the guest's stack. */
+static inline bool hws_passthru(struct hws_sock *hs)
+{
+	return !hs || READ_ONCE(hs->native);
+}
 
 static inline struct hws_sock *hws_of(struct socket *sock)
 {
