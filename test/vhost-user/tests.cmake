@@ -28,3 +28,25 @@ if(Python3_FOUND AND TARGET hwsock-stat)
   set_tests_properties(vhost_user_qemu_smoke PROPERTIES TIMEOUT 300
                        LABELS vhost-user SKIP_RETURN_CODE 77)
 endif()
+
+# libFuzzer: the back-end's message handling (conn.c, mem.c) fed a hostile
+# front-end's stream, with fds attached (test/vhost-user/fuzz_vhost_user.c).
+if(HWSOCK_FUZZ)
+  set(_vu "${PROJECT_SOURCE_DIR}/tools/hwsock-vhost-user")
+  add_executable(fuzz_vhost_user "${CMAKE_CURRENT_LIST_DIR}/fuzz_vhost_user.c"
+                 "${_vu}/conn.c" "${_vu}/mem.c"
+                 "${PROJECT_SOURCE_DIR}/examples/loopback-vmm/log.c")
+  target_include_directories(fuzz_vhost_user PRIVATE "${_vu}"
+                             "${PROJECT_SOURCE_DIR}/examples/loopback-vmm")
+  target_compile_options(fuzz_vhost_user PRIVATE -fsanitize=fuzzer)
+  target_link_options(fuzz_vhost_user PRIVATE -fsanitize=fuzzer)
+  target_link_libraries(fuzz_vhost_user PRIVATE hwsock_fuzzlib)
+  set(_work "${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus/fuzz_vhost_user")
+  file(MAKE_DIRECTORY "${_work}")
+  add_test(NAME fuzz_vhost_user
+           COMMAND fuzz_vhost_user -max_total_time=${HWSOCK_FUZZ_SECONDS}
+                   -rss_limit_mb=2048 -timeout=10 "${_work}"
+                   "${CMAKE_CURRENT_LIST_DIR}/corpus")
+  set_tests_properties(fuzz_vhost_user PROPERTIES TIMEOUT 300
+                       LABELS "fuzz;vhost-user")
+endif()
