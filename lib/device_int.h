@@ -16,6 +16,13 @@ enum {
   HWSOCK__S_RESERVED   /* target id of a pending ACCEPT */
 };
 
+/* SETSOCKOPT before the decision (dispatch.c): kept until the socket is
+ * closed, given to the backend's open(). */
+typedef struct hwsock__presets {
+  uint32_t n;
+  hwsock_bsockopt opt[HWSOCK_BPRESET_MAX];
+} hwsock__presets;
+
 typedef struct hwsock__sock {
   uint8_t state;
   uint8_t scheme;       /* hwsock_scheme from OPEN */
@@ -24,6 +31,8 @@ typedef struct hwsock__sock {
   uint32_t inflight;    /* requests of this socket owned by the backend */
   int32_t rule;         /* policy rule that decided, -1 default */
   uint32_t locked;      /* HWSOCK_HOSTOPT_* the policy set: guest may not */
+  /* options set while OPEN, for the backend's open() (NULL: none) */
+  struct hwsock__presets *preset;
   /* options set while OPEN, for the backend's open() (NULL: none) */
   struct hwsock__presets *preset;
   uint8_t bound;        /* a BIND other than 0.0.0.0 / :: was submitted */

@@ -5,6 +5,7 @@
  * Data flows one way: ring -> dispatch -> policy -> backend. Nothing here
  * knows how a backend does its work, and backends never see the ring. */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -94,6 +95,7 @@ void hwsock__sock_close(hwsock_device *dev, uint32_t id) {
   }
   if (s->quota)
     hwsock__quota_put(dev);
+  free(s->preset);
   memset(s, 0, sizeof(*s));
   s->backend = -1;
 }
@@ -391,6 +393,10 @@ static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
   params.error = err;
   params.reason = v.reason ? v.reason : "";
   params.set = err < 0 ? NULL : v.set;
+  if (err == 0 && s->preset != NULL) {
+    params.preset = s->preset->opt;
+    params.npreset = s->preset->n;
+  }
   void *bsock = NULL;
   /* An offloaded socket holds a host socket: it counts against the
    * quotas (quota.c); a denied one holds none. */
@@ -464,6 +470,44 @@ static int sockopt_allowed(uint32_t level, uint32_t opt, int set) {
   default:
     return 0;
   }
+}
+
+/* SETSOCKOPT on an OPEN socket (the allow-list was checked): kept for the
+ * backend's open(), which sets it on the host socket before the first
+ * operation, so that SO_REUSEADDR precedes the bind and buffer sizes the
+ * SYN, as on a host socket. The last value of an option replaces an
+ * earlier one. 0 or a negative HWSOCK_E*. */
+static int preset_store(hwsock__sock *s, const hwsock_breq *b) {
+  if (b->arg0 == HWSOCK_SOL_IPV6 &&
+      hwsock_scheme_family(s->scheme) != HWSOCK_AF_INET6)
+    return HWSOCK_ENOPROTOOPT; /* as the host says at once */
+  size_t need = b->arg0 == HWSOCK_SOL_SOCKET && b->arg1 == HWSOCK_SO_LINGER
+                    ? 8
+                    : 4;
+  if (b->iov_len < need)
+    return HWSOCK_EINVAL;
+  if (s->preset == NULL && (s->preset = calloc(1, sizeof(*s->preset))) == NULL)
+    return HWSOCK_ENOMEM;
+  hwsock__presets *p = s->preset;
+  uint32_t i = 0;
+  while (i < p->n && !(p->opt[i].level == b->arg0 && p->opt[i].name == b->arg1))
+    i++;
+  if (i == HWSOCK_BPRESET_MAX)
+    return HWSOCK_ENOBUFS;
+  hwsock_bsockopt *o = &p->opt[i];
+  o->level = b->arg0;
+  o->name = b->arg1;
+  o->len = (uint32_t)need;
+  size_t done = 0;
+  for (unsigned k = 0; k < b->iovcnt && done < need; k++) {
+    size_t n = b->iov[k].iov_len < need - done ? b->iov[k].iov_len
+                                               : need - done;
+    memcpy(o->val + done, b->iov[k].iov_base, n);
+    done += n;
+  }
+  if (i == p->n)
+    p->n++;
+  return 0;
 }
 
 /* The host option a guest socket option stands for (hostopts.h), or 0. */
@@ -684,6 +728,8 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
       any.scheme = s->scheme;
       any.family = (uint8_t)hwsock_scheme_family(s->scheme);
       decide_and_submit(dev, req, s, &any);
+    } else if (op == HWSOCK_OP_SETSOCKOPT) {
+      finish(dev, req, preset_store(s, &req->breq), 0);
     } else {
       finish(dev, req, HWSOCK_ENOTCONN, 0);
     }

@@ -739,6 +739,13 @@ static int tcp_open(void *instance, const hwsock_bopen *params, void **sock) {
                   IPPROTO_TCP);
   if (fd < 0)
     return host_err();
+  /* What the guest set before the decision (SO_REUSEADDR before the bind),
+   * before the policy's options, which win. */
+  int prc = hwsock_backend_preset(params, fd, family, hwsock__tcp_setsockopt);
+  if (prc < 0) {
+    close(fd);
+    return prc;
+  }
   /* Host-side options the policy sets (appended to hwsock_bopen in ABI 1). */
   if (params->size >= offsetof(hwsock_bopen, set) + sizeof(params->set) &&
       params->set != NULL) {

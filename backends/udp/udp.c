@@ -439,6 +439,12 @@ static int udp_open(void *instance, const hwsock_bopen *params, void **sock) {
                   IPPROTO_UDP);
   if (fd < 0)
     return host_err();
+  /* What the guest set before the decision, before anything else */
+  int prc = hwsock_backend_preset(params, fd, family, hwsock__udp_setsockopt);
+  if (prc < 0) {
+    close(fd);
+    return prc;
+  }
   /* Host-side options the policy sets: buffer sizes only for UDP; a TCP
    * option in a rule that offloads UDP is an error, not silently dropped. */
   if (params->size >= offsetof(hwsock_bopen, set) + sizeof(params->set) &&

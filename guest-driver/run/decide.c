@@ -205,6 +205,9 @@ int hwsock__run_open_device(run_sock *s) {
   s->id = id;
   s->id_shut = 0;
   pthread_mutex_unlock(&s->lock);
+  /* options the program set so far go with the decision, applied before
+   * the device's bind or connect (SO_REUSEADDR before bind) */
+  hwsock__run_preset_opts(s);
   return 0;
 }
 

@@ -343,6 +343,11 @@ int hwsock__run_device_failed(run_call *c, run_sock *s, int fd, int fresh,
                               int quiet);
 /* Replays the remembered options to the device after an offload. */
 void hwsock__run_replay_opts(run_sock *s);
+/* sockopt.c: gives the remembered options to a device socket that is not
+ * decided yet (the device applies them at the decision, before its first
+ * operation); a device that refuses options before the decision gets them
+ * from hwsock__run_replay_opts after it, as before. */
+void hwsock__run_preset_opts(run_sock *s);
 /* Waits (bounded slices, re-checking the call) until cond says done. */
 int hwsock__run_wait_connect(run_call *c, run_sock *s, int timeout_ms);
 

@@ -174,6 +174,25 @@ static void replay_one(run_sock *s, const run_opt *o) {
   }
 }
 
+void hwsock__run_preset_opts(run_sock *s) {
+  run_opt opts[RUN_MAX_OPTS];
+  pthread_mutex_lock(&s->lock);
+  unsigned n = s->nopts;
+  memcpy(opts, s->opts, n * sizeof(opts[0]));
+  pthread_mutex_unlock(&s->lock);
+  for (unsigned i = 0; i < n; i++) {
+    const opt_map *m = find_opt(opts[i].level, opts[i].name);
+    uint8_t w[8];
+    int wl = m ? to_wire(m, opts[i].val, opts[i].len, w) : -EINVAL;
+    if (wl < 0)
+      continue; /* not the device's (timeouts, or for a host socket) */
+    int err = hwsock_guest_setsockopt(hwsock__run.g, s->id, m->wlevel,
+                                      m->wname, w, (size_t)wl);
+    if (err == HWSOCK_ENOTCONN)
+      return; /* an older device: the replay after the decision does it */
+  }
+}
+
 void hwsock__run_replay_opts(run_sock *s) {
   run_opt opts[RUN_MAX_OPTS];
   pthread_mutex_lock(&s->lock);

@@ -103,6 +103,16 @@ struct hwsock_breq {
 };
 
 /* Parameters of open(). Owned by the device, valid during the call only. */
+/* One socket option the guest set before the decision (SETSOCKOPT on an
+ * OPEN socket), as on the wire: level and option HWSOCK_SOL_* / HWSOCK_*,
+ * value le32 (two for SO_LINGER). */
+#define HWSOCK_BPRESET_MAX 8u
+typedef struct hwsock_bsockopt {
+  uint32_t level, name;
+  uint32_t len;   /* value bytes: 4, or 8 for SO_LINGER */
+  uint8_t val[8];
+} hwsock_bsockopt;
+
 typedef struct hwsock_bopen {
   uint32_t size;      /* sizeof(hwsock_bopen) as the library built it */
   int scheme;         /* hwsock_scheme: the socket's family and type */
@@ -113,6 +123,14 @@ typedef struct hwsock_bopen {
   const hwsock_hostopts *set; /* host-side options the policy sets on this
                                  socket (apply them in open(); fail open()
                                  if one cannot be set), or NULL */
+  /* The options the guest set before the decision, in the order it set
+   * them (at most HWSOCK_BPRESET_MAX, one per option): apply each to the
+   * host socket in open(), before `set` (the policy's options win) and so
+   * before any request (SO_REUSEADDR must precede the bind, buffer sizes
+   * the SYN), as submit() would apply a SETSOCKOPT; fail open() with the
+   * error of one that fails. hwsock_backend_preset() does it. */
+  const hwsock_bsockopt *preset;
+  uint32_t npreset;
 } hwsock_bopen;
 
 /* Filled by the optional info() op. The device zeroes it and sets size and

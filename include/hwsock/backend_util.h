@@ -123,6 +123,37 @@ static inline size_t hwsock_breq_gather(const hwsock_breq *req, void *buf) {
   return done;
 }
 
+/* For open(): applies params->preset (the options the guest set before the
+ * decision) to a new host socket through the backend's own SETSOCKOPT
+ * handler `setopt` (fd, family, a request carrying the option), in order.
+ * Returns 0 or the first error. Reads the fields only when params->size
+ * covers them. */
+static inline int hwsock_backend_preset(const hwsock_bopen *params, int fd,
+                                        int family,
+                                        int (*setopt)(int fd, int family,
+                                                      const hwsock_breq *req)) {
+  if (params->size < offsetof(hwsock_bopen, npreset) + sizeof(params->npreset))
+    return 0;
+  for (uint32_t i = 0; i < params->npreset && i < HWSOCK_BPRESET_MAX; i++) {
+    const hwsock_bsockopt *o = &params->preset[i];
+    struct iovec iov = {(void *)o->val,
+                        o->len < sizeof(o->val) ? o->len : sizeof(o->val)};
+    hwsock_breq req;
+    memset(&req, 0, sizeof(req));
+    req.size = sizeof(req);
+    req.opcode = HWSOCK_OP_SETSOCKOPT;
+    req.arg0 = o->level;
+    req.arg1 = o->name;
+    req.iov = &iov;
+    req.iovcnt = 1;
+    req.iov_len = iov.iov_len;
+    int rc = setopt(fd, family, &req);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
 /* ---- a FIFO of requests ------------------------------------------------------ */
 
 /* An intrusive FIFO of requests, linked through backend_priv[0]: a request

@@ -4,6 +4,7 @@
  *   hwt get IP PORT PATH      HTTP/1.0 GET, prints "sha256 HEX bytes N"
  *   hwt udp IP PORT MSG       sendto + recvfrom, prints "reply MSG from IP:PORT"
  *   hwt listen IP PORT        bind+listen+accept one, echo "guest-says:" LINE
+ *   hwt udpserve IP PORT      bind, answer one datagram "guest-echo:" DATA
  *   hwt connect IP PORT       prints "connect ok" or "connect errno NAME"
  *   hwt epoll IP PORT N       N nonblocking connections to an echo server
  *   hwt hold IP PORT          a connection open while /proc/net/hwsock is
@@ -229,6 +230,24 @@ static int cmd_listen(char **av) {
   close(c);
   close(fd);
   printf("served %s\n", buf);
+  return 0;
+}
+
+static int cmd_udpserve(char **av) {
+  struct sockaddr_in a = addr4(av[0], av[1]), from;
+  socklen_t fl = sizeof(from);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct timeval tv = {30, 0};
+  char buf[2048], out[2100], nb[64];
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (bind(fd, (struct sockaddr *)&a, sizeof(a))) return die("bind");
+  ssize_t n = recvfrom(fd, buf, sizeof(buf) - 1, 0, (struct sockaddr *)&from, &fl);
+  if (n < 0) return die("recvfrom");
+  buf[n] = 0;
+  int len = snprintf(out, sizeof(out), "guest-echo:%s", buf);
+  if (sendto(fd, out, (size_t)len, 0, (struct sockaddr *)&from, fl) != len)
+    return die("sendto");
+  printf("served %s from %s\n", buf, name_of(&from, nb));
   return 0;
 }
 
@@ -486,6 +505,7 @@ int main(int argc, char **argv) {
   struct { const char *name; int args; int (*fn)(char **); } cmds[] = {
       {"get", 3, cmd_get},         {"udp", 3, cmd_udp},
       {"listen", 2, cmd_listen},   {"connect", 2, cmd_connect},
+      {"udpserve", 2, cmd_udpserve},
       {"epoll", 3, cmd_epoll},     {"hold", 2, cmd_hold},
       {"sem", 4, cmd_sem},         {"nbget", 3, cmd_nbget},
       {"fill", 3, cmd_fill},
@@ -493,6 +513,6 @@ int main(int argc, char **argv) {
   for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (!strcmp(argv[1], cmds[i].name) && argc == cmds[i].args + 2)
       return cmds[i].fn(argv + 2);
-  fprintf(stderr, "usage: hwt get|udp|listen|connect|epoll|hold|sem|nbget|fill ARGS\n");
+  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill ARGS\n");
   return 2;
 }

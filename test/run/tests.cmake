@@ -67,7 +67,8 @@ endif()
 # What programs see (test/run/sem_test.py): kernel semantics that unmodified
 # programs rely on, each compared with the same program run natively.
 if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
-  foreach(t udp_refused edestaddrreq getsockname peek_fork messages options)
+  foreach(t udp_refused edestaddrreq getsockname peek_fork messages options
+            reuseaddr_restart)
     add_test(NAME run_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})

@@ -434,3 +434,56 @@ Test(device, unknown_send_and_recv_flags_get_einval) {
   cr_assert_eq(request(HWSOCK_OP_SEND, 0, 0x80, 0, NULL).status, -HWSOCK_EINVAL);
   cr_assert_eq(request(HWSOCK_OP_RECV, 0, 0x10, 0, NULL).status, -HWSOCK_EINVAL);
 }
+
+/* SETSOCKOPT before the decision: kept for the backend's open() (which
+ * applies it before the BIND/CONNECT: test/run's run_sem_reuseaddr_restart
+ * checks it on the host), refused at once where the host would refuse. */
+static result setopt4(uint32_t id, uint32_t level, uint32_t name,
+                      uint32_t v, size_t vlen) {
+  struct {
+    hwsock_req_hdr h;
+    hwsock_le32 v[2];
+  } m;
+  memset(&m, 0, sizeof(m));
+  m.h = hdr(HWSOCK_OP_SETSOCKOPT, id, level, name, NULL);
+  hwsock_le32_set(&m.v[0], v);
+  return request_raw(&m.h, sizeof(m.h) + vlen, NULL, 32);
+}
+
+Test(device, sockopts_before_the_decision_are_kept_for_it) {
+  open_tcp(0);
+  cr_assert_eq(setopt4(0, HWSOCK_SOL_SOCKET, HWSOCK_SO_REUSEADDR, 1, 4).status,
+               0);
+  cr_assert_eq(setopt4(0, HWSOCK_SOL_SOCKET, HWSOCK_SO_REUSEADDR, 0, 4).status,
+               0); /* replaces the first */
+  cr_assert_eq(setopt4(0, HWSOCK_SOL_IPV6, HWSOCK_IPV6_V6ONLY, 1, 4).status,
+               (uint32_t)-HWSOCK_ENOPROTOOPT); /* an IPv4 socket */
+  cr_assert_eq(setopt4(0, HWSOCK_SOL_SOCKET, HWSOCK_SO_LINGER, 1, 4).status,
+               (uint32_t)-HWSOCK_EINVAL); /* needs two le32 */
+  cr_assert_eq(setopt4(0, HWSOCK_SOL_TCP, HWSOCK_TCP_INFO, 1, 4).status,
+               (uint32_t)-HWSOCK_ENOPROTOOPT); /* get only */
+  /* reading still needs the decision (the driver answers from memory) */
+  cr_assert_eq(request(HWSOCK_OP_GETSOCKOPT, 0, HWSOCK_SOL_SOCKET,
+                       HWSOCK_SO_REUSEADDR, NULL).status,
+               (uint32_t)-HWSOCK_ENOTCONN);
+  /* bounded: HWSOCK_BPRESET_MAX distinct options */
+  static const uint32_t more[][2] = {
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_BROADCAST},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_SNDBUF},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_KEEPALIVE},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPIDLE},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPINTVL},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT}};
+  for (unsigned i = 0; i < 8; i++)
+    cr_assert_eq(setopt4(0, more[i][0], more[i][1], 1, 4).status,
+                 i + 1 < HWSOCK_BPRESET_MAX ? 0u
+                                            : (uint32_t)-HWSOCK_ENOBUFS,
+                 "option %u", i);
+  /* a declined socket drops them; the close frees them (ASan: no leak) */
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 0, 0, 0, "tcp://127.0.0.3:80")
+                   .status, (uint32_t)-HWSOCK_EDECLINED);
+  cr_assert_eq(request(HWSOCK_OP_CLOSE, 0, 0, 0, NULL).status, 0);
+  cr_assert_eq(resets, 0);
+}
