@@ -33,8 +33,6 @@ typedef struct hwsock__sock {
   uint32_t locked;      /* HWSOCK_HOSTOPT_* the policy set: guest may not */
   /* options set while OPEN, for the backend's open() (NULL: none) */
   struct hwsock__presets *preset;
-  /* options set while OPEN, for the backend's open() (NULL: none) */
-  struct hwsock__presets *preset;
   uint8_t bound;        /* a BIND other than 0.0.0.0 / :: was submitted */
   /* observability (stats.h) */
   uint8_t ss;           /* hwsock_ss_state */
