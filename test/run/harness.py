@@ -1222,6 +1222,35 @@ def test_ptrace():
         check(denied.accepts == 0, "the denied listener was reached")
     finally:
         vmm.close()
+    # The same attack on the supervisor by an unprivileged user (hwsock-run,
+    # its private VMM and the program all run as nobody): the same uid and
+    # no capabilities, so only the supervisor being non-dumpable stops
+    # /proc/PID/mem. (The VMM is not attacked here: docs/HWSOCK-RUN.md.)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if os.getuid() != 0 or not shutil.which("setpriv"):
+        print("not root or no setpriv: the unprivileged run is skipped")
+        return
+    if subprocess.run(nobody + [
+            "sh", "-c", 'test -x "$0" && test -x "$1" && test -r "$2"', RUN,
+            prog, os.path.join(BACKENDS, "tcp.so")]).returncode != 0:
+        print("the build tree is not reachable by nobody: skipped")
+        return
+    d = tempfile.mkdtemp(prefix="hwsock-run-nobody.")
+    os.chmod(d, 0o1777)
+    pf = os.path.join(d, "policy.yaml")
+    with open(pf, "w") as f:
+        f.write(CONFINE_POLICY % allowed.port)
+    os.chmod(pf, 0o644)
+    try:
+        r = subprocess.run(
+            nobody + ["env", "TMPDIR=" + d, RUN, "-v", "--policy", pf, "--confine",
+             "--", prog, "0", str(allowed.port), str(denied.port)],
+            capture_output=True, timeout=60)
+        print(r.stdout.decode().strip())
+        expect_ok(r, "ptrace attack program as nobody")
+        check(denied.accepts == 0, "the denied listener was reached")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # ---- hostile arguments ----------------------------------------------------------
