@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -141,6 +142,10 @@ int main(int argc, char **argv) {
                                        : HWSOCK_LOG_ERROR;
   /* A guest hanging up mid-write must cost an EPIPE, not the process. */
   signal(SIGPIPE, SIG_IGN);
+  /* The VMM holds the policy: no process of the same user may read or
+   * write its memory (ptrace, process_vm_*, /proc/PID/mem) unless it has
+   * CAP_SYS_PTRACE, which a confined hwsock-run program does not. */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   v.listen_fd = -1;
 
   int status = 1;

@@ -1222,10 +1222,10 @@ def test_ptrace():
         check(denied.accepts == 0, "the denied listener was reached")
     finally:
         vmm.close()
-    # The same attack on the supervisor by an unprivileged user (hwsock-run,
-    # its private VMM and the program all run as nobody): the same uid and
-    # no capabilities, so only the supervisor being non-dumpable stops
-    # /proc/PID/mem. (The VMM is not attacked here: docs/HWSOCK-RUN.md.)
+    # The same attack by an unprivileged user (hwsock-run, its private VMM
+    # and the program all run as nobody): the same uid and no capabilities,
+    # so only the supervisor and the VMM being non-dumpable stop
+    # /proc/PID/mem. The program finds the VMM among its parent's children.
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     if os.getuid() != 0 or not shutil.which("setpriv"):
         print("not root or no setpriv: the unprivileged run is skipped")
@@ -1244,7 +1244,7 @@ def test_ptrace():
     try:
         r = subprocess.run(
             nobody + ["env", "TMPDIR=" + d, RUN, "-v", "--policy", pf, "--confine",
-             "--", prog, "0", str(allowed.port), str(denied.port)],
+             "--", prog, "-1", str(allowed.port), str(denied.port)],
             capture_output=True, timeout=60)
         print(r.stdout.decode().strip())
         expect_ok(r, "ptrace attack program as nobody")

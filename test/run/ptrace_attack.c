@@ -10,7 +10,9 @@
  *   open("/proc/PID/mem", O_RDWR), which a root program without ptrace()
  *     could still use to write the memory.
  *
- * The targets are the parent (hwsock-run: the supervisor) and VMM_PID.
+ * The targets are the parent (hwsock-run: the supervisor) and VMM_PID (0:
+ * none; -1: every other child of the parent, which is where hwsock-run's
+ * private VMM is, found in /proc/PPID/task/PPID/children).
  * Then a connect to DENY_PORT must still fail with EACCES and one to
  * OFFLOAD_PORT still succeed: the supervisor is alive and still confining.
  *
@@ -99,6 +101,27 @@ static int try_connect(int port) {
   return rc;
 }
 
+/* Attacks every child of the parent but us: the private VMM. */
+static void attack_siblings(void) {
+  char path[96];
+  pid_t pp = getppid();
+  snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pp, (int)pp);
+  FILE *f = fopen(path, "r");
+  int n = 0, pid;
+  while (f && fscanf(f, "%d", &pid) == 1) {
+    if (pid != (int)getpid()) {
+      attack((pid_t)pid);
+      n++;
+    }
+  }
+  if (f)
+    fclose(f);
+  if (n == 0) {
+    printf("no sibling (the VMM) found in %s\n", path);
+    failures++;
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc != 4)
     return 2;
@@ -107,6 +130,8 @@ int main(int argc, char **argv) {
   attack(getppid());
   if (vmm > 0)
     attack(vmm);
+  else if (vmm < 0)
+    attack_siblings();
   int e = try_connect(deny);
   printf("connect denied port: errno %d\n", e);
   if (e != EACCES)
