@@ -57,7 +57,9 @@ int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
             HWSOCK_MAX_CHAIN_SEGS_LIMIT) ||
       limit(&c.max_regions, HWSOCK_DEFAULT_MAX_REGIONS, 1,
             HWSOCK_MAX_REGIONS) ||
-      limit(&c.max_host_sockets, c.max_sockets, 1, HWSOCK_MAX_SOCKETS_LIMIT))
+      limit(&c.max_host_sockets, c.max_sockets, 1, HWSOCK_MAX_SOCKETS_LIMIT) ||
+      limit(&c.kick_budget, HWSOCK_DEFAULT_KICK_BUDGET, 1,
+            HWSOCK_MAX_KICK_BUDGET))
     return HWSOCK_EINVAL;
   if (c.identity != NULL && hwsock_identity_check(c.identity) < 0)
     return HWSOCK_EINVAL;
@@ -305,15 +307,24 @@ static void send_notifications(hwsock_device *dev) {
   }
 }
 
-/* Pops and dispatches until the queue is empty or the in-flight limit. */
+/* Pops and dispatches until the queue is empty, the in-flight limit or the
+ * budget. A guest that refills its queue as fast as the device empties it
+ * would otherwise keep this loop (and every other guest of the thread)
+ * going for as long as it likes; at the budget the queue is left in the
+ * backlog, kicks still off, and the next flush goes on where this stopped. */
 static int process_queue(hwsock_device *dev, unsigned q) {
   hwsock__vq *vq = &dev->vq[q];
   int taken = 0;
+  dev->backlog &= ~(1u << q);
   for (;;) {
     if (dev->broken)
       return HWSOCK_ENEEDSRESET;
     if (dev->free_reqs == NULL) {
       dev->stalled |= 1u << q;
+      break;
+    }
+    if ((unsigned)taken == dev->cfg.kick_budget) {
+      dev->backlog |= 1u << q;
       break;
     }
     hwsock__req *req = dev->free_reqs;
@@ -350,6 +361,10 @@ int hwsock_device_kick(hwsock_device *dev, unsigned q) {
     return HWSOCK_ENEEDSRESET;
   if (q >= dev->cfg.num_queues || !(dev->status & HWSOCK_STATUS_DRIVER_OK))
     return 0;
+  /* Already in the backlog: this turn's flush takes its next budget. A
+   * guest kicking (or an eventfd written) in a loop gets no more turns. */
+  if (dev->backlog & (1u << q))
+    return 0;
   dev->stalled &= ~(1u << q);
   dev->counters.kicks++;
   int rc = process_queue(dev, q);
@@ -360,13 +375,26 @@ int hwsock_device_kick(hwsock_device *dev, unsigned q) {
 void hwsock_device_flush(hwsock_device *dev) {
   if (dev->broken || !(dev->status & HWSOCK_STATUS_DRIVER_OK))
     return;
-  unsigned stalled = dev->stalled;
+  /* Each queue that stopped (in-flight limit, budget) gets one more budget;
+   * one that cannot start for want of free requests stays stalled. */
+  unsigned todo = dev->stalled | dev->backlog;
   dev->stalled = 0;
-  for (unsigned q = 0; stalled != 0 && dev->free_reqs != NULL; q++,
-                stalled >>= 1)
-    if (stalled & 1)
-      process_queue(dev, q);
+  for (unsigned q = 0; todo != 0; q++, todo >>= 1) {
+    if (!(todo & 1))
+      continue;
+    if (dev->free_reqs == NULL) {
+      dev->stalled |= (todo << q) & ~dev->backlog;
+      break;
+    }
+    if (process_queue(dev, q) < 0)
+      break;
+  }
   send_notifications(dev);
+}
+
+int hwsock_device_pending(const hwsock_device *dev) {
+  return !dev->broken && (dev->status & HWSOCK_STATUS_DRIVER_OK) &&
+         dev->backlog != 0;
 }
 
 void hwsock_device_reset(hwsock_device *dev) {
@@ -381,6 +409,7 @@ void hwsock_device_reset(hwsock_device *dev) {
   dev->queues_ready = 0;
   dev->notify_pending = 0;
   dev->stalled = 0;
+  dev->backlog = 0;
   dev->status = 0;
   dev->broken = 0;
   dev->counters.resets++;

@@ -95,6 +95,7 @@ struct hwsock_device {
   hwsock__vq vq[HWSOCK_MAX_QUEUES];
   unsigned notify_pending; /* bitmask */
   unsigned stalled;        /* bitmask: stopped at the in-flight limit */
+  unsigned backlog;        /* bitmask: stopped at kick_budget, work left */
   int in_teardown;         /* completions are not written */
 
   hwsock__backend backends[HWSOCK_MAX_BACKENDS];

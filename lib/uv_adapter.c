@@ -19,6 +19,7 @@ struct hwsock_uv {
   unsigned open_handles;
   int closing;
   uv_idle_t idle;      /* active while polling */
+  uv_idle_t resume;    /* active while the device has work left over */
   uint64_t poll_ns;    /* 0: no polling */
   uint64_t last_work;  /* uv_hrtime() of the last request taken */
   int polling;
@@ -32,9 +33,26 @@ static void on_handle_closed(uv_handle_t *h) {
     free(a);
 }
 
+/* A device whose budget ran out (hwsock_device_pending) is not kicked for
+ * what is left: the idle handle keeps the loop from sleeping, so that the
+ * check handle's flush takes the next budget on the next turn, after every
+ * other guest's kicks and I/O of that turn (round robin). It stops as soon
+ * as nothing is left: an idle device costs nothing. */
+static void on_resume(uv_idle_t *h) { (void)h; }
+
+static void resume_update(hwsock_uv *a) {
+  if (a->closing)
+    return;
+  if (hwsock_device_pending(a->dev))
+    uv_idle_start(&a->resume, on_resume);
+  else
+    uv_idle_stop(&a->resume);
+}
+
 static void on_check(uv_check_t *h) {
   hwsock_uv *a = h->data;
   hwsock_device_flush(a->dev);
+  resume_update(a);
 }
 
 static void on_idle(uv_idle_t *h) {
@@ -70,6 +88,7 @@ static void on_kick(uv_poll_t *h, int status, int events) {
   (void)!read(a->kick_fd[q], &v, sizeof(v));
   if (hwsock_device_kick(a->dev, q) > 0)
     poll_start(a);
+  resume_update(a);
 }
 
 int hwsock_uv_new(uv_loop_t *loop, hwsock_device *dev, hwsock_uv **out) {
@@ -86,7 +105,9 @@ int hwsock_uv_new(uv_loop_t *loop, hwsock_device *dev, hwsock_uv **out) {
   a->check.data = a;
   uv_idle_init(loop, &a->idle);
   a->idle.data = a;
-  a->open_handles = 2;
+  uv_idle_init(loop, &a->resume);
+  a->resume.data = a;
+  a->open_handles = 3;
   uv_check_start(&a->check, on_check);
   /* The check handle alone must not keep the loop alive. */
   uv_unref((uv_handle_t *)&a->check);
@@ -120,6 +141,7 @@ void hwsock_uv_close(hwsock_uv *a) {
       uv_close((uv_handle_t *)&a->kick[q], on_handle_closed);
   uv_close((uv_handle_t *)&a->check, on_handle_closed);
   uv_close((uv_handle_t *)&a->idle, on_handle_closed);
+  uv_close((uv_handle_t *)&a->resume, on_handle_closed);
 }
 
 int hwsock_uv_set_poll(hwsock_uv *a, unsigned poll_us) {

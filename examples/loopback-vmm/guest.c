@@ -325,6 +325,7 @@ static int make_device(vmm_guest *g) {
   cfg.max_host_sockets = v->guest_sockets;
   cfg.shared_quota = &v->quota;
   cfg.quota_hint = "hwsock-vmm --guest-sockets N";
+  cfg.kick_budget = v->opt.kick_budget;
   cfg.policy = v->policy;
   cfg.backend_loop = &v->loop;
   cfg.ops = &g->ops;

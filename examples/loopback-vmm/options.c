@@ -33,6 +33,8 @@ static void usage(FILE *f) {
     "                      the fd limit, raised to its hard maximum at start,\n"
     "                      minus the VMM's own: %u, and %u + 2 per queue for\n"
     "                      each of --max-guests)\n"
+    "  --kick-budget N     requests taken from a guest's queue per loop turn\n"
+    "                      before the other guests' turn (default %u)\n"
     "  --poll-us N         after activity, poll the queues for N us before\n"
     "                      sleeping (costs a CPU; default 0: off)\n"
     "  --once              exit after the first guest detaches\n"
@@ -67,7 +69,7 @@ static void usage(FILE *f) {
     "  -v, --verbose       more logging: once info, twice debug\n"
     "  -h, --help          this text\n",
     VMM_DEFAULT_MEM_MIB, HWSOCK_MAX_QUEUES, VMM_DEFAULT_MAX_GUESTS,
-    VMM_FD_RESERVE, VMM_FDS_PER_GUEST_BASE, VMM_DEFAULT_SOCKET_MODE,
+    HWSOCK_DEFAULT_KICK_BUDGET, VMM_FD_RESERVE, VMM_FDS_PER_GUEST_BASE, VMM_DEFAULT_SOCKET_MODE,
     VMM_IPX_DEFAULT_PORT, VMM_IPX_DEFAULT_NODE_BASE, VMM_IPX_DEFAULT_SLOTS,
     VMM_IPX_MAX_SLOTS, VMM_IPX_DEFAULT_BIND, VMM_IPX_MAX_PEERS);
 }
@@ -126,7 +128,8 @@ enum {
   OPT_QUEUES, OPT_MAX_GUESTS, OPT_ONCE, OPT_READY_FD, OPT_CONTROL,
   OPT_PCAP, OPT_PCAP_MAX, OPT_IPX_NET, OPT_IPX_PORT, OPT_IPX_NODE_BASE,
   OPT_IPX_SLOTS, OPT_IPX_BIND, OPT_IPX_PEER, OPT_MAX_SOCKETS, OPT_POLL_US,
-  OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_GUEST_SOCKETS, OPT_VMM_SOCKETS, OPT_IDENTITY, OPT_IDENTITY_KEY
+  OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_GUEST_SOCKETS, OPT_VMM_SOCKETS,
+  OPT_KICK_BUDGET, OPT_IDENTITY, OPT_IDENTITY_KEY
 };
 
 int vmm_parse_options(int argc, char **argv, vmm_options *o) {
@@ -140,6 +143,7 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
       {"max-guests", required_argument, NULL, OPT_MAX_GUESTS},
       {"max-sockets", required_argument, NULL, OPT_MAX_SOCKETS},
       {"guest-sockets", required_argument, NULL, OPT_GUEST_SOCKETS},
+      {"kick-budget", required_argument, NULL, OPT_KICK_BUDGET},
       {"vmm-sockets", required_argument, NULL, OPT_VMM_SOCKETS},
       {"poll-us", required_argument, NULL, OPT_POLL_US},
       {"once", no_argument, NULL, OPT_ONCE},
@@ -197,6 +201,11 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
     case OPT_MAX_GUESTS:
       if (parse_uint("--max-guests", optarg, 1, VMM_MAX_GUESTS_LIMIT,
                      &o->max_guests) < 0)
+        return -1;
+      break;
+    case OPT_KICK_BUDGET:
+      if (parse_uint("--kick-budget", optarg, 1, HWSOCK_MAX_KICK_BUDGET,
+                     &o->kick_budget) < 0)
         return -1;
       break;
     case OPT_GUEST_SOCKETS:

@@ -88,6 +88,7 @@ typedef struct vmm_options {
   long socket_gid;           /* --socket-group: their group, -1: unchanged */
   unsigned guest_sockets;    /* --guest-sockets, 0: derived (limits.c) */
   unsigned vmm_sockets;      /* --vmm-sockets, 0: derived (limits.c) */
+  unsigned kick_budget;      /* --kick-budget, 0: the library's default */
   const char *identity_name; /* --identity NAME, NULL: none */
   const char *identity_key;  /* --identity-key FILE, NULL: no HMAC */
 } vmm_options;

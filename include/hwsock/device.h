@@ -50,6 +50,8 @@ typedef struct hwsock_device hwsock_device;
 #define HWSOCK_DEFAULT_MAX_IO_LEN (1u << 20)
 #define HWSOCK_DEFAULT_MAX_CHAIN_SEGS 64u
 #define HWSOCK_DEFAULT_MAX_REGIONS 8u
+#define HWSOCK_DEFAULT_KICK_BUDGET 16u
+#define HWSOCK_MAX_KICK_BUDGET 65536u
 
 /* A host socket quota shared by several devices (hwsock_device_config.
  * shared_quota), e.g. one VMM's limit for all its guests together. The
@@ -119,6 +121,11 @@ typedef struct hwsock_device_config {
   const char *quota_hint;     /* how to raise max_host_sockets, for the log
                                  ("hwsock-vmm --guest-sockets N"); NULL:
                                  "max_host_sockets". Must outlive it. */
+  /* Requests popped from one queue per kick, flush or poll pass, so that a
+   * guest that keeps its queue full cannot hold the device thread (and the
+   * other guests of its loop) for long. A queue left with work asks for the
+   * next loop turn (hwsock_device_pending()). 0: HWSOCK_DEFAULT_KICK_BUDGET. */
+  unsigned kick_budget;
 } hwsock_device_config;
 
 HWSOCK_EXTERN void hwsock_device_config_init(hwsock_device_config *cfg);
@@ -196,14 +203,24 @@ HWSOCK_EXTERN int hwsock_device_queue_setup(hwsock_device *dev, unsigned q,
 HWSOCK_EXTERN int hwsock_device_start(hwsock_device *dev);
 
 /* The guest notified queue `q`: pop and dispatch available requests (up to
- * max_inflight in flight). Returns the number of requests taken, or
- * HWSOCK_ENEEDSRESET when the device is (or just became) broken. */
+ * kick_budget of them, and up to max_inflight in flight; what is left is
+ * taken by the next flushes, see hwsock_device_pending()). Returns the
+ * number of requests taken, or HWSOCK_ENEEDSRESET when the device is (or
+ * just became) broken. */
 HWSOCK_EXTERN int hwsock_device_kick(hwsock_device *dev, unsigned q);
 
-/* Delivers batched notifications and retries queues that stopped at the
- * in-flight limit. Call once per loop turn (the libuv adapter does it from
- * a check handle). */
+/* Delivers batched notifications, retries queues that stopped at the
+ * in-flight limit, and takes up to kick_budget more requests from each queue
+ * a kick left with work. Call once per loop turn (the libuv adapter does it
+ * from a check handle). */
 HWSOCK_EXTERN void hwsock_device_flush(hwsock_device *dev);
+
+/* Non-zero when a queue still has requests a kick or flush left for later
+ * (its budget ran out): the guest will not kick for them, so the embedder
+ * must call hwsock_device_flush() again on its next loop turn without
+ * waiting for an event (the libuv adapter keeps an idle handle active
+ * meanwhile). Zero when the device can wait for the next kick. */
+HWSOCK_EXTERN int hwsock_device_pending(const hwsock_device *dev);
 
 /* Device status (HWSOCK_STATUS_* bits; NEEDS_RESET when broken). */
 HWSOCK_EXTERN unsigned hwsock_device_status(const hwsock_device *dev);

@@ -4,7 +4,11 @@
  * VMM uses: it watches each queue's kick eventfd (the guest's ioeventfd),
  * calls hwsock_device_kick() when it fires, and calls hwsock_device_flush()
  * once per loop turn (from a uv_check_t), so that completions made by the
- * backends during the turn go out as one batched notification.
+ * backends during the turn go out as one batched notification. While the
+ * device has work left over from its per-turn budget
+ * (hwsock_device_pending()), an idle handle keeps the loop from sleeping so
+ * that the next turn's flush takes the next budget; it stops once nothing
+ * is left.
  *
  * All calls on the loop's thread. */
 #ifndef HWSOCK_UV_H

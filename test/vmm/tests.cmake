@@ -14,15 +14,20 @@ add_executable(vmm_client "${CMAKE_CURRENT_LIST_DIR}/vmm_client.c")
 target_link_libraries(vmm_client PRIVATE hwsock-guest hwsock)
 add_executable(quota_client "${CMAKE_CURRENT_LIST_DIR}/quota_client.c")
 target_link_libraries(quota_client PRIVATE hwsock-guest hwsock)
+# A raw ring (the test support's vring builder) for the flooding guest.
+add_executable(flood_client "${CMAKE_CURRENT_LIST_DIR}/flood_client.c")
+target_link_libraries(flood_client PRIVATE hwsock-guest hwsock_test_support
+                      hwsock)
 
 foreach(scenario two_guests polling kill_guest kill_vmm policy_deny bad_guests
                  max_guests needs_reset pcap_files socket_mode fd_quota
-                 fd_backoff)
+                 fd_backoff flood)
   add_test(NAME vmm_${scenario}
     COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/vmm_test.py"
       --vmm $<TARGET_FILE:hwsock-vmm>
       --client $<TARGET_FILE:vmm_client>
       --quota $<TARGET_FILE:quota_client>
+      --flood $<TARGET_FILE:flood_client>
       --echo "${CMAKE_CURRENT_LIST_DIR}/echo_server.py"
       --policy "${CMAKE_CURRENT_LIST_DIR}/deny-port.yaml.in"
       ${scenario})
