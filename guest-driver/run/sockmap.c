@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "run.h"
@@ -277,6 +278,7 @@ static int watch_started;
 
 static void *watch_main(void *arg) {
   (void)arg;
+  time_t last_sweep = 0;
   struct epoll_event ev[32];
   while (!watch_stopping) {
     /* with retired entries: look once a second whether they were closed */
@@ -285,8 +287,13 @@ static void *watch_main(void *arg) {
                                                                    : -1);
     if (n < 0 && errno != EINTR)
       return NULL;
-    if (n == 0)
+    /* a busy watcher (events every second) sweeps too */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec != last_sweep) {
+      last_sweep = now.tv_sec;
       sweep_retired();
+    }
     for (int i = 0; i < n; i++) {
       run_sock *s = ev[i].data.ptr;
       if (s == NULL) { /* the wake eventfd */
