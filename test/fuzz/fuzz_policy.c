@@ -56,6 +56,16 @@ static void decide(const hwsock_policy *p, const hwsock_addr *a, int dir,
   }
 }
 
+static int lint_seen;
+
+static void on_warning(void *arg, int line, const char *msg) {
+  (void)arg;
+  if (line < 1 || msg == NULL || strncmp(msg, "rule ", 5) != 0 ||
+      strlen(msg) < 10)
+    abort();
+  lint_seen++;
+}
+
 static int same(const hwsock_verdict *a, const hwsock_verdict *b) {
   return a->action == b->action && a->rule == b->rule && a->error == b->error;
 }
@@ -105,6 +115,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         (!same(&v[12], &v[0]) || !same(&v[13], &v[0]) || !same(&v[14], &v[6])))
       abort();
   }
+  /* lint: at most three warnings a rule (tcp pair, udp pair, unspecified),
+   * each with a rule's line and a message naming the rule */
+  lint_seen = 0;
+  int warnings = hwsock_policy_lint(p, on_warning, p);
+  if (warnings < 0 || warnings > 3 * hwsock_policy_rule_count(p) ||
+      warnings != lint_seen || hwsock_policy_lint(p, NULL, NULL) != warnings)
+    abort();
   hwsock_policy_free(p);
   return 0;
 }
