@@ -192,7 +192,8 @@ typedef struct run_sock {
   int dead;          /* pumps must stop */
   int watched;       /* in the hang-up watcher */
   int wild_bound;    /* bind(0.0.0.0:0 / [::]:0) taken, decided at connect */
-  int retired;       /* over, kept while the program holds it (table lock) */
+  int retired;       /* over, kept while the program holds it: 1 (table
+                        lock; 2: a retire() is deciding) */
   int prog_fd;       /* the fd number socket()/accept() gave the program,
                         for log lines (-1: unknown) */
   run_opt opts[RUN_MAX_OPTS];

@@ -132,7 +132,7 @@ void hwsock__run_sock_unlink(run_sock *s) {
       *pp = s->next;
     s->linked = 0;
     nentries--;
-    if (s->retired)
+    if (s->retired == 1)
       nretired--;
     drop = 1;
   }
@@ -149,17 +149,20 @@ static void log_closed(run_sock *s) {
 
 void hwsock__run_sock_retire(run_sock *s) {
   hwsock__run_sock_kill(s);
+  /* both pumps may get here: the first one claims the entry (retired 2) */
   pthread_mutex_lock(&table_lock);
-  int linked = s->linked && !s->retired;
+  int mine = s->linked && !s->retired;
+  if (mine)
+    s->retired = 2;
   pthread_mutex_unlock(&table_lock);
-  if (!linked)
+  if (!mine)
     return; /* ended already (the watcher saw the close, or a decline) */
   int alive = hwsock__run_unix_alive(s->ino);
   if (alive == 0)
     log_closed(s);
   if (alive == 1) {
     pthread_mutex_lock(&table_lock);
-    if (s->linked && !s->retired) {
+    if (s->linked) {
       s->retired = 1;
       nretired++;
       pthread_mutex_unlock(&table_lock);
@@ -183,7 +186,7 @@ static void sweep_retired(void) {
     }
     for (b = from; b < NBUCKETS && n < 64; b++)
       for (run_sock *s = buckets[b]; s; s = s->next)
-        if (s->retired && n < 64) {
+        if (s->retired == 1 && n < 64) {
           hwsock__run_sock_get(s);
           batch[n++] = s;
         }
