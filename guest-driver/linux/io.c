@@ -23,6 +23,7 @@ __poll_t hws_poll(struct file *file, struct socket *sock,
 	struct hws_sock *hs = hws_of(sock);
 	unsigned long flags;
 	__poll_t mask = 0;
+	bool post;
 
 	if (hws_passthru(hs))
 		return c->orig->poll(file, sock, wait);
@@ -54,7 +55,13 @@ __poll_t hws_poll(struct file *file, struct socket *sock,
 	}
 	if (READ_ONCE(sock->sk->sk_err))
 		mask |= EPOLLERR;
+	post = !(mask & EPOLLIN) && !hs->rx_posted &&
+	       (hs->state == HWS_S_CONNECTED || hs->state == HWS_S_BOUND) &&
+	       (poll_requested_events(wait) & (EPOLLIN | EPOLLRDNORM));
 	spin_unlock_irqrestore(&hs->lock, flags);
+	/* Someone waits for input: a RECV must be posted for it to come. */
+	if (post)
+		hws_rx_post(hs);
 	return mask;
 }
 
@@ -349,7 +356,6 @@ static int hws_recv_stream(struct hws_sock *hs, struct msghdr *m, size_t len,
 {
 	struct hws_req *rx = hs->rx;
 	size_t copied = 0, n;
-	bool repost;
 	int err = 0;
 	u32 avail;
 
@@ -380,14 +386,14 @@ static int hws_recv_stream(struct hws_sock *hs, struct msghdr *m, size_t len,
 		copied += n;
 		if (flags & MSG_PEEK)
 			break;
+		/* The next RECV is posted when someone wants data again
+		 * (hws_rx_wait, poll): a socket nobody reads holds no ring
+		 * entry. */
 		spin_lock_irq(&hs->lock);
 		hs->rx_off += n;
-		repost = hs->rx_off >= le32_to_cpu(rx->resp.len);
-		if (repost)
+		if (hs->rx_off >= le32_to_cpu(rx->resp.len))
 			hs->rx_ready = false;
 		spin_unlock_irq(&hs->lock);
-		if (repost)
-			hws_rx_post(hs);
 		if (!(flags & MSG_WAITALL))
 			break;
 	}
@@ -415,10 +421,8 @@ static int hws_recv_dgram(struct hws_sock *hs, struct msghdr *m, size_t len,
 		hs->rx_ready = false;
 	}
 	spin_unlock_irq(&hs->lock);
-	if (err) {
-		hws_rx_post(hs);
+	if (err)
 		return err;
-	}
 	dlen = le32_to_cpu(rx->resp.len);
 	full = max(dlen, le32_to_cpu(rx->resp.val));
 	ulen = le32_to_cpu(rx->resp.uri_len);
@@ -438,7 +442,6 @@ static int hws_recv_dgram(struct hws_sock *hs, struct msghdr *m, size_t len,
 		spin_lock_irq(&hs->lock);
 		hs->rx_ready = false;
 		spin_unlock_irq(&hs->lock);
-		hws_rx_post(hs);
 	}
 	return (flags & MSG_TRUNC) ? full : n;
 }
