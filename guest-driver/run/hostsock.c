@@ -20,8 +20,12 @@
  * socket cannot move to the device, so the host stack carries it); anything
  * else (the deny verdict's errno, a device failure) -> the call fails with
  * it. Only the device's own answer lets a call through: the policy is the
- * VMM's, never a copy in hwsock-run, and nothing is remembered between
- * calls that a program could steer.
+ * VMM's, never a copy in hwsock-run. An allowed answer is remembered for
+ * that exact destination (family, type and URI; a small table, oldest
+ * replaced): a loaded policy never changes (hwsock/policy.h) and the
+ * question, asked on a fresh socket, depends on nothing else, so a UDP
+ * client sending to one declined server pays the three round trips once.
+ * Refusals are not remembered (they cost nothing on the network).
  *
  * Holding no state also means nothing to evict: a host socket is known by
  * what the kernel says of the fd (SO_DOMAIN, SO_TYPE, SO_PROTOCOL) at every
@@ -33,6 +37,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -45,11 +51,47 @@
 
 /* The kernel takes at most this many messages per sendmmsg (UIO_MAXIOV). */
 #define RUN_MAX_MMSG 1024u
+/* Allowed destinations remembered (direct-mapped by a hash). */
+#define RUN_ALLOWED_CACHE 256u
+
+typedef struct allowed_entry {
+  int family, type; /* 0: empty */
+  char uri[HWSOCK_URI_MAX + 1];
+} allowed_entry;
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static allowed_entry cache[RUN_ALLOWED_CACHE];
+
+static unsigned cache_slot(int family, int type, const char *uri) {
+  uint32_t h = 2166136261u ^ (uint32_t)family ^ ((uint32_t)type << 8);
+  for (const char *p = uri; *p; p++)
+    h = (h ^ (uint8_t)*p) * 16777619u;
+  return h % RUN_ALLOWED_CACHE;
+}
+
+static int cache_has(int family, int type, const char *uri) {
+  allowed_entry *e = &cache[cache_slot(family, type, uri)];
+  pthread_mutex_lock(&cache_lock);
+  int hit = e->family == family && e->type == type && !strcmp(e->uri, uri);
+  pthread_mutex_unlock(&cache_lock);
+  return hit;
+}
+
+static void cache_put(int family, int type, const char *uri) {
+  allowed_entry *e = &cache[cache_slot(family, type, uri)];
+  pthread_mutex_lock(&cache_lock);
+  e->family = family;
+  e->type = type;
+  snprintf(e->uri, sizeof(e->uri), "%s", uri);
+  pthread_mutex_unlock(&cache_lock);
+}
 
 /* Asks the device about one destination; 0: allowed, else -errno. */
 static int probe(int family, int type, const char *uri) {
   if (hwsock__run.device_down)
     return -ENETDOWN;
+  if (cache_has(family, type, uri))
+    return 0;
   int rc = hwsock__run_offload_reserve();
   if (rc < 0)
     return rc;
@@ -71,7 +113,10 @@ static int probe(int family, int type, const char *uri) {
   hwsock__run_offload_release();
   if (err == HWSOCK_ECONNRESET || err == HWSOCK_ENEEDSRESET)
     return -ENETDOWN;
-  return err < 0 ? -hwsock__run_errno(err) : 0;
+  if (err < 0)
+    return -hwsock__run_errno(err);
+  cache_put(family, type, uri);
+  return 0;
 }
 
 /* Reads and checks one destination. 0: allowed; else the call is
