@@ -1,6 +1,7 @@
 /* The device: lifecycle, guest memory, backends, queues, kicks and
  * notifications. Request decoding and per-opcode logic are in dispatch.c. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +20,32 @@ void hwsock__device_log(hwsock_device *dev, int level, const char *fmt, ...) {
   dev->ops.log(dev->cfg.opaque, level, line);
 }
 
-void hwsock_device_config_init(hwsock_device_config *cfg) {
-  memset(cfg, 0, sizeof(*cfg));
-  cfg->size = sizeof(*cfg);
+/* The first versions' (0.1.0) structs: nothing smaller is a config or an
+ * ops struct this library can interpret. */
+#define CONFIG_V1_SIZE offsetof(hwsock_device_config, inband_negotiation)
+#define OPS_V1_SIZE (offsetof(hwsock_device_ops, log) + sizeof(void *))
+
+void hwsock_device_config_init_sized(hwsock_device_config *cfg, size_t size) {
+  /* size is the caller's sizeof: never write beyond it */
+  memset(cfg, 0, size < sizeof(*cfg) ? size : sizeof(*cfg));
+  cfg->size = (uint32_t)(size < sizeof(*cfg) ? size : sizeof(*cfg));
+}
+
+/* The 0.1 entry point: its callers were built with the 0.1.0 struct. */
+void(hwsock_device_config_init)(hwsock_device_config *cfg) {
+  hwsock_device_config_init_sized(cfg, CONFIG_V1_SIZE);
+}
+
+/* A caller's struct of `size` bytes, ours of `known`: usable when it is at
+ * least the first version and whatever it has beyond ours is zero (a newer
+ * caller that did not set the fields we lack). */
+static int size_known(const void *p, size_t size, size_t v1, size_t known) {
+  if (size < v1)
+    return 0;
+  for (size_t i = known; i < size; i++)
+    if (((const unsigned char *)p)[i] != 0)
+      return 0;
+  return 1;
 }
 
 /* Applies a default to a zero field and checks the range. */
@@ -34,7 +58,10 @@ static int limit(unsigned *v, unsigned def, unsigned lo, unsigned hi) {
 static int is_pow2(unsigned v) { return v != 0 && (v & (v - 1)) == 0; }
 
 int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
-  if (cfg == NULL || out == NULL || cfg->size < sizeof(uint32_t))
+  if (cfg == NULL || out == NULL ||
+      !size_known(cfg, cfg->size, CONFIG_V1_SIZE, sizeof(*cfg)) ||
+      (cfg->ops != NULL && !size_known(cfg->ops, cfg->ops->size, OPS_V1_SIZE,
+                                       sizeof(*cfg->ops))))
     return HWSOCK_EINVAL;
   hwsock_device_config c;
   hwsock_device_config_init(&c);
@@ -359,7 +386,9 @@ static int process_queue(hwsock_device *dev, unsigned q) {
 int hwsock_device_kick(hwsock_device *dev, unsigned q) {
   if (dev->broken)
     return HWSOCK_ENEEDSRESET;
-  if (q >= dev->cfg.num_queues || !(dev->status & HWSOCK_STATUS_DRIVER_OK))
+  if (q >= dev->cfg.num_queues)
+    return HWSOCK_EINVAL;
+  if (!(dev->status & HWSOCK_STATUS_DRIVER_OK))
     return 0;
   /* Already in the backlog: this turn's flush takes its next budget. A
    * guest kicking (or an eventfd written) in a loop gets no more turns. */

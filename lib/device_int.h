@@ -77,8 +77,20 @@ typedef struct hwsock__req {
   uint64_t t0_ns;       /* CLOCK_MONOTONIC when popped */
 } hwsock__req;
 
-/* The device's counters are the public stats struct itself. */
-typedef hwsock_device_stats hwsock__counters;
+/* The device's counters: private, so that the public hwsock_device_stats
+ * (fixed capacities, appended fields, old layouts) never constrains the hot
+ * path and a new opcode changes nothing public. hwsock_device_get_stats()
+ * copies them into the caller's struct, up to the caller's size. */
+#define HWSOCK__OPS (HWSOCK_OP_MAX_ + 1) /* [0] = unknown opcodes */
+typedef struct hwsock__counters {
+  uint64_t kicks, requests, requests_by_op[HWSOCK__OPS];
+  uint64_t completions, errors;
+  uint64_t errors_by_slot[HWSOCK_STATS_ERR_SLOTS];
+  uint64_t bad_requests, verdicts[3], needs_reset, resets;
+  uint64_t bytes_out, bytes_in, notifies, notifies_suppressed;
+  uint64_t latency[HWSOCK__OPS][HWSOCK_LAT_BUCKETS];
+} hwsock__counters;
+_Static_assert(HWSOCK__OPS <= HWSOCK_STATS_OPS, "public opcode slots");
 
 struct hwsock_device {
   hwsock_device_config cfg; /* defaults applied */

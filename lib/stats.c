@@ -23,8 +23,35 @@ static unsigned err_slot(int err) {
   return 0;
 }
 
+/* The 0.1.0 layout: per-opcode arrays of HWSOCK_OP_MAX_ + 1 = 13 slots.
+ * Programs built against it pass its size; they get this layout. */
+#define V010_OPS 13
+typedef struct stats_v010 {
+  uint32_t size;
+  uint64_t kicks, requests, requests_by_op[V010_OPS], completions, errors;
+  uint64_t errors_by_slot[HWSOCK_STATS_ERR_SLOTS];
+  uint64_t bad_requests, verdicts[3], needs_reset, resets, bytes_out,
+      bytes_in, notifies, notifies_suppressed, sockets_open,
+      sockets_offloaded;
+  uint64_t latency[V010_OPS][HWSOCK_LAT_BUCKETS];
+} stats_v010;
+_Static_assert(offsetof(stats_v010, latency) - offsetof(stats_v010, bad_requests) ==
+                   offsetof(hwsock_device_stats, latency) -
+                       offsetof(hwsock_device_stats, bad_requests),
+               "the scalar counters keep their order");
+
+/* The caller's error counts, in whichever layout its size says. */
+static const uint64_t *errors_by_slot(const hwsock_device_stats *s) {
+  if (s->size == sizeof(stats_v010))
+    return ((const stats_v010 *)s)->errors_by_slot;
+  if (s->size < offsetof(hwsock_device_stats, bad_requests))
+    return NULL;
+  return s->errors_by_slot;
+}
+
 uint64_t hwsock_stats_errors(const hwsock_device_stats *s, int err) {
-  return err < 0 ? s->errors_by_slot[err_slot(err)] : 0;
+  const uint64_t *slots = errors_by_slot(s);
+  return err < 0 && slots != NULL ? slots[err_slot(err)] : 0;
 }
 
 static unsigned lat_bucket(uint64_t ns) {
@@ -124,22 +151,27 @@ int hwsock__sock_info(const hwsock_device *dev, const hwsock__sock *s,
   return ops->info(s->bsock, bi);
 }
 
-/* The 0.1.0 layout: per-opcode arrays of HWSOCK_OP_MAX_ + 1 = 13 slots.
- * Programs built against it pass its size; they get this layout. */
-#define V010_OPS 13
-typedef struct stats_v010 {
-  uint32_t size;
-  uint64_t kicks, requests, requests_by_op[V010_OPS], completions, errors;
-  uint64_t errors_by_slot[HWSOCK_STATS_ERR_SLOTS];
-  uint64_t bad_requests, verdicts[3], needs_reset, resets, bytes_out,
-      bytes_in, notifies, notifies_suppressed, sockets_open,
-      sockets_offloaded;
-  uint64_t latency[V010_OPS][HWSOCK_LAT_BUCKETS];
-} stats_v010;
-_Static_assert(offsetof(stats_v010, latency) - offsetof(stats_v010, bad_requests) ==
-                   offsetof(hwsock_device_stats, latency) -
-                       offsetof(hwsock_device_stats, bad_requests),
-               "the scalar counters keep their order");
+/* The current layout from the private counters. */
+static void to_public(const hwsock__counters *c, hwsock_device_stats *s) {
+  memset(s, 0, sizeof(*s));
+  s->size = sizeof(*s);
+  s->kicks = c->kicks;
+  s->requests = c->requests;
+  memcpy(s->requests_by_op, c->requests_by_op, sizeof(c->requests_by_op));
+  s->completions = c->completions;
+  s->errors = c->errors;
+  memcpy(s->errors_by_slot, c->errors_by_slot, sizeof(s->errors_by_slot));
+  s->bad_requests = c->bad_requests;
+  memcpy(s->verdicts, c->verdicts, sizeof(s->verdicts));
+  s->needs_reset = c->needs_reset;
+  s->resets = c->resets;
+  s->bytes_out = c->bytes_out;
+  s->bytes_in = c->bytes_in;
+  s->notifies = c->notifies;
+  s->notifies_suppressed = c->notifies_suppressed;
+  for (unsigned op = 0; op < HWSOCK__OPS; op++)
+    memcpy(s->latency[op], c->latency[op], sizeof(s->latency[op]));
+}
 
 static void to_v010(const hwsock_device_stats *s, stats_v010 *o) {
   memset(o, 0, sizeof(*o));
@@ -152,18 +184,21 @@ static void to_v010(const hwsock_device_stats *s, stats_v010 *o) {
   /* bad_requests .. sockets_offloaded are contiguous in both layouts */
   memcpy(&o->bad_requests, &s->bad_requests,
          offsetof(stats_v010, latency) - offsetof(stats_v010, bad_requests));
-  memcpy(o->latency, s->latency, sizeof(o->latency));
+  for (unsigned op = 0; op < V010_OPS; op++)
+    memcpy(o->latency[op], s->latency[op], sizeof(o->latency[op]));
 }
 
 void hwsock_device_get_stats(const hwsock_device *dev,
                              hwsock_device_stats *out) {
-  hwsock_device_stats s = dev->counters;
-  s.sockets_open = s.sockets_offloaded = 0;
+  hwsock_device_stats s;
+  to_public(&dev->counters, &s);
   for (unsigned i = 0; i < dev->cfg.max_sockets; i++) {
     s.sockets_open += dev->socks[i].state != HWSOCK__S_FREE;
     s.sockets_offloaded += dev->socks[i].state == HWSOCK__S_OFFLOADED;
   }
-  if (out->size <= sizeof(stats_v010)) {
+  /* Exactly the 0.1.0 struct's size: a caller built against it. Any other
+   * size is the current layout, truncated to the caller's size. */
+  if (out->size == sizeof(stats_v010)) {
     stats_v010 old;
     to_v010(&s, &old);
     size_t n = out->size;
@@ -268,7 +303,31 @@ int hwsock_sock_info_json(const hwsock_sock_info *i, char *buf, size_t size) {
   return len < size ? (int)len : HWSOCK_ENOSPC;
 }
 
-int hwsock_stats_json(const hwsock_device_stats *s, char *buf, size_t size) {
+/* A caller's struct in the current layout, fields it lacks zero. */
+static void from_caller(const hwsock_device_stats *in, hwsock_device_stats *s) {
+  memset(s, 0, sizeof(*s));
+  if (in->size == sizeof(stats_v010)) {
+    const stats_v010 *o = (const stats_v010 *)in;
+    s->kicks = o->kicks;
+    s->requests = o->requests;
+    memcpy(s->requests_by_op, o->requests_by_op, sizeof(o->requests_by_op));
+    s->completions = o->completions;
+    s->errors = o->errors;
+    memcpy(s->errors_by_slot, o->errors_by_slot, sizeof(s->errors_by_slot));
+    memcpy(&s->bad_requests, &o->bad_requests,
+           offsetof(stats_v010, latency) - offsetof(stats_v010, bad_requests));
+    for (unsigned op = 0; op < V010_OPS; op++)
+      memcpy(s->latency[op], o->latency[op], sizeof(o->latency[op]));
+  } else {
+    memcpy(s, in, in->size < sizeof(*s) ? in->size : sizeof(*s));
+  }
+  s->size = sizeof(*s);
+}
+
+int hwsock_stats_json(const hwsock_device_stats *in, char *buf, size_t size) {
+  hwsock_device_stats full;
+  const hwsock_device_stats *s = &full;
+  from_caller(in, &full);
   size_t len = 0;
   put(buf, size, &len,
       "{\"kicks\":%llu,\"requests\":%llu,\"completions\":%llu,\"errors\":%llu,"

@@ -8,6 +8,7 @@
  * socket, which is how a guest notices a VMM that died. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -42,12 +43,24 @@ struct hwsock_attachment {
   hwsock_guest *guest;
 };
 
-void hwsock_attach_opts_init(hwsock_attach_opts *opts) {
-  memset(opts, 0, sizeof(*opts));
-  opts->size = sizeof(*opts);
-  opts->event_idx = 1;
-  opts->indirect = 1;
-  opts->setup_timeout_ms = ATTACH_DEFAULT_SETUP_TIMEOUT_MS;
+/* The 0.1.0 struct (write_behind was its last field). */
+#define OPTS_V010_SIZE (offsetof(hwsock_attach_opts, write_behind) + sizeof(int))
+
+void hwsock_attach_opts_init_sized(hwsock_attach_opts *opts, size_t size) {
+  /* size is the caller's sizeof: never write beyond it */
+  size_t n = size < sizeof(*opts) ? size : sizeof(*opts);
+  memset(opts, 0, n);
+  opts->size = (uint32_t)n;
+  if (n >= offsetof(hwsock_attach_opts, setup_timeout_ms) + sizeof(int)) {
+    opts->event_idx = 1;
+    opts->indirect = 1;
+    opts->setup_timeout_ms = ATTACH_DEFAULT_SETUP_TIMEOUT_MS;
+  }
+}
+
+/* The 0.1 entry point: its callers were built with the 0.1.0 struct. */
+void(hwsock_attach_opts_init)(hwsock_attach_opts *opts) {
+  hwsock_attach_opts_init_sized(opts, OPTS_V010_SIZE);
 }
 
 static void msg_init(hwsock_lb_msg *m, uint32_t type) {

@@ -7,11 +7,24 @@
 #include "guest_int.h"
 #include "hwsock/uri.h"
 
-void hwsock_guest_config_init(hwsock_guest_config *cfg) {
-  memset(cfg, 0, sizeof(*cfg));
-  cfg->size = sizeof(*cfg);
-  cfg->event_idx = 1;
-  cfg->indirect = 1;
+/* The 0.1.0 struct (write_behind was its last field). */
+#define CONFIG_V010_SIZE                                                       \
+  (offsetof(hwsock_guest_config, write_behind) + sizeof(int))
+
+void hwsock_guest_config_init_sized(hwsock_guest_config *cfg, size_t size) {
+  /* size is the caller's sizeof: never write beyond it */
+  size_t n = size < sizeof(*cfg) ? size : sizeof(*cfg);
+  memset(cfg, 0, n);
+  cfg->size = (uint32_t)n;
+  if (n >= offsetof(hwsock_guest_config, indirect) + sizeof(int)) {
+    cfg->event_idx = 1;
+    cfg->indirect = 1;
+  }
+}
+
+/* The 0.1 entry point: its callers were built with the 0.1.0 struct. */
+void(hwsock_guest_config_init)(hwsock_guest_config *cfg) {
+  hwsock_guest_config_init_sized(cfg, CONFIG_V010_SIZE);
 }
 
 /* Offset from the start of memory at which guest address mem_gpa+off is

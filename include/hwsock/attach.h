@@ -41,7 +41,16 @@ typedef struct hwsock_attach_opts {
   int write_behind;    /* hwsock_guest_config.write_behind (default 0) */
 } hwsock_attach_opts;
 
-HWSOCK_EXTERN void hwsock_attach_opts_init(hwsock_attach_opts *opts);
+/* Zeroes the caller's struct, sets its size and the defaults.
+ * hwsock_attach_opts_init(opts) passes sizeof(*opts) as the caller's header
+ * has it, so the library never writes beyond the caller's struct. (The
+ * plain function, which binaries built against 0.1.0 call, initialises the
+ * 0.1.0 struct.) */
+HWSOCK_EXTERN void hwsock_attach_opts_init_sized(hwsock_attach_opts *opts,
+                                                 size_t size);
+HWSOCK_EXTERN void(hwsock_attach_opts_init)(hwsock_attach_opts *opts);
+#define hwsock_attach_opts_init(opts)                                          \
+  hwsock_attach_opts_init_sized((opts), sizeof(*(opts)))
 
 /* Attaches to the loopback VMM listening at vmm_path. opts may be NULL (the
  * defaults). On success *out is the caller's, to release with

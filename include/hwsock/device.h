@@ -128,12 +128,23 @@ typedef struct hwsock_device_config {
   unsigned kick_budget;
 } hwsock_device_config;
 
-HWSOCK_EXTERN void hwsock_device_config_init(hwsock_device_config *cfg);
+/* Zeroes the caller's struct and sets its size: hwsock_device_config_init(cfg)
+ * passes sizeof(*cfg) as the caller's header has it, so the library never
+ * writes beyond the caller's struct, whichever version either was built
+ * with. (The plain function hwsock_device_config_init, which binaries built
+ * against 0.1.0 call, initialises the 0.1.0 struct.) */
+HWSOCK_EXTERN void hwsock_device_config_init_sized(hwsock_device_config *cfg,
+                                                   size_t size);
+HWSOCK_EXTERN void(hwsock_device_config_init)(hwsock_device_config *cfg);
+#define hwsock_device_config_init(cfg)                                         \
+  hwsock_device_config_init_sized((cfg), sizeof(*(cfg)))
 
 /* Creates a device. All memory the device will ever need for its sockets and
  * in-flight requests is allocated here, sized by the config. On success *out
  * is the caller's, to free with hwsock_device_free(). Errors: HWSOCK_EINVAL
- * (a field out of range), HWSOCK_ENOMEM. */
+ * (a field out of range; a config or ops `size` smaller than the first
+ * version's struct, or larger than this library's with a non-zero byte in
+ * the part it does not know), HWSOCK_ENOMEM. */
 HWSOCK_EXTERN int hwsock_device_new(const hwsock_device_config *cfg,
                                     hwsock_device **out);
 
@@ -205,8 +216,9 @@ HWSOCK_EXTERN int hwsock_device_start(hwsock_device *dev);
 /* The guest notified queue `q`: pop and dispatch available requests (up to
  * kick_budget of them, and up to max_inflight in flight; what is left is
  * taken by the next flushes, see hwsock_device_pending()). Returns the
- * number of requests taken, or HWSOCK_ENEEDSRESET when the device is (or
- * just became) broken. */
+ * number of requests taken (0 before DRIVER_OK), HWSOCK_EINVAL when there is
+ * no queue `q`, or HWSOCK_ENEEDSRESET when the device is (or just became)
+ * broken. */
 HWSOCK_EXTERN int hwsock_device_kick(hwsock_device *dev, unsigned q);
 
 /* Delivers batched notifications, retries queues that stopped at the

@@ -73,7 +73,16 @@ typedef struct hwsock_guest_config {
 
 #define HWSOCK_GUEST_WB_MAX 4
 
-HWSOCK_EXTERN void hwsock_guest_config_init(hwsock_guest_config *cfg);
+/* Zeroes the caller's struct, sets its size and the defaults (event_idx,
+ * indirect). hwsock_guest_config_init(cfg) passes sizeof(*cfg) as the
+ * caller's header has it, so the library never writes beyond the caller's
+ * struct. (The plain function, which binaries built against 0.1.0 call,
+ * initialises the 0.1.0 struct.) */
+HWSOCK_EXTERN void hwsock_guest_config_init_sized(hwsock_guest_config *cfg,
+                                                  size_t size);
+HWSOCK_EXTERN void(hwsock_guest_config_init)(hwsock_guest_config *cfg);
+#define hwsock_guest_config_init(cfg)                                          \
+  hwsock_guest_config_init_sized((cfg), sizeof(*(cfg)))
 
 /* Negotiates features, lays out queues and slots, starts the device.
  * *out is the caller's (hwsock_guest_free). Errors: HWSOCK_EINVAL (bad

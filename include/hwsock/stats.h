@@ -91,8 +91,12 @@ typedef struct hwsock_device_stats {
 
 _Static_assert(HWSOCK_OP_MAX_ < HWSOCK_STATS_OPS, "opcode slots");
 
-/* Fills *out up to out->size bytes (set size first). A size no larger than
- * the 0.1.0 struct gets the 0.1.0 layout (13 opcode slots). */
+/* Fills *out up to out->size bytes (set size first: sizeof(*out)); the
+ * library never writes beyond it, and sets size to what it filled. The
+ * struct is a copy made for the caller, not the device's own counters: its
+ * capacities are fixed (HWSOCK_STATS_OPS opcode slots), later versions only
+ * append. A size of exactly the 0.1.0 struct gets the 0.1.0 layout (13
+ * opcode slots). */
 HWSOCK_EXTERN void hwsock_device_get_stats(const hwsock_device *dev,
                                            hwsock_device_stats *out);
 
