@@ -133,6 +133,8 @@ static void try_start(vu_conn *c) {
     }
   }
   int rc = hwsock_uv_new(&u->v.loop, u->dev, &u->adapter);
+  if (rc == 0)
+    rc = hwsock_uv_set_poll(u->adapter, u->v.opt.poll_us);
   for (unsigned q = 0; rc == 0 && q < VU_QUEUES; q++)
     rc = hwsock_uv_watch_kick(u->adapter, q, c->vring[q].kick_fd);
   if (rc < 0) {

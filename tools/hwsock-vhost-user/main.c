@@ -25,6 +25,8 @@ static void usage(FILE *f) {
       "  --backend-dir DIR   backend modules folder (\"\": none)\n"
       "  --backend FILE      load this backend module first (repeatable)\n"
       "  --max-sockets N     guest socket ids (default: the library's)\n"
+      "  --poll-us N         keep polling the rings N us after a request\n"
+      "                      (busy CPU for lower latency; 0: off)\n"
       "  --pcap FILE         capture offloaded flows (created, never replaced)\n"
       "  --pcap-max MIB      stop capturing after this much\n"
       "  --control PATH      control socket for hwsock-stat (default\n"
@@ -46,7 +48,7 @@ static int parse_uint(const char *s, unsigned long long max,
 
 enum {
   OPT_SOCKET = 256, OPT_MODE, OPT_CID, OPT_POLICY, OPT_BDIR, OPT_BACKEND,
-  OPT_MAXSOCK, OPT_PCAP, OPT_PCAPMAX, OPT_CONTROL, OPT_READY
+  OPT_MAXSOCK, OPT_PCAP, OPT_PCAPMAX, OPT_CONTROL, OPT_READY, OPT_POLL
 };
 
 /* 0 to run, 1 after --help, -1 on a usage error (reported). */
@@ -59,6 +61,7 @@ static int parse_options(int argc, char **argv, vu *u) {
       {"backend-dir", required_argument, NULL, OPT_BDIR},
       {"backend", required_argument, NULL, OPT_BACKEND},
       {"max-sockets", required_argument, NULL, OPT_MAXSOCK},
+      {"poll-us", required_argument, NULL, OPT_POLL},
       {"pcap", required_argument, NULL, OPT_PCAP},
       {"pcap-max", required_argument, NULL, OPT_PCAPMAX},
       {"control", required_argument, NULL, OPT_CONTROL},
@@ -100,6 +103,11 @@ static int parse_options(int argc, char **argv, vu *u) {
       if (parse_uint(optarg, HWSOCK_MAX_SOCKETS_LIMIT, &n, 10) < 0 || n == 0)
         bad = "--max-sockets";
       u->max_sockets = (unsigned)n;
+      break;
+    case OPT_POLL:
+      if (parse_uint(optarg, HWSOCK_UV_MAX_POLL_US, &n, 10) < 0)
+        bad = "--poll-us";
+      o->poll_us = (unsigned)n;
       break;
     case OPT_PCAP: o->pcap_path = optarg; break;
     case OPT_PCAPMAX:
