@@ -424,7 +424,8 @@ static int hws_recv_dgram(struct hws_sock *hs, struct msghdr *m, size_t len,
 	if (err)
 		return err;
 	dlen = le32_to_cpu(rx->resp.len);
-	full = max(dlen, le32_to_cpu(rx->resp.val));
+	/* the datagram's full length, from the device: at most 64 KiB */
+	full = max(dlen, min(le32_to_cpu(rx->resp.val), 65535u));
 	ulen = le32_to_cpu(rx->resp.uri_len);
 	n = min_t(size_t, dlen, len);
 	if (copy_to_iter(rx->data, n, &m->msg_iter) != n)

@@ -60,8 +60,9 @@ static void hws_rx_done(struct hws_req *req)
 	spin_unlock_irqrestore(&hs->lock, flags);
 }
 
-/* Keep one RECV posted while the socket can receive (PROTOCOL.md v1 has no
- * event queue: a posted RECV is how the guest learns that data arrived). */
+/* Post the socket's RECV unless it is posted or its data not yet consumed.
+ * PROTOCOL.md v1 has no event queue: a posted RECV is how the guest learns
+ * that data arrived, so it is posted whenever someone waits for input. */
 void hws_rx_post(struct hws_sock *hs)
 {
 	unsigned long flags;
