@@ -291,10 +291,15 @@ int hwsock_device_start(hwsock_device *dev) {
 
 unsigned hwsock_device_status(const hwsock_device *dev) { return dev->status; }
 
+int hwsock_device_reset_reason(const hwsock_device *dev) {
+  return dev->reset_reason;
+}
+
 static void set_broken(hwsock_device *dev, unsigned q, const char *why) {
   if (dev->broken)
     return;
   dev->broken = 1;
+  dev->reset_reason = hwsock__vq_fault_code(why);
   dev->status |= HWSOCK_STATUS_NEEDS_RESET;
   dev->counters.needs_reset++;
   hwsock__device_log(dev, HWSOCK_LOG_ERROR, "queue %u broken: %s", q, why);
@@ -441,6 +446,7 @@ void hwsock_device_reset(hwsock_device *dev) {
   dev->backlog = 0;
   dev->status = 0;
   dev->broken = 0;
+  dev->reset_reason = 0;
   dev->counters.resets++;
   hwsock__device_log(dev, HWSOCK_LOG_INFO, "device reset");
 }

@@ -101,6 +101,7 @@ struct hwsock_device {
   hwsock__memmap mem;
   unsigned status;
   int broken;
+  int reset_reason; /* HWSOCK_RESET_* while broken, else 0 */
   uint64_t features;
   int negotiated;        /* in-band: a NEGOTIATE succeeded since the reset */
   unsigned queues_ready; /* bitmask */

@@ -70,6 +70,35 @@ int hwsock__vq_init(hwsock__vq *vq, const hwsock__memmap *mem, unsigned size,
   return 0;
 }
 
+/* The ring faults (PROTOCOL.md §2.8): the code the guest is told, the line
+ * the VMM logs. Every reason hwsock__vq_pop() gives is one of these. */
+static const char *const fault_text[HWSOCK_RESET_MAX_ + 1] = {
+    [HWSOCK_RESET_AVAIL_IDX] = "avail idx moved more than the queue size ahead",
+    [HWSOCK_RESET_HEAD_INDEX] = "head descriptor index out of range",
+    [HWSOCK_RESET_NEXT_INDEX] = "next descriptor index out of range",
+    [HWSOCK_RESET_CHAIN_LOOP] = "descriptor chain loops or is longer than the queue",
+    [HWSOCK_RESET_CHAIN_SEGS] = "chain has more descriptors than max_segs",
+    [HWSOCK_RESET_CHAIN_IOVECS] = "chain needs more iovecs than the device's capacity (cap)",
+    [HWSOCK_RESET_CHAIN_LEN] = "chain length sum exceeds 32 bits",
+    [HWSOCK_RESET_BUFFER] = "descriptor buffer outside guest memory or wraps around",
+    [HWSOCK_RESET_READ_AFTER_WRITE] = "device-readable descriptor after a device-writable one",
+    [HWSOCK_RESET_INDIRECT_NOT_NEGOTIATED] = "indirect descriptor but INDIRECT_DESC not negotiated",
+    [HWSOCK_RESET_INDIRECT_WITH_NEXT] = "indirect descriptor with NEXT set",
+    [HWSOCK_RESET_INDIRECT_LEN] = "indirect table length is 0 or not a multiple of 16",
+    [HWSOCK_RESET_INDIRECT_ENTRIES] = "indirect table has more entries than max_segs",
+    [HWSOCK_RESET_INDIRECT_REGION] = "indirect table not inside one guest memory region",
+    [HWSOCK_RESET_INDIRECT_NEXT_INDEX] = "indirect next index out of range",
+    [HWSOCK_RESET_INDIRECT_LOOP] = "indirect chain loops or is longer than its table",
+    [HWSOCK_RESET_INDIRECT_NESTED] = "nested indirect descriptor",
+};
+
+int hwsock__vq_fault_code(const char *why) {
+  for (int i = 1; i <= HWSOCK_RESET_MAX_; i++)
+    if (why != NULL && fault_text[i] != NULL && strcmp(why, fault_text[i]) == 0)
+      return i;
+  return 0;
+}
+
 /* Chain walk state shared by the direct and indirect parts of one chain. */
 typedef struct walk {
   hwsock__vq *vq;
@@ -85,22 +114,22 @@ typedef struct walk {
 /* Accounts one data (non-indirect) descriptor. Returns NULL or a reason. */
 static const char *take_desc(walk *w, const desc *d) {
   if (++w->n_segs > w->vq->max_segs)
-    return "chain has more descriptors than max_segs";
+    return fault_text[HWSOCK_RESET_CHAIN_SEGS];
   int writable = (d->flags & HWSOCK_VRING_DESC_F_WRITE) != 0;
   if (writable)
     w->seen_write = 1;
   else if (w->seen_write)
-    return "device-readable descriptor after a device-writable one";
+    return fault_text[HWSOCK_RESET_READ_AFTER_WRITE];
   w->total += d->len;
   if (w->total > UINT32_MAX)
-    return "chain length sum exceeds 32 bits";
+    return fault_text[HWSOCK_RESET_CHAIN_LEN];
   unsigned before = w->n_iov;
   int rc = hwsock__mem_map(w->vq->mem, d->addr, d->len, w->iov, w->cap,
                            &w->n_iov);
   if (rc == HWSOCK_ENOBUFS)
-    return "chain needs more iovecs than the device's capacity (cap)";
+    return fault_text[HWSOCK_RESET_CHAIN_IOVECS];
   if (rc != 0)
-    return "descriptor buffer outside guest memory or wraps around";
+    return fault_text[HWSOCK_RESET_BUFFER];
   if (writable) {
     w->c->n_in += w->n_iov - before;
     w->c->in_len += d->len;
@@ -116,33 +145,33 @@ static const char *take_desc(walk *w, const desc *d) {
 static const char *walk_indirect(walk *w, const desc *d) {
   const hwsock__vq *vq = w->vq;
   if (!vq->indirect)
-    return "indirect descriptor but INDIRECT_DESC not negotiated";
+    return fault_text[HWSOCK_RESET_INDIRECT_NOT_NEGOTIATED];
   if (d->flags & HWSOCK_VRING_DESC_F_NEXT)
-    return "indirect descriptor with NEXT set";
+    return fault_text[HWSOCK_RESET_INDIRECT_WITH_NEXT];
   if (d->len == 0 || d->len % sizeof(hwsock_vring_desc) != 0)
-    return "indirect table length is 0 or not a multiple of 16";
+    return fault_text[HWSOCK_RESET_INDIRECT_LEN];
   unsigned entries = d->len / sizeof(hwsock_vring_desc);
   if (entries > vq->max_segs)
-    return "indirect table has more entries than max_segs";
+    return fault_text[HWSOCK_RESET_INDIRECT_ENTRIES];
   const hwsock_vring_desc *table = hwsock__mem_ptr(vq->mem, d->addr, d->len);
   if (table == NULL)
-    return "indirect table not inside one guest memory region";
+    return fault_text[HWSOCK_RESET_INDIRECT_REGION];
 
   unsigned i = 0, steps = 0;
   for (;;) {
     desc e;
     if (++steps > entries)
-      return "indirect chain loops or is longer than its table";
+      return fault_text[HWSOCK_RESET_INDIRECT_LOOP];
     read_desc(table, i, &e);
     if (e.flags & HWSOCK_VRING_DESC_F_INDIRECT)
-      return "nested indirect descriptor";
+      return fault_text[HWSOCK_RESET_INDIRECT_NESTED];
     const char *why = take_desc(w, &e);
     if (why != NULL)
       return why;
     if (!(e.flags & HWSOCK_VRING_DESC_F_NEXT))
       return NULL;
     if (e.next >= entries)
-      return "indirect next index out of range";
+      return fault_text[HWSOCK_RESET_INDIRECT_NEXT_INDEX];
     i = e.next;
   }
 }
@@ -159,7 +188,7 @@ int hwsock__vq_pop(hwsock__vq *vq, hwsock__chain *c, struct iovec *iov,
   uint16_t avail_idx = hwsock_le16_load(&vq->avail->idx);
   uint16_t pending = (uint16_t)(avail_idx - vq->last_avail);
   if (pending > vq->size) {
-    *why = "avail idx moved more than the queue size ahead";
+    *why = fault_text[HWSOCK_RESET_AVAIL_IDX];
     return HWSOCK_ENEEDSRESET;
   }
   if (pending == 0)
@@ -171,7 +200,7 @@ int hwsock__vq_pop(hwsock__vq *vq, hwsock__chain *c, struct iovec *iov,
   uint16_t head =
       hwsock_le16_load(&vq->avail->ring[vq->last_avail & (vq->size - 1)]);
   if (head >= vq->size) {
-    *why = "head descriptor index out of range";
+    *why = fault_text[HWSOCK_RESET_HEAD_INDEX];
     return HWSOCK_ENEEDSRESET;
   }
 
@@ -183,7 +212,7 @@ int hwsock__vq_pop(hwsock__vq *vq, hwsock__chain *c, struct iovec *iov,
   for (;;) {
     desc d;
     if (++steps > vq->size) {
-      err = "descriptor chain loops or is longer than the queue";
+      err = fault_text[HWSOCK_RESET_CHAIN_LOOP];
       break;
     }
     read_desc(vq->desc, i, &d);
@@ -196,7 +225,7 @@ int hwsock__vq_pop(hwsock__vq *vq, hwsock__chain *c, struct iovec *iov,
     if (err != NULL || !(d.flags & HWSOCK_VRING_DESC_F_NEXT))
       break;
     if (d.next >= vq->size) {
-      err = "next descriptor index out of range";
+      err = fault_text[HWSOCK_RESET_NEXT_INDEX];
       break;
     }
     i = d.next;

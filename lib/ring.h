@@ -96,6 +96,9 @@ typedef struct hwsock__chain {
 int hwsock__vq_pop(hwsock__vq *vq, hwsock__chain *c, struct iovec *iov,
                    unsigned cap, const char **why);
 
+/* The HWSOCK_RESET_* code of a reason hwsock__vq_pop() gave (0: none). */
+int hwsock__vq_fault_code(const char *why);
+
 /* Puts head into the used ring with `len` bytes written and publishes the
  * new used idx (release barrier first). Out-of-order completion is fine. */
 void hwsock__vq_push(hwsock__vq *vq, uint16_t head, uint32_t len);

@@ -56,6 +56,8 @@ static void on_needs_reset(void *opaque, const char *why) {
   hwsock_lb_msg m;
   memset(&m, 0, sizeof(m));
   hwsock_le32_set(&m.type, HWSOCK_LB_NEEDS_RESET);
+  /* the guest learns which ring fault it caused (PROTOCOL.md §2.8) */
+  hwsock_le64_set(&m.a, (uint64_t)hwsock_device_reset_reason(g->dev));
   /* Best effort: a guest that does not read is noticed as a hang-up. The
    * guest may not be dropped from here: we are inside the device. */
   hwsock_lb_send(g->sock, &m, NULL, 0);

@@ -412,6 +412,8 @@ static int hws_recv_dgram(struct hws_sock *hs, struct msghdr *m, size_t len,
 	int err, sl;
 
 	err = hws_rx_wait(hs, &timeo);
+	if (err == -ERESTARTSYS)
+		return sock_intr_errno(timeo);
 	if (err)
 		return err == 1 ? 0 : err;
 	spin_lock_irq(&hs->lock);

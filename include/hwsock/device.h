@@ -237,6 +237,12 @@ HWSOCK_EXTERN int hwsock_device_pending(const hwsock_device *dev);
 /* Device status (HWSOCK_STATUS_* bits; NEEDS_RESET when broken). */
 HWSOCK_EXTERN unsigned hwsock_device_status(const hwsock_device *dev);
 
+/* While NEEDS_RESET: which ring fault broke the device, a HWSOCK_RESET_*
+ * code (wire.h; PROTOCOL.md §2.8) to hand to the guest (the loopback VMM
+ * sends it in NEEDS_RESET's `a`). 0 when the device is not broken. The
+ * needs_reset callback may call it. */
+HWSOCK_EXTERN int hwsock_device_reset_reason(const hwsock_device *dev);
+
 /* Resets the device to its state after hwsock_device_new() plus regions and
  * backends: closes every socket, forgets features and queues, clears
  * NEEDS_RESET. Completions of cancelled requests are not written. */

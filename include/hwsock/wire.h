@@ -155,6 +155,31 @@ static inline int hwsock_vring_need_event(uint16_t event_idx, uint16_t new_idx,
 
 /* The device's read-only description of itself. A VMM exposes it as the
  * device-specific config space (PCI/MMIO); the loopback VMM sends it in its
+/* Why the device entered NEEDS_RESET: one code per ring fault (PROTOCOL.md
+ * §2.8). hwsock_device_reset_reason() returns it; the loopback transport
+ * carries it in NEEDS_RESET's `a` (§14). 0: the device is not broken. */
+typedef enum hwsock_reset_reason {
+  HWSOCK_RESET_NONE = 0,
+  HWSOCK_RESET_AVAIL_IDX = 1,
+  HWSOCK_RESET_HEAD_INDEX = 2,
+  HWSOCK_RESET_NEXT_INDEX = 3,
+  HWSOCK_RESET_CHAIN_LOOP = 4,
+  HWSOCK_RESET_CHAIN_SEGS = 5,
+  HWSOCK_RESET_CHAIN_IOVECS = 6,
+  HWSOCK_RESET_CHAIN_LEN = 7,
+  HWSOCK_RESET_BUFFER = 8,
+  HWSOCK_RESET_READ_AFTER_WRITE = 9,
+  HWSOCK_RESET_INDIRECT_NOT_NEGOTIATED = 10,
+  HWSOCK_RESET_INDIRECT_WITH_NEXT = 11,
+  HWSOCK_RESET_INDIRECT_LEN = 12,
+  HWSOCK_RESET_INDIRECT_ENTRIES = 13,
+  HWSOCK_RESET_INDIRECT_REGION = 14,
+  HWSOCK_RESET_INDIRECT_NEXT_INDEX = 15,
+  HWSOCK_RESET_INDIRECT_LOOP = 16,
+  HWSOCK_RESET_INDIRECT_NESTED = 17,
+  HWSOCK_RESET_MAX_ = 17
+} hwsock_reset_reason;
+
  * HELLO reply (hwsock/loopback.h). Filled by hwsock_device_get_config(). */
 typedef struct hwsock_wire_config {
   hwsock_le32 magic;            /* 0  HWSOCK_CONFIG_MAGIC */

@@ -359,6 +359,18 @@ Test(device, avail_index_far_ahead_breaks_the_ring) {
   cr_assert_eq(resets, 1);
 }
 
+Test(device, needs_reset_reports_the_fault_code_until_reset) {
+  cr_assert_eq(hwsock_device_reset_reason(dev), HWSOCK_RESET_NONE);
+  vrb_set_desc(&r, 0, r.gpa + 4096, 64, HWSOCK_VRING_DESC_F_NEXT, 0); /* self loop */
+  vrb_put_head(&r, 0);
+  vrb_publish(&r);
+  cr_assert_eq(hwsock_device_kick(dev, 0), HWSOCK_ENEEDSRESET);
+  cr_assert_eq(hwsock_device_reset_reason(dev), HWSOCK_RESET_CHAIN_LOOP);
+  cr_assert_str_eq(reset_why, "descriptor chain loops or is longer than the queue");
+  hwsock_device_reset(dev);
+  cr_assert_eq(hwsock_device_reset_reason(dev), HWSOCK_RESET_NONE);
+}
+
 Test(device, a_batch_published_at_once_completes_with_one_kick) {
   uint32_t wlen = 32;
   uint64_t wgpa[8];

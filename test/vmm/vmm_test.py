@@ -267,6 +267,7 @@ def policy_deny(env):
 # ---- raw loopback protocol clients (hwsock/loopback.h) -------------------
 
 HELLO, FEATURES, QUEUE, START, RESET, NEEDS_RESET = 1, 2, 3, 4, 5, 6
+RESET_HEAD_INDEX = 2  # NEEDS_RESET's a: the ring fault (PROTOCOL.md 2.8)
 F_VERSION_1 = 1 << 32
 LB_VERSION = 1
 EPROTO, EINVAL, EBUSY = 71, 22, 16
@@ -416,6 +417,8 @@ def needs_reset(env):
         struct.pack_into("<HHH", mem, 4096, 0, 1, 200)
         os.write(kick, struct.pack("<Q", 1))
         f, _ = recv_reply(s, NEEDS_RESET)
+        check(f[2] == RESET_HEAD_INDEX,
+              "NEEDS_RESET a = %d, want HWSOCK_RESET_HEAD_INDEX" % f[2])
         s.send(lb_msg(RESET))
         f, _ = recv_reply(s, RESET)
         check(f[1] == 0, "RESET status %d" % f[1])
