@@ -209,6 +209,8 @@ static void limits(void) {
   C(HWSOCK_DEFAULT_MAX_IO_LEN);
   C(HWSOCK_DEFAULT_MAX_CHAIN_SEGS);
   C(HWSOCK_DEFAULT_MAX_REGIONS);
+  C(HWSOCK_DEFAULT_KICK_BUDGET);
+  C(HWSOCK_MAX_KICK_BUDGET);
 }
 
 static void loopback(void) {
