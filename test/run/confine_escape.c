@@ -19,7 +19,8 @@
  *   scm UNIX_FD PORT N     receives an fd over the inherited unix socket
  *                          UNIX_FD (SCM_RIGHTS: the test sends a UDP socket
  *                          connected to the denied port), then write()s on
- *                          it, sendmmsg, and the race above with it
+ *                          it, sendmmsg, and the race above with it; a
+ *                          second one is received with recvmmsg
  *   declined DPORT PORT    without confinement (run_declined): a UDP socket
  *                          of its own first sends to 127.0.0.2:DPORT
  *                          (declined: it becomes a host socket), then
@@ -166,6 +167,26 @@ int main(int argc, char **argv) {
     getsockopt(race_inet, SOL_SOCKET, SO_DOMAIN, &dom, &l);
     printf("received fd %d of family %d\n", race_inet, dom);
     if (write(race_inet, "written", 7) == 7)
+      sent++;
+    else
+      errors++, last = errno;
+    /* a second socket, taken with recvmmsg */
+    struct mmsghdr mm;
+    memset(&mm, 0, sizeof(mm));
+    mm.msg_hdr = m;
+    mm.msg_hdr.msg_controllen = sizeof(u.buf);
+    if (recvmmsg(atoi(argv[2]), &mm, 1, 0, NULL) != 1 ||
+        !(cm = CMSG_FIRSTHDR(&mm.msg_hdr)) || cm->cmsg_type != SCM_RIGHTS) {
+      perror("recvmmsg");
+      return 2;
+    }
+    int fd2;
+    memcpy(&fd2, CMSG_DATA(cm), sizeof(int));
+    l = sizeof(dom);
+    dom = 0;
+    getsockopt(fd2, SOL_SOCKET, SO_DOMAIN, &dom, &l);
+    printf("recvmmsg fd %d of family %d\n", fd2, dom);
+    if (write(fd2, "written", 7) == 7)
       sent++;
     else
       errors++, last = errno;

@@ -1003,6 +1003,7 @@ def test_confine_escape():
         c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         c.connect(("127.0.0.1", udp_denied.port))
         socket.send_fds(a, [b"fd"], [c.fileno()])
+        socket.send_fds(a, [b"fd2"], [c.fileno()])
         c.close()
         r = subprocess.run(
             [RUN, "-v", "--vmm", vmm.path, "--confine", "--", prog, "scm",
@@ -1014,7 +1015,8 @@ def test_confine_escape():
         time.sleep(0.2)
         print("scm", r.stdout.decode().strip(), "-> denied listener: udp",
               udp_denied.count)
-        check(udp_denied.count == 0 and b"family 1" in r.stdout,
+        check(udp_denied.count == 0 and
+              r.stdout.count(b"of family 1\n") == 2,
               "an INET socket received with SCM_RIGHTS reached the denied "
               "listener %d times: %s" % (udp_denied.count, show(r)))
         r = run_py(PY_FDPASS, vmm=vmm, confine=True)
