@@ -292,7 +292,7 @@ static int hws_bind(struct socket *sock, struct sockaddr *addr, int alen)
 }
 
 /* GETNAME into ss; returns the sockaddr length or -errno. */
-static int hws_getname_ss(struct hws_sock *hs, int peer,
+int hws_getname_ss(struct hws_sock *hs, int peer,
 			  struct sockaddr_storage *ss)
 {
 	struct hws_req *req = hws_req_alloc(HWS_OP_GETNAME, hs->id, GFP_KERNEL);

@@ -2,10 +2,13 @@
 /* /proc/net/hwsock: the offloaded sockets. */
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/mm.h>
 #include <linux/spinlock.h>
 #include <net/net_namespace.h>
 
 #include "hws.h"
+#include "sock.h"
 
 static LIST_HEAD(hws_list);
 static DEFINE_SPINLOCK(hws_list_lock);
@@ -37,17 +40,45 @@ void hws_proc_del(struct hws_sock *hs)
 	spin_unlock(&hws_list_lock);
 }
 
+/* The local address of a connected socket is asked for (GETNAME) only when
+ * someone reads the table, not for every connection. */
 static int hws_proc_show(struct seq_file *m, void *v)
 {
-	struct hws_sock *hs;
+	struct sockaddr_storage ss;
+	struct hws_sock *hs, **snap;
+	unsigned int n = 0, i;
 
-	seq_puts(m, "id scheme state local remote\n");
 	spin_lock(&hws_list_lock);
 	list_for_each_entry(hs, &hws_list, link)
+		n++;
+	spin_unlock(&hws_list_lock);
+	snap = kvmalloc_array(n ?: 1, sizeof(*snap), GFP_KERNEL);
+	if (!snap)
+		return -ENOMEM;
+	i = 0;
+	spin_lock(&hws_list_lock);
+	list_for_each_entry(hs, &hws_list, link) {
+		if (i == n)
+			break;
+		kref_get(&hs->ref);
+		snap[i++] = hs;
+	}
+	spin_unlock(&hws_list_lock);
+	n = i;
+
+	seq_puts(m, "id scheme state local remote\n");
+	for (i = 0; i < n; i++) {
+		hs = snap[i];
+		if (!strcmp(hs->local, "-") &&
+		    READ_ONCE(hs->state) == HWS_S_CONNECTED &&
+		    !READ_ONCE(hs->closing))
+			hws_getname_ss(hs, 0, &ss);	/* fills hs->local */
 		seq_printf(m, "%u %s %s %s %s\n", hs->id, hs->cls->scheme,
 			   hws_state_name(READ_ONCE(hs->state)), hs->local,
 			   hs->peer);
-	spin_unlock(&hws_list_lock);
+		hws_sock_put(hs);
+	}
+	kvfree(snap);
 	return 0;
 }
 

@@ -4,6 +4,7 @@
 #define HWS_SOCK_H
 
 #include <linux/poll.h>
+#include <net/sock.h>
 
 #include "hws.h"
 
@@ -34,6 +35,7 @@ ssize_t hws_sendpage(struct socket *sock, struct page *page, int offset,
 int hws_recvmsg(struct socket *sock, struct msghdr *m, size_t len,
 		int flags);
 /* ops.c */
+int hws_getname_ss(struct hws_sock *hs, int peer, struct sockaddr_storage *ss);
 int hws_sendto_first(struct socket *sock, struct hws_class *c,
 		     struct msghdr *m, size_t len);
 
