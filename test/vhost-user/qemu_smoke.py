@@ -37,7 +37,13 @@ VSOCK_MODS = ["vsock", "vmw_vsock_virtio_transport_common",
 SKIP = 77
 
 
+BACKEND_LOG = None  # the back-end's log file, shown on failure
+
+
 def fail(msg):
+    if BACKEND_LOG is not None:
+        BACKEND_LOG.seek(0)
+        sys.stderr.write("--- hwsock-vhost-user log ---\n" + BACKEND_LOG.read())
     print(f"qemu_smoke: FAIL: {msg}", file=sys.stderr, flush=True)
     sys.exit(1)
 
@@ -161,7 +167,8 @@ def main():
         initrd = os.path.join(tmp, "initrd.cpio")
         make_initramfs(gl, kver, initrd, 1)
         sock, ctl = os.path.join(tmp, "vu.sock"), os.path.join(tmp, "vu.ctl")
-        log = open(os.path.join(tmp, "backend.log"), "w+")
+        global BACKEND_LOG
+        log = BACKEND_LOG = open(os.path.join(tmp, "backend.log"), "w+")
         rfd, wfd = os.pipe()
         be = subprocess.Popen([args.vhost, "--socket", sock, "--control", ctl,
                                "--ready-fd", str(wfd), "-v"],

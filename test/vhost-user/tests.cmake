@@ -34,7 +34,7 @@ endif()
 if(HWSOCK_FUZZ)
   set(_vu "${PROJECT_SOURCE_DIR}/tools/hwsock-vhost-user")
   add_executable(fuzz_vhost_user "${CMAKE_CURRENT_LIST_DIR}/fuzz_vhost_user.c"
-                 "${_vu}/conn.c" "${_vu}/mem.c"
+                 "${_vu}/conn.c" "${_vu}/rings.c" "${_vu}/mem.c"
                  "${PROJECT_SOURCE_DIR}/examples/loopback-vmm/log.c")
   target_include_directories(fuzz_vhost_user PRIVATE "${_vu}"
                              "${PROJECT_SOURCE_DIR}/examples/loopback-vmm")

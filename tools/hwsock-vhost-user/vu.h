@@ -4,7 +4,8 @@
  *
  *   main.c   command line, startup, the listening socket, signals, the
  *            control socket's view of the (one) guest
- *   conn.c   one front-end connection: messages, vrings, device start/stop
+ *   conn.c   one front-end connection: reading and answering messages
+ *   rings.c  the vring messages, device start/stop
  *   mem.c    the front-end's memory table: mapping, address translation
  *
  * It shares hwsock-vmm's backend loading, control socket, listening socket,
@@ -91,6 +92,15 @@ struct vu {
   uv_poll_t listen_poll;
 };
 
+/* One message as read: header, payload, the fds that came with it. */
+typedef struct vu_msg {
+  vu_hdr h;
+  vu_payload p;
+  int fds[VU_MAX_FDS];
+  unsigned nfds;
+  int fds_overflow; /* more fds came than we take: refused */
+} vu_msg;
+
 /* conn.c */
 void vu_conn_accept(vu *u, int fd);
 /* Ends the connection: the device is reset (host sockets closed as for a
@@ -100,6 +110,26 @@ void vu_conn_close(vu_conn *c, const char *why);
 /* Device callbacks (ops->notify, ops->needs_reset). */
 void vu_notify(void *opaque, unsigned q);
 void vu_needs_reset(void *opaque, const char *why);
+/* A refused message: logged, -1 (the front-end learns it by REPLY_ACK). */
+int vu_refuse(vu_conn *c, const vu_msg *m, const char *why);
+/* 0 when the payload has exactly `size` bytes, else vu_refuse(). */
+int vu_want_size(vu_conn *c, const vu_msg *m, uint32_t size);
+void vu_close_fd(int *fd); /* closes *fd when >= 0, sets it to -1 */
+
+/* rings.c: the ring messages (0, 1 with *reply filled, or -1 refused) */
+int vu_on_vring_state(vu_conn *c, vu_msg *m, vu_payload *reply,
+                      uint32_t *reply_size);
+int vu_on_vring_addr(vu_conn *c, vu_msg *m);
+int vu_on_vring_file(vu_conn *c, vu_msg *m);
+/* Starts the device when both rings are complete and enabled (scanning
+ * them); pauses it (kicks unwatched); stops it (device reset). */
+void vu_try_start(vu_conn *c);
+void vu_device_pause(vu_conn *c);
+void vu_device_stop(vu_conn *c, const char *why);
+/* Empty rings (fds -1); the same after closing their fds. */
+void vu_rings_init(vu_conn *c);
+void vu_rings_forget(vu_conn *c);
+
 /* main.c: accept the next front-end again. */
 void vu_listen_resume(vu *u);
 
