@@ -202,6 +202,13 @@ int hwsock_device_add_backend(hwsock_device *dev,
   b->host.log = backend_log;
   b->host.host_data = b;
   rc = desc->ops->create(&b->host, &b->instance);
+  if (rc == HWSOCK_ENETDOWN) {
+    /* nothing to serve with these options: not added, so its schemes'
+     * feature bits are not offered to the guest */
+    hwsock__device_log(dev, HWSOCK_LOG_INFO, "backend %s: down (nothing to "
+                       "serve with these options): not added", desc->name);
+    return rc;
+  }
   if (rc < 0) {
     hwsock__device_log(dev, HWSOCK_LOG_ERROR, "backend %s: create: %s",
                        desc->name, hwsock_strerror(rc));

@@ -83,7 +83,6 @@ typedef struct ipx_instance {
   int events;
   unsigned nsocks;
   unsigned draining : 1;
-  unsigned disabled : 1; /* created without options: no IPX network */
   uint16_t next_ephemeral;
   ipx_config cfg;
   ipx_sock *bound[IPX_HASH];
@@ -657,8 +656,6 @@ static int ipx_open(void *instance, const hwsock_bopen *params, void **sock) {
   ipx_instance *inst = instance;
   if (params->scheme != HWSOCK_SCHEME_IPX)
     return HWSOCK_EPROTONOSUPPORT;
-  if (inst->disabled)
-    return HWSOCK_ENETDOWN;
   ipx_sock *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return HWSOCK_ENOMEM;
@@ -715,14 +712,15 @@ static int ipx_create(const hwsock_backend_host *host, void **instance) {
   inst->fd = -1;
   if (blank(host->options)) {
     /* A VMM that loads every module of a folder gives no options: this
-     * device then has no IPX network (its sockets get HWSOCK_ENETDOWN),
-     * rather than a failing device or a guessed address and UDP port. */
-    inst->disabled = 1;
-    hwsock_backend_logf(inst->host, HWSOCK_LOG_INFO,
+     * device then has no IPX network. Say so (HWSOCK_ENETDOWN): the device
+     * is served without this backend and does not offer F_IPX, rather than
+     * a failing device, a guessed address and UDP port, or an offered
+     * scheme whose every socket fails. */
+    hwsock_backend_logf(host, HWSOCK_LOG_INFO,
                         "ipx: no options (net=, node=, peer=...): "
-                        "IPX is down for this device");
-    *instance = inst;
-    return 0;
+                        "IPX is down for this device, F_IPX not offered");
+    free(inst);
+    return HWSOCK_ENETDOWN;
   }
   int rc = hwsock__ipx_parse_options(host->options, &inst->cfg, err,
                                      sizeof(err));
@@ -774,10 +772,6 @@ static void ipx_destroy(void *instance) {
   if (inst->nsocks != 0)
     hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
                         "ipx: destroyed with %u sockets open", inst->nsocks);
-  if (inst->disabled) {
-    free(inst);
-    return;
-  }
   uv_close((uv_handle_t *)&inst->poll, inst_close_cb);
   close(inst->fd);
   inst->fd = -1;

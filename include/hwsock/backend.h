@@ -148,7 +148,11 @@ typedef struct hwsock_backend_ops {
   uint32_t size; /* sizeof(hwsock_backend_ops) the plugin was built with */
 
   /* Creates an instance for one device. *instance is the backend's. Return 0
-   * or a negative HWSOCK_E* (the device then refuses to add the backend). */
+   * or a negative HWSOCK_E* (the device then refuses to add the backend).
+   * HWSOCK_ENETDOWN: these options give the backend nothing to serve (no
+   * network configured); the device is served without it and does not
+   * offer its schemes' feature bits, rather than offering a scheme whose
+   * every socket would fail. */
   int (*create)(const hwsock_backend_host *host, void **instance);
 
   /* Destroys an instance. Every socket was closed before. Handles still

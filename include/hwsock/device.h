@@ -170,8 +170,12 @@ HWSOCK_EXTERN int hwsock_device_clear_regions(hwsock_device *dev);
 /* Adds a backend from its descriptor, creating an instance with the given
  * options (NULL = ""). The descriptor must outlive the device (a module's
  * static data: keep the module loaded). The first backend added for a
- * scheme serves it. Errors: HWSOCK_EABI (ABI version or sizes),
- * HWSOCK_EEXIST (name taken), HWSOCK_ENOSPC, or what create() returned. */
+ * scheme serves it. The device offers the feature bit of a scheme (F_TCP,
+ * F_IPX, ...) only while an added backend serves it. Errors: HWSOCK_EABI
+ * (ABI version or sizes), HWSOCK_EEXIST (name taken), HWSOCK_ENOSPC, or
+ * what create() returned; HWSOCK_ENETDOWN means the backend has nothing to
+ * serve with these options (e.g. ipx without a network): it was not added,
+ * the guest is served without its schemes. */
 HWSOCK_EXTERN int hwsock_device_add_backend(hwsock_device *dev,
                                             const hwsock_backend_desc *desc,
                                             const char *options);

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "hwsock/backend.h"
+#include "hwsock/device.h"
 #include "support/backend_harness.h"
 #include "support/loopback_sock.h"
 
@@ -754,15 +755,39 @@ Test(ipx, info_reports_the_ipx_names) {
   bh.ops->close(s);
 }
 
-Test(ipx, without_options_the_device_has_no_ipx_network) {
+Test(ipx, without_options_the_backend_is_down) {
   /* what a VMM that loads every module of a folder does */
-  cr_assert_eq(start_guest(&ga, "%s", ""), 0);
+  cr_assert_eq(start_guest(&ga, "%s", ""), HWSOCK_ENETDOWN);
+  cr_assert_null(ga.inst);
   cr_assert_not_null(strstr(bh.log, "IPX is down"), "%s", bh.log);
-  hwsock_bopen bo = {.size = sizeof(bo), .scheme = HWSOCK_SCHEME_IPX,
-                     .reason = ""};
-  void *s = NULL;
-  cr_assert_eq(bh.ops->open(ga.inst, &bo, &s), HWSOCK_ENETDOWN);
   gb.host = ga.host;
   gb.host.options = NULL;
-  cr_assert_eq(bh.ops->create(&gb.host, &gb.inst), 0, "NULL options too");
+  cr_assert_eq(bh.ops->create(&gb.host, &gb.inst), HWSOCK_ENETDOWN,
+               "NULL options too");
+  gb.inst = NULL;
+}
+
+static uint64_t offered(const hwsock_device *d) {
+  hwsock_wire_config w;
+  hwsock_device_get_config(d, &w);
+  return hwsock_le64_get(&w.device_features);
+}
+
+Test(ipx, a_device_offers_f_ipx_only_with_a_backend_that_can_serve_it) {
+  const hwsock_backend_desc *desc = hwsock_plugin_desc(bh.plugin);
+  hwsock_device *d = NULL;
+  hwsock_device_config c;
+  hwsock_device_config_init(&c);
+  c.backend_loop = &bh.loop;
+  cr_assert_eq(hwsock_device_new(&c, &d), 0);
+  cr_assert_eq(hwsock_device_add_backend(d, desc, NULL), HWSOCK_ENETDOWN,
+               "no network: the backend is down");
+  cr_assert_eq(offered(d) & HWSOCK_F_IPX, 0, "F_IPX offered while IPX is down");
+  char opts[200];
+  snprintf(opts, sizeof(opts), "net=" NET " node=" NODE_A " port=%u "
+           "bind=127.0.0.1 peer=" NODE_B "@127.0.0.1:%u", free_port(),
+           free_port());
+  cr_assert_eq(hwsock_device_add_backend(d, desc, opts), 0, "%s", bh.log);
+  cr_assert_neq(offered(d) & HWSOCK_F_IPX, 0);
+  hwsock_device_free(d);
 }

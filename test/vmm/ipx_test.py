@@ -8,8 +8,8 @@ guest processes (ipx_client) and real IPX-in-UDP on 127.0.0.1.
   two_vmms  two VMM processes that list each other's slots as --ipx-peer:
             a guest of each serves, a guest of each sends to the other
             VMM's server (both directions at once)
-  slots     --ipx-slots 2: a third guest attaches without IPX (ENETDOWN,
-            a warning in the log); once the first guest detaches, the next
+  slots     --ipx-slots 2: a third guest attaches without IPX (F_IPX not
+            offered, a warning in the log); once the first guest detaches, the next
             one gets the freed slot 0; bad --ipx-* options fail at startup
             with a clear message
   pcap      hwsock-vmm --pcap records the exchange; tshark decodes the
@@ -256,8 +256,9 @@ def scenario_slots(env):
     check(a1 == "ipx://%s.%s.4444" % (NET, node("02005e000000", 0)), a1)
     check(a2 == "ipx://%s.%s.4444" % (NET, node("02005e000000", 1)), a2)
     out = env.finish(env.client(vpath, "probe"), "guest 3")
-    check(out.strip() == "error HWSOCK_ENETDOWN",
-          "a guest without a slot has no IPX network, got %r" % out)
+    check(out.strip() == "error F_IPX not offered",
+          "a guest without a slot has no IPX network (F_IPX is not "
+          "offered), got %r" % out)
     check("guest 3: every IPX slot is taken" in env.log(vlog),
           "warning for guest 3 in the log:\n" + env.log(vlog))
     # Guest 1 leaves: slot 0 is free again once the VMM noticed.
