@@ -142,8 +142,9 @@ int hws_acc_post(struct hws_sock *hs)
 
 static void hws_decline_work(struct work_struct *w);
 
-/* A socket state for `sock`. id < 0: allocate an id and OPEN it on the
- * device; else the id was made by the device (ACCEPT). */
+/* A socket state for `sock`, with its buffers and requests allocated up
+ * front (completions never allocate). id < 0: allocate a free id (the caller
+ * OPENs it, hws_sock_open); else the id the device made (ACCEPT). */
 struct hws_sock *hws_sock_new(struct socket *sock, struct hws_class *c,
 			      int id)
 {
