@@ -15,6 +15,12 @@
  *                                      prints "rate R" (requests per second);
  *                                      POLL_US: the driver busy-polls that
  *                                      long before sleeping (attach opts)
+ *   flood_client VMM_PATH echo PORT SECONDS
+ *                                      request/response through a real TCP
+ *                                      connection: 32 bytes to the echo
+ *                                      server on 127.0.0.1:PORT and back, one
+ *                                      exchange at a time; prints "rate R"
+ *                                      (exchanges per second)
  *
  * Exit: 0 ok, 1 usage, 2 setup failed (reported on stderr). */
 #include <errno.h>
@@ -179,12 +185,57 @@ static int rate(const char *path, double seconds, int poll_us) {
   return 0;
 }
 
+/* Request/response through a real connection: 32 bytes to an echo server
+ * on 127.0.0.1:port and back, one exchange at a time. */
+static int echo(const char *path, unsigned port, double seconds) {
+  hwsock_attachment *a;
+  int rc = hwsock_attach(path, NULL, &a);
+  if (rc < 0)
+    return fail("attach", rc);
+  hwsock_guest *g = hwsock_attach_guest(a);
+  char uri[64];
+  snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%u", port);
+  int s = hwsock_guest_socket(g, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
+  if (s < 0 || (rc = hwsock_guest_connect(g, s, uri)) < 0) {
+    hwsock_attach_close(a);
+    return fail("connect", s < 0 ? s : rc);
+  }
+  unsigned long long n = 0;
+  char out[32], in[32];
+  memset(out, 'x', sizeof(out));
+  double t0 = now_s(), t;
+  do {
+    ssize_t k = hwsock_guest_send(g, s, out, sizeof(out), 0);
+    size_t got = 0;
+    while (k >= 0 && got < sizeof(in)) {
+      k = hwsock_guest_recv(g, s, in + got, sizeof(in) - got, 0);
+      if (k == 0)
+        k = HWSOCK_ECONNRESET;
+      if (k > 0)
+        got += (size_t)k;
+    }
+    if (k < 0) {
+      hwsock_attach_close(a);
+      return fail("echo", (int)k);
+    }
+    n++;
+  } while ((t = now_s()) - t0 < seconds);
+  printf("rate %.0f\n", (double)n / (t - t0));
+  hwsock_guest_close(g, s);
+  hwsock_attach_close(a);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 5 && strcmp(argv[2], "echo") == 0 && atoi(argv[3]) > 0 &&
+      atof(argv[4]) > 0)
+    return echo(argv[1], (unsigned)atoi(argv[3]), atof(argv[4]));
   if (argc == 3 && strcmp(argv[2], "flood") == 0)
     return flood(argv[1]);
   if ((argc == 4 || argc == 5) && strcmp(argv[2], "rate") == 0 &&
       atof(argv[3]) > 0)
     return rate(argv[1], atof(argv[3]), argc == 5 ? atoi(argv[4]) : 0);
-  fprintf(stderr, "usage: flood_client VMM_PATH flood | rate SECONDS [POLL_US]\n");
+  fprintf(stderr, "usage: flood_client VMM_PATH flood | rate SECONDS [POLL_US] | "
+                  "echo PORT SECONDS\n");
   return 1;
 }
