@@ -368,12 +368,14 @@ static void connect_stream(run_call *c, run_target *t, const char *uri) {
   pthread_mutex_unlock(&s->lock);
   if (state == RS_CONNECTING) {
     /* still connecting: offloaded, finishing in the background */
-    hwsock__run_log("offload: fd %d connect %s (in progress)", fd, uri);
+    hwsock__run_log("offload: fd %d (socket %d) connect %s (in progress)", fd,
+                    s->id, uri);
     hwsock__run_reply(c, 0, EINPROGRESS);
     return;
   }
   if (err == 0) {
-    hwsock__run_log("offload: fd %d connect %s", fd, uri);
+    hwsock__run_log("offload: fd %d (socket %d) connect %s", fd, s->id,
+                    uri);
     hwsock__run_reply(c, 0, 0);
   } else if (err == HWSOCK_EDECLINED) {
     hwsock__run_decline(c, s, fd);
@@ -413,7 +415,7 @@ static void connect_dgram(run_call *c, run_target *t, const char *uri) {
       return;
     }
   }
-  hwsock__run_log("offload: fd %d connect %s", fd, uri);
+  hwsock__run_log("offload: fd %d (socket %d) connect %s", fd, s->id, uri);
   hwsock__run_reply(c, 0, 0);
 }
 
@@ -495,7 +497,7 @@ static int bind_device(run_call *c, run_sock *s, int fd, const char *uri) {
   if (hwsock__run_device_failed(c, s, fd, 1, err, "bind", uri, 0))
     return RUN_ANSWERED; /* bind is the entry's first device call */
   hwsock__run_replay_opts(s);
-  hwsock__run_log("offload: fd %d bind %s", fd, uri);
+  hwsock__run_log("offload: fd %d (socket %d) bind %s", fd, s->id, uri);
   pthread_mutex_lock(&s->lock);
   s->state = s->type == SOCK_STREAM ? RS_BOUND : RS_CONNECTED;
   pthread_mutex_unlock(&s->lock);
@@ -567,7 +569,7 @@ void hwsock__run_on_listen(run_call *c) {
       s->state = RS_LISTENING;
       pthread_mutex_unlock(&s->lock);
       rc = hwsock__run_acceptor_start(s);
-      hwsock__run_log("offload: fd %d listen", fd);
+      hwsock__run_log("offload: fd %d (socket %d) listen", fd, s->id);
     }
   }
   hwsock__run_reply(c, 0, rc < 0 ? -rc : 0);

@@ -21,7 +21,7 @@ static int nonblocking(const run_target *t, int flags) {
   return fl >= 0 && (fl & O_NONBLOCK);
 }
 
-/* ---- which source goes with a datagram ----------------------------------------- */
+/* ---- which source goes with a datagram ------------------------------------ */
 
 uint64_t hwsock__run_dgram_sum(const uint8_t *p, size_t n) {
   /* FNV-1a over the length and up to 256 bytes at the start and 64 at the
@@ -62,7 +62,7 @@ static void match_source(run_sock *s, const uint8_t *p, size_t n, int peek,
   }
 }
 
-/* ---- a pending error (ICMP) -------------------------------------------------- */
+/* ---- a pending error (ICMP) ----------------------------------------------- */
 
 /* Pops the srcq head when it is an error marker and the program end's next
  * record is the empty one that stands for it (rxlock held). */
@@ -151,7 +151,8 @@ static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
     s->state = RS_CONNECTED;
     pthread_mutex_unlock(&s->lock);
     hwsock__run_unwatch(s);
-    hwsock__run_log("offload: fd %d sendto %s", fd, uri);
+    hwsock__run_log("offload: fd %d (socket %d) sendto %s", fd, s->id,
+                    uri);
     if ((rc = hwsock__run_pump_start(s)) < 0) {
       hwsock__run_reply(c, 0, -rc);
       return;
