@@ -142,6 +142,31 @@ static void start_backend(const char *bin) {
   CHECK(n > 0 && strncmp(buf, "ready", 5) == 0, "back-end not ready");
 }
 
+/* A --socket path that is a regular file is refused and left alone. */
+static void taken_path(const char *bin) {
+  char path[80];
+  snprintf(path, sizeof(path), "%s/taken", workdir);
+  FILE *f = fopen(path, "w");
+  if (f == NULL || fputs("not a socket\n", f) < 0 || fclose(f) != 0)
+    die("%s: %s", path, strerror(errno));
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl(bin, bin, "--socket", path, "--control", "", (char *)NULL);
+    _exit(127);
+  }
+  int st;
+  CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) != 0 &&
+            WEXITSTATUS(st) != 127,
+        "back-end on a regular file: status 0x%x", st);
+  char buf[32] = "";
+  f = fopen(path, "r");
+  CHECK(f != NULL && fgets(buf, sizeof(buf), f) != NULL &&
+            strcmp(buf, "not a socket\n") == 0,
+        "the back-end removed or changed a file at its --socket path");
+  fclose(f);
+  unlink(path);
+}
+
 static void backend_alive(void) {
   int st;
   CHECK(waitpid(backend_pid, &st, WNOHANG) == 0, "the back-end died");
@@ -664,6 +689,7 @@ int main(int argc, char **argv) {
   snprintf(sock, sizeof(sock), "%s/vu.sock", workdir);
   snprintf(ctl, sizeof(ctl), "%s/vu.ctl", workdir);
   snprintf(pcap, sizeof(pcap), "%s/flows.pcap", workdir);
+  taken_path(argv[1]);
   unsigned port = start_echo();
   start_backend(argv[1]);
   full_session(port);

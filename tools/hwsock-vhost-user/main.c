@@ -308,8 +308,11 @@ int main(int argc, char **argv) {
     goto out_loop;
   if (setup_loop(&u) < 0 ||
       (want_control && vmm_control_start(&u.v) < 0)) {
-    /* Some handles may be half set up: leave them to the exit. */
-    unlink(u.socket_path);
+    /* Some handles may be half set up: leave them to the exit. The socket
+     * file goes only if it is ours: a path we could not listen on may be
+     * anything, and is not ours to remove. */
+    if (u.listen_fd >= 0)
+      unlink(u.socket_path);
     vmm_close_capture(&u.v);
     return 1;
   }
