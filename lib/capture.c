@@ -106,9 +106,23 @@ void hwsock_capture_counts(const hwsock_capture *c, uint64_t *written,
 }
 
 void hwsock_device_set_capture(hwsock_device *dev, hwsock_capture *c) {
+  /* The per-socket stream state exists only while capturing: an idle
+   * socket's device memory stays within its budget (PROTOCOL.md §16). */
+  if (c != NULL && dev->capsocks == NULL) {
+    dev->capsocks = calloc(dev->cfg.max_sockets, sizeof(*dev->capsocks));
+    if (dev->capsocks == NULL) {
+      hwsock__device_log(dev, HWSOCK_LOG_ERROR,
+                         "capture: out of memory: not capturing");
+      c = NULL;
+    }
+  }
   dev->capture = c;
-  for (unsigned i = 0; i < dev->cfg.max_sockets; i++)
-    dev->socks[i].cap_started = 0;
+  if (dev->capsocks != NULL)
+    memset(dev->capsocks, 0, dev->cfg.max_sockets * sizeof(*dev->capsocks));
+}
+
+static hwsock__capsock *cs_of(hwsock_device *dev, const hwsock__sock *s) {
+  return &dev->capsocks[s - dev->socks];
 }
 
 /* ---- frame building ------------------------------------------------------ */
@@ -253,33 +267,34 @@ static void emit_ipx(hwsock_capture *c, const hwsock_addr *src,
 
 /* Learns the socket's 5-tuple from the backend; 0 when it is known. */
 static int learn(hwsock_device *dev, hwsock__sock *s, const hwsock_addr *peer) {
-  if (s->cap_started)
+  hwsock__capsock *cs = cs_of(dev, s);
+  if (cs->started)
     return 0;
   hwsock_bsock_info bi;
   if (hwsock__sock_info(dev, s, &bi) < 0 || !bi.has_local)
     return -1;
-  s->cap_local = bi.local;
+  cs->local = bi.local;
   if (bi.has_peer)
-    s->cap_remote = bi.peer;
+    cs->remote = bi.peer;
   else if (peer != NULL)
-    s->cap_remote = *peer;
+    cs->remote = *peer;
   else if (s->has_remote)
-    s->cap_remote = s->remote;
+    cs->remote = s->remote;
   else if (hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_STREAM)
     return -1;
-  s->cap_started = 1;
-  s->cap_fin_out = s->cap_fin_in = 0;
+  cs->started = 1;
+  cs->fin_out = cs->fin_in = 0;
   /* Fixed initial sequence numbers: captures of one run compare equal. */
-  s->cap_seq_out = 0x10000000u;
-  s->cap_seq_in = 0x20000000u;
+  cs->seq_out = 0x10000000u;
+  cs->seq_in = 0x20000000u;
   return 0;
 }
 
-static void handshake(hwsock_capture *c, hwsock__sock *s, int outbound) {
-  const hwsock_addr *a = outbound ? &s->cap_local : &s->cap_remote;
-  const hwsock_addr *b = outbound ? &s->cap_remote : &s->cap_local;
-  uint32_t *sa = outbound ? &s->cap_seq_out : &s->cap_seq_in;
-  uint32_t *sb = outbound ? &s->cap_seq_in : &s->cap_seq_out;
+static void handshake(hwsock_capture *c, hwsock__capsock *cs, int outbound) {
+  const hwsock_addr *a = outbound ? &cs->local : &cs->remote;
+  const hwsock_addr *b = outbound ? &cs->remote : &cs->local;
+  uint32_t *sa = outbound ? &cs->seq_out : &cs->seq_in;
+  uint32_t *sb = outbound ? &cs->seq_in : &cs->seq_out;
   flow f = {.src = a, .dst = b, .tcp = 1, .seq = *sa, .flags = F_SYN};
   emit(c, &f, NULL, 0);
   flow g = {.src = b, .dst = a, .tcp = 1, .seq = *sb, .ack = *sa + 1,
@@ -293,25 +308,26 @@ static void handshake(hwsock_capture *c, hwsock__sock *s, int outbound) {
   emit(c, &f, NULL, 0);
 }
 
-static void fin(hwsock_capture *c, hwsock__sock *s, int outbound) {
-  uint8_t *done = outbound ? &s->cap_fin_out : &s->cap_fin_in;
+static void fin(hwsock_capture *c, hwsock__capsock *cs, int outbound) {
+  uint8_t *done = outbound ? &cs->fin_out : &cs->fin_in;
   if (*done)
     return;
   *done = 1;
-  flow f = {.src = outbound ? &s->cap_local : &s->cap_remote,
-            .dst = outbound ? &s->cap_remote : &s->cap_local,
+  flow f = {.src = outbound ? &cs->local : &cs->remote,
+            .dst = outbound ? &cs->remote : &cs->local,
             .tcp = 1,
-            .seq = outbound ? s->cap_seq_out : s->cap_seq_in,
-            .ack = outbound ? s->cap_seq_in : s->cap_seq_out,
+            .seq = outbound ? cs->seq_out : cs->seq_in,
+            .ack = outbound ? cs->seq_in : cs->seq_out,
             .flags = F_FIN | F_ACK};
   emit(c, &f, NULL, 0);
-  (*(outbound ? &s->cap_seq_out : &s->cap_seq_in))++;
+  (*(outbound ? &cs->seq_out : &cs->seq_in))++;
 }
 
 void hwsock__capture_event(hwsock_device *dev, hwsock__req *req, int status,
                            size_t len) {
   hwsock_capture *c = dev->capture;
   hwsock__sock *s = &dev->socks[req->sock_id];
+  hwsock__capsock *cs = cs_of(dev, s);
   const hwsock_breq *b = &req->breq;
   if (status < 0 || s->state != HWSOCK__S_OFFLOADED || s->ss == HWSOCK_SS_DENIED)
     return;
@@ -321,12 +337,12 @@ void hwsock__capture_event(hwsock_device *dev, hwsock__req *req, int status,
   switch (req->opcode) {
   case HWSOCK_OP_CONNECT:
     if (stream && learn(dev, s, NULL) == 0) {
-      handshake(c, s, 1);
+      handshake(c, cs, 1);
       if (b->prefix_len > 0) { /* the identity header leads the stream */
         struct iovec v = {(void *)(uintptr_t)b->prefix, b->prefix_len};
-        flow f = {.src = &s->cap_local, .dst = &s->cap_remote, .tcp = 1,
-                  .ack = s->cap_seq_in, .flags = F_ACK | F_PSH};
-        emit_data(c, &f, &v, 1, b->prefix_len, &s->cap_seq_out);
+        flow f = {.src = &cs->local, .dst = &cs->remote, .tcp = 1,
+                  .ack = cs->seq_in, .flags = F_ACK | F_PSH};
+        emit_data(c, &f, &v, 1, b->prefix_len, &cs->seq_out);
       }
     }
     return;
@@ -334,7 +350,7 @@ void hwsock__capture_event(hwsock_device *dev, hwsock__req *req, int status,
     hwsock__sock *t = &dev->socks[req->new_sock];
     if (t->state == HWSOCK__S_OFFLOADED &&
         learn(dev, t, b->has_peer ? &b->peer : NULL) == 0)
-      handshake(c, t, 0);
+      handshake(c, cs_of(dev, t), 0);
     return;
   }
   case HWSOCK_OP_SEND: {
@@ -344,19 +360,19 @@ void hwsock__capture_event(hwsock_device *dev, hwsock__req *req, int status,
     if (stream) {
       if (learn(dev, s, NULL) < 0)
         return;
-      flow f = {.src = &s->cap_local, .dst = &s->cap_remote, .tcp = 1,
-                .ack = s->cap_seq_in, .flags = F_ACK | F_PSH};
-      emit_data(c, &f, b->iov, b->iovcnt, len, &s->cap_seq_out);
+      flow f = {.src = &cs->local, .dst = &cs->remote, .tcp = 1,
+                .ack = cs->seq_in, .flags = F_ACK | F_PSH};
+      emit_data(c, &f, b->iov, b->iovcnt, len, &cs->seq_out);
       return;
     }
     if (learn(dev, s, dst) < 0)
       return;
     if (dst == NULL)
-      dst = &s->cap_remote;
+      dst = &cs->remote;
     if (ipx) {
-      emit_ipx(c, &s->cap_local, dst, b->iov, b->iovcnt, len);
-    } else if (dst->family == s->cap_local.family) {
-      flow f = {.src = &s->cap_local, .dst = dst};
+      emit_ipx(c, &cs->local, dst, b->iov, b->iovcnt, len);
+    } else if (dst->family == cs->local.family) {
+      flow f = {.src = &cs->local, .dst = dst};
       uint32_t seq = 0;
       emit_data(c, &f, b->iov, b->iovcnt, len, &seq);
     }
@@ -367,27 +383,27 @@ void hwsock__capture_event(hwsock_device *dev, hwsock__req *req, int status,
       if (learn(dev, s, NULL) < 0)
         return;
       if (len > 0) {
-        flow f = {.src = &s->cap_remote, .dst = &s->cap_local, .tcp = 1,
-                  .ack = s->cap_seq_out, .flags = F_ACK | F_PSH};
-        emit_data(c, &f, b->iov, b->iovcnt, len, &s->cap_seq_in);
+        flow f = {.src = &cs->remote, .dst = &cs->local, .tcp = 1,
+                  .ack = cs->seq_out, .flags = F_ACK | F_PSH};
+        emit_data(c, &f, b->iov, b->iovcnt, len, &cs->seq_in);
       }
       if (b->resp_flags & HWSOCK_RESP_F_EOF)
-        fin(c, s, 0);
+        fin(c, cs, 0);
       return;
     }
     if (len == 0 || !b->has_peer || learn(dev, s, &b->peer) < 0)
       return;
     if (ipx) {
-      emit_ipx(c, &b->peer, &s->cap_local, b->iov, b->iovcnt, len);
-    } else if (b->peer.family == s->cap_local.family) {
-      flow f = {.src = &b->peer, .dst = &s->cap_local};
+      emit_ipx(c, &b->peer, &cs->local, b->iov, b->iovcnt, len);
+    } else if (b->peer.family == cs->local.family) {
+      flow f = {.src = &b->peer, .dst = &cs->local};
       uint32_t seq = 0;
       emit_data(c, &f, b->iov, b->iovcnt, len, &seq);
     }
     return;
   case HWSOCK_OP_SHUTDOWN:
     if (stream && (b->arg0 & HWSOCK_SHUT_WR) && learn(dev, s, NULL) == 0)
-      fin(c, s, 1);
+      fin(c, cs, 1);
     return;
   default:
     return;
@@ -395,7 +411,8 @@ void hwsock__capture_event(hwsock_device *dev, hwsock__req *req, int status,
 }
 
 void hwsock__capture_close(hwsock_device *dev, hwsock__sock *s) {
-  if (s->cap_started && hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_STREAM &&
+  hwsock__capsock *cs = cs_of(dev, s);
+  if (cs->started && hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_STREAM &&
       s->ss != HWSOCK_SS_LISTEN)
-    fin(dev->capture, s, 1);
+    fin(dev->capture, cs, 1);
 }

@@ -153,6 +153,7 @@ void hwsock_device_free(hwsock_device *dev) {
   hwsock_policy_free(dev->own_policy);
   free(dev->mem.regions);
   free(dev->socks);
+  free(dev->capsocks);
   free(dev->reqs);
   free(dev->iov_pool);
   free(dev);
@@ -201,6 +202,7 @@ int hwsock_device_add_backend(hwsock_device *dev,
   b->host.complete = hwsock__backend_complete;
   b->host.log = backend_log;
   b->host.host_data = b;
+  b->host.ready = hwsock__evq_ready;
   rc = desc->ops->create(&b->host, &b->instance);
   if (rc == HWSOCK_ENETDOWN) {
     /* nothing to serve with these options: not added, so its schemes'
@@ -235,6 +237,9 @@ uint64_t hwsock__class_features(const hwsock_device *dev) {
       }
     }
   }
+  /* The event queue is the last queue: a request queue must remain. */
+  if (dev->cfg.num_queues >= 2)
+    f |= HWSOCK_F_EVENT_QUEUE;
   return f;
 }
 
@@ -302,7 +307,7 @@ int hwsock_device_reset_reason(const hwsock_device *dev) {
   return dev->reset_reason;
 }
 
-static void set_broken(hwsock_device *dev, unsigned q, const char *why) {
+void hwsock__set_broken(hwsock_device *dev, unsigned q, const char *why) {
   if (dev->broken)
     return;
   dev->broken = 1;
@@ -316,6 +321,7 @@ static void set_broken(hwsock_device *dev, unsigned q, const char *why) {
 
 void hwsock__req_release(hwsock_device *dev, hwsock__req *req) {
   req->in_use = 0;
+  req->event = 0;
   req->next_free = dev->free_reqs;
   dev->free_reqs = req;
   dev->inflight--;
@@ -358,6 +364,8 @@ static int process_queue(hwsock_device *dev, unsigned q) {
   for (;;) {
     if (dev->broken)
       return HWSOCK_ENEEDSRESET;
+    if ((int)q == hwsock__evq_index(dev))
+      break; /* became the event queue (in-band NEGOTIATE): no requests */
     if (dev->free_reqs == NULL) {
       dev->stalled |= 1u << q;
       break;
@@ -372,7 +380,7 @@ static int process_queue(hwsock_device *dev, unsigned q) {
                             dev->cfg.max_chain_segs + dev->cfg.max_regions,
                             &why);
     if (rc < 0) {
-      set_broken(dev, q, why ? why : "bad ring");
+      hwsock__set_broken(dev, q, why ? why : "bad ring");
       return HWSOCK_ENEEDSRESET;
     }
     if (rc == 0) {
@@ -408,6 +416,11 @@ int hwsock_device_kick(hwsock_device *dev, unsigned q) {
     return 0;
   dev->stalled &= ~(1u << q);
   dev->counters.kicks++;
+  if ((int)q == hwsock__evq_index(dev)) { /* buffers were added */
+    hwsock__evq_service(dev);
+    send_notifications(dev);
+    return dev->broken ? HWSOCK_ENEEDSRESET : 0;
+  }
   int rc = process_queue(dev, q);
   send_notifications(dev);
   return rc;
@@ -430,6 +443,7 @@ void hwsock_device_flush(hwsock_device *dev) {
     if (process_queue(dev, q) < 0)
       break;
   }
+  hwsock__evq_service(dev); /* sockets waiting for a free request */
   send_notifications(dev);
 }
 
@@ -440,6 +454,7 @@ int hwsock_device_pending(const hwsock_device *dev) {
 
 void hwsock_device_reset(hwsock_device *dev) {
   close_all_sockets(dev);
+  hwsock__evq_reset(dev);
   /* Requests not owned by a backend (none should remain) are dropped. */
   for (unsigned i = 0; i < dev->cfg.max_inflight; i++)
     if (dev->reqs[i].in_use)

@@ -7,6 +7,14 @@
 #include "hwsock/stats.h"
 #include "ring.h"
 
+/* capture (capture.c): synthesized stream state of one socket, in an
+ * array of max_sockets that exists only while a capture is set. */
+typedef struct hwsock__capsock {
+  uint8_t started, fin_out, fin_in;
+  uint32_t seq_out, seq_in;
+  hwsock_addr local, remote;
+} hwsock__capsock;
+
 /* Socket slot states. */
 enum {
   HWSOCK__S_FREE = 0,
@@ -43,11 +51,24 @@ typedef struct hwsock__sock {
   hwsock_addr remote;   /* last CONNECT / SEND destination */
   uint64_t bytes_out, bytes_in, reqs_out, reqs_in;
   uint64_t created_ns;
-  /* capture (capture.c): synthesized stream state */
-  uint8_t cap_started, cap_fin_out, cap_fin_in;
-  uint32_t cap_seq_out, cap_seq_in;
-  hwsock_addr cap_local, cap_remote;
+  /* event queue (evq.c, PROTOCOL.md §16) */
+  uint32_t window;      /* receive window left: bytes (stream), datagrams */
+  uint32_t ev_next;     /* the ready line: next id + 1, 0 at the end */
+  uint16_t ev;          /* HWSOCK__EV_* */
 } hwsock__sock;
+
+/* hwsock__sock.ev */
+#define HWSOCK__EV_IN_LINE 0x001u  /* linked in the ready line (kept by CLOSE:
+                                      the line is cleaned lazily) */
+#define HWSOCK__EV_PEND_READ 0x002u   /* input waits for a buffer */
+#define HWSOCK__EV_PEND_ACCEPT 0x004u /* an ACCEPTABLE event waits */
+#define HWSOCK__EV_PEND_WRITE 0x008u  /* a WRITABLE event waits */
+#define HWSOCK__EV_WANT_ACCEPT 0x010u /* CREDIT armed WATCH_ACCEPT */
+#define HWSOCK__EV_WANT_WRITE 0x020u  /* CREDIT armed WATCH_WRITE */
+#define HWSOCK__EV_READING 0x040u     /* an event read is in the backend */
+#define HWSOCK__EV_RDONE 0x080u       /* EOF or ERROR delivered */
+#define HWSOCK__EV_W_READ 0x100u      /* backend watch armed: READ */
+#define HWSOCK__EV_W_WRITE 0x200u     /* backend watch armed: WRITE */
 
 typedef struct hwsock__backend {
   const hwsock_backend_desc *desc;
@@ -65,6 +86,7 @@ typedef struct hwsock__req {
   uint16_t head;
   uint16_t opcode;
   uint8_t in_use;
+  uint8_t event;        /* an event-queue read (evq.c), not a request */
   uint32_t sock_id;
   uint32_t new_sock;    /* ACCEPT target */
   uint64_t tag;
@@ -128,7 +150,33 @@ struct hwsock_device {
   uint64_t quota_log_ns;
   unsigned quota_suppressed;
   struct hwsock_capture *capture; /* NULL: capture off */
+  hwsock__capsock *capsocks;      /* max_sockets entries, or NULL */
+  /* evq.c: sockets with readiness waiting for an event buffer, FIFO of
+   * ids + 1 (0: empty) linked through hwsock__sock.ev_next */
+  uint32_t ev_head, ev_tail;
 };
+
+/* evq.c: the event queue (PROTOCOL.md §16) */
+/* The event queue's index, or -1 when F_EVENT_QUEUE is not negotiated. */
+int hwsock__evq_index(const struct hwsock_device *dev);
+/* Fills event buffers for the sockets in the ready line. */
+void hwsock__evq_service(struct hwsock_device *dev);
+/* CREDIT: 0 or a negative HWSOCK_E*. */
+int hwsock__evq_credit(struct hwsock_device *dev, uint32_t id, uint32_t add,
+                       uint32_t watch);
+/* (Re)arms the backend watches the socket's window and wants call for. */
+void hwsock__evq_arm(struct hwsock_device *dev, uint32_t id);
+/* A backend completed an event read. */
+void hwsock__evq_complete(struct hwsock_device *dev, hwsock__req *req,
+                          int status, size_t len);
+/* host->ready of every backend. */
+void hwsock__evq_ready(const hwsock_backend_host *host, void *cookie,
+                       unsigned events);
+/* Reset: the line is emptied. */
+void hwsock__evq_reset(struct hwsock_device *dev);
+/* The device found the ring broken (device.c). */
+void hwsock__set_broken(struct hwsock_device *dev, unsigned q,
+                        const char *why);
 
 /* dispatch.c */
 void hwsock__dispatch(struct hwsock_device *dev, hwsock__req *req);

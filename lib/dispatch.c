@@ -96,8 +96,15 @@ void hwsock__sock_close(hwsock_device *dev, uint32_t id) {
   if (s->quota)
     hwsock__quota_put(dev);
   free(s->preset);
+  /* The ready line is cleaned lazily (evq.c): the link survives. */
+  if (dev->capsocks != NULL)
+    memset(&dev->capsocks[id], 0, sizeof(dev->capsocks[id]));
+  uint32_t ev_next = s->ev_next;
+  uint16_t in_line = s->ev & HWSOCK__EV_IN_LINE;
   memset(s, 0, sizeof(*s));
   s->backend = -1;
+  s->ev_next = ev_next;
+  s->ev = in_line;
 }
 
 void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
@@ -108,6 +115,12 @@ void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
     s->inflight--;
   if (status > 0 || status < -4095)
     status = HWSOCK_EIO; /* a backend bug must not reach the guest as OK */
+  if (req->event) { /* an event-queue read (evq.c) */
+    if (status == 0 && len > breq->iov_len)
+      status = HWSOCK_EIO;
+    hwsock__evq_complete(dev, req, status, len);
+    return;
+  }
   if (req->opcode == HWSOCK_OP_ACCEPT) {
     hwsock__sock *t = &dev->socks[req->new_sock];
     if (status == 0 && breq->accepted != NULL &&
@@ -283,6 +296,9 @@ static void submit(hwsock_device *dev, hwsock__req *req, hwsock__sock *s) {
   if (req->opcode == HWSOCK_OP_BIND && req->breq.addr != NULL &&
       !unspecified(req->breq.addr))
     s->bound = 1;
+  if (s->window > 0 ||
+      (s->ev & (HWSOCK__EV_WANT_ACCEPT | HWSOCK__EV_WANT_WRITE)))
+    hwsock__evq_arm(dev, req->sock_id); /* granted while undecided */
   s->inflight++;
   /* The backend may complete synchronously: req is not touched after. */
   dev->backends[s->backend].desc->ops->submit(s->bsock, &req->breq);
@@ -613,7 +629,8 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
   req->breq.arg1 = hwsock_le32_get(&h.arg1);
 
   if (op < HWSOCK_OP_OPEN || op > HWSOCK_OP_MAX_ ||
-      (op == HWSOCK_OP_NEGOTIATE && !dev->cfg.inband_negotiation)) {
+      (op == HWSOCK_OP_NEGOTIATE && !dev->cfg.inband_negotiation) ||
+      (op == HWSOCK_OP_CREDIT && !(dev->features & HWSOCK_F_EVENT_QUEUE))) {
     dev->counters.requests_by_op[0]++;
     finish(dev, req, HWSOCK_ENOSYS, 0);
     return;
@@ -715,6 +732,17 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
   int rc = prepare(dev, req, uri_len, has_addr);
   if (rc < 0) {
     finish(dev, req, rc, 0);
+    return;
+  }
+  if (op == HWSOCK_OP_CREDIT) {
+    finish(dev, req,
+           hwsock__evq_credit(dev, id, req->breq.arg0, req->breq.arg1), 0);
+    return;
+  }
+  /* Input of a socket with a receive window goes through events only. */
+  if (op == HWSOCK_OP_RECV &&
+      (s->window > 0 || (s->ev & HWSOCK__EV_READING))) {
+    finish(dev, req, HWSOCK_EBUSY, 0);
     return;
   }
 

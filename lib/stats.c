@@ -263,7 +263,9 @@ const char *hwsock_op_name(int op) {
   static const char *const names[] = {
       NULL,     "OPEN",     "CONNECT", "BIND",       "LISTEN",
       "ACCEPT", "SEND",     "RECV",    "SHUTDOWN",   "CLOSE",
-      "GETSOCKOPT", "SETSOCKOPT", "GETNAME", "NEGOTIATE"};
+      "GETSOCKOPT", "SETSOCKOPT", "GETNAME", "NEGOTIATE", "CREDIT"};
+  _Static_assert(sizeof(names) / sizeof(names[0]) == HWSOCK_OP_MAX_ + 1,
+                 "a name for every opcode");
   return op >= 1 && op <= HWSOCK_OP_MAX_ ? names[op] : NULL;
 }
 

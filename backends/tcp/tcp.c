@@ -86,7 +86,13 @@ typedef struct tcp_sock {
   uint8_t *pp;      /* the identity header, NULL when none */
   size_t pp_len, pp_off; /* its length and the bytes written so far */
   int pp_err;       /* it could not be built or written: writes fail */
+  unsigned watch;   /* HWSOCK_BWATCH_* armed by the device (event queue) */
+  void *cookie;     /* ... and what to give host->ready() */
 } tcp_sock;
+
+/* An idle offloaded socket costs the device at most 512 bytes: this and
+ * the device's slot (test_evq asserts the slot's share, PROTOCOL.md §16). */
+_Static_assert(sizeof(tcp_sock) <= 336, "tcp_sock grew beyond its budget");
 
 static void tcp_poll_cb(uv_poll_t *handle, int status, int events);
 
@@ -231,6 +237,13 @@ static void update_poll(tcp_sock *s) {
   if ((s->state == TCP_CONNECTED && s->rq.head != NULL) ||
       (s->state == TCP_LISTENING && s->aq.head != NULL && !s->backing_off))
     ev |= UV_READABLE;
+  /* The device's watches (ops->watch): readiness only, nothing is read. */
+  if ((s->watch & HWSOCK_BWATCH_READ) &&
+      (s->state == TCP_CONNECTED ||
+       (s->state == TCP_LISTENING && !s->backing_off)))
+    ev |= UV_READABLE;
+  if ((s->watch & HWSOCK_BWATCH_WRITE) && s->state == TCP_CONNECTED)
+    ev |= UV_WRITABLE;
   if (ev == s->events)
     return;
   if (ev == 0) {
@@ -517,6 +530,27 @@ static void tcp_run(tcp_sock *s, int what) {
   update_poll(s);
 }
 
+/* Tells the device which of its watches hold, after the queued requests
+ * had their turn (a watch is about what a new request would find). */
+static void fire_watches(tcp_sock *s, int events) {
+  unsigned fired = 0;
+  if (s->closed || s->watch == 0)
+    return;
+  if ((s->watch & HWSOCK_BWATCH_READ) && (events & UV_READABLE) &&
+      ((s->state == TCP_CONNECTED && s->rq.head == NULL) ||
+       (s->state == TCP_LISTENING && s->aq.head == NULL && !s->backing_off)))
+    fired |= HWSOCK_BWATCH_READ;
+  if ((s->watch & HWSOCK_BWATCH_WRITE) && (events & UV_WRITABLE) &&
+      s->state == TCP_CONNECTED && s->wq.head == NULL && !pp_pending(s))
+    fired |= HWSOCK_BWATCH_WRITE;
+  if (fired == 0)
+    return;
+  s->watch &= ~fired;
+  s->inst->host->ready(s->inst->host, s->cookie, fired);
+  if (!s->closed && !s->running)
+    update_poll(s);
+}
+
 static void tcp_poll_cb(uv_poll_t *handle, int status, int events) {
   tcp_sock *s = handle->data;
   if (status < 0) {
@@ -536,6 +570,8 @@ static void tcp_poll_cb(uv_poll_t *handle, int status, int events) {
       if (!s->closed)
         update_poll(s);
     }
+    /* The error is what a new RECV or SEND would meet. */
+    fire_watches(s, UV_READABLE | UV_WRITABLE);
     return;
   }
   int what = 0;
@@ -544,6 +580,24 @@ static void tcp_poll_cb(uv_poll_t *handle, int status, int events) {
   if (events & UV_READABLE)
     what |= RUN_READ;
   tcp_run(s, what);
+  fire_watches(s, events);
+}
+
+static int tcp_watch(void *sock, unsigned events, void *cookie) {
+  tcp_sock *s = sock;
+  if (s->closed)
+    return HWSOCK_ECANCELED;
+  if (s->poll_err)
+    return s->poll_err;
+  if (s->inst->host->size < offsetof(hwsock_backend_host, ready) +
+                                sizeof(s->inst->host->ready) ||
+      s->inst->host->ready == NULL)
+    return HWSOCK_EOPNOTSUPP;
+  s->watch = events & (HWSOCK_BWATCH_READ | HWSOCK_BWATCH_WRITE);
+  s->cookie = cookie;
+  if (!s->running)
+    update_poll(s);
+  return 0;
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -827,6 +881,7 @@ static const hwsock_backend_ops tcp_ops = {
     .close = tcp_close,
     .info = tcp_info,
     .flags = HWSOCK_BACKEND_F_IDENTITY,
+    .watch = tcp_watch,
 };
 
 static const char *const tcp_schemes[] = {"tcp", "tcp6", NULL};

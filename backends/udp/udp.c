@@ -83,6 +83,8 @@ typedef struct udp_sock {
   uint64_t ncompleted;  /* requests completed: progress on an error event */
   hwsock_bq wq;         /* SEND */
   hwsock_bq rq;         /* RECV */
+  unsigned watch;       /* HWSOCK_BWATCH_* armed by the device (event queue) */
+  void *cookie;         /* ... and what to give host->ready() */
 } udp_sock;
 
 static void udp_poll_cb(uv_poll_t *handle, int status, int events);
@@ -122,8 +124,10 @@ static void update_poll(udp_sock *s) {
     return;
   if (s->wq.head != NULL)
     ev |= UV_WRITABLE;
-  if (s->rq.head != NULL)
+  if (s->rq.head != NULL || (s->watch & HWSOCK_BWATCH_READ))
     ev |= UV_READABLE;
+  if (s->watch & HWSOCK_BWATCH_WRITE)
+    ev |= UV_WRITABLE;
   if (ev == s->events)
     return;
   if (ev == 0) {
@@ -284,6 +288,26 @@ static void udp_run(udp_sock *s, int what) {
   update_poll(s);
 }
 
+/* Tells the device which of its watches hold, after the queued requests
+ * had their turn (a watch is about what a new request would find). */
+static void fire_watches(udp_sock *s, int events) {
+  unsigned fired = 0;
+  if (s->closed || s->watch == 0)
+    return;
+  if ((s->watch & HWSOCK_BWATCH_READ) && (events & UV_READABLE) &&
+      s->rq.head == NULL)
+    fired |= HWSOCK_BWATCH_READ;
+  if ((s->watch & HWSOCK_BWATCH_WRITE) && (events & UV_WRITABLE) &&
+      s->wq.head == NULL)
+    fired |= HWSOCK_BWATCH_WRITE;
+  if (fired == 0)
+    return;
+  s->watch &= ~fired;
+  s->inst->host->ready(s->inst->host, s->cookie, fired);
+  if (!s->closed && !s->running)
+    update_poll(s);
+}
+
 static void udp_poll_cb(uv_poll_t *handle, int status, int events) {
   udp_sock *s = handle->data;
   if (status < 0) {
@@ -303,6 +327,8 @@ static void udp_poll_cb(uv_poll_t *handle, int status, int events) {
       if (!s->closed)
         update_poll(s);
     }
+    /* The pending ICMP error is what a new RECV would meet. */
+    fire_watches(s, UV_READABLE | UV_WRITABLE);
     return;
   }
   int what = 0;
@@ -311,6 +337,24 @@ static void udp_poll_cb(uv_poll_t *handle, int status, int events) {
   if (events & UV_READABLE)
     what |= RUN_READ;
   udp_run(s, what);
+  fire_watches(s, events);
+}
+
+static int udp_watch(void *sock, unsigned events, void *cookie) {
+  udp_sock *s = sock;
+  if (s->closed)
+    return HWSOCK_ECANCELED;
+  if (s->poll_err)
+    return s->poll_err;
+  if (s->inst->host->size < offsetof(hwsock_backend_host, ready) +
+                                sizeof(s->inst->host->ready) ||
+      s->inst->host->ready == NULL)
+    return HWSOCK_EOPNOTSUPP;
+  s->watch = events & (HWSOCK_BWATCH_READ | HWSOCK_BWATCH_WRITE);
+  s->cookie = cookie;
+  if (!s->running)
+    update_poll(s);
+  return 0;
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -549,6 +593,7 @@ static const hwsock_backend_ops udp_ops = {
     .submit = udp_submit,
     .close = udp_close,
     .info = udp_info,
+    .watch = udp_watch,
 };
 
 static const char *const udp_schemes[] = {"udp", "udp6", NULL};

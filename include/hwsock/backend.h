@@ -56,6 +56,13 @@ struct hwsock_backend_host {
   /* Logs one line (no newline needed). */
   void (*log)(const hwsock_backend_host *host, int level, const char *msg);
   void *host_data; /* for the device */
+  /* ---- appended (present when size covers it) ---- */
+  /* A watch armed with ops->watch() fired: `events` (HWSOCK_BWATCH_*) are
+   * the conditions that hold, `cookie` the one given to watch(). Those
+   * watches are disarmed before the call. May be called from inside
+   * submit() or watch(); may call back into submit(), watch(), close(). */
+  void (*ready)(const hwsock_backend_host *host, void *cookie,
+                unsigned events);
 };
 
 /* One request handed to a backend. The device owns the memory; the backend
@@ -185,7 +192,23 @@ typedef struct hwsock_backend_ops {
   /* HWSOCK_BACKEND_F_*: what the backend promises. Read only when size
    * covers it: an older backend promises nothing. */
   uint32_t flags;
+
+  /* ---- appended (present when size covers it) ---- */
+
+  /* Optional (may be NULL): one-shot readiness watches for the device's
+   * event queue (PROTOCOL.md §16). Arms exactly `events` (HWSOCK_BWATCH_*;
+   * 0 disarms all): when one holds (now or later) the backend calls
+   * host->ready(host, cookie, fired) once, after disarming the fired ones.
+   * READ holds when a RECV would complete without waiting (data, EOF or an
+   * error) or, on a listener, an ACCEPT would; WRITE when a SEND would be
+   * taken at once. Nothing is read or accepted by the watch itself: the
+   * data stays in the host kernel. close() disarms. 0 or a negative
+   * HWSOCK_E*. */
+  int (*watch)(void *sock, unsigned events, void *cookie);
 } hwsock_backend_ops;
+
+#define HWSOCK_BWATCH_READ 1u
+#define HWSOCK_BWATCH_WRITE 2u
 
 /* The backend honours hwsock_breq.identity on CONNECT. The device refuses
  * (HWSOCK_EACCES) a CONNECT whose rule asks for an identity on a backend

@@ -136,6 +136,8 @@ static inline int hwsock_vring_need_event(uint16_t event_idx, uint16_t new_idx,
 #define HWSOCK_F_UDP (1ull << 1)   /* udp:// and (with F_INET6) udp6:// */
 #define HWSOCK_F_INET6 (1ull << 2) /* IPv6 schemes */
 #define HWSOCK_F_IPX (1ull << 3)   /* ipx:// */
+#define HWSOCK_F_EVENT_QUEUE (1ull << 4) /* the last queue is the event queue;
+                                            per-socket credit (PROTOCOL §16) */
 #define HWSOCK_F_INDIRECT_DESC (1ull << 28) /* VIRTIO_RING_F_INDIRECT_DESC */
 #define HWSOCK_F_EVENT_IDX (1ull << 29)     /* VIRTIO_RING_F_EVENT_IDX */
 #define HWSOCK_F_VERSION_1 (1ull << 32)     /* VIRTIO_F_VERSION_1: required */
@@ -219,7 +221,9 @@ typedef enum hwsock_opcode {
   HWSOCK_OP_GETNAME = 12,   /* arg0 = 0 local, 1 peer; writes URI */
   HWSOCK_OP_NEGOTIATE = 13, /* in-band features: arg0/arg1 = wanted
                                device-class bits; writes the config */
-  HWSOCK_OP_MAX_ = 13
+  HWSOCK_OP_CREDIT = 14,    /* F_EVENT_QUEUE: arg0 = receive window added,
+                               arg1 = HWSOCK_WATCH_* (one-shot) */
+  HWSOCK_OP_MAX_ = 14
 } hwsock_opcode;
 
 /* OPEN arguments. */
@@ -298,6 +302,52 @@ typedef struct hwsock_resp_hdr {
   hwsock_le32 val;      /* 24 opcode-specific: RECV datagram full length */
   hwsock_le32 reserved; /* 28 zero */
 } hwsock_resp_hdr;
+
+/* ---- event queue (HWSOCK_F_EVENT_QUEUE, PROTOCOL.md §16) ---------------- */
+
+/* CREDIT arg1: one-shot readiness watches. */
+#define HWSOCK_WATCH_ACCEPT 1u /* one ACCEPTABLE event: a connection waits */
+#define HWSOCK_WATCH_WRITE 2u  /* one WRITABLE event: the send buffer has room */
+
+/* Event types. */
+#define HWSOCK_EV_DATA 1u       /* data (len bytes), or EOF (flags) */
+#define HWSOCK_EV_ACCEPTABLE 2u /* ACCEPT will find a connection */
+#define HWSOCK_EV_WRITABLE 3u   /* a SEND will be taken at once */
+#define HWSOCK_EV_ERROR 4u      /* reading failed with status; reading ends */
+/* Reserved for a later version (this one never writes them): asynchronous
+ * CONNECT outcomes and a hang-up without a read window. */
+#define HWSOCK_EV_CONNECTED 5u
+#define HWSOCK_EV_CONNECT_FAILED 6u
+#define HWSOCK_EV_HUP 7u
+
+/* Event flags. */
+#define HWSOCK_EV_F_EOF 1u   /* DATA: orderly shutdown by the peer, len 0 */
+#define HWSOCK_EV_F_TRUNC 2u /* DATA: datagram longer than the buffer */
+
+#define HWSOCK_EV_BUF_MIN 256u   /* smallest event buffer (writable bytes) */
+#define HWSOCK_EV_URI_AREA 80u   /* datagram events: source URI area at 32 */
+#define HWSOCK_CREDIT_MAX 0x7fffffffu /* largest receive window */
+
+/* Written by the device at the start of an event buffer. */
+typedef struct hwsock_event {
+  hwsock_le32 sock_id;  /* 0  the socket the event is about */
+  hwsock_le16 type;     /* 4  HWSOCK_EV_* */
+  hwsock_le16 flags;    /* 6  HWSOCK_EV_F_* */
+  hwsock_le32 len;      /* 8  DATA: data bytes */
+  hwsock_le32 status;   /* 12 ERROR: positive HWSOCK_E* wire value */
+  hwsock_le32 uri_len;  /* 16 DATA of a datagram: source URI bytes at 32 */
+  hwsock_le32 val;      /* 20 DATA of a datagram: full length */
+  hwsock_le32 window;   /* 24 the socket's receive window left */
+  hwsock_le32 reserved; /* 28 zero */
+} hwsock_event;
+
+_Static_assert(sizeof(hwsock_event) == 32, "event header is 32 bytes");
+_Static_assert(offsetof(hwsock_event, type) == 4, "");
+_Static_assert(offsetof(hwsock_event, len) == 8, "");
+_Static_assert(offsetof(hwsock_event, status) == 12, "");
+_Static_assert(offsetof(hwsock_event, uri_len) == 16, "");
+_Static_assert(offsetof(hwsock_event, val) == 20, "");
+_Static_assert(offsetof(hwsock_event, window) == 24, "");
 
 _Static_assert(sizeof(hwsock_req_hdr) == 32, "request header is 32 bytes");
 _Static_assert(offsetof(hwsock_req_hdr, sock_id) == 4, "");

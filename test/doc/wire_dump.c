@@ -234,7 +234,38 @@ static void loopback(void) {
   FIELD(hwsock_lb_msg, reserved);
 }
 
+/* The event queue (PROTOCOL.md §16). */
+static void events(void) {
+  FEATURE(HWSOCK_F_EVENT_QUEUE);
+  C(HWSOCK_OP_CREDIT);
+  C(HWSOCK_WATCH_ACCEPT);
+  C(HWSOCK_WATCH_WRITE);
+  C(HWSOCK_EV_DATA);
+  C(HWSOCK_EV_ACCEPTABLE);
+  C(HWSOCK_EV_WRITABLE);
+  C(HWSOCK_EV_ERROR);
+  C(HWSOCK_EV_CONNECTED);
+  C(HWSOCK_EV_CONNECT_FAILED);
+  C(HWSOCK_EV_HUP);
+  C(HWSOCK_EV_F_EOF);
+  C(HWSOCK_EV_F_TRUNC);
+  C(HWSOCK_EV_BUF_MIN);
+  C(HWSOCK_EV_URI_AREA);
+  C(HWSOCK_CREDIT_MAX);
+  SIZE(hwsock_event);
+  FIELD(hwsock_event, sock_id);
+  FIELD(hwsock_event, type);
+  FIELD(hwsock_event, flags);
+  FIELD(hwsock_event, len);
+  FIELD(hwsock_event, status);
+  FIELD(hwsock_event, uri_len);
+  FIELD(hwsock_event, val);
+  FIELD(hwsock_event, window);
+  FIELD(hwsock_event, reserved);
+}
+
 int main(void) {
+  events();
   vring();
   device_config();
   requests();
