@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "scm_send.h"
 #include "vu.h"
 
 #define RAM_SIZE (1u << 20)
@@ -65,26 +66,12 @@ static void init_once(void) {
 
 static void send_piece(int fd, const uint8_t *p, size_t len, uint32_t request,
                        unsigned nfds) {
-  int fds[16];
+  int fds[SCM_SEND_MAX_FDS];
   for (unsigned i = 0; i < nfds; i++)
     fds[i] = request == VU_SET_MEM_TABLE ? dup(ram_fd)
                                          : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * 16)];
-    struct cmsghdr align;
-  } cbuf;
   struct iovec iov = {(void *)p, len};
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (nfds > 0) {
-    mh.msg_control = cbuf.buf;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-  }
-  (void)!sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  (void)!scm_send(fd, &iov, 1, fds, nfds, MSG_NOSIGNAL | MSG_DONTWAIT);
   for (unsigned i = 0; i < nfds; i++)
     if (fds[i] >= 0)
       close(fds[i]);

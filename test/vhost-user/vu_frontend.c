@@ -44,6 +44,7 @@
 
 #include "hwsock/common.h"
 #include "support/vring_builder.h"
+#include "scm_send.h"
 #include "vhost_user.h"
 
 #define MEM_SIZE (4u << 20)
@@ -189,21 +190,8 @@ static void vu_send(int fd, uint32_t req, uint32_t flags, const void *p,
                     uint32_t size, const int *fds, unsigned nfds) {
   vu_hdr h = {req, VU_VERSION | flags, size};
   struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)p, size}};
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * 16)];
-    struct cmsghdr align;
-  } cbuf;
-  struct msghdr mh = {.msg_iov = iov, .msg_iovlen = size ? 2 : 1};
-  if (nfds > 0) {
-    mh.msg_control = cbuf.buf;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-  }
-  if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)(sizeof(h) + size))
+  if (scm_send(fd, iov, size ? 2 : 1, fds, nfds, MSG_NOSIGNAL) !=
+      (ssize_t)(sizeof(h) + size))
     die("send request %u: %s", req, strerror(errno));
 }
 
