@@ -10,6 +10,7 @@
 #include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/ptrace.h>
+#include <linux/socket.h>
 
 #include "hws.h"
 
@@ -49,6 +50,44 @@ static struct kretprobe hws_probes[] = {
 
 static bool hws_probe6;
 
+/* SOL_SOCKET options are set by the generic socket code, never through the
+ * protocol's ops: a return probe on sock_setsockopt forwards them. */
+struct hws_sockopt_data {
+	struct socket *sock;
+	int level, optname;
+};
+
+static int hws_sockopt_entry(struct kretprobe_instance *ri,
+			     struct pt_regs *regs)
+{
+	struct hws_sockopt_data *d = (void *)ri->data;
+
+	/* sock_setsockopt(struct socket *, int level, int op, sockptr_t,
+	 * unsigned int) */
+	d->sock = (struct socket *)regs_get_kernel_argument(regs, 0);
+	d->level = (int)regs_get_kernel_argument(regs, 1);
+	d->optname = (int)regs_get_kernel_argument(regs, 2);
+	return 0;
+}
+
+static int hws_sockopt_ret(struct kretprobe_instance *ri,
+			   struct pt_regs *regs)
+{
+	struct hws_sockopt_data *d = (void *)ri->data;
+
+	if (regs_return_value(regs) == 0 && d->level == SOL_SOCKET && d->sock)
+		hws_sol_socket_set(d->sock, d->optname);
+	return 0;
+}
+
+static struct kretprobe hws_sockopt_probe = {
+	.kp.symbol_name = "sock_setsockopt", .entry_handler = hws_sockopt_entry,
+	.handler = hws_sockopt_ret,
+	.data_size = sizeof(struct hws_sockopt_data), .maxactive = 64,
+};
+
+static bool hws_probe_sockopt;
+
 static int __init hws_init(void)
 {
 	int err;
@@ -70,6 +109,9 @@ static int __init hws_init(void)
 	hws_probe6 = !register_kretprobe(&hws_probes[1]);
 	if (!hws_probe6)
 		pr_info("hw_socket: no inet6_create: IPv6 sockets stay native\n");
+	hws_probe_sockopt = !register_kretprobe(&hws_sockopt_probe);
+	if (!hws_probe_sockopt)
+		pr_info("hw_socket: no sock_setsockopt probe: SOL_SOCKET options stay in the guest\n");
 	return 0;
 fail_driver:
 	hws_driver_exit();
@@ -82,6 +124,8 @@ static void __exit hws_exit(void)
 {
 	/* No new sockets get our ops; the ones that had them pinned the
 	 * module, so none is left when we get here. */
+	if (hws_probe_sockopt)
+		unregister_kretprobe(&hws_sockopt_probe);
 	if (hws_probe6)
 		unregister_kretprobe(&hws_probes[1]);
 	unregister_kretprobe(&hws_probes[0]);

@@ -94,7 +94,11 @@ enum {
 #define HWS_RESP_F_TRUNC	2u
 
 #define HWS_SOL_SOCKET		1u
+#define HWS_SO_REUSEADDR	2u
 #define HWS_SO_BROADCAST	6u
+#define HWS_SO_SNDBUF		7u
+#define HWS_SO_RCVBUF		8u
+#define HWS_SO_LINGER		13u
 #define HWS_SO_KEEPALIVE	9u
 #define HWS_TCP_NODELAY		1u
 #define HWS_SOL_TCP		6u
@@ -217,6 +221,7 @@ struct hws_sock {
 extern struct hws_class hws_classes[4];
 void hws_ops_init(void);
 void hws_offer(struct socket *sock);
+void hws_sol_socket_set(struct socket *sock, int optname);
 void hws_sock_put(struct hws_sock *hs);
 
 /* ---- uri.c ---- */

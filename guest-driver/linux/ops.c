@@ -50,20 +50,23 @@ static int hws_decide(struct socket *sock, struct hws_class *c,
 	return 0;
 }
 
-static void hws_setopt_async(struct hws_sock *hs, int q, u32 level, u32 name)
+static void hws_setopt_async(struct hws_sock *hs, int q, u32 level, u32 name,
+			     u32 v0, u32 v1, u32 len, gfp_t gfp)
 {
-	struct hws_req *req = hws_req_alloc(HWS_OP_SETSOCKOPT, hs->id,
-					    GFP_KERNEL);
+	struct hws_req *req = hws_req_alloc(HWS_OP_SETSOCKOPT, hs->id, gfp);
+	__le32 *v;
 
 	if (!req)
 		return;
-	req->data = kmalloc(sizeof(__le32), GFP_KERNEL);
+	req->data = kmalloc(2 * sizeof(__le32), gfp);
 	if (!req->data) {
 		hws_req_put(req);
 		return;
 	}
-	*(__le32 *)req->data = cpu_to_le32(1);
-	req->data_len = sizeof(__le32);
+	v = req->data;
+	v[0] = cpu_to_le32(v0);
+	v[1] = cpu_to_le32(v1);
+	req->data_len = len;
 	req->hdr.arg0 = cpu_to_le32(level);
 	req->hdr.arg1 = cpu_to_le32(name);
 	req->q = q;
@@ -84,13 +87,25 @@ static void hws_replay_opts(struct hws_sock *hs, int q)
 
 	if (hs->cls->type == SOCK_STREAM) {
 		if (tcp_sk(sk)->nonagle & TCP_NAGLE_OFF)
-			hws_setopt_async(hs, q, HWS_SOL_TCP, HWS_TCP_NODELAY);
+			hws_setopt_async(hs, q, HWS_SOL_TCP, HWS_TCP_NODELAY,
+					 1, 0, 4, GFP_KERNEL);
 		if (sock_flag(sk, SOCK_KEEPOPEN))
 			hws_setopt_async(hs, q, HWS_SOL_SOCKET,
-					 HWS_SO_KEEPALIVE);
+					 HWS_SO_KEEPALIVE, 1, 0, 4, GFP_KERNEL);
 	} else if (sock_flag(sk, SOCK_BROADCAST)) {
-		hws_setopt_async(hs, q, HWS_SOL_SOCKET, HWS_SO_BROADCAST);
+		hws_setopt_async(hs, q, HWS_SOL_SOCKET, HWS_SO_BROADCAST,
+				 1, 0, 4, GFP_KERNEL);
 	}
+	if (sock_flag(sk, SOCK_LINGER))
+		hws_setopt_async(hs, q, HWS_SOL_SOCKET, HWS_SO_LINGER, 1,
+				 READ_ONCE(sk->sk_lingertime) / HZ, 8,
+				 GFP_KERNEL);
+	if (sk->sk_userlocks & SOCK_SNDBUF_LOCK)
+		hws_setopt_async(hs, q, HWS_SOL_SOCKET, HWS_SO_SNDBUF,
+				 READ_ONCE(sk->sk_sndbuf) / 2, 0, 4, GFP_KERNEL);
+	if (sk->sk_userlocks & SOCK_RCVBUF_LOCK)
+		hws_setopt_async(hs, q, HWS_SOL_SOCKET, HWS_SO_RCVBUF,
+				 READ_ONCE(sk->sk_rcvbuf) / 2, 0, 4, GFP_KERNEL);
 }
 
 /* A fresh socket state with its id OPEN on the device. */
@@ -639,6 +654,60 @@ int hws_sendto_first(struct socket *sock, struct hws_class *c,
 	hws_replay_opts(hs, HWS_Q_FAST);
 	hws_rx_post(hs);
 	return len;
+}
+
+/* After the generic code set a SOL_SOCKET option on an offloaded socket's
+ * struct sock (socket-level options never reach the protocol's ops): send
+ * the new value to the device too. Atomic context (a kretprobe); the
+ * result is not waited for, so an option the policy set on the host keeps
+ * the operator's value without the program seeing EPERM. */
+void hws_sol_socket_set(struct socket *sock, int optname)
+{
+	struct sock *sk = sock->sk;
+	struct hws_sock *hs;
+	u32 name, v0, v1 = 0, len = 4;
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(hws_classes); i++)
+		if (sock->ops == &hws_classes[i].ops)
+			break;
+	if (i == ARRAY_SIZE(hws_classes) || !sk)
+		return;
+	hs = hws_of(sock);
+	if (hws_passthru(hs) || READ_ONCE(hs->state) == HWS_S_DECLINED)
+		return;
+	switch (optname) {
+	case SO_REUSEADDR:
+		name = HWS_SO_REUSEADDR;
+		v0 = sk->sk_reuse != SK_NO_REUSE;
+		break;
+	case SO_KEEPALIVE:
+		name = HWS_SO_KEEPALIVE;
+		v0 = sock_flag(sk, SOCK_KEEPOPEN);
+		break;
+	case SO_BROADCAST:
+		name = HWS_SO_BROADCAST;
+		v0 = sock_flag(sk, SOCK_BROADCAST);
+		break;
+	case SO_SNDBUF:		/* the kernel stores twice the value asked */
+		name = HWS_SO_SNDBUF;
+		v0 = READ_ONCE(sk->sk_sndbuf) / 2;
+		break;
+	case SO_RCVBUF:
+		name = HWS_SO_RCVBUF;
+		v0 = READ_ONCE(sk->sk_rcvbuf) / 2;
+		break;
+	case SO_LINGER:
+		name = HWS_SO_LINGER;
+		v0 = sock_flag(sk, SOCK_LINGER);
+		v1 = v0 ? READ_ONCE(sk->sk_lingertime) / HZ : 0;
+		len = 8;
+		break;
+	default:
+		return;
+	}
+	hws_setopt_async(hs, HWS_Q_FAST, HWS_SOL_SOCKET, name, v0, v1, len,
+			 GFP_ATOMIC);
 }
 
 struct hws_class hws_classes[4] = {

@@ -13,6 +13,9 @@
  *                             HTTP/1.0 GET; prints "body LINE"...
  *   hwt fill IP SINK GO       nonblocking sends to a peer that does not read
  *                             until EAGAIN, close, then tell GO the count
+ *   hwt linger IP PORT        SO_LINGER 0 set after connect, close: the
+ *                             server then tells what it saw (reset or eof)
+ *   hwt lingerpre IP PORT     the same with SO_LINGER set before connect
  *   hwt sem IP ECHOPORT DEADPORT RSTPORT   socket semantics against an
  *                             echo server, a port where nothing listens and
  *                             a server that resets every connection */
@@ -406,6 +409,29 @@ static int cmd_fill(char **av) {
   return 0;
 }
 
+static int linger(char **av, int before) {
+  struct sockaddr_in a = addr4(av[0], av[1]);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct linger l = {1, 0};
+  char buf[64] = "";
+  if (before && setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)))
+    return die("SO_LINGER");
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a))) return die("connect");
+  if (write_all(fd, "x", 1)) return die("write");
+  if (!before && setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)))
+    return die("SO_LINGER");
+  close(fd);
+  fd = tcp_to(av[0], av[1]);
+  if (fd < 0) return die("connect again");
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  if (n > 0) buf[n] = 0;
+  printf("peer saw %s\n", buf);
+  close(fd);
+  return 0;
+}
+static int cmd_linger(char **av) { return linger(av, 0); }
+static int cmd_lingerpre(char **av) { return linger(av, 1); }
+
 static int fails;
 static void expect(int good, const char *what) {
   printf("%s %s\n", good ? "pass" : "FAIL", what);
@@ -510,11 +536,12 @@ int main(int argc, char **argv) {
       {"udpserve", 2, cmd_udpserve},
       {"epoll", 3, cmd_epoll},     {"hold", 2, cmd_hold},
       {"sem", 4, cmd_sem},         {"nbget", 3, cmd_nbget},
-      {"fill", 3, cmd_fill},
+      {"fill", 3, cmd_fill},        {"linger", 2, cmd_linger},
+      {"lingerpre", 2, cmd_lingerpre},
   };
   for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (!strcmp(argv[1], cmds[i].name) && argc == cmds[i].args + 2)
       return cmds[i].fn(argv + 2);
-  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill ARGS\n");
+  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill|linger|lingerpre ARGS\n");
   return 2;
 }
