@@ -119,9 +119,36 @@ static int probe(int family, int type, const char *uri) {
   return 0;
 }
 
+/* An unspecified IPv4 destination (0.0.0.0, or ::ffff:0.0.0.0 on an
+ * AF_INET6 socket) is sent by the kernel to the socket's own bound address
+ * when it has one (ip_route_connect/ip_route_output: a zero daddr becomes
+ * the saddr, and only without one loopback). The device's probe socket is
+ * never bound, so it would judge the destination as 127.0.0.1: put the
+ * bound address in first. `::` is loopback whatever the binding (the IPv6
+ * stack's rule), which is what the device assumes. */
+static void bound_unspecified(int fd, struct sockaddr_storage *ss) {
+  struct sockaddr_storage me;
+  socklen_t ml = sizeof(me);
+  if (getsockname(fd, (struct sockaddr *)&me, &ml) < 0)
+    return;
+  if (ss->ss_family == AF_INET && me.ss_family == AF_INET) {
+    struct sockaddr_in *d = (struct sockaddr_in *)ss;
+    const struct sockaddr_in *l = (const struct sockaddr_in *)&me;
+    if (d->sin_addr.s_addr == htonl(INADDR_ANY))
+      d->sin_addr = l->sin_addr;
+  } else if (ss->ss_family == AF_INET6 && me.ss_family == AF_INET6) {
+    struct sockaddr_in6 *d = (struct sockaddr_in6 *)ss;
+    const struct sockaddr_in6 *l = (const struct sockaddr_in6 *)&me;
+    static const uint8_t mapped_any[16] = {[10] = 0xff, [11] = 0xff};
+    if (!memcmp(&d->sin6_addr, mapped_any, 16) &&
+        IN6_IS_ADDR_V4MAPPED(&l->sin6_addr))
+      memcpy(&d->sin6_addr.s6_addr[12], &l->sin6_addr.s6_addr[12], 4);
+  }
+}
+
 /* Reads and checks one destination. 0: allowed; else the call is
  * answered (or gone) and 1. */
-static int check_dest(run_call *c, int family, int type, uint64_t addr,
+static int check_dest(run_call *c, int fd, int family, int type, uint64_t addr,
                       uint64_t len, const char *what) {
   struct sockaddr_storage ss;
   char uri[HWSOCK_URI_MAX + 1];
@@ -134,6 +161,8 @@ static int check_dest(run_call *c, int family, int type, uint64_t addr,
     return 1;
   if (rc == 0 && ss.ss_family == AF_UNSPEC && !strcmp(what, "connect"))
     return 0; /* dissolves the association: no destination */
+  if (rc == 0)
+    bound_unspecified(fd, &ss);
   if (rc == 0)
     rc = hwsock__run_sa_to_uri(&ss, (size_t)len, family, type, 0, uri,
                                sizeof(uri));
@@ -149,7 +178,7 @@ static int check_dest(run_call *c, int family, int type, uint64_t addr,
 }
 
 /* Checks every named destination of a sendmmsg. */
-static int check_mmsg(run_call *c, int family, int type) {
+static int check_mmsg(run_call *c, int fd, int family, int type) {
   uint64_t vec = c->n.data.args[1];
   unsigned n = (unsigned)c->n.data.args[2];
   if (n > RUN_MAX_MMSG)
@@ -171,7 +200,8 @@ static int check_mmsg(run_call *c, int family, int type) {
     struct msghdr *h = &m[i].msg_hdr;
     if (h->msg_name == NULL || h->msg_namelen == 0)
       continue;
-    answered = check_dest(c, family, type, (uint64_t)(uintptr_t)h->msg_name,
+    answered = check_dest(c, fd, family, type,
+                          (uint64_t)(uintptr_t)h->msg_name,
                           h->msg_namelen, "sendmmsg");
   }
   free(m);
@@ -194,11 +224,11 @@ int hwsock__run_host_check(run_call *c, const run_target *t) {
   const __u64 *a = c->n.data.args;
   switch (c->n.data.nr) {
   case SYS_connect:
-    return check_dest(c, fam, type, a[1], a[2], "connect");
+    return check_dest(c, t->fd, fam, type, a[1], a[2], "connect");
   case SYS_sendto: /* trapped with an address only */
     if (tcp && !(a[3] & MSG_FASTOPEN))
       return 0; /* TCP ignores the address unless it connects with it */
-    return check_dest(c, fam, type, a[4], a[5], "sendto");
+    return check_dest(c, t->fd, fam, type, a[4], a[5], "sendto");
   case SYS_sendmsg: {
     if (tcp && !(a[2] & MSG_FASTOPEN))
       return 0;
@@ -211,13 +241,13 @@ int hwsock__run_host_check(run_call *c, const run_target *t) {
     }
     if (m.msg_name == NULL || m.msg_namelen == 0)
       return 0;
-    return check_dest(c, fam, type, (uint64_t)(uintptr_t)m.msg_name,
+    return check_dest(c, t->fd, fam, type, (uint64_t)(uintptr_t)m.msg_name,
                       m.msg_namelen, "sendmsg");
   }
   case SYS_sendmmsg:
     if (tcp && !(a[3] & MSG_FASTOPEN))
       return 0;
-    return check_mmsg(c, fam, type);
+    return check_mmsg(c, t->fd, fam, type);
   default:
     return 0; /* no destination */
   }

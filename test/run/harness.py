@@ -137,9 +137,9 @@ class EchoTCP(socketserver.ThreadingTCPServer):
 class Counter:
     """A listener that only counts (and closes) connections."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.accepts = 0
@@ -912,9 +912,9 @@ rules:
 class CounterUDP:
     """A UDP socket that only counts the datagrams it receives."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
         self.count = 0
         threading.Thread(target=self.loop, daemon=True).start()
@@ -1106,6 +1106,64 @@ def test_declined():
                  str(closed), str(uden.port)], vmm=vmm)
         expect_ok(r, "sendmmsg on a declined socket")
         check(b"errno 13" in r.stdout, "sendmmsg: " + show(r))
+        time.sleep(0.2)
+        check(tden.accepts == 0 and uden.count == 0,
+              "a denied listener was reached (tcp %d, udp %d)" %
+              (tden.accepts, uden.count))
+    finally:
+        vmm.close()
+
+
+BOUND_UNSPEC_POLICY = """version: 1
+default: deny
+rules:
+  - action: deny
+    to: 127.0.0.2
+    ports: [%d, %d]
+    direction: outbound
+    reason: the denied listeners on 127.0.0.2
+  - action: decline
+    to: 127.0.0.0/8
+    reason: left to the host stack
+"""
+
+PY_BOUND_UNSPEC = r'''
+import errno, socket, sys
+tport, uport = (int(a) for a in sys.argv[1:3])
+def refused(f, what):
+    try:
+        f()
+    except OSError as e:
+        assert e.errno == errno.EACCES, (what, e)
+        return
+    raise AssertionError(what + " was let through")
+# bound to 127.0.0.2 (declined: a host socket), then an unspecified
+# destination: the kernel sends it to the bound address, 127.0.0.2
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("127.0.0.2", 0))
+refused(lambda: u.sendto(b"x", ("0.0.0.0", uport)), "sendto 0.0.0.0")
+refused(lambda: u.connect(("0.0.0.0", uport)), "UDP connect 0.0.0.0")
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u6.bind(("::ffff:127.0.0.2", 0))
+refused(lambda: u6.sendto(b"x", ("::ffff:0.0.0.0", uport)),
+        "sendto ::ffff:0.0.0.0")
+t = socket.socket()
+t.bind(("127.0.0.2", 0))
+refused(lambda: t.connect(("0.0.0.0", tport)), "TCP connect 0.0.0.0")
+print("bound unspec ok")
+'''
+
+
+def test_bound_unspec():
+    """A declined socket bound to a specific address that sends to an
+    unspecified destination reaches its own bound address (the kernel's
+    rule): the destination is checked as that address, not as 127.0.0.1."""
+    tden, uden = Counter("127.0.0.2"), CounterUDP("127.0.0.2")
+    vmm = Vmm(BOUND_UNSPEC_POLICY % (tden.port, uden.port))
+    try:
+        r = run_py(PY_BOUND_UNSPEC, tden.port, uden.port, vmm=vmm)
+        expect_ok(r, "bound-unspecified client")
+        check(b"bound unspec ok" in r.stdout, show(r))
         time.sleep(0.2)
         check(tden.accepts == 0 and uden.count == 0,
               "a denied listener was reached (tcp %d, udp %d)" %

@@ -29,7 +29,7 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
 
   foreach(t exit_status private_vmm curl python_clients nc policy fork static
             toctou udp listen iperf3 hostile confine_escape ptrace
-            declined wildcard_bind)
+            declined bound_unspec wildcard_bind)
     add_test(NAME run_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/harness.py" ${t})
