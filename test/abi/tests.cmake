@@ -19,8 +19,7 @@ if(Python3_Interpreter_FOUND AND HWSOCK_NM)
             "${_h}/common.h" "${_h}/version.h" "${_h}/uri.h" "${_h}/wire.h"
             "${_h}/device.h" "${_h}/stats.h" "${_h}/policy.h"
             "${_h}/identity.h" "${_h}/backend.h" "${_h}/backend_util.h"
-            "${_h}/hostopts.h" "${_h}/loopback.h" "${_h}/uv.h"
-            "${_h}/capture.h")
+            "${_h}/hostopts.h" "${_h}/loopback.h" "${_h}/capture.h")
   set_tests_properties(abi_exports_hwsock PROPERTIES TIMEOUT 60
                        LABELS "unit;abi")
   if(TARGET hwsock-guest)
@@ -28,8 +27,13 @@ if(Python3_Interpreter_FOUND AND HWSOCK_NM)
       COMMAND ${Python3_EXECUTABLE} "${CMAKE_CURRENT_LIST_DIR}/check_exports.py"
               --lib $<TARGET_FILE:hwsock-guest>
               --map "${PROJECT_SOURCE_DIR}/guest-driver/core/hwsock-guest.map"
-              "${_h}/guest.h" "${_h}/attach.h")
+              "${_h}/guest.h" "${_h}/attach.h" "${_h}/common.h")
     set_tests_properties(abi_exports_guest PROPERTIES TIMEOUT 60
                          LABELS "unit;abi")
   endif()
+  add_test(NAME abi_exports_uv
+    COMMAND ${Python3_EXECUTABLE} "${CMAKE_CURRENT_LIST_DIR}/check_exports.py"
+            --lib $<TARGET_FILE:hwsock-uv>
+            --map "${PROJECT_SOURCE_DIR}/lib/hwsock-uv.map" "${_h}/uv.h")
+  set_tests_properties(abi_exports_uv PROPERTIES TIMEOUT 60 LABELS "unit;abi")
 endif()

@@ -7,7 +7,7 @@ add_executable(hwsock-bench-server "${_bench}/bench_server.c")
 if(TARGET hwsock-guest)
   add_executable(hwsock-bench "${_bench}/bench_client.c"
                  "${_bench}/bench_workloads.c")
-  target_link_libraries(hwsock-bench PRIVATE hwsock-guest hwsock)
+  target_link_libraries(hwsock-bench PRIVATE hwsock-guest)
 endif()
 
 # The L2 baseline: lwIP (raw API, single-threaded) behind libslirp, in one

@@ -4,8 +4,11 @@
 #
 #  1. `cmake --install` of the build tree into a fresh prefix installs the
 #     headers, libhwsock.so (+ soname links) exporting only hwsock_* names,
-#     libhwsock-guest.so, the backend modules, hwsock.pc and the CMake
-#     package (hwsock::hwsock, hwsock::guest, HWSOCK_BACKEND_DIR).
+#     libhwsock-guest.so (which loads none of libuv, libyaml, libpcap, nor
+#     libhwsock), libhwsock-uv.so, the backend modules, hwsock.pc,
+#     hwsock-guest.pc, hwsock-uv.pc and the CMake package (hwsock::hwsock,
+#     hwsock::guest, hwsock::uv, HWSOCK_BACKEND_DIR). Installed programs
+#     run from the prefix without LD_LIBRARY_PATH (RUNPATH $ORIGIN/../lib).
 #  2. examples/plugin-echo builds against that prefix only: with
 #     find_package, with pkg-config from CMake, and with the bare compiler
 #     and `pkg-config --cflags --libs hwsock`.
@@ -56,7 +59,7 @@ for h in "$src"/include/hwsock/*.h; do
   [ -f "$incdir/hwsock/${h##*/}" ] || fail "header hwsock/${h##*/} not installed"
 done
 major=${HWSOCK_SDK_VERSION%%.*}
-for lib in libhwsock libhwsock-guest; do
+for lib in libhwsock libhwsock-guest libhwsock-uv; do
   [ -f "$libdir/$lib.so.$HWSOCK_SDK_VERSION" ] || fail "$lib.so.$HWSOCK_SDK_VERSION missing"
   [ "$(readlink "$libdir/$lib.so.$major")" = "$lib.so.$HWSOCK_SDK_VERSION" ] ||
     fail "$lib.so.$major is not a link to $lib.so.$HWSOCK_SDK_VERSION"
@@ -70,7 +73,9 @@ for b in tcp deny; do
   nm -D --defined-only "$backenddir/$b.so" | grep -q ' hwsock_backend_entry$' ||
     fail "$b.so does not export hwsock_backend_entry"
 done
-[ -f "$libdir/pkgconfig/hwsock.pc" ] || fail "hwsock.pc not installed"
+for pc in hwsock hwsock-guest hwsock-uv; do
+  [ -f "$libdir/pkgconfig/$pc.pc" ] || fail "$pc.pc not installed"
+done
 [ -f "$libdir/cmake/hwsock/hwsockConfig.cmake" ] || fail "CMake package not installed"
 echo "installed: $(cd "$prefix" && find . -type f | wc -l) files"
 
@@ -86,6 +91,28 @@ nm -D --defined-only "$libdir/libhwsock-guest.so" | awk '{print $NF}' >"$tmp/gsy
 bad=$(grep -Ev '^(hwsock_[a-z][a-z0-9_]*(@@?HWSOCK[A-Z_]*_[0-9.]+)?|HWSOCK[A-Z_]*_[0-9.]+)$' "$tmp/gsyms" || true)
 [ -z "$bad" ] || fail "libhwsock-guest.so exports non-public symbols: $(echo $bad | head -c 400)"
 
+step "the guest library loads nothing of the device side"
+ldd "$libdir/libhwsock-guest.so" >"$tmp/ldd.guest"
+cat "$tmp/ldd.guest"
+! grep -Eq 'libuv|libyaml|libpcap|libhwsock\.so' "$tmp/ldd.guest" ||
+  fail "libhwsock-guest.so loads a device-side library"
+ldd "$libdir/libhwsock.so" >"$tmp/ldd.dev"
+! grep -q 'libuv' "$tmp/ldd.dev" || fail "libhwsock.so loads libuv (hwsock-uv's)"
+
+step "installed programs run from the prefix without LD_LIBRARY_PATH"
+for p in "$prefix"/bin/*; do
+  [ -x "$p" ] || continue
+  readelf -d "$p" | grep -Eq '(RUNPATH|RPATH).*\$ORIGIN/\.\./' ||
+    fail "${p##*/}: no RUNPATH \$ORIGIN/../lib"
+  env -u LD_LIBRARY_PATH ldd "$p" >"$tmp/ldd.bin"
+  ! grep -q 'not found' "$tmp/ldd.bin" || { cat "$tmp/ldd.bin" >&2; fail "${p##*/}: libraries not found"; }
+  for l in $(awk '/libhwsock/ {print $3}' "$tmp/ldd.bin"); do
+    [ "$(dirname "$(realpath "$l")")" = "$(realpath "$libdir")" ] ||
+      { cat "$tmp/ldd.bin" >&2; fail "${p##*/} loads $l, not the prefix's"; }
+  done
+  echo "${p##*/}: libraries found in the prefix"
+done
+
 # ---------------------------------------------------------------------------
 step "pkg-config --cflags --libs hwsock"
 export PKG_CONFIG_PATH=$libdir/pkgconfig
@@ -97,6 +124,30 @@ case " $pc " in *" -lhwsock "*) ;; *) fail "libs lack -lhwsock" ;; esac
 [ "$(pkg-config --modversion hwsock)" = "$HWSOCK_SDK_VERSION" ] || fail "pkg-config version"
 [ "$(pkg-config --variable=backenddir hwsock)" = "$backenddir" ] ||
   fail "backenddir is '$(pkg-config --variable=backenddir hwsock)', want $backenddir"
+pc=$(pkg-config --libs hwsock-uv) || fail "pkg-config hwsock-uv"
+case " $pc " in *" -lhwsock-uv "*) ;; *) fail "hwsock-uv libs are '$pc'" ;; esac
+
+step "a guest program with pkg-config hwsock-guest only"
+cat >"$tmp/guest_only.c" <<'EOF'
+#include <stdio.h>
+#include <hwsock/attach.h>
+int main(void) {
+  /* the guest API and the error map, from libhwsock-guest alone */
+  hwsock_attach_opts o;
+  hwsock_attach_opts_init(&o);
+  hwsock_attachment *a = NULL;
+  int rc = hwsock_attach("/nonexistent/hwsock.sock", &o, &a);
+  printf("%s %s\n", hwsock_err_name(rc), hwsock_version_string());
+  return o.size == sizeof(o) ? 0 : 1;
+}
+EOF
+# shellcheck disable=SC2046,SC2086
+quiet "$HWSOCK_SDK_CC" $cflags -std=gnu11 -Werror "$tmp/guest_only.c" -o "$tmp/guest_only" \
+  $(pkg-config --cflags --libs hwsock-guest) $exe_ldflags -Wl,-rpath,"$libdir"
+out=$("$tmp/guest_only") || fail "guest_only did not run"
+[ "$out" = "HWSOCK_ENOENT $HWSOCK_SDK_VERSION" ] || fail "guest_only printed '$out'"
+! ldd "$tmp/guest_only" | grep -q 'libhwsock\.so' || fail "guest_only loads libhwsock.so"
+echo "guest_only: $out"
 unset PKG_CONFIG_PATH
 
 step "find_package(hwsock): imported targets carry include folder and library"
@@ -104,20 +155,23 @@ mkdir -p "$tmp/consumer"
 cat >"$tmp/consumer/CMakeLists.txt" <<'EOF'
 cmake_minimum_required(VERSION 3.18)
 project(consumer LANGUAGES C)
-find_package(hwsock REQUIRED)
+find_package(hwsock REQUIRED COMPONENTS guest uv)
 add_executable(consumer main.c)
-target_link_libraries(consumer PRIVATE hwsock::hwsock hwsock::guest)
+target_link_libraries(consumer PRIVATE hwsock::hwsock hwsock::guest hwsock::uv)
 file(WRITE "${CMAKE_BINARY_DIR}/backend_dir.txt" "${HWSOCK_BACKEND_DIR}")
 EOF
 cat >"$tmp/consumer/main.c" <<'EOF'
 #include <stdio.h>
 #include <hwsock/device.h>
 #include <hwsock/guest.h>
+#include <hwsock/uv.h>
 int main(void) {
   /* one call into each library */
   hwsock_guest_config gc;
   hwsock_guest_config_init(&gc);
   printf("%s %s\n", hwsock_version_string(), hwsock_err_name(HWSOCK_EABI));
+  if (hwsock_eventfd_signal(-1) == 0)
+    return 1;
   return gc.size == sizeof(gc) ? 0 : 1;
 }
 EOF
@@ -180,7 +234,7 @@ vmm=${HWSOCK_SDK_VMM:+$prefix/$HWSOCK_SDK_VMM}
 if [ -n "$vmm" ]; then
   step "the installed hwsock-vmm loads the installed echo.so"
   exec 3>"$tmp/vmm.ready"
-  LD_LIBRARY_PATH=$libdir "$vmm" -v --listen "$tmp/vmm.sock" --backend-dir "$backenddir" \
+  env -u LD_LIBRARY_PATH "$vmm" -v --listen "$tmp/vmm.sock" --backend-dir "$backenddir" \
     --ready-fd 3 2>"$tmp/vmm.log" &
   vmm_pid=$!
   exec 3>&-
@@ -215,7 +269,7 @@ want="echo.so: plugin ABI version $next, this library supports $cur"
 "$HWSOCK_SDK_LOAD_ECHO" --refused "$tmp/future/echo.so" "$want" || fail "load_echo --refused"
 if [ -n "$vmm" ]; then
   rc=0
-  LD_LIBRARY_PATH=$libdir "$vmm" --listen "$tmp/vmm2.sock" --backend-dir "" \
+  env -u LD_LIBRARY_PATH "$vmm" --listen "$tmp/vmm2.sock" --backend-dir "" \
     --backend "$tmp/future/echo.so" 2>"$tmp/vmm2.log" || rc=$?
   cat "$tmp/vmm2.log"
   [ "$rc" -ne 0 ] || fail "hwsock-vmm accepted a plugin of ABI version $next"

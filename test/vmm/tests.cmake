@@ -11,9 +11,10 @@ if(NOT HWSOCK_PYTHON3)
 endif()
 
 add_executable(vmm_client "${CMAKE_CURRENT_LIST_DIR}/vmm_client.c")
-target_link_libraries(vmm_client PRIVATE hwsock-guest hwsock)
+# guest programs: the guest library alone (no device side)
+target_link_libraries(vmm_client PRIVATE hwsock-guest)
 add_executable(quota_client "${CMAKE_CURRENT_LIST_DIR}/quota_client.c")
-target_link_libraries(quota_client PRIVATE hwsock-guest hwsock)
+target_link_libraries(quota_client PRIVATE hwsock-guest)
 # A raw ring (the test support's vring builder) for the flooding guest.
 add_executable(flood_client "${CMAKE_CURRENT_LIST_DIR}/flood_client.c")
 target_link_libraries(flood_client PRIVATE hwsock-guest hwsock_test_support
@@ -42,7 +43,7 @@ endforeach()
 # --pcap capture decoded by tshark. test/vmm/ipx_test.py, one scenario per
 # test; UDP ports 21300+ on 127.0.0.1, probed free before use.
 add_executable(ipx_client "${CMAKE_CURRENT_LIST_DIR}/ipx_client.c")
-target_link_libraries(ipx_client PRIVATE hwsock-guest hwsock)
+target_link_libraries(ipx_client PRIVATE hwsock-guest)
 find_program(HWSOCK_TSHARK tshark)
 foreach(scenario one_vmm two_vmms slots pcap)
   add_test(NAME vmm_ipx_${scenario}
