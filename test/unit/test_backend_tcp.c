@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -904,4 +905,68 @@ Test(tcp, instance_options_are_refused) {
   hwsock_bopen bo = {.size = sizeof(bo), .scheme = HWSOCK_SCHEME_UDP};
   void *s = NULL;
   cr_assert_eq(bh.ops->open(bh.inst, &bo, &s), HWSOCK_EPROTONOSUPPORT);
+}
+
+/* Out of fds, an ACCEPT waits (the connection stays in the kernel's
+ * backlog) instead of failing, and the listener is not polled in a loop
+ * meanwhile: it backs off (10 ms doubling) and says so in one log line.
+ * Once fds are back the ACCEPT completes. Before the backoff it failed at
+ * once with EMFILE. */
+static unsigned turns;
+static uv_check_t turn_check; /* static: closed after the test returns */
+static void count_turn(uv_check_t *h) { (void)h; turns++; }
+
+Test(tcp, accept_out_of_fds_backs_off_then_completes) {
+  void *ls = bh_open(bh.inst, HWSOCK_SCHEME_TCP);
+  bh_req r;
+  hwsock_addr any = v4_addr(0);
+  submit_addr(ls, &r, HWSOCK_OP_BIND, &any);
+  bh_expect_done(&r, 0);
+  submit_op(ls, &r, HWSOCK_OP_LISTEN, 8, 0);
+  bh_expect_done(&r, 0);
+  submit_op(ls, &r, HWSOCK_OP_GETNAME, 0, 0);
+  bh_expect_done(&r, 0);
+  int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sin = {.sin_family = AF_INET,
+                            .sin_port = htons(r.br.peer.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(connect(cfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+
+  /* This test process only (criterion forks one per test): a low limit,
+   * filled up with copies of stdin. */
+  int top = dup(0);
+  cr_assert(top >= 0);
+  struct rlimit saved, rl = {(rlim_t)top + 8, (rlim_t)top + 8};
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rl.rlim_max = saved.rlim_max;
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  int fill[16], nfill = 0;
+  while (nfill < 16 && (fill[nfill] = dup(0)) >= 0)
+    nfill++;
+  cr_assert(nfill < 16 && errno == EMFILE, "the fd table did not fill");
+
+  uv_check_init(&bh.loop, &turn_check);
+  uv_check_start(&turn_check, count_turn);
+  turns = 0;
+  bh_req acc;
+  submit_op(ls, &acc, HWSOCK_OP_ACCEPT, 0, 0);
+  bh_run_for_ms(300);
+  cr_assert_eq(acc.ncomplete, 0, "ACCEPT failed (%d) for want of fds",
+               acc.status);
+  cr_assert(turns < 100, "%u loop turns in 300 ms: the listener spins",
+            turns);
+  cr_assert(strstr(bh.log, "accept: Too many open files: backing off") !=
+                NULL, "log: %s", bh.log);
+
+  while (nfill > 0)
+    close(fill[--nfill]);
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  BH_RUN_UNTIL(acc.ncomplete);
+  bh_expect_done(&acc, 0);
+  cr_assert_not_null(acc.br.accepted);
+  uv_close((uv_handle_t *)&turn_check, NULL);
+  bh.ops->close(acc.br.accepted);
+  bh.ops->close(ls);
+  close(cfd);
+  close(top);
 }
