@@ -1,5 +1,7 @@
 /* Capture (hwsock/capture.h): synthesizes frames for offloaded flows and
- * writes them with libpcap. Only reached when a device has a capture set. */
+ * writes them with libpcap. Only reached when a device has a capture set.
+ * Built as libhwsock-capture (so that libhwsock does not load libpcap): the
+ * device reaches this code through dev->capture_hooks. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pcap/pcap.h>
@@ -105,7 +107,14 @@ void hwsock_capture_counts(const hwsock_capture *c, uint64_t *written,
     *dropped = c->dropped;
 }
 
+static void capture_event(hwsock_device *dev, hwsock__req *req, int status,
+                          size_t len);
+static void capture_close(hwsock_device *dev, hwsock__sock *s);
+static const hwsock__capture_hooks capture_hooks = {capture_event,
+                                                    capture_close};
+
 void hwsock_device_set_capture(hwsock_device *dev, hwsock_capture *c) {
+  dev->capture_hooks = &capture_hooks;
   /* The per-socket stream state exists only while capturing: an idle
    * socket's device memory stays within its budget (PROTOCOL.md §16). */
   if (c != NULL && dev->capsocks == NULL) {
@@ -323,8 +332,8 @@ static void fin(hwsock_capture *c, hwsock__capsock *cs, int outbound) {
   (*(outbound ? &cs->seq_out : &cs->seq_in))++;
 }
 
-void hwsock__capture_event(hwsock_device *dev, hwsock__req *req, int status,
-                           size_t len) {
+static void capture_event(hwsock_device *dev, hwsock__req *req, int status,
+                          size_t len) {
   hwsock_capture *c = dev->capture;
   hwsock__sock *s = &dev->socks[req->sock_id];
   hwsock__capsock *cs = cs_of(dev, s);
@@ -410,7 +419,7 @@ void hwsock__capture_event(hwsock_device *dev, hwsock__req *req, int status,
   }
 }
 
-void hwsock__capture_close(hwsock_device *dev, hwsock__sock *s) {
+static void capture_close(hwsock_device *dev, hwsock__sock *s) {
   hwsock__capsock *cs = cs_of(dev, s);
   if (cs->started && hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_STREAM &&
       s->ss != HWSOCK_SS_LISTEN)

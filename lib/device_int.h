@@ -150,6 +150,9 @@ struct hwsock_device {
   uint64_t quota_log_ns;
   unsigned quota_suppressed;
   struct hwsock_capture *capture; /* NULL: capture off */
+  /* capture.c's entry points, set with capture: the capture code lives in
+   * libhwsock-capture, which libhwsock does not link (nor libpcap) */
+  const struct hwsock__capture_hooks *capture_hooks;
   hwsock__capsock *capsocks;      /* max_sockets entries, or NULL */
   /* evq.c: sockets with readiness waiting for an event buffer, FIFO of
    * ids + 1 (0: empty) linked through hwsock__sock.ev_next */
@@ -188,17 +191,24 @@ uint64_t hwsock__now_ns(int clock);
 /* Asks the socket's backend what it knows (its optional info() op, when
  * the plugin's ops are new enough to have it). 0 with *bi filled, or a
  * negative HWSOCK_E* (HWSOCK_EOPNOTSUPP without the op). */
-int hwsock__sock_info(const struct hwsock_device *dev, const hwsock__sock *s,
-                      hwsock_bsock_info *bi);
+HWSOCK_EXTERN int hwsock__sock_info(const struct hwsock_device *dev,
+                                    const hwsock__sock *s,
+                                    hwsock_bsock_info *bi);
 void hwsock__stats_complete(struct hwsock_device *dev, hwsock__req *req,
                             int status, size_t len);
 void hwsock__stats_sock(struct hwsock_device *dev, hwsock__req *req,
                         int status, size_t len);
 
-/* capture.c: called only when dev->capture is set */
-void hwsock__capture_event(struct hwsock_device *dev, hwsock__req *req,
-                           int status, size_t len);
-void hwsock__capture_close(struct hwsock_device *dev, hwsock__sock *s);
+/* capture.c (libhwsock-capture): what the device calls while
+ * dev->capture is set, installed by hwsock_device_set_capture(). The
+ * capture library reaches back only through the HWSOCK_EXTERN hwsock__
+ * functions here, exported by libhwsock in its HWSOCK_PRIVATE node: the
+ * two libraries are one build and must be installed together. */
+typedef struct hwsock__capture_hooks {
+  void (*event)(struct hwsock_device *dev, hwsock__req *req, int status,
+                size_t len);
+  void (*close)(struct hwsock_device *dev, hwsock__sock *s);
+} hwsock__capture_hooks;
 
 /* quota.c: a unit of max_host_sockets and of the shared quota, or
  * HWSOCK_EMFILE (logged, rate-limited); _put gives one back. */
@@ -210,8 +220,9 @@ void hwsock__quota_put(struct hwsock_device *dev);
  * backends serve. */
 uint64_t hwsock__device_features(const struct hwsock_device *dev);
 uint64_t hwsock__class_features(const struct hwsock_device *dev);
-void hwsock__device_log(struct hwsock_device *dev, int level, const char *fmt,
-                        ...) __attribute__((format(printf, 3, 4)));
+HWSOCK_EXTERN void hwsock__device_log(struct hwsock_device *dev, int level,
+                                      const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void hwsock__req_release(struct hwsock_device *dev, hwsock__req *req);
 /* Writes nothing, pushes head with used len `len`. */
 void hwsock__req_push(struct hwsock_device *dev, hwsock__req *req,

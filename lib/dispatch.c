@@ -87,7 +87,7 @@ void hwsock__sock_close(hwsock_device *dev, uint32_t id) {
   hwsock__sock *s = &dev->socks[id];
   if (s->state == HWSOCK__S_OFFLOADED && s->backend >= 0) {
     if (dev->capture != NULL)
-      hwsock__capture_close(dev, s);
+      dev->capture_hooks->close(dev, s);
     void *bsock = s->bsock;
     s->bsock = NULL;
     /* The backend cancels (completes) the socket's pending requests now. */
@@ -152,7 +152,7 @@ void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
   if (!dev->in_teardown) {
     hwsock__stats_sock(dev, req, status, len);
     if (dev->capture != NULL)
-      hwsock__capture_event(dev, req, status, len);
+      dev->capture_hooks->event(dev, req, status, len);
   }
   finish(dev, req, status, len);
 }

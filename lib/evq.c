@@ -211,7 +211,7 @@ void hwsock__evq_complete(hwsock_device *dev, hwsock__req *req, int status,
   } else if (len == 0 && (b->resp_flags & HWSOCK_RESP_F_EOF)) {
     s->ev |= HWSOCK__EV_RDONE;
     if (dev->capture != NULL)
-      hwsock__capture_event(dev, req, 0, 0);
+      dev->capture_hooks->event(dev, req, 0, 0);
     event_init(&ev, id, HWSOCK_EV_DATA, s);
     hwsock_le16_set(&ev.flags, HWSOCK_EV_F_EOF);
   } else {
@@ -237,7 +237,7 @@ void hwsock__evq_complete(hwsock_device *dev, hwsock__req *req, int status,
     }
     used += (uint32_t)len;
     if (dev->capture != NULL)
-      hwsock__capture_event(dev, req, 0, len);
+      dev->capture_hooks->event(dev, req, 0, len);
     dev->counters.bytes_in += len;
     s->bytes_in += len;
     s->reqs_in++;

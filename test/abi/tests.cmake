@@ -19,7 +19,8 @@ if(Python3_Interpreter_FOUND AND HWSOCK_NM)
             "${_h}/common.h" "${_h}/version.h" "${_h}/uri.h" "${_h}/wire.h"
             "${_h}/device.h" "${_h}/stats.h" "${_h}/policy.h"
             "${_h}/identity.h" "${_h}/backend.h" "${_h}/backend_util.h"
-            "${_h}/hostopts.h" "${_h}/loopback.h" "${_h}/capture.h")
+            "${_h}/hostopts.h" "${_h}/loopback.h"
+            "${PROJECT_SOURCE_DIR}/lib/device_int.h")
   set_tests_properties(abi_exports_hwsock PROPERTIES TIMEOUT 60
                        LABELS "unit;abi")
   if(TARGET hwsock-guest)
@@ -36,4 +37,11 @@ if(Python3_Interpreter_FOUND AND HWSOCK_NM)
             --lib $<TARGET_FILE:hwsock-uv>
             --map "${PROJECT_SOURCE_DIR}/lib/hwsock-uv.map" "${_h}/uv.h")
   set_tests_properties(abi_exports_uv PROPERTIES TIMEOUT 60 LABELS "unit;abi")
+  add_test(NAME abi_exports_capture
+    COMMAND ${Python3_EXECUTABLE} "${CMAKE_CURRENT_LIST_DIR}/check_exports.py"
+            --lib $<TARGET_FILE:hwsock-capture>
+            --map "${PROJECT_SOURCE_DIR}/lib/hwsock-capture.map"
+            "${_h}/capture.h")
+  set_tests_properties(abi_exports_capture PROPERTIES TIMEOUT 60
+                       LABELS "unit;abi")
 endif()

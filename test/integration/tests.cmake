@@ -4,7 +4,7 @@ if(TARGET hwsock-guest)
   pkg_check_modules(LIBCRYPTO REQUIRED IMPORTED_TARGET libcrypto)
   add_library(hwsock_inproc STATIC "${CMAKE_CURRENT_LIST_DIR}/inproc.c")
   target_link_libraries(hwsock_inproc PUBLIC hwsock-guest hwsock hwsock-uv
-                        PkgConfig::UV
+                        hwsock-capture PkgConfig::UV
                         PkgConfig::LIBCRYPTO Threads::Threads)
   target_include_directories(hwsock_inproc PUBLIC "${CMAKE_CURRENT_LIST_DIR}")
   target_compile_definitions(hwsock_inproc PUBLIC

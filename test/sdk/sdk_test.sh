@@ -5,9 +5,10 @@
 #  1. `cmake --install` of the build tree into a fresh prefix installs the
 #     headers, libhwsock.so (+ soname links) exporting only hwsock_* names,
 #     libhwsock-guest.so (which loads none of libuv, libyaml, libpcap, nor
-#     libhwsock), libhwsock-uv.so, the backend modules, hwsock.pc,
-#     hwsock-guest.pc, hwsock-uv.pc and the CMake package (hwsock::hwsock,
-#     hwsock::guest, hwsock::uv, HWSOCK_BACKEND_DIR). Installed programs
+#     libhwsock), libhwsock-uv.so, libhwsock-capture.so, the backend
+#     modules, hwsock.pc, hwsock-guest.pc, hwsock-uv.pc, hwsock-capture.pc
+#     and the CMake package (hwsock::hwsock, hwsock::guest, hwsock::uv,
+#     hwsock::capture, HWSOCK_BACKEND_DIR). Installed programs
 #     run from the prefix without LD_LIBRARY_PATH (RUNPATH $ORIGIN/../lib).
 #  2. examples/plugin-echo builds against that prefix only: with
 #     find_package, with pkg-config from CMake, and with the bare compiler
@@ -59,7 +60,7 @@ for h in "$src"/include/hwsock/*.h; do
   [ -f "$incdir/hwsock/${h##*/}" ] || fail "header hwsock/${h##*/} not installed"
 done
 major=${HWSOCK_SDK_VERSION%%.*}
-for lib in libhwsock libhwsock-guest libhwsock-uv; do
+for lib in libhwsock libhwsock-guest libhwsock-uv libhwsock-capture; do
   [ -f "$libdir/$lib.so.$HWSOCK_SDK_VERSION" ] || fail "$lib.so.$HWSOCK_SDK_VERSION missing"
   [ "$(readlink "$libdir/$lib.so.$major")" = "$lib.so.$HWSOCK_SDK_VERSION" ] ||
     fail "$lib.so.$major is not a link to $lib.so.$HWSOCK_SDK_VERSION"
@@ -73,7 +74,7 @@ for b in tcp deny; do
   nm -D --defined-only "$backenddir/$b.so" | grep -q ' hwsock_backend_entry$' ||
     fail "$b.so does not export hwsock_backend_entry"
 done
-for pc in hwsock hwsock-guest hwsock-uv; do
+for pc in hwsock hwsock-guest hwsock-uv hwsock-capture; do
   [ -f "$libdir/pkgconfig/$pc.pc" ] || fail "$pc.pc not installed"
 done
 [ -f "$libdir/cmake/hwsock/hwsockConfig.cmake" ] || fail "CMake package not installed"
@@ -81,8 +82,9 @@ echo "installed: $(cd "$prefix" && find . -type f | wc -l) files"
 
 step "libhwsock.so exports only the public hwsock_* API"
 nm -D --defined-only "$libdir/libhwsock.so" | awk '{print $NF}' >"$tmp/syms"
-# Allowed: hwsock_name@@NODE (or without version) and the version nodes.
-bad=$(grep -Ev '^(hwsock_[a-z][a-z0-9_]*(@@?HWSOCK_[0-9.]+)?|HWSOCK_[0-9.]+)$' "$tmp/syms" || true)
+# Allowed: hwsock_name@@NODE (or without version), the version nodes, and
+# the internals libhwsock-capture uses, in the HWSOCK_PRIVATE node only.
+bad=$(grep -Ev '^(hwsock_[a-z][a-z0-9_]*(@@?HWSOCK_[0-9.]+)?|HWSOCK_[0-9.]+|hwsock__[a-z][a-z0-9_]*@@HWSOCK_PRIVATE|HWSOCK_PRIVATE)$' "$tmp/syms" || true)
 [ -z "$bad" ] || fail "libhwsock.so exports non-public symbols: $(echo $bad | head -c 400)"
 grep -q '^hwsock_plugin_load@@HWSOCK_' "$tmp/syms" || fail "hwsock_plugin_load not exported in a version node"
 grep -q '^hwsock_device_add_backend@@HWSOCK_' "$tmp/syms" || fail "hwsock_device_add_backend not exported"
@@ -97,7 +99,8 @@ cat "$tmp/ldd.guest"
 ! grep -Eq 'libuv|libyaml|libpcap|libhwsock\.so' "$tmp/ldd.guest" ||
   fail "libhwsock-guest.so loads a device-side library"
 ldd "$libdir/libhwsock.so" >"$tmp/ldd.dev"
-! grep -q 'libuv' "$tmp/ldd.dev" || fail "libhwsock.so loads libuv (hwsock-uv's)"
+! grep -Eq 'libuv|libpcap' "$tmp/ldd.dev" ||
+  fail "libhwsock.so loads libuv or libpcap (hwsock-uv's, hwsock-capture's)"
 
 step "installed programs run from the prefix without LD_LIBRARY_PATH"
 for p in "$prefix"/bin/*; do
@@ -155,15 +158,17 @@ mkdir -p "$tmp/consumer"
 cat >"$tmp/consumer/CMakeLists.txt" <<'EOF'
 cmake_minimum_required(VERSION 3.18)
 project(consumer LANGUAGES C)
-find_package(hwsock REQUIRED COMPONENTS guest uv)
+find_package(hwsock REQUIRED COMPONENTS guest uv capture)
 add_executable(consumer main.c)
-target_link_libraries(consumer PRIVATE hwsock::hwsock hwsock::guest hwsock::uv)
+target_link_libraries(consumer PRIVATE hwsock::hwsock hwsock::guest hwsock::uv
+                      hwsock::capture)
 file(WRITE "${CMAKE_BINARY_DIR}/backend_dir.txt" "${HWSOCK_BACKEND_DIR}")
 EOF
 cat >"$tmp/consumer/main.c" <<'EOF'
 #include <stdio.h>
 #include <hwsock/device.h>
 #include <hwsock/guest.h>
+#include <hwsock/capture.h>
 #include <hwsock/uv.h>
 int main(void) {
   /* one call into each library */
@@ -172,6 +177,7 @@ int main(void) {
   printf("%s %s\n", hwsock_version_string(), hwsock_err_name(HWSOCK_EABI));
   if (hwsock_eventfd_signal(-1) == 0)
     return 1;
+  hwsock_capture_close(NULL);
   return gc.size == sizeof(gc) ? 0 : 1;
 }
 EOF
