@@ -151,13 +151,15 @@ typedef struct queue_place {
 } queue_place;
 
 static size_t place_queues(uint64_t mem_gpa, unsigned nq, unsigned qsize,
-                           queue_place *qp) {
+                           unsigned evq_size, queue_place *qp) {
   size_t off = 0;
   for (unsigned q = 0; q < nq; q++) {
     unsigned size = q == 0 ? qsize
                            : (qsize < GUEST_IDLE_QUEUE_SIZE
                                   ? qsize
                                   : GUEST_IDLE_QUEUE_SIZE);
+    if (evq_size && q == nq - 1)
+      size = evq_size; /* the event queue: one entry per buffer */
     off = align_gpa(mem_gpa, off, GUEST_QUEUE_ALIGN);
     qp[q].size = size;
     qp[q].desc = off;
@@ -223,9 +225,24 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
   if (cfg->indirect)
     features |= d.features & HWSOCK_F_INDIRECT_DESC;
   int indirect = (features & HWSOCK_F_INDIRECT_DESC) != 0;
+  /* The event queue (PROTOCOL.md §16): the last queue, its buffers after
+   * the queues. */
+  unsigned evq_size = 0, ev_buf_len = 0;
+  if (cfg->event_queue && (d.features & HWSOCK_F_EVENT_QUEUE) &&
+      d.num_queues >= 2) {
+    features |= HWSOCK_F_EVENT_QUEUE;
+    evq_size = d.max_queue_size < GUEST_EV_QUEUE_SIZE ? d.max_queue_size
+                                                      : GUEST_EV_QUEUE_SIZE;
+    ev_buf_len = cfg->ev_buf_len ? cfg->ev_buf_len : GUEST_EV_BUF_LEN;
+    if (ev_buf_len < HWSOCK_EV_BUF_MIN || ev_buf_len > GUEST_MAX_IO_LEN)
+      return HWSOCK_EINVAL;
+    ev_buf_len = (unsigned)round_up(ev_buf_len, 16);
+  }
 
-  /* Layout: queues, then equal slots. */
-  size_t slot_off = place_queues(cfg->mem_gpa, d.num_queues, qsize, qp);
+  /* Layout: queues, event buffers, then equal slots. */
+  size_t ev_off = place_queues(cfg->mem_gpa, d.num_queues, qsize, evq_size,
+                               qp);
+  size_t slot_off = ev_off + (size_t)evq_size * ev_buf_len;
   size_t itab = indirect ? GUEST_MAX_SEGS * sizeof(hwsock_vring_desc) : 0;
   size_t req_off = round_up(itab, 16);
   size_t resp_off = req_off + round_up(sizeof(hwsock_req_hdr) + d.max_uri_len,
@@ -260,6 +277,17 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
   g->indirect = indirect;
   g->poll_us = cfg->poll_us;
   g->write_behind = cfg->write_behind != 0;
+  if (evq_size) {
+    g->evq_on = 1;
+    g->evq = d.num_queues - 1;
+    g->ev_nbuf = evq_size;
+    g->ev_mask = (uint16_t)(evq_size - 1);
+    g->ev_buf_len = ev_buf_len;
+    g->ev_window = cfg->ev_window ? cfg->ev_window : GUEST_EV_WINDOW;
+    if (g->ev_window > HWSOCK_CREDIT_MAX)
+      g->ev_window = HWSOCK_CREDIT_MAX;
+    g->ev_dgram_window = GUEST_EV_DGRAM_WINDOW;
+  }
   g->nqueues = d.num_queues;
   g->qsize = qsize;
   g->qmask = (uint16_t)(qsize - 1);
@@ -285,6 +313,17 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
       (volatile hwsock_le16 *)(void *)(mem + qp[0].used + 4 + 8u * qsize);
   g->slot_mem = mem + slot_off;
   g->slot_gpa = cfg->mem_gpa + slot_off;
+  if (g->evq_on) {
+    unsigned e = g->evq;
+    g->ev_desc = (hwsock_vring_desc *)(void *)(mem + qp[e].desc);
+    g->ev_avail = (hwsock_vring_avail *)(void *)(mem + qp[e].avail);
+    g->ev_used = (hwsock_vring_used *)(void *)(mem + qp[e].used);
+    g->ev_used_event = &g->ev_avail->ring[evq_size];
+    g->ev_avail_event =
+        (volatile hwsock_le16 *)(void *)(mem + qp[e].used + 4 + 8u * evq_size);
+    g->ev_mem = mem + ev_off;
+    g->ev_gpa = cfg->mem_gpa + ev_off;
+  }
 
   if ((err = g->ops->set_features(g->opaque, features)) < 0)
     goto fail;
@@ -297,6 +336,8 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
       goto fail;
   }
   if ((err = g->ops->start(g->opaque)) < 0)
+    goto fail;
+  if (g->evq_on && (err = hwsock__ev_start(g)) < 0)
     goto fail;
   *out = g;
   return 0;
@@ -315,6 +356,7 @@ fail_tables:
 void hwsock_guest_free(hwsock_guest *g) {
   if (!g)
     return;
+  hwsock__ev_stop(g);
   for (unsigned i = 0; i < g->nslots; i++)
     pthread_cond_destroy(&g->slots[i].cond);
   pthread_cond_destroy(&g->slot_cond);

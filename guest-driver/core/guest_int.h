@@ -36,6 +36,11 @@
 /* Default bounce size per slot and default queue size. */
 #define GUEST_DEFAULT_IO_LEN (64u << 10)
 #define GUEST_DEFAULT_QUEUE_SIZE 256u
+/* The event queue: entries (= buffers), bytes per buffer, windows. */
+#define GUEST_EV_QUEUE_SIZE 256u
+#define GUEST_EV_BUF_LEN (16u << 10)
+#define GUEST_EV_WINDOW (256u << 10)
+#define GUEST_EV_DGRAM_WINDOW 64u
 /* Largest wire status passed through as -(status); above it is garbage. */
 #define GUEST_MAX_STATUS 4095u
 
@@ -77,7 +82,29 @@ typedef struct guest_sock {
   unsigned wb_slot[HWSOCK_GUEST_WB_MAX];
   uint8_t wb_head, wb_n;
   int wb_err;
+  /* event queue (events.c) */
+  uint8_t ev_on;       /* CREDIT granted: input arrives as events */
+  uint8_t ev_no;       /* CREDIT refused: RECV requests as before */
+  uint8_t ev_eof, ev_acceptable, ev_writable, ev_armed;
+  uint8_t interest;    /* HWSOCK_GUEST_* watched */
+  uint8_t in_ready;    /* linked in the ready list */
+  uint8_t ev_hold;     /* CLOSE sent: the id waits for the events drained */
+  int ev_err;          /* an ERROR event, reported once */
+  uint32_t rx_head, rx_tail; /* filled buffers, index + 1, oldest first */
+  uint32_t rx_off;     /* bytes of the head buffer consumed */
+  uint32_t consumed;   /* credit consumed, not yet returned */
+  uint32_t ready_next; /* ready list link, id + 1 */
 } guest_sock;
+
+/* One event buffer (events.c). */
+typedef struct guest_evbuf {
+  uint32_t next;   /* a socket's rx list, index + 1 */
+  uint32_t len;    /* data bytes */
+  uint32_t val;    /* datagram full length */
+  uint16_t flags;  /* HWSOCK_EV_F_* */
+  uint16_t uri_len;
+  uint8_t posted;  /* owned by the device */
+} guest_evbuf;
 
 struct hwsock_guest {
   pthread_mutex_t lock;
@@ -121,6 +148,25 @@ struct hwsock_guest {
   int reaper;   /* a thread is reaping (polling or in ops->wait) */
   unsigned nwaiting; /* callers inside wait_slot (reaper included) */
   int broken;   /* 0 or the error every call now fails with */
+
+  /* the event queue (events.c): off without F_EVENT_QUEUE */
+  int evq_on;
+  unsigned evq;                      /* its queue index */
+  unsigned ev_nbuf, ev_buf_len;      /* buffers = queue entries */
+  uint16_t ev_mask;
+  hwsock_vring_desc *ev_desc;
+  hwsock_vring_avail *ev_avail;
+  hwsock_vring_used *ev_used;
+  volatile hwsock_le16 *ev_used_event, *ev_avail_event;
+  uint16_t ev_avail_idx, ev_last_used;
+  uint8_t *ev_mem;
+  uint64_t ev_gpa;
+  guest_evbuf *evbufs;
+  uint32_t ev_window, ev_dgram_window;
+  pthread_t ev_thread;
+  int ev_thread_on, ev_stop;
+  pthread_cond_t ev_cond;            /* events arrived (recv, wait, close) */
+  uint32_t ready_head, ready_tail;   /* ids + 1 */
 
   /* socket table: ids 0..nsock-1; bit set in sock_free = id free */
   unsigned nsock;
@@ -175,6 +221,22 @@ int hwsock__guest_wait(hwsock_guest *g, unsigned slot, guest_call *c);
 /* Marks the transport failed with err (first failure wins) and wakes every
  * waiter. Lock held. */
 void hwsock__guest_fail(hwsock_guest *g, int err);
+
+/* events.c */
+/* Lays out and starts the event queue (after the device started) and its
+ * thread; stops and frees them. */
+int hwsock__ev_start(hwsock_guest *g);
+void hwsock__ev_stop(hwsock_guest *g);
+/* recv through the event queue: > 0 handled (*ret set), 0 not in event
+ * mode (use a RECV request). */
+int hwsock__ev_recv(hwsock_guest *g, int s, void *buf, size_t len,
+                    unsigned flags, char *uri, size_t uri_len,
+                    unsigned *resp_flags, ssize_t *ret);
+/* close in event mode: before the CLOSE (hold the id) and after it. */
+void hwsock__ev_close_begin(hwsock_guest *g, int s);
+void hwsock__ev_close_end(hwsock_guest *g, int s);
+/* accept in event mode: the ACCEPTABLE state is consumed; re-armed. */
+void hwsock__ev_accepted(hwsock_guest *g, int s);
 
 /* Socket table, lock held. */
 int hwsock__sock_alloc(hwsock_guest *g);

@@ -171,6 +171,7 @@ int hwsock_guest_accept(hwsock_guest *g, int s, char *peer, size_t peer_len) {
   c.uri_buf = name;
   c.uri_buf_len = sizeof(name);
   int err = hwsock__guest_call(g, &c);
+  hwsock__ev_accepted(g, s); /* an ACCEPTABLE is used up: watch again */
   if (err < 0)
     return err;
   if (peer && peer_len) {
@@ -382,8 +383,13 @@ ssize_t hwsock_guest_recvfrom(hwsock_guest *g, int s, void *buf, size_t len,
                               unsigned flags, char *uri, size_t uri_len,
                               unsigned *resp_flags) {
   guest_call c;
+  ssize_t r;
   if (!g || (!buf && len))
     return HWSOCK_EINVAL;
+  /* With the event queue the data is already in the driver's buffers. */
+  if (hwsock__ev_recv(g, s, buf, len, flags, uri, uri_len, resp_flags, &r))
+    return r;
+  flags &= ~HWSOCK_GUEST_RECV_DONTWAIT; /* never on the wire */
   call_init(&c, HWSOCK_OP_RECV, s);
   c.arg0 = flags;
   c.in_len = len < g->io_len ? (uint32_t)len : g->io_len;
@@ -429,7 +435,9 @@ int hwsock_guest_close(hwsock_guest *g, int s) {
   (void)wb_flush(g, s);
   call_init(&c, HWSOCK_OP_CLOSE, s);
   c.rule = CALL_SOCK_CLOSE;
+  hwsock__ev_close_begin(g, s);
   int rc = hwsock__guest_call(g, &c);
+  hwsock__ev_close_end(g, s);
   if (rc == 0 && g->write_behind) {
     pthread_mutex_lock(&g->lock);
     g->socks[s].wb_err = 0; /* the id may be reused */

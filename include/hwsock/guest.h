@@ -69,6 +69,17 @@ typedef struct hwsock_guest_config {
                          a send is returned by the socket's next send or
                          shutdown. close() first waits for them. 0: every
                          send waits for its completion. */
+  /* ---- appended (present when size covers it) ---- */
+  int event_queue;     /* negotiate HWSOCK_F_EVENT_QUEUE when offered (a
+                          device with >= 2 queues): input of a connected or
+                          bound socket arrives in shared buffers of the
+                          event queue (PROTOCOL.md §16), so a socket that
+                          waits for input holds no request slot, and
+                          hwsock_guest_wait() works. A thread of the driver
+                          takes the events. */
+  unsigned ev_buf_len; /* bytes per event buffer; 0 = 16 KiB */
+  unsigned ev_window;  /* receive window per stream socket, bytes; 0 =
+                          256 KiB (datagram sockets: 64 datagrams) */
 } hwsock_guest_config;
 
 #define HWSOCK_GUEST_WB_MAX 4
@@ -146,6 +157,29 @@ HWSOCK_EXTERN int hwsock_guest_setsockopt(hwsock_guest *g, int s,
 /* which: 0 = local name, 1 = peer name. */
 HWSOCK_EXTERN int hwsock_guest_getname(hwsock_guest *g, int s, int which,
                                        char *uri, size_t uri_len);
+
+/* Readiness over many sockets (needs the event queue: HWSOCK_EOPNOTSUPP
+ * without it). hwsock_guest_watch() sets what a socket is watched for
+ * (HWSOCK_GUEST_IN: recv would not block: data, end of file or an error;
+ * HWSOCK_GUEST_ACCEPT: accept would not block; HWSOCK_GUEST_OUT: the
+ * device reported room to send, one-shot: watch again for another); 0
+ * stops watching. hwsock_guest_wait() fills up to n events with sockets
+ * that are ready now (level-triggered, as poll: a socket stays ready until
+ * it is drained) and returns their count, 0 on timeout (timeout_ms -1:
+ * none), or a negative HWSOCK_E*. Sockets are reported in turn. */
+#define HWSOCK_GUEST_IN 1u
+#define HWSOCK_GUEST_ACCEPT 2u
+#define HWSOCK_GUEST_OUT 4u
+/* hwsock_guest_recv() flag, never sent to the device: with the event
+ * queue, return HWSOCK_EAGAIN instead of waiting when nothing is there. */
+#define HWSOCK_GUEST_RECV_DONTWAIT (1u << 16)
+typedef struct hwsock_guest_event {
+  int sock;
+  unsigned events; /* HWSOCK_GUEST_* */
+} hwsock_guest_event;
+HWSOCK_EXTERN int hwsock_guest_watch(hwsock_guest *g, int s, unsigned events);
+HWSOCK_EXTERN int hwsock_guest_wait(hwsock_guest *g, hwsock_guest_event *ev,
+                                    int n, int timeout_ms);
 
 /* Observability: writes the driver's own socket table to fd as text, the
  * guest-side analogue of the VMM's socket table (docs/OBSERVABILITY.md):

@@ -6,3 +6,12 @@ target_link_libraries(test_guest PRIVATE hwsock-guest hwsock_internal
 target_include_directories(test_guest PRIVATE "${PROJECT_SOURCE_DIR}/test")
 add_test(NAME test_guest COMMAND test_guest --jobs 1)
 set_tests_properties(test_guest PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
+
+# The driver core with the event queue against the real device in-process
+# (its loop in a thread, eventfds for kicks and interrupts).
+add_executable(test_guest_evq "${CMAKE_CURRENT_LIST_DIR}/test_guest_evq.c")
+target_link_libraries(test_guest_evq PRIVATE hwsock-guest hwsock_internal
+                      PkgConfig::UV PkgConfig::CRITERION Threads::Threads)
+add_dependencies(test_guest_evq tcp)
+add_test(NAME test_guest_evq COMMAND test_guest_evq --jobs 1)
+set_tests_properties(test_guest_evq PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})

@@ -1,0 +1,579 @@
+/* The event queue, driver side (PROTOCOL.md §16): shared receive buffers,
+ * per-socket credit, and readiness over many sockets.
+ *
+ * Buffer i is descriptor i of the event queue, for good: posting it again
+ * only puts i in the available ring. A thread of the driver takes the used
+ * entries, files DATA buffers on their socket's receive list (oldest
+ * first) and notes EOF, errors and readiness; recv() copies out of the
+ * list, posts emptied buffers again and returns the credit it consumed in
+ * batches (half a window), so a socket costs a CREDIT request per half
+ * window, not a RECV per read. hwsock_guest_wait() reports sockets from a
+ * ready list that the thread and recv() keep (level-triggered: a socket is
+ * dropped from it when it is found not ready).
+ *
+ * Everything the device writes is read once and checked: an unknown buffer
+ * index, a length beyond the buffer, or a DATA event whose length does not
+ * match fail the transport (HWSOCK_EPROTO). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "guest_int.h"
+
+#define RELEASE() __atomic_thread_fence(__ATOMIC_RELEASE)
+#define ACQUIRE() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define FULL() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+
+#define EV_HDR ((uint32_t)sizeof(hwsock_event))
+#define ARMED_ACCEPT 1u
+#define ARMED_WRITE 2u
+
+static uint8_t *buf_ptr(hwsock_guest *g, unsigned i) {
+  return g->ev_mem + (size_t)i * g->ev_buf_len;
+}
+
+static int is_dgram(const guest_sock *gs) {
+  return gs->type == HWSOCK_SOCK_DGRAM;
+}
+
+static uint32_t data_off(const guest_sock *gs) {
+  return EV_HDR + (is_dgram(gs) ? HWSOCK_EV_URI_AREA : 0);
+}
+
+/* Buffer i goes back to the device (lock held); ev_publish makes it seen. */
+static void ev_post(hwsock_guest *g, unsigned i) {
+  g->evbufs[i].posted = 1;
+  g->evbufs[i].next = 0;
+  hwsock_le16_store(&g->ev_avail->ring[g->ev_avail_idx & g->ev_mask],
+                    (uint16_t)i);
+  g->ev_avail_idx++;
+}
+
+static void ev_publish(hwsock_guest *g, uint16_t old) {
+  if (old == g->ev_avail_idx)
+    return;
+  RELEASE(); /* ring entries before the index */
+  hwsock_le16_store(&g->ev_avail->idx, g->ev_avail_idx);
+  FULL(); /* the index before the device's suppression */
+  int kick = g->event_idx
+                 ? hwsock_vring_need_event(hwsock_le16_load(g->ev_avail_event),
+                                           g->ev_avail_idx, old)
+                 : !(hwsock_le16_load(&g->ev_used->flags) &
+                     HWSOCK_VRING_USED_F_NO_NOTIFY);
+  if (kick)
+    g->ops->kick(g->opaque, g->evq);
+}
+
+static unsigned readiness(const guest_sock *gs) {
+  unsigned r = 0;
+  if (gs->rx_head || gs->ev_eof || gs->ev_err)
+    r |= HWSOCK_GUEST_IN;
+  if (gs->ev_acceptable)
+    r |= HWSOCK_GUEST_ACCEPT;
+  if (gs->ev_writable)
+    r |= HWSOCK_GUEST_OUT;
+  return r;
+}
+
+static void ready_push(hwsock_guest *g, unsigned id) {
+  guest_sock *gs = &g->socks[id];
+  if (gs->in_ready || !(gs->interest & readiness(gs)))
+    return;
+  gs->in_ready = 1;
+  gs->ready_next = 0;
+  if (g->ready_tail == 0)
+    g->ready_head = id + 1;
+  else
+    g->socks[g->ready_tail - 1].ready_next = id + 1;
+  g->ready_tail = id + 1;
+}
+
+static unsigned ready_pop(hwsock_guest *g) {
+  unsigned id = g->ready_head - 1;
+  guest_sock *gs = &g->socks[id];
+  g->ready_head = gs->ready_next;
+  if (g->ready_head == 0)
+    g->ready_tail = 0;
+  gs->in_ready = 0;
+  gs->ready_next = 0;
+  return id;
+}
+
+/* Gives every buffer on the socket's list back to the device. */
+static void drop_rx(hwsock_guest *g, guest_sock *gs) {
+  while (gs->rx_head) {
+    unsigned i = gs->rx_head - 1;
+    gs->rx_head = g->evbufs[i].next;
+    ev_post(g, i);
+  }
+  gs->rx_tail = 0;
+  gs->rx_off = 0;
+}
+
+/* One used entry of the event queue (lock held). */
+static void ev_take(hwsock_guest *g, uint32_t i, uint32_t len) {
+  if (i >= g->ev_nbuf || !g->evbufs[i].posted || len > g->ev_buf_len ||
+      (len != 0 && len < EV_HDR)) {
+    hwsock__guest_fail(g, HWSOCK_EPROTO);
+    return;
+  }
+  guest_evbuf *b = &g->evbufs[i];
+  b->posted = 0;
+  if (len == 0) { /* no event in it (a cancelled read) */
+    ev_post(g, i);
+    return;
+  }
+  hwsock_event ev;
+  memcpy(&ev, buf_ptr(g, i), sizeof(ev)); /* one fetch */
+  uint32_t id = hwsock_le32_get(&ev.sock_id);
+  unsigned type = hwsock_le16_get(&ev.type);
+  unsigned flags = hwsock_le16_get(&ev.flags);
+  uint32_t dlen = hwsock_le32_get(&ev.len);
+  uint32_t status = hwsock_le32_get(&ev.status);
+  uint32_t ulen = hwsock_le32_get(&ev.uri_len);
+  if (id >= g->nsock || g->socks[id].state != SOCK_OPEN ||
+      g->socks[id].ev_hold) {
+    ev_post(g, i); /* a socket being closed: nothing to deliver */
+    return;
+  }
+  guest_sock *gs = &g->socks[id];
+  switch (type) {
+  case HWSOCK_EV_DATA:
+    if (flags & HWSOCK_EV_F_EOF) {
+      gs->ev_eof = 1;
+      ev_post(g, i);
+      break;
+    }
+    if ((uint64_t)data_off(gs) + dlen != len ||
+        ulen > (is_dgram(gs) ? HWSOCK_EV_URI_AREA : 0)) {
+      hwsock__guest_fail(g, HWSOCK_EPROTO);
+      return;
+    }
+    b->len = dlen;
+    b->flags = (uint16_t)flags;
+    b->val = hwsock_le32_get(&ev.val);
+    b->uri_len = (uint16_t)ulen;
+    b->next = 0;
+    if (gs->rx_tail)
+      g->evbufs[gs->rx_tail - 1].next = i + 1;
+    else
+      gs->rx_head = i + 1;
+    gs->rx_tail = i + 1;
+    gs->bytes_in += dlen;
+    break;
+  case HWSOCK_EV_ERROR:
+    gs->ev_err = status >= 1 && status <= GUEST_MAX_STATUS ? -(int)status
+                                                           : HWSOCK_EIO;
+    ev_post(g, i);
+    break;
+  case HWSOCK_EV_ACCEPTABLE:
+    gs->ev_acceptable = 1;
+    gs->ev_armed &= (uint8_t)~ARMED_ACCEPT;
+    ev_post(g, i);
+    break;
+  case HWSOCK_EV_WRITABLE:
+    gs->ev_writable = 1;
+    gs->ev_armed &= (uint8_t)~ARMED_WRITE;
+    ev_post(g, i);
+    break;
+  default: /* a type of a later version: nothing for us */
+    ev_post(g, i);
+    break;
+  }
+  ready_push(g, id);
+}
+
+static void *ev_main(void *arg) {
+  hwsock_guest *g = arg;
+  pthread_mutex_lock(&g->lock);
+  while (!g->ev_stop && !g->broken) {
+    uint16_t used_idx = hwsock_le16_load(&g->ev_used->idx);
+    ACQUIRE(); /* entries and buffers after the index */
+    if ((uint16_t)(used_idx - g->ev_last_used) > g->ev_nbuf) {
+      hwsock__guest_fail(g, HWSOCK_EPROTO);
+      break;
+    }
+    if (used_idx != g->ev_last_used) {
+      uint16_t old = g->ev_avail_idx;
+      while (g->ev_last_used != used_idx && !g->broken) {
+        const hwsock_vring_used_elem *e =
+            &g->ev_used->ring[g->ev_last_used & g->ev_mask];
+        ev_take(g, hwsock_le32_get(&e->id), hwsock_le32_get(&e->len));
+        g->ev_last_used++;
+      }
+      ev_publish(g, old);
+      pthread_cond_broadcast(&g->ev_cond);
+      continue;
+    }
+    /* Ask for an interrupt at the next event, then look once more. */
+    uint16_t seen = g->ev_last_used;
+    if (g->event_idx)
+      hwsock_le16_store(g->ev_used_event, seen);
+    FULL();
+    if (hwsock_le16_load(&g->ev_used->idx) != seen)
+      continue;
+    pthread_mutex_unlock(&g->lock);
+    int r = g->ops->wait(g->opaque, g->evq, GUEST_WAIT_SLICE_MS);
+    pthread_mutex_lock(&g->lock);
+    if (r < 0)
+      hwsock__guest_fail(g, HWSOCK_ECONNRESET);
+  }
+  pthread_cond_broadcast(&g->ev_cond);
+  pthread_mutex_unlock(&g->lock);
+  return NULL;
+}
+
+int hwsock__ev_start(hwsock_guest *g) {
+  g->evbufs = calloc(g->ev_nbuf, sizeof(*g->evbufs));
+  if (g->evbufs == NULL)
+    return HWSOCK_ENOMEM;
+  if (pthread_cond_init(&g->ev_cond, NULL)) {
+    free(g->evbufs);
+    g->evbufs = NULL;
+    return HWSOCK_ENOMEM;
+  }
+  for (unsigned i = 0; i < g->ev_nbuf; i++) {
+    hwsock_vring_desc *d = &g->ev_desc[i];
+    hwsock_le64_set(&d->addr, g->ev_gpa + (uint64_t)i * g->ev_buf_len);
+    hwsock_le32_set(&d->len, g->ev_buf_len);
+    hwsock_le16_set(&d->flags, HWSOCK_VRING_DESC_F_WRITE);
+    hwsock_le16_set(&d->next, 0);
+  }
+  pthread_mutex_lock(&g->lock);
+  uint16_t old = g->ev_avail_idx;
+  for (unsigned i = 0; i < g->ev_nbuf; i++)
+    ev_post(g, i);
+  ev_publish(g, old);
+  pthread_mutex_unlock(&g->lock);
+  if (pthread_create(&g->ev_thread, NULL, ev_main, g)) {
+    pthread_cond_destroy(&g->ev_cond);
+    free(g->evbufs);
+    g->evbufs = NULL;
+    return HWSOCK_ENOMEM;
+  }
+  g->ev_thread_on = 1;
+  return 0;
+}
+
+void hwsock__ev_stop(hwsock_guest *g) {
+  if (!g->ev_thread_on)
+    return;
+  pthread_mutex_lock(&g->lock);
+  g->ev_stop = 1;
+  pthread_mutex_unlock(&g->lock);
+  pthread_join(g->ev_thread, NULL);
+  g->ev_thread_on = 0;
+  pthread_cond_destroy(&g->ev_cond);
+  free(g->evbufs);
+  g->evbufs = NULL;
+}
+
+static int credit_call(hwsock_guest *g, int s, uint32_t add, uint32_t watch) {
+  guest_call c;
+  memset(&c, 0, sizeof(c));
+  c.op = HWSOCK_OP_CREDIT;
+  c.rule = CALL_SOCK_USE;
+  c.sock = s;
+  c.arg0 = add;
+  c.arg1 = watch;
+  return hwsock__guest_call(g, &c);
+}
+
+/* Puts the socket in event mode (a window granted) when it can be: a
+ * connected stream, or a datagram socket that was bound, connected or sent
+ * from. 1: in event mode; 0: use RECV requests. */
+static int ev_enable(hwsock_guest *g, int s) {
+  pthread_mutex_lock(&g->lock);
+  guest_sock *gs = &g->socks[s];
+  int on = gs->ev_on, eligible;
+  if (on || gs->ev_no || gs->state != SOCK_OPEN) {
+    pthread_mutex_unlock(&g->lock);
+    return on;
+  }
+  eligible = is_dgram(gs) ? (gs->has_local || gs->has_peer || gs->bytes_out)
+                          : gs->conn == CONN_ESTAB;
+  uint32_t win = is_dgram(gs) ? g->ev_dgram_window : g->ev_window;
+  pthread_mutex_unlock(&g->lock);
+  if (!eligible)
+    return 0;
+  int rc = credit_call(g, s, win, 0);
+  pthread_mutex_lock(&g->lock);
+  if (gs->state == SOCK_OPEN) {
+    if (rc == 0)
+      gs->ev_on = 1;
+    else
+      gs->ev_no = 1; /* e.g. a backend that cannot watch: RECV as before */
+  }
+  on = gs->ev_on;
+  pthread_mutex_unlock(&g->lock);
+  return on;
+}
+
+int hwsock__ev_recv(hwsock_guest *g, int s, void *buf, size_t len,
+                    unsigned flags, char *uri, size_t uri_len,
+                    unsigned *resp_flags, ssize_t *ret) {
+  if (!g->evq_on || s < 0 || (unsigned)s >= g->nsock || !ev_enable(g, s))
+    return 0;
+  int peek = (flags & HWSOCK_RECV_PEEK) != 0;
+  int waitall = (flags & HWSOCK_RECV_WAITALL) && !peek;
+  int dontwait = (flags & HWSOCK_GUEST_RECV_DONTWAIT) != 0;
+  unsigned rflags = 0;
+  size_t got = 0;
+  uint32_t give = 0, back = 0;
+  int rc = 0;
+  char *out = buf;
+
+  pthread_mutex_lock(&g->lock);
+  guest_sock *gs = &g->socks[s];
+  uint16_t old = g->ev_avail_idx;
+  for (;;) {
+    if (gs->state != SOCK_OPEN) {
+      rc = HWSOCK_EBADF;
+      break;
+    }
+    if (g->broken) {
+      rc = g->broken;
+      break;
+    }
+    if (gs->rx_head && is_dgram(gs)) {
+      unsigned i = gs->rx_head - 1;
+      guest_evbuf *b = &g->evbufs[i];
+      size_t n = b->len < len ? b->len : len;
+      memcpy(out, buf_ptr(g, i) + data_off(gs), n);
+      if (b->len > len || (b->flags & HWSOCK_EV_F_TRUNC))
+        rflags |= HWSOCK_RESP_F_TRUNC;
+      if (uri && uri_len) {
+        size_t u = b->uri_len < uri_len - 1 ? b->uri_len : uri_len - 1;
+        memcpy(uri, buf_ptr(g, i) + EV_HDR, u);
+        uri[u] = '\0';
+      }
+      got = n;
+      if (!peek) {
+        gs->rx_head = b->next;
+        if (!gs->rx_head)
+          gs->rx_tail = 0;
+        ev_post(g, i);
+        give = 1;
+      }
+      break;
+    }
+    while (gs->rx_head && got < len) {
+      unsigned i = gs->rx_head - 1;
+      guest_evbuf *b = &g->evbufs[i];
+      size_t n = b->len - gs->rx_off;
+      if (n > len - got)
+        n = len - got;
+      memcpy(out + got, buf_ptr(g, i) + EV_HDR + gs->rx_off, n);
+      got += n;
+      if (peek)
+        break; /* from the first buffer only */
+      give += (uint32_t)n;
+      gs->rx_off += (uint32_t)n;
+      if (gs->rx_off == b->len) {
+        gs->rx_head = b->next;
+        if (!gs->rx_head)
+          gs->rx_tail = 0;
+        gs->rx_off = 0;
+        ev_post(g, i);
+      }
+    }
+    if (got > 0 && (!waitall || got == len))
+      break;
+    if (len == 0)
+      break;
+    if (gs->ev_err) {
+      if (got == 0) {
+        rc = gs->ev_err;
+        gs->ev_err = 0;
+        gs->ev_eof = 1; /* the read side has ended */
+      }
+      break;
+    }
+    if (gs->ev_eof) {
+      if (got == 0)
+        rflags |= HWSOCK_RESP_F_EOF;
+      break;
+    }
+    if (dontwait) {
+      if (got == 0)
+        rc = HWSOCK_EAGAIN;
+      break;
+    }
+    pthread_cond_wait(&g->ev_cond, &g->lock);
+  }
+  ev_publish(g, old);
+  if (gs->state == SOCK_OPEN) {
+    /* Credit goes back in batches: half a window at a time. */
+    gs->consumed += give;
+    uint32_t win = is_dgram(gs) ? g->ev_dgram_window : g->ev_window;
+    if (gs->consumed >= win / 2 && !gs->ev_eof) {
+      back = gs->consumed;
+      gs->consumed = 0;
+    }
+  }
+  pthread_mutex_unlock(&g->lock);
+  if (back)
+    (void)credit_call(g, s, back, 0); /* fails only with the socket */
+  if (resp_flags)
+    *resp_flags = rflags;
+  *ret = rc < 0 ? rc : (ssize_t)got;
+  return 1;
+}
+
+void hwsock__ev_close_begin(hwsock_guest *g, int s) {
+  if (!g->evq_on || s < 0 || (unsigned)s >= g->nsock)
+    return;
+  pthread_mutex_lock(&g->lock);
+  guest_sock *gs = &g->socks[s];
+  if (gs->state == SOCK_OPEN &&
+      (gs->ev_on || gs->ev_armed || gs->ev_acceptable || gs->ev_writable)) {
+    gs->ev_hold = 1; /* events from now on are dropped */
+    gs->inflight++;  /* the id stays ours until they are drained */
+  }
+  pthread_mutex_unlock(&g->lock);
+}
+
+void hwsock__ev_close_end(hwsock_guest *g, int s) {
+  if (!g->evq_on || s < 0 || (unsigned)s >= g->nsock)
+    return;
+  pthread_mutex_lock(&g->lock);
+  guest_sock *gs = &g->socks[s];
+  if (!gs->ev_hold) {
+    pthread_mutex_unlock(&g->lock);
+    return;
+  }
+  /* Every event of the socket was published before the CLOSE completed
+   * (§16.6): once the thread has taken the used ring up to here, none is
+   * left, and the id may be reused. */
+  uint16_t target = hwsock_le16_load(&g->ev_used->idx);
+  while (!g->broken && (int16_t)(g->ev_last_used - target) < 0)
+    pthread_cond_wait(&g->ev_cond, &g->lock);
+  uint16_t old = g->ev_avail_idx;
+  drop_rx(g, gs);
+  ev_publish(g, old);
+  gs->ev_hold = 0;
+  gs->inflight--;
+  if (gs->state == SOCK_CLOSED && gs->inflight == 0)
+    hwsock__sock_release(g, (unsigned)s);
+  pthread_mutex_unlock(&g->lock);
+}
+
+void hwsock__ev_accepted(hwsock_guest *g, int s) {
+  if (!g->evq_on || s < 0 || (unsigned)s >= g->nsock)
+    return;
+  pthread_mutex_lock(&g->lock);
+  guest_sock *gs = &g->socks[s];
+  int rearm = gs->state == SOCK_OPEN && (gs->interest & HWSOCK_GUEST_ACCEPT) &&
+              !(gs->ev_armed & ARMED_ACCEPT);
+  gs->ev_acceptable = 0;
+  if (rearm)
+    gs->ev_armed |= ARMED_ACCEPT;
+  pthread_mutex_unlock(&g->lock);
+  /* Another connection waiting fires again at once (§16.4). */
+  if (rearm && credit_call(g, s, 0, HWSOCK_WATCH_ACCEPT) < 0) {
+    pthread_mutex_lock(&g->lock);
+    gs->ev_armed &= (uint8_t)~ARMED_ACCEPT;
+    pthread_mutex_unlock(&g->lock);
+  }
+}
+
+int hwsock_guest_watch(hwsock_guest *g, int s, unsigned events) {
+  if (!g || (events & ~(HWSOCK_GUEST_IN | HWSOCK_GUEST_ACCEPT |
+                        HWSOCK_GUEST_OUT)))
+    return HWSOCK_EINVAL;
+  if (!g->evq_on)
+    return HWSOCK_EOPNOTSUPP;
+  if (s < 0 || (unsigned)s >= g->nsock)
+    return HWSOCK_EBADF;
+  pthread_mutex_lock(&g->lock);
+  guest_sock *gs = &g->socks[s];
+  if (gs->state != SOCK_OPEN) {
+    pthread_mutex_unlock(&g->lock);
+    return HWSOCK_EBADF;
+  }
+  gs->interest = (uint8_t)events;
+  uint32_t watch = 0;
+  if ((events & HWSOCK_GUEST_ACCEPT) && !gs->ev_acceptable &&
+      !(gs->ev_armed & ARMED_ACCEPT))
+    watch |= HWSOCK_WATCH_ACCEPT;
+  if ((events & HWSOCK_GUEST_OUT) && !gs->ev_writable &&
+      !(gs->ev_armed & ARMED_WRITE))
+    watch |= HWSOCK_WATCH_WRITE;
+  gs->ev_armed |= (uint8_t)(((watch & HWSOCK_WATCH_ACCEPT) ? ARMED_ACCEPT : 0) |
+                            ((watch & HWSOCK_WATCH_WRITE) ? ARMED_WRITE : 0));
+  pthread_mutex_unlock(&g->lock);
+  int rc = 0;
+  if ((events & HWSOCK_GUEST_IN) && !ev_enable(g, s)) {
+    pthread_mutex_lock(&g->lock);
+    rc = gs->ev_no ? HWSOCK_EOPNOTSUPP : HWSOCK_ENOTCONN;
+    pthread_mutex_unlock(&g->lock);
+  }
+  if (rc == 0 && watch != 0)
+    rc = credit_call(g, s, 0, watch);
+  pthread_mutex_lock(&g->lock);
+  if (rc < 0 && watch != 0)
+    gs->ev_armed &= (uint8_t)~(((watch & HWSOCK_WATCH_ACCEPT) ? ARMED_ACCEPT
+                                                             : 0) |
+                               ((watch & HWSOCK_WATCH_WRITE) ? ARMED_WRITE : 0));
+  if (gs->state == SOCK_OPEN)
+    ready_push(g, (unsigned)s); /* already ready: report it */
+  pthread_cond_broadcast(&g->ev_cond);
+  pthread_mutex_unlock(&g->lock);
+  return rc;
+}
+
+int hwsock_guest_wait(hwsock_guest *g, hwsock_guest_event *ev, int n,
+                      int timeout_ms) {
+  if (!g || !ev || n <= 0)
+    return HWSOCK_EINVAL;
+  if (!g->evq_on)
+    return HWSOCK_EOPNOTSUPP;
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  if (timeout_ms > 0) {
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+      deadline.tv_sec++;
+      deadline.tv_nsec -= 1000000000L;
+    }
+  }
+  int k = 0, rc = 0;
+  pthread_mutex_lock(&g->lock);
+  for (;;) {
+    /* One pass over the list as it is now: ready ones are reported and go
+     * to the back (turns), others leave it. */
+    uint32_t last = g->ready_tail;
+    while (g->ready_head != 0 && k < n) {
+      int end = g->ready_head == last;
+      unsigned id = ready_pop(g);
+      guest_sock *gs = &g->socks[id];
+      unsigned bits = gs->state == SOCK_OPEN && !gs->ev_hold
+                          ? gs->interest & readiness(gs)
+                          : 0;
+      if (bits) {
+        ev[k].sock = (int)id;
+        ev[k].events = bits;
+        k++;
+        if (bits & HWSOCK_GUEST_OUT)
+          gs->ev_writable = 0; /* one-shot */
+        ready_push(g, id);
+      }
+      if (end)
+        break;
+    }
+    if (k > 0 || g->broken || timeout_ms == 0)
+      break;
+    if (timeout_ms < 0) {
+      pthread_cond_wait(&g->ev_cond, &g->lock);
+    } else if (pthread_cond_timedwait(&g->ev_cond, &g->lock, &deadline) ==
+               ETIMEDOUT) {
+      timeout_ms = 0; /* one last look */
+    }
+  }
+  if (k == 0 && g->broken)
+    rc = g->broken;
+  pthread_mutex_unlock(&g->lock);
+  return k > 0 ? k : rc;
+}
