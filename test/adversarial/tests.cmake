@@ -1,0 +1,37 @@
+# Adversarial guests (docs/SECURITY.md, "Adversarial guests"): a raw guest
+# (adv_guest: rings and requests written by hand, not through the driver)
+# attacks a real hwsock-vmm over the loopback attach transport, one case per
+# process, while test/adversarial/adversarial_test.py checks after each case
+# that the VMM is alive, idle (CPU time), holds no more fds than before and
+# still serves a well-behaved guest's echo exchange; at the end the VMM must
+# exit 0 on SIGTERM with no sanitizer report (LSan runs at its exit in the
+# ASan build). One ctest test per group of cases.
+if(NOT TARGET hwsock-vmm OR NOT TARGET hwsock-guest)
+  return()
+endif()
+find_program(HWSOCK_PYTHON3 python3)
+if(NOT HWSOCK_PYTHON3)
+  message(WARNING "python3 not found: adversarial tests skipped")
+  return()
+endif()
+
+add_executable(adv_guest
+  "${CMAKE_CURRENT_LIST_DIR}/adv_guest.c"
+  "${CMAKE_CURRENT_LIST_DIR}/adv_raw.c"
+  "${CMAKE_CURRENT_LIST_DIR}/adv_ring.c"
+  "${CMAKE_CURRENT_LIST_DIR}/adv_req.c"
+  "${CMAKE_CURRENT_LIST_DIR}/adv_race.c")
+target_include_directories(adv_guest PRIVATE "${PROJECT_SOURCE_DIR}/test")
+target_link_libraries(adv_guest PRIVATE hwsock-guest hwsock_test_support
+                      hwsock Threads::Threads)
+
+foreach(group ring req race)
+  add_test(NAME adversarial_${group}
+    COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/adversarial_test.py"
+      --vmm $<TARGET_FILE:hwsock-vmm>
+      --guest $<TARGET_FILE:adv_guest>
+      --echo "${PROJECT_SOURCE_DIR}/test/vmm/echo_server.py"
+      ${group})
+  set_tests_properties(adversarial_${group} PROPERTIES TIMEOUT 60
+                       LABELS "process;adversarial")
+endforeach()
