@@ -50,7 +50,7 @@ typedef struct hwsock_device hwsock_device;
 #define HWSOCK_DEFAULT_MAX_IO_LEN (1u << 20)
 #define HWSOCK_DEFAULT_MAX_CHAIN_SEGS 64u
 #define HWSOCK_DEFAULT_MAX_REGIONS 8u
-#define HWSOCK_DEFAULT_KICK_BUDGET 16u
+#define HWSOCK_DEFAULT_KICK_BUDGET 4u
 #define HWSOCK_MAX_KICK_BUDGET 65536u
 
 /* A host socket quota shared by several devices (hwsock_device_config.

@@ -31,7 +31,7 @@ processes (vmm_client) and a real TCP echo server on 127.0.0.1.
   flood        guest A keeps its queue full of cheap requests while guest B
                does request/response: B keeps 90% of the rate it has alone
                (B alone and B under flood measured in turn, up to 5
-               rounds); fails when B is starved (median below 0.35, as
+               rounds); fails when B is starved (median below 0.3, as
                before the per-turn budget), skips between the two or when
                the machine is too busy to measure
   socket_mode  under umask 000 the guest and control sockets are 0600 and
@@ -716,12 +716,12 @@ def flood(env):
     # of one round compares like with like. Target: B keeps 90% (passes at
     # the first round that shows it). Before the per-turn budget B kept
     # 0.10-0.25 in every round (the flooder's whole queue went in one go at
-    # each of its kicks); with it, about half on a loaded 2-core machine
-    # under ASan, where the flooder's budget of cheap requests is as long
-    # as B's whole exchange. So: a median below 0.35 is the starvation this
-    # test exists for and fails; a result between that and the target is
-    # reported and skipped, as is a machine too busy or too noisy for a
-    # measurement. The deterministic check is test/unit/test_fair.c.
+    # each of its kicks); with the default budget (4) a median of 0.5-1.2
+    # on a loaded 2-core machine under ASan (0.4-0.5 with 16). So: a
+    # median below 0.3 is the starvation this test exists for and fails; a
+    # result between that and the target is reported and skipped, as is a
+    # machine too busy or too noisy for a measurement. The deterministic
+    # check is test/unit/test_fair.c.
     too_loaded("cannot measure guest B's rate", 2)
     env.start_vmm()
     rounds = []
@@ -748,7 +748,7 @@ def flood(env):
               "is too noisy to measure" % (min(alones), max(alones)))
         sys.exit(77)
     median = sorted(f / a for a, f in rounds)[len(rounds) // 2]
-    check(median >= 0.35,
+    check(median >= 0.3,
           "guest B starved under flood: median %.2f of its rate alone, "
           "rounds %s" % (median, rounds))
     print("SKIP: guest B kept %.2f (median) of its rate alone under flood, "
