@@ -58,6 +58,20 @@ struct hws_wire_config {
 	__le64 reserved[3];
 };
 
+/* Event queue (PROTOCOL.md §16): the header at offset 0 of an event buffer. */
+struct hws_event {
+	__le32 sock_id;
+	__le16 type;
+	__le16 flags;
+	__le32 len;
+	__le32 status;
+	__le32 uri_len;
+	__le32 val;
+	__le32 window;
+	__le32 reserved;
+};
+
+static_assert(sizeof(struct hws_event) == 32);
 static_assert(sizeof(struct hws_req_hdr) == 32);
 static_assert(sizeof(struct hws_resp_hdr) == 32);
 static_assert(sizeof(struct hws_wire_config) == 64);
@@ -76,7 +90,27 @@ enum {
 	HWS_OP_SETSOCKOPT = 11,
 	HWS_OP_GETNAME = 12,
 	HWS_OP_NEGOTIATE = 13,
+	HWS_OP_CREDIT = 14,
 };
+
+#define HWS_EV_DATA		1
+#define HWS_EV_ERROR		4
+#define HWS_EV_F_EOF		1u
+#define HWS_EV_F_TRUNC		2u
+#define HWS_EV_URI_AREA		80u
+
+/* An event buffer: 16 KiB with our list link in front of what the device
+ * gets (HWS_EV_BUF bytes, the event header included). */
+struct hws_evbuf {
+	struct list_head link;
+	u32 used;			/* used-ring length */
+	u32 pad;
+	u8 data[];
+};
+
+#define HWS_EV_ALLOC		16384u
+#define HWS_EV_MAX_BUFS		1024	/* 16 MiB of event buffers at most */
+#define HWS_EV_BUF		(HWS_EV_ALLOC - sizeof(struct hws_evbuf))
 
 #define HWS_AF_INET		1
 #define HWS_AF_INET6		2
@@ -86,6 +120,7 @@ enum {
 #define HWS_F_TCP		BIT_ULL(0)
 #define HWS_F_UDP		BIT_ULL(1)
 #define HWS_F_INET6		BIT_ULL(2)
+#define HWS_F_EVENT_QUEUE	BIT_ULL(4)
 
 #define HWS_CONFIG_MAGIC	0x4b535748u
 #define HWS_PROTOCOL_VERSION	1u
@@ -151,6 +186,13 @@ void hws_req_retag(struct hws_req *req);
 void hws_submit(struct hws_req *req);
 int hws_call(struct hws_req *req);
 bool hws_dev_ready(void);
+int hws_status_to_errno(u32 st);
+bool hws_dev_evq(void);
+void hws_ev_drain(void);
+void hws_ev_repost(struct hws_evbuf *evb);
+int hws_map_set(struct hws_sock *hs);
+void hws_map_clear(struct hws_sock *hs);
+void hws_ev_deliver(struct hws_sock *hs, struct hws_evbuf *evb);
 u64 hws_dev_features(void);
 u32 hws_dev_io_max(void);
 u32 hws_dev_uri_area(void);
@@ -201,6 +243,12 @@ struct hws_sock {
 	bool rx_posted, rx_ready, rx_eof;
 	int rx_err;
 	u32 rx_off;
+	/* event queue mode (§16): input arrives as event buffers */
+	bool ev_on;			/* credit granted, in the id map */
+	bool ev_fail;			/* CREDIT refused: RECV after all */
+	struct list_head evq;		/* delivered event buffers, in order */
+	u32 ev_off;			/* consumed bytes of the first one */
+	u32 ev_used;			/* consumed since the last CREDIT */
 	/* listen: at most one ACCEPT posted */
 	struct hws_req *acc;
 	bool acc_posted, acc_ready;

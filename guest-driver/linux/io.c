@@ -16,6 +16,14 @@
 
 #include "hws.h"
 #include "sock.h"
+/* Input is there to read (data, its end, or an error). */
+static bool hws_rx_ready(struct hws_sock *hs)
+{
+	if (hws_ev(hs))
+		return !list_empty_careful(&hs->evq) || READ_ONCE(hs->rx_eof);
+	return READ_ONCE(hs->rx_ready);
+}
+
 __poll_t hws_poll(struct file *file, struct socket *sock,
 			 poll_table *wait)
 {
@@ -41,9 +49,9 @@ __poll_t hws_poll(struct file *file, struct socket *sock,
 	case HWS_S_BOUND:
 		if (!hs->shut_wr && !hs->tx_busy)
 			mask |= EPOLLOUT | EPOLLWRNORM;
-		if (hs->rx_ready || hs->shut_rd)
+		if (hws_rx_ready(hs) || hs->shut_rd)
 			mask |= EPOLLIN | EPOLLRDNORM;
-		if ((hs->rx_ready && hs->rx_eof) || hs->shut_rd)
+		if ((hws_rx_ready(hs) && hs->rx_eof) || hs->shut_rd)
 			mask |= EPOLLRDHUP;
 		if (hs->rx_ready && hs->rx_err)
 			mask |= EPOLLERR;
@@ -65,6 +73,24 @@ __poll_t hws_poll(struct file *file, struct socket *sock,
 	return mask;
 }
 
+/* Unread bytes in the delivered event buffers (a datagram: the first). */
+static int hws_ev_inq(struct hws_sock *hs)
+{
+	struct hws_evbuf *evb;
+	struct hws_event *ev;
+	int n = 0;
+
+	list_for_each_entry(evb, &hs->evq, link) {
+		ev = (void *)evb->data;
+		if (le16_to_cpu(ev->type) != HWS_EV_DATA)
+			break;
+		if (hs->cls->type == SOCK_DGRAM)
+			return le32_to_cpu(ev->len);
+		n += le32_to_cpu(ev->len);
+	}
+	return n - (n ? hs->ev_off : 0);
+}
+
 int hws_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 {
 	struct hws_class *c = hws_cls(sock);
@@ -76,7 +102,9 @@ int hws_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 	switch (cmd) {
 	case SIOCINQ:
 		spin_lock_irq(&hs->lock);
-		if (hs->rx_ready && !hs->rx_err)
+		if (hws_ev(hs))
+			n = hws_ev_inq(hs);
+		else if (hs->rx_ready && !hs->rx_err)
 			n = le32_to_cpu(hs->rx->resp.len) -
 			    (c->type == SOCK_STREAM ? hs->rx_off : 0);
 		spin_unlock_irq(&hs->lock);
@@ -322,8 +350,8 @@ static int hws_rx_wait(struct hws_sock *hs, long *timeo)
 
 	for (;;) {
 		spin_lock_irq(&hs->lock);
-		ready = hs->rx_ready;
-		posted = hs->rx_posted;
+		ready = hws_rx_ready(hs);
+		posted = hs->rx_posted || (hws_ev(hs) && hs->ev_on);
 		st = hs->state;
 		spin_unlock_irq(&hs->lock);
 		if (ready)
@@ -340,12 +368,13 @@ static int hws_rx_wait(struct hws_sock *hs, long *timeo)
 		if (!*timeo)
 			return -EAGAIN;
 		t = wait_event_interruptible_timeout(*hs->wq,
-				READ_ONCE(hs->rx_ready) ||
+				hws_rx_ready(hs) ||
+				READ_ONCE(hs->ev_fail) ||
 				READ_ONCE(hs->state) != st ||
 				READ_ONCE(hs->shut_rd), *timeo);
 		if (t < 0)
 			return -ERESTARTSYS;
-		if (!t && !READ_ONCE(hs->rx_ready))
+		if (!t && !hws_rx_ready(hs))
 			return -EAGAIN;
 		*timeo = t;
 	}
@@ -449,6 +478,162 @@ static int hws_recv_dgram(struct hws_sock *hs, struct msghdr *m, size_t len,
 	return (flags & MSG_TRUNC) ? full : n;
 }
 
+/* Return consumed window to the device in batches (§16.3). */
+static void hws_ev_consumed(struct hws_sock *hs, u32 n)
+{
+	u32 give = 0;
+
+	spin_lock_irq(&hs->lock);
+	hs->ev_used += n;
+	if (hs->ev_used >= hws_window(hs) / 2) {
+		give = hs->ev_used;
+		hs->ev_used = 0;
+	}
+	spin_unlock_irq(&hs->lock);
+	if (give)
+		hws_credit(hs, give, GFP_KERNEL);
+}
+
+/* The first delivered event buffer, and whether it is a valid DATA event
+ * with `dlen` data bytes at `doff`; other events end the read side. */
+static struct hws_evbuf *hws_ev_first(struct hws_sock *hs, u32 *dlen,
+				      u32 *doff, int *err)
+{
+	struct hws_evbuf *evb;
+	struct hws_event *ev;
+	u32 area = hs->cls->type == SOCK_DGRAM ? HWS_EV_URI_AREA : 0;
+
+	spin_lock_irq(&hs->lock);
+	evb = list_first_entry_or_null(&hs->evq, struct hws_evbuf, link);
+	spin_unlock_irq(&hs->lock);
+	*err = 0;
+	if (!evb)
+		return NULL;
+	ev = (void *)evb->data;
+	*dlen = le32_to_cpu(ev->len);
+	*doff = 32 + area;
+	if (le16_to_cpu(ev->type) == HWS_EV_ERROR)
+		*err = hws_status_to_errno(le32_to_cpu(ev->status)) ?: -EIO;
+	else if (le16_to_cpu(ev->type) != HWS_EV_DATA)
+		*err = -EIO;
+	else if (le16_to_cpu(ev->flags) & HWS_EV_F_EOF)
+		*err = 1;
+	else if (*dlen > HWS_EV_BUF - *doff || evb->used < *doff + *dlen ||
+		 le32_to_cpu(ev->uri_len) > area)
+		*err = -EIO;
+	return evb;
+}
+
+/* Drop the first event buffer (consumed, or the end of input). */
+static void hws_ev_pop(struct hws_sock *hs, struct hws_evbuf *evb, bool end)
+{
+	spin_lock_irq(&hs->lock);
+	list_del(&evb->link);
+	hs->ev_off = 0;
+	if (end)
+		hs->rx_eof = true;
+	spin_unlock_irq(&hs->lock);
+	hws_ev_repost(evb);
+}
+
+static int hws_recv_stream_ev(struct hws_sock *hs, struct msghdr *m,
+			      size_t len, int flags, long timeo)
+{
+	struct hws_evbuf *evb;
+	size_t copied = 0, n;
+	u32 dlen, doff;
+	int err = 0;
+
+	while (copied < len) {
+		err = hws_rx_wait(hs, &timeo);
+		if (err) {
+			if (err == 1)
+				err = 0;
+			break;
+		}
+		if (!hws_ev(hs))	/* CREDIT refused: RECV after all */
+			return copied ? copied :
+				hws_recv_stream(hs, m, len, flags, timeo);
+		evb = hws_ev_first(hs, &dlen, &doff, &err);
+		if (!evb)
+			break;		/* the input has ended */
+		if (err) {
+			if (flags & MSG_PEEK)
+				break;
+			hws_ev_pop(hs, evb, true);
+			if (err == 1 || copied)
+				err = 0;
+			break;
+		}
+		n = min_t(size_t, dlen - hs->ev_off, len - copied);
+		if (copy_to_iter(evb->data + doff + hs->ev_off, n,
+				 &m->msg_iter) != n) {
+			err = -EFAULT;
+			break;
+		}
+		copied += n;
+		if (flags & MSG_PEEK)
+			break;
+		hs->ev_off += n;
+		if (hs->ev_off >= dlen) {
+			hws_ev_pop(hs, evb, false);
+			hws_ev_consumed(hs, dlen);
+		}
+		if (!(flags & MSG_WAITALL) && list_empty_careful(&hs->evq))
+			break;
+	}
+	if (copied)
+		return copied;
+	return err == -ERESTARTSYS ? sock_intr_errno(timeo) : err;
+}
+
+static int hws_recv_dgram_ev(struct hws_sock *hs, struct msghdr *m,
+			     size_t len, int flags, long timeo)
+{
+	struct sockaddr_storage ss;
+	struct hws_evbuf *evb;
+	struct hws_event *ev;
+	u32 dlen, doff, full, ulen;
+	int err, sl;
+	size_t n;
+
+	err = hws_rx_wait(hs, &timeo);
+	if (err == -ERESTARTSYS)
+		return sock_intr_errno(timeo);
+	if (err)
+		return err == 1 ? 0 : err;
+	if (!hws_ev(hs))		/* CREDIT refused: RECV after all */
+		return hws_recv_dgram(hs, m, len, flags, timeo);
+	evb = hws_ev_first(hs, &dlen, &doff, &err);
+	if (!evb)
+		return 0;
+	if (err) {
+		if (!(flags & MSG_PEEK))
+			hws_ev_pop(hs, evb, true);
+		return err == 1 ? 0 : err;
+	}
+	ev = (void *)evb->data;
+	full = max(dlen, min(le32_to_cpu(ev->val), 65535u));
+	ulen = le32_to_cpu(ev->uri_len);
+	n = min_t(size_t, dlen, len);
+	if (copy_to_iter(evb->data + doff, n, &m->msg_iter) != n)
+		return -EFAULT;
+	if (m->msg_name && ulen) {
+		sl = hws_uri_to_sa(hs->cls, (char *)evb->data + 32, ulen, &ss);
+		if (sl > 0) {
+			memcpy(m->msg_name, &ss, sl);
+			m->msg_namelen = sl;
+		}
+	}
+	if (n < full)
+		m->msg_flags |= MSG_TRUNC;
+	if (!(flags & MSG_PEEK)) {
+		hws_ev_pop(hs, evb, false);
+		hws_ev_consumed(hs, 1);
+	}
+	return (flags & MSG_TRUNC) ? full : n;
+}
+
 int hws_recvmsg(struct socket *sock, struct msghdr *m, size_t len,
 		       int flags)
 {
@@ -470,7 +655,11 @@ int hws_recvmsg(struct socket *sock, struct msghdr *m, size_t len,
 	timeo = sock_rcvtimeo(sock->sk, flags & MSG_DONTWAIT);
 	if (mutex_lock_interruptible(&hs->rx_mutex))
 		return -ERESTARTSYS;
-	if (c->type == SOCK_STREAM)
+	if (hws_ev(hs) && c->type == SOCK_STREAM)
+		err = hws_recv_stream_ev(hs, m, len, flags, timeo);
+	else if (hws_ev(hs))
+		err = hws_recv_dgram_ev(hs, m, len, flags, timeo);
+	else if (c->type == SOCK_STREAM)
 		err = hws_recv_stream(hs, m, len, flags, timeo);
 	else
 		err = hws_recv_dgram(hs, m, len, flags, timeo);

@@ -15,7 +15,13 @@
 static void hws_sock_free(struct kref *ref)
 {
 	struct hws_sock *hs = container_of(ref, struct hws_sock, ref);
+	struct hws_evbuf *evb, *tmp;
 
+	hws_map_clear(hs);
+	list_for_each_entry_safe(evb, tmp, &hs->evq, link) {
+		list_del(&evb->link);
+		hws_ev_repost(evb);
+	}
 	hws_req_put(hs->rx);
 	hws_req_put(hs->acc);
 	hws_req_put(hs->close_req);
@@ -60,6 +66,57 @@ static void hws_rx_done(struct hws_req *req)
 	spin_unlock_irqrestore(&hs->lock, flags);
 }
 
+/* Event queue mode: an event buffer for the socket, in order. */
+void hws_ev_deliver(struct hws_sock *hs, struct hws_evbuf *evb)
+{
+	unsigned long flags;
+	bool keep;
+
+	spin_lock_irqsave(&hs->lock, flags);
+	keep = !hs->closing;
+	if (keep) {
+		list_add_tail(&evb->link, &hs->evq);
+		hws_wake(hs, EPOLLIN | EPOLLRDNORM);
+	}
+	spin_unlock_irqrestore(&hs->lock, flags);
+	if (!keep)
+		hws_ev_repost(evb);
+}
+
+static void hws_credit_done(struct hws_req *req)
+{
+	struct hws_sock *hs = req->hs;
+	unsigned long flags;
+
+	if (!req->status || req->status == -ECANCELED)
+		return;
+	/* The backend cannot watch its host socket: RECV after all. */
+	spin_lock_irqsave(&hs->lock, flags);
+	hs->ev_fail = true;
+	hws_wake(hs, EPOLLIN | EPOLLRDNORM);
+	spin_unlock_irqrestore(&hs->lock, flags);
+}
+
+/* Grant the device `n` more of the socket's receive window (§16.3). */
+void hws_credit(struct hws_sock *hs, u32 n, gfp_t gfp)
+{
+	struct hws_req *req = hws_req_alloc(HWS_OP_CREDIT, hs->id, gfp);
+
+	if (!req)
+		return;	/* the window stays smaller; reads still progress */
+	req->hdr.arg0 = cpu_to_le32(n);
+	req->hs = hs;
+	req->done = hws_credit_done;
+	hws_submit(req);
+	hws_req_put(req);
+}
+
+u32 hws_window(struct hws_sock *hs)
+{
+	return hs->cls->type == SOCK_STREAM ? HWS_WINDOW_BYTES :
+					      HWS_WINDOW_DGRAMS;
+}
+
 /* Post the socket's RECV unless it is posted or its data not yet consumed.
  * PROTOCOL.md v1 has no event queue: a posted RECV is how the guest learns
  * that data arrived, so it is posted whenever someone waits for input. */
@@ -68,6 +125,19 @@ void hws_rx_post(struct hws_sock *hs)
 	unsigned long flags;
 	bool post;
 
+	if (hws_ev(hs)) {
+		/* with the event queue: a window instead, granted once and
+		 * renewed as the program reads (io.c) */
+		spin_lock_irqsave(&hs->lock, flags);
+		post = !hs->ev_on && !hs->closing;
+		hs->ev_on = true;
+		spin_unlock_irqrestore(&hs->lock, flags);
+		if (post) {
+			hws_map_set(hs);
+			hws_credit(hs, hws_window(hs), GFP_ATOMIC);
+		}
+		return;
+	}
 	spin_lock_irqsave(&hs->lock, flags);
 	post = !hs->rx_posted && !hs->rx_ready && !hs->closing &&
 	       !hs->rx_eof && !hs->rx_err && !hs->shut_rd;
@@ -142,6 +212,14 @@ int hws_acc_post(struct hws_sock *hs)
 
 static void hws_decline_work(struct work_struct *w);
 
+/* After a CLOSE's completion no event of the socket follows; the ones
+ * before it may still wait in the event queue's used ring: deliver them
+ * now, before the id can be reused (§16.6). */
+static void hws_close_done(struct hws_req *req)
+{
+	hws_ev_drain();
+}
+
 /* A socket state for `sock`, with its buffers and requests allocated up
  * front (completions never allocate). id < 0: allocate a free id (the caller
  * OPENs it, hws_sock_open); else the id the device made (ACCEPT). */
@@ -159,6 +237,7 @@ struct hws_sock *hws_sock_new(struct socket *sock, struct hws_class *c,
 	mutex_init(&hs->tx_mutex);
 	INIT_WORK(&hs->decline_work, hws_decline_work);
 	INIT_LIST_HEAD(&hs->link);
+	INIT_LIST_HEAD(&hs->evq);
 	hs->cls = c;
 	hs->sock = sock;
 	hs->sk = sock->sk;
@@ -192,6 +271,7 @@ struct hws_sock *hws_sock_new(struct socket *sock, struct hws_class *c,
 		hs->acc->hs = hs;
 	}
 	hs->close_req->hs = hs;
+	hs->close_req->done = hws_close_done;
 
 	if (id < 0) {
 		id = hws_id_alloc();

@@ -22,6 +22,13 @@ int hws_acc_post(struct hws_sock *hs);
 void hws_close_id(u32 id, gfp_t gfp);
 void hws_connect_done(struct hws_req *req);
 
+void hws_credit(struct hws_sock *hs, u32 n, gfp_t gfp);
+u32 hws_window(struct hws_sock *hs);
+
+/* Receive windows granted with the event queue (§16.3). */
+#define HWS_WINDOW_BYTES	(64u * 1024)
+#define HWS_WINDOW_DGRAMS	64u
+
 /* io.c */
 __poll_t hws_poll(struct file *file, struct socket *sock, poll_table *wait);
 int hws_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg);
@@ -43,6 +50,12 @@ int hws_sendto_first(struct socket *sock, struct hws_class *c,
 static inline bool hws_passthru(struct hws_sock *hs)
 {
 	return !hs || READ_ONCE(hs->native);
+}
+
+/* Input through the event queue (else through RECV requests). */
+static inline bool hws_ev(struct hws_sock *hs)
+{
+	return hws_dev_evq() && !READ_ONCE(hs->ev_fail);
 }
 
 static inline struct hws_sock *hws_of(struct socket *sock)

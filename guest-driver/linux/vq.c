@@ -17,6 +17,7 @@
 
 struct hws_queue {
 	struct virtqueue *vq;
+	bool events;			/* the event queue: buffers, not requests */
 	spinlock_t lock;
 	struct list_head backlog;	/* requests waiting for ring space */
 };
@@ -26,12 +27,26 @@ struct hws_dev {
 	struct hws_queue q[HWS_NUM_QUEUES];
 	u64 features;			/* negotiated device-class bits */
 	u32 max_sockets, max_io_len, max_uri_len;
+	bool evq;			/* F_EVENT_QUEUE: queue 1 is the event queue */
+	atomic_t ev_bufs;		/* event buffers allocated */
+	struct hws_sock **map;		/* id -> socket, for events */
+	spinlock_t map_lock;
 	struct ida ids;
 	atomic64_t tag;
 	bool ready;
 };
 
 static struct hws_dev *hws_dev;
+
+static bool event_queue = true;
+module_param(event_queue, bool, 0444);
+MODULE_PARM_DESC(event_queue,
+		 "use the device's event queue when offered (PROTOCOL.md §16)");
+
+bool hws_dev_evq(void)
+{
+	return hws_dev && hws_dev->evq;
+}
 
 bool hws_dev_ready(void)
 {
@@ -67,7 +82,7 @@ void hws_id_free(u32 id)
 
 /* Wire status to -errno. Values below 1000 equal Linux errnos (§11) but only
  * the ones the protocol defines are passed on; anything else is EIO. */
-static int hws_status_errno(u32 st)
+int hws_status_to_errno(u32 st)
 {
 	static const u16 known[] = {
 		EPERM, ENOENT, EINTR, EIO, EBADF, EAGAIN, ENOMEM, EACCES,
@@ -171,7 +186,7 @@ static void hws_complete(struct hws_req *req, int forced)
 		 req->resp.tag != req->hdr.tag)
 		req->status = -EIO;
 	else
-		req->status = hws_status_errno(le32_to_cpu(req->resp.status));
+		req->status = hws_status_to_errno(le32_to_cpu(req->resp.status));
 	if (req->done)
 		req->done(req);
 	else
@@ -198,6 +213,8 @@ void hws_submit(struct hws_req *req)
 		return;
 	}
 	hws_req_retag(req);
+	if (hws_dev->evq)	/* queue 1 is the event queue: requests on 0 */
+		req->q = HWS_Q_FAST;
 	q = &hws_dev->q[req->q];
 	spin_lock_irqsave(&q->lock, flags);
 	if (!list_empty(&q->backlog) || hws_add(q, req))
@@ -207,6 +224,111 @@ void hws_submit(struct hws_req *req)
 	spin_unlock_irqrestore(&q->lock, flags);
 	if (kick)
 		virtqueue_notify(q->vq);
+}
+
+/* Event buffers: device-writable only, the data token is the buffer. */
+static int hws_ev_add(struct hws_queue *q, struct hws_evbuf *evb)
+{
+	struct scatterlist sg, *sgs[1] = { &sg };
+
+	sg_init_one(&sg, evb->data, HWS_EV_BUF);
+	return virtqueue_add_sgs(q->vq, sgs, 0, 1, evb, GFP_ATOMIC);
+}
+
+/* Give a consumed event buffer back to the device. Any context. */
+void hws_ev_repost(struct hws_evbuf *evb)
+{
+	struct hws_queue *q;
+	unsigned long flags;
+	bool kick = false;
+
+	if (!hws_dev_ready() || !hws_dev->evq) {
+		kfree(evb);	/* the device is going: nothing to count */
+		return;
+	}
+	q = &hws_dev->q[HWS_Q_SLOW];
+	spin_lock_irqsave(&q->lock, flags);
+	if (hws_ev_add(q, evb)) {	/* the ring is full: one too many */
+		kfree(evb);
+		atomic_dec(&hws_dev->ev_bufs);
+	} else {
+		kick = virtqueue_kick_prepare(q->vq);
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	if (kick)
+		virtqueue_notify(q->vq);
+}
+
+int hws_map_set(struct hws_sock *hs)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&hws_dev->map_lock, flags);
+	hws_dev->map[hs->id] = hs;
+	spin_unlock_irqrestore(&hws_dev->map_lock, flags);
+	return 0;
+}
+
+void hws_map_clear(struct hws_sock *hs)
+{
+	unsigned long flags;
+
+	if (!hws_dev || !hws_dev->map)
+		return;
+	spin_lock_irqsave(&hws_dev->map_lock, flags);
+	if (hws_dev->map[hs->id] == hs)
+		hws_dev->map[hs->id] = NULL;
+	spin_unlock_irqrestore(&hws_dev->map_lock, flags);
+}
+
+static void hws_vq_done(struct virtqueue *vq);
+
+/* A used event buffer goes to its socket (the id map), or back. */
+static void hws_ev_done(struct hws_evbuf *evb, u32 used)
+{
+	struct hws_event *ev = (void *)evb->data;
+	struct hws_sock *hs = NULL;
+	unsigned long flags;
+	u32 id;
+
+	if (used < sizeof(*ev) || used > HWS_EV_BUF) {
+		hws_ev_repost(evb);	/* no event (len 0), or nonsense */
+		return;
+	}
+	evb->used = used;
+	id = le32_to_cpu(READ_ONCE(ev->sock_id));
+	spin_lock_irqsave(&hws_dev->map_lock, flags);
+	if (id < hws_dev->max_sockets) {
+		hs = hws_dev->map[id];
+		if (hs && !kref_get_unless_zero(&hs->ref))
+			hs = NULL;
+	}
+	spin_unlock_irqrestore(&hws_dev->map_lock, flags);
+	if (!hs) {
+		hws_ev_repost(evb);
+		return;
+	}
+	hws_ev_deliver(hs, evb);
+	hws_sock_put(hs);
+	/* The buffer now waits for its reader; give the ring another so that
+	 * unread sockets cannot empty it (up to HWS_EV_MAX_BUFS in all;
+	 * buffers beyond the ring's size are freed as they come back). */
+	if (atomic_inc_return(&hws_dev->ev_bufs) <= HWS_EV_MAX_BUFS) {
+		evb = kmalloc(HWS_EV_ALLOC, GFP_ATOMIC);
+		if (evb) {
+			hws_ev_repost(evb);
+			return;
+		}
+	}
+	atomic_dec(&hws_dev->ev_bufs);
+}
+
+/* Every event published so far is delivered (§16.6: after a CLOSE's
+ * completion, before its id is reused). */
+void hws_ev_drain(void)
+{
+	if (hws_dev_evq())
+		hws_vq_done(hws_dev->q[HWS_Q_SLOW].vq);
 }
 
 /* Submit and wait. Killable: on a fatal signal the request stays in flight
@@ -227,8 +349,22 @@ static void hws_vq_done(struct virtqueue *vq)
 	unsigned long flags;
 	unsigned int len;
 	bool kick = false;
+	struct hws_evbuf *evb;
 	LIST_HEAD(done);
 
+	if (q->events) {
+		for (;;) {
+			spin_lock_irqsave(&q->lock, flags);
+			virtqueue_disable_cb(vq);
+			evb = virtqueue_get_buf(vq, &len);
+			if (!evb && !virtqueue_enable_cb(vq))
+				evb = virtqueue_get_buf(vq, &len);
+			spin_unlock_irqrestore(&q->lock, flags);
+			if (!evb)
+				return;
+			hws_ev_done(evb, len);
+		}
+	}
 	spin_lock_irqsave(&q->lock, flags);
 	do {
 		virtqueue_disable_cb(vq);
@@ -261,6 +397,7 @@ static void hws_vq_done(struct virtqueue *vq)
 static int hws_negotiate(struct hws_dev *d)
 {
 	static const u64 wants[] = {
+		HWS_F_TCP | HWS_F_UDP | HWS_F_INET6 | HWS_F_EVENT_QUEUE,
 		HWS_F_TCP | HWS_F_UDP | HWS_F_INET6, HWS_F_TCP | HWS_F_UDP,
 		HWS_F_TCP | HWS_F_INET6, HWS_F_TCP, HWS_F_UDP | HWS_F_INET6,
 		HWS_F_UDP, 0,
@@ -269,7 +406,8 @@ static int hws_negotiate(struct hws_dev *d)
 	struct hws_req *req;
 	int i, err = -EINVAL;
 
-	for (i = 0; i < ARRAY_SIZE(wants) && err == -EINVAL; i++) {
+	for (i = event_queue ? 0 : 1; i < ARRAY_SIZE(wants) && err == -EINVAL;
+	     i++) {
 		req = hws_req_alloc(HWS_OP_NEGOTIATE, 0, GFP_KERNEL);
 		if (!req)
 			return -ENOMEM;
@@ -311,6 +449,39 @@ static int hws_negotiate(struct hws_dev *d)
 	return err;
 }
 
+/* Queue 1 became the event queue: fill it with empty buffers. */
+static int hws_ev_start(struct hws_dev *d)
+{
+	struct hws_queue *q = &d->q[HWS_Q_SLOW];
+	unsigned int i, n = virtqueue_get_vring_size(q->vq);
+	struct hws_evbuf *evb;
+
+	d->map = kcalloc(d->max_sockets, sizeof(*d->map), GFP_KERNEL);
+	if (!d->map)
+		return -ENOMEM;
+	spin_lock_init(&d->map_lock);
+	q->events = true;
+	d->evq = true;
+	for (i = 0; i < n; i++) {
+		evb = kmalloc(HWS_EV_ALLOC, GFP_KERNEL);
+		if (!evb)
+			break;
+		atomic_inc(&d->ev_bufs);
+		spin_lock_irq(&q->lock);
+		if (hws_ev_add(q, evb)) {
+			spin_unlock_irq(&q->lock);
+			kfree(evb);
+			atomic_dec(&d->ev_bufs);
+			break;
+		}
+		spin_unlock_irq(&q->lock);
+	}
+	if (!i)
+		return -ENOMEM;
+	virtqueue_kick(q->vq);
+	return 0;
+}
+
 static int hws_probe(struct virtio_device *vdev)
 {
 	static vq_callback_t *cbs[HWS_NUM_QUEUES] = { hws_vq_done, hws_vq_done };
@@ -350,6 +521,18 @@ static int hws_probe(struct virtio_device *vdev)
 		hws_dev = NULL;
 		goto fail;
 	}
+	if (d->features & HWS_F_EVENT_QUEUE) {
+		err = hws_ev_start(d);
+		if (err) {
+			dev_err(&vdev->dev, "hw_socket: event queue: %d\n", err);
+			WRITE_ONCE(d->ready, false);
+			virtio_reset_device(vdev);
+			vdev->config->del_vqs(vdev);
+			hws_dev = NULL;
+			kfree(d->map);
+			goto fail;
+		}
+	}
 	dev_info(&vdev->dev,
 		 "hw_socket: features %#llx, %u sockets, io %u, uri %u\n",
 		 d->features, d->max_sockets, d->max_io_len, d->max_uri_len);
@@ -370,6 +553,13 @@ static void hws_remove(struct virtio_device *vdev)
 	/* Requests the device never completed: finish them here so that
 	 * their sockets and buffers are released. */
 	for (i = 0; i < HWS_NUM_QUEUES; i++) {
+		if (d->q[i].events) {
+			void *evb;
+
+			while ((evb = virtqueue_detach_unused_buf(d->q[i].vq)))
+				kfree(evb);
+			continue;
+		}
 		while ((req = virtqueue_detach_unused_buf(d->q[i].vq)))
 			hws_complete(req, -ENODEV);
 		while (!list_empty(&d->q[i].backlog)) {
@@ -382,6 +572,7 @@ static void hws_remove(struct virtio_device *vdev)
 	vdev->config->del_vqs(vdev);
 	hws_dev = NULL;
 	ida_destroy(&d->ids);
+	kfree(d->map);
 	kfree(d);
 }
 

@@ -16,6 +16,8 @@
  *   hwt linger IP PORT        SO_LINGER 0 set after connect, close: the
  *                             server then tells what it saw (reset or eof)
  *   hwt lingerpre IP PORT     the same with SO_LINGER set before connect
+ *   hwt idle IP SILENT ECHO N N connections to a peer that never sends, all
+ *                             waited on with epoll, then one echo exchange
  *   hwt sem IP ECHOPORT DEADPORT RSTPORT   socket semantics against an
  *                             echo server, a port where nothing listens and
  *                             a server that resets every connection */
@@ -432,6 +434,28 @@ static int linger(char **av, int before) {
 static int cmd_linger(char **av) { return linger(av, 0); }
 static int cmd_lingerpre(char **av) { return linger(av, 1); }
 
+static int cmd_idle(char **av) {
+  int n = atoi(av[3]), ep = epoll_create1(0);
+  for (int i = 0; i < n; i++) {
+    int fd = tcp_to(av[0], av[1]);
+    if (fd < 0) return die("connect silent");
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)) return die("epoll_ctl");
+  }
+  int fd = tcp_to(av[0], av[2]);
+  if (fd < 0) return die("connect echo");
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+  epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  if (write_all(fd, "ping\n", 5)) return die("write");
+  int k = epoll_wait(ep, &ev, 1, 10000);
+  char buf[16];
+  if (k == 1 && ev.data.fd == fd && read(fd, buf, sizeof(buf)) == 5)
+    printf("echo seen with %d idle connections\n", n);
+  else
+    printf("echo not seen with %d idle connections (starved)\n", n);
+  return 0;
+}
+
 static int fails;
 static void expect(int good, const char *what) {
   printf("%s %s\n", good ? "pass" : "FAIL", what);
@@ -537,11 +561,11 @@ int main(int argc, char **argv) {
       {"epoll", 3, cmd_epoll},     {"hold", 2, cmd_hold},
       {"sem", 4, cmd_sem},         {"nbget", 3, cmd_nbget},
       {"fill", 3, cmd_fill},        {"linger", 2, cmd_linger},
-      {"lingerpre", 2, cmd_lingerpre},
+      {"lingerpre", 2, cmd_lingerpre}, {"idle", 4, cmd_idle},
   };
   for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (!strcmp(argv[1], cmds[i].name) && argc == cmds[i].args + 2)
       return cmds[i].fn(argv + 2);
-  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill|linger|lingerpre ARGS\n");
+  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill|linger|lingerpre|idle ARGS\n");
   return 2;
 }
