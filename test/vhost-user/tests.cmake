@@ -12,7 +12,7 @@ target_include_directories(vu_frontend PRIVATE "${PROJECT_SOURCE_DIR}/test"
 add_test(NAME vhost_user_frontend
          COMMAND vu_frontend $<TARGET_FILE:hwsock-vhost-user>)
 set_tests_properties(vhost_user_frontend PROPERTIES TIMEOUT 120
-                     LABELS vhost-user)
+                     LABELS "process;vhost-user")
 
 # Real QEMU 7.2 (TCG) against the back-end, twice, with the guest's stock
 # vsock driver bound to the carrier (garbage to the device: error
@@ -26,7 +26,7 @@ if(Python3_FOUND AND TARGET hwsock-stat)
                    --stat $<TARGET_FILE:hwsock-stat>
                    --build-dir "${CMAKE_BINARY_DIR}/vhost-smoke")
   set_tests_properties(vhost_user_qemu_smoke PROPERTIES TIMEOUT 300
-                       LABELS vhost-user SKIP_RETURN_CODE 77)
+                       LABELS "guest;vhost-user" SKIP_RETURN_CODE 77)
 endif()
 
 # libFuzzer: the back-end's message handling (conn.c, mem.c) fed a hostile
