@@ -1,5 +1,5 @@
 /* Test support: driver side of a split virtqueue in fake guest memory. */
-#include "support/vring_builder.h"
+#include "vring_builder.h" /* this folder: also when included by a fuzzer */
 
 #include <stdlib.h>
 #include <string.h>
