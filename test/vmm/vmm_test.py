@@ -628,6 +628,13 @@ def release(env, p, what):
 
 
 def fd_quota(env):
+    # --help states the limits' defaults (format arguments in text order).
+    out = subprocess.run([env.args.vmm, "--help"], capture_output=True,
+                         text=True, timeout=WAIT).stdout
+    flat = " ".join(out.split())
+    for want in ("minus the VMM's own: 64, and 3 + 2 per queue",
+                 "before the other guests' turn (default 4)"):
+        check(want in flat, "--help lacks %r:\n%s" % (want, out))
     port = env.echo_server()
     # 256 fds, 8 guests: the defaults derived from the limit leave room for
     # the guests' own fds; one guest gets a quarter of the VMM-wide quota.
