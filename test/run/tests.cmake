@@ -17,7 +17,7 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
             "${CMAKE_CURRENT_LIST_DIR}/toctou_race.c"
     DEPENDS "${CMAKE_CURRENT_LIST_DIR}/toctou_race.c" VERBATIM)
   # attack programs of the confinement tests (run_confine_escape, run_ptrace)
-  foreach(p confine_escape ptrace_attack)
+  foreach(p confine_escape ptrace_attack syscall_escape)
     add_custom_command(OUTPUT "${_run_bin}/${p}"
       COMMAND "${CMAKE_C_COMPILER}" -O2 -pthread -o "${_run_bin}/${p}"
               "${CMAKE_CURRENT_LIST_DIR}/${p}.c"
@@ -25,11 +25,12 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   endforeach()
   add_custom_target(hwsock_run_test_programs ALL
     DEPENDS "${_run_bin}/static_echo" "${_run_bin}/toctou_race"
-            "${_run_bin}/confine_escape" "${_run_bin}/ptrace_attack")
+            "${_run_bin}/confine_escape" "${_run_bin}/ptrace_attack"
+            "${_run_bin}/syscall_escape")
 
   foreach(t exit_status private_vmm curl python_clients nc policy fork static
             toctou udp listen iperf3 hostile confine_escape ptrace
-            declined bound_unspec wildcard_bind)
+            declined bound_unspec wildcard_bind syscall_escape)
     add_test(NAME run_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/harness.py" ${t})
@@ -73,6 +74,20 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
     set_tests_properties(run_sem_${t} PROPERTIES TIMEOUT 120 ENVIRONMENT
+      "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR}")
+  endforeach()
+endif()
+
+# Many offloaded connections under one hwsock-run (test/run/many_test.py,
+# issue 13): an epoll client with 2,000 connections open at once, and one
+# moving 200 x 256 KiB, every byte checked (HWSOCK_TEST_FULL=1: 10,000 and
+# 1,000 x 1 MiB).
+if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
+  foreach(t many bulk)
+    add_test(NAME run_${t}
+             COMMAND "${Python3_EXECUTABLE}"
+                     "${CMAKE_CURRENT_LIST_DIR}/many_test.py" ${t})
+    set_tests_properties(run_${t} PROPERTIES TIMEOUT 600 ENVIRONMENT
       "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR}")
   endforeach()
 endif()
