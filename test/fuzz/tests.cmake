@@ -1,4 +1,4 @@
-# libFuzzer harnesses: test/fuzz/fuzz_*.c. Built only with clang and
+# libFuzzer harnesses: test/fuzz/fuzz_*.c, listed below. Built only with clang and
 # HWSOCK_FUZZ=ON (scripts/test does); each runs briefly as a ctest, seeded
 # from test/fuzz/corpus/<name>/ when that folder exists.
 if(HWSOCK_FUZZ)
@@ -6,22 +6,13 @@ if(HWSOCK_FUZZ)
     message(FATAL_ERROR "HWSOCK_FUZZ needs clang (CC=clang)")
   endif()
   set(HWSOCK_FUZZ_SECONDS 20 CACHE STRING "seconds each fuzzer runs under ctest")
-  # the library again, with coverage instrumentation for the fuzzer
-  file(GLOB _fuzz_lib_src CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/lib/*.c")
-  add_library(hwsock_fuzzlib STATIC ${_fuzz_lib_src})
-  target_compile_options(hwsock_fuzzlib PRIVATE -fsanitize=fuzzer-no-link)
-  target_compile_definitions(hwsock_fuzzlib PRIVATE
-    HWSOCK_VERSION_STRING="${PROJECT_VERSION}")
-  target_include_directories(hwsock_fuzzlib PUBLIC
-    "${PROJECT_SOURCE_DIR}/include" "${PROJECT_SOURCE_DIR}/lib")
-  target_link_libraries(hwsock_fuzzlib PUBLIC PkgConfig::UV PkgConfig::URIPARSER
-                        PkgConfig::YAML Threads::Threads ${CMAKE_DL_LIBS})
-  if(PCAP_FOUND)
-    target_link_libraries(hwsock_fuzzlib PUBLIC PkgConfig::PCAP)
-  endif()
-  file(GLOB _fuzz CONFIGURE_DEPENDS "${CMAKE_CURRENT_LIST_DIR}/fuzz_*.c")
-  foreach(src ${_fuzz})
-    get_filename_component(n "${src}" NAME_WE)
+  # the library objects themselves, instrumented for the fuzzer in a
+  # HWSOCK_FUZZ build (lib/CMakeLists.txt)
+  add_library(hwsock_fuzzlib INTERFACE)
+  target_link_libraries(hwsock_fuzzlib INTERFACE hwsock_internal)
+  # test/fuzz/NAME.c (a new harness goes here)
+  foreach(n fuzz_device fuzz_dispatch fuzz_ipx fuzz_policy fuzz_ring fuzz_uri)
+    set(src "${CMAKE_CURRENT_LIST_DIR}/${n}.c")
     add_executable(${n} "${src}")
     target_compile_options(${n} PRIVATE -fsanitize=fuzzer)
     target_link_options(${n} PRIVATE -fsanitize=fuzzer)

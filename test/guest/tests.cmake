@@ -12,6 +12,6 @@ set_tests_properties(test_guest PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
 add_executable(test_guest_evq "${CMAKE_CURRENT_LIST_DIR}/test_guest_evq.c")
 target_link_libraries(test_guest_evq PRIVATE hwsock-guest hwsock_internal
                       PkgConfig::UV PkgConfig::CRITERION Threads::Threads)
-add_dependencies(test_guest_evq tcp)
+add_dependencies(test_guest_evq hwsock-backend-tcp)
 add_test(NAME test_guest_evq COMMAND test_guest_evq --jobs 1)
 set_tests_properties(test_guest_evq PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
