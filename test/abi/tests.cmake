@@ -35,7 +35,8 @@ if(Python3_Interpreter_FOUND AND HWSOCK_NM)
   add_test(NAME abi_exports_uv
     COMMAND ${Python3_EXECUTABLE} "${CMAKE_CURRENT_LIST_DIR}/check_exports.py"
             --lib $<TARGET_FILE:hwsock-uv>
-            --map "${PROJECT_SOURCE_DIR}/lib/hwsock-uv.map" "${_h}/uv.h")
+            --map "${PROJECT_SOURCE_DIR}/lib/hwsock-uv.map" "${_h}/uv.h"
+            "${_h}/embed.h")
   set_tests_properties(abi_exports_uv PROPERTIES TIMEOUT 60 LABELS "unit;abi")
   add_test(NAME abi_exports_capture
     COMMAND ${Python3_EXECUTABLE} "${CMAKE_CURRENT_LIST_DIR}/check_exports.py"
