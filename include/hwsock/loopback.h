@@ -1,34 +1,16 @@
 /* libhwsock loopback transport: how a guest process attaches to a VMM
- * process on the same host (shaped like vhost-user).
+ * process on the same host (shaped like vhost-user): a unix SOCK_SEQPACKET
+ * socket carrying fixed-size 128-byte setup messages (hwsock_lb_msg) with
+ * the guest memory's memfd and the queues' kick/call eventfds as
+ * SCM_RIGHTS; requests then go through the rings in that memory.
  *
- * The VMM listens on a unix SOCK_SEQPACKET socket. A guest connects and the
- * two exchange fixed-size little-endian messages (hwsock_lb_msg, 128 bytes),
- * each answered by one reply of the same type with `status` set:
- *
- *   guest -> VMM  HELLO        a = protocol version (HWSOCK_LB_VERSION)
- *   VMM -> guest  HELLO reply  config = device config space; a = guest
- *                 memory size, b = its guest physical base, c = number of
- *                 queues; SCM_RIGHTS carries: memfd, then per queue the
- *                 kick eventfd and the call eventfd (1 + 2*c fds). The
- *                 whole memfd is guest memory for the driver (the config
- *                 travels in the message, not in memory). A VMM that
- *                 cannot take the guest answers HELLO with a status (e.g.
- *                 EBUSY), possibly before the guest's HELLO, and hangs up.
- *   guest -> VMM  FEATURES     a = driver features   (hwsock_device_set_features)
- *   guest -> VMM  QUEUE        a = queue, b = size, c = desc gpa, d = avail
- *                              gpa, e = used gpa    (hwsock_device_queue_setup)
- *   guest -> VMM  START                              (hwsock_device_start)
- *   guest -> VMM  RESET                              (hwsock_device_reset)
- *   VMM -> guest  NEEDS_RESET  unsolicited: the device is broken (no reply)
- *
- * After START the guest writes a queue's kick eventfd to notify the device
- * (the ioeventfd) and reads its call eventfd for interrupts (the irqfd).
- * Closing the socket ends the attachment: the VMM closes everything that
- * guest had opened; the guest treats a hang-up as the device being gone.
- * In requests, status and reserved are zero and no fds are attached; a
- * request that breaks the protocol (wrong size, fds, unknown type, anything
- * before HELLO, a second HELLO) ends the attachment too. A valid request
- * the device refuses gets its error in the reply status. */
+ * The transport is specified once, in docs/PROTOCOL.md §14: every message
+ * type and field, the framing (one record per send, one SCM_RIGHTS control
+ * message, which fields must be zero), the descriptors' flags (the
+ * eventfds are non-blocking: poll before read), the sequence and how each
+ * side ends it. This header gives the message layout and the two helpers
+ * both sides use to send and receive one message. The guest's side is
+ * hwsock_attach() (hwsock/attach.h), a VMM's side docs/EMBEDDING.md §9. */
 #ifndef HWSOCK_LOOPBACK_H
 #define HWSOCK_LOOPBACK_H
 
@@ -54,7 +36,7 @@ enum hwsock_lb_type {
 typedef struct hwsock_lb_msg {
   hwsock_le32 type;          /* 0  hwsock_lb_type */
   hwsock_le32 status;        /* 4  replies: 0 or positive HWSOCK_E* value */
-  hwsock_le64 a, b, c, d, e; /* 8  per type, see above */
+  hwsock_le64 a, b, c, d, e; /* 8  per type (PROTOCOL.md §14.1) */
   hwsock_wire_config config; /* 48 HELLO reply */
   hwsock_le64 reserved[2];   /* 112 zero */
 } hwsock_lb_msg;
