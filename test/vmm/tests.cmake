@@ -56,3 +56,21 @@ foreach(scenario one_vmm two_vmms slots pcap)
   set_tests_properties(vmm_ipx_${scenario} PROPERTIES TIMEOUT 90 LABELS vmm
                        SKIP_RETURN_CODE 77)
 endforeach()
+
+# examples/minimal-vmm: a VMM with its own epoll loop (embed mode), and
+# with the device on its own thread, serves a guest echoing through TCP.
+if(TARGET minimal-vmm)
+  foreach(mode loop thread)
+    set(_arg)
+    if(mode STREQUAL "thread")
+      set(_arg --thread)
+    endif()
+    add_test(NAME vmm_minimal_${mode}
+      COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/minimal_vmm_test.py"
+        $<TARGET_FILE:minimal-vmm> $<TARGET_FILE:vmm_client>
+        "${CMAKE_CURRENT_LIST_DIR}/echo_server.py"
+        "${HWSOCK_BUILD_BACKEND_DIR}" ${_arg})
+    set_tests_properties(vmm_minimal_${mode} PROPERTIES TIMEOUT 120
+                         LABELS "process;vmm")
+  endforeach()
+endif()
