@@ -283,27 +283,33 @@ void hws_map_clear(struct hws_sock *hs)
 
 static void hws_vq_done(struct virtqueue *vq);
 
-/* A used event buffer goes to its socket (the id map), or back. */
-static void hws_ev_done(struct hws_evbuf *evb, u32 used)
+/* Which socket a used event buffer is for, with a reference; NULL: none
+ * (no event, nonsense, or a socket that is gone). Called under the event
+ * queue's lock, so that hws_ev_drain() cannot finish (and the id be
+ * reused) while a buffer taken from the ring has not found its socket. */
+static struct hws_sock *hws_ev_lookup(struct hws_evbuf *evb, u32 used)
 {
 	struct hws_event *ev = (void *)evb->data;
 	struct hws_sock *hs = NULL;
-	unsigned long flags;
 	u32 id;
 
-	if (used < sizeof(*ev) || used > HWS_EV_BUF) {
-		hws_ev_repost(evb);	/* no event (len 0), or nonsense */
-		return;
-	}
+	if (used < sizeof(*ev) || used > HWS_EV_BUF)
+		return NULL;
 	evb->used = used;
 	id = le32_to_cpu(READ_ONCE(ev->sock_id));
-	spin_lock_irqsave(&hws_dev->map_lock, flags);
+	spin_lock(&hws_dev->map_lock);
 	if (id < hws_dev->max_sockets) {
 		hs = hws_dev->map[id];
 		if (hs && !kref_get_unless_zero(&hs->ref))
 			hs = NULL;
 	}
-	spin_unlock_irqrestore(&hws_dev->map_lock, flags);
+	spin_unlock(&hws_dev->map_lock);
+	return hs;
+}
+
+/* Hand a used event buffer to its socket, or back to the device. */
+static void hws_ev_done(struct hws_evbuf *evb, struct hws_sock *hs)
+{
 	if (!hs) {
 		hws_ev_repost(evb);
 		return;
@@ -350,6 +356,7 @@ static void hws_vq_done(struct virtqueue *vq)
 	unsigned int len;
 	bool kick = false;
 	struct hws_evbuf *evb;
+	struct hws_sock *hs;
 	LIST_HEAD(done);
 
 	if (q->events) {
@@ -359,10 +366,11 @@ static void hws_vq_done(struct virtqueue *vq)
 			evb = virtqueue_get_buf(vq, &len);
 			if (!evb && !virtqueue_enable_cb(vq))
 				evb = virtqueue_get_buf(vq, &len);
+			hs = evb ? hws_ev_lookup(evb, len) : NULL;
 			spin_unlock_irqrestore(&q->lock, flags);
 			if (!evb)
 				return;
-			hws_ev_done(evb, len);
+			hws_ev_done(evb, hs);
 		}
 	}
 	spin_lock_irqsave(&q->lock, flags);

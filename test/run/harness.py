@@ -1031,6 +1031,56 @@ def test_confine_escape():
         vmm.close()
 
 
+def test_syscall_escape():
+    """Around the filter's socket traps under --confine
+    (test/run/syscall_escape.c): io_uring (setup refused: EPERM), 32-bit
+    socketcall through int 0x80 (the program is killed before any socket),
+    x32 calls (ENOSYS), a pthread (clone3) and a bare clone(CLONE_VM)
+    thread flipping the sockaddr between an allowed and a denied port while
+    the main thread connects, a vfork child, exec of a setuid copy of the
+    program: the denied listener counts 0 connections."""
+    prog = os.path.join(TEST_BIN, "syscall_escape")
+    allowed, denied = Counter(), Counter()
+    vmm = Vmm(CONFINE_POLICY % allowed.port)
+    suid = os.path.join(TMP, "syscall_escape_suid")
+    shutil.copy(prog, suid)
+    os.chmod(suid, 0o4755)
+    cases = [
+        (["iouring", denied.port], "iouring: io_uring_setup: Operation not permitted"),
+        (["int80", denied.port], ""),
+        (["x32", denied.port], "x32: socket -1 (Function not implemented)"),
+        (["clone3", allowed.port, denied.port, 300], "clone3: connected "),
+        (["vfork", denied.port], "vfork: child exit 0, parent connect -1 (Permission denied)"),
+        (["setuid", suid, denied.port], "connect -1 (Permission denied)"),
+    ]
+    try:
+        for args, want in cases:
+            r = subprocess.run(
+                [RUN, "-v", "--vmm", vmm.path, "--confine", "--", prog] +
+                [str(a) for a in args], capture_output=True, timeout=90)
+            out = r.stdout.decode(errors="replace")
+            time.sleep(0.2)
+            print(args[0], repr(out.strip()), "exit", r.returncode,
+                  "-> denied listener:", denied.accepts)
+            check(denied.accepts == 0, "%s reached the denied listener %d "
+                  "times: %s" % (args[0], denied.accepts, show(r)))
+            check(r.returncode != 3, "%s got through: %s" % (args[0], show(r)))
+            if args[0] == "int80":
+                # killed at its first foreign-architecture call
+                check(r.returncode != 0 and out == "",
+                      "int 0x80 was not killed: %s" % show(r))
+            else:
+                expect_ok(r, "syscall_escape " + args[0])
+                check(want in out, "%s: expected %r: %s" % (args[0], want,
+                                                             show(r)))
+        # the racing threads' connects that went through reached the
+        # allowed listener only
+        check(allowed.accepts > 0, "no connect of the race reached the "
+              "allowed port")
+    finally:
+        vmm.close()
+
+
 DECLINED_POLICY = """version: 1
 default: deny
 rules:

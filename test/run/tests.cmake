@@ -17,7 +17,7 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
             "${CMAKE_CURRENT_LIST_DIR}/toctou_race.c"
     DEPENDS "${CMAKE_CURRENT_LIST_DIR}/toctou_race.c" VERBATIM)
   # attack programs of the confinement tests (run_confine_escape, run_ptrace)
-  foreach(p confine_escape ptrace_attack)
+  foreach(p confine_escape ptrace_attack syscall_escape)
     add_custom_command(OUTPUT "${_run_bin}/${p}"
       COMMAND "${CMAKE_C_COMPILER}" -O2 -pthread -o "${_run_bin}/${p}"
               "${CMAKE_CURRENT_LIST_DIR}/${p}.c"
@@ -25,11 +25,12 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   endforeach()
   add_custom_target(hwsock_run_test_programs ALL
     DEPENDS "${_run_bin}/static_echo" "${_run_bin}/toctou_race"
-            "${_run_bin}/confine_escape" "${_run_bin}/ptrace_attack")
+            "${_run_bin}/confine_escape" "${_run_bin}/ptrace_attack"
+            "${_run_bin}/syscall_escape")
 
   foreach(t exit_status private_vmm curl python_clients nc policy fork static
             toctou udp listen iperf3 hostile confine_escape ptrace
-            declined bound_unspec wildcard_bind)
+            declined bound_unspec wildcard_bind syscall_escape)
     add_test(NAME run_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/harness.py" ${t})
