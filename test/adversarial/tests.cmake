@@ -35,3 +35,25 @@ foreach(group ring req race)
   set_tests_properties(adversarial_${group} PROPERTIES TIMEOUT 60
                        LABELS "process;adversarial")
 endforeach()
+
+# Faults and load (docs/RELIABILITY.md): test/adversarial/load_test.py, one
+# scenario per test, short versions (HWSOCK_TEST_FULL=1 for the long ones).
+add_executable(load_guest
+  "${CMAKE_CURRENT_LIST_DIR}/load_guest.c"
+  "${CMAKE_CURRENT_LIST_DIR}/adv_raw.c")
+target_include_directories(load_guest PRIVATE "${PROJECT_SOURCE_DIR}/test")
+target_link_libraries(load_guest PRIVATE hwsock-guest hwsock_test_support
+                      hwsock Threads::Threads)
+if(TARGET hwsock-policy)
+  foreach(scenario echo reset churn malformed policy)
+    add_test(NAME load_${scenario}
+      COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/load_test.py"
+        --vmm $<TARGET_FILE:hwsock-vmm>
+        --load $<TARGET_FILE:load_guest>
+        --echo "${PROJECT_SOURCE_DIR}/test/vmm/echo_server.py"
+        --policy-tool $<TARGET_FILE:hwsock-policy>
+        ${scenario})
+    set_tests_properties(load_${scenario} PROPERTIES TIMEOUT 300
+                         LABELS "process;adversarial;load")
+  endforeach()
+endif()
