@@ -182,3 +182,41 @@ Test(abi, stats_are_copied_up_to_the_callers_size) {
   cr_assert(canary_intact(&b, sizeof(*s)));
   hwsock_device_free(d);
 }
+
+/* The 0.1.0 stats layout: 13 opcode slots; a caller built against it passes
+ * exactly its size and finds each counter where 0.1.0 put it. */
+#define V010_OPS 13
+typedef struct stats_v010 {
+  uint32_t size;
+  uint64_t kicks, requests, requests_by_op[V010_OPS], completions, errors;
+  uint64_t errors_by_slot[HWSOCK_STATS_ERR_SLOTS];
+  uint64_t bad_requests, verdicts[3], needs_reset, resets, bytes_out,
+      bytes_in, notifies, notifies_suppressed, sockets_open,
+      sockets_offloaded;
+  uint64_t latency[V010_OPS][HWSOCK_LAT_BUCKETS];
+} stats_v010;
+
+Test(abi, a_caller_of_the_0_1_0_stats_gets_that_layout) {
+  hwsock_device *d = NULL;
+  hwsock_device_config c;
+  hwsock_device_config_init(&c);
+  cr_assert_eq(hwsock_device_new(&c, &d), 0);
+  hwsock_device_reset(d);
+  hwsock_device_reset(d);
+  hwsock_device_reset(d);
+
+  buffer b;
+  fill(&b);
+  stats_v010 *o = (stats_v010 *)b.bytes;
+  o->size = sizeof(*o);
+  hwsock_device_get_stats(d, (hwsock_device_stats *)o);
+  cr_assert_eq(o->size, sizeof(*o));
+  cr_assert_eq(o->resets, 3, "resets at its 0.1.0 offset");
+  cr_assert_eq(o->kicks, 0);
+  cr_assert(canary_intact(&b, sizeof(*o)));
+  /* the renderings read the caller's layout too */
+  char json[65536];
+  cr_assert(hwsock_stats_json((hwsock_device_stats *)o, json, sizeof(json)) > 0);
+  cr_assert_not_null(strstr(json, "\"resets\":3"), "%s", json);
+  hwsock_device_free(d);
+}
