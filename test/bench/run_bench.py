@@ -81,7 +81,7 @@ class Bench:
             "slirp": os.path.join(self.build, "test", "hwsock-bench-slirp"),
             "server": os.path.join(self.build, "test", "hwsock-bench-server"),
             "cost": os.path.join(self.build, "test", "bench_ring_cost"),
-            "vmm": os.path.join(self.build, "examples", "loopback-vmm",
+            "vmm": os.path.join(self.build, "tools", "hwsock-vmm",
                                 "hwsock-vmm"),
             "run": os.path.join(self.build, "guest-driver", "run",
                                 "hwsock-run"),

@@ -35,9 +35,9 @@ if(HWSOCK_FUZZ)
   set(_vu "${PROJECT_SOURCE_DIR}/tools/hwsock-vhost-user")
   add_executable(fuzz_vhost_user "${CMAKE_CURRENT_LIST_DIR}/fuzz_vhost_user.c"
                  "${_vu}/conn.c" "${_vu}/rings.c" "${_vu}/mem.c"
-                 "${PROJECT_SOURCE_DIR}/examples/loopback-vmm/log.c")
+                 "${PROJECT_SOURCE_DIR}/tools/hwsock-vmm/log.c")
   target_include_directories(fuzz_vhost_user PRIVATE "${_vu}"
-                             "${PROJECT_SOURCE_DIR}/examples/loopback-vmm")
+                             "${PROJECT_SOURCE_DIR}/tools/hwsock-vmm")
   target_compile_options(fuzz_vhost_user PRIVATE -fsanitize=fuzzer)
   target_link_options(fuzz_vhost_user PRIVATE -fsanitize=fuzzer)
   target_link_libraries(fuzz_vhost_user PRIVATE hwsock_fuzzlib)

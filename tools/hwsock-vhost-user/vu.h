@@ -9,7 +9,7 @@
  *   mem.c    the front-end's memory table: mapping, address translation
  *
  * It shares hwsock-vmm's backend loading, control socket, listening socket,
- * logging and policy/capture setup (examples/loopback-vmm, vmm.h): the
+ * logging and policy/capture setup (tools/hwsock-vmm, vmm.h): the
  * `vmm` struct carries the options and resources those pieces use.
  *
  * The front-end is as untrusted as the guest: every message size and fd

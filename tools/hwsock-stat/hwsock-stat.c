@@ -26,7 +26,7 @@
 #define LAT_BUCKETS 32
 #define BAR_WIDTH 40
 
-/* Must equal what hwsock-vmm sends first (examples/loopback-vmm/control.c). */
+/* Must equal what hwsock-vmm sends first (tools/hwsock-vmm/control.c). */
 static const char sockets_header[] =
     "# guest\tid\tnetid\tstate\tlocal\tpeer\trule\trule_line\tbackend\tfd\t"
     "bytes_in\tbytes_out\trequests_in\trequests_out\tinflight\tcreated_ns\t"
