@@ -41,6 +41,7 @@ int hwsock__mem_add(hwsock__memmap *m, uint64_t gpa, uint64_t size,
   m->regions[m->n].gpa = gpa;
   m->regions[m->n].size = size;
   m->regions[m->n].hva = hva;
+  m->regions[m->n].uaddr = 0;
   m->n++;
   return 0;
 }

@@ -62,6 +62,9 @@ int hwsock__vq_init(hwsock__vq *vq, const hwsock__memmap *mem, unsigned size,
   vq->desc = d;
   vq->avail = a;
   vq->used = u;
+  vq->desc_gpa = desc_gpa;
+  vq->avail_gpa = avail_gpa;
+  vq->used_gpa = used_gpa;
   vq->mem = mem;
   vq->event_idx = (features & HWSOCK_F_EVENT_IDX) != 0;
   vq->indirect = (features & HWSOCK_F_INDIRECT_DESC) != 0;

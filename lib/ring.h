@@ -19,6 +19,7 @@ typedef struct hwsock__region {
   uint64_t gpa;  /* guest physical start */
   uint64_t size; /* bytes, > 0 */
   uint8_t *hva;  /* host address of gpa */
+  uint64_t uaddr; /* the front-end's address of gpa (hwsock_region), 0: none */
 } hwsock__region;
 
 typedef struct hwsock__memmap {
@@ -58,6 +59,9 @@ typedef struct hwsock__vq {
   int event_idx;                /* VIRTIO_RING_F_EVENT_IDX negotiated */
   int indirect;                 /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
   unsigned max_segs;            /* descriptors per chain the device takes */
+  /* where the parts are in guest physical space: a new memory map
+   * (hwsock_device_set_regions) translates them again */
+  uint64_t desc_gpa, avail_gpa, used_gpa;
 } hwsock__vq;
 
 /* Sets up a queue. size must be a power of 2 in 1..HWSOCK_VRING_MAX_SIZE;

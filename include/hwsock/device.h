@@ -252,6 +252,58 @@ HWSOCK_EXTERN int hwsock_device_reset_reason(const hwsock_device *dev);
  * NEEDS_RESET. Completions of cancelled requests are not written. */
 HWSOCK_EXTERN void hwsock_device_reset(hwsock_device *dev);
 
+/* ---- memory map changes without a reset (docs/EMBEDDING.md §2) ---- */
+
+/* One guest memory region of a whole new map. uaddr: the region's address
+ * in the space in which the VMM's front-end names its rings (a vhost-user
+ * front-end's virtual address, "userspace_addr"), for
+ * hwsock_device_uaddr_to_gpa(); 0 when there is none. Initialise the array
+ * with zeroes: fields may be appended (the element size is passed). */
+typedef struct hwsock_region {
+  uint64_t gpa;  /* guest physical start */
+  uint64_t size; /* bytes, > 0 */
+  void *hva;     /* host address of gpa; mapped by the VMM */
+  uint64_t uaddr;
+} hwsock_region;
+
+/* Replaces the whole memory map at once (memory hot-plug: a new table),
+ * without a reset and without losing a request. The new map is checked as
+ * hwsock_device_add_region checks (sizes, wrap-around, overlaps, at most
+ * max_regions; uaddr ranges may not overlap either), and every part of every
+ * set-up queue (descriptor table, avail and used rings) must lie inside one
+ * region of it: the queues are then reached through the new map. Refused
+ * as a whole otherwise: HWSOCK_EINVAL (a bad map), HWSOCK_ENOSPC, HWSOCK_EBUSY
+ * (a queue part would fall outside), and nothing changes.
+ *
+ * Returns the number of requests in flight (>= 0). Their buffers were
+ * translated through the OLD map, and backends write completions into
+ * them later: the VMM keeps every old mapping that is not in the new map
+ * mapped until those requests completed (hwsock_device_inflight() reaches
+ * 0) or the device is reset or freed. */
+HWSOCK_EXTERN int hwsock_device_set_regions_sized(hwsock_device *dev,
+                                                  const hwsock_region *regions,
+                                                  unsigned n, size_t elem_size);
+#define hwsock_device_set_regions(dev, regions, n)                             \
+  hwsock_device_set_regions_sized((dev), (regions), (n), sizeof(*(regions)))
+
+/* Removes the region that starts at guest physical gpa (the rest of the map
+ * stays): as hwsock_device_set_regions() with the others. Errors:
+ * HWSOCK_ENOENT (no region starts there), HWSOCK_EBUSY (a queue part lies in
+ * it). Returns the requests in flight, as set_regions. */
+HWSOCK_EXTERN int hwsock_device_remove_region(hwsock_device *dev, uint64_t gpa);
+
+/* Requests the device holds now (popped, not yet completed), on all
+ * queues, event buffers included. */
+HWSOCK_EXTERN unsigned hwsock_device_inflight(const hwsock_device *dev);
+
+/* Translates [uaddr, uaddr+len) of the front-end's address space (the
+ * regions' uaddr) to guest physical, for VMMs whose front-end hands over
+ * ring addresses that way (vhost-user's SET_VRING_ADDR): the range must lie
+ * inside one region. Errors: HWSOCK_EFAULT. */
+HWSOCK_EXTERN int hwsock_device_uaddr_to_gpa(const hwsock_device *dev,
+                                             uint64_t uaddr, uint64_t len,
+                                             uint64_t *gpa);
+
 #ifdef __cplusplus
 }
 #endif
