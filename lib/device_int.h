@@ -3,6 +3,7 @@
 #ifndef HWSOCK_LIB_DEVICE_INT_H
 #define HWSOCK_LIB_DEVICE_INT_H
 
+#include "hwsock/backend_util.h" /* hwsock_ratelog */
 #include "hwsock/device.h"
 #include "hwsock/stats.h"
 #include "ring.h"
@@ -147,8 +148,7 @@ struct hwsock_device {
   /* quota.c: host sockets held (offloaded, not denied, and pending ACCEPT
    * targets) and the rate limit of the refusals' log line */
   unsigned host_socks;
-  uint64_t quota_log_ns;
-  unsigned quota_suppressed;
+  hwsock_ratelog quota_log; /* refusals: one log line a second */
   struct hwsock_capture *capture; /* NULL: capture off */
   /* capture.c's entry points, set with capture: the capture code lives in
    * libhwsock-capture, which libhwsock does not link (nor libpcap) */

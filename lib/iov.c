@@ -2,6 +2,7 @@
  * iovecs the ring engine produced (already range-checked). */
 #include <string.h>
 
+#include "hwsock/backend_util.h"
 #include "iov.h"
 
 /* The one walk of gather and scatter: copies up to len bytes between a
@@ -42,26 +43,10 @@ size_t hwsock__iov_scatter(const struct iovec *iov, unsigned n, size_t off,
   return iov_copy(iov, n, off, NULL, buf, len);
 }
 
+/* The one slicing walk is the plugin helper's (hwsock/backend_util.h),
+ * which the tcp backend uses too. */
 size_t hwsock__iov_slice(const struct iovec *src, unsigned n, size_t off,
                          size_t maxlen, struct iovec *dst, unsigned cap,
                          unsigned *dn) {
-  size_t total = 0;
-  unsigned k = 0;
-  for (unsigned i = 0; i < n && total < maxlen && k < cap; i++) {
-    size_t seg = src[i].iov_len;
-    if (off >= seg) {
-      off -= seg;
-      continue;
-    }
-    size_t take = seg - off;
-    if (take > maxlen - total)
-      take = maxlen - total;
-    dst[k].iov_base = (char *)src[i].iov_base + off;
-    dst[k].iov_len = take;
-    k++;
-    total += take;
-    off = 0;
-  }
-  *dn = k;
-  return total;
+  return hwsock_iov_slice(src, n, off, maxlen, dst, cap, dn);
 }

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "hwsock/wire.h"
-#include "hexdigit.h"
+#include "hwsock/backend_util.h" /* hwsock_hex_digit */
 #include "policy_int.h"
 
 /* Decimal number without sign or leading zero, at most `max`: returns the
@@ -125,7 +125,7 @@ int hwsock__policy_parse_net(const char *s, size_t len, hwsock__net *out,
   if (!v4 && !v6) {
     if (slash == NULL && len == 8) {
       for (size_t i = 0; i < 8; i++) {
-        int h = hwsock__hex_digit(s[i]);
+        int h = hwsock_hex_digit(s[i]);
         if (h < 0)
           goto not_a_net;
         out->addr[i / 2] = (uint8_t)(out->addr[i / 2] << 4 | h);

@@ -14,20 +14,17 @@
 
 static void refused(hwsock_device *dev, const char *what, unsigned limit,
                     const char *hint) {
-  uint64_t now = hwsock__now_ns(CLOCK_MONOTONIC);
-  if (dev->quota_log_ns != 0 && now - dev->quota_log_ns < QUOTA_LOG_INTERVAL_NS) {
-    dev->quota_suppressed++;
+  unsigned held;
+  if (!hwsock_ratelog_pass(&dev->quota_log, hwsock__now_ns(CLOCK_MONOTONIC),
+                           QUOTA_LOG_INTERVAL_NS, &held))
     return;
-  }
-  dev->quota_log_ns = now;
-  if (dev->quota_suppressed > 0)
+  if (held > 0)
     hwsock__device_log(dev, HWSOCK_LOG_WARN,
                        "%s %u reached (%s); %u more refusals not logged",
-                       what, limit, hint, dev->quota_suppressed);
+                       what, limit, hint, held);
   else
     hwsock__device_log(dev, HWSOCK_LOG_WARN, "%s %u reached (%s)", what,
                        limit, hint);
-  dev->quota_suppressed = 0;
 }
 
 int hwsock__quota_take(hwsock_device *dev) {

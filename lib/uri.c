@@ -13,9 +13,9 @@
 #include <string.h>
 #include <uriparser/Uri.h>
 
+#include "hwsock/backend_util.h" /* hwsock_hex_digit */
 #include "hwsock/uri.h"
 #include "hwsock/wire.h"
-#include "hexdigit.h"
 
 /* The input plus the two characters the RFC form gains ("[" and "]:"). */
 #define TEXT_MAX (HWSOCK_URI_MAX + 2)
@@ -158,16 +158,16 @@ static const char *check_ipx(const char *p, size_t n, unsigned flags,
   if (end - d2 - 1 != 4)
     return "IPX socket must be exactly 4 hex digits";
   for (const char *q = p; q < end; q++)
-    if (q != d1 && q != d2 && hwsock__hex_digit(*q) < 0)
+    if (q != d1 && q != d2 && hwsock_hex_digit(*q) < 0)
       return "IPX address holds a character that is not a hex digit";
   for (int i = 0; i < 4; i++)
-    a->u.ipx.net[i] = (uint8_t)(hwsock__hex_digit(p[2 * i]) << 4 |
-                                hwsock__hex_digit(p[2 * i + 1]));
+    a->u.ipx.net[i] = (uint8_t)(hwsock_hex_digit(p[2 * i]) << 4 |
+                                hwsock_hex_digit(p[2 * i + 1]));
   for (int i = 0; i < 6; i++)
-    a->u.ipx.node[i] = (uint8_t)(hwsock__hex_digit(d1[1 + 2 * i]) << 4 |
-                                 hwsock__hex_digit(d1[2 + 2 * i]));
+    a->u.ipx.node[i] = (uint8_t)(hwsock_hex_digit(d1[1 + 2 * i]) << 4 |
+                                 hwsock_hex_digit(d1[2 + 2 * i]));
   for (int i = 0; i < 4; i++)
-    sock = sock << 4 | (unsigned)hwsock__hex_digit(d2[1 + i]);
+    sock = sock << 4 | (unsigned)hwsock_hex_digit(d2[1 + i]);
   if (sock == 0 && !(flags & HWSOCK_URI_ALLOW_PORT0))
     return "IPX socket 0 needs HWSOCK_URI_ALLOW_PORT0";
   a->port = (uint16_t)sock;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hwsock/backend_util.h"
 #include "hwsock/common.h"
 #include "ipx_int.h"
 
@@ -32,75 +33,6 @@ static int bad(char *err, size_t errlen, const char *fmt, ...) {
   return HWSOCK_EBADCONFIG;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-/* Exactly 2*n hex digits into n bytes. */
-static int parse_hex(const char *s, size_t len, uint8_t *out, size_t n) {
-  if (len != 2 * n)
-    return -1;
-  for (size_t i = 0; i < n; i++) {
-    int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-    if (hi < 0 || lo < 0)
-      return -1;
-    out[i] = (uint8_t)(hi << 4 | lo);
-  }
-  return 0;
-}
-
-/* Decimal 1..65535, digits only. */
-static int parse_port(const char *s, size_t len, uint16_t *port) {
-  unsigned v = 0;
-  if (len == 0 || len > 5)
-    return -1;
-  for (size_t i = 0; i < len; i++) {
-    if (s[i] < '0' || s[i] > '9')
-      return -1;
-    v = v * 10 + (unsigned)(s[i] - '0');
-  }
-  if (v == 0 || v > 65535)
-    return -1;
-  *port = (uint16_t)v;
-  return 0;
-}
-
-/* An IP literal (IPv6 optionally in brackets) with a port into *sa. */
-static int parse_ip(const char *s, size_t len, uint16_t port,
-                    struct sockaddr_storage *sa, socklen_t *salen) {
-  char buf[INET6_ADDRSTRLEN + 2];
-  if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
-    s++;
-    len -= 2;
-  }
-  if (len == 0 || len >= sizeof(buf))
-    return -1;
-  memcpy(buf, s, len);
-  buf[len] = '\0';
-  memset(sa, 0, sizeof(*sa));
-  struct sockaddr_in *sin = (struct sockaddr_in *)sa;
-  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
-  if (inet_pton(AF_INET, buf, &sin->sin_addr) == 1) {
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    *salen = sizeof(*sin);
-    return 0;
-  }
-  if (inet_pton(AF_INET6, buf, &sin6->sin6_addr) == 1) {
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(port);
-    *salen = sizeof(*sin6);
-    return 0;
-  }
-  return -1;
-}
-
 static int is_fill(const uint8_t *p, size_t n, uint8_t v) {
   for (size_t i = 0; i < n; i++)
     if (p[i] != v)
@@ -111,26 +43,11 @@ static int is_fill(const uint8_t *p, size_t n, uint8_t v) {
 /* NODE@IP:PORT or NODE@[IPv6]:PORT */
 static int parse_peer(const char *v, size_t len, ipx_peer *p) {
   const char *at = memchr(v, '@', len);
-  if (at == NULL || parse_hex(v, (size_t)(at - v), p->node, 6) < 0)
+  if (at == NULL || hwsock_parse_hex(v, (size_t)(at - v), p->node, 6) < 0)
     return -1;
   const char *ep = at + 1;
-  size_t elen = len - (size_t)(ep - v);
-  const char *colon = NULL;
-  for (size_t i = elen; i > 0; i--)
-    if (ep[i - 1] == ':') {
-      colon = ep + i - 1;
-      break;
-    }
-  if (colon == NULL)
-    return -1;
-  size_t hlen = (size_t)(colon - ep);
-  /* A bare IPv6 address would read its last group as the port. */
-  if (memchr(ep, ':', hlen) != NULL && ep[0] != '[')
-    return -1;
-  uint16_t port;
-  if (parse_port(colon + 1, elen - hlen - 1, &port) < 0)
-    return -1;
-  return parse_ip(ep, hlen, port, &p->sa, &p->salen);
+  return hwsock_parse_endpoint(ep, len - (size_t)(ep - v), &p->sa, &p->salen)
+             < 0 ? -1 : 0;
 }
 
 int hwsock__ipx_parse_options(const char *options, ipx_config *cfg, char *err,
@@ -160,15 +77,15 @@ int hwsock__ipx_parse_options(const char *options, ipx_config *cfg, char *err,
     size_t vlen = wlen - klen - 1;
 #define KEY(name) (klen == sizeof(name) - 1 && memcmp(w, name, klen) == 0)
     if (KEY("net")) {
-      if (parse_hex(v, vlen, cfg->net, 4) < 0)
+      if (hwsock_parse_hex(v, vlen, cfg->net, 4) < 0)
         return bad(err, errlen, "ipx: net must be 8 hex digits");
       have_net = 1;
     } else if (KEY("node")) {
-      if (parse_hex(v, vlen, cfg->node, 6) < 0)
+      if (hwsock_parse_hex(v, vlen, cfg->node, 6) < 0)
         return bad(err, errlen, "ipx: node must be 12 hex digits");
       have_node = 1;
     } else if (KEY("port")) {
-      if (parse_port(v, vlen, &port) < 0)
+      if (hwsock_parse_port(v, vlen, &port) < 0)
         return bad(err, errlen, "ipx: port must be 1..65535");
     } else if (KEY("bind")) {
       bind_ip = v;
@@ -196,7 +113,7 @@ int hwsock__ipx_parse_options(const char *options, ipx_config *cfg, char *err,
   if (is_fill(cfg->node, 6, 0) || is_fill(cfg->node, 6, 0xff))
     return bad(err, errlen, "ipx: node 000000000000 and ffffffffffff are "
                             "reserved");
-  if (parse_ip(bind_ip, bind_len, port, &cfg->bind, &cfg->bind_len) < 0)
+  if (hwsock_parse_ip(bind_ip, bind_len, port, &cfg->bind, &cfg->bind_len) < 0)
     return bad(err, errlen, "ipx: bind must be an IPv4 or IPv6 address");
   for (unsigned i = 0; i < cfg->npeers; i++) {
     const ipx_peer *p = &cfg->peers[i];

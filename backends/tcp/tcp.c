@@ -46,8 +46,7 @@ typedef struct tcp_instance {
   const hwsock_backend_host *host;
   uv_loop_t *loop;
   unsigned nsocks; /* open sockets, to report a device that leaks some */
-  uint64_t accept_log_ns;    /* accept backoff's last log line (uv_hrtime) */
-  unsigned accept_suppressed; /* lines not written since */
+  hwsock_ratelog accept_log; /* accept backoff's log lines (uv_hrtime) */
 } tcp_instance;
 
 /* accept() out of fds or memory: the listener is not watched for a while
@@ -118,21 +117,8 @@ static int host_err(void) { return hwsock_err_from_errno(errno); }
  * Returns the count; *bytes receives their total length. */
 static unsigned iov_slice(const hwsock_breq *req, size_t off,
                           struct iovec *v, unsigned max, size_t *bytes) {
-  unsigned n = 0;
-  size_t total = 0;
-  for (unsigned i = 0; i < req->iovcnt && n < max; i++) {
-    size_t len = req->iov[i].iov_len;
-    if (off >= len) {
-      off -= len;
-      continue;
-    }
-    v[n].iov_base = (char *)req->iov[i].iov_base + off;
-    v[n].iov_len = len - off;
-    total += len - off;
-    off = 0;
-    n++;
-  }
-  *bytes = total;
+  unsigned n;
+  *bytes = hwsock_iov_slice(req->iov, req->iovcnt, off, SIZE_MAX, v, max, &n);
   return n;
 }
 
@@ -451,18 +437,13 @@ static void accept_back_off(tcp_sock *s, int err) {
                       : s->backoff_ms * 2;
   s->backing_off = 1;
   uv_timer_start(s->backoff, backoff_done, s->backoff_ms, 0);
-  uint64_t now = uv_hrtime();
-  if (inst->accept_log_ns != 0 &&
-      now - inst->accept_log_ns < ACCEPT_LOG_INTERVAL_NS) {
-    inst->accept_suppressed++;
+  unsigned held;
+  if (!hwsock_ratelog_pass(&inst->accept_log, uv_hrtime(),
+                           ACCEPT_LOG_INTERVAL_NS, &held))
     return;
-  }
   hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
                       "accept: %s: backing off %u ms (%u similar messages "
-                      "suppressed)", strerror(err), s->backoff_ms,
-                      inst->accept_suppressed);
-  inst->accept_log_ns = now;
-  inst->accept_suppressed = 0;
+                      "suppressed)", strerror(err), s->backoff_ms, held);
 }
 
 static void do_accepts(tcp_sock *s) {

@@ -9,7 +9,9 @@
 #ifndef HWSOCK_BACKEND_UTIL_H
 #define HWSOCK_BACKEND_UTIL_H
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -154,6 +156,36 @@ static inline int hwsock_backend_preset(const hwsock_bopen *params, int fd,
   return 0;
 }
 
+/* Writes into dst (room for cap entries) the part of the iovecs src[0..n)
+ * that starts at byte `off` of them and is at most maxlen bytes long: for a
+ * sendmsg()/recvmsg() that continues where a partial one stopped. Returns
+ * the slice's length in bytes; *dn gets its number of entries. The entries
+ * point into src's buffers; nothing is copied. */
+static inline size_t hwsock_iov_slice(const struct iovec *src, unsigned n,
+                                      size_t off, size_t maxlen,
+                                      struct iovec *dst, unsigned cap,
+                                      unsigned *dn) {
+  size_t total = 0;
+  unsigned k = 0;
+  for (unsigned i = 0; i < n && total < maxlen && k < cap; i++) {
+    size_t seg = src[i].iov_len;
+    if (off >= seg) {
+      off -= seg;
+      continue;
+    }
+    size_t take = seg - off;
+    if (take > maxlen - total)
+      take = maxlen - total;
+    dst[k].iov_base = (char *)src[i].iov_base + off;
+    dst[k].iov_len = take;
+    k++;
+    total += take;
+    off = 0;
+  }
+  *dn = k;
+  return total;
+}
+
 /* ---- a FIFO of requests ------------------------------------------------------ */
 
 /* An intrusive FIFO of requests, linked through backend_priv[0]: a request
@@ -276,6 +308,138 @@ static inline int hwsock_bsock_info_from_fd(int fd, int scheme, int with_peer,
                                 &out->peer) == 0)
     out->has_peer = 1;
   return 0;
+}
+
+/* ---- rate-limited log lines ----------------------------------------------- */
+
+/* At most one log line per interval for one kind of event (a listener out
+ * of fds, a guest over its quota), with a count of the ones held back, so a
+ * peer that repeats an error in a loop cannot flood the log. A zeroed
+ * hwsock_ratelog lets the first line through. */
+typedef struct hwsock_ratelog {
+  uint64_t last_ns;    /* when the last line was let through (0: never) */
+  unsigned suppressed; /* lines held back since */
+} hwsock_ratelog;
+
+/* Called for each event at time now_ns (any monotonic clock, the same at
+ * every call). Returns 1 when its line is to be written: the first one, or
+ * interval_ns after the last one written; *suppressed then gets the number
+ * held back in between and the count restarts. Else returns 0 and counts
+ * the line as held back. */
+static inline int hwsock_ratelog_pass(hwsock_ratelog *r, uint64_t now_ns,
+                                      uint64_t interval_ns,
+                                      unsigned *suppressed) {
+  if (r->last_ns != 0 && now_ns - r->last_ns < interval_ns) {
+    r->suppressed++;
+    return 0;
+  }
+  *suppressed = r->suppressed;
+  r->last_ns = now_ns != 0 ? now_ns : 1;
+  r->suppressed = 0;
+  return 1;
+}
+
+/* ---- option strings ------------------------------------------------------ */
+
+/* Parsers for the values of a backend's options string (host->options), and
+ * of the VMM that writes them. Each takes the text as pointer and length
+ * (the text need not end there) and accepts the whole of it or nothing. */
+
+/* 0..15 for one of [0-9a-fA-F], else -1. */
+static inline int hwsock_hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Exactly 2*n hex digits into the n bytes at out, first digit most
+ * significant. Returns 0, or -1 (out may then be partly written). */
+static inline int hwsock_parse_hex(const char *s, size_t len, uint8_t *out,
+                                   size_t n) {
+  if (len != 2 * n)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    int hi = hwsock_hex_digit(s[2 * i]), lo = hwsock_hex_digit(s[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return -1;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return 0;
+}
+
+/* A port: decimal 1..65535, digits only (no sign, no blanks, at most 5
+ * digits). Returns 0 with *port set, or -1. */
+static inline int hwsock_parse_port(const char *s, size_t len,
+                                    uint16_t *port) {
+  unsigned v = 0;
+  if (len == 0 || len > 5)
+    return -1;
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return -1;
+    v = v * 10 + (unsigned)(s[i] - '0');
+  }
+  if (v == 0 || v > 65535)
+    return -1;
+  *port = (uint16_t)v;
+  return 0;
+}
+
+/* An IP literal, IPv4 (dotted quad) or IPv6 (optionally in brackets), with
+ * `port` into *sa (zeroed first) and *salen. Returns the family (AF_INET or
+ * AF_INET6), or -1. No name is looked up. */
+static inline int hwsock_parse_ip(const char *s, size_t len, uint16_t port,
+                                  struct sockaddr_storage *sa,
+                                  socklen_t *salen) {
+  char buf[INET6_ADDRSTRLEN];
+  if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+    s++;
+    len -= 2;
+  }
+  if (len == 0 || len >= sizeof(buf))
+    return -1;
+  memcpy(buf, s, len);
+  buf[len] = '\0';
+  memset(sa, 0, sizeof(*sa));
+  struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
+  if (inet_pton(AF_INET, buf, &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    *salen = sizeof(*sin);
+    return AF_INET;
+  }
+  if (inet_pton(AF_INET6, buf, &sin6->sin6_addr) == 1) {
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    *salen = sizeof(*sin6);
+    return AF_INET6;
+  }
+  return -1;
+}
+
+/* An endpoint IP:PORT, [IPv6]:PORT for IPv6 (a bare IPv6 address would
+ * read its last group as the port, so it is refused), into *sa and *salen.
+ * Returns the family, or -1. */
+static inline int hwsock_parse_endpoint(const char *s, size_t len,
+                                        struct sockaddr_storage *sa,
+                                        socklen_t *salen) {
+  size_t colon = len;
+  while (colon > 0 && s[colon - 1] != ':')
+    colon--;
+  if (colon == 0)
+    return -1;
+  size_t hlen = colon - 1;
+  if (memchr(s, ':', hlen) != NULL && s[0] != '[')
+    return -1;
+  uint16_t port;
+  if (hwsock_parse_port(s + colon, len - colon, &port) < 0)
+    return -1;
+  return hwsock_parse_ip(s, hlen, port, sa, salen);
 }
 
 #ifdef __cplusplus

@@ -257,3 +257,109 @@ Test(backend_util, info_from_fd_reports_fd_and_names) {
   close(fd1);
   close(fd2);
 }
+
+/* ---- iovecs, rate-limited logs, option strings --------------------------------- */
+
+Test(backend_util, iov_slice_starts_at_off_and_stops_at_maxlen_or_cap) {
+  char a[3], b[1], c[5];
+  struct iovec v[3] = {{a, sizeof(a)}, {b, sizeof(b)}, {c, sizeof(c)}};
+  struct iovec d[3];
+  unsigned dn = 99;
+  cr_assert_eq(hwsock_iov_slice(v, 3, 2, 100, d, 3, &dn), 7);
+  cr_assert_eq(dn, 3);
+  cr_assert_eq(d[0].iov_base, a + 2);
+  cr_assert_eq(d[0].iov_len, 1);
+  cr_assert_eq(d[1].iov_base, b);
+  cr_assert_eq(d[2].iov_base, c);
+  cr_assert_eq(d[2].iov_len, 5);
+  cr_assert_eq(hwsock_iov_slice(v, 3, 3, 3, d, 3, &dn), 3, "maxlen cuts");
+  cr_assert_eq(dn, 2);
+  cr_assert_eq(d[0].iov_base, b, "an iovec consumed whole is skipped");
+  cr_assert_eq(d[1].iov_base, c);
+  cr_assert_eq(d[1].iov_len, 2);
+  cr_assert_eq(hwsock_iov_slice(v, 3, 0, 100, d, 2, &dn), 4, "cap cuts");
+  cr_assert_eq(dn, 2);
+  cr_assert_eq(hwsock_iov_slice(v, 3, 9, 100, d, 3, &dn), 0, "past the end");
+  cr_assert_eq(dn, 0);
+}
+
+Test(backend_util, ratelog_passes_one_line_per_interval_and_counts_the_rest) {
+  hwsock_ratelog r;
+  memset(&r, 0, sizeof(r));
+  unsigned held = 99;
+  cr_assert_eq(hwsock_ratelog_pass(&r, 5000, 1000, &held), 1, "the first");
+  cr_assert_eq(held, 0);
+  held = 99;
+  cr_assert_eq(hwsock_ratelog_pass(&r, 5001, 1000, &held), 0);
+  cr_assert_eq(hwsock_ratelog_pass(&r, 5999, 1000, &held), 0);
+  cr_assert_eq(held, 99, "untouched while held back");
+  cr_assert_eq(hwsock_ratelog_pass(&r, 6000, 1000, &held), 1);
+  cr_assert_eq(held, 2, "the two held back");
+  cr_assert_eq(hwsock_ratelog_pass(&r, 6500, 1000, &held), 0);
+  cr_assert_eq(hwsock_ratelog_pass(&r, 9000, 1000, &held), 1);
+  cr_assert_eq(held, 1, "the count restarts after each line");
+}
+
+Test(backend_util, hex_parses_exact_digits_only) {
+  uint8_t b[3];
+  cr_assert_eq(hwsock_hex_digit('0'), 0);
+  cr_assert_eq(hwsock_hex_digit('a'), 10);
+  cr_assert_eq(hwsock_hex_digit('F'), 15);
+  cr_assert_eq(hwsock_hex_digit('g'), -1);
+  cr_assert_eq(hwsock_hex_digit('/'), -1);
+  cr_assert_eq(hwsock_parse_hex("0aBcff", 6, b, 3), 0);
+  cr_assert_eq(b[0], 0x0a);
+  cr_assert_eq(b[1], 0xbc);
+  cr_assert_eq(b[2], 0xff);
+  cr_assert_eq(hwsock_parse_hex("0aBcf", 5, b, 3), -1, "too short");
+  cr_assert_eq(hwsock_parse_hex("0aBcff0", 7, b, 3), -1, "too long");
+  cr_assert_eq(hwsock_parse_hex("0aBcfx", 6, b, 3), -1, "not hex");
+  cr_assert_eq(hwsock_parse_hex("0aBcff", 6, b, 3), 0, "len, not NUL");
+}
+
+Test(backend_util, port_is_decimal_1_to_65535) {
+  uint16_t p = 7;
+  cr_assert_eq(hwsock_parse_port("65535", 5, &p), 0);
+  cr_assert_eq(p, 65535);
+  cr_assert_eq(hwsock_parse_port("213x", 3, &p), 0, "only len bytes");
+  cr_assert_eq(p, 213);
+  cr_assert_eq(hwsock_parse_port("0", 1, &p), -1);
+  cr_assert_eq(hwsock_parse_port("65536", 5, &p), -1);
+  cr_assert_eq(hwsock_parse_port("000080", 6, &p), -1, "at most 5 digits");
+  cr_assert_eq(hwsock_parse_port("+80", 3, &p), -1);
+  cr_assert_eq(hwsock_parse_port("", 0, &p), -1);
+  cr_assert_eq(p, 213, "untouched on failure");
+}
+
+Test(backend_util, ip_and_endpoint_parse_literals_of_both_families) {
+  struct sockaddr_storage ss;
+  socklen_t sl = 0;
+  cr_assert_eq(hwsock_parse_ip("127.0.0.1", 9, 213, &ss, &sl), AF_INET);
+  const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+  cr_assert_eq(sl, sizeof(*sin));
+  cr_assert_eq(ntohs(sin->sin_port), 213);
+  cr_assert_eq(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+  cr_assert_eq(hwsock_parse_ip("[::1]", 5, 9, &ss, &sl), AF_INET6);
+  const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+  cr_assert_eq(sl, sizeof(*sin6));
+  cr_assert_eq(ntohs(sin6->sin6_port), 9);
+  cr_assert(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+  cr_assert_eq(hwsock_parse_ip("::1", 3, 9, &ss, &sl), AF_INET6);
+  cr_assert_eq(hwsock_parse_ip("localhost", 9, 9, &ss, &sl), -1, "no names");
+  cr_assert_eq(hwsock_parse_ip("[]", 2, 9, &ss, &sl), -1);
+  cr_assert_eq(hwsock_parse_ip("127.0.0.1 ", 10, 9, &ss, &sl), -1);
+
+  cr_assert_eq(hwsock_parse_endpoint("127.0.0.2:6000", 14, &ss, &sl),
+               AF_INET);
+  cr_assert_eq(ntohs(sin->sin_port), 6000);
+  cr_assert_eq(ntohl(sin->sin_addr.s_addr), 0x7f000002);
+  cr_assert_eq(hwsock_parse_endpoint("[::1]:7000", 10, &ss, &sl), AF_INET6);
+  cr_assert_eq(ntohs(sin6->sin6_port), 7000);
+  cr_assert_eq(hwsock_parse_endpoint("::1:7000", 8, &ss, &sl), -1,
+               "a bare IPv6 address is refused");
+  cr_assert_eq(hwsock_parse_endpoint("127.0.0.1", 9, &ss, &sl), -1,
+               "no port");
+  cr_assert_eq(hwsock_parse_endpoint("127.0.0.1:", 10, &ss, &sl), -1);
+  cr_assert_eq(hwsock_parse_endpoint(":80", 3, &ss, &sl), -1, "no address");
+  cr_assert_eq(hwsock_parse_endpoint("127.0.0.1:0", 11, &ss, &sl), -1);
+}

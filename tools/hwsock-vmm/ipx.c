@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hwsock/backend_util.h"
 #include "vmm.h"
 
 #define NODE_MAX 0xffffffffffffull /* broadcast: no guest's node */
@@ -38,81 +39,49 @@ struct vmm_ipx {
   ipx_endpoint slot[VMM_IPX_MAX_SLOTS];
 };
 
-/* Exactly `digits` hex digits. */
-static int parse_hex(const char *s, unsigned digits, uint64_t *out) {
-  uint64_t v = 0;
-  unsigned i = 0;
-  for (; s[i] != '\0'; i++) {
-    char c = s[i];
-    unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                 : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                 : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
-                                        : 16u;
-    if (d == 16u || i == digits)
-      return -1;
-    v = v << 4 | d;
-  }
-  if (i != digits)
+/* Exactly `digits` (even, at most 16) hex digits of s[0..len) into *out.
+ * The option parsers are hwsock/backend_util.h's, which the ipx backend
+ * uses to read what this file writes. */
+static int parse_hex(const char *s, size_t len, unsigned digits,
+                     uint64_t *out) {
+  uint8_t b[8];
+  if (hwsock_parse_hex(s, len, b, digits / 2) < 0)
     return -1;
+  uint64_t v = 0;
+  for (unsigned i = 0; i < digits / 2; i++)
+    v = v << 8 | b[i];
   *out = v;
   return 0;
 }
 
-/* An IP literal of `family` (0: either) into its options form ("[::1]" for
- * IPv6). Returns the family, or -1. */
-static int parse_ip(const char *s, size_t len, int family, char *out,
-                    size_t outlen) {
+/* The address of sa in its options form ("[::1]" for IPv6) into out.
+ * Returns its family, or -1 when it is not `family` (0: either). */
+static int ip_word(const struct sockaddr_storage *sa, int family, char *out,
+                   size_t outlen) {
   char buf[INET6_ADDRSTRLEN];
-  unsigned char bin[sizeof(struct in6_addr)];
-  if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
-    s++;
-    len -= 2;
-  }
-  if (len == 0 || len >= sizeof(buf))
+  const void *addr = sa->ss_family == AF_INET6
+                         ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                         : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+  if ((family != 0 && sa->ss_family != family) ||
+      inet_ntop(sa->ss_family, addr, buf, sizeof(buf)) == NULL)
     return -1;
-  memcpy(buf, s, len);
-  buf[len] = '\0';
-  int f = inet_pton(AF_INET, buf, bin) == 1    ? AF_INET
-          : inet_pton(AF_INET6, buf, bin) == 1 ? AF_INET6
-                                               : -1;
-  if (f < 0 || (family != 0 && f != family))
-    return -1;
-  snprintf(out, outlen, f == AF_INET6 ? "[%s]" : "%s", buf);
-  return f;
+  snprintf(out, outlen, sa->ss_family == AF_INET6 ? "[%s]" : "%s", buf);
+  return sa->ss_family;
 }
 
 /* NODE@IP:PORT or NODE@[IPv6]:PORT, IP of the bind address's family. */
 static int parse_peer(const char *s, int family, ipx_endpoint *e) {
   const char *at = strchr(s, '@');
-  const char *colon = strrchr(s, ':');
-  char node[16];
-  if (at == NULL || colon == NULL || colon < at || (size_t)(at - s) >= 16)
+  struct sockaddr_storage sa;
+  socklen_t salen;
+  if (at == NULL || parse_hex(s, (size_t)(at - s), 12, &e->node) < 0 ||
+      e->node == 0 || e->node == NODE_MAX ||
+      hwsock_parse_endpoint(at + 1, strlen(at + 1), &sa, &salen) < 0 ||
+      ip_word(&sa, family, e->ip, sizeof(e->ip)) < 0)
     return -1;
-  memcpy(node, s, (size_t)(at - s));
-  node[at - s] = '\0';
-  if (parse_hex(node, 12, &e->node) < 0 || e->node == 0 ||
-      e->node == NODE_MAX)
-    return -1;
-  const char *ip = at + 1;
-  size_t iplen = (size_t)(colon - ip);
-  /* a bare IPv6 address would read its last group as the port */
-  if (memchr(ip, ':', iplen) != NULL && ip[0] != '[')
-    return -1;
-  if (parse_ip(ip, iplen, family, e->ip, sizeof(e->ip)) < 0)
-    return -1;
-  const char *p = colon + 1;
-  unsigned long port = 0;
-  size_t n = strlen(p);
-  if (n == 0 || n > 5)
-    return -1;
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] < '0' || p[i] > '9')
-      return -1;
-    port = port * 10 + (unsigned long)(p[i] - '0');
-  }
-  if (port == 0 || port > 65535)
-    return -1;
-  e->port = (unsigned)port;
+  e->port = ntohs(sa.ss_family == AF_INET6
+                      ? ((const struct sockaddr_in6 *)&sa)->sin6_port
+                      : ((const struct sockaddr_in *)&sa)->sin_port);
   return 0;
 }
 
@@ -163,13 +132,13 @@ int vmm_ipx_setup(vmm *v) {
   if (o->ipx_net == NULL)
     return 0;
   uint64_t net, base;
-  if (parse_hex(o->ipx_net, 8, &net) < 0 || net == 0 || net == 0xffffffffu) {
+  if (parse_hex(o->ipx_net, strlen(o->ipx_net), 8, &net) < 0 || net == 0 || net == 0xffffffffu) {
     vmm_log(HWSOCK_LOG_ERROR, "--ipx-net '%s': expected 8 hex digits, not "
             "00000000 or ffffffff", o->ipx_net);
     return -1;
   }
   unsigned nslots = o->ipx_slots;
-  if (parse_hex(o->ipx_node_base, 12, &base) < 0 ||
+  if (parse_hex(o->ipx_node_base, strlen(o->ipx_node_base), 12, &base) < 0 ||
       base > NODE_MAX - 1 - nslots) {
     vmm_log(HWSOCK_LOG_ERROR, "--ipx-node-base '%s': expected 12 hex digits, "
             "with room for %u nodes below ffffffffffff", o->ipx_node_base,
@@ -197,8 +166,12 @@ int vmm_ipx_setup(vmm *v) {
   x->nslots = nslots;
   x->net = (uint32_t)net;
   char bind_ip[INET6_ADDRSTRLEN + 2];
-  int family = parse_ip(o->ipx_bind, strlen(o->ipx_bind), 0, bind_ip,
-                        sizeof(bind_ip));
+  struct sockaddr_storage bind_sa;
+  socklen_t bind_salen;
+  int family = hwsock_parse_ip(o->ipx_bind, strlen(o->ipx_bind), 0, &bind_sa,
+                               &bind_salen) < 0
+                   ? -1
+                   : ip_word(&bind_sa, 0, bind_ip, sizeof(bind_ip));
   if (family < 0) {
     vmm_log(HWSOCK_LOG_ERROR, "--ipx-bind '%s': not an IPv4 or IPv6 address",
             o->ipx_bind);

@@ -92,20 +92,16 @@ void vmm_backoff_failed(vmm_backoff *b) {
 }
 
 void vmm_log_limited(vmm_ratelog *r, int level, const char *fmt, ...) {
-  uint64_t now = uv_hrtime();
-  if (r->last_ns != 0 && now - r->last_ns < VMM_RATELOG_INTERVAL_NS) {
-    r->suppressed++;
+  unsigned held;
+  if (!hwsock_ratelog_pass(r, uv_hrtime(), VMM_RATELOG_INTERVAL_NS, &held))
     return;
-  }
   char msg[400];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  if (r->suppressed > 0)
-    vmm_log(level, "%s (%u similar messages suppressed)", msg, r->suppressed);
+  if (held > 0)
+    vmm_log(level, "%s (%u similar messages suppressed)", msg, held);
   else
     vmm_log(level, "%s", msg);
-  r->last_ns = now;
-  r->suppressed = 0;
 }

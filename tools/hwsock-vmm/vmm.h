@@ -22,6 +22,7 @@
 
 #include <uv.h>
 
+#include "hwsock/backend_util.h"
 #include "hwsock/capture.h"
 #include "hwsock/device.h"
 #include "hwsock/loopback.h"
@@ -108,10 +109,7 @@ typedef struct vmm_options {
 typedef struct vmm_backoff {
   unsigned delay_ms; /* 0: not backing off */
 } vmm_backoff;
-typedef struct vmm_ratelog {
-  uint64_t last_ns;
-  unsigned suppressed;
-} vmm_ratelog;
+typedef hwsock_ratelog vmm_ratelog; /* hwsock/backend_util.h */
 
 typedef struct vmm_guest vmm_guest;
 typedef struct vmm_control vmm_control;
