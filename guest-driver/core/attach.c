@@ -360,6 +360,7 @@ int hwsock_attach(const char *vmm_path, const hwsock_attach_opts *opts,
   gc.indirect = o.indirect;
   gc.poll_us = o.poll_us;
   gc.write_behind = o.write_behind;
+  gc.event_queue = o.event_queue;
   gc.ops = &a->ops;
   gc.opaque = a;
   if ((rc = hwsock_guest_new(&gc, &a->guest)) < 0) {

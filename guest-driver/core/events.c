@@ -182,6 +182,13 @@ static void ev_take(hwsock_guest *g, uint32_t i, uint32_t len) {
     break;
   }
   ready_push(g, id);
+  pthread_cond_broadcast(&g->rx_cond[id % GUEST_RX_CONDS]);
+}
+
+static void wake_all(hwsock_guest *g) {
+  pthread_cond_broadcast(&g->ev_cond);
+  for (unsigned i = 0; i < GUEST_RX_CONDS; i++)
+    pthread_cond_broadcast(&g->rx_cond[i]);
 }
 
 static void *ev_main(void *arg) {
@@ -206,6 +213,17 @@ static void *ev_main(void *arg) {
       pthread_cond_broadcast(&g->ev_cond);
       continue;
     }
+    int slice = GUEST_WAIT_SLICE_MS;
+    if (g->slot_waiters > 0 && g->write_behind) {
+      /* Callers wait for slots: completed write-behind sends of idle
+       * senders may hold them all (hwsock__wb_reclaim), and nobody may be
+       * reaping their completions. Look again soon. */
+      hwsock__guest_reap_idle(g);
+      pthread_mutex_unlock(&g->lock);
+      hwsock__wb_reclaim(g);
+      pthread_mutex_lock(&g->lock);
+      slice = GUEST_RECLAIM_SLICE_MS;
+    }
     /* Ask for an interrupt at the next event, then look once more. */
     uint16_t seen = g->ev_last_used;
     if (g->event_idx)
@@ -214,12 +232,12 @@ static void *ev_main(void *arg) {
     if (hwsock_le16_load(&g->ev_used->idx) != seen)
       continue;
     pthread_mutex_unlock(&g->lock);
-    int r = g->ops->wait(g->opaque, g->evq, GUEST_WAIT_SLICE_MS);
+    int r = g->ops->wait(g->opaque, g->evq, slice);
     pthread_mutex_lock(&g->lock);
     if (r < 0)
       hwsock__guest_fail(g, HWSOCK_ECONNRESET);
   }
-  pthread_cond_broadcast(&g->ev_cond);
+  wake_all(g);
   pthread_mutex_unlock(&g->lock);
   return NULL;
 }
@@ -233,6 +251,15 @@ int hwsock__ev_start(hwsock_guest *g) {
     g->evbufs = NULL;
     return HWSOCK_ENOMEM;
   }
+  for (unsigned i = 0; i < GUEST_RX_CONDS; i++)
+    if (pthread_cond_init(&g->rx_cond[i], NULL)) {
+      while (i-- > 0)
+        pthread_cond_destroy(&g->rx_cond[i]);
+      pthread_cond_destroy(&g->ev_cond);
+      free(g->evbufs);
+      g->evbufs = NULL;
+      return HWSOCK_ENOMEM;
+    }
   for (unsigned i = 0; i < g->ev_nbuf; i++) {
     hwsock_vring_desc *d = &g->ev_desc[i];
     hwsock_le64_set(&d->addr, g->ev_gpa + (uint64_t)i * g->ev_buf_len);
@@ -247,6 +274,8 @@ int hwsock__ev_start(hwsock_guest *g) {
   ev_publish(g, old);
   pthread_mutex_unlock(&g->lock);
   if (pthread_create(&g->ev_thread, NULL, ev_main, g)) {
+    for (unsigned i = 0; i < GUEST_RX_CONDS; i++)
+      pthread_cond_destroy(&g->rx_cond[i]);
     pthread_cond_destroy(&g->ev_cond);
     free(g->evbufs);
     g->evbufs = NULL;
@@ -264,6 +293,8 @@ void hwsock__ev_stop(hwsock_guest *g) {
   pthread_mutex_unlock(&g->lock);
   pthread_join(g->ev_thread, NULL);
   g->ev_thread_on = 0;
+  for (unsigned i = 0; i < GUEST_RX_CONDS; i++)
+    pthread_cond_destroy(&g->rx_cond[i]);
   pthread_cond_destroy(&g->ev_cond);
   free(g->evbufs);
   g->evbufs = NULL;
@@ -328,8 +359,9 @@ int hwsock__ev_recv(hwsock_guest *g, int s, void *buf, size_t len,
   guest_sock *gs = &g->socks[s];
   uint16_t old = g->ev_avail_idx;
   for (;;) {
-    if (gs->state != SOCK_OPEN) {
-      rc = HWSOCK_EBADF;
+    if (gs->state != SOCK_OPEN || gs->ev_hold) {
+      /* closed meanwhile: as a RECV that CLOSE cancels */
+      rc = gs->state == SOCK_FREE ? HWSOCK_EBADF : HWSOCK_ECANCELED;
       break;
     }
     if (g->broken) {
@@ -400,7 +432,7 @@ int hwsock__ev_recv(hwsock_guest *g, int s, void *buf, size_t len,
         rc = HWSOCK_EAGAIN;
       break;
     }
-    pthread_cond_wait(&g->ev_cond, &g->lock);
+    pthread_cond_wait(&g->rx_cond[(unsigned)s % GUEST_RX_CONDS], &g->lock);
   }
   ev_publish(g, old);
   if (gs->state == SOCK_OPEN) {
@@ -430,6 +462,7 @@ void hwsock__ev_close_begin(hwsock_guest *g, int s) {
       (gs->ev_on || gs->ev_armed || gs->ev_acceptable || gs->ev_writable)) {
     gs->ev_hold = 1; /* events from now on are dropped */
     gs->inflight++;  /* the id stays ours until they are drained */
+    pthread_cond_broadcast(&g->rx_cond[(unsigned)s % GUEST_RX_CONDS]);
   }
   pthread_mutex_unlock(&g->lock);
 }

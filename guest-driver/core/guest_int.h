@@ -41,6 +41,9 @@
 #define GUEST_EV_BUF_LEN (16u << 10)
 #define GUEST_EV_WINDOW (256u << 10)
 #define GUEST_EV_DGRAM_WINDOW 64u
+#define GUEST_RX_CONDS 64u
+/* The event thread's sleep while callers wait for slots (events.c). */
+#define GUEST_RECLAIM_SLICE_MS 2
 /* Largest wire status passed through as -(status); above it is garbage. */
 #define GUEST_MAX_STATUS 4095u
 
@@ -165,7 +168,10 @@ struct hwsock_guest {
   uint32_t ev_window, ev_dgram_window;
   pthread_t ev_thread;
   int ev_thread_on, ev_stop;
-  pthread_cond_t ev_cond;            /* events arrived (recv, wait, close) */
+  pthread_cond_t ev_cond;            /* events arrived (wait, close) */
+  /* recv() of socket s sleeps on rx_cond[s % GUEST_RX_CONDS]: an event
+   * wakes the readers of a few sockets, not of thousands */
+  pthread_cond_t rx_cond[GUEST_RX_CONDS];
   uint32_t ready_head, ready_tail;   /* ids + 1 */
 
   /* socket table: ids 0..nsock-1; bit set in sock_free = id free */
@@ -235,6 +241,11 @@ int hwsock__ev_recv(hwsock_guest *g, int s, void *buf, size_t len,
 /* close in event mode: before the CLOSE (hold the id) and after it. */
 void hwsock__ev_close_begin(hwsock_guest *g, int s);
 void hwsock__ev_close_end(hwsock_guest *g, int s);
+/* vq.c: reaps queue 0 when no caller is the reaper. Lock held. */
+void hwsock__guest_reap_idle(hwsock_guest *g);
+/* sockets.c: frees the slots of completed write-behind sends nobody waits
+ * for (no lock held). */
+void hwsock__wb_reclaim(hwsock_guest *g);
 /* accept in event mode: the ACCEPTABLE state is consumed; re-armed. */
 void hwsock__ev_accepted(hwsock_guest *g, int s);
 

@@ -153,6 +153,27 @@ static int wb_finish_oldest(hwsock_guest *g, int s, int only_done) {
   return 1;
 }
 
+/* Finishes the write-behind sends the device completed on sockets whose
+ * senders are not sending (e.g. a pump waiting for its program): their
+ * slots would otherwise stay taken until the socket's next send, and with
+ * many sockets every slot could be held so (the event thread calls this
+ * when callers wait for slots). No lock held. */
+void hwsock__wb_reclaim(hwsock_guest *g) {
+  enum { BATCH = 256 };
+  int ids[BATCH];
+  unsigned n = 0;
+  pthread_mutex_lock(&g->lock);
+  for (unsigned s = 0; s < g->nsock && n < BATCH; s++) {
+    guest_sock *gs = &g->socks[s];
+    if (gs->wb_n > 0 && g->slots[gs->wb_slot[gs->wb_head]].state == SLOT_DONE)
+      ids[n++] = (int)s;
+  }
+  pthread_mutex_unlock(&g->lock);
+  for (unsigned i = 0; i < n; i++)
+    while (wb_finish_oldest(g, ids[i], 1))
+      ;
+}
+
 /* Waits for every write-behind send of s; returns the first error of them
  * (sticky: later sends fail with it too), or 0. */
 static int wb_flush(hwsock_guest *g, int s) {

@@ -292,6 +292,14 @@ static void reap(hwsock_guest *g) {
   }
 }
 
+/* Takes the completions nobody is waiting for: with write-behind sends
+ * only, no caller reaps, and callers waiting for slots would wait for
+ * ever (the event thread calls this). Lock held. */
+void hwsock__guest_reap_idle(hwsock_guest *g) {
+  if (!g->reaper && !g->broken)
+    reap(g);
+}
+
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();

@@ -449,10 +449,10 @@ static void acceptor(run_sock *s, const char *unused) {
     }
     if (hwsock__run_offload_reserve() < 0) {
       char lb[64];
-      hwsock__run_log("%s: accepted connection dropped: RUN_MAX_OFFLOADED "
-                      "(%u) sockets offloaded at once (raise it in "
-                      "guest-driver/run/run.h)",
-                      hwsock__run_label(s, lb, sizeof(lb)), RUN_MAX_OFFLOADED);
+      hwsock__run_log("%s: accepted connection dropped: %u sockets "
+                      "offloaded at once",
+                      hwsock__run_label(s, lb, sizeof(lb)),
+                      hwsock__run_offload_max());
       hwsock_guest_close(hwsock__run.g, id);
       continue;
     }

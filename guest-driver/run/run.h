@@ -33,10 +33,13 @@
 /* ---- limits ------------------------------------------------------------- */
 
 /* Entries of the socket table (placeholders + offloaded sockets). */
-#define RUN_MAX_SOCKS 1024u
-/* Sockets with a device id at once: each keeps about one request slot of
- * the driver busy (a blocking recv or accept). */
-#define RUN_MAX_OFFLOADED 192u
+#define RUN_MAX_SOCKS 16384u
+/* Sockets with a device id at once. With the event queue (PROTOCOL.md §16)
+ * a socket waiting for input holds no request slot: the table and the
+ * device's max_sockets are the limit. Without it (a --vmm whose devices
+ * have one queue) each keeps about one slot busy with a blocking recv, and
+ * at most this many are offloaded. */
+#define RUN_MAX_OFFLOADED_V1 192u
 /* Worker threads handling notifications (grown on demand). */
 #define RUN_MAX_WORKERS 64u
 /* Notifications waiting for a worker. */
@@ -218,7 +221,8 @@ void hwsock__run_sock_get(run_sock *s);
 void hwsock__run_sock_put(run_sock *s);
 /* Takes the entry out of the table (no later call finds it). */
 void hwsock__run_sock_unlink(run_sock *s);
-/* Counts / releases a device id (RUN_MAX_OFFLOADED). */
+/* Counts / releases a device id (hwsock__run_offload_max() at once). */
+unsigned hwsock__run_offload_max(void);
 int hwsock__run_offload_reserve(void);
 void hwsock__run_offload_release(void);
 /* Ends an entry: the pumps stop (the device socket is shut down for

@@ -204,18 +204,31 @@ static void sweep_retired(void) {
   }
 }
 
+/* Sockets that may hold a device id at once: the table's size with the
+ * event queue, RUN_MAX_OFFLOADED_V1 without (each would hold a slot). */
+unsigned hwsock__run_offload_max(void) {
+  return hwsock__run.g != NULL &&
+                 (hwsock_guest_features(hwsock__run.g) & HWSOCK_F_EVENT_QUEUE)
+             ? RUN_MAX_SOCKS
+             : RUN_MAX_OFFLOADED_V1;
+}
+
 int hwsock__run_offload_reserve(void) {
   int ok = 0;
+  unsigned max = hwsock__run_offload_max();
   pthread_mutex_lock(&table_lock);
-  if (noffloaded < RUN_MAX_OFFLOADED) {
+  if (noffloaded < max) {
     noffloaded++;
     ok = 1;
   }
   pthread_mutex_unlock(&table_lock);
   if (!ok)
-    hwsock__run_log("refused (ENOBUFS): RUN_MAX_OFFLOADED (%u) sockets "
-                    "offloaded at once (raise it in guest-driver/run/run.h)",
-                    RUN_MAX_OFFLOADED);
+    hwsock__run_log("refused (ENOBUFS): %u sockets offloaded at once (%s)",
+                    max,
+                    max == RUN_MAX_OFFLOADED_V1
+                        ? "the VMM's devices have no event queue: give them "
+                          "--queues 2"
+                        : "RUN_MAX_SOCKS in guest-driver/run/run.h");
   return ok ? 0 : -ENOBUFS;
 }
 

@@ -97,7 +97,7 @@ int hwsock__run_vmm_start(run_vmm *v, const char *policy, int verbose) {
       _exit(1);
     char fdnum[16];
     snprintf(fdnum, sizeof(fdnum), "%d", wfd);
-    const char *argv[12];
+    const char *argv[24];
     int a = 0;
     argv[a++] = bin;
     argv[a++] = "--listen";
@@ -105,6 +105,16 @@ int hwsock__run_vmm_start(run_vmm *v, const char *policy, int verbose) {
     argv[a++] = "--once";
     argv[a++] = "--ready-fd";
     argv[a++] = fdnum;
+    /* Two queues: requests and the event queue (PROTOCOL.md §16); ids and
+     * host sockets for as many connections as the fd limit allows. */
+    argv[a++] = "--queues";
+    argv[a++] = "2";
+    argv[a++] = "--max-guests";
+    argv[a++] = "1";
+    argv[a++] = "--max-sockets";
+    argv[a++] = RUN_VMM_MAX_SOCKETS;
+    argv[a++] = "--guest-sockets";
+    argv[a++] = RUN_VMM_MAX_SOCKETS;
     if (policy) {
       argv[a++] = "--policy";
       argv[a++] = policy;

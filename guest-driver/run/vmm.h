@@ -5,6 +5,10 @@
 #include <limits.h>
 #include <sys/types.h>
 
+/* --max-sockets and --guest-sockets of the private hwsock-vmm: ids and
+ * host sockets for as many connections as the fd limits allow. */
+#define RUN_VMM_MAX_SOCKETS "65536"
+
 typedef struct run_vmm {
   pid_t pid;            /* -1 when not running */
   char dir[PATH_MAX];   /* private temp directory */

@@ -39,6 +39,9 @@ typedef struct hwsock_attach_opts {
   int setup_timeout_ms; /* longest wait for each setup reply of the VMM;
                            default 10000, -1 = no limit */
   int write_behind;    /* hwsock_guest_config.write_behind (default 0) */
+  /* ---- appended (present when size covers it) ---- */
+  int event_queue;     /* hwsock_guest_config.event_queue (default 0); the
+                          VMM must give the device >= 2 queues */
 } hwsock_attach_opts;
 
 /* Zeroes the caller's struct, sets its size and the defaults.

@@ -77,3 +77,17 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
       "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR}")
   endforeach()
 endif()
+
+# Many offloaded connections under one hwsock-run (test/run/many_test.py,
+# issue 13): an epoll client with 2,000 connections open at once, and one
+# moving 200 x 256 KiB, every byte checked (HWSOCK_TEST_FULL=1: 10,000 and
+# 1,000 x 1 MiB).
+if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
+  foreach(t many bulk)
+    add_test(NAME run_${t}
+             COMMAND "${Python3_EXECUTABLE}"
+                     "${CMAKE_CURRENT_LIST_DIR}/many_test.py" ${t})
+    set_tests_properties(run_${t} PROPERTIES TIMEOUT 600 ENVIRONMENT
+      "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR}")
+  endforeach()
+endif()

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Many offloaded connections under ONE hwsock-run (issue 13): an ordinary
+epoll client (python3 selectors) keeps N connections open at once through
+hwsock-run's private VMM (two queues: the event queue, PROTOCOL.md §16),
+sends SIZE bytes on each to an echo server on 127.0.0.1 and checks every
+byte that comes back, then closes them all.
+
+  many_test.py many   N = 2000,  SIZE = 1 KiB   (full: 10,000 x 4 KiB)
+  many_test.py bulk   N = 200,   SIZE = 256 KiB (full: 1,000 x 1 MiB)
+
+HWSOCK_TEST_FULL=1 runs the full sizes. Environment as test/run/harness.py:
+HWSOCK_RUN (and the build tree's hwsock-vmm next to it)."""
+import os
+import resource
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+RUN = os.environ["HWSOCK_RUN"]
+FULL = os.environ.get("HWSOCK_TEST_FULL") == "1"
+SIZES = {"many": (10000, 4096) if FULL else (2000, 1024),
+         "bulk": (1000, 1 << 20) if FULL else (200, 256 << 10)}
+
+PROG = r'''
+import resource, selectors, socket, sys
+port, n, size = map(int, sys.argv[1:4])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if soft < n + 64:
+    raise SystemExit("fd limit %d too low for %d connections" % (soft, n))
+base = bytes(range(251)) * (size // 251 + 2)
+def expect(i):
+    s = (i * 7) % 251
+    return memoryview(base)[s:s + size]
+sel = selectors.DefaultSelector()
+assert type(sel).__name__ == "EpollSelector", type(sel).__name__
+conns = []
+for i in range(n):
+    c = socket.create_connection(("127.0.0.1", port), timeout=120)
+    c.setblocking(False)
+    sel.register(c, selectors.EVENT_READ | selectors.EVENT_WRITE,
+                 {"i": i, "sent": 0, "got": 0})
+    conns.append(c)
+done = 0
+while done < n:
+    ready = sel.select(timeout=120)
+    if not ready:
+        raise SystemExit("stalled: %d of %d connections done" % (done, n))
+    for key, mask in ready:
+        c, st = key.fileobj, key.data
+        exp = expect(st["i"])
+        if mask & selectors.EVENT_WRITE and st["sent"] < size:
+            try:
+                st["sent"] += c.send(exp[st["sent"]:st["sent"] + 65536])
+            except BlockingIOError:
+                pass
+            if st["sent"] == size:
+                sel.modify(c, selectors.EVENT_READ, st)
+        if mask & selectors.EVENT_READ:
+            try:
+                d = c.recv(262144)
+            except BlockingIOError:
+                continue
+            if not d:
+                raise SystemExit("early EOF on %d after %d bytes"
+                                 % (st["i"], st["got"]))
+            if exp[st["got"]:st["got"] + len(d)] != d:
+                raise SystemExit("bytes differ on %d at %d" % (st["i"], st["got"]))
+            st["got"] += len(d)
+            if st["got"] == size:
+                sel.unregister(c)
+                done += 1
+open_now = len(conns)
+for c in conns:
+    c.close()
+print("many ok", open_now, size)
+'''
+
+
+class Echo:
+    """An epoll echo server (one thread) for many connections."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(socket.SOMAXCONN)
+        self.lsock.setblocking(False)
+        self.port = self.lsock.getsockname()[1]
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.lsock, selectors.EVENT_READ, None)
+        self.accepts = 0
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            for key, mask in self.sel.select(1):
+                if key.data is None:
+                    while True:
+                        try:
+                            c, _ = self.lsock.accept()
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        c.setblocking(False)
+                        self.accepts += 1
+                        self.sel.register(c, selectors.EVENT_READ,
+                                          {"out": bytearray()})
+                    continue
+                c, st = key.fileobj, key.data
+                if mask & selectors.EVENT_READ:
+                    try:
+                        d = c.recv(262144)
+                    except (BlockingIOError, ConnectionError):
+                        d = None
+                    if d == b"":
+                        self.sel.unregister(c)
+                        c.close()
+                        continue
+                    if d:
+                        st["out"] += d
+                if st["out"]:
+                    try:
+                        k = c.send(st["out"])
+                        del st["out"][:k]
+                    except (BlockingIOError, ConnectionError):
+                        pass
+                want = selectors.EVENT_READ | (
+                    selectors.EVENT_WRITE if st["out"] else 0)
+                if key.events != want:
+                    self.sel.modify(c, want, st)
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in SIZES:
+        print("usage: many_test.py {many|bulk}", file=sys.stderr)
+        return 2
+    n, size = SIZES[sys.argv[1]]
+    if os.environ.get("HWSOCK_TEST_SHAPE"):  # "N,SIZE", for debugging
+        n, size = map(int, os.environ["HWSOCK_TEST_SHAPE"].split(","))
+    timeout = int(os.environ.get("HWSOCK_TEST_TIMEOUT", "560"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < n + 256:  # each process holds one end of each connection
+        print("SKIP: fd hard limit %d < %d" % (hard, n + 256))
+        return 0
+    echo = Echo()
+    with tempfile.TemporaryDirectory() as tmp:
+        prog = os.path.join(tmp, "prog.py")
+        with open(prog, "w") as f:
+            f.write(PROG)
+        r = subprocess.run([RUN, "-v", "--", sys.executable, prog,
+                            str(echo.port), str(n), str(size)],
+                           capture_output=True, timeout=timeout)
+    out, err = r.stdout.decode(errors="replace"), r.stderr.decode(
+        errors="replace")
+    tail = "\n".join(err.splitlines()[-30:])
+    if r.returncode != 0 or ("many ok %d %d" % (n, size)) not in out:
+        print("FAIL: exit %d\nstdout: %s\nstderr (end):\n%s"
+              % (r.returncode, out[-2000:], tail), file=sys.stderr)
+        return 1
+    offloaded = err.count("offload: ")
+    if offloaded < n:
+        print("FAIL: %d offload decisions for %d connections\n%s"
+              % (offloaded, n, tail), file=sys.stderr)
+        return 1
+    if echo.accepts != n:
+        print("FAIL: the server saw %d connections, not %d"
+              % (echo.accepts, n), file=sys.stderr)
+        return 1
+    print("PASS: %d connections x %d bytes through one hwsock-run" % (n, size))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
