@@ -252,22 +252,3 @@ int hwsock__run_host_check(run_call *c, const run_target *t) {
     return 0; /* no destination */
   }
 }
-
-/* sendmmsg and recvmmsg: trapped so that no call with an address reaches a
- * host INET socket unseen. On our placeholders they are plain I/O on the
- * socketpair (a destination there reaches only the pair, never the
- * network); on a host INET socket they are checked (sendmmsg) or refused
- * under confinement. */
-static void on_mmsg(run_call *c) {
-  run_target t;
-  int fd = (int)c->n.data.args[0];
-  if (hwsock__run_target(c, fd, &t) == 0 && t.kind == RT_OURS)
-    hwsock__run_continue(c);
-  else
-    hwsock__run_pass(c, &t);
-  hwsock__run_target_done(&t);
-}
-
-void hwsock__run_on_sendmmsg(run_call *c) { on_mmsg(c); }
-
-void hwsock__run_on_recvmmsg(run_call *c) { on_mmsg(c); }

@@ -1,5 +1,6 @@
-/* hwsock-run: calls on host INET sockets (declined ones, or inherited) and
- * the sendmmsg/recvmmsg handlers (hostsock.c). */
+/* hwsock-run: calls on host INET sockets (declined ones, or inherited:
+ * hostsock.c), under confinement received fds (unixrecv.c), and the
+ * sendmmsg/recvmmsg handlers (target.c). */
 #ifndef HWSOCK_RUN_HOSTSOCK_H
 #define HWSOCK_RUN_HOSTSOCK_H
 

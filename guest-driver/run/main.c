@@ -30,19 +30,6 @@
 
 #define EXIT_FAILED 125
 
-run_state hwsock__run = {.notify_fd = -1};
-
-void hwsock__run_log(const char *fmt, ...) {
-  if (!hwsock__run.verbose)
-    return;
-  char line[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof(line), fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "hwsock-run: %s\n", line);
-}
-
 static void usage(FILE *f) {
   fprintf(f,
     "usage: hwsock-run [--vmm PATH | --policy FILE] [--confine] "
@@ -267,15 +254,6 @@ int main(int argc, char **argv) {
     return EXIT_FAILED;
   }
   char **prog = argv + optind;
-  /* Every offloaded connection is a pump end here and a socket in the
-   * program (which inherits the limit): up to the hard limit, as a server
-   * that raises it itself would have. */
-  struct rlimit nofile;
-  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
-      nofile.rlim_cur < nofile.rlim_max) {
-    nofile.rlim_cur = nofile.rlim_max;
-    (void)setrlimit(RLIMIT_NOFILE, &nofile);
-  }
   if (table_path && hwsock__run_table_init(table_path) < 0)
     return EXIT_FAILED;
 
@@ -316,9 +294,6 @@ int main(int argc, char **argv) {
   /* The pumps send like a kernel does: return once the data is in the
    * slots, errors on the next call (hwsock/guest.h, write_behind). */
   aopts.write_behind = 1;
-  /* A socket waiting for input holds no request slot (PROTOCOL.md §16):
-   * its data waits in the driver's shared buffers. */
-  aopts.event_queue = 1;
   int rc = hwsock_attach(vmm_path, &aopts, &att);
   if (rc < 0) {
     fprintf(stderr, "hwsock-run: attaching to %s: %s\n", vmm_path,
