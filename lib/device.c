@@ -414,8 +414,13 @@ int hwsock_device_kick(hwsock_device *dev, unsigned q) {
    * guest kicking (or an eventfd written) in a loop gets no more turns. */
   if (dev->backlog & (1u << q))
     return 0;
-  dev->stalled &= ~(1u << q);
   dev->counters.kicks++;
+  if (dev->quiesced) {
+    /* taken when hwsock_device_quiesce(dev, 0) flushes */
+    dev->stalled |= 1u << q;
+    return 0;
+  }
+  dev->stalled &= ~(1u << q);
   if ((int)q == hwsock__evq_index(dev)) { /* buffers were added */
     hwsock__evq_service(dev);
     send_notifications(dev);
@@ -429,6 +434,10 @@ int hwsock_device_kick(hwsock_device *dev, unsigned q) {
 void hwsock_device_flush(hwsock_device *dev) {
   if (dev->broken || !(dev->status & HWSOCK_STATUS_DRIVER_OK))
     return;
+  if (dev->quiesced) { /* completions still go out; nothing is taken */
+    send_notifications(dev);
+    return;
+  }
   /* Each queue that stopped (in-flight limit, budget) gets one more budget;
    * one that cannot start for want of free requests stays stalled. */
   unsigned todo = dev->stalled | dev->backlog;
@@ -448,8 +457,8 @@ void hwsock_device_flush(hwsock_device *dev) {
 }
 
 int hwsock_device_pending(const hwsock_device *dev) {
-  return !dev->broken && (dev->status & HWSOCK_STATUS_DRIVER_OK) &&
-         dev->backlog != 0;
+  return !dev->broken && !dev->quiesced &&
+         (dev->status & HWSOCK_STATUS_DRIVER_OK) && dev->backlog != 0;
 }
 
 void hwsock_device_reset(hwsock_device *dev) {
@@ -466,6 +475,7 @@ void hwsock_device_reset(hwsock_device *dev) {
   dev->notify_pending = 0;
   dev->stalled = 0;
   dev->backlog = 0;
+  dev->quiesced = 0;
   dev->status = 0;
   dev->broken = 0;
   dev->reset_reason = 0;

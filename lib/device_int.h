@@ -22,7 +22,10 @@ enum {
   HWSOCK__S_OPEN,      /* opened, no offload decision yet */
   HWSOCK__S_OFFLOADED, /* bound to a backend socket */
   HWSOCK__S_DECLINED,  /* left to the guest's own stack until CLOSE */
-  HWSOCK__S_RESERVED   /* target id of a pending ACCEPT */
+  HWSOCK__S_RESERVED,  /* target id of a pending ACCEPT */
+  HWSOCK__S_RESET      /* restored from a snapshot without its host socket
+                          (snapshot.c): every call fails with ECONNRESET
+                          until CLOSE */
 };
 
 /* SETSOCKOPT before the decision (dispatch.c): kept until the socket is
@@ -128,6 +131,7 @@ struct hwsock_device {
   uint64_t features;
   int negotiated;        /* in-band: a NEGOTIATE succeeded since the reset */
   unsigned queues_ready; /* bitmask */
+  int quiesced;          /* hwsock_device_quiesce: no request is taken */
   hwsock__vq vq[HWSOCK_MAX_QUEUES];
   unsigned notify_pending; /* bitmask */
   unsigned stalled;        /* bitmask: stopped at the in-flight limit */

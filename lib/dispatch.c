@@ -716,6 +716,10 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
     finish(dev, req, HWSOCK_EDECLINED, 0);
     return;
   }
+  if (s->state == HWSOCK__S_RESET) { /* its host socket did not survive */
+    finish(dev, req, HWSOCK_ECONNRESET, 0);
+    return;
+  }
   req->breq.scheme = s->scheme;
   int rc0 = check_args(&req->breq);
   if (rc0 < 0) {

@@ -207,6 +207,23 @@ int hwsock__vq_pop(hwsock__vq *vq, hwsock__chain *c, struct iovec *iov,
     return HWSOCK_ENEEDSRESET;
   }
 
+  int rc = hwsock__vq_walk(vq, head, c, iov, cap, why);
+  if (rc < 0)
+    return rc;
+  vq->last_avail++;
+  return 1;
+}
+
+int hwsock__vq_walk(hwsock__vq *vq, uint16_t head, hwsock__chain *c,
+                    struct iovec *iov, unsigned cap, const char **why) {
+  const char *dummy;
+  if (why == NULL)
+    why = &dummy;
+  *why = NULL;
+  if (vq->size == 0 || head >= vq->size) {
+    *why = fault_text[HWSOCK_RESET_HEAD_INDEX];
+    return HWSOCK_ENEEDSRESET;
+  }
   memset(c, 0, sizeof *c);
   c->head = head;
   walk w = {.vq = vq, .c = c, .iov = iov, .cap = cap};
@@ -237,8 +254,7 @@ int hwsock__vq_pop(hwsock__vq *vq, hwsock__chain *c, struct iovec *iov,
     *why = err;
     return HWSOCK_ENEEDSRESET;
   }
-  vq->last_avail++;
-  return 1;
+  return 0;
 }
 
 void hwsock__vq_push(hwsock__vq *vq, uint16_t head, uint32_t len) {

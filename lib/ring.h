@@ -100,6 +100,13 @@ typedef struct hwsock__chain {
 int hwsock__vq_pop(hwsock__vq *vq, hwsock__chain *c, struct iovec *iov,
                    unsigned cap, const char **why);
 
+/* Walks the chain at `head` again, as hwsock__vq_pop() walked it when it
+ * was popped, without touching the avail ring (a restored device finding
+ * the buffers of requests the saved device had taken). 0, or
+ * HWSOCK_ENEEDSRESET with *why as hwsock__vq_pop(). */
+int hwsock__vq_walk(hwsock__vq *vq, uint16_t head, hwsock__chain *c,
+                    struct iovec *iov, unsigned cap, const char **why);
+
 /* The HWSOCK_RESET_* code of a reason hwsock__vq_pop() gave (0: none). */
 int hwsock__vq_fault_code(const char *why);
 

@@ -304,6 +304,41 @@ HWSOCK_EXTERN int hwsock_device_uaddr_to_gpa(const hwsock_device *dev,
                                              uint64_t uaddr, uint64_t len,
                                              uint64_t *gpa);
 
+/* ---- snapshot and restore (docs/EMBEDDING.md §11) ---- */
+
+/* on != 0: the device takes no more requests (kicks are remembered, not
+ * served; completions of requests in flight still go out). on == 0: it
+ * takes them again (the next flush serves what waited). Returns the
+ * requests in flight, or HWSOCK_EINVAL. A reset ends quiescence. */
+HWSOCK_EXTERN int hwsock_device_quiesce(hwsock_device *dev, int on);
+
+/* Bytes hwsock_device_save() may need for this device at most. */
+HWSOCK_EXTERN size_t hwsock_device_save_bound(const hwsock_device *dev);
+
+/* Saves the device's state into buf as a versioned little-endian blob
+ * (features, status, queue addresses and positions, the requests in flight,
+ * the socket table): *out_len bytes. The device must be quiesced. Errors:
+ * HWSOCK_EBUSY (not quiesced), HWSOCK_ENEEDSRESET (broken), HWSOCK_ENOSPC
+ * (len too small: see hwsock_device_save_bound), HWSOCK_EOPNOTSUPP (the
+ * event queue was negotiated: not saved yet). */
+HWSOCK_EXTERN int hwsock_device_save(hwsock_device *dev, void *buf,
+                                     size_t len, size_t *out_len);
+
+/* Restores a saved state into a device fresh from hwsock_device_new() (or
+ * reset) with the same number of queues, its regions and backends added.
+ * The blob is untrusted: everything is checked before anything changes,
+ * and a refused blob leaves the device reset. Queues continue where they
+ * were; every request that was in flight completes with
+ * HWSOCK_ECONNRESET; sockets that were undecided or declined come back as
+ * they were; offloaded sockets, whose host sockets are gone, come back
+ * reset: every call on them fails with HWSOCK_ECONNRESET until the guest
+ * closes them. Returns the number of sockets reset (>= 0). Errors:
+ * HWSOCK_EBUSY (device not fresh), HWSOCK_EBADMSG (malformed blob or
+ * another version), HWSOCK_EINVAL (it does not fit this device: queues,
+ * features, sockets, addresses outside the regions). */
+HWSOCK_EXTERN int hwsock_device_restore(hwsock_device *dev, const void *buf,
+                                        size_t len);
+
 #ifdef __cplusplus
 }
 #endif
