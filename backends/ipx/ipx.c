@@ -45,6 +45,7 @@
 
 #include "hwsock/backend.h"
 #include "hwsock/backend_util.h"
+#include "hwsock/backend_uv.h"
 #include "ipx_int.h"
 
 #define IPX_HASH 64u       /* buckets of bound sockets (by socket number) */
@@ -759,8 +760,7 @@ static int ipx_create(const hwsock_backend_host *host, void **instance) {
   inst->poll.data = inst;
   update_poll(inst);
   if (inst->events == 0) {
-    uv_close((uv_handle_t *)&inst->poll, inst_close_cb);
-    close(inst->fd);
+    hwsock_uv_close_poll_fd(&inst->poll, &inst->fd, inst_close_cb);
     return HWSOCK_EIO;
   }
   *instance = inst;
@@ -769,12 +769,8 @@ static int ipx_create(const hwsock_backend_host *host, void **instance) {
 
 static void ipx_destroy(void *instance) {
   ipx_instance *inst = instance;
-  if (inst->nsocks != 0)
-    hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
-                        "ipx: destroyed with %u sockets open", inst->nsocks);
-  uv_close((uv_handle_t *)&inst->poll, inst_close_cb);
-  close(inst->fd);
-  inst->fd = -1;
+  hwsock_backend_check_closed(inst->host, inst->nsocks);
+  hwsock_uv_close_poll_fd(&inst->poll, &inst->fd, inst_close_cb);
 }
 
 /* Observability: the IPX names. The shared UDP socket is no fd of this

@@ -37,6 +37,7 @@
 
 #include "hwsock/backend.h"
 #include "hwsock/backend_util.h"
+#include "hwsock/backend_uv.h"
 #include "proxy_v2.h"
 #include "sockopt.h"
 
@@ -815,24 +816,16 @@ static void tcp_close(void *sock) {
   if (s->backoff != NULL) /* its callback never runs after this */
     uv_close((uv_handle_t *)s->backoff, backoff_closed);
   s->backoff = NULL;
-  /* uv_close() takes the fd out of the poller at once, so the fd can go
-   * now (its port is free when close() returns); the memory goes in the
-   * close callback, after every pending callback of this handle. */
-  uv_close((uv_handle_t *)&s->poll, tcp_close_cb);
-  close(s->fd);
-  s->fd = -1;
+  hwsock_uv_close_poll_fd(&s->poll, &s->fd, tcp_close_cb);
   s->inst->nsocks--;
 }
 
 static int tcp_create(const hwsock_backend_host *host, void **instance) {
-  if (!hwsock_backend_host_ok(host, 1))
-    return HWSOCK_EINVAL;
-  int rc = hwsock_backend_no_options(host, "tcp");
+  tcp_instance *inst;
+  int rc = hwsock_backend_instance_new(host, "tcp", 1, sizeof(*inst),
+                                       (void **)&inst);
   if (rc < 0)
     return rc;
-  tcp_instance *inst = calloc(1, sizeof(*inst));
-  if (inst == NULL)
-    return HWSOCK_ENOMEM;
   inst->host = host;
   inst->loop = host->loop;
   *instance = inst;
@@ -841,9 +834,7 @@ static int tcp_create(const hwsock_backend_host *host, void **instance) {
 
 static void tcp_destroy(void *instance) {
   tcp_instance *inst = instance;
-  if (inst->nsocks != 0)
-    hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
-                        "destroyed with %u sockets still open", inst->nsocks);
+  hwsock_backend_check_closed(inst->host, inst->nsocks);
   free(inst);
 }
 

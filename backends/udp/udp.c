@@ -48,6 +48,7 @@
 
 #include "hwsock/backend.h"
 #include "hwsock/backend_util.h"
+#include "hwsock/backend_uv.h"
 #include "sockopt.h"
 
 /* Largest UDP payload: 65535 - 8 (UDP) - 20 (IPv4) / - 40 (IPv6). */
@@ -547,24 +548,16 @@ static void udp_close(void *sock) {
     return;
   s->closed = 1;
   fail_all(s, HWSOCK_ECANCELED);
-  /* uv_close() takes the fd out of the poller at once, so the fd can go
-   * now (its port is free when close() returns); the memory goes in the
-   * close callback, after every pending callback of this handle. */
-  uv_close((uv_handle_t *)&s->poll, udp_close_cb);
-  close(s->fd);
-  s->fd = -1;
+  hwsock_uv_close_poll_fd(&s->poll, &s->fd, udp_close_cb);
   s->inst->nsocks--;
 }
 
 static int udp_create(const hwsock_backend_host *host, void **instance) {
-  if (!hwsock_backend_host_ok(host, 1))
-    return HWSOCK_EINVAL;
-  int rc = hwsock_backend_no_options(host, "udp");
+  udp_instance *inst;
+  int rc = hwsock_backend_instance_new(host, "udp", 1, sizeof(*inst),
+                                       (void **)&inst);
   if (rc < 0)
     return rc;
-  udp_instance *inst = calloc(1, sizeof(*inst));
-  if (inst == NULL)
-    return HWSOCK_ENOMEM;
   inst->host = host;
   inst->loop = host->loop;
   *instance = inst;
@@ -573,9 +566,7 @@ static int udp_create(const hwsock_backend_host *host, void **instance) {
 
 static void udp_destroy(void *instance) {
   udp_instance *inst = instance;
-  if (inst->nsocks != 0)
-    hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
-                        "destroyed with %u sockets still open", inst->nsocks);
+  hwsock_backend_check_closed(inst->host, inst->nsocks);
   free(inst);
 }
 

@@ -408,9 +408,7 @@ static int echo_create(const hwsock_backend_host *host, void **instance) {
 
 static void echo_destroy(void *instance) {
   echo_instance *inst = instance;
-  if (inst->nsocks != 0)
-    hwsock_backend_logf(inst->host, HWSOCK_LOG_WARN,
-                        "destroyed with %u sockets still open", inst->nsocks);
+  hwsock_backend_check_closed(inst->host, inst->nsocks);
   free(inst);
 }
 

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -81,6 +82,36 @@ static inline int hwsock_backend_no_options(const hwsock_backend_host *host,
                       "unknown options '%.64s' (%s has none)", host->options,
                       name);
   return HWSOCK_EBADCONFIG;
+}
+
+/* For create(): checks the host (hwsock_backend_host_ok(host, need_loop))
+ * and that there are no options (hwsock_backend_no_options(host, name)),
+ * then allocates the backend's instance, `size` zeroed bytes, into *out.
+ * Returns 0, or HWSOCK_EINVAL / HWSOCK_EBADCONFIG / HWSOCK_ENOMEM with
+ * nothing allocated. */
+static inline int hwsock_backend_instance_new(const hwsock_backend_host *host,
+                                              const char *name, int need_loop,
+                                              size_t size, void **out) {
+  if (!hwsock_backend_host_ok(host, need_loop))
+    return HWSOCK_EINVAL;
+  int rc = hwsock_backend_no_options(host, name);
+  if (rc < 0)
+    return rc;
+  void *inst = calloc(1, size);
+  if (inst == NULL)
+    return HWSOCK_ENOMEM;
+  *out = inst;
+  return 0;
+}
+
+/* For destroy(): the device closes every socket before it destroys the
+ * instance, so sockets still open at that point are a leak in the device or
+ * the backend; logs a WARN with their count (nothing when 0). */
+static inline void hwsock_backend_check_closed(const hwsock_backend_host *host,
+                                               unsigned nsocks) {
+  if (nsocks != 0)
+    hwsock_backend_logf(host, HWSOCK_LOG_WARN,
+                        "destroyed with %u sockets still open", nsocks);
 }
 
 /* ---- requests -------------------------------------------------------------- */

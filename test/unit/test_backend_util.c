@@ -3,12 +3,16 @@
  * socket helpers against a real loopback UDP socket. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "hwsock/backend_util.h"
+#include "hwsock/backend_uv.h"
 #include "support/loopback_sock.h"
 
 /* ---- the queue ------------------------------------------------------------ */
@@ -135,6 +139,60 @@ Test(backend_util, no_options_accepts_empty_and_refuses_the_rest) {
   cr_assert_eq(hwsock_backend_no_options(&h, "tcp"), HWSOCK_EBADCONFIG);
   cr_assert_eq(logged_level, HWSOCK_LOG_ERROR);
   cr_assert_str_eq(logged, "unknown options 'nodelay=1' (tcp has none)");
+}
+
+Test(backend_util, instance_new_checks_host_and_options_then_zeroes) {
+  hwsock_backend_host h = full_host();
+  void *inst = (void *)&h;
+  h.loop = NULL;
+  cr_assert_eq(hwsock_backend_instance_new(&h, "tcp", 1, 64, &inst),
+               HWSOCK_EINVAL, "no loop");
+  cr_assert_eq(inst, (void *)&h, "nothing written on failure");
+  h = full_host();
+  h.options = "x=1";
+  cr_assert_eq(hwsock_backend_instance_new(&h, "tcp", 1, 64, &inst),
+               HWSOCK_EBADCONFIG);
+  h = full_host();
+  cr_assert_eq(hwsock_backend_instance_new(&h, "tcp", 1, 64, &inst), 0);
+  for (int i = 0; i < 64; i++)
+    cr_assert_eq(((unsigned char *)inst)[i], 0);
+  free(inst);
+}
+
+Test(backend_util, check_closed_warns_only_about_open_sockets) {
+  hwsock_backend_host h = full_host();
+  logged_level = -1;
+  hwsock_backend_check_closed(&h, 0);
+  cr_assert_eq(logged_level, -1);
+  hwsock_backend_check_closed(&h, 3);
+  cr_assert_eq(logged_level, HWSOCK_LOG_WARN);
+  cr_assert_str_eq(logged, "destroyed with 3 sockets still open");
+}
+
+static int closed_cbs;
+static void on_poll_closed(uv_handle_t *h) {
+  (void)h;
+  closed_cbs++;
+}
+
+Test(backend_util, uv_close_poll_fd_closes_the_fd_now_and_the_handle_later) {
+  uv_loop_t loop;
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  cr_assert_geq(fd, 0);
+  uv_poll_t poll;
+  cr_assert_eq(uv_poll_init_socket(&loop, &poll, fd), 0);
+  cr_assert_eq(uv_poll_start(&poll, UV_READABLE, NULL), 0);
+  int kept = fd;
+  closed_cbs = 0;
+  hwsock_uv_close_poll_fd(&poll, &fd, on_poll_closed);
+  cr_assert_eq(fd, -1);
+  cr_assert_eq(fcntl(kept, F_GETFD), -1, "the fd is closed at once");
+  cr_assert_eq(errno, EBADF);
+  cr_assert_eq(closed_cbs, 0, "the handle's callback comes on the loop");
+  uv_run(&loop, UV_RUN_DEFAULT);
+  cr_assert_eq(closed_cbs, 1);
+  cr_assert_eq(uv_loop_close(&loop), 0);
 }
 
 /* ---- requests --------------------------------------------------------------- */
