@@ -115,6 +115,7 @@ typedef struct hwsock__counters {
   uint64_t bad_requests, verdicts[3], needs_reset, resets;
   uint64_t bytes_out, bytes_in, notifies, notifies_suppressed;
   uint64_t latency[HWSOCK__OPS][HWSOCK_LAT_BUCKETS];
+  uint64_t latency_sum_ns[HWSOCK__OPS]; /* the histograms' sums */
 } hwsock__counters;
 _Static_assert(HWSOCK__OPS <= HWSOCK_STATS_OPS, "public opcode slots");
 

@@ -77,7 +77,9 @@ void hwsock__stats_complete(hwsock_device *dev, hwsock__req *req, int status,
   } else if (op == HWSOCK_OP_RECV) {
     c->bytes_in += len;
   }
-  c->latency[op][lat_bucket(hwsock__now_ns(CLOCK_MONOTONIC) - req->t0_ns)]++;
+  uint64_t dt = hwsock__now_ns(CLOCK_MONOTONIC) - req->t0_ns;
+  c->latency[op][lat_bucket(dt)]++;
+  c->latency_sum_ns[op] += dt;
 }
 
 /* Socket state after a request the backend performed (ss-like). */
@@ -169,8 +171,10 @@ static void to_public(const hwsock__counters *c, hwsock_device_stats *s) {
   s->bytes_in = c->bytes_in;
   s->notifies = c->notifies;
   s->notifies_suppressed = c->notifies_suppressed;
-  for (unsigned op = 0; op < HWSOCK__OPS; op++)
+  for (unsigned op = 0; op < HWSOCK__OPS; op++) {
     memcpy(s->latency[op], c->latency[op], sizeof(s->latency[op]));
+    s->latency_sum_ns[op] = c->latency_sum_ns[op];
+  }
 }
 
 static void to_v010(const hwsock_device_stats *s, stats_v010 *o) {

@@ -87,6 +87,9 @@ typedef struct hwsock_device_stats {
   uint64_t sockets_open;  /* ids in use now (any state) */
   uint64_t sockets_offloaded; /* offloaded now */
   uint64_t latency[HWSOCK_STATS_OPS][HWSOCK_LAT_BUCKETS];
+  /* ---- appended in 0.3 (filled when size covers it) ---- */
+  uint64_t latency_sum_ns[HWSOCK_STATS_OPS]; /* sum of each histogram's
+                                                latencies, nanoseconds */
 } hwsock_device_stats;
 
 _Static_assert(HWSOCK_OP_MAX_ < HWSOCK_STATS_OPS, "opcode slots");

@@ -12,6 +12,12 @@ real processes and a real TCP echo server on 127.0.0.1.
   many     one guest with 300 connections and one with 1: the answer spans
            several 64 KiB chunks and still lists every socket once, whole,
            in (guest, id) order; the guest's own dump lists all 300
+  openmetrics  two guests echo M bytes; hwsock-stat --openmetrics is
+           checked line by line against the Prometheus text format (families
+           contiguous, HELP and TYPE once before their samples, counters
+           *_total, label syntax and escapes, no duplicate series, histogram
+           buckets cumulative with increasing `le` ending at +Inf equal to
+           _count, _sum present) and its values against --counters -j
   control  the control protocol's bounds: unknown commands and filters,
            an over-long command line, the 17th concurrent client, a client
            that never sends a command; the VMM serves on and its fd count
@@ -362,7 +368,152 @@ def control(env):
     check(env.vmm.poll() is None, "hwsock-vmm died")
 
 
-SCENARIOS = {f.__name__: f for f in (table, many, control)}
+METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"'
+SAMPLE = re.compile(r"^(%s)(?:\{(%s(?:,%s)*)\})? (\S+)$" %
+                    (METRIC_NAME, LABEL, LABEL))
+TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+
+
+def parse_exposition(text):
+    """A strict reader of the Prometheus text format (0.0.4). Returns
+    {family: (type, [(name, labels dict, value)])}; raises Failure."""
+    fams, order, current = {}, [], None
+    helped = set()
+    check(text.endswith("\n"), "output does not end with a newline")
+    for n, line in enumerate(text.split("\n")[:-1], 1):
+        where = "line %d %r" % (n, line)
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+            check(re.fullmatch(METRIC_NAME, name) and name not in helped,
+                  "bad or second HELP: " + where)
+            helped.add(name)
+            continue
+        if line.startswith("# TYPE "):
+            parts = line.split(" ")
+            check(len(parts) == 4 and parts[3] in TYPES and
+                  re.fullmatch(METRIC_NAME, parts[2]) and
+                  parts[2] not in fams, "bad or second TYPE: " + where)
+            check(parts[2] in helped, "TYPE before HELP: " + where)
+            fams[parts[2]] = (parts[3], [])
+            order.append(parts[2])
+            current = parts[2]
+            continue
+        check(not line.startswith("#") and line.strip() == line and line,
+              "stray line: " + where)
+        m = SAMPLE.match(line)
+        check(m, "not a sample: " + where)
+        name, labels_s, value = m.group(1), m.group(2), m.group(m.lastindex)
+        check(current is not None, "sample before any TYPE: " + where)
+        typ = fams[current][0]
+        allowed = {current}
+        if typ == "histogram":
+            allowed = {current + s for s in ("_bucket", "_sum", "_count")}
+        check(name in allowed,
+              "sample of another family (families must be contiguous): " +
+              where)
+        labels = dict(re.findall(LABEL, labels_s or ""))
+        check(len(labels) == len(re.findall(LABEL, labels_s or "")),
+              "repeated label: " + where)
+        try:
+            v = float(value)
+        except ValueError:
+            raise Failure("bad value: " + where)
+        check(v >= 0 and v == v, "negative or NaN value: " + where)
+        key = (name, tuple(sorted(labels.items())))
+        check(key not in {(x[0], tuple(sorted(x[1].items())))
+                          for x in fams[current][1]},
+              "duplicate series: " + where)
+        fams[current][1].append((name, labels, v))
+    for fam, (typ, samples) in fams.items():
+        check(samples, "family %s without samples" % fam)
+        if typ == "counter":
+            check(fam.endswith("_total"), "counter %s lacks _total" % fam)
+        if typ != "histogram":
+            continue
+        series = {}
+        for name, labels, v in samples:
+            rest = tuple(sorted((k, x) for k, x in labels.items() if k != "le"))
+            series.setdefault(rest, {"b": [], "sum": None, "count": None})
+            e = series[rest]
+            if name.endswith("_bucket"):
+                check("le" in labels, "bucket without le in %s" % fam)
+                e["b"].append((labels["le"], v))
+            elif name.endswith("_sum"):
+                e["sum"] = v
+            else:
+                e["count"] = v
+        for rest, e in series.items():
+            les = [le for le, _ in e["b"]]
+            check(les and les[-1] == "+Inf", "%s %r: no +Inf" % (fam, rest))
+            bounds = [float(x) for x in les[:-1]]
+            check(bounds == sorted(bounds) and len(set(bounds)) == len(bounds),
+                  "%s %r: le not increasing: %r" % (fam, rest, les))
+            counts = [v for _, v in e["b"]]
+            check(counts == sorted(counts),
+                  "%s %r: buckets not cumulative: %r" % (fam, rest, counts))
+            check(e["count"] == counts[-1] and e["sum"] is not None,
+                  "%s %r: _count %r vs +Inf %r, _sum %r" %
+                  (fam, rest, e["count"], counts[-1], e["sum"]))
+    return fams
+
+
+def openmetrics(env):
+    port = env.echo_server()
+    env.start_vmm("--policy", env.policy())
+    clients = []
+    for _ in range(2):
+        p = env.spawn([env.args.client, "--hold", env.sock, str(port), str(M)],
+                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE)
+        clients.append(p)
+    for p in clients:
+        while not readline_within(p.stdout, WAIT,
+                                  "a client's 'held' line").startswith("held "):
+            pass
+    text = env.stat("--openmetrics")[0]
+    fams = parse_exposition(text)
+    cs = {str(c["guest"]): c for c in json_lines(env.stat("-j", "--counters")[0])}
+    check(len(cs) == 2, "counters for %d guests" % len(cs))
+
+    def value(fam, _suffix="", **labels):
+        got = [v for n, l, v in fams[fam][1] if n == fam + _suffix and
+               all(l.get(k) == x for k, x in labels.items())]
+        check(len(got) == 1, "%s %r: %d samples" % (fam, labels, len(got)))
+        return got[0]
+
+    for g, c in cs.items():
+        check(value("hwsock_requests_total", guest=g) == c["requests"] and
+              value("hwsock_sent_bytes_total", guest=g) == M and
+              value("hwsock_received_bytes_total", guest=g) == M and
+              value("hwsock_sockets_offloaded", guest=g) == 1 and
+              value("hwsock_verdicts_total", guest=g, verdict="offload") == 1 and
+              value("hwsock_requests_by_opcode_total", guest=g,
+                    opcode="CONNECT") == 1,
+              "guest %s: metrics disagree with %r" % (g, c))
+        check(fams["hwsock_sockets_open"][0] == "gauge" and
+              fams["hwsock_request_latency_seconds"][0] == "histogram",
+              "types")
+        n = value("hwsock_request_latency_seconds", "_bucket", guest=g,
+                  opcode="CONNECT", le="+Inf")
+        check(n == 1 and
+              0 < value("hwsock_request_latency_seconds", "_sum", guest=g,
+                        opcode="CONNECT") < 60,
+              "CONNECT latency histogram of guest %s" % g)
+        recvs = value("hwsock_request_latency_seconds", "_count", guest=g,
+                      opcode="RECV")
+        check(recvs == c["requests_by_op"]["RECV"],
+              "RECV histogram count %r vs %r" % (recvs, c["requests_by_op"]))
+    _, err = env.stat("--openmetrics", "--counters", expect_rc=2)
+    check("format of its own" in err, "--openmetrics --counters: %r" % err)
+    for p in clients:
+        p.stdin.write(b"\n")
+        p.stdin.flush()
+    for p in clients:
+        check(p.wait(timeout=WAIT) == 0, "a client failed")
+
+
+SCENARIOS = {f.__name__: f for f in (table, many, control, openmetrics)}
 
 
 def main():

@@ -14,7 +14,7 @@ if(NOT HWSOCK_PYTHON3 OR NOT HWSOCK_TSHARK)
   return()
 endif()
 
-foreach(scenario table many control)
+foreach(scenario table many control openmetrics)
   add_test(NAME stat_${scenario}
     COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/stat_test.py"
       --vmm $<TARGET_FILE:hwsock-vmm>

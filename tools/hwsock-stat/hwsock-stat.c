@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "openmetrics.h"
+
 #define CONTROL_SUFFIX ".ctl"    /* hwsock-vmm's default: --listen + .ctl */
 #define ANSWER_MAX (256u << 20)  /* larger answers are refused */
 #define TIMEOUT_S 10             /* for the VMM to answer */
@@ -41,7 +43,7 @@ enum { COL_GUEST, COL_ID, COL_NETID, COL_STATE, COL_LOCAL, COL_PEER,
 static void usage(FILE *f) {
   fprintf(f,
     "usage: hwsock-stat [--vmm PATH | --control PATH] [-t] [-u] [-x] [-l]\n"
-    "                   [-j] [--counters] [--latency]\n"
+    "                   [-j] [--counters] [--latency] [--openmetrics]\n"
     "\n"
     "Shows the sockets a running hwsock-vmm offloads for its guests.\n"
     "\n"
@@ -54,6 +56,8 @@ static void usage(FILE *f) {
     "  -j, --json      JSON lines as the VMM sends them\n"
     "  --counters      device counters of each guest\n"
     "  --latency       request latency histograms of each guest\n"
+    "  --openmetrics   counters and latency histograms in the Prometheus\n"
+    "                  text format, a guest label per device\n"
     "  -h, --help      this text\n");
 }
 
@@ -460,7 +464,7 @@ static int print_counter_answer(char *answer, int counters, int latency) {
 
 /* ---- main --------------------------------------------------------------------- */
 
-enum { OPT_VMM = 256, OPT_CONTROL, OPT_COUNTERS, OPT_LATENCY };
+enum { OPT_VMM = 256, OPT_CONTROL, OPT_COUNTERS, OPT_LATENCY, OPT_METRICS };
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
@@ -473,11 +477,12 @@ int main(int argc, char **argv) {
       {"json", no_argument, NULL, 'j'},
       {"counters", no_argument, NULL, OPT_COUNTERS},
       {"latency", no_argument, NULL, OPT_LATENCY},
+      {"openmetrics", no_argument, NULL, OPT_METRICS},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *vmm = NULL, *control = NULL;
   int tcp = 0, udp = 0, ipx = 0, listening = 0, json = 0, counters = 0,
-      latency = 0, c;
+      latency = 0, metrics = 0, c;
   while ((c = getopt_long(argc, argv, "tuxljh", longopts, NULL)) != -1) {
     switch (c) {
     case OPT_VMM: vmm = optarg; break;
@@ -489,6 +494,7 @@ int main(int argc, char **argv) {
     case 'j': json = 1; break;
     case OPT_COUNTERS: counters = 1; break;
     case OPT_LATENCY: latency = 1; break;
+    case OPT_METRICS: metrics = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -502,10 +508,15 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  int table = !counters && !latency;
+  if (metrics && (counters || latency || json)) {
+    fprintf(stderr, "hwsock-stat: --openmetrics is a format of its own, "
+                    "not with --counters, --latency or -j\n");
+    return 2;
+  }
+  int table = !counters && !latency && !metrics;
   if (!table && (tcp || udp || ipx || listening)) {
     fprintf(stderr, "hwsock-stat: -t, -u, -x and -l filter the socket "
-                    "table, not --counters or --latency\n");
+                    "table, not --counters, --latency or --openmetrics\n");
     return 2;
   }
   char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
@@ -525,7 +536,9 @@ int main(int argc, char **argv) {
   if (ask(path, cmd, &answer) < 0)
     return 1;
   int rc = 0;
-  if (json)
+  if (metrics)
+    rc = stat_openmetrics(answer);
+  else if (json)
     fputs(answer, stdout);
   else if (table)
     rc = print_table(answer);

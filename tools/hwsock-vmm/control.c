@@ -239,6 +239,8 @@ static void counters_tsv(ctl_client *c, unsigned guest,
     for (int b = 0; b <= last; b++)
       out(c, "%s%llu", b ? "," : "", (unsigned long long)s->latency[op][b]);
     out(c, "\n");
+    out(c, "%u\tlatency_sum_ns.%s\t%llu\n", guest, hwsock_op_name(op),
+        (unsigned long long)s->latency_sum_ns[op]);
   }
 }
 
