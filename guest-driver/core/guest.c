@@ -1,10 +1,12 @@
-/* Driver setup: config checks, feature negotiation, memory layout, device
- * start, and teardown. See docs/GUEST-DRIVER.md for the layout. */
+/* Driver setup: config checks, the device's limits, the driver's tables,
+ * device start, and teardown. Feature choice and the memory layout are
+ * planned by layout.c (docs/GUEST-DRIVER.md shows the layout). */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "guest_int.h"
+#include "layout.h"
 #include "hwsock/uri.h"
 
 /* The 0.1.0 struct (write_behind was its last field). */
@@ -27,31 +29,12 @@ void(hwsock_guest_config_init)(hwsock_guest_config *cfg) {
   hwsock_guest_config_init_sized(cfg, CONFIG_V010_SIZE);
 }
 
-/* Offset from the start of memory at which guest address mem_gpa+off is
- * aligned to a (a power of 2), at or after off. */
-static size_t align_gpa(uint64_t mem_gpa, size_t off, size_t a) {
-  uint64_t gpa = mem_gpa + off;
-  uint64_t up = (gpa + a - 1) & ~(uint64_t)(a - 1);
-  return off + (size_t)(up - gpa);
-}
-
-static size_t round_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
-
-static int is_pow2(unsigned v) { return v != 0 && (v & (v - 1)) == 0; }
-
 static unsigned pow2_floor(unsigned v) {
   unsigned p = 1;
   while (p <= v / 2)
     p *= 2;
   return p;
 }
-
-/* The device's limits, read once from its config space. */
-typedef struct dev_limits {
-  uint64_t features;
-  unsigned num_queues, max_queue_size, max_sockets, max_inflight;
-  unsigned max_uri_len, max_io_len, max_chain_segs;
-} dev_limits;
 
 static int read_device(const hwsock_wire_config *src, dev_limits *d) {
   hwsock_wire_config c;
@@ -143,39 +126,8 @@ fail_mutex:
   return HWSOCK_ENOMEM;
 }
 
-/* Queue sizes and layout. Fills g's ring pointers for queue 0 and the
- * per-queue guest addresses; returns the offset where slots begin. */
-typedef struct queue_place {
-  unsigned size;
-  size_t desc, avail, used;
-} queue_place;
-
-static size_t place_queues(uint64_t mem_gpa, unsigned nq, unsigned qsize,
-                           unsigned evq_size, queue_place *qp) {
-  size_t off = 0;
-  for (unsigned q = 0; q < nq; q++) {
-    unsigned size = q == 0 ? qsize
-                           : (qsize < GUEST_IDLE_QUEUE_SIZE
-                                  ? qsize
-                                  : GUEST_IDLE_QUEUE_SIZE);
-    if (evq_size && q == nq - 1)
-      size = evq_size; /* the event queue: one entry per buffer */
-    off = align_gpa(mem_gpa, off, GUEST_QUEUE_ALIGN);
-    qp[q].size = size;
-    qp[q].desc = off;
-    off += hwsock_vring_desc_bytes(size);
-    qp[q].avail = off; /* desc bytes are a multiple of 16: aligned 2 */
-    off += hwsock_vring_avail_bytes(size);
-    off = align_gpa(mem_gpa, off, 4);
-    qp[q].used = off;
-    off += hwsock_vring_used_bytes(size);
-  }
-  return align_gpa(mem_gpa, off, 16);
-}
-
 int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
   dev_limits d;
-  queue_place qp[GUEST_MAX_QUEUES];
   int err;
 
   if (!out)
@@ -203,69 +155,12 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
   if ((err = read_device(cfg->device, &d)) < 0)
     return err;
 
-  unsigned qsize = cfg->queue_size;
-  if (qsize == 0) {
-    qsize = GUEST_DEFAULT_QUEUE_SIZE;
-    if (qsize > d.max_queue_size)
-      qsize = d.max_queue_size;
-  } else if (!is_pow2(qsize) || qsize > d.max_queue_size) {
-    return HWSOCK_EINVAL;
-  }
-  unsigned io_len = cfg->io_len ? cfg->io_len : GUEST_DEFAULT_IO_LEN;
-  if (io_len > d.max_io_len)
-    io_len = d.max_io_len;
-  if (io_len < GUEST_MIN_IO_LEN)
-    return cfg->io_len ? HWSOCK_EINVAL : HWSOCK_EPROTO;
-
-  uint64_t features = HWSOCK_F_VERSION_1;
-  features |= d.features & (HWSOCK_F_TCP | HWSOCK_F_UDP | HWSOCK_F_INET6 |
-                            HWSOCK_F_IPX);
-  if (cfg->event_idx)
-    features |= d.features & HWSOCK_F_EVENT_IDX;
-  if (cfg->indirect)
-    features |= d.features & HWSOCK_F_INDIRECT_DESC;
-  int indirect = (features & HWSOCK_F_INDIRECT_DESC) != 0;
-  /* The event queue (PROTOCOL.md §16): the last queue, its buffers after
-   * the queues. */
-  unsigned evq_size = 0, ev_buf_len = 0;
-  if (cfg->event_queue && (d.features & HWSOCK_F_EVENT_QUEUE) &&
-      d.num_queues >= 2) {
-    features |= HWSOCK_F_EVENT_QUEUE;
-    evq_size = d.max_queue_size < GUEST_EV_QUEUE_SIZE ? d.max_queue_size
-                                                      : GUEST_EV_QUEUE_SIZE;
-    ev_buf_len = cfg->ev_buf_len ? cfg->ev_buf_len : GUEST_EV_BUF_LEN;
-    if (ev_buf_len < HWSOCK_EV_BUF_MIN || ev_buf_len > GUEST_MAX_IO_LEN)
-      return HWSOCK_EINVAL;
-    ev_buf_len = (unsigned)round_up(ev_buf_len, 16);
-  }
-
-  /* Layout: queues, event buffers, then equal slots. */
-  size_t ev_off = place_queues(cfg->mem_gpa, d.num_queues, qsize, evq_size,
-                               qp);
-  size_t slot_off = ev_off + (size_t)evq_size * ev_buf_len;
-  size_t itab = indirect ? GUEST_MAX_SEGS * sizeof(hwsock_vring_desc) : 0;
-  size_t req_off = round_up(itab, 16);
-  size_t resp_off = req_off + round_up(sizeof(hwsock_req_hdr) + d.max_uri_len,
-                                       16);
-  size_t stride = round_up(resp_off + sizeof(hwsock_resp_hdr) +
-                               d.max_uri_len + io_len, 16);
-  if (slot_off >= cfg->mem_size)
-    return HWSOCK_EINVAL;
-  size_t fit = (cfg->mem_size - slot_off) / stride;
-  /* Without indirect a request may hold GUEST_MAX_SEGS descriptors: never
-   * post more slots than the table can serve, so a free slot always finds
-   * its descriptors. */
-  unsigned nslots = indirect ? qsize : qsize / GUEST_MAX_SEGS;
-  if (nslots > d.max_inflight)
-    nslots = d.max_inflight; /* more would stall behind the device's limit */
-  if (cfg->slots && cfg->slots < nslots)
-    nslots = cfg->slots;
-  if (cfg->slots && fit < nslots)
-    return HWSOCK_EINVAL; /* asked for more than fits */
-  if (fit < nslots)
-    nslots = (unsigned)fit;
-  if (nslots == 0)
-    return HWSOCK_EINVAL;
+  guest_layout L;
+  if ((err = hwsock__guest_layout(cfg, &d, &L)) < 0)
+    return err;
+  const queue_place *qp = L.qp;
+  uint64_t features = L.features;
+  unsigned qsize = L.qsize, evq_size = L.evq_size;
 
   hwsock_guest *g = calloc(1, sizeof(*g));
   if (!g)
@@ -274,7 +169,7 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
   g->opaque = cfg->opaque;
   g->features = features;
   g->event_idx = (features & HWSOCK_F_EVENT_IDX) != 0;
-  g->indirect = indirect;
+  g->indirect = L.indirect;
   g->poll_us = cfg->poll_us;
   g->write_behind = cfg->write_behind != 0;
   if (evq_size) {
@@ -282,7 +177,7 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
     g->evq = d.num_queues - 1;
     g->ev_nbuf = evq_size;
     g->ev_mask = (uint16_t)(evq_size - 1);
-    g->ev_buf_len = ev_buf_len;
+    g->ev_buf_len = L.ev_buf_len;
     g->ev_window = cfg->ev_window ? cfg->ev_window : GUEST_EV_WINDOW;
     if (g->ev_window > HWSOCK_CREDIT_MAX)
       g->ev_window = HWSOCK_CREDIT_MAX;
@@ -291,28 +186,28 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
   g->nqueues = d.num_queues;
   g->qsize = qsize;
   g->qmask = (uint16_t)(qsize - 1);
-  g->nslots = nslots;
-  g->io_len = io_len;
+  g->nslots = L.nslots;
+  g->io_len = L.io_len;
   g->uri_max = d.max_uri_len;
   g->nsock = d.max_sockets;
-  g->slot_stride = stride;
-  g->req_off = req_off;
-  g->resp_off = resp_off;
+  g->slot_stride = L.stride;
+  g->req_off = L.req_off;
+  g->resp_off = L.resp_off;
   if ((err = alloc_tables(g)) < 0)
     goto fail_tables;
   if ((err = init_sync(g)) < 0)
     goto fail_tables;
 
   uint8_t *mem = cfg->mem;
-  memset(mem, 0, slot_off); /* fresh rings: all indices and flags zero */
+  memset(mem, 0, L.slot_off); /* fresh rings: all indices and flags zero */
   g->desc = (hwsock_vring_desc *)(void *)(mem + qp[0].desc);
   g->avail = (hwsock_vring_avail *)(void *)(mem + qp[0].avail);
   g->used = (hwsock_vring_used *)(void *)(mem + qp[0].used);
   g->used_event = &g->avail->ring[qsize];
   g->avail_event =
       (volatile hwsock_le16 *)(void *)(mem + qp[0].used + 4 + 8u * qsize);
-  g->slot_mem = mem + slot_off;
-  g->slot_gpa = cfg->mem_gpa + slot_off;
+  g->slot_mem = mem + L.slot_off;
+  g->slot_gpa = cfg->mem_gpa + L.slot_off;
   if (g->evq_on) {
     unsigned e = g->evq;
     g->ev_desc = (hwsock_vring_desc *)(void *)(mem + qp[e].desc);
@@ -321,8 +216,8 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
     g->ev_used_event = &g->ev_avail->ring[evq_size];
     g->ev_avail_event =
         (volatile hwsock_le16 *)(void *)(mem + qp[e].used + 4 + 8u * evq_size);
-    g->ev_mem = mem + ev_off;
-    g->ev_gpa = cfg->mem_gpa + ev_off;
+    g->ev_mem = mem + L.ev_off;
+    g->ev_gpa = cfg->mem_gpa + L.ev_off;
   }
 
   if ((err = g->ops->set_features(g->opaque, features)) < 0)

@@ -15,3 +15,14 @@ target_link_libraries(test_guest_evq PRIVATE hwsock-guest hwsock_internal
 add_dependencies(test_guest_evq hwsock-backend-tcp)
 add_test(NAME test_guest_evq COMMAND test_guest_evq --jobs 1)
 set_tests_properties(test_guest_evq PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
+
+# The driver's layout planner alone (guest-driver/core/layout.c: hidden in
+# the library, so compiled in).
+add_executable(test_guest_layout "${CMAKE_CURRENT_LIST_DIR}/test_guest_layout.c"
+               "${PROJECT_SOURCE_DIR}/guest-driver/core/layout.c")
+target_include_directories(test_guest_layout PRIVATE
+                           "${PROJECT_SOURCE_DIR}/guest-driver/core")
+target_link_libraries(test_guest_layout PRIVATE hwsock-guest
+                      PkgConfig::CRITERION Threads::Threads)
+add_test(NAME test_guest_layout COMMAND test_guest_layout --jobs 1)
+set_tests_properties(test_guest_layout PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
