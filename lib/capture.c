@@ -332,87 +332,122 @@ static void fin(hwsock_capture *c, hwsock__capsock *cs, int outbound) {
   (*(outbound ? &cs->seq_out : &cs->seq_in))++;
 }
 
+/* One completed request, per opcode: what the socket's flow shows on the
+ * wire. `ev` carries what every opcode needs. */
+typedef struct cap_ev {
+  hwsock_device *dev;
+  hwsock_capture *c;
+  hwsock__sock *s;
+  hwsock__capsock *cs;
+  const hwsock_breq *b;
+  size_t len;
+  int stream, ipx;
+} cap_ev;
+
+/* The handshake once the connection is up, then the identity header, which
+ * leads the stream. */
+static void on_connect(const cap_ev *e) {
+  if (!e->stream || learn(e->dev, e->s, NULL) < 0)
+    return;
+  hwsock__capsock *cs = e->cs;
+  handshake(e->c, cs, 1);
+  if (e->b->prefix_len > 0) {
+    struct iovec v = {(void *)(uintptr_t)e->b->prefix, e->b->prefix_len};
+    flow f = {.src = &cs->local, .dst = &cs->remote, .tcp = 1,
+              .ack = cs->seq_in, .flags = F_ACK | F_PSH};
+    emit_data(e->c, &f, &v, 1, e->b->prefix_len, &cs->seq_out);
+  }
+}
+
+/* The accepted socket's handshake, inbound. */
+static void on_accept(const cap_ev *e, hwsock__sock *t) {
+  if (t->state == HWSOCK__S_OFFLOADED &&
+      learn(e->dev, t, e->b->has_peer ? &e->b->peer : NULL) == 0)
+    handshake(e->c, cs_of(e->dev, t), 0);
+}
+
+/* Outbound data: a stream segment, or a datagram to the request's
+ * destination (the connected peer when it has none). */
+static void on_send(const cap_ev *e) {
+  hwsock__capsock *cs = e->cs;
+  const hwsock_breq *b = e->b;
+  if (e->len == 0)
+    return;
+  if (e->stream) {
+    if (learn(e->dev, e->s, NULL) < 0)
+      return;
+    flow f = {.src = &cs->local, .dst = &cs->remote, .tcp = 1,
+              .ack = cs->seq_in, .flags = F_ACK | F_PSH};
+    emit_data(e->c, &f, b->iov, b->iovcnt, e->len, &cs->seq_out);
+    return;
+  }
+  const hwsock_addr *dst = b->addr;
+  if (learn(e->dev, e->s, dst) < 0)
+    return;
+  if (dst == NULL)
+    dst = &cs->remote;
+  if (e->ipx) {
+    emit_ipx(e->c, &cs->local, dst, b->iov, b->iovcnt, e->len);
+  } else if (dst->family == cs->local.family) {
+    flow f = {.src = &cs->local, .dst = dst};
+    uint32_t seq = 0;
+    emit_data(e->c, &f, b->iov, b->iovcnt, e->len, &seq);
+  }
+}
+
+/* Inbound data: a stream segment (and the peer's FIN at EOF), or a
+ * datagram from its source. */
+static void on_recv(const cap_ev *e) {
+  hwsock__capsock *cs = e->cs;
+  const hwsock_breq *b = e->b;
+  if (e->stream) {
+    if (learn(e->dev, e->s, NULL) < 0)
+      return;
+    if (e->len > 0) {
+      flow f = {.src = &cs->remote, .dst = &cs->local, .tcp = 1,
+                .ack = cs->seq_out, .flags = F_ACK | F_PSH};
+      emit_data(e->c, &f, b->iov, b->iovcnt, e->len, &cs->seq_in);
+    }
+    if (b->resp_flags & HWSOCK_RESP_F_EOF)
+      fin(e->c, cs, 0);
+    return;
+  }
+  if (e->len == 0 || !b->has_peer || learn(e->dev, e->s, &b->peer) < 0)
+    return;
+  if (e->ipx) {
+    emit_ipx(e->c, &b->peer, &cs->local, b->iov, b->iovcnt, e->len);
+  } else if (b->peer.family == cs->local.family) {
+    flow f = {.src = &b->peer, .dst = &cs->local};
+    uint32_t seq = 0;
+    emit_data(e->c, &f, b->iov, b->iovcnt, e->len, &seq);
+  }
+}
+
 static void capture_event(hwsock_device *dev, hwsock__req *req, int status,
                           size_t len) {
-  hwsock_capture *c = dev->capture;
   hwsock__sock *s = &dev->socks[req->sock_id];
-  hwsock__capsock *cs = cs_of(dev, s);
-  const hwsock_breq *b = &req->breq;
   if (status < 0 || s->state != HWSOCK__S_OFFLOADED || s->ss == HWSOCK_SS_DENIED)
     return;
-  int stream = hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_STREAM;
-  int ipx = s->scheme == HWSOCK_SCHEME_IPX;
-
+  cap_ev e = {.dev = dev, .c = dev->capture, .s = s, .cs = cs_of(dev, s),
+              .b = &req->breq, .len = len,
+              .stream = hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_STREAM,
+              .ipx = s->scheme == HWSOCK_SCHEME_IPX};
   switch (req->opcode) {
   case HWSOCK_OP_CONNECT:
-    if (stream && learn(dev, s, NULL) == 0) {
-      handshake(c, cs, 1);
-      if (b->prefix_len > 0) { /* the identity header leads the stream */
-        struct iovec v = {(void *)(uintptr_t)b->prefix, b->prefix_len};
-        flow f = {.src = &cs->local, .dst = &cs->remote, .tcp = 1,
-                  .ack = cs->seq_in, .flags = F_ACK | F_PSH};
-        emit_data(c, &f, &v, 1, b->prefix_len, &cs->seq_out);
-      }
-    }
+    on_connect(&e);
     return;
-  case HWSOCK_OP_ACCEPT: {
-    hwsock__sock *t = &dev->socks[req->new_sock];
-    if (t->state == HWSOCK__S_OFFLOADED &&
-        learn(dev, t, b->has_peer ? &b->peer : NULL) == 0)
-      handshake(c, cs_of(dev, t), 0);
+  case HWSOCK_OP_ACCEPT:
+    on_accept(&e, &dev->socks[req->new_sock]);
     return;
-  }
-  case HWSOCK_OP_SEND: {
-    if (len == 0)
-      return;
-    const hwsock_addr *dst = b->addr;
-    if (stream) {
-      if (learn(dev, s, NULL) < 0)
-        return;
-      flow f = {.src = &cs->local, .dst = &cs->remote, .tcp = 1,
-                .ack = cs->seq_in, .flags = F_ACK | F_PSH};
-      emit_data(c, &f, b->iov, b->iovcnt, len, &cs->seq_out);
-      return;
-    }
-    if (learn(dev, s, dst) < 0)
-      return;
-    if (dst == NULL)
-      dst = &cs->remote;
-    if (ipx) {
-      emit_ipx(c, &cs->local, dst, b->iov, b->iovcnt, len);
-    } else if (dst->family == cs->local.family) {
-      flow f = {.src = &cs->local, .dst = dst};
-      uint32_t seq = 0;
-      emit_data(c, &f, b->iov, b->iovcnt, len, &seq);
-    }
+  case HWSOCK_OP_SEND:
+    on_send(&e);
     return;
-  }
   case HWSOCK_OP_RECV:
-    if (stream) {
-      if (learn(dev, s, NULL) < 0)
-        return;
-      if (len > 0) {
-        flow f = {.src = &cs->remote, .dst = &cs->local, .tcp = 1,
-                  .ack = cs->seq_out, .flags = F_ACK | F_PSH};
-        emit_data(c, &f, b->iov, b->iovcnt, len, &cs->seq_in);
-      }
-      if (b->resp_flags & HWSOCK_RESP_F_EOF)
-        fin(c, cs, 0);
-      return;
-    }
-    if (len == 0 || !b->has_peer || learn(dev, s, &b->peer) < 0)
-      return;
-    if (ipx) {
-      emit_ipx(c, &b->peer, &cs->local, b->iov, b->iovcnt, len);
-    } else if (b->peer.family == cs->local.family) {
-      flow f = {.src = &b->peer, .dst = &cs->local};
-      uint32_t seq = 0;
-      emit_data(c, &f, b->iov, b->iovcnt, len, &seq);
-    }
+    on_recv(&e);
     return;
   case HWSOCK_OP_SHUTDOWN:
-    if (stream && (b->arg0 & HWSOCK_SHUT_WR) && learn(dev, s, NULL) == 0)
-      fin(c, cs, 1);
+    if (e.stream && (e.b->arg0 & HWSOCK_SHUT_WR) && learn(dev, s, NULL) == 0)
+      fin(e.c, e.cs, 1);
     return;
   default:
     return;
