@@ -66,10 +66,55 @@ static void put_back(run_sock *s, const run_accepted *a) {
   hwsock__run_offload_release();
 }
 
+/* The new connection's two ends: a socketpair, the supervisor's end in a
+ * new socket entry *n (connected, device socket a->id), the program's end
+ * in *prog_end (non-blocking when the call asked). 0 or -ENOBUFS (nothing
+ * left over: the caller puts the connection back). */
+static int new_pair(const run_sock *s, const run_accepted *a, int flags,
+                    run_sock **n, int *prog_end) {
+  int sv[2];
+  struct stat st;
+  *n = NULL;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    return -ENOBUFS;
+  if (((flags & SOCK_NONBLOCK) && fcntl(sv[1], F_SETFL, O_NONBLOCK) < 0) ||
+      fstat(sv[1], &st) < 0 ||
+      !(*n = hwsock__run_sock_new(s->family, SOCK_STREAM, s->proto, sv[0],
+                                  (uint64_t)st.st_ino, (uint64_t)st.st_dev))) {
+    close(sv[0]);
+    close(sv[1]);
+    return -ENOBUFS;
+  }
+  (*n)->id = a->id;
+  (*n)->state = RS_CONNECTED;
+  *prog_end = sv[1];
+  return 0;
+}
+
+/* Writes the peer's address for the call and installs the program's end as
+ * the call's result (ADDFD+SEND answers it). Returns the program's new fd,
+ * or -ENOENT (the call went away) or another -errno (its address buffer is
+ * bad); prog_end is closed either way. */
+static int hand_over(run_call *c, const run_sock *s, const run_accepted *a,
+                     int prog_end, int flags) {
+  uint64_t addr = c->n.data.args[1], lenp = c->n.data.args[2];
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  if (hwsock__run_uri_to_sa(a->peer, s->family, &ss, &sl) < 0)
+    hwsock__run_sa_any(s->family, &ss, &sl);
+  int rc = hwsock__run_put_sa(c, addr, lenp, &ss, sl);
+  int newfd = rc < 0 ? rc : hwsock__run_addfd(c, prog_end, -1,
+                                               !!(flags & SOCK_CLOEXEC), 1);
+  close(prog_end);
+  return newfd;
+}
+
+/* accept/accept4: take the oldest ready connection, make its two ends,
+ * hand the program its end, start the pump. Anything that fails after the
+ * take puts the connection back for the next accept. */
 void hwsock__run_on_accept(run_call *c, int is_accept4) {
   run_target t;
   int fd = (int)c->n.data.args[0];
-  uint64_t addr = c->n.data.args[1], lenp = c->n.data.args[2];
   int flags = is_accept4 ? (int)c->n.data.args[3] : 0;
   if (!hwsock__run_target_ours(c, fd, &t))
     return;
@@ -91,38 +136,15 @@ void hwsock__run_on_accept(run_call *c, int is_accept4) {
   if (rc < 0)
     goto reply;
 
-  int sv[2];
-  struct stat st;
-  run_sock *n = NULL;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+  run_sock *n;
+  int prog_end;
+  if ((rc = new_pair(s, &a, flags, &n, &prog_end)) < 0) {
     put_back(s, &a);
-    rc = -ENOBUFS;
     goto reply;
   }
-  if (((flags & SOCK_NONBLOCK) && fcntl(sv[1], F_SETFL, O_NONBLOCK) < 0) ||
-      fstat(sv[1], &st) < 0 ||
-      !(n = hwsock__run_sock_new(s->family, SOCK_STREAM, s->proto, sv[0],
-                                 (uint64_t)st.st_ino, (uint64_t)st.st_dev))) {
-    close(sv[0]);
-    close(sv[1]);
-    put_back(s, &a);
-    rc = -ENOBUFS;
-    goto reply;
-  }
-  n->id = a.id;
-  n->state = RS_CONNECTED;
-  struct sockaddr_storage ss;
-  socklen_t sl;
-  if (hwsock__run_uri_to_sa(a.peer, s->family, &ss, &sl) < 0)
-    hwsock__run_sa_any(s->family, &ss, &sl);
-  rc = hwsock__run_put_sa(c, addr, lenp, &ss, sl);
-  int newfd = rc < 0 ? rc : hwsock__run_addfd(c, sv[1], -1,
-                                               !!(flags & SOCK_CLOEXEC), 1);
-  close(sv[1]);
+  int newfd = hand_over(c, s, &a, prog_end, flags);
   if (newfd < 0) {
-    /* the call went away or its address buffer is bad: keep the
-     * connection for the next accept */
-    n->id = -1;
+    n->id = -1; /* the connection goes back, not with this entry */
     hwsock__run_sock_unlink(n);
     hwsock__run_sock_kill(n);
     hwsock__run_sock_put(n);
