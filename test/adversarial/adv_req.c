@@ -3,6 +3,7 @@
  * first failing check, and the device stays healthy. Also the setup
  * messages a hostile guest gets wrong. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "adversarial/adv.h"
@@ -346,6 +347,31 @@ static int zero_len_wild_addr(adv *a) {
   return 0;
 }
 
+/* A SEND of more than max_io_len data bytes: EMSGSIZE, nothing sent; one
+ * of exactly max_io_len goes through whole (the echo server returns it). */
+static int send_over_max_io_len(adv *a) {
+  if (setup(a) < 0)
+    return -1;
+  uint32_t max = hwsock_le32_get(&a->cfg.max_io_len);
+  ADV_CHECK(max <= a->size / 8, "max_io_len %u: too big for the case", max);
+  if (open_sock(a, 6, HWSOCK_SOCK_STREAM) < 0)
+    return -1;
+  char uri[40];
+  snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%u", adv_echo_port);
+  EXPECT(adv_call(a, 0, HWSOCK_OP_CONNECT, 6, 1, 0, 0, uri, NULL, 0, 32, NULL),
+         0, "CONNECT to the echo server");
+  uint8_t *data = calloc(1, (size_t)max + 1);
+  ADV_CHECK(data != NULL, "memory");
+  int st = adv_call(a, 0, HWSOCK_OP_SEND, 6, 2, 0, 0, NULL, data, max + 1, 32,
+                    NULL);
+  int st2 = adv_call(a, 0, HWSOCK_OP_SEND, 6, 3, 0, 0, NULL, data, max, 32,
+                     NULL);
+  free(data);
+  EXPECT(st, HWSOCK_EMSGSIZE, "SEND of max_io_len + 1 bytes");
+  EXPECT(st2, 0, "SEND of max_io_len bytes");
+  return 0;
+}
+
 const adv_case adv_req_cases[] = {
     {"short_buffers", short_buffers, still_healthy},
     {"unknown_opcodes", unknown_opcodes, still_healthy},
@@ -354,5 +380,6 @@ const adv_case adv_req_cases[] = {
     {"denied_destinations", denied_destinations, still_healthy},
     {"bad_setup", bad_setup, still_healthy},
     {"zero_len_wild_addr", zero_len_wild_addr, still_healthy},
+    {"send_over_max_io_len", send_over_max_io_len, still_healthy},
     {NULL, NULL, NULL},
 };
