@@ -601,117 +601,96 @@ static void negotiate(hwsock_device *dev, hwsock__req *req,
   finish(dev, req, 0, sizeof(cfg));
 }
 
-void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
+/* Decode, first part: the chain's two headers, the request header fetched
+ * once into *h (everything after uses the private copy) and the opcode.
+ * Returns 0 or the status to complete with. */
+static int decode_header(hwsock_device *dev, hwsock__req *req,
+                         hwsock_req_hdr *h) {
   const hwsock__chain *c = &req->chain;
-  hwsock_req_hdr h;
-
   memset(&req->breq, 0, sizeof(req->breq));
   req->breq.size = sizeof(req->breq);
   req->tag = 0;
   req->opcode = 0;
   req->uri_area = 0;
   req->sock_id = 0;
-  if (c->in_len < RESP_LEN) {
-    finish(dev, req, HWSOCK_EBADMSG, 0);
-    return;
-  }
-  if (c->out_len < REQ_LEN) {
-    finish(dev, req, HWSOCK_EBADMSG, 0);
-    return;
-  }
-  /* Fetch the header once; everything below uses the private copy. */
-  hwsock__iov_gather(req->iov, c->n_out, 0, &h, REQ_LEN);
-  unsigned op = hwsock_le16_get(&h.opcode);
-  uint32_t id = hwsock_le32_get(&h.sock_id);
-  uint32_t uri_len = hwsock_le32_get(&h.uri_len);
-  req->tag = hwsock_le64_get(&h.tag);
-  req->breq.arg0 = hwsock_le32_get(&h.arg0);
-  req->breq.arg1 = hwsock_le32_get(&h.arg1);
-
+  if (c->in_len < RESP_LEN || c->out_len < REQ_LEN)
+    return HWSOCK_EBADMSG;
+  hwsock__iov_gather(req->iov, c->n_out, 0, h, REQ_LEN);
+  unsigned op = hwsock_le16_get(&h->opcode);
+  req->tag = hwsock_le64_get(&h->tag);
+  req->breq.arg0 = hwsock_le32_get(&h->arg0);
+  req->breq.arg1 = hwsock_le32_get(&h->arg1);
   if (op < HWSOCK_OP_OPEN || op > HWSOCK_OP_MAX_ ||
       (op == HWSOCK_OP_NEGOTIATE && !dev->cfg.inband_negotiation) ||
       (op == HWSOCK_OP_CREDIT && !(dev->features & HWSOCK_F_EVENT_QUEUE))) {
     dev->counters.requests_by_op[0]++;
-    finish(dev, req, HWSOCK_ENOSYS, 0);
-    return;
+    return HWSOCK_ENOSYS;
   }
   req->opcode = (uint16_t)op;
   req->breq.opcode = (uint16_t)op;
   dev->counters.requests_by_op[op]++;
-  if (op == HWSOCK_OP_NEGOTIATE) {
-    negotiate(dev, req, &h);
-    return;
-  }
-  if (dev->cfg.inband_negotiation && !dev->negotiated) {
-    finish(dev, req, HWSOCK_EPROTO, 0);
-    return;
-  }
-  if (hwsock_le16_get(&h.flags) != 0 || hwsock_le32_get(&h.reserved) != 0) {
-    finish(dev, req, HWSOCK_EINVAL, 0);
-    return;
-  }
-  if (uri_len > c->out_len - REQ_LEN) {
-    finish(dev, req, HWSOCK_EBADMSG, 0);
-    return;
-  }
-  if (uri_len > dev->cfg.max_uri_len) {
-    finish(dev, req, HWSOCK_ENAMETOOLONG, 0);
-    return;
-  }
-  if (id >= dev->cfg.max_sockets) {
-    finish(dev, req, HWSOCK_EBADF, 0);
-    return;
-  }
+  return 0;
+}
+
+/* Decode, second part (not NEGOTIATE): flags, the URI's length, the socket
+ * id (req->sock_id), and the URI parsed into req->addr (*has_addr).
+ * Returns 0 or the status to complete with. */
+static int decode_args(hwsock_device *dev, hwsock__req *req,
+                       const hwsock_req_hdr *h, uint32_t *uri_len,
+                       int *has_addr) {
+  const hwsock__chain *c = &req->chain;
+  unsigned op = req->opcode;
+  uint32_t id = hwsock_le32_get(&h->sock_id);
+  uint32_t n = hwsock_le32_get(&h->uri_len);
+  *uri_len = n;
+  *has_addr = 0;
+  if (dev->cfg.inband_negotiation && !dev->negotiated)
+    return HWSOCK_EPROTO;
+  if (hwsock_le16_get(&h->flags) != 0 || hwsock_le32_get(&h->reserved) != 0)
+    return HWSOCK_EINVAL;
+  if (n > c->out_len - REQ_LEN)
+    return HWSOCK_EBADMSG;
+  if (n > dev->cfg.max_uri_len)
+    return HWSOCK_ENAMETOOLONG;
+  if (id >= dev->cfg.max_sockets)
+    return HWSOCK_EBADF;
   req->sock_id = id;
+  if (n == 0)
+    return op == HWSOCK_OP_CONNECT || op == HWSOCK_OP_BIND ? HWSOCK_EINVAL
+                                                           : 0;
+  if (!takes_uri(op))
+    return HWSOCK_EINVAL;
+  hwsock__iov_gather(req->iov, c->n_out, REQ_LEN, dev->uri_scratch, n);
+  unsigned fl = op == HWSOCK_OP_BIND ? HWSOCK_URI_ALLOW_PORT0 : 0;
+  if (hwsock_uri_parse(dev->uri_scratch, n, fl, &req->addr, NULL) < 0)
+    return HWSOCK_EBADURI;
+  *has_addr = 1;
+  return 0;
+}
 
-  int has_addr = 0;
-  if (uri_len > 0) {
-    if (!takes_uri(op)) {
-      finish(dev, req, HWSOCK_EINVAL, 0);
-      return;
-    }
-    hwsock__iov_gather(req->iov, c->n_out, REQ_LEN, dev->uri_scratch, uri_len);
-    unsigned fl = op == HWSOCK_OP_BIND ? HWSOCK_URI_ALLOW_PORT0 : 0;
-    if (hwsock_uri_parse(dev->uri_scratch, uri_len, fl, &req->addr, NULL) < 0) {
-      finish(dev, req, HWSOCK_EBADURI, 0);
-      return;
-    }
-    has_addr = 1;
-  } else if (op == HWSOCK_OP_CONNECT || op == HWSOCK_OP_BIND) {
-    finish(dev, req, HWSOCK_EINVAL, 0);
-    return;
-  }
+/* OPEN: a free id becomes an undecided socket of the scheme its family and
+ * type name. Returns the status to complete with. */
+static int open_sock(hwsock__sock *s, const hwsock_breq *b) {
+  if (s->state != HWSOCK__S_FREE)
+    return HWSOCK_EEXIST;
+  int scheme = hwsock_scheme_for(b->arg0, b->arg1);
+  if (scheme == HWSOCK_SCHEME_NONE)
+    return b->arg0 >= HWSOCK_AF_INET && b->arg0 <= HWSOCK_AF_IPX
+               ? HWSOCK_EPROTONOSUPPORT
+               : HWSOCK_EAFNOSUPPORT;
+  s->state = HWSOCK__S_OPEN;
+  s->scheme = (uint8_t)scheme;
+  s->backend = -1;
+  s->rule = -1;
+  return 0;
+}
 
-  hwsock__sock *s = &dev->socks[id];
-  if (op == HWSOCK_OP_OPEN) {
-    if (s->state != HWSOCK__S_FREE) {
-      finish(dev, req, HWSOCK_EEXIST, 0);
-      return;
-    }
-    int scheme = hwsock_scheme_for(req->breq.arg0, req->breq.arg1);
-    if (scheme == HWSOCK_SCHEME_NONE) {
-      finish(dev, req, req->breq.arg0 >= HWSOCK_AF_INET &&
-                               req->breq.arg0 <= HWSOCK_AF_IPX
-                           ? HWSOCK_EPROTONOSUPPORT
-                           : HWSOCK_EAFNOSUPPORT, 0);
-      return;
-    }
-    s->state = HWSOCK__S_OPEN;
-    s->scheme = (uint8_t)scheme;
-    s->backend = -1;
-    s->rule = -1;
-    finish(dev, req, 0, 0);
-    return;
-  }
-  if (s->state == HWSOCK__S_FREE || s->state == HWSOCK__S_RESERVED) {
-    finish(dev, req, HWSOCK_EBADF, 0);
-    return;
-  }
-  if (op == HWSOCK_OP_CLOSE) {
-    hwsock__sock_close(dev, id);
-    finish(dev, req, 0, 0);
-    return;
-  }
+/* Routing of a request on an open socket (not OPEN or CLOSE): checks
+ * against the socket's state, then the decision for an undecided socket,
+ * the event queue's CREDIT, or the backend for an offloaded one. */
+static void route(hwsock_device *dev, hwsock__req *req, hwsock__sock *s,
+                  uint32_t uri_len, int has_addr) {
+  unsigned op = req->opcode;
   if (s->state == HWSOCK__S_DECLINED) {
     finish(dev, req, HWSOCK_EDECLINED, 0);
     return;
@@ -721,26 +700,19 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
     return;
   }
   req->breq.scheme = s->scheme;
-  int rc0 = check_args(&req->breq);
-  if (rc0 < 0) {
-    finish(dev, req, rc0, 0);
-    return;
-  }
-  if (has_addr) {
-    int rc = addr_fits_socket(s, &req->addr);
-    if (rc < 0) {
-      finish(dev, req, rc, 0);
-      return;
-    }
-  }
-  int rc = prepare(dev, req, uri_len, has_addr);
+  int rc = check_args(&req->breq);
+  if (rc == 0 && has_addr)
+    rc = addr_fits_socket(s, &req->addr);
+  if (rc == 0)
+    rc = prepare(dev, req, uri_len, has_addr);
   if (rc < 0) {
     finish(dev, req, rc, 0);
     return;
   }
   if (op == HWSOCK_OP_CREDIT) {
     finish(dev, req,
-           hwsock__evq_credit(dev, id, req->breq.arg0, req->breq.arg1), 0);
+           hwsock__evq_credit(dev, req->sock_id, req->breq.arg0,
+                              req->breq.arg1), 0);
     return;
   }
   /* Input of a socket with a receive window goes through events only. */
@@ -773,12 +745,44 @@ void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
     finish(dev, req, HWSOCK_EPERM, 0);
     return;
   }
-  if (has_addr) {
-    rc = recheck(dev, req, s);
-    if (rc < 0) {
-      finish(dev, req, rc, 0);
-      return;
-    }
+  if (has_addr && (rc = recheck(dev, req, s)) < 0) {
+    finish(dev, req, rc, 0);
+    return;
   }
   submit(dev, req, s);
+}
+
+/* One request from the guest: decode, OPEN and CLOSE, routing. */
+void hwsock__dispatch(hwsock_device *dev, hwsock__req *req) {
+  hwsock_req_hdr h;
+  int rc = decode_header(dev, req, &h);
+  if (rc < 0) {
+    finish(dev, req, rc, 0);
+    return;
+  }
+  if (req->opcode == HWSOCK_OP_NEGOTIATE) {
+    negotiate(dev, req, &h);
+    return;
+  }
+  uint32_t uri_len;
+  int has_addr;
+  if ((rc = decode_args(dev, req, &h, &uri_len, &has_addr)) < 0) {
+    finish(dev, req, rc, 0);
+    return;
+  }
+  hwsock__sock *s = &dev->socks[req->sock_id];
+  if (req->opcode == HWSOCK_OP_OPEN) {
+    finish(dev, req, open_sock(s, &req->breq), 0);
+    return;
+  }
+  if (s->state == HWSOCK__S_FREE || s->state == HWSOCK__S_RESERVED) {
+    finish(dev, req, HWSOCK_EBADF, 0);
+    return;
+  }
+  if (req->opcode == HWSOCK_OP_CLOSE) {
+    hwsock__sock_close(dev, req->sock_id);
+    finish(dev, req, 0, 0);
+    return;
+  }
+  route(dev, req, s, uri_len, has_addr);
 }
