@@ -2,9 +2,10 @@
  *
  * hwsock_attach() connects to the VMM's unix socket and speaks the loopback
  * attach transport (specified in docs/PROTOCOL.md §14; messages in
- * hwsock/loopback.h): it says HELLO, maps the guest memory the VMM created (a memfd, MAP_SHARED),
- * takes the per-queue kick and call eventfds, and starts a guest driver
- * (hwsock/guest.h) over that memory with a transport that:
+ * hwsock/loopback.h): it says HELLO, maps the guest memory the VMM created
+ * (a memfd, MAP_SHARED), takes the per-queue kick and call eventfds, and
+ * starts a guest driver (hwsock/guest.h) over that memory with a transport
+ * that:
  *   - sends FEATURES / QUEUE / START as request-reply messages (setup only),
  *   - kicks a queue by writing its kick eventfd (the ioeventfd),
  *   - waits for an interrupt with poll() on the queue's call eventfd (the
