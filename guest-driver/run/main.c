@@ -222,7 +222,15 @@ static int status_of(int st) {
   return EXIT_FAILED;
 }
 
-int main(int argc, char **argv) {
+/* The command line. Returns 0, 1 after --help, -1 on a usage error
+ * (already reported). */
+typedef struct run_args {
+  const char *vmm_path, *policy_path, *table_path;
+  int confine, verbose;
+  char **prog;
+} run_args;
+
+static int parse_args(int argc, char **argv, run_args *a) {
   static const struct option longopts[] = {
       {"vmm", required_argument, NULL, 'm'},
       {"policy", required_argument, NULL, 'p'},
@@ -231,86 +239,92 @@ int main(int argc, char **argv) {
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  const char *vmm_path = NULL, *policy_path = NULL, *table_path = NULL;
-  int confine = 0, verbose = 0, c;
+  int c;
+  memset(a, 0, sizeof(*a));
   while ((c = getopt_long(argc, argv, "+vh", longopts, NULL)) != -1) {
     switch (c) {
-    case 'm': vmm_path = optarg; break;
-    case 'p': policy_path = optarg; break;
-    case 'c': confine = 1; break;
-    case 't': table_path = optarg; break;
-    case 'v': verbose++; break;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return EXIT_FAILED;
+    case 'm': a->vmm_path = optarg; break;
+    case 'p': a->policy_path = optarg; break;
+    case 'c': a->confine = 1; break;
+    case 't': a->table_path = optarg; break;
+    case 'v': a->verbose++; break;
+    case 'h': usage(stdout); return 1;
+    default: usage(stderr); return -1;
     }
   }
   if (optind >= argc) {
     usage(stderr);
-    return EXIT_FAILED;
+    return -1;
   }
-  if (vmm_path && policy_path) {
+  if (a->vmm_path && a->policy_path) {
     fprintf(stderr, "hwsock-run: --policy is for the private VMM; a VMM "
                     "given with --vmm has its own\n");
-    return EXIT_FAILED;
+    return -1;
   }
-  char **prog = argv + optind;
-  if (table_path && hwsock__run_table_init(table_path) < 0)
-    return EXIT_FAILED;
+  a->prog = argv + optind;
+  return 0;
+}
 
-  /* The policy, when we start the VMM ourselves: a policy that can never
-   * decline confines the program (no call continues to the host stack). */
-  if (!vmm_path) {
-    hwsock_policy *p = NULL;
-    char err[256] = "";
-    int rc = policy_path
-                 ? hwsock_policy_load_file(policy_path, &p, err, sizeof(err))
-                 : hwsock_policy_load_default(&p);
-    if (rc < 0) {
-      fprintf(stderr, "hwsock-run: policy %s: %s\n",
-              policy_path ? policy_path : "<default>",
-              err[0] ? err : hwsock_strerror(rc));
-      return EXIT_FAILED;
-    }
-    if (!hwsock_policy_can_decline(p))
-      confine = 1;
-    hwsock_policy_free(p);
+/* The policy, when we start the VMM ourselves: a policy that can never
+ * decline confines the program (no call continues to the host stack).
+ * 0, or -1 (reported). */
+static int policy_confines(run_args *a) {
+  if (a->vmm_path)
+    return 0;
+  hwsock_policy *p = NULL;
+  char err[256] = "";
+  int rc = a->policy_path
+               ? hwsock_policy_load_file(a->policy_path, &p, err, sizeof(err))
+               : hwsock_policy_load_default(&p);
+  if (rc < 0) {
+    fprintf(stderr, "hwsock-run: policy %s: %s\n",
+            a->policy_path ? a->policy_path : "<default>",
+            err[0] ? err : hwsock_strerror(rc));
+    return -1;
   }
-  hwsock__run.confine = confine;
-  hwsock__run.verbose = verbose;
+  if (!hwsock_policy_can_decline(p))
+    a->confine = 1;
+  hwsock_policy_free(p);
+  return 0;
+}
 
-  run_vmm vmm;
-  memset(&vmm, 0, sizeof(vmm));
-  vmm.pid = -1;
+/* The device: a private hwsock-vmm unless --vmm named one, then the
+ * attachment (hwsock__run.g). 0, or -1 (reported; nothing left running). */
+static int attach_device(const run_args *a, run_vmm *vmm,
+                         hwsock_attachment **att) {
+  const char *vmm_path = a->vmm_path;
+  memset(vmm, 0, sizeof(*vmm));
+  vmm->pid = -1;
   if (!vmm_path) {
-    if (hwsock__run_vmm_start(&vmm, policy_path, verbose) < 0) {
-      hwsock__run_vmm_stop(&vmm);
-      return EXIT_FAILED;
+    if (hwsock__run_vmm_start(vmm, a->policy_path, a->verbose) < 0) {
+      hwsock__run_vmm_stop(vmm);
+      return -1;
     }
-    vmm_path = vmm.path;
+    vmm_path = vmm->path;
   }
-  hwsock_attachment *att = NULL;
   hwsock_attach_opts aopts;
   hwsock_attach_opts_init(&aopts);
   /* The pumps send like a kernel does: return once the data is in the
    * slots, errors on the next call (hwsock/guest.h, write_behind). */
   aopts.write_behind = 1;
-  int rc = hwsock_attach(vmm_path, &aopts, &att);
+  int rc = hwsock_attach(vmm_path, &aopts, att);
   if (rc < 0) {
     fprintf(stderr, "hwsock-run: attaching to %s: %s\n", vmm_path,
             hwsock_strerror(rc));
-    hwsock__run_vmm_stop(&vmm);
-    return EXIT_FAILED;
+    hwsock__run_vmm_stop(vmm);
+    return -1;
   }
-  hwsock__run.g = hwsock_attach_guest(att);
-  if (confine)
-    hwsock__run_log("confined: no INET call reaches the host stack");
+  hwsock__run.g = hwsock_attach_guest(*att);
+  return 0;
+}
 
-  int sync[2], go[2];
+/* Forks the program (child() installs the filter and sends its listener
+ * over sync[1], then waits for go[0]) and forwards our signals to it.
+ * Returns its pid, or -1 (reported). */
+static pid_t start_program(const run_args *a, int sync[2], int go[2]) {
   if (pipe2(sync, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) {
     perror("hwsock-run: pipe");
-    hwsock_attach_close(att);
-    hwsock__run_vmm_stop(&vmm);
-    return EXIT_FAILED;
+    return -1;
   }
   signal(SIGPIPE, SIG_IGN);
   /* Nobody reads or writes the supervisor's memory (process_vm_*, ptrace,
@@ -323,12 +337,10 @@ int main(int argc, char **argv) {
   pid_t pid = fork();
   if (pid < 0) {
     perror("hwsock-run: fork");
-    hwsock_attach_close(att);
-    hwsock__run_vmm_stop(&vmm);
-    return EXIT_FAILED;
+    return -1;
   }
   if (pid == 0)
-    child(prog, confine, sync[1], go[0]);
+    child(a->prog, a->confine, sync[1], go[0]);
   child_pid = pid;
   close(sync[1]);
   close(go[0]);
@@ -339,11 +351,17 @@ int main(int argc, char **argv) {
   int fwd[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
   for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
     sigaction(fwd[i], &sa, NULL);
+  return pid;
+}
 
-  int lfd = fetch_listener(pid, sync[0]);
+/* Takes the program's listener, starts the supervisor and lets the program
+ * go. Returns 1 when it runs supervised; else it was killed (never
+ * unsupervised) or never got its filter. *lfd: the listener, or -1. */
+static int supervise(pid_t pid, int sync_r, int go_w, int *lfd) {
   int supervising = 0;
-  if (lfd >= 0) {
-    hwsock__run.notify_fd = lfd;
+  *lfd = fetch_listener(pid, sync_r);
+  if (*lfd >= 0) {
+    hwsock__run.notify_fd = *lfd;
     if (hwsock__run_sockmap_init() == 0 && hwsock__run_watch_start() == 0 &&
         hwsock__run_supervisor_start() == 0)
       supervising = 1;
@@ -354,24 +372,20 @@ int main(int argc, char **argv) {
     supervising = 0;
   if (supervising) {
     char one = 1;
-    if (write(go[1], &one, 1) != 1)
+    if (write(go_w, &one, 1) != 1)
       supervising = 0;
   }
-  close(go[1]);
-  close(sync[0]);
-  if (!supervising && lfd >= 0)
+  close(go_w);
+  close(sync_r);
+  if (!supervising && *lfd >= 0)
     kill(pid, SIGKILL); /* never let it run unsupervised */
+  return supervising;
+}
 
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-    ;
-  child_pid = -1;
-  hwsock__run_table_stop(); /* the last table, while the driver is alive */
-  int code = supervising ? status_of(st)
-                         : (WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_FAILED);
-
-  /* Teardown: stop taking notifications, fail every driver call (pumps
-   * end), then detach (the VMM with --once exits). */
+/* Teardown: stop taking notifications, fail every driver call (pumps end),
+ * then detach (the VMM with --once exits). Does not return when threads
+ * are stuck in the driver (nothing is freed under them). */
+static int teardown(hwsock_attachment *att, run_vmm *vmm, int lfd, int code) {
   hwsock_guest_shutdown_transport(hwsock__run.g);
   hwsock__run_supervisor_stop();
   int left = hwsock__run_pump_wait(3000);
@@ -381,10 +395,49 @@ int main(int argc, char **argv) {
   }
   if (lfd >= 0)
     close(lfd);
-  hwsock__run_vmm_stop(&vmm);
+  hwsock__run_vmm_stop(vmm);
   if (left != 0) {
     fflush(NULL);
-    _exit(code); /* threads stuck in the driver: do not free under them */
+    _exit(code);
   }
   return code;
+}
+
+int main(int argc, char **argv) {
+  run_args a;
+  int rc = parse_args(argc, argv, &a);
+  if (rc != 0)
+    return rc > 0 ? 0 : EXIT_FAILED;
+  if (a.table_path && hwsock__run_table_init(a.table_path) < 0)
+    return EXIT_FAILED;
+  if (policy_confines(&a) < 0)
+    return EXIT_FAILED;
+  hwsock__run.confine = a.confine;
+  hwsock__run.verbose = a.verbose;
+
+  run_vmm vmm;
+  hwsock_attachment *att = NULL;
+  if (attach_device(&a, &vmm, &att) < 0)
+    return EXIT_FAILED;
+  if (a.confine)
+    hwsock__run_log("confined: no INET call reaches the host stack");
+
+  int sync[2], go[2];
+  pid_t pid = start_program(&a, sync, go);
+  if (pid < 0) {
+    hwsock_attach_close(att);
+    hwsock__run_vmm_stop(&vmm);
+    return EXIT_FAILED;
+  }
+  int lfd;
+  int supervising = supervise(pid, sync[0], go[1], &lfd);
+
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  child_pid = -1;
+  hwsock__run_table_stop(); /* the last table, while the driver is alive */
+  int code = supervising ? status_of(st)
+                         : (WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_FAILED);
+  return teardown(att, &vmm, lfd, code);
 }
