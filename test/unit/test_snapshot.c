@@ -299,3 +299,27 @@ Test(snapshot, malformed_or_unfitting_blobs_are_refused_whole) {
   /* a second restore into a running device is refused */
   cr_assert_eq(hwsock_device_restore(dev, good, n), HWSOCK_EBUSY);
 }
+
+/* hwsock_device_set_regions() returns the requests in flight (their
+ * buffers were translated through the old map), and
+ * hwsock_device_inflight() says when the old mapping may go. */
+Test(snapshot, a_new_memory_map_reports_the_requests_in_flight) {
+  char uri[64];
+  snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%u", lport);
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 1, 0, 0, uri), 0);
+  pending recv = post(HWSOCK_OP_RECV, 1, 0, 0, NULL);
+  hwsock_device_kick(dev, 0);
+  for (int i = 0; i < 50; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  hwsock_region map[1] = {{.gpa = rq.gpa, .size = rq.size, .hva = rq.mem}};
+  cr_assert_eq(hwsock_device_set_regions(dev, map, 1), 1);
+  cr_assert_eq(hwsock_device_inflight(dev), 1);
+  /* CLOSE cancels the RECV (it completes first), then closes */
+  pending close_req = post(HWSOCK_OP_CLOSE, 1, 0, 0, NULL);
+  hwsock_device_kick(dev, 0);
+  cr_assert_eq(wait_done(dev, recv), HWSOCK_ECANCELED);
+  cr_assert_eq(wait_done(dev, close_req), 0);
+  cr_assert_eq(hwsock_device_inflight(dev), 0);
+}
