@@ -307,6 +307,9 @@ static int attach_device(const run_args *a, run_vmm *vmm,
   /* The pumps send like a kernel does: return once the data is in the
    * slots, errors on the next call (hwsock/guest.h, write_behind). */
   aopts.write_behind = 1;
+  /* A socket waiting for input holds no request slot (PROTOCOL.md §16):
+   * its data waits in the driver's shared buffers. */
+  aopts.event_queue = 1;
   int rc = hwsock_attach(vmm_path, &aopts, att);
   if (rc < 0) {
     fprintf(stderr, "hwsock-run: attaching to %s: %s\n", vmm_path,
@@ -408,6 +411,15 @@ int main(int argc, char **argv) {
   int rc = parse_args(argc, argv, &a);
   if (rc != 0)
     return rc > 0 ? 0 : EXIT_FAILED;
+  /* Every offloaded connection is a pump end here and a socket in the
+   * program (which inherits the limit): up to the hard limit, as a server
+   * that raises it itself would have. */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+      nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   if (a.table_path && hwsock__run_table_init(a.table_path) < 0)
     return EXIT_FAILED;
   if (policy_confines(&a) < 0)
