@@ -5,11 +5,6 @@
 #
 # Allowed exceptions (--allow A.c:B.c drops A's use of B), each with why it
 # is still there:
-#   lib: dispatch.c, evq.c and quota.c call device.c for the device's log
-#     (hwsock__device_log), the completion push (hwsock__req_push) and the
-#     config, while device.c runs dispatch and the event queue. The way out
-#     is a file below all four for the log and the push; lib/device.c and
-#     lib/dispatch.c were being changed by other work when the check came.
 #   guest-driver/core: events.c -> sockets.c (hwsock__wb_reclaim, write-behind
 #     reclaim from the event thread, added while the check came; sockets.c
 #     calls events.c). The way out is write-behind in its own file.
@@ -30,8 +25,6 @@ if(Python3_Interpreter_FOUND AND HWSOCK_NM)
   endif()
   add_test(NAME file_cycles_lib
     COMMAND ${Python3_EXECUTABLE} "${_fc}" --name lib
-            --allow dispatch.c:device.c --allow evq.c:device.c
-            --allow quota.c:device.c
             $<TARGET_OBJECTS:hwsock_common> $<TARGET_OBJECTS:hwsock_obj>
             $<TARGET_OBJECTS:hwsock-uv> $<TARGET_OBJECTS:hwsock-capture>)
   foreach(_t file_cycles_guest_core file_cycles_guest_run file_cycles_lib)
