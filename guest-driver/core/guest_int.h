@@ -243,9 +243,13 @@ void hwsock__ev_close_begin(hwsock_guest *g, int s);
 void hwsock__ev_close_end(hwsock_guest *g, int s);
 /* vq.c: reaps queue 0 when no caller is the reaper. Lock held. */
 void hwsock__guest_reap_idle(hwsock_guest *g);
-/* sockets.c: frees the slots of completed write-behind sends nobody waits
+/* writebehind.c: frees the slots of completed write-behind sends nobody waits
  * for (no lock held). */
 void hwsock__wb_reclaim(hwsock_guest *g);
+/* Finishes socket s's oldest write-behind send (writebehind.c): only when
+ * the device completed it (only_done), else waiting for it. 1 when one was
+ * finished, 0 when there was none. Lock not held. */
+int hwsock__wb_finish_oldest(hwsock_guest *g, int s, int only_done);
 /* accept in event mode: the ACCEPTABLE state is consumed; re-armed. */
 void hwsock__ev_accepted(hwsock_guest *g, int s);
 

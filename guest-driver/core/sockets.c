@@ -127,59 +127,12 @@ static int sock_in_range(const hwsock_guest *g, int s) {
   return s >= 0 && (unsigned)s < g->nsock;
 }
 
-/* Finishes the socket's oldest write-behind send: only when the device
- * already completed it (only_done), else waiting for it. 1 when one was
- * finished, 0 when there was none (to finish). */
-static int wb_finish_oldest(hwsock_guest *g, int s, int only_done) {
-  pthread_mutex_lock(&g->lock);
-  guest_sock *gs = &g->socks[s];
-  if (gs->wb_n == 0 ||
-      (only_done && g->slots[gs->wb_slot[gs->wb_head]].state != SLOT_DONE)) {
-    pthread_mutex_unlock(&g->lock);
-    return 0;
-  }
-  unsigned idx = gs->wb_slot[gs->wb_head];
-  gs->wb_head = (uint8_t)((gs->wb_head + 1) % HWSOCK_GUEST_WB_MAX);
-  gs->wb_n--;
-  guest_call c = g->slot_call[idx];
-  pthread_mutex_unlock(&g->lock);
-  int rc = hwsock__guest_wait(g, idx, &c);
-  if (rc < 0 || c.len != c.out_len) {
-    pthread_mutex_lock(&g->lock);
-    if (gs->wb_err == 0)
-      gs->wb_err = rc < 0 ? rc : HWSOCK_EPROTO;
-    pthread_mutex_unlock(&g->lock);
-  }
-  return 1;
-}
-
-/* Finishes the write-behind sends the device completed on sockets whose
- * senders are not sending (e.g. a pump waiting for its program): their
- * slots would otherwise stay taken until the socket's next send, and with
- * many sockets every slot could be held so (the event thread calls this
- * when callers wait for slots). No lock held. */
-void hwsock__wb_reclaim(hwsock_guest *g) {
-  enum { BATCH = 256 };
-  int ids[BATCH];
-  unsigned n = 0;
-  pthread_mutex_lock(&g->lock);
-  for (unsigned s = 0; s < g->nsock && n < BATCH; s++) {
-    guest_sock *gs = &g->socks[s];
-    if (gs->wb_n > 0 && g->slots[gs->wb_slot[gs->wb_head]].state == SLOT_DONE)
-      ids[n++] = (int)s;
-  }
-  pthread_mutex_unlock(&g->lock);
-  for (unsigned i = 0; i < n; i++)
-    while (wb_finish_oldest(g, ids[i], 1))
-      ;
-}
-
 /* Waits for every write-behind send of s; returns the first error of them
  * (sticky: later sends fail with it too), or 0. */
 static int wb_flush(hwsock_guest *g, int s) {
   if (!g->write_behind || !sock_in_range(g, s))
     return 0;
-  while (wb_finish_oldest(g, s, 0))
+  while (hwsock__wb_finish_oldest(g, s, 0))
     ;
   pthread_mutex_lock(&g->lock);
   int err = g->socks[s].wb_err;
@@ -192,7 +145,7 @@ static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
   if (!sock_in_range(g, s))
     return HWSOCK_EBADF;
   guest_sock *gs = &g->socks[s];
-  while (wb_finish_oldest(g, s, 1))
+  while (hwsock__wb_finish_oldest(g, s, 1))
     ; /* free what the device already completed */
   size_t posted = 0;
   while (posted < len) {
@@ -202,7 +155,7 @@ static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
     if (err < 0)
       return posted ? (ssize_t)posted : err;
     if (held == HWSOCK_GUEST_WB_MAX) {
-      wb_finish_oldest(g, s, 0);
+      hwsock__wb_finish_oldest(g, s, 0);
       continue;
     }
     guest_call c;
@@ -212,7 +165,7 @@ static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
      * never blocks on slots others must free. */
     int rc = hwsock__guest_start(g, &c, &idx, held == 0);
     if (rc == HWSOCK_EAGAIN && held > 0) {
-      wb_finish_oldest(g, s, 0);
+      hwsock__wb_finish_oldest(g, s, 0);
       continue;
     }
     if (rc < 0)

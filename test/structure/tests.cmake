@@ -5,9 +5,7 @@
 #
 # Allowed exceptions (--allow A.c:B.c drops A's use of B), each with why it
 # is still there:
-#   guest-driver/core: events.c -> sockets.c (hwsock__wb_reclaim, write-behind
-#     reclaim from the event thread, added while the check came; sockets.c
-#     calls events.c). The way out is write-behind in its own file.
+#   (none)
 find_package(Python3 COMPONENTS Interpreter)
 find_program(HWSOCK_NM nm)
 if(Python3_Interpreter_FOUND AND HWSOCK_NM)
@@ -15,7 +13,7 @@ if(Python3_Interpreter_FOUND AND HWSOCK_NM)
   if(TARGET hwsock-guest)
     add_test(NAME file_cycles_guest_core
       COMMAND ${Python3_EXECUTABLE} "${_fc}" --name guest-driver/core
-              --under core --allow events.c:sockets.c
+              --under core
               $<TARGET_OBJECTS:hwsock-guest>)
   endif()
   if(TARGET hwsock-run)
