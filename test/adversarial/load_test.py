@@ -18,6 +18,9 @@
   malformed  100,000 malformed requests (HWSOCK_TEST_FULL=1: 1,000,000)
              in two halves: every one an error completion, RSS growth
              between the halves under 8 MiB
+  restart    the VMM killed (-9) while 20 connections move 64 MiB each:
+             every connection fails, the guest exits within 20 s (no hang);
+             a new VMM on the same socket path serves a new guest
   policy     hostile policy files (an alias bomb, deep nesting, a 10 MB
              file, 100,000 list entries) given to hwsock-policy lint under
              a 512 MiB address-space limit: each refused within 10 s
@@ -280,7 +283,39 @@ def is_asan(tool):
         return b"__asan_init" in f.read()
 
 
-SCENARIOS = {f.__name__: f for f in (echo, reset, churn, malformed, policy)}
+def restart(env):
+    port = env.echo_server()
+    env.start_vmm()
+    # a transfer big enough to be under way when the VMM dies
+    p = env.spawn([env.args.load, env.sock, "echo", str(port), "20",
+                   str(64 << 20)], stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    check(p.poll() is None, "the transfer ended before the VMM was killed")
+    env.vmm.kill()
+    env.vmm.wait()
+    t0 = time.monotonic()
+    try:
+        out, err = p.communicate(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        raise Failure("the guest hangs after its VMM was killed")
+    dt = time.monotonic() - t0
+    out = out.decode()
+    print("figure: guest exit %d %.2f s after its VMM was killed: %s" %
+          (p.returncode, dt, out.strip()))
+    check(p.returncode != 0 and "failed 20" in out,
+          "every connection must fail when the VMM dies: %s" % out)
+    # a new VMM on the same path (the stale socket file is replaced)
+    env.start_vmm()
+    base = env.fds()
+    out, _ = env.guest("echo", port, 4, 1 << 20)
+    check("mismatched 0 failed 0" in out, out)
+    check(env.wait_fds(base) == base, "fds after the restart's echo")
+    env.stop_vmm()
+
+
+SCENARIOS = {f.__name__: f for f in (echo, reset, churn, malformed, policy,
+                                     restart)}
 
 
 def main():

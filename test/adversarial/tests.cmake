@@ -47,7 +47,7 @@ target_link_libraries(load_guest PRIVATE hwsock-guest hwsock_test_support
                       hwsock Threads::Threads)
 # (hwsock-policy: a generator expression, whatever the order its folder is
 # added in)
-foreach(scenario echo reset churn malformed policy)
+foreach(scenario echo reset churn malformed policy restart)
   add_test(NAME load_${scenario}
     COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/load_test.py"
       --vmm $<TARGET_FILE:hwsock-vmm>
