@@ -30,7 +30,7 @@
 #include "hwsock/guest.h"
 #include "hwsock/uri.h"
 
-/* ---- limits ------------------------------------------------------------- */
+/* ---- limits -------------------------------------------------------------- */
 
 /* Entries of the socket table (placeholders + offloaded sockets). */
 #define RUN_MAX_SOCKS 16384u
@@ -69,7 +69,7 @@
  * validity this often (a signal or the program's death cancels it). */
 #define RUN_POLL_SLICE_MS 100
 
-/* ---- global state -------------------------------------------------------- */
+/* ---- state.c, log.c: the process's state and its log --------------------- */
 
 typedef struct run_state {
   hwsock_guest *g;   /* the driver (thread-safe) */
@@ -95,13 +95,13 @@ const char *hwsock__run_label(const struct run_sock *s, char *buf,
  * buf. */
 const char *hwsock__run_optname(int level, int name, char *buf, size_t cap);
 
-/* ---- filter.c ------------------------------------------------------------- */
+/* ---- filter.c ------------------------------------------------------------ */
 
 /* In the child: sets no_new_privs, installs the filter and returns the
  * listener fd (or -errno). */
 int hwsock__run_install_filter(int confine);
 
-/* ---- supervisor.c --------------------------------------------------------- */
+/* ---- supervisor.c -------------------------------------------------------- */
 
 /* Starts the notification loop on notify_fd (hwsock__run must be filled).
  * 0 or -errno. */
@@ -137,7 +137,7 @@ int hwsock__run_continue(run_call *c);
 int hwsock__run_addfd(run_call *c, int fd, int newfd, int cloexec, int send);
 void hwsock__run_call_done(run_call *c);
 
-/* ---- sockmap.c ------------------------------------------------------------ */
+/* ---- sockmap.c ----------------------------------------------------------- */
 
 enum {
   RS_UNDECIDED, /* placeholder: no device socket yet */
@@ -169,7 +169,7 @@ typedef struct run_src {
                    belongs to, whatever the program read without us */
 } run_src;
 
-/* A datagram's fingerprint (length and the bytes at both ends). */
+/* A datagram's fingerprint (length and the bytes at both ends; srcq.c). */
 uint64_t hwsock__run_dgram_sum(const uint8_t *p, size_t n);
 
 typedef struct run_sock {
@@ -246,7 +246,7 @@ int hwsock__run_watch_start(void);
 void hwsock__run_watch(run_sock *s);
 void hwsock__run_unwatch(run_sock *s);
 
-/* ---- pump.c --------------------------------------------------------------- */
+/* ---- pump.c -------------------------------------------------------------- */
 
 /* Starts the pump threads of a connected (or UDP) socket. 0 or -errno. */
 int hwsock__run_pump_start(run_sock *s);
@@ -258,7 +258,7 @@ int hwsock__run_acceptor_start(run_sock *s);
 /* Waits until every pump thread has ended; returns how many are left. */
 int hwsock__run_pump_wait(int timeout_ms);
 
-/* ---- addr.c --------------------------------------------------------------- */
+/* ---- addr.c -------------------------------------------------------------- */
 
 /* The program's sockaddr (len bytes) on a socket of `family`/`type` as a
  * URI. flags: HWSOCK_URI_ALLOW_PORT0 for bind. 0 or -errno. */
@@ -279,7 +279,7 @@ int hwsock__run_put_sa(run_call *c, uint64_t addr, uint64_t lenp,
  * ENETDOWN for new sockets). */
 int hwsock__run_errno(int err);
 
-/* ---- handlers (decide.c, accept.c, dgram.c, sockopt.c) ------------------- */
+/* ---- target.c: what a call's fd is --------------------------------------- */
 
 /* The program-side object behind a notification's fd argument. */
 typedef struct run_target {
@@ -304,31 +304,28 @@ void hwsock__run_pass(run_call *c, const run_target *t);
  * with target_done), else the call is answered as by hwsock__run_pass, t is
  * released already, and 0. */
 int hwsock__run_target_ours(run_call *c, int fd, run_target *t);
+/* Waits (bounded slices, re-checking the call) until cond says done. */
+int hwsock__run_wait_connect(run_call *c, run_sock *s, int timeout_ms);
 
-void hwsock__run_on_socket(run_call *c);
-void hwsock__run_on_connect(run_call *c);
-void hwsock__run_on_bind(run_call *c);
-void hwsock__run_on_listen(run_call *c);
-void hwsock__run_on_accept(run_call *c, int is_accept4);
-void hwsock__run_on_sendto(run_call *c);
-void hwsock__run_on_sendmsg(run_call *c);
-void hwsock__run_on_recvfrom(run_call *c);
-void hwsock__run_on_recvmsg(run_call *c);
-void hwsock__run_on_getname(run_call *c, int peer);
-void hwsock__run_on_getsockopt(run_call *c);
-/* dgram.c: a datagram socket's pending error (an ICMP answer such as
+/* ---- srcq.c: a datagram socket's source queue (srcq.h) ------------------- */
+
+/* A datagram socket's pending error (an ICMP answer such as
  * ECONNREFUSED, kept in so_error): taken once, as the kernel reports it on
  * the next call; its marker record is dropped from the program end (fd)
  * when it is next in line. Positive errno, or 0. */
 int hwsock__run_dgram_take_err(run_sock *s, int fd);
-/* pump.c: records such an error (negative HWSOCK_E*) and, with marker
- * (only from the down pump, the one writer of records), makes the program
- * end readable with an empty record marked in srcq, as the kernel wakes
- * poll with POLLERR. */
-void hwsock__run_dgram_post_err(run_sock *s, int err, int marker);
-void hwsock__run_on_setsockopt(run_call *c);
 
-/* decide.c: asks the device for the first time (creates the device socket
+/* ---- pump.c (more) ------------------------------------------------------- */
+
+/* Records a datagram socket's pending error (negative HWSOCK_E*) and,
+ * with marker (only from the down pump, the one writer of records), makes
+ * the program end readable with an empty record marked in srcq, as the
+ * kernel wakes poll with POLLERR. */
+void hwsock__run_dgram_post_err(run_sock *s, int err, int marker);
+
+/* ---- decide.c: the first right of refusal; the steps handlers share ---- */
+
+/* Asks the device for the first time (creates the device socket
  * when needed, runs op, applies the answer). Used by sendto too. On
  * success the entry is offloaded (returns >= 0, the op's result); a decline
  * is handled (the call CONTINUEs or gets EACCES) and returns
@@ -346,14 +343,30 @@ void hwsock__run_decline(run_call *c, run_sock *s, int prog_fd);
 int hwsock__run_device_failed(run_call *c, run_sock *s, int fd, int fresh,
                               int err, const char *op, const char *uri,
                               int quiet);
+
+/* ---- sockopt.c: the options the program set ------------------------------ */
+
 /* Replays the remembered options to the device after an offload. */
 void hwsock__run_replay_opts(run_sock *s);
-/* sockopt.c: gives the remembered options to a device socket that is not
+/* Gives the remembered options to a device socket that is not
  * decided yet (the device applies them at the decision, before its first
  * operation); a device that refuses options before the decision gets them
  * from hwsock__run_replay_opts after it, as before. */
 void hwsock__run_preset_opts(run_sock *s);
-/* Waits (bounded slices, re-checking the call) until cond says done. */
-int hwsock__run_wait_connect(run_call *c, run_sock *s, int timeout_ms);
+
+/* ---- the handlers (decide.c, accept.c, dgram.c, sockopt.c; hostsock.h) --- */
+
+void hwsock__run_on_socket(run_call *c);
+void hwsock__run_on_connect(run_call *c);
+void hwsock__run_on_bind(run_call *c);
+void hwsock__run_on_listen(run_call *c);
+void hwsock__run_on_accept(run_call *c, int is_accept4);
+void hwsock__run_on_sendto(run_call *c);
+void hwsock__run_on_sendmsg(run_call *c);
+void hwsock__run_on_recvfrom(run_call *c);
+void hwsock__run_on_recvmsg(run_call *c);
+void hwsock__run_on_getname(run_call *c, int peer);
+void hwsock__run_on_getsockopt(run_call *c);
+void hwsock__run_on_setsockopt(run_call *c);
 
 #endif

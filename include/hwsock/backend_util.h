@@ -341,7 +341,7 @@ static inline int hwsock_bsock_info_from_fd(int fd, int scheme, int with_peer,
   return 0;
 }
 
-/* ---- rate-limited log lines ----------------------------------------------- */
+/* ---- rate-limited log lines ---------------------------------------------- */
 
 /* At most one log line per interval for one kind of event (a listener out
  * of fds, a guest over its quota), with a count of the ones held back, so a

@@ -59,9 +59,10 @@ static int parse_hex(const char *s, size_t len, unsigned digits,
 static int ip_word(const struct sockaddr_storage *sa, int family, char *out,
                    size_t outlen) {
   char buf[INET6_ADDRSTRLEN];
-  const void *addr = sa->ss_family == AF_INET6
-                         ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                         : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+  const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+  const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+  const void *addr = sa->ss_family == AF_INET6 ? (const void *)&sin6->sin6_addr
+                                               : (const void *)&sin->sin_addr;
   if ((family != 0 && sa->ss_family != family) ||
       inet_ntop(sa->ss_family, addr, buf, sizeof(buf)) == NULL)
     return -1;
@@ -132,7 +133,8 @@ int vmm_ipx_setup(vmm *v) {
   if (o->ipx_net == NULL)
     return 0;
   uint64_t net, base;
-  if (parse_hex(o->ipx_net, strlen(o->ipx_net), 8, &net) < 0 || net == 0 || net == 0xffffffffu) {
+  if (parse_hex(o->ipx_net, strlen(o->ipx_net), 8, &net) < 0 || net == 0 ||
+      net == 0xffffffffu) {
     vmm_log(HWSOCK_LOG_ERROR, "--ipx-net '%s': expected 8 hex digits, not "
             "00000000 or ffffffff", o->ipx_net);
     return -1;
