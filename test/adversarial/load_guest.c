@@ -64,6 +64,7 @@ static void *echo_thread(void *arg) {
   uint64_t h_out = 0xcbf29ce484222325ull, h_in = h_out;
   int s = connect_one();
   int bad = s < 0;
+  long err = s < 0 ? s : 0;
   size_t sent = 0, got = 0;
   while (!bad && got < nbytes) {
     size_t n = nbytes - sent < sizeof(out) ? nbytes - sent : sizeof(out);
@@ -76,7 +77,7 @@ static void *echo_thread(void *arg) {
     while (!bad && off < n) {
       ssize_t k = hwsock_guest_send(g, s, out + off, n - off, 0);
       if (k <= 0)
-        bad = 1;
+        bad = 1, err = k;
       else
         off += (size_t)k;
     }
@@ -86,7 +87,7 @@ static void *echo_thread(void *arg) {
                                                   ? sizeof(in)
                                                   : sent - got, 0);
       if (k <= 0)
-        bad = 1;
+        bad = 1, err = k;
       else {
         h_in = fnv(h_in, in, (size_t)k);
         got += (size_t)k;
@@ -98,8 +99,9 @@ static void *echo_thread(void *arg) {
   pthread_mutex_lock(&mu);
   if (bad) {
     failed++;
-    fprintf(stderr, "connection %u failed after %zu of %zu bytes\n",
-            (unsigned)(uintptr_t)arg, got, nbytes);
+    fprintf(stderr, "connection %u failed after %zu of %zu bytes: %s\n",
+            (unsigned)(uintptr_t)arg, got, nbytes,
+            err == 0 ? "end of stream" : hwsock_err_name((int)err));
   } else if (h_in != h_out) {
     mismatched++;
   }

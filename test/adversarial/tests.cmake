@@ -52,7 +52,6 @@ foreach(scenario echo reset churn malformed policy restart)
     COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/load_test.py"
       --vmm $<TARGET_FILE:hwsock-vmm>
       --load $<TARGET_FILE:load_guest>
-      --echo "${PROJECT_SOURCE_DIR}/test/vmm/echo_server.py"
       --policy-tool $<TARGET_FILE:hwsock-policy>
       ${scenario})
   set_tests_properties(load_${scenario} PROPERTIES TIMEOUT 300
