@@ -276,7 +276,6 @@ static void send_notifications(hwsock_device *dev) {
  * going for as long as it likes; at the budget the queue is left in the
  * backlog, kicks still off, and the next flush goes on where this stopped. */
 static int process_queue(hwsock_device *dev, unsigned q) {
-  hwsock__vq *vq = &dev->vq[q];
   int taken = 0;
   dev->backlog &= ~(1u << q);
   for (;;) {
@@ -292,27 +291,12 @@ static int process_queue(hwsock_device *dev, unsigned q) {
       dev->backlog |= 1u << q;
       break;
     }
-    hwsock__req *req = dev->free_reqs;
-    const char *why = NULL;
-    int rc = hwsock__vq_pop(vq, &req->chain, req->iov,
-                            dev->cfg.max_chain_segs + dev->cfg.max_regions,
-                            &why);
-    if (rc < 0) {
-      hwsock__set_broken(dev, q, why ? why : "bad ring");
-      return HWSOCK_ENEEDSRESET;
-    }
-    if (rc == 0) {
-      /* Re-enable kicks, then look once more: the guest may have added a
-       * request after our last look but before seeing the kick request. */
-      if (hwsock__vq_enable_kicks(vq))
-        continue;
+    hwsock__req *req;
+    int rc = hwsock__take_request(dev, q, &req);
+    if (rc < 0)
+      return rc;
+    if (rc == 0)
       break;
-    }
-    dev->free_reqs = req->next_free;
-    dev->inflight++;
-    req->in_use = 1;
-    req->queue = (uint16_t)q;
-    req->head = req->chain.head;
     req->t0_ns = hwsock__now_ns(CLOCK_MONOTONIC);
     dev->counters.requests++;
     taken++;

@@ -182,6 +182,13 @@ void hwsock__evq_ready(const hwsock_backend_host *host, void *cookie,
                        unsigned events);
 /* Reset: the line is emptied. */
 void hwsock__evq_reset(struct hwsock_device *dev);
+/* Takes the next chain of queue `q` into the first free request (there
+ * must be one): it leaves the free list, in use, with its queue and head
+ * set (devstate.c). 1 and *out: taken; 0: the queue is empty (kicks are
+ * re-enabled and the ring looked at once more); HWSOCK_ENEEDSRESET: the
+ * ring is broken, and the device now says so. */
+int hwsock__take_request(struct hwsock_device *dev, unsigned q,
+                         hwsock__req **out);
 /* The device found the ring broken (device.c). */
 void hwsock__set_broken(struct hwsock_device *dev, unsigned q,
                         const char *why);

@@ -63,6 +63,34 @@ void hwsock_device_get_config(const hwsock_device *dev,
   hwsock_le32_set(&out->max_chain_segs, dev->cfg.max_chain_segs);
 }
 
+int hwsock__take_request(hwsock_device *dev, unsigned q, hwsock__req **out) {
+  hwsock__vq *vq = &dev->vq[q];
+  hwsock__req *req = dev->free_reqs;
+  for (;;) {
+    const char *why = NULL;
+    int rc = hwsock__vq_pop(vq, &req->chain, req->iov,
+                            dev->cfg.max_chain_segs + dev->cfg.max_regions,
+                            &why);
+    if (rc < 0) {
+      hwsock__set_broken(dev, q, why ? why : "bad ring");
+      return HWSOCK_ENEEDSRESET;
+    }
+    if (rc > 0)
+      break;
+    /* Re-enable kicks, then look once more: the guest may have added a
+     * request after our last look but before seeing the kick request. */
+    if (!hwsock__vq_enable_kicks(vq))
+      return 0;
+  }
+  dev->free_reqs = req->next_free;
+  dev->inflight++;
+  req->in_use = 1;
+  req->queue = (uint16_t)q;
+  req->head = req->chain.head;
+  *out = req;
+  return 1;
+}
+
 void hwsock__set_broken(hwsock_device *dev, unsigned q, const char *why) {
   if (dev->broken)
     return;

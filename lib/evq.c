@@ -250,30 +250,14 @@ void hwsock__evq_complete(hwsock_device *dev, hwsock__req *req, int status,
 /* Pops one event buffer into a free request. 1: req holds it; 0: none
  * available; negative: the ring is broken. */
 static int pop_buffer(hwsock_device *dev, unsigned q, hwsock__req **out) {
-  hwsock__vq *vq = &dev->vq[q];
   for (;;) {
-    hwsock__req *req = dev->free_reqs;
-    if (req == NULL)
+    if (dev->free_reqs == NULL)
       return 0;
-    const char *why = NULL;
-    int rc = hwsock__vq_pop(vq, &req->chain, req->iov,
-                            dev->cfg.max_chain_segs + dev->cfg.max_regions,
-                            &why);
-    if (rc < 0) {
-      hwsock__set_broken(dev, q, why ? why : "bad ring");
+    hwsock__req *req;
+    int rc = hwsock__take_request(dev, q, &req);
+    if (rc <= 0)
       return rc;
-    }
-    if (rc == 0) {
-      if (hwsock__vq_enable_kicks(vq))
-        continue;
-      return 0;
-    }
-    dev->free_reqs = req->next_free;
-    dev->inflight++;
-    req->in_use = 1;
     req->event = 1;
-    req->queue = (uint16_t)q;
-    req->head = req->chain.head;
     req->t0_ns = 0;
     if (req->chain.n_out != 0 || req->chain.in_len < HWSOCK_EV_BUF_MIN) {
       dev->counters.bad_requests++;
