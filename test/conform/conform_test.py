@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""hwsock-conform against a real hwsock-vmm, and against a broken one
+(test/conform/tests.cmake).
+
+  conform_test.py --vmm VMM --conform HWSOCK_CONFORM --broken BROKEN_VMM
+                  --echo ECHO_SERVER
+
+Starts the echo server (test/vmm/echo_server.py) and hwsock-vmm with a
+policy that offloads tcp to 127.0.0.1, then:
+  1. hwsock-conform --vmm SOCK --echo tcp://127.0.0.1:PORT exits 0 and
+     reports every clause passed, none failed or skipped;
+  2. against broken_vmm (a relay in front of the same VMM whose HELLO reply
+     carries a wrong protocol_version) it exits non-zero and names exactly
+     that clause as the one failure.
+Every wait is bounded."""
+import argparse
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+WAIT = 20.0
+POLICY = """version: 1
+default: deny
+rules:
+  - action: offload
+    scheme: [tcp, udp]
+    to: [127.0.0.1]
+    reason: the conformance test's echo server
+"""
+VERSION_CLAUSE = "§3 config protocol_version is HWSOCK_PROTOCOL_VERSION"
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def readline_within(f, timeout, what):
+    end = time.monotonic() + timeout
+    buf = b""
+    while not buf.endswith(b"\n"):
+        left = end - time.monotonic()
+        if left <= 0:
+            raise Failure("timed out waiting for " + what)
+        r, _, _ = select.select([f.fileno()], [], [], left)
+        if not r:
+            continue
+        b = os.read(f.fileno(), 1)
+        if not b:
+            raise Failure("end of output waiting for " + what)
+        buf += b
+    return buf.decode()
+
+
+def conform(args, sock, port):
+    p = subprocess.run([args.conform, "--vmm", sock, "--echo",
+                        "tcp://127.0.0.1:%d" % port],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120)
+    out = p.stdout.decode()
+    print(out, end="")
+    if p.stderr:
+        print("(stderr) " + p.stderr.decode(), end="")
+    lines = out.splitlines()
+    check(lines and re.fullmatch(r"hwsock-conform: (\d+)/(\d+) clauses passed",
+                                 lines[-1]), "no summary line")
+    return p.returncode, lines
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for a in ("--vmm", "--conform", "--broken", "--echo"):
+        ap.add_argument(a, required=True)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="hwsock-conform-")
+    procs = []
+    try:
+        echo = subprocess.Popen([sys.executable, args.echo],
+                                stdout=subprocess.PIPE)
+        procs.append(echo)
+        port = int(readline_within(echo.stdout, WAIT, "the echo port"))
+        pol = os.path.join(tmp, "policy.yaml")
+        with open(pol, "w") as f:
+            f.write(POLICY)
+        sock = os.path.join(tmp, "vmm.sock")
+        r, w = os.pipe()
+        vmm = subprocess.Popen([args.vmm, "--listen", sock, "--ready-fd",
+                                str(w), "--policy", pol, "--queues", "2",
+                                "--control", ""], pass_fds=(w,))
+        procs.append(vmm)
+        os.close(w)
+        with os.fdopen(r, "rb") as rf:
+            check(readline_within(rf, WAIT, "hwsock-vmm ready") == "ready\n",
+                  "hwsock-vmm not ready")
+
+        rc, lines = conform(args, sock, port)
+        check(rc == 0, "hwsock-conform exit %d against hwsock-vmm" % rc)
+        bad = [l for l in lines if not l.startswith(("PASS ", "hwsock-conform:"))]
+        check(not bad, "not every clause passed: %s" % bad)
+        n = len(lines) - 1
+        check(n >= 15, "only %d clauses" % n)
+        check(lines[-1] == "hwsock-conform: %d/%d clauses passed" % (n, n),
+              "summary: " + lines[-1])
+
+        bsock = os.path.join(tmp, "broken.sock")
+        broken = subprocess.Popen([args.broken, bsock, sock],
+                                  stdout=subprocess.PIPE)
+        procs.append(broken)
+        check(readline_within(broken.stdout, WAIT, "broken_vmm ready")
+              == "ready\n", "broken_vmm not ready")
+        rc, lines = conform(args, bsock, port)
+        check(rc == 1, "hwsock-conform exit %d against broken_vmm" % rc)
+        fails = [l for l in lines if l.startswith("FAIL ")]
+        check(len(fails) == 1 and
+              fails[0].startswith("FAIL " + VERSION_CLAUSE + ": "),
+              "failures against broken_vmm: %s" % fails)
+        check(lines[-1] == "hwsock-conform: %d/%d clauses passed"
+              % (n - 1, n), "summary: " + lines[-1])
+
+        vmm.send_signal(signal.SIGTERM)
+        check(vmm.wait(timeout=WAIT) == 0, "hwsock-vmm exit on SIGTERM")
+        print("conform_test: ok (%d clauses; broken device caught)" % n)
+        return 0
+    except (Failure, subprocess.TimeoutExpired) as e:
+        print("conform_test: FAIL: %s" % e)
+        return 1
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

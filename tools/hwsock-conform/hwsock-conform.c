@@ -1,0 +1,474 @@
+/* hwsock-conform: checks a device against the MUSTs of docs/PROTOCOL.md.
+ *
+ *   hwsock-conform --vmm SOCKET [--echo URI]
+ *
+ * Attaches to the VMM listening on SOCKET over the loopback attach transport
+ * (PROTOCOL.md §14) with rings written by hand (the raw guest of
+ * test/adversarial, adv_raw.c, and test/support's vring builder: the same
+ * code, not a copy) and runs one check per clause, printing
+ *   PASS §N.M clause / FAIL §N.M clause: what happened / SKIP §N.M clause
+ * and a summary "hwsock-conform: N/M clauses passed". Exit 0 only when every
+ * clause that ran passed. --echo names a TCP echo server the device's
+ * policy allows (e.g. tcp://127.0.0.1:7); without it the CONNECT clause is
+ * skipped. Each clause leaves the device set up and healthy for the next
+ * (a RESET where it broke or changed it). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "adversarial/adv.h"
+
+/* adv_raw.c's globals (the raw guest's command line in adv_guest). */
+unsigned adv_echo_port, adv_deny_port;
+const char *adv_vmm_path;
+
+#define QS 64u
+#define W HWSOCK_VRING_DESC_F_WRITE
+
+static adv the_dev; /* large (per-head tables): not on the stack */
+static const char *echo_uri;
+static char why[256];
+static unsigned n_pass, n_run;
+static int n_fail;
+
+static int fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  return -1;
+}
+#define CK(cond, ...)                                                        \
+  do {                                                                       \
+    if (!(cond))                                                             \
+      return fail(__VA_ARGS__);                                              \
+  } while (0)
+
+static uint64_t offered(adv *a) {
+  return hwsock_le64_get(&a->cfg.device_features);
+}
+static uint64_t features(adv *a) { return offered(a) & ADV_FEATURES; }
+
+/* RESET and the full setup again, quietly (adv_setup reports on stderr). */
+static int fresh(adv *a) {
+  return adv_reset_setup(a, features(a), QS) < 0 ? fail("RESET + setup failed")
+                                                 : 0;
+}
+
+/* One request on queue 0 whose header then gets flags / reserved patched;
+ * returns the response status (0 or negative), 1 when no completion came.
+ * *used and *resp (a copy of the response header) when not NULL. */
+static int call_raw(adv *a, uint16_t op, uint32_t id, uint64_t tag,
+                    uint32_t arg0, uint32_t arg1, uint16_t flags,
+                    uint32_t reserved, const char *uri, uint32_t uri_len,
+                    uint32_t wlen, uint32_t *used, hwsock_resp_hdr *resp) {
+  vrb *r = &a->q[0];
+  size_t mark = vrb_mark(r);
+  int head = adv_req(a, 0, op, id, tag, arg0, arg1, uri, uri_len, NULL, 0,
+                     wlen);
+  if (head < 0) {
+    vrb_release(r, mark);
+    return 1;
+  }
+  hwsock_req_hdr *h = vrb_host(r, hwsock_le64_get(&r->desc[head].addr));
+  hwsock_le16_set(&h->flags, flags);
+  hwsock_le32_set(&h->reserved, reserved);
+  if (wlen > 0)
+    memset(vrb_host(r, a->resp[0][head]), 0xa5, wlen);
+  adv_go(a, 0);
+  int st = 1;
+  if (adv_wait_head(a, 0, (uint16_t)head, ADV_WAIT_MS) == 0) {
+    const hwsock_resp_hdr *p = adv_resp(a, 0, (uint16_t)head);
+    if (used != NULL)
+      *used = a->done[0][head].len;
+    if (resp != NULL)
+      memcpy(resp, p, sizeof(*resp));
+    st = -(int)hwsock_le32_get(&p->status);
+  }
+  vrb_release(r, mark);
+  return st;
+}
+
+static int call(adv *a, uint16_t op, uint32_t id, uint32_t arg0,
+                uint32_t arg1) {
+  return call_raw(a, op, id, 0x7a6, arg0, arg1, 0, 0, NULL, 0, 64, NULL,
+                  NULL);
+}
+
+static const char *en(int st) {
+  static char b[32];
+  if (st == 1)
+    return "no completion";
+  if (st == 0)
+    return "success";
+  snprintf(b, sizeof(b), "%s", hwsock_err_name(st));
+  return b;
+}
+
+#define EXPECT_ST(st, want)                                                  \
+  do {                                                                       \
+    int st_ = (st);                                                          \
+    CK(st_ == (want), "status %s, want %s", en(st_), en(want));              \
+  } while (0)
+
+/* ---- §3 / §14: the HELLO reply ------------------------------------------ */
+
+static int c_magic(adv *a) {
+  uint32_t m = hwsock_le32_get(&a->cfg.magic);
+  CK(m == HWSOCK_CONFIG_MAGIC, "magic %#x", m);
+  return 0;
+}
+static int c_version(adv *a) {
+  uint32_t v = hwsock_le32_get(&a->cfg.protocol_version);
+  CK(v == HWSOCK_PROTOCOL_VERSION, "protocol_version %u", v);
+  return 0;
+}
+static int c_nq(adv *a) {
+  unsigned n = hwsock_le16_get(&a->cfg.num_queues);
+  CK(n == a->nq, "config num_queues %u, HELLO c %u", n, a->nq);
+  return 0;
+}
+static int c_v1(adv *a) {
+  CK(offered(a) & HWSOCK_F_VERSION_1, "device_features %#llx",
+     (unsigned long long)offered(a));
+  return 0;
+}
+
+/* ---- §2.3 / §2.5: setup refusals (before any FEATURES) ------------------- */
+
+static int c_queue_before_features(adv *a) {
+  vrb *r = &a->q[0];
+  CK(vrb_init_at(r, a->mem, a->gpa, a->size / a->nq & ~(size_t)4095, QS) == 0,
+     "vring layout");
+  EXPECT_ST(adv_msg(a, HWSOCK_LB_QUEUE, 0, QS, r->desc_gpa, r->avail_gpa,
+                    r->used_gpa),
+            HWSOCK_EINVAL);
+  return 0;
+}
+static int c_feat_unoffered(adv *a) {
+  uint64_t bit = 0;
+  for (unsigned i = 0; i < 64 && bit == 0; i++)
+    if (!(offered(a) & (1ull << i)))
+      bit = 1ull << i;
+  CK(bit != 0, "the device offers all 64 bits");
+  EXPECT_ST(adv_msg(a, HWSOCK_LB_FEATURES, features(a) | bit, 0, 0, 0, 0),
+            HWSOCK_EINVAL);
+  return 0;
+}
+static int c_feat_no_v1(adv *a) {
+  EXPECT_ST(adv_msg(a, HWSOCK_LB_FEATURES, features(a) & ~HWSOCK_F_VERSION_1,
+                    0, 0, 0, 0),
+            HWSOCK_EINVAL);
+  return 0;
+}
+static int c_feat_ok(adv *a) {
+  EXPECT_ST(adv_msg(a, HWSOCK_LB_FEATURES, features(a), 0, 0, 0, 0), 0);
+  return 0;
+}
+
+/* QUEUE 0 with the given deviations from a good layout; its status. */
+static int queue0(adv *a, uint64_t idx, uint64_t size, uint64_t ddesc,
+                  uint64_t davail) {
+  vrb *r = &a->q[0];
+  return adv_msg(a, HWSOCK_LB_QUEUE, idx, size, r->desc_gpa + ddesc,
+                 r->avail_gpa + davail, r->used_gpa);
+}
+static int c_q_index(adv *a) {
+  EXPECT_ST(queue0(a, a->nq, QS, 0, 0), HWSOCK_EINVAL);
+  return 0;
+}
+static int c_q_size0(adv *a) {
+  EXPECT_ST(queue0(a, 0, 0, 0, 0), HWSOCK_EINVAL);
+  return 0;
+}
+static int c_q_pow2(adv *a) {
+  EXPECT_ST(queue0(a, 0, QS - 1, 0, 0), HWSOCK_EINVAL);
+  return 0;
+}
+static int c_q_max(adv *a) {
+  unsigned max = hwsock_le16_get(&a->cfg.max_queue_size);
+  CK(max < 32768, "max_queue_size %u leaves nothing above it", max);
+  EXPECT_ST(queue0(a, 0, (uint64_t)max * 2, 0, 0), HWSOCK_EINVAL);
+  return 0;
+}
+static int c_q_align(adv *a) {
+  EXPECT_ST(queue0(a, 0, QS, 8, 0), HWSOCK_EINVAL);
+  return 0;
+}
+static int c_q_region(adv *a) {
+  EXPECT_ST(adv_msg(a, HWSOCK_LB_QUEUE, 0, QS, a->gpa + a->size + 4096,
+                    a->q[0].avail_gpa, a->q[0].used_gpa),
+            HWSOCK_EFAULT);
+  return 0;
+}
+static int c_start_incomplete(adv *a) {
+  EXPECT_ST(adv_msg(a, HWSOCK_LB_START, 0, 0, 0, 0, 0), HWSOCK_EINVAL);
+  return 0;
+}
+
+/* Queues set up, a request made available and kicked, no START: nothing
+ * is written. Then START and the device healthy. */
+static int c_kick_before_start(adv *a) {
+  int st = adv_msg(a, HWSOCK_LB_RESET, 0, 0, 0, 0, 0);
+  CK(st == 0, "RESET: %s", en(st));
+  CK(adv_msg(a, HWSOCK_LB_FEATURES, features(a), 0, 0, 0, 0) == 0,
+     "FEATURES refused");
+  size_t slice = (a->size / a->nq) & ~(size_t)4095;
+  for (unsigned q = 0; q < a->nq; q++) {
+    vrb *r = &a->q[q];
+    CK(vrb_init_at(r, a->mem + q * slice, a->gpa + q * slice, slice, QS) == 0,
+       "vring layout");
+    memset(a->done[q], 0, sizeof(a->done[q]));
+    st = adv_msg(a, HWSOCK_LB_QUEUE, q, QS, r->desc_gpa, r->avail_gpa,
+                 r->used_gpa);
+    CK(st == 0, "QUEUE %u: %s", q, en(st));
+  }
+  int head = adv_req(a, 0, HWSOCK_OP_OPEN, 5, 1, HWSOCK_AF_INET,
+                     HWSOCK_SOCK_STREAM, NULL, 0, NULL, 0, 32);
+  CK(head >= 0, "request");
+  adv_go(a, 0);
+  CK(adv_used_still(a, 0, 0, 300) == 0, "a request completed before START");
+  return fresh(a);
+}
+
+/* ---- §4 / §10: requests -------------------------------------------------- */
+
+static int c_flags(adv *a) {
+  EXPECT_ST(call_raw(a, HWSOCK_OP_OPEN, 1, 2, HWSOCK_AF_INET,
+                     HWSOCK_SOCK_STREAM, 1, 0, NULL, 0, 64, NULL, NULL),
+            HWSOCK_EINVAL);
+  return 0;
+}
+static int c_reserved(adv *a) {
+  EXPECT_ST(call_raw(a, HWSOCK_OP_OPEN, 1, 3, HWSOCK_AF_INET,
+                     HWSOCK_SOCK_STREAM, 0, 1, NULL, 0, 64, NULL, NULL),
+            HWSOCK_EINVAL);
+  return 0;
+}
+static int c_opcode(adv *a) {
+  EXPECT_ST(call(a, HWSOCK_OP_MAX_ + 1, 1, 0, 0), HWSOCK_ENOSYS);
+  EXPECT_ST(call(a, 0, 1, 0, 0), HWSOCK_ENOSYS);
+  return 0;
+}
+static int c_id_range(adv *a) {
+  uint32_t max = hwsock_le32_get(&a->cfg.max_sockets);
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, max, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM),
+            HWSOCK_EBADF);
+  return 0;
+}
+static int c_id_free(adv *a) {
+  EXPECT_ST(call(a, HWSOCK_OP_CLOSE, 7, 0, 0), HWSOCK_EBADF);
+  return 0;
+}
+static int c_open_twice(adv *a) {
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, 8, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM), 0);
+  int st = call(a, HWSOCK_OP_OPEN, 8, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
+  (void)call(a, HWSOCK_OP_CLOSE, 8, 0, 0);
+  EXPECT_ST(st, HWSOCK_EEXIST);
+  return 0;
+}
+static int c_err_header(adv *a) {
+  hwsock_resp_hdr h;
+  uint32_t used = 0;
+  int st = call_raw(a, HWSOCK_OP_CLOSE, 9, 0x1122334455667788ull, 0, 0, 0, 0,
+                    NULL, 0, 64, &used, &h);
+  EXPECT_ST(st, HWSOCK_EBADF);
+  CK(hwsock_le64_get(&h.tag) == 0x1122334455667788ull, "tag not echoed");
+  CK(hwsock_le32_get(&h.len) == 0 && hwsock_le32_get(&h.flags) == 0 &&
+         hwsock_le32_get(&h.uri_len) == 0 && hwsock_le32_get(&h.val) == 0 &&
+         hwsock_le32_get(&h.reserved) == 0,
+     "len %u flags %u uri_len %u val %u reserved %u", hwsock_le32_get(&h.len),
+     hwsock_le32_get(&h.flags), hwsock_le32_get(&h.uri_len),
+     hwsock_le32_get(&h.val), hwsock_le32_get(&h.reserved));
+  return 0;
+}
+static int c_used_err(adv *a) {
+  uint32_t used = 0;
+  EXPECT_ST(call_raw(a, HWSOCK_OP_CLOSE, 9, 4, 0, 0, 0, 0, NULL, 0, 64, &used,
+                     NULL),
+            HWSOCK_EBADF);
+  CK(used == 32, "used len %u", used);
+  return 0;
+}
+static int c_used_ok(adv *a) {
+  uint32_t used = 0;
+  EXPECT_ST(call_raw(a, HWSOCK_OP_OPEN, 10, 5, HWSOCK_AF_INET,
+                     HWSOCK_SOCK_STREAM, 0, 0, NULL, 0, 64, &used, NULL),
+            0);
+  (void)call(a, HWSOCK_OP_CLOSE, 10, 0, 0);
+  CK(used == 32, "used len %u", used);
+  return 0;
+}
+static int c_used_short(adv *a) {
+  vrb *r = &a->q[0];
+  size_t mark = vrb_mark(r);
+  uint64_t g = vrb_alloc(r, 32, 16), w = vrb_alloc(r, 64, 16);
+  CK(g != 0 && w != 0, "scratch");
+  hwsock_req_hdr *h = vrb_host(r, g);
+  hwsock_le16_set(&h->opcode, HWSOCK_OP_OPEN);
+  hwsock_le32_set(&h->sock_id, 11);
+  hwsock_le32_set(&h->arg0, HWSOCK_AF_INET);
+  hwsock_le32_set(&h->arg1, HWSOCK_SOCK_STREAM);
+  memset(vrb_host(r, w), 0xaa, 64);
+  vrb_seg s[2] = {{g, 32, 0}, {w, 31, W}};
+  int head = vrb_add_chain(r, s, 2);
+  adv_go(a, 0);
+  CK(adv_wait_head(a, 0, (uint16_t)head, ADV_WAIT_MS) == 0, "no completion");
+  uint32_t used = a->done[0][head].len;
+  const uint8_t *p = vrb_host(r, w);
+  int written = 0;
+  for (unsigned i = 0; i < 64; i++)
+    written |= p[i] != 0xaa;
+  vrb_release(r, mark);
+  CK(used == 0 && !written, "used len %u%s", used,
+     written ? ", bytes written" : "");
+  /* not performed: id 11 is still free */
+  EXPECT_ST(call(a, HWSOCK_OP_CLOSE, 11, 0, 0), HWSOCK_EBADF);
+  return 0;
+}
+static int c_uri_max(adv *a) {
+  uint32_t max = hwsock_le32_get(&a->cfg.max_uri_len);
+  CK(max < 65536, "max_uri_len %u too large to test", max);
+  char *uri = malloc(max + 1);
+  CK(uri != NULL, "memory");
+  memset(uri, 'a', max + 1);
+  int st = call_raw(a, HWSOCK_OP_CONNECT, 1, 6, 0, 0, 0, 0, uri, max + 1, 64,
+                    NULL, NULL);
+  free(uri);
+  EXPECT_ST(st, HWSOCK_ENAMETOOLONG);
+  return 0;
+}
+static int c_connect(adv *a) {
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, 12, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM), 0);
+  int st = call_raw(a, HWSOCK_OP_CONNECT, 12, 7, 0, 0, 0, 0, echo_uri,
+                    (uint32_t)strlen(echo_uri), 64, NULL, NULL);
+  (void)call(a, HWSOCK_OP_CLOSE, 12, 0, 0);
+  EXPECT_ST(st, 0);
+  return 0;
+}
+
+/* ---- §2.8: a broken ring ------------------------------------------------ */
+
+static int c_broken(adv *a) {
+  vrb *r = &a->q[0];
+  uint16_t idx = vrb_used_idx(r);
+  vrb_put_head(r, (uint16_t)QS);
+  adv_go(a, 0);
+  int code = adv_wait_reset(a, ADV_WAIT_MS);
+  CK(code == HWSOCK_RESET_HEAD_INDEX, "NEEDS_RESET %s (code %d)",
+     code < 0 ? "not sent" : "with another code", code);
+  /* ignored until RESET: a good request is not taken */
+  int head = adv_req(a, 0, HWSOCK_OP_OPEN, 13, 1, HWSOCK_AF_INET,
+                     HWSOCK_SOCK_STREAM, NULL, 0, NULL, 0, 32);
+  CK(head >= 0, "request");
+  adv_go(a, 0);
+  CK(adv_used_still(a, 0, idx, 300) == 0, "the used ring moved after NEEDS_RESET");
+  return 0;
+}
+static int c_reset(adv *a) {
+  if (fresh(a) < 0)
+    return -1;
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, 13, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM), 0);
+  EXPECT_ST(call(a, HWSOCK_OP_CLOSE, 13, 0, 0), 0);
+  return 0;
+}
+
+typedef struct clause {
+  const char *sec, *text;
+  int (*run)(adv *a);
+} clause;
+
+static const clause clauses[] = {
+  {"§3", "config magic is HWSOCK_CONFIG_MAGIC", c_magic},
+  {"§3", "config protocol_version is HWSOCK_PROTOCOL_VERSION", c_version},
+  {"§14.2", "HELLO c equals the config's num_queues", c_nq},
+  {"§2.3", "the device offers VERSION_1", c_v1},
+  {"§2.5", "QUEUE before FEATURES_OK is refused (EINVAL)",
+   c_queue_before_features},
+  {"§2.3", "features not offered are refused (EINVAL)", c_feat_unoffered},
+  {"§2.3", "features without VERSION_1 are refused (EINVAL)", c_feat_no_v1},
+  {"§2.3", "a subset of the offered features with VERSION_1 is accepted",
+   c_feat_ok},
+  {"§2.5", "QUEUE index >= num_queues is refused (EINVAL)", c_q_index},
+  {"§2.5", "QUEUE size 0 is refused (EINVAL)", c_q_size0},
+  {"§2.5", "QUEUE size not a power of two is refused (EINVAL)", c_q_pow2},
+  {"§2.5", "QUEUE size above max_queue_size is refused (EINVAL)", c_q_max},
+  {"§2.5", "QUEUE with a misaligned part is refused (EINVAL)", c_q_align},
+  {"§2.5", "QUEUE with a part outside the regions is refused (EFAULT)",
+   c_q_region},
+  {"§2.5", "START before every queue is set up is refused (EINVAL)",
+   c_start_incomplete},
+  {"§2.5", "kicks before DRIVER_OK are ignored", c_kick_before_start},
+  {"§4.2", "request flags != 0 gets EINVAL", c_flags},
+  {"§4.2", "request reserved != 0 gets EINVAL", c_reserved},
+  {"§10", "an unknown opcode gets ENOSYS", c_opcode},
+  {"§10", "sock_id >= max_sockets gets EBADF", c_id_range},
+  {"§6.1", "a request on a FREE id gets EBADF", c_id_free},
+  {"§5.1", "OPEN of an id that is not FREE gets EEXIST", c_open_twice},
+  {"§4.3", "an error response is all zero but status and tag", c_err_header},
+  {"§4.4", "an error completion has used len 32", c_used_err},
+  {"§4.4", "OPEN success has used len 32", c_used_ok},
+  {"§4.4", "writable part < 32: used len 0, nothing written, not performed",
+   c_used_short},
+  {"§10", "uri_len > max_uri_len gets ENAMETOOLONG", c_uri_max},
+  {"§5.2", "CONNECT to an allowed listener succeeds", c_connect},
+  {"§2.8", "head index >= size: NEEDS_RESET (code 2), queue ignored",
+   c_broken},
+  {"§2.8", "RESET then setup again: the device serves requests", c_reset},
+};
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--vmm") == 0 && i + 1 < argc)
+      adv_vmm_path = argv[++i];
+    else if (strcmp(argv[i], "--echo") == 0 && i + 1 < argc)
+      echo_uri = argv[++i];
+    else {
+      adv_vmm_path = NULL;
+      break;
+    }
+  }
+  if (adv_vmm_path == NULL) {
+    fprintf(stderr, "usage: hwsock-conform --vmm SOCKET [--echo URI]\n");
+    return 2;
+  }
+  adv *a = &the_dev;
+  if (adv_attach(a) < 0) {
+    printf("FAIL §14.2 the HELLO exchange succeeds: see stderr\n");
+    printf("hwsock-conform: 0/1 clauses passed\n");
+    return 1;
+  }
+  int setup_ok = 1; /* after the setup clauses the device must be running */
+  for (size_t i = 0; i < sizeof(clauses) / sizeof(clauses[0]); i++) {
+    const clause *c = &clauses[i];
+    if (c->run == c_connect && echo_uri == NULL) {
+      printf("SKIP %s %s (no --echo)\n", c->sec, c->text);
+      continue;
+    }
+    if (c->run == c_flags && setup_ok && fresh(a) < 0) {
+      printf("FAIL §2.5 the device can be set up and started: %s\n", why);
+      setup_ok = 0;
+    }
+    why[0] = 0;
+    n_run++;
+    if (!setup_ok && c->run != c_magic) {
+      printf("FAIL %s %s: not run, the device could not be set up\n", c->sec,
+             c->text);
+      n_fail++;
+      continue;
+    }
+    if (c->run(a) == 0) {
+      printf("PASS %s %s\n", c->sec, c->text);
+      n_pass++;
+    } else {
+      printf("FAIL %s %s: %s\n", c->sec, c->text, why);
+      n_fail++;
+    }
+  }
+  printf("hwsock-conform: %u/%u clauses passed\n", n_pass, n_run);
+  adv_detach(a);
+  return n_fail == 0 ? 0 : 1;
+}
