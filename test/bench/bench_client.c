@@ -3,10 +3,13 @@
  *   hwsock-bench --path direct [common options]
  *       plain host sockets (also the "unmodified client" that the
  *       hwsock-run path runs under hwsock-run);
- *   hwsock-bench --path driver --vmm PATH [--poll-us N] [common options]
+ *   hwsock-bench --path driver --vmm PATH [--poll-us N] [--evq 0|1]
+ *                [common options]
  *       the guest driver API (hwsock/guest.h) over a device in a running
  *       hwsock-vmm, attached with hwsock_attach() across processes, as a
- *       real VM's driver would reach its VMM.
+ *       real VM's driver would reach its VMM; --evq 1 (the default)
+ *       negotiates the event queue (PROTOCOL.md §16; the VMM needs
+ *       --queues 2).
  * Common options: bench.h (bench_parse_args). Prints one "result ..." line.
  *
  * Not a test: nothing here runs under ctest. */
@@ -128,9 +131,9 @@ static bench_net direct_net = {
 };
 
 /* ---- the guest driver API over hwsock-vmm -------------------------------
- * A handle is (attachment index << 20) | socket id: the idle workload
- * needs more sockets than one device offers by default (1024), so it
- * attaches several guests to the same VMM. */
+ * A handle is (attachment index << 20) | socket id: when the idle workload
+ * needs more sockets than one device offers (the VMM's --max-sockets), it
+ * attaches another guest to the same VMM once the first is full. */
 
 #define DRV_MAX_ATTACH 64
 #define DRV_SHIFT 20
@@ -224,18 +227,6 @@ static ssize_t drv_udp_send(bench_net *n, int h, const void *buf,
   return drv_send(n, h, buf, len);
 }
 
-static int drv_reserve(bench_net *n, unsigned count) {
-  drv_net *d = (drv_net *)n;
-  unsigned want = (count + HWSOCK_DEFAULT_MAX_SOCKETS - 1) /
-                  HWSOCK_DEFAULT_MAX_SOCKETS;
-  while (d->natt < want) {
-    int rc = drv_attach(d);
-    if (rc < 0)
-      return rc;
-  }
-  return 0;
-}
-
 static const char *drv_strerror(int err) { return hwsock_strerror(err); }
 
 int main(int argc, char **argv) {
@@ -244,7 +235,7 @@ int main(int argc, char **argv) {
   if (bench_parse_args(argc, argv, &a, extra, 32) < 0)
     return 2;
   const char *path = "direct", *vmm = NULL;
-  int poll_us = 0;
+  int poll_us = 0, evq = 1;
   for (size_t i = 0; extra[i] != NULL; i += 2) {
     if (strcmp(extra[i], "--path") == 0)
       path = extra[i + 1];
@@ -252,6 +243,8 @@ int main(int argc, char **argv) {
       vmm = extra[i + 1];
     else if (strcmp(extra[i], "--poll-us") == 0)
       poll_us = atoi(extra[i + 1]);
+    else if (strcmp(extra[i], "--evq") == 0)
+      evq = atoi(extra[i + 1]);
     else {
       fprintf(stderr, "hwsock-bench: unknown option '%s'\n", extra[i]);
       return 2;
@@ -273,12 +266,13 @@ int main(int argc, char **argv) {
               .close = drv_close,
               .udp_open = drv_udp_open,
               .udp_send = drv_udp_send,
-              .reserve = drv_reserve,
+              .reserve = NULL, /* guests attach as ids run out */
               .strerror = drv_strerror}};
   d.vmm_path = vmm;
   hwsock_attach_opts_init(&d.opts);
   d.opts.poll_us = poll_us;
   d.opts.write_behind = 1; /* sends return once copied, as a kernel's do */
+  d.opts.event_queue = evq;
   int rc = drv_attach(&d);
   if (rc < 0) {
     fprintf(stderr, "hwsock-bench[driver]: attach %s: %s\n", vmm,
@@ -286,6 +280,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   rc = bench_run(&d.net, &a);
+  fprintf(stderr, "hwsock-bench[driver]: %u guest%s attached, event queue %s\n",
+          d.natt, d.natt == 1 ? "" : "s", evq ? "requested" : "off");
   for (unsigned i = 0; i < d.natt; i++)
     hwsock_attach_close(d.att[i]);
   return rc;

@@ -13,7 +13,14 @@ All talk to one hwsock-bench-server on 127.0.0.1. Each workload starts
 with an idle pause and a short direct-socket control figure, then runs the
 paths interleaved (run 1 of every path, then run 2, ...) so that a slow
 spell of the shared machine hits every path alike. Output: a table, then
-machine-readable lines (ratio.*, cost.*, mem.*, control.*).
+machine-readable lines (ratio.*, cost.*, cpu.*, kicks.*, mem.*,
+control.*).
+
+CPU cost: each timed run adds up the CPU-seconds (user + system) of every
+process on the path -- the client (and hwsock-run with it: the waited
+children's getrusage), hwsock-vmm and hwsock-bench-server (/proc/PID/stat
+deltas) -- and divides by what moved: per GiB (bulk), per 100k round trips
+(rr), per 100k connections (cps), per 100k delivered datagrams (udp).
 
 Benchmarks are not tests: nothing here asserts a timing.
 """
@@ -21,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -36,13 +44,17 @@ CLIENT_CPU = "0"
 # name, server port key, --msg, metric, better ("hi" or "lo")
 WORKLOADS = [
     ("bulk", "sink", 65536, "gbit_s", "hi"),
+    ("bulk1m", "sink", 1048576, "gbit_s", "hi"),
     ("rr1", "echo", 1, "p50_us", "lo"),
     ("rr1k", "echo", 1024, "p50_us", "lo"),
     ("cps", "cps", 1, "cps", "hi"),
     ("udp", "udp", 1400, "delivered_pps", "hi"),
 ]
 EXTRA_METRICS = {"rr1": ["p99_us", "p999_us"], "rr1k": ["p99_us", "p999_us"]}
-UNITS = {"gbit_s": "Gbit/s", "p50_us": "us p50", "p99_us": "us p99",
+for _w in WORKLOADS:
+    EXTRA_METRICS.setdefault(_w[0], []).append("cpu")
+UNITS = {"cpu": "CPU-s per unit",
+         "gbit_s": "Gbit/s", "p50_us": "us p50", "p99_us": "us p99",
          "p999_us": "us p99.9", "cps": "conn/s", "delivered_pps": "dgram/s"}
 PATHS = ["direct", "driver", "run", "slirp"]
 # The targets of the performance issue (docs/PERFORMANCE.md): ratio, op, bound
@@ -54,7 +66,38 @@ TARGETS = [
     ("rr1", "driver_vs_direct", "<=", 1.25),
     ("rr1k", "driver_vs_direct", "<=", 1.25),
     ("cps", "driver_vs_direct", ">=", 0.5),
+    # issue 13 (event queue)
+    ("rr1", "run_vs_direct", "<=", 1.10),
+    ("udp", "driver_vs_direct", ">=", 0.80),
+    ("udp", "run_vs_direct", ">=", 0.50),
+    ("cps", "run_vs_direct", ">=", 0.60),
+    ("bulk1m", "driver_vs_direct", ">=", 0.75),
+    ("bulk1m", "run_vs_direct", ">=", 0.60),
 ]
+# CPU cost targets (issue 13): CPU-seconds per unit <= 1.3x direct
+CPU_BOUND = 1.3
+# what one unit of CPU cost is, per workload: (result key, scale, label)
+CPU_UNIT = {"bulk": ("bytes", 1.0 / 2**30, "GiB"),
+            "bulk1m": ("bytes", 1.0 / 2**30, "GiB"),
+            "rr1": ("n", 1e-5, "100k round trips"),
+            "rr1k": ("n", 1e-5, "100k round trips"),
+            "cps": ("n", 1e-5, "100k connections"),
+            "udp": ("delivered", 1e-5, "100k datagrams")}
+
+
+def proc_cpu(pid):
+    """CPU-seconds (user + system) of a live process, 0 when gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            f_ = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f_[11]) + int(f_[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def log(*a):
@@ -89,6 +132,9 @@ class Bench:
         self.unavailable = {}  # path -> reason
         self.results = {}      # workload -> path -> [dict]
         self.slirp_info = None
+        self.max_sockets = 16384
+        self.stat = os.path.join(self.build, "tools", "hwsock-stat",
+                                 "hwsock-stat")
 
     def cpu(self, which):
         if not self.pin:
@@ -115,7 +161,11 @@ class Bench:
         cmd = self.cpu("vmm") + [
             self.bin["vmm"], "--listen", self.vmm_sock, "--backend-dir", "",
             "--backend", os.path.join(be, "tcp.so"),
-            "--backend", os.path.join(be, "udp.so"), "--max-guests", "64"]
+            "--backend", os.path.join(be, "udp.so"), "--max-guests", "64",
+            # the event queue needs a second queue (PROTOCOL.md §16); one
+            # guest holds all the idle sockets
+            "--queues", "2", "--max-sockets", str(self.max_sockets),
+            "--guest-sockets", str(self.a.idle_count + 100)]
         self.vmm_log = open(os.path.join(self.tmp, "vmm.log"), "w")
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                              stdout=self.vmm_log, stderr=self.vmm_log)
@@ -127,6 +177,24 @@ class Bench:
                 raise SystemExit("hwsock-vmm exited: see " + self.vmm_log.name)
             time.sleep(0.05)
         self.vmm = p
+
+    def restart_vmm(self):
+        """A fresh hwsock-vmm: memory freed by an earlier workload stays in
+        the old one's heap and would be reused, hiding the per-socket cost."""
+        self.vmm.terminate()
+        try:
+            self.vmm.wait(5)
+        except subprocess.TimeoutExpired:
+            self.vmm.kill()
+            self.vmm.wait()
+        self.procs.remove(self.vmm)
+        self.vmm_log.close()
+        for f in (self.vmm_sock, self.vmm_sock + ".ctl"):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
+        self.start_vmm()
 
     def stop_all(self):
         for p in self.procs:
@@ -157,8 +225,13 @@ class Bench:
             cmd = [self.bin["slirp"]] + common
         return self.cpu("client") + cmd
 
-    def run_once(self, path, workload, port, msg, seconds):
+    def path_cpu(self):
+        return (children_cpu() + proc_cpu(self.vmm.pid) +
+                proc_cpu(self.server.pid))
+
+    def run_once(self, path, workload, port, msg, seconds, name=None):
         cmd = self.client_cmd(path, workload, port, msg, seconds)
+        c0 = self.path_cpu()
         try:
             p = subprocess.run(cmd, capture_output=True, text=True,
                                timeout=seconds + 60)
@@ -168,6 +241,11 @@ class Bench:
         if p.returncode != 0 or res is None:
             err = (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])
             return None, err[-1]
+        unit = CPU_UNIT.get(name)
+        if unit is not None and float(res.get(unit[0], 0)) > 0:
+            res["cpu_s"] = "%.4f" % (self.path_cpu() - c0)
+            res["cpu"] = "%.6g" % (float(res["cpu_s"]) /
+                                   (float(res[unit[0]]) * unit[1]))
         return res, None
 
     # ---- availability probes --------------------------------------------
@@ -229,14 +307,15 @@ class Bench:
             c = self.control()
             self.controls[name] = c
             log("[%s] control: direct 1-byte rr p50 %.1f us" % (name, c))
-            wl = "rr" if name.startswith("rr") else name
+            wl = ("rr" if name.startswith("rr") else
+                  "bulk" if name.startswith("bulk") else name)
             per = self.results.setdefault(name, {})
             for r in range(self.a.runs):
                 for path in PATHS:
                     if path in self.unavailable:
                         continue
                     res, err = self.run_once(path, wl, self.ports[portkey],
-                                             msg, self.a.seconds)
+                                             msg, self.a.seconds, name)
                     if res is None:
                         log("[%s] %s run %d failed: %s" % (name, path, r + 1,
                                                            err))
@@ -265,13 +344,16 @@ class Bench:
         if path == "slirp" and self.a.quick:
             count = 1000
         cmd = self.client_cmd(path, "idle", self.ports["echo"], 1, 1, count)
-        target_pid = self.vmm.pid if path == "driver" else None
+        in_vmm = path in ("driver", "run")
+        if in_vmm:
+            self.restart_vmm()
+        target_pid = self.vmm.pid if in_vmm else None
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
         if target_pid is None:
             target_pid = p.pid  # slirp: the whole guest+VMM is this process
-        before = self.rss(self.vmm.pid) if path == "driver" else None
+        before = self.rss(self.vmm.pid) if in_vmm else None
 
         def expect(word, timeout):
             r, _, _ = select.select([p.stdout], [], [], timeout)
@@ -297,7 +379,7 @@ class Bench:
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             p.kill()
             return {"error": str(e)}
-        guests = -(-count // 1024) if path == "driver" else 0
+        guests = -(-count // self.max_sockets) if in_vmm else 0
         out = {
             "sockets": count,
             "open_seconds": float(opened[2]),
@@ -310,7 +392,71 @@ class Bench:
             out["guests"] = guests
             out["per_guest_attach_rss_bytes"] = (
                 (ready["VmRSS"] - before["VmRSS"]) * 1024.0 / guests)
+            # the device's socket table is allocated at attach for all
+            # --max-sockets ids: its share per id
+            out["attach_bytes_per_id"] = (out["per_guest_attach_rss_bytes"]
+                                          / self.max_sockets)
         return out
+
+    # ---- kicks and interrupts per rr1 round trip -------------------------
+    def counters(self):
+        """Device counters of every attached guest: {guest id: dict}."""
+        p = subprocess.run([self.stat, "--vmm", self.vmm_sock, "--counters",
+                            "-j"], capture_output=True, text=True, timeout=10)
+        if p.returncode != 0:
+            raise RuntimeError("hwsock-stat: " + (
+                p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1])
+        out = {}
+        for line in p.stdout.splitlines():
+            if line.startswith("{"):
+                d = json.loads(line)
+                out[d["guest"]] = d
+        return out
+
+    def kicks(self, path):
+        """Samples the device counters twice while a 1-byte rr runs (past
+        its connect: steady state); every round trip is one SEND."""
+        secs = self.a.kick_seconds
+        cmd = self.client_cmd(path, "rr", self.ports["echo"], 1, secs)
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            time.sleep(0.5)
+            c0 = self.counters()
+            time.sleep(secs - 1.0)
+            c1 = self.counters()
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+            p.kill()
+            p.communicate()
+            return {"error": str(e)}
+        out, err = p.communicate(timeout=secs + 60)
+        res = parse_result(out)
+        if p.returncode != 0 or res is None:
+            return {"error": (err.strip().splitlines() or ["?"])[-1]}
+        best = None
+        for g, d1 in c1.items():
+            d0 = c0.get(g)
+            if d0 is None:
+                continue
+            sends = (d1["requests_by_op"].get("SEND", 0) -
+                     d0["requests_by_op"].get("SEND", 0))
+            if best is None or sends > best["round_trips"]:
+                best = {"round_trips": sends}
+                for k in ("kicks", "notifies", "notifies_suppressed",
+                          "requests"):
+                    best[k] = d1.get(k, 0) - d0.get(k, 0)
+                best["recv_requests"] = (
+                    d1["requests_by_op"].get("RECV", 0) -
+                    d0["requests_by_op"].get("RECV", 0))
+        if not best or best["round_trips"] <= 0:
+            return {"error": "no guest with SENDs between the samples"}
+        n = float(best["round_trips"])
+        best["kicks_per_rt"] = best["kicks"] / n
+        best["interrupts_per_rt"] = best["notifies"] / n
+        best["requests_per_rt"] = best["requests"] / n
+        best["rr_p50_us"] = float(res["p50_us"])
+        return best
 
     # ---- callgrind ---------------------------------------------------------
     def callgrind(self, mode, n, toggles):
@@ -366,17 +512,24 @@ def main():
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--only", nargs="*", help="workloads to run")
     ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--idle-count", type=int, dest="idle_override",
+                    help="idle sockets to open (default 10000; --quick 5000)")
     a = ap.parse_args()
     if a.quick:
         a.runs, a.seconds, a.idle, a.control_seconds = 3, 0.5, 1.5, 0.3
-        a.idle_count, a.cost_n = 10000, (2000, 12000)
+        a.idle_count, a.cost_n = 5000, (2000, 12000)
+        a.kick_seconds = 2.0
     else:
         a.runs, a.seconds, a.idle, a.control_seconds = 5, 2.0, 10.0, 0.5
         a.idle_count, a.cost_n = 10000, (10000, 110000)
+        a.kick_seconds = 4.0
+    if a.idle_override:
+        a.idle_count = a.idle_override
 
     b = Bench(a)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     t_start = time.time()
+    load0 = os.getloadavg()
     try:
         b.start_server()
         b.start_vmm()
@@ -397,12 +550,21 @@ def main():
         idle = {}
         if not a.only or "idle" in a.only:
             b.idle_pause()
-            for path in ("driver", "slirp"):
+            for path in ("driver", "run", "slirp"):
                 if path in b.unavailable:
                     idle[path] = {"error": b.unavailable[path]}
                     continue
                 idle[path] = b.idle_sockets(path)
                 log("[idle] %s: %s" % (path, idle[path]))
+        kicks = {}
+        if not a.only or "kicks" in a.only:
+            b.idle_pause()
+            for path in ("driver", "run"):
+                if path in b.unavailable:
+                    kicks[path] = {"error": b.unavailable[path]}
+                    continue
+                kicks[path] = b.kicks(path)
+                log("[kicks] %s: %s" % (path, kicks[path]))
         costs = b.costs() if not a.only or "cost" in a.only else {}
     finally:
         b.stop_all()
@@ -417,7 +579,8 @@ def main():
         for m in [metric] + EXTRA_METRICS.get(name, []):
             cells = []
             for path in PATHS:
-                vals = [float(r[m]) for r in b.results[name].get(path, [])]
+                vals = [float(r[m]) for r in b.results[name].get(path, [])
+                        if m in r]
                 if path in b.unavailable:
                     cells.append("n/a")
                 elif not vals:
@@ -468,6 +631,37 @@ def main():
         ok = v >= bound if op == ">=" else v <= bound
         log("target ratio.%s.%s %s %g: %s (%.3f)" % (
             name, which, op, bound, "met" if ok else "NOT met", v))
+    for name, _, _, _, _ in WORKLOADS:
+        unit = CPU_UNIT.get(name)
+        if unit is None or name not in b.results:
+            continue
+        cm = {}
+        for path in PATHS:
+            vals = [float(r["cpu"]) for r in b.results[name].get(path, [])
+                    if "cpu" in r]
+            if vals:
+                cm[path] = statistics.median(vals)
+                log("cpu.%s.%s.cpu_seconds_per_%s %.4g" % (
+                    name, path, unit[2].replace(" ", "_"), cm[path]))
+        for path in ("driver", "run", "slirp"):
+            if path in cm and "direct" in cm:
+                v = cm[path] / cm["direct"]
+                log("cpu.%s.%s_vs_direct %.3f" % (name, path, v))
+                if path != "slirp":
+                    log("target cpu.%s.%s_vs_direct <= %g: %s (%.3f)" % (
+                        name, path, CPU_BOUND,
+                        "met" if v <= CPU_BOUND else "NOT met", v))
+    for path, d in kicks.items():
+        if "error" in d:
+            log("kicks.rr1.%s n/a (%s)" % (path, d["error"]))
+            continue
+        log("kicks.rr1.%s.round_trips %d" % (path, d["round_trips"]))
+        for k in ("kicks_per_rt", "interrupts_per_rt", "requests_per_rt"):
+            log("kicks.rr1.%s.%s %.3f" % (path, k, d[k]))
+        for k, what in (("kicks_per_rt", "kick"),
+                        ("interrupts_per_rt", "interrupt")):
+            log("target kicks.rr1.%s.%s <= 1: %s (%.3f)" % (
+                path, k, "met" if d[k] <= 1.0 else "NOT met", d[k]))
     for path, d in idle.items():
         if "error" in d:
             log("mem.idle.%s n/a (%s)" % (path, d["error"]))
@@ -481,17 +675,24 @@ def main():
         if "per_guest_attach_rss_bytes" in d:
             log("mem.idle.%s.rss_bytes_per_attached_guest %.0f (%d guests)" % (
                 path, d["per_guest_attach_rss_bytes"], d["guests"]))
+            log("mem.idle.%s.attach_bytes_per_socket_id %.0f (%d ids)" % (
+                path, d["attach_bytes_per_id"], b.max_sockets))
+            log("target mem.idle.%s.rss_bytes_per_socket <= 512: %s" % (
+                path, "met" if d["per_socket_rss_bytes"] <= 512 else
+                "NOT met"))
     for k, v in costs.items():
         if k.endswith("!err"):
             log("cost.%s.instructions_per_request n/a (%s)" % (k[:-4], v))
         else:
             log("cost.%s.instructions_per_request %.1f" % (k, v))
+    log("load_average.start %.2f %.2f %.2f" % load0)
+    log("load_average.end %.2f %.2f %.2f" % os.getloadavg())
     log("elapsed_seconds %.0f" % (time.time() - t_start))
 
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"results": b.results, "controls": b.controls,
-                       "idle": idle, "costs": costs,
+                       "idle": idle, "costs": costs, "kicks": kicks,
                        "unavailable": b.unavailable,
                        "quick": a.quick}, f, indent=1)
     return 0
