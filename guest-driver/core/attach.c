@@ -8,6 +8,8 @@
  * socket, which is how a guest notices a VMM that died. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <poll.h>
 #include <pthread.h>
@@ -41,6 +43,9 @@ struct hwsock_attachment {
   hwsock_wire_config config; /* from the HELLO reply */
   hwsock_guest_ops ops;
   hwsock_guest *guest;
+  /* NEEDS_RESET's code once a wait saw it (hwsock_attach_reset_reason);
+   * written by whichever waiter peeks first, read by any thread. */
+  atomic_int reset_reason;
 };
 
 /* The 0.1.0 struct (write_behind was its last field). */
@@ -157,6 +162,24 @@ static void op_kick(void *opaque, unsigned q) {
     ;
 }
 
+/* Records the code of a NEEDS_RESET waiting on the socket. It peeks and
+ * leaves the message there, so that every later wait still finds the socket
+ * readable and reports the device gone. A code the protocol cannot carry
+ * (above INT_MAX) counts as unknown (0). */
+static void peek_reset(hwsock_attachment *a) {
+  hwsock_lb_msg m;
+  ssize_t n;
+  while ((n = recv(a->sock, &m, sizeof(m), MSG_PEEK | MSG_DONTWAIT)) < 0 &&
+         errno == EINTR)
+    ;
+  if (n != (ssize_t)sizeof(m) ||
+      hwsock_le32_get(&m.type) != HWSOCK_LB_NEEDS_RESET)
+    return;
+  uint64_t code = hwsock_le64_get(&m.a);
+  if (code != 0 && code <= INT_MAX)
+    atomic_store(&a->reset_reason, (int)code);
+}
+
 /* The irqfd wait. Any event on the socket after START is the end of this
  * attachment: NEEDS_RESET (readable) or the VMM gone (hang-up). */
 static int op_wait(void *opaque, unsigned q, int timeout_ms) {
@@ -177,6 +200,8 @@ static int op_wait(void *opaque, unsigned q, int timeout_ms) {
       ;
     return 0;
   }
+  if (p[1].revents & POLLIN)
+    peek_reset(a);
   if (p[1].revents != 0 || (p[0].revents & (POLLERR | POLLNVAL)))
     return HWSOCK_ECONNRESET;
   return 0;
@@ -374,6 +399,10 @@ int hwsock_attach(const char *vmm_path, const hwsock_attach_opts *opts,
 
 hwsock_guest *hwsock_attach_guest(hwsock_attachment *a) {
   return a != NULL ? a->guest : NULL;
+}
+
+int hwsock_attach_reset_reason(const hwsock_attachment *a) {
+  return a != NULL ? atomic_load(&a->reset_reason) : 0;
 }
 
 void hwsock_attach_close(hwsock_attachment *a) {

@@ -73,6 +73,16 @@ HWSOCK_EXTERN int hwsock_attach(const char *vmm_path,
  * hwsock_attach_close(a). Never NULL for an attachment that exists. */
 HWSOCK_EXTERN hwsock_guest *hwsock_attach_guest(hwsock_attachment *a);
 
+/* Why the device stopped: the HWSOCK_RESET_* code (hwsock/wire.h,
+ * PROTOCOL.md §2.8) the VMM sent in NEEDS_RESET (§14), as soon as a wait of
+ * the driver has seen that message (the call that waited then failed with
+ * HWSOCK_ECONNRESET). 0 while the device is healthy, after a plain hang-up
+ * of the VMM, or when the VMM did not know the code; a value above
+ * HWSOCK_RESET_MAX_ is a code newer than this header. Safe from any thread,
+ * also during driver calls; valid until hwsock_attach_close(a) (NULL: 0).
+ * The code stays set for the life of the attachment. */
+HWSOCK_EXTERN int hwsock_attach_reset_reason(const hwsock_attachment *a);
+
 /* Frees the driver, unmaps guest memory, closes the socket (the VMM then
  * closes every host socket this guest had) and every eventfd. No driver
  * call may be in progress. NULL is allowed. */

@@ -26,3 +26,11 @@ target_link_libraries(test_guest_layout PRIVATE hwsock-guest
                       PkgConfig::CRITERION Threads::Threads)
 add_test(NAME test_guest_layout COMMAND test_guest_layout --jobs 1)
 set_tests_properties(test_guest_layout PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
+
+# hwsock_attach_reset_reason(): an in-test fake loopback VMM stops the device
+# with NEEDS_RESET and a code; the guest library must report that code.
+add_executable(test_attach_reset "${CMAKE_CURRENT_LIST_DIR}/test_attach_reset.c")
+target_link_libraries(test_attach_reset PRIVATE hwsock-guest hwsock_internal
+                      PkgConfig::CRITERION Threads::Threads)
+add_test(NAME test_attach_reset COMMAND test_attach_reset --jobs 1)
+set_tests_properties(test_attach_reset PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
