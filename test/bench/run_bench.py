@@ -49,11 +49,15 @@ WORKLOADS = [
     ("rr1k", "echo", 1024, "p50_us", "lo"),
     ("cps", "cps", 1, "cps", "hi"),
     ("udp", "udp", 1400, "delivered_pps", "hi"),
+    # the server side under hwsock-run: the direct cps client connects to
+    # a second hwsock-bench-server that runs under hwsock-run (path "run")
+    ("accept", "cps", 1, "cps", "hi"),
 ]
 EXTRA_METRICS = {"rr1": ["p99_us", "p999_us"], "rr1k": ["p99_us", "p999_us"]}
 for _w in WORKLOADS:
     EXTRA_METRICS.setdefault(_w[0], []).append("cpu")
 UNITS = {"cpu": "CPU-s per unit",
+         "accept": "conn/s",
          "gbit_s": "Gbit/s", "p50_us": "us p50", "p99_us": "us p99",
          "p999_us": "us p99.9", "cps": "conn/s", "delivered_pps": "dgram/s"}
 PATHS = ["direct", "driver", "run", "slirp"]
@@ -73,6 +77,7 @@ TARGETS = [
     ("cps", "run_vs_direct", ">=", 0.60),
     ("bulk1m", "driver_vs_direct", ">=", 0.75),
     ("bulk1m", "run_vs_direct", ">=", 0.60),
+    ("accept", "run_vs_direct", ">=", 0.50),
 ]
 # CPU cost targets (issue 13): CPU-seconds per unit <= 1.3x direct
 CPU_BOUND = 1.3
@@ -82,6 +87,7 @@ CPU_UNIT = {"bulk": ("bytes", 1.0 / 2**30, "GiB"),
             "rr1": ("n", 1e-5, "100k round trips"),
             "rr1k": ("n", 1e-5, "100k round trips"),
             "cps": ("n", 1e-5, "100k connections"),
+            "accept": ("n", 1e-5, "100k connections"),
             "udp": ("delivered", 1e-5, "100k datagrams")}
 
 
@@ -133,6 +139,7 @@ class Bench:
         self.results = {}      # workload -> path -> [dict]
         self.slirp_info = None
         self.max_sockets = 16384
+        self.run_server = None
         self.stat = os.path.join(self.build, "tools", "hwsock-stat",
                                  "hwsock-stat")
 
@@ -227,7 +234,39 @@ class Bench:
 
     def path_cpu(self):
         return (children_cpu() + proc_cpu(self.vmm.pid) +
-                proc_cpu(self.server.pid))
+                proc_cpu(self.server.pid) +
+                sum(proc_cpu(p) for p in self.run_server_pids()))
+
+    def start_run_server(self):
+        """hwsock-bench-server under hwsock-run (the accept workload)."""
+        cmd = self.cpu("server") + [self.bin["run"], "--vmm", self.vmm_sock,
+                                    "--", self.bin["server"]]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True)
+        self.procs.append(p)
+        r, _, _ = select.select([p.stdout], [], [], 30)
+        line = p.stdout.readline().split() if r else []
+        if not line or line[0] != "ports":
+            p.kill()
+            return "hwsock-bench-server under hwsock-run did not start"
+        self.run_ports = dict(zip(["sink", "echo", "cps", "udp", "ctrl"],
+                                  map(int, line[1:6])))
+        self.run_server = p
+        return None
+
+    def run_server_pids(self):
+        """hwsock-run and the server it runs (not waited: /proc)."""
+        p = self.run_server
+        if p is None or p.poll() is not None:
+            return []
+        pids = [p.pid]
+        try:
+            with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+                pids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+        return pids
 
     def run_once(self, path, workload, port, msg, seconds, name=None):
         cmd = self.client_cmd(path, workload, port, msg, seconds)
@@ -308,13 +347,30 @@ class Bench:
             self.controls[name] = c
             log("[%s] control: direct 1-byte rr p50 %.1f us" % (name, c))
             wl = ("rr" if name.startswith("rr") else
-                  "bulk" if name.startswith("bulk") else name)
+                  "bulk" if name.startswith("bulk") else
+                  "cps" if name == "accept" else name)
             per = self.results.setdefault(name, {})
+            paths = PATHS
+            if name == "accept":
+                paths = ["direct"]
+                why = self.unavailable.get("run")
+                if why is None and self.run_server is None:
+                    why = self.start_run_server()
+                if why is None:
+                    paths.append("run")
+                else:
+                    log("[accept] run: n/a (%s)" % why)
             for r in range(self.a.runs):
-                for path in PATHS:
+                for path in paths:
                     if path in self.unavailable:
                         continue
-                    res, err = self.run_once(path, wl, self.ports[portkey],
+                    port = self.ports[portkey]
+                    client_path = path
+                    if name == "accept":
+                        client_path = "direct"  # only the server differs
+                        if path == "run":
+                            port = self.run_ports[portkey]
+                    res, err = self.run_once(client_path, wl, port,
                                              msg, self.a.seconds, name)
                     if res is None:
                         log("[%s] %s run %d failed: %s" % (name, path, r + 1,
