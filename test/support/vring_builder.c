@@ -95,21 +95,6 @@ void *vrb_host(const vrb *r, uint64_t gpa) {
   return r->mem + (gpa - r->gpa);
 }
 
-int vrb_add_regions(const vrb *r, hwsock__memmap *m, size_t split) {
-  if (split == 0 || split >= r->size)
-    return hwsock__mem_add(m, r->gpa, r->size, r->mem);
-  int rc = hwsock__mem_add(m, r->gpa, split, r->mem);
-  if (rc == 0)
-    rc = hwsock__mem_add(m, r->gpa + split, r->size - split, r->mem + split);
-  return rc;
-}
-
-int vrb_vq_init(const vrb *r, hwsock__vq *vq, const hwsock__memmap *m,
-                uint64_t features, unsigned max_segs) {
-  return hwsock__vq_init(vq, m, r->qsize, r->desc_gpa, r->avail_gpa,
-                         r->used_gpa, features, max_segs);
-}
-
 static void put_desc(hwsock_vring_desc *d, uint64_t addr, uint32_t len,
                      uint16_t flags, uint16_t next) {
   hwsock_le64_set(&d->addr, addr);
