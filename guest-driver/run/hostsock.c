@@ -33,7 +33,12 @@
  * call through unchecked. The check and the kernel's use of the arguments
  * are two moments (the seccomp CONTINUE gap, docs/HWSOCK-RUN.md): a program
  * racing its own arguments can still pass between them; confinement, where
- * no host INET socket exists, is the answer to that. */
+ * no host INET socket exists, is the answer to that.
+ *
+ * Errors: this file's functions return 0 or HWSOCK_E* (one error domain,
+ * issue 12); what the helpers of other files answer as -errno becomes
+ * HWSOCK_E* where it is received (run_err), and only the reply to the
+ * program turns it into an errno (hwsock_err_to_errno). */
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -86,13 +91,19 @@ static void cache_put(int family, int type, const char *uri) {
   pthread_mutex_unlock(&cache_lock);
 }
 
-/* Asks the device about one destination; 0: allowed, else -errno. */
+/* A helper's -errno (the other files of run/ still answer so) as HWSOCK_E*:
+ * all they answer is in the error map, so the reply's errno is theirs. */
+static int run_err(int rc) {
+  return rc < 0 ? hwsock_err_from_errno(-rc) : rc;
+}
+
+/* Asks the device about one destination; 0: allowed, else HWSOCK_E*. */
 static int probe(int family, int type, const char *uri) {
   if (hwsock__run.device_down)
-    return -ENETDOWN;
+    return HWSOCK_ENETDOWN;
   if (cache_has(family, type, uri))
     return 0;
-  int rc = hwsock__run_offload_reserve();
+  int rc = run_err(hwsock__run_offload_reserve());
   if (rc < 0)
     return rc;
   unsigned fam = family == AF_INET6 ? HWSOCK_AF_INET6 : HWSOCK_AF_INET;
@@ -111,10 +122,11 @@ static int probe(int family, int type, const char *uri) {
       err = 0;
   }
   hwsock__run_offload_release();
-  if (err == HWSOCK_ECONNRESET || err == HWSOCK_ENEEDSRESET)
-    return -ENETDOWN;
+  if (err == HWSOCK_ECONNRESET || err == HWSOCK_ENEEDSRESET ||
+      (err < 0 && hwsock__run.device_down))
+    return HWSOCK_ENETDOWN;
   if (err < 0)
-    return -hwsock__run_errno(err);
+    return err;
   cache_put(family, type, uri);
   return 0;
 }
@@ -154,26 +166,27 @@ static int check_dest(run_call *c, int fd, int family, int type, uint64_t addr,
   char uri[HWSOCK_URI_MAX + 1];
   int rc = 0;
   if (len > sizeof(ss) || len < sizeof(sa_family_t))
-    rc = -EINVAL;
+    rc = HWSOCK_EINVAL;
   if (rc == 0)
-    rc = hwsock__run_read(c, addr, &ss, (size_t)len);
-  if (rc == -ENOENT)
-    return 1;
+    rc = run_err(hwsock__run_read(c, addr, &ss, (size_t)len));
+  if (rc == HWSOCK_ENOENT)
+    return 1; /* the program is gone */
   if (rc == 0 && ss.ss_family == AF_UNSPEC && !strcmp(what, "connect"))
     return 0; /* dissolves the association: no destination */
   if (rc == 0)
     bound_unspecified(fd, &ss);
   if (rc == 0)
-    rc = hwsock__run_sa_to_uri(&ss, (size_t)len, family, type, 0, uri,
-                               sizeof(uri));
+    rc = run_err(hwsock__run_sa_to_uri(&ss, (size_t)len, family, type, 0,
+                                       uri, sizeof(uri)));
   if (rc == 0)
     rc = probe(family, type, uri);
   if (rc == 0)
     return 0;
+  int e = hwsock_err_to_errno(rc); /* the reply: errno from here on */
   hwsock__run_log("deny: fd %d %s %s (host socket): %s",
-                  (int)c->n.data.args[0], what, rc == -EINVAL ? "?" : uri,
-                  strerror(-rc));
-  hwsock__run_reply(c, 0, -rc);
+                  (int)c->n.data.args[0], what, e == EINVAL ? "?" : uri,
+                  strerror(e));
+  hwsock__run_reply(c, 0, e);
   return 1;
 }
 
@@ -188,11 +201,11 @@ static int check_mmsg(run_call *c, int fd, int family, int type) {
     hwsock__run_reply(c, 0, ENOBUFS);
     return 1;
   }
-  int rc = hwsock__run_read(c, vec, m, n * sizeof(*m));
+  int rc = run_err(hwsock__run_read(c, vec, m, n * sizeof(*m)));
   if (rc < 0) {
     free(m);
-    if (rc != -ENOENT)
-      hwsock__run_reply(c, 0, -rc);
+    if (rc != HWSOCK_ENOENT)
+      hwsock__run_reply(c, 0, hwsock_err_to_errno(rc));
     return 1;
   }
   int answered = 0;
@@ -233,10 +246,10 @@ int hwsock__run_host_check(run_call *c, const run_target *t) {
     if (tcp && !(a[2] & MSG_FASTOPEN))
       return 0;
     struct msghdr m;
-    int rc = hwsock__run_read(c, a[1], &m, sizeof(m));
+    int rc = run_err(hwsock__run_read(c, a[1], &m, sizeof(m)));
     if (rc < 0) {
-      if (rc != -ENOENT)
-        hwsock__run_reply(c, 0, -rc);
+      if (rc != HWSOCK_ENOENT)
+        hwsock__run_reply(c, 0, hwsock_err_to_errno(rc));
       return 1;
     }
     if (m.msg_name == NULL || m.msg_namelen == 0)
