@@ -2,7 +2,9 @@
  * §14) attaches a guest through libhwsock-guest, waits for the guest's
  * first kick and answers it with NEEDS_RESET carrying a HWSOCK_RESET_*
  * code; the guest library must report exactly that code. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memfd_create */
+#endif
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <pthread.h>
