@@ -7,7 +7,9 @@
  *
  *   broken_vmm LISTEN UPSTREAM   prints "ready", then serves one guest at a
  *                                time until killed */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4 */
+#endif
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
