@@ -39,12 +39,12 @@ struct bench_net {
 };
 
 typedef struct bench_args {
-  const char *workload; /* bulk, rr, cps, udp, idle */
+  const char *workload; /* bulk, rr, cps, udp, idle, conc */
   uint16_t port;        /* the workload's server port */
   uint16_t ctrl_port;   /* hwsock-bench-server's ctrl port (udp) */
   double seconds;       /* how long the timed part runs */
   size_t msg;           /* rr message bytes, bulk write size, udp datagram */
-  unsigned count;       /* idle: sockets to open */
+  unsigned count;       /* idle, conc: sockets to open */
 } bench_args;
 
 /* Runs a.workload over n and prints one "result key=value ..." line on
