@@ -640,7 +640,7 @@ def main():
 
     # ---- the table -----------------------------------------------------------
     log("")
-    log("%-22s" % "workload (unit)" + "".join("%-24s" % p for p in PATHS))
+    log("%-24s" % "workload (unit)" + "".join("%-24s" % p for p in PATHS))
     rows = []
     for name, _, _, metric, _ in WORKLOADS:
         if name not in b.results:
@@ -650,15 +650,16 @@ def main():
             for path in PATHS:
                 vals = [float(r[m]) for r in b.results[name].get(path, [])
                         if m in r]
-                if path in b.unavailable:
-                    cells.append("n/a")
+                if path in b.unavailable or not any(
+                        k.startswith(path) for k in b.results[name]):
+                    cells.append("n/a")  # not measured on this path
                 elif not vals:
                     cells.append("failed")
                 else:
                     med, lo, hi = summary(vals)
                     cells.append("%s [%s-%s]" % (fmt(med), fmt(lo), fmt(hi)))
             rows.append((name, m, cells))
-            log("%-22s" % ("%s (%s)" % (name, UNITS[m])) +
+            log("%-24s" % ("%s (%s)" % (name, UNITS[m])) +
                 "".join("%-24s" % c for c in cells))
     log("(median [min-max] of %d runs; rr in microseconds, lower is better)"
         % a.runs)
