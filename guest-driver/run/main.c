@@ -385,10 +385,21 @@ static int supervise(pid_t pid, int sync_r, int go_w, int *lfd) {
   return supervising;
 }
 
-/* Teardown: stop taking notifications, fail every driver call (pumps end),
- * then detach (the VMM with --once exits). Does not return when threads
- * are stuck in the driver (nothing is freed under them). */
+/* Teardown: let the pumps deliver what the program wrote, stop taking
+ * notifications, fail every driver call (what pumps remain end), then
+ * detach (the VMM with --once exits). Does not return when threads are
+ * stuck in the driver (nothing is freed under them). */
 static int teardown(hwsock_attachment *att, run_vmm *vmm, int lfd, int code) {
+  /* The program is gone, and with it (unless a child of its still holds
+   * them) its sockets: a kernel would still deliver what it wrote before
+   * closing them. Each program -> device pump ends by itself once its
+   * program end hung up and its data went out; shutting the transport
+   * first would cut those last bytes. Bounded, for sockets someone else
+   * still holds. */
+  if (hwsock__run_pump_wait_senders(RUN_EXIT_DRAIN_MS) != 0)
+    hwsock__run_log("exit: program data still on its way after %d ms "
+                    "(RUN_EXIT_DRAIN_MS in run.h): its connections are cut",
+                    RUN_EXIT_DRAIN_MS);
   hwsock_guest_shutdown_transport(hwsock__run.g);
   hwsock__run_supervisor_stop();
   int left = hwsock__run_pump_wait(3000);

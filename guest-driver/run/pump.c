@@ -39,22 +39,29 @@
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t threads_cond = PTHREAD_COND_INITIALIZER;
 static int nthreads;
+/* Of them, the program -> device pumps (what the program wrote). */
+static int nsenders;
 
 typedef struct pump_arg {
   run_sock *s;
   void (*fn)(run_sock *s, const char *uri);
+  int sender;
   char uri[HWSOCK_URI_MAX + 1];
 } pump_arg;
+
+static void stream_up(run_sock *s, const char *unused);
+static void dgram_up(run_sock *s, const char *unused);
 
 static void *thread_main(void *p) {
   pump_arg *a = p;
   a->fn(a->s, a->uri);
   hwsock__run_sock_put(a->s);
-  free(a);
   pthread_mutex_lock(&threads_lock);
   nthreads--;
+  nsenders -= a->sender;
   pthread_cond_broadcast(&threads_cond);
   pthread_mutex_unlock(&threads_lock);
+  free(a);
   return NULL;
 }
 
@@ -65,11 +72,13 @@ static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
     return -ENOMEM;
   a->s = s;
   a->fn = fn;
+  a->sender = fn == stream_up || fn == dgram_up;
   if (uri)
     snprintf(a->uri, sizeof(a->uri), "%s", uri);
   hwsock__run_sock_get(s);
   pthread_mutex_lock(&threads_lock);
   nthreads++;
+  nsenders += a->sender;
   pthread_mutex_unlock(&threads_lock);
   pthread_attr_t at;
   pthread_t t;
@@ -81,6 +90,7 @@ static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
   if (rc != 0) {
     pthread_mutex_lock(&threads_lock);
     nthreads--;
+    nsenders -= a->sender;
     pthread_mutex_unlock(&threads_lock);
     hwsock__run_sock_put(s);
     free(a);
@@ -89,7 +99,8 @@ static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
   return 0;
 }
 
-int hwsock__run_pump_wait(int timeout_ms) {
+/* Waits until *count is 0 or timeout_ms passed; returns what is left. */
+static int wait_count(const int *count, int timeout_ms) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   ts.tv_sec += timeout_ms / 1000;
@@ -97,12 +108,20 @@ int hwsock__run_pump_wait(int timeout_ms) {
   ts.tv_sec += ts.tv_nsec / 1000000000L;
   ts.tv_nsec %= 1000000000L;
   pthread_mutex_lock(&threads_lock);
-  while (nthreads > 0)
+  while (*count > 0)
     if (pthread_cond_timedwait(&threads_cond, &threads_lock, &ts) != 0)
       break;
-  int left = nthreads;
+  int left = *count;
   pthread_mutex_unlock(&threads_lock);
   return left;
+}
+
+int hwsock__run_pump_wait(int timeout_ms) {
+  return wait_count(&nthreads, timeout_ms);
+}
+
+int hwsock__run_pump_wait_senders(int timeout_ms) {
+  return wait_count(&nsenders, timeout_ms);
 }
 
 /* ---- helpers ------------------------------------------------------------- */

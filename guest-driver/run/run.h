@@ -68,6 +68,10 @@
 /* Blocking waits on behalf of the program re-check the notification's
  * validity this often (a signal or the program's death cancels it). */
 #define RUN_POLL_SLICE_MS 100
+/* After the program exits, the pumps get this long to deliver what it
+ * wrote before closing its sockets (a kernel delivers it after the process
+ * is gone); sockets still held by a process that outlived it are cut. */
+#define RUN_EXIT_DRAIN_MS 10000
 
 /* ---- state.c, log.c: the process's state and its log --------------------- */
 
@@ -257,6 +261,9 @@ int hwsock__run_connect_start(run_sock *s, const char *uri);
 int hwsock__run_acceptor_start(run_sock *s);
 /* Waits until every pump thread has ended; returns how many are left. */
 int hwsock__run_pump_wait(int timeout_ms);
+/* The same for the program -> device pumps only: they end once what the
+ * program wrote went out and its end hung up. */
+int hwsock__run_pump_wait_senders(int timeout_ms);
 
 /* ---- addr.c -------------------------------------------------------------- */
 

@@ -8,11 +8,13 @@ against servers of the test on 127.0.0.1. Where the kernel's behaviour is
 the expectation, the same program is first run without hwsock-run, so the
 test also shows that the expectation holds on this machine. Environment as
 for harness.py (HWSOCK_RUN, HWSOCK_VMM, HWSOCK_BACKENDS)."""
+import hashlib
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -345,7 +347,9 @@ def serve_once(port, vmm):
                 break
             data += d
         c.close()
-        check(data == b"bye", "server answered %r" % data)
+        check(data == b"bye", "server %s answered %r (its stderr: %r)" % (
+            "natively" if vmm is None else "under hwsock-run", data,
+            p.communicate(timeout=30)[1] if data != b"bye" else b""))
     rest, err = p.communicate(timeout=30)
     return p.returncode, b"".join(out) + rest, err
 
@@ -445,6 +449,69 @@ def test_options():
               show(r))
     finally:
         vmm.close()
+
+
+# ---- data written before the program exits -------------------------------------
+
+PY_WRITE_AND_EXIT = r"""
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(bytes(range(256)) * (int(sys.argv[2]) // 256))
+c.close()  # and the process ends at once: the kernel still delivers it all
+"""
+
+
+def test_write_and_exit():
+    """A program that writes, closes and exits at once: everything it wrote
+    reaches the peer, as the kernel delivers a closed socket's data after
+    the process is gone (hwsock-run used to shut its transport at the
+    program's exit, cutting what its pumps had not sent yet)."""
+    size = 2 << 20
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    got = {}
+
+    def sink():
+        c, _ = srv.accept()
+        c.settimeout(30)
+        # read slowly: the program exits with its last bytes still in
+        # hwsock-run's hands (the socketpair, the pump, the slots)
+        h, n = hashlib.sha256(), 0
+        while True:
+            d = c.recv(16384)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+            time.sleep(0.005)
+        got["n"], got["sha"] = n, h.hexdigest()
+        c.close()
+
+    t = threading.Thread(target=sink, daemon=True)
+    t.start()
+    # small host buffers, so that the program's last bytes are still on
+    # their way (in the socketpair, the pump, the slots) when it exits
+    vmm = Vmm("""version: 1
+default: deny
+rules:
+  - action: offload
+    to: 127.0.0.1
+    set: {sndbuf: 16384}
+""")
+    try:
+        r = harness.run_py(PY_WRITE_AND_EXIT, port, size, vmm=vmm)
+        check(r.returncode == 0, harness.show(r))
+        t.join(30)
+        want = hashlib.sha256(bytes(range(256)) * (size // 256)).hexdigest()
+        check(got.get("n") == size and got.get("sha") == want,
+              "the peer got %r of %d bytes: %s" % (got.get("n"), size,
+                                                   harness.show(r)))
+    finally:
+        vmm.close()
+        srv.close()
 
 
 def main():

@@ -69,7 +69,7 @@ endif()
 # programs rely on, each compared with the same program run natively.
 if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   foreach(t udp_refused edestaddrreq getsockname peek_fork messages options
-            reuseaddr_restart)
+            reuseaddr_restart write_and_exit)
     add_test(NAME run_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
