@@ -571,9 +571,7 @@ static int tcp_watch(void *sock, unsigned events, void *cookie) {
     return HWSOCK_ECANCELED;
   if (s->poll_err)
     return s->poll_err;
-  if (s->inst->host->size < offsetof(hwsock_backend_host, ready) +
-                                sizeof(s->inst->host->ready) ||
-      s->inst->host->ready == NULL)
+  if (!hwsock_backend_host_can_watch(s->inst->host))
     return HWSOCK_EOPNOTSUPP;
   s->watch = events & (HWSOCK_BWATCH_READ | HWSOCK_BWATCH_WRITE);
   s->cookie = cookie;

@@ -52,6 +52,17 @@ static inline int hwsock_backend_host_ok(const hwsock_backend_host *host,
          host->complete != NULL && (!need_loop || host->loop != NULL);
 }
 
+/* For a watch op: 1 when the host has the ready() callback that watches
+ * report to (it was appended to the host table after version 1, so an older
+ * device's table is too short to hold it), else 0: watch() then returns
+ * HWSOCK_EOPNOTSUPP. */
+static inline int
+hwsock_backend_host_can_watch(const hwsock_backend_host *host) {
+  return host->size >= offsetof(hwsock_backend_host, ready) +
+                           sizeof(host->ready) &&
+         host->ready != NULL;
+}
+
 /* Formats one line printf-style and hands it to host->log, if the host has
  * one. The line is cut at HWSOCK_BACKEND_LOG_MAX - 1 bytes; the buffer is on
  * the stack and nothing is kept after the call. */
