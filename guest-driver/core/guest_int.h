@@ -60,6 +60,12 @@ typedef struct guest_slot {
   uint32_t used_len; /* bytes the device says it wrote */
   uint64_t tag;
   pthread_cond_t cond;
+  /* held by the program as a zero-copy send buffer (sendbuf.c): for which
+   * socket, how many bytes it was given, and the token's ticket */
+  uint8_t zc;
+  int zc_sock;
+  uint32_t zc_cap;
+  uint64_t zc_ticket;
 } guest_slot;
 
 enum { SOCK_FREE, SOCK_RESERVED, SOCK_OPEN, SOCK_CLOSING, SOCK_CLOSED };
@@ -151,6 +157,7 @@ struct hwsock_guest {
   int reaper;   /* a thread is reaping (polling or in ops->wait) */
   unsigned nwaiting; /* callers inside wait_slot (reaper included) */
   int broken;   /* 0 or the error every call now fails with */
+  uint64_t zc_next; /* the last send-buffer ticket given out (sendbuf.c) */
 
   /* the event queue (events.c): off without F_EVENT_QUEUE */
   int evq_on;
@@ -207,6 +214,10 @@ typedef struct guest_call {
   size_t uri_buf_len;
   /* results, valid when the call returns 0 */
   uint32_t len, flags, val;
+  /* a send buffer (sendbuf.c): the slot is already the caller's and the
+   * out_len bytes are already in its data area (out is not read) */
+  int held;
+  unsigned held_slot;
 } guest_call;
 
 /* Runs one request to completion: takes a slot (waiting for one), checks
@@ -223,6 +234,15 @@ int hwsock__guest_call(hwsock_guest *g, guest_call *c);
 int hwsock__guest_start(hwsock_guest *g, guest_call *c, unsigned *slot,
                         int may_wait);
 int hwsock__guest_wait(hwsock_guest *g, unsigned slot, guest_call *c);
+
+/* Send buffers (sendbuf.c), lock held: takes a free slot for the program
+ * as a blocking one (it may be held for ever, so it counts against the
+ * nslots - 1 places and a CLOSE always finds a slot), or HWSOCK_EAGAIN
+ * when none may be taken now, or the transport's error; gives a slot back;
+ * the slot's data area (io_len bytes, 16-aligned). */
+int hwsock__slot_hold(hwsock_guest *g, unsigned *idx);
+void hwsock__slot_release(hwsock_guest *g, unsigned idx);
+void *hwsock__slot_data(hwsock_guest *g, unsigned idx);
 
 /* Marks the transport failed with err (first failure wins) and wakes every
  * waiter. Lock held. */

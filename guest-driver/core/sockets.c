@@ -130,8 +130,8 @@ static int sock_in_range(const hwsock_guest *g, int s) {
 /* Waits for every write-behind send of s; returns the first error of them
  * (sticky: later sends fail with it too), or 0. */
 static int wb_flush(hwsock_guest *g, int s) {
-  if (!g->write_behind || !sock_in_range(g, s))
-    return 0;
+  if (!sock_in_range(g, s))
+    return 0; /* (none without write-behind or submitted send buffers) */
   while (hwsock__wb_finish_oldest(g, s, 0))
     ;
   pthread_mutex_lock(&g->lock);
@@ -197,10 +197,13 @@ ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
   if (sock_in_range(g, s)) {
     pthread_mutex_lock(&g->lock);
     int dgram = g->socks[s].type == HWSOCK_SOCK_DGRAM;
+    int wb_err = g->socks[s].wb_err; /* of a submitted send buffer too */
     pthread_mutex_unlock(&g->lock);
     /* A datagram is one request: never split it into pieces. */
     if (dgram && len > g->io_len)
       return HWSOCK_EMSGSIZE;
+    if (wb_err < 0)
+      return wb_err;
   }
   if (g->write_behind)
     return send_behind(g, s, buf, len, flags);
@@ -317,7 +320,7 @@ int hwsock_guest_close(hwsock_guest *g, int s) {
   hwsock__ev_close_begin(g, s);
   int rc = hwsock__guest_call(g, &c);
   hwsock__ev_close_end(g, s);
-  if (rc == 0 && g->write_behind) {
+  if (rc == 0) {
     pthread_mutex_lock(&g->lock);
     g->socks[s].wb_err = 0; /* the id may be reused */
     pthread_mutex_unlock(&g->lock);

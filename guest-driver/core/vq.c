@@ -80,6 +80,20 @@ static void slot_put(hwsock_guest *g, unsigned idx) {
     pthread_cond_broadcast(&g->slot_cond);
 }
 
+int hwsock__slot_hold(hwsock_guest *g, unsigned *idx) {
+  if (g->broken)
+    return g->broken;
+  if (slot_blocked(g, 1))
+    return HWSOCK_EAGAIN;
+  return slot_get(g, idx, 1);
+}
+
+void hwsock__slot_release(hwsock_guest *g, unsigned idx) { slot_put(g, idx); }
+
+void *hwsock__slot_data(hwsock_guest *g, unsigned idx) {
+  return slot_base(g, idx) + g->resp_off + sizeof(hwsock_resp_hdr);
+}
+
 static int sock_open(const hwsock_guest *g, int s) {
   return s >= 0 && (unsigned)s < g->nsock &&
          g->socks[s].state == SOCK_OPEN;
@@ -182,7 +196,7 @@ static void fill_slot(hwsock_guest *g, unsigned idx, const guest_call *c,
   memcpy(base + g->req_off, &h, sizeof(h));
   if (c->uri_len)
     memcpy(base + g->req_off + sizeof(h), c->uri, c->uri_len);
-  if (c->out_len) /* readable data lives in the payload area */
+  if (c->out_len && !c->held) /* readable data lives in the payload area */
     memcpy(base + g->resp_off + sizeof(hwsock_resp_hdr), c->out, c->out_len);
   memset(base + g->resp_off, 0, sizeof(hwsock_resp_hdr));
 }
@@ -445,20 +459,36 @@ int hwsock__guest_start(hwsock_guest *g, guest_call *c, unsigned *slot,
   int kick = 0, err;
 
   if (c->uri_len > g->uri_max)
-    return HWSOCK_ENAMETOOLONG;
-  if (c->out_len > g->io_len || c->in_len > g->io_len ||
-      c->in_uri > g->uri_max)
-    return HWSOCK_EMSGSIZE;
+    err = HWSOCK_ENAMETOOLONG;
+  else if (c->out_len > g->io_len || c->in_len > g->io_len ||
+           c->in_uri > g->uri_max)
+    err = HWSOCK_EMSGSIZE;
+  else
+    err = 0;
 
   int blocking = c->op == HWSOCK_OP_RECV || c->op == HWSOCK_OP_ACCEPT ||
                  c->op == HWSOCK_OP_CONNECT;
   pthread_mutex_lock(&g->lock);
-  if (!may_wait && slot_blocked(g, blocking) && !g->broken) {
-    err = HWSOCK_EAGAIN;
-    goto out;
+  if (c->held) {
+    /* a send buffer: the slot is the caller's already, and is given back
+     * whatever happens; as a send it no longer counts as blocking */
+    idx = c->held_slot;
+    g->nblocking -= g->slots[idx].blocking != 0;
+    g->slots[idx].blocking = 0;
+    if (err < 0) {
+      slot_put(g, idx);
+      goto out;
+    }
+  } else {
+    if (err < 0)
+      goto out;
+    if (!may_wait && slot_blocked(g, blocking) && !g->broken) {
+      err = HWSOCK_EAGAIN;
+      goto out;
+    }
+    if ((err = slot_get(g, &idx, blocking)) < 0)
+      goto out;
   }
-  if ((err = slot_get(g, &idx, blocking)) < 0)
-    goto out;
   if ((err = sock_begin(g, c)) < 0) {
     slot_put(g, idx);
     goto out;

@@ -181,6 +181,68 @@ HWSOCK_EXTERN int hwsock_guest_watch(hwsock_guest *g, int s, unsigned events);
 HWSOCK_EXTERN int hwsock_guest_wait(hwsock_guest *g, hwsock_guest_event *ev,
                                     int n, int timeout_ms);
 
+/* Zero-copy sends (docs/GUEST-DRIVER.md "Zero-copy sends"). Instead of
+ * handing hwsock_guest_send() bytes that the driver copies into a request
+ * slot, the program takes a slot's data area itself, writes its bytes
+ * there, and submits it: the device reads them where they are, as with
+ * io_uring registered buffers or an AF_XDP umem.
+ *
+ * The token is the program's own struct (nothing is allocated per send);
+ * buf and cap are for the program to use, the rest is the driver's. A
+ * token names one use of one slot: once submitted or put back it is dead,
+ * and a copy of it that is used again is refused (HWSOCK_EINVAL), also
+ * after the driver gave the same slot out again. */
+typedef struct hwsock_guest_sendbuf {
+  void *buf;   /* where to write the data: cap bytes, 16-byte aligned */
+  size_t cap;  /* bytes that fit: min(want, io_len) (want 0: io_len) */
+  /* the driver's; the program does not change them */
+  int sock;
+  unsigned slot;
+  uint64_t ticket;
+} hwsock_guest_sendbuf;
+
+/* Takes a free request slot for a send on socket s and fills *sb: the
+ * program owns sb->buf (sb->cap bytes) until it submits or puts it back.
+ * want: the bytes the program means to send; the buffer holds at most
+ * io_len (a stream sends more as several buffers; a datagram socket gets
+ * HWSOCK_EMSGSIZE above io_len); 0 asks for a whole io_len buffer. A held
+ * buffer keeps socket s's id from being reused (close still works; a
+ * later submit gets HWSOCK_EBADF). Held buffers count against the slots
+ * that blocking calls may hold, so a close always finds a slot. Waits for
+ * a free slot like a send, except that it returns HWSOCK_EAGAIN instead
+ * when socket s already holds a buffer that is not submitted (the program
+ * would wait for itself). Errors: HWSOCK_EINVAL, HWSOCK_EBADF, the
+ * socket's pending send error, the transport's error. */
+HWSOCK_EXTERN int hwsock_guest_send_buf_get(hwsock_guest *g, int s,
+                                            size_t want,
+                                            hwsock_guest_sendbuf *sb);
+/* Sends the first len bytes of the buffer on socket s (the socket it was
+ * taken for) without copying them, with the hwsock_guest_send() flags
+ * (HWSOCK_SEND_MORE: more follows, the device may coalesce). Returns len
+ * once the request is posted: like a write-behind send it completes later
+ * (at most HWSOCK_GUEST_WB_MAX per socket are in flight; submitting one
+ * more first waits for the oldest), and then the slot goes back to the
+ * driver. The program must not touch sb->buf after submitting. The first
+ * error such a send completes with is returned by the socket's next
+ * send, submit, get, hwsock_guest_send_wait() or shutdown; close waits
+ * for them first. Returns HWSOCK_EINVAL, leaving the buffer the
+ * program's, for a token that is not held (already submitted or put),
+ * len > sb->cap, or s not the buffer's socket; on every other result the
+ * buffer is the driver's again (e.g. HWSOCK_EBADF: the socket was closed
+ * meanwhile; the socket's pending send error). */
+HWSOCK_EXTERN ssize_t hwsock_guest_send_buf_submit(hwsock_guest *g, int s,
+                                                   hwsock_guest_sendbuf *sb,
+                                                   size_t len,
+                                                   unsigned flags);
+/* Gives an unsent buffer back: 0, or HWSOCK_EINVAL for a token that is not
+ * held. */
+HWSOCK_EXTERN int hwsock_guest_send_buf_put(hwsock_guest *g,
+                                            hwsock_guest_sendbuf *sb);
+/* Waits until every send of socket s that returned before it completed
+ * (submitted buffers, write-behind sends) has completed: 0, or the first
+ * error one of them completed with (it stays: later sends fail too). */
+HWSOCK_EXTERN int hwsock_guest_send_wait(hwsock_guest *g, int s);
+
 /* Observability: writes the driver's own socket table to fd as text, the
  * guest-side analogue of the VMM's socket table (docs/OBSERVABILITY.md):
  * a header line, then one line per socket id in use with its id, netid,

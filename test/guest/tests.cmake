@@ -12,7 +12,7 @@ set_tests_properties(test_guest PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
 add_executable(test_guest_evq "${CMAKE_CURRENT_LIST_DIR}/test_guest_evq.c")
 target_link_libraries(test_guest_evq PRIVATE hwsock-guest hwsock_internal
                       PkgConfig::UV PkgConfig::CRITERION Threads::Threads)
-add_dependencies(test_guest_evq hwsock-backend-tcp)
+add_dependencies(test_guest_evq hwsock-backend-tcp hwsock-backend-udp)
 add_test(NAME test_guest_evq COMMAND test_guest_evq --jobs 1)
 set_tests_properties(test_guest_evq PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
 
@@ -34,3 +34,12 @@ target_link_libraries(test_attach_reset PRIVATE hwsock-guest hwsock_internal
                       PkgConfig::CRITERION Threads::Threads)
 add_test(NAME test_attach_reset COMMAND test_attach_reset --jobs 1)
 set_tests_properties(test_attach_reset PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
+
+# Zero-copy sends (hwsock_guest_send_buf_*) against the real device in-process
+# and a server socket on 127.0.0.1.
+add_executable(test_guest_sendbuf "${CMAKE_CURRENT_LIST_DIR}/test_guest_sendbuf.c")
+target_link_libraries(test_guest_sendbuf PRIVATE hwsock-guest hwsock_internal
+                      PkgConfig::UV PkgConfig::CRITERION Threads::Threads)
+add_dependencies(test_guest_sendbuf hwsock-backend-tcp)
+add_test(NAME test_guest_sendbuf COMMAND test_guest_sendbuf --jobs 1)
+set_tests_properties(test_guest_sendbuf PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
