@@ -36,10 +36,16 @@ struct bench_net {
   int (*reserve)(bench_net *n, unsigned count);
   /* Text for a negative error of this net. */
   const char *(*strerror)(int err);
+  /* Zero-copy send of len bytes: the program writes them straight into
+   * the transport's own buffers (the guest driver's send buffers,
+   * hwsock_guest_send_buf_*) instead of handing over a buffer to copy.
+   * len or negative; NULL when the net has no such path (the bulkzc
+   * workload then uses send). */
+  ssize_t (*send_zc)(bench_net *n, int h, size_t len);
 };
 
 typedef struct bench_args {
-  const char *workload; /* bulk, rr, cps, udp, idle, conc */
+  const char *workload; /* bulk, bulkzc, rr, cps, udp, idle, conc */
   uint16_t port;        /* the workload's server port */
   uint16_t ctrl_port;   /* hwsock-bench-server's ctrl port (udp) */
   double seconds;       /* how long the timed part runs */
