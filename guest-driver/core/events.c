@@ -7,7 +7,17 @@
  * first) and notes EOF, errors and readiness; recv() copies out of the
  * list, posts emptied buffers again and returns the credit it consumed in
  * batches (half a window), so a socket costs a CREDIT request per half
- * window, not a RECV per read. hwsock_guest_wait() reports sockets from a
+ * window, not a RECV per read.
+ *
+ * The windows together may be many times the buffers (PROTOCOL.md §16.3):
+ * 300 connections with 64 KiB each unread hold 19 MB, the buffers 4 MiB.
+ * If unread data kept its buffers, the program reading one connection
+ * could wait for ever while the others' data held every buffer (issue 13's
+ * conc hang). So once the device is left with fewer than a quarter of the
+ * buffers, new data is copied out to the heap (spilled) and its buffer
+ * goes back at once: the device always has buffers, and what the driver
+ * holds is bounded by the windows it granted, as a kernel's socket
+ * buffers are. hwsock_guest_wait() reports sockets from a
  * ready list that the thread and recv() keep (level-triggered: a socket is
  * dropped from it when it is found not ready).
  *
@@ -33,6 +43,11 @@ static uint8_t *buf_ptr(hwsock_guest *g, unsigned i) {
   return g->ev_mem + (size_t)i * g->ev_buf_len;
 }
 
+/* The datagram source URI area of a receive list entry. */
+static const uint8_t *rx_uri(const guest_rx *rx) {
+  return rx->data - HWSOCK_EV_URI_AREA;
+}
+
 static int is_dgram(const guest_sock *gs) {
   return gs->type == HWSOCK_SOCK_DGRAM;
 }
@@ -44,7 +59,8 @@ static uint32_t data_off(const guest_sock *gs) {
 /* Buffer i goes back to the device (lock held); ev_publish makes it seen. */
 static void ev_post(hwsock_guest *g, unsigned i) {
   g->evbufs[i].posted = 1;
-  g->evbufs[i].next = 0;
+  g->evbufs[i].rx.next = NULL;
+  g->ev_nposted++;
   hwsock_le16_store(&g->ev_avail->ring[g->ev_avail_idx & g->ev_mask],
                     (uint16_t)i);
   g->ev_avail_idx++;
@@ -100,15 +116,50 @@ static unsigned ready_pop(hwsock_guest *g) {
   return id;
 }
 
+/* A receive list entry was read: its buffer goes back, or its copy. */
+static void rx_done(hwsock_guest *g, guest_rx *rx) {
+  if (rx->buf >= 0)
+    ev_post(g, (unsigned)rx->buf);
+  else
+    free(rx);
+}
+
+/* Takes the head entry off the socket's list and finishes it. */
+static void rx_pop(hwsock_guest *g, guest_sock *gs) {
+  guest_rx *rx = gs->rx_head;
+  gs->rx_head = rx->next;
+  if (gs->rx_head == NULL)
+    gs->rx_tail = NULL;
+  gs->rx_off = 0;
+  rx_done(g, rx);
+}
+
 /* Gives every buffer on the socket's list back to the device. */
 static void drop_rx(hwsock_guest *g, guest_sock *gs) {
-  while (gs->rx_head) {
-    unsigned i = gs->rx_head - 1;
-    gs->rx_head = g->evbufs[i].next;
-    ev_post(g, i);
-  }
-  gs->rx_tail = 0;
-  gs->rx_off = 0;
+  while (gs->rx_head)
+    rx_pop(g, gs);
+}
+
+/* Buffer i holds `used` bytes of a DATA event. With few buffers left to
+ * the device, its contents (after the event header) move to the heap and
+ * it goes back at once; returns the entry to file. */
+static guest_rx *rx_keep(hwsock_guest *g, unsigned i, uint32_t used) {
+  guest_rx *rx = &g->evbufs[i].rx;
+  unsigned reserve = g->ev_nbuf / GUEST_EV_RESERVE_DIV;
+  if (g->ev_nposted >= (reserve ? reserve : 1))
+    return rx;
+  size_t n = used - EV_HDR;
+  guest_rx *c = malloc(sizeof(*c) + n);
+  if (c == NULL)
+    return rx; /* keeps the buffer: slower, never wrong */
+  uint8_t *p = (uint8_t *)(c + 1);
+  memcpy(p, buf_ptr(g, i) + EV_HDR, n);
+  *c = *rx;
+  c->data = p + (rx->data - (buf_ptr(g, i) + EV_HDR));
+  c->buf = -1;
+  c->next = NULL;
+  ev_post(g, i);
+  return c;
 }
 
 /* One used entry of the event queue (lock held). */
@@ -120,6 +171,7 @@ static void ev_take(hwsock_guest *g, uint32_t i, uint32_t len) {
   }
   guest_evbuf *b = &g->evbufs[i];
   b->posted = 0;
+  g->ev_nposted--;
   if (len == 0) { /* no event in it (a cancelled read) */
     ev_post(g, i);
     return;
@@ -150,16 +202,18 @@ static void ev_take(hwsock_guest *g, uint32_t i, uint32_t len) {
       hwsock__guest_fail(g, HWSOCK_EPROTO);
       return;
     }
-    b->len = dlen;
-    b->flags = (uint16_t)flags;
-    b->val = hwsock_le32_get(&ev.val);
-    b->uri_len = (uint16_t)ulen;
-    b->next = 0;
+    b->rx.len = dlen;
+    b->rx.flags = (uint16_t)flags;
+    b->rx.val = hwsock_le32_get(&ev.val);
+    b->rx.uri_len = (uint16_t)ulen;
+    b->rx.data = buf_ptr(g, i) + data_off(gs);
+    b->rx.next = NULL;
+    guest_rx *rx = rx_keep(g, i, len);
     if (gs->rx_tail)
-      g->evbufs[gs->rx_tail - 1].next = i + 1;
+      gs->rx_tail->next = rx;
     else
-      gs->rx_head = i + 1;
-    gs->rx_tail = i + 1;
+      gs->rx_head = rx;
+    gs->rx_tail = rx;
     gs->bytes_in += dlen;
     break;
   case HWSOCK_EV_ERROR:
@@ -261,6 +315,7 @@ int hwsock__ev_start(hwsock_guest *g) {
       return HWSOCK_ENOMEM;
     }
   for (unsigned i = 0; i < g->ev_nbuf; i++) {
+    g->evbufs[i].rx.buf = (int32_t)i;
     hwsock_vring_desc *d = &g->ev_desc[i];
     hwsock_le64_set(&d->addr, g->ev_gpa + (uint64_t)i * g->ev_buf_len);
     hwsock_le32_set(&d->len, g->ev_buf_len);
@@ -293,6 +348,17 @@ void hwsock__ev_stop(hwsock_guest *g) {
   pthread_mutex_unlock(&g->lock);
   pthread_join(g->ev_thread, NULL);
   g->ev_thread_on = 0;
+  /* Copies still on the lists of sockets left open are ours to free. */
+  for (unsigned s = 0; s < g->nsock; s++) {
+    guest_sock *gs = &g->socks[s];
+    while (gs->rx_head) {
+      guest_rx *rx = gs->rx_head;
+      gs->rx_head = rx->next;
+      if (rx->buf < 0)
+        free(rx);
+    }
+    gs->rx_tail = NULL;
+  }
   for (unsigned i = 0; i < GUEST_RX_CONDS; i++)
     pthread_cond_destroy(&g->rx_cond[i]);
   pthread_cond_destroy(&g->ev_cond);
@@ -369,46 +435,36 @@ int hwsock__ev_recv(hwsock_guest *g, int s, void *buf, size_t len,
       break;
     }
     if (gs->rx_head && is_dgram(gs)) {
-      unsigned i = gs->rx_head - 1;
-      guest_evbuf *b = &g->evbufs[i];
+      guest_rx *b = gs->rx_head;
       size_t n = b->len < len ? b->len : len;
-      memcpy(out, buf_ptr(g, i) + data_off(gs), n);
+      memcpy(out, b->data, n);
       if (b->len > len || (b->flags & HWSOCK_EV_F_TRUNC))
         rflags |= HWSOCK_RESP_F_TRUNC;
       if (uri && uri_len) {
         size_t u = b->uri_len < uri_len - 1 ? b->uri_len : uri_len - 1;
-        memcpy(uri, buf_ptr(g, i) + EV_HDR, u);
+        memcpy(uri, rx_uri(b), u);
         uri[u] = '\0';
       }
       got = n;
       if (!peek) {
-        gs->rx_head = b->next;
-        if (!gs->rx_head)
-          gs->rx_tail = 0;
-        ev_post(g, i);
+        rx_pop(g, gs);
         give = 1;
       }
       break;
     }
     while (gs->rx_head && got < len) {
-      unsigned i = gs->rx_head - 1;
-      guest_evbuf *b = &g->evbufs[i];
+      guest_rx *b = gs->rx_head;
       size_t n = b->len - gs->rx_off;
       if (n > len - got)
         n = len - got;
-      memcpy(out + got, buf_ptr(g, i) + EV_HDR + gs->rx_off, n);
+      memcpy(out + got, b->data + gs->rx_off, n);
       got += n;
       if (peek)
         break; /* from the first buffer only */
       give += (uint32_t)n;
       gs->rx_off += (uint32_t)n;
-      if (gs->rx_off == b->len) {
-        gs->rx_head = b->next;
-        if (!gs->rx_head)
-          gs->rx_tail = 0;
-        gs->rx_off = 0;
-        ev_post(g, i);
-      }
+      if (gs->rx_off == b->len)
+        rx_pop(g, gs);
     }
     if (got > 0 && (!waitall || got == len))
       break;

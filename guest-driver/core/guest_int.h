@@ -41,6 +41,11 @@
 #define GUEST_EV_BUF_LEN (16u << 10)
 #define GUEST_EV_WINDOW (256u << 10)
 #define GUEST_EV_DGRAM_WINDOW 64u
+/* The windows of all sockets together may exceed the buffers many times
+ * (PROTOCOL.md §16.3): once fewer than nbuf / GUEST_EV_RESERVE_DIV buffers
+ * (at least 1) are left with the device, new data is copied out of its
+ * buffer to the heap and the buffer goes back at once. */
+#define GUEST_EV_RESERVE_DIV 4u
 #define GUEST_RX_CONDS 64u
 /* The event thread's sleep while callers wait for slots (events.c). */
 #define GUEST_RECLAIM_SLICE_MS 2
@@ -99,19 +104,31 @@ typedef struct guest_sock {
   uint8_t in_ready;    /* linked in the ready list */
   uint8_t ev_hold;     /* CLOSE sent: the id waits for the events drained */
   int ev_err;          /* an ERROR event, reported once */
-  uint32_t rx_head, rx_tail; /* filled buffers, index + 1, oldest first */
-  uint32_t rx_off;     /* bytes of the head buffer consumed */
+  struct guest_rx *rx_head, *rx_tail; /* data not yet read, oldest first */
+  uint32_t rx_off;     /* bytes of the head entry consumed */
   uint32_t consumed;   /* credit consumed, not yet returned */
   uint32_t ready_next; /* ready list link, id + 1 */
 } guest_sock;
 
-/* One event buffer (events.c). */
-typedef struct guest_evbuf {
-  uint32_t next;   /* a socket's rx list, index + 1 */
+/* Data of one DATA event on a socket's receive list (events.c): in its
+ * event buffer, or copied out of it to the heap when the buffers ran low
+ * (spilled), so that data the program has not read yet never holds the
+ * device's buffers from the sockets it reads. */
+typedef struct guest_rx {
+  struct guest_rx *next; /* the socket's receive list */
+  uint8_t *data;   /* the data; a datagram's source URI ends where it starts
+                      (HWSOCK_EV_URI_AREA bytes before it) */
   uint32_t len;    /* data bytes */
   uint32_t val;    /* datagram full length */
   uint16_t flags;  /* HWSOCK_EV_F_* */
   uint16_t uri_len;
+  int32_t buf;     /* event buffer index; -1: a heap copy (one allocation
+                      with this header) */
+} guest_rx;
+
+/* One event buffer (events.c). */
+typedef struct guest_evbuf {
+  guest_rx rx;     /* rx.buf is this buffer's index, for good */
   uint8_t posted;  /* owned by the device */
 } guest_evbuf;
 
@@ -172,6 +189,7 @@ struct hwsock_guest {
   uint8_t *ev_mem;
   uint64_t ev_gpa;
   guest_evbuf *evbufs;
+  unsigned ev_nposted;               /* buffers the device holds */
   uint32_t ev_window, ev_dgram_window;
   pthread_t ev_thread;
   int ev_thread_on, ev_stop;

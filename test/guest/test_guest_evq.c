@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -31,7 +32,7 @@ static pthread_t loop_thr;
 static hwsock_device *dev;
 static hwsock_uv *uva;
 static hwsock_policy *pol;
-static hwsock_plugin *plug;
+static hwsock_plugin *plug, *plug_udp;
 static int kickfd[NQ], callfd[NQ];
 static void *mem;
 static hwsock_guest *g;
@@ -99,6 +100,10 @@ static void start(int event_queue) {
                                   err, sizeof(err)), 0, "%s", err);
   cr_assert_eq(hwsock_device_add_backend(dev, hwsock_plugin_desc(plug), NULL),
                0);
+  cr_assert_eq(hwsock_plugin_load(HWSOCK_BUILD_BACKEND_DIR "/udp.so",
+                                  &plug_udp, err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(hwsock_device_add_backend(dev, hwsock_plugin_desc(plug_udp),
+                                         NULL), 0);
   cr_assert_eq(posix_memalign(&mem, 4096, MEM), 0);
   memset(mem, 0, MEM);
   cr_assert_eq(hwsock_device_add_region(dev, GPA, MEM, mem), 0);
@@ -145,6 +150,7 @@ static void stop(void) {
     ;
   uv_loop_close(&loop);
   hwsock_plugin_unload(plug);
+  hwsock_plugin_unload(plug_udp);
   hwsock_policy_free(pol);
   for (int q = 0; q < NQ; q++) {
     close(kickfd[q]);
@@ -314,5 +320,199 @@ Test(guest_evq, a_version_1_driver_on_the_same_device_uses_recv_requests) {
   cr_assert_eq(hwsock_guest_wait(g, ev, 1, 0), HWSOCK_EOPNOTSUPP);
   close(peer);
   cr_assert_eq(hwsock_guest_close(g, s), 0);
+  stop();
+}
+
+/* An echo server over many host sockets in one thread (poll). It never
+ * stops reading: what it cannot write back yet waits in its own buffer, so
+ * the guest's sends never block on it. */
+typedef struct echo_srv {
+  int n;
+  int *fd;
+  unsigned char **pend;
+  size_t *plen, cap;
+  volatile int stop;
+} echo_srv;
+
+static void *echo_main(void *arg) {
+  echo_srv *e = arg;
+  struct pollfd *p = calloc((size_t)e->n, sizeof(*p));
+  cr_assert(p != NULL);
+  static unsigned char tmp[65536];
+  while (!e->stop) {
+    for (int i = 0; i < e->n; i++) {
+      p[i].fd = e->fd[i];
+      p[i].events = (short)(POLLIN | (e->plen[i] ? POLLOUT : 0));
+      p[i].revents = 0;
+    }
+    if (poll(p, (nfds_t)e->n, 50) <= 0)
+      continue;
+    for (int i = 0; i < e->n; i++) {
+      if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
+          e->plen[i] < e->cap) {
+        ssize_t r = read(e->fd[i], tmp, e->cap - e->plen[i] < sizeof(tmp)
+                                            ? e->cap - e->plen[i]
+                                            : sizeof(tmp));
+        if (r > 0) {
+          memcpy(e->pend[i] + e->plen[i], tmp, (size_t)r);
+          e->plen[i] += (size_t)r;
+        }
+      }
+      if (e->plen[i]) {
+        ssize_t w = send(e->fd[i], e->pend[i], e->plen[i],
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+          memmove(e->pend[i], e->pend[i] + w, e->plen[i] - (size_t)w);
+          e->plen[i] -= (size_t)w;
+        }
+      }
+    }
+  }
+  free(p);
+  return NULL;
+}
+
+/* Reads exactly len bytes of socket s, or fails the test when no byte of
+ * it arrived for `stuck_s` seconds (a hang is reported, not waited out). */
+static void recv_all_bounded(int s, unsigned char *buf, size_t len,
+                             int stuck_s, const char *what, int idx) {
+  size_t off = 0;
+  struct timespec last, now;
+  clock_gettime(CLOCK_MONOTONIC, &last);
+  while (off < len) {
+    ssize_t r = hwsock_guest_recv(g, s, buf + off, len - off,
+                                  HWSOCK_GUEST_RECV_DONTWAIT);
+    if (r > 0) {
+      off += (size_t)r;
+      clock_gettime(CLOCK_MONOTONIC, &last);
+      continue;
+    }
+    cr_assert_eq(r, HWSOCK_EAGAIN, "%s: connection %d: recv %zd after %zu",
+                 what, idx, r, off);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    cr_assert(now.tv_sec - last.tv_sec < stuck_s,
+              "%s: connection %d stuck: %zu of %zu bytes, nothing for %d s",
+              what, idx, off, len, stuck_s);
+    usleep(1000);
+  }
+}
+
+/* Issue 13's conc hang: every connection echoes one byte (its window is
+ * open), then 64 KiB is written on every connection, then the echoes are
+ * read back in order. Together the windows far exceed the event buffers:
+ * the data of connections not read yet must not keep the one being read
+ * from getting a buffer. */
+Test(guest_evq, many_connections_read_in_order_never_run_the_buffers_dry) {
+  enum { N = 300, K = 65536, STUCK_S = 30 };
+  start(1);
+  static int s[N], peer[N];
+  static unsigned char *pend[N];
+  static size_t plen[N];
+  for (int i = 0; i < N; i++) {
+    s[i] = gconnect(&peer[i]);
+    pend[i] = malloc(K + 1);
+    cr_assert(pend[i] != NULL);
+  }
+  echo_srv e = {.n = N, .fd = peer, .pend = pend, .plen = plen, .cap = K + 1};
+  pthread_t et;
+  cr_assert_eq(pthread_create(&et, NULL, echo_main, &e), 0);
+  unsigned char one;
+  for (int i = 0; i < N; i++) {
+    one = (unsigned char)i;
+    cr_assert_eq(hwsock_guest_send(g, s[i], &one, 1, 0), 1);
+    unsigned char back = 0;
+    recv_all_bounded(s[i], &back, 1, STUCK_S, "one-byte echo", i);
+    cr_assert_eq(back, one);
+  }
+  static unsigned char out[K], in[K];
+  for (int i = 0; i < N; i++) {
+    fill(out, K, (unsigned)i, 0);
+    size_t off = 0;
+    while (off < K) {
+      ssize_t w = hwsock_guest_send(g, s[i], out + off, K - off, 0);
+      cr_assert(w > 0, "send on connection %d: %zd", i, w);
+      off += (size_t)w;
+    }
+  }
+  for (int i = 0; i < N; i++) {
+    recv_all_bounded(s[i], in, K, STUCK_S, "64 KiB echo", i);
+    fill(out, K, (unsigned)i, 0);
+    cr_assert(memcmp(in, out, K) == 0, "connection %d: bytes differ", i);
+  }
+  e.stop = 1;
+  pthread_join(et, NULL);
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(hwsock_guest_close(g, s[i]), 0);
+    close(peer[i]);
+    free(pend[i]);
+  }
+  stop();
+}
+
+/* The same with datagrams: every socket's window (64 datagrams) is filled
+ * before any is read, many times the buffers together; read back socket
+ * by socket, each datagram with its length, bytes and source. */
+Test(guest_evq, many_datagram_sockets_read_in_turn_never_run_the_buffers_dry) {
+  enum { N = 40, D = 48, STUCK_S = 30 };
+  start(1);
+  static int s[N];
+  static unsigned port[N];
+  for (int i = 0; i < N; i++) {
+    s[i] = hwsock_guest_socket(g, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM);
+    cr_assert(s[i] >= 0, "socket: %d", s[i]);
+    cr_assert_eq(hwsock_guest_bind(g, s[i], "udp://127.0.0.1:0"), 0);
+    char name[HWSOCK_URI_MAX + 1];
+    cr_assert_eq(hwsock_guest_getname(g, s[i], 0, name, sizeof(name)), 0);
+    port[i] = (unsigned)atoi(strrchr(name, ':') + 1);
+    /* nothing there: puts it in event mode (its window is granted) */
+    char c;
+    cr_assert_eq(hwsock_guest_recv(g, s[i], &c, 1, HWSOCK_GUEST_RECV_DONTWAIT),
+                 HWSOCK_EAGAIN);
+  }
+  int h = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof(a);
+  cr_assert_eq(bind(h, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(getsockname(h, (struct sockaddr *)&a, &al), 0);
+  char src[64];
+  snprintf(src, sizeof(src), "udp://127.0.0.1:%u", ntohs(a.sin_port));
+  static unsigned char out[1024], in[1024];
+  for (int k = 0; k < D; k++)
+    for (int i = 0; i < N; i++) {
+      size_t n = 1 + (size_t)((i * 37 + k * 101) % 1000);
+      fill(out, n, (unsigned)(i * D + k), 0);
+      struct sockaddr_in to = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)port[i]),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+      cr_assert_eq(sendto(h, out, n, 0, (struct sockaddr *)&to, sizeof(to)),
+                   (ssize_t)n);
+      if ((i & 7) == 0)
+        usleep(200); /* the host socket's receive buffer is not a test */
+    }
+  for (int i = 0; i < N; i++)
+    for (int k = 0; k < D; k++) {
+      size_t n = 1 + (size_t)((i * 37 + k * 101) % 1000);
+      char from[HWSOCK_URI_MAX + 1];
+      struct timespec last, now;
+      clock_gettime(CLOCK_MONOTONIC, &last);
+      ssize_t r;
+      while ((r = hwsock_guest_recvfrom(g, s[i], in, sizeof(in),
+                                        HWSOCK_GUEST_RECV_DONTWAIT, from,
+                                        sizeof(from), NULL)) == HWSOCK_EAGAIN) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        cr_assert(now.tv_sec - last.tv_sec < STUCK_S,
+                  "socket %d stuck before datagram %d of %d", i, k, D);
+        usleep(1000);
+      }
+      cr_assert_eq(r, (ssize_t)n, "socket %d datagram %d: %zd", i, k, r);
+      fill(out, n, (unsigned)(i * D + k), 0);
+      cr_assert(memcmp(in, out, n) == 0, "socket %d datagram %d differs", i,
+                k);
+      cr_assert_str_eq(from, src);
+    }
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(hwsock_guest_close(g, s[i]), 0);
+  close(h);
   stop();
 }
