@@ -73,6 +73,8 @@ typedef struct hwsock__sock {
 #define HWSOCK__EV_RDONE 0x080u       /* EOF or ERROR delivered */
 #define HWSOCK__EV_W_READ 0x100u      /* backend watch armed: READ */
 #define HWSOCK__EV_W_WRITE 0x200u     /* backend watch armed: WRITE */
+#define HWSOCK__EV_PEND_RESET 0x400u  /* a reset socket (restored without its
+                                         host socket) owes an ERROR event */
 
 typedef struct hwsock__backend {
   const hwsock_backend_desc *desc;
@@ -91,6 +93,8 @@ typedef struct hwsock__req {
   uint16_t opcode;
   uint8_t in_use;
   uint8_t event;        /* an event-queue read (evq.c), not a request */
+  uint8_t own;          /* a step of a restore's re-creation (snapshot_sock.c),
+                           on its stack: not from the ring */
   uint32_t sock_id;
   uint32_t new_sock;    /* ACCEPT target */
   uint64_t tag;
@@ -162,6 +166,9 @@ struct hwsock_device {
   /* evq.c: sockets with readiness waiting for an event buffer, FIFO of
    * ids + 1 (0: empty) linked through hwsock__sock.ev_next */
   uint32_t ev_head, ev_tail;
+  /* handover.c: hwsock_device_restore_held() holds the requests in flight
+   * (walked, neither completed nor submitted) until resume_held */
+  int held;
 };
 
 /* evq.c: the event queue (PROTOCOL.md §16) */
@@ -182,6 +189,10 @@ void hwsock__evq_ready(const hwsock_backend_host *host, void *cookie,
                        unsigned events);
 /* Reset: the line is emptied. */
 void hwsock__evq_reset(struct hwsock_device *dev);
+/* A socket restored reset whose guest waits on the event queue (a window,
+ * an armed watch, a reset not yet reported) gets one ERROR event
+ * (ECONNRESET) there; nothing else. */
+void hwsock__evq_report_reset(struct hwsock_device *dev, uint32_t id);
 /* Takes the next chain of queue `q` into the first free request (there
  * must be one): it leaves the free list, in use, with its queue and head
  * set (devstate.c). 1 and *out: taken; 0: the queue is empty (kicks are
@@ -195,6 +206,18 @@ void hwsock__set_broken(struct hwsock_device *dev, unsigned q,
 
 /* dispatch.c */
 void hwsock__dispatch(struct hwsock_device *dev, hwsock__req *req);
+/* The socket options a guest may get (set == 0) or set (set != 0). */
+int hwsock__sockopt_allowed(uint32_t level, uint32_t opt, int set);
+
+/* snapshot_sock.c: restore gives socket id (its scheme, options and bound
+ * flag set) a host socket again on `local`, listening or connected to
+ * `peer` (NULL: none), as the device's policy allows now. 0: offloaded;
+ * else why not, and the socket is left OPEN for the caller. */
+int hwsock__snap_recreate(struct hwsock_device *dev, uint32_t id,
+                          const hwsock_addr *local, const hwsock_addr *peer,
+                          int listener);
+/* A backend completed one of those steps (req->own). */
+void hwsock__snap_step_done(hwsock__req *req, int status);
 void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len);
 void hwsock__sock_close(struct hwsock_device *dev, uint32_t id);
 

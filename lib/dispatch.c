@@ -115,6 +115,10 @@ void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
     s->inflight--;
   if (status > 0 || status < -4095)
     status = HWSOCK_EIO; /* a backend bug must not reach the guest as OK */
+  if (req->own) { /* a restore's own step (snapshot_sock.c) */
+    hwsock__snap_step_done(req, status);
+    return;
+  }
   if (req->event) { /* an event-queue read (evq.c) */
     if (status == 0 && len > breq->iov_len)
       status = HWSOCK_EIO;
@@ -463,7 +467,7 @@ static int recheck(hwsock_device *dev, hwsock__req *req,
 }
 
 /* The socket options any backend may see (wire.h). SO_ERROR is get-only. */
-static int sockopt_allowed(uint32_t level, uint32_t opt, int set) {
+int hwsock__sockopt_allowed(uint32_t level, uint32_t opt, int set) {
   switch (level) {
   case HWSOCK_SOL_SOCKET:
     switch (opt) {
@@ -552,7 +556,8 @@ static int check_args(const hwsock_breq *b) {
                                                                    : 0;
   case HWSOCK_OP_GETSOCKOPT:
   case HWSOCK_OP_SETSOCKOPT:
-    return sockopt_allowed(b->arg0, b->arg1, b->opcode == HWSOCK_OP_SETSOCKOPT)
+    return hwsock__sockopt_allowed(b->arg0, b->arg1,
+                                   b->opcode == HWSOCK_OP_SETSOCKOPT)
                ? 0
                : HWSOCK_ENOPROTOOPT;
   default:

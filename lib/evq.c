@@ -269,14 +269,47 @@ static int pop_buffer(hwsock_device *dev, unsigned q, hwsock__req **out) {
   }
 }
 
+void hwsock__evq_report_reset(hwsock_device *dev, uint32_t id) {
+  hwsock__sock *s = &dev->socks[id];
+  int waits = (s->window > 0 && !(s->ev & HWSOCK__EV_RDONE)) ||
+              (s->ev & (HWSOCK__EV_WANT_ACCEPT | HWSOCK__EV_WANT_WRITE |
+                        HWSOCK__EV_PEND_RESET));
+  s->window = 0;
+  s->ev &= HWSOCK__EV_IN_LINE;
+  if (!waits)
+    return;
+  s->ev |= HWSOCK__EV_PEND_RESET;
+  line_push(dev, id);
+}
+
+/* The ERROR event of a reset socket into the buffer held by req. */
+static void publish_reset(hwsock_device *dev, hwsock__req *req, uint32_t id) {
+  hwsock__sock *s = &dev->socks[id];
+  hwsock_event ev;
+  s->ev = (uint16_t)((s->ev & ~HWSOCK__EV_PEND_RESET) | HWSOCK__EV_RDONE);
+  event_init(&ev, id, HWSOCK_EV_ERROR, s);
+  hwsock_le32_set(&ev.status, (uint32_t)-HWSOCK_ECONNRESET);
+  publish(dev, req, &ev, EV_LEN);
+}
+
 void hwsock__evq_service(hwsock_device *dev) {
   int q = hwsock__evq_index(dev);
+  /* Quiesced: no buffer is taken (hwsock_device_save copies the rings);
+   * the line waits for the resume, or for the restored device's watches. */
   if (q < 0 || dev->broken || !(dev->status & HWSOCK_STATUS_DRIVER_OK) ||
-      dev->in_teardown || dev->vq[q].size == 0)
+      dev->in_teardown || dev->quiesced || dev->vq[q].size == 0)
     return;
   while (dev->ev_head != 0) {
     uint32_t id = dev->ev_head - 1;
     hwsock__sock *s = &dev->socks[id];
+    if ((s->ev & HWSOCK__EV_PEND_RESET) && s->state == HWSOCK__S_RESET) {
+      hwsock__req *req = NULL;
+      if (pop_buffer(dev, (unsigned)q, &req) <= 0)
+        return;
+      line_pop(dev);
+      publish_reset(dev, req, id);
+      continue;
+    }
     unsigned pend = s->ev & (HWSOCK__EV_PEND_READ | HWSOCK__EV_PEND_ACCEPT |
                              HWSOCK__EV_PEND_WRITE);
     if (pend == 0 || s->state != HWSOCK__S_OFFLOADED) {

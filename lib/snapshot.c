@@ -1,33 +1,49 @@
 /* Snapshot and restore (hwsock/device.h, docs/EMBEDDING.md §11).
  *
- * The blob, all little-endian, version 1:
+ * The blob, all little-endian, version 2:
  *   header   48 bytes  magic "HSNP", version, queues, total length, counts,
  *                      status, features, in-band negotiation done
  *   queue    40 bytes  each of num_queues: size, last_avail, used_idx, the
  *                      last signalled used idx, desc/avail/used gpa
- *   socket   16 bytes  each open id, ascending: id, state, scheme
+ *   socket   16 bytes  each open id, ascending: id, state, scheme, ss,
+ *                      flags, receive window, event flags, counts; then its
+ *                      options set before the decision (20 bytes each),
+ *                      its local and peer URIs, zero padding to 8 bytes
  *   request  16 bytes  each request in flight: queue, head, socket, tag
  *
  * Restore trusts nothing in it: the lengths must add up exactly, every
  * count is bounded by the restoring device's config, ids are ascending,
- * states and schemes known, each queue's positions agree with the requests
- * in flight on it (used_idx + in flight == last_avail), heads are unique and
- * in range, and the queue addresses go through hwsock_device_queue_setup()
- * like a driver's. Only the chains of the requests in flight are read from
- * guest memory, through the ring walker (a bad chain is the guest's ring
- * fault, as it would have been at pop time). */
+ * states, schemes, options and URIs valid, each queue's positions agree
+ * with the requests in flight on it (used_idx + in flight == last_avail),
+ * heads are unique and in range, and the queue addresses go through
+ * hwsock_device_queue_setup() like a driver's. Only the chains of the
+ * requests in flight are read from guest memory, through the ring walker
+ * (a bad chain is the guest's ring fault, as it would have been at pop
+ * time). Listeners, bound stream sockets and datagram sockets get a host
+ * socket again on their address (snapshot_sock.c). */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "device_int.h"
 #include "iov.h"
 
 #define SNAP_MAGIC 0x504e5348u /* "HSNP" */
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u
 #define HDR_LEN 48u
 #define Q_LEN 40u
-#define S_LEN 16u
+#define S_LEN 16u  /* a socket record's fixed part */
+#define O_LEN 20u  /* one option: level, name, len, 8 value bytes */
 #define R_LEN 16u
+/* the longest socket record: every option, two URIs, padding */
+#define S_MAX ((S_LEN + HWSOCK_BPRESET_MAX * O_LEN + 2u * HWSOCK_URI_MAX + 7u) & ~7u)
+/* socket record flags */
+#define SF_BOUND 1u
+/* socket record event flags (the event queue, PROTOCOL.md §16) */
+#define SE_WANT_ACCEPT 1u
+#define SE_WANT_WRITE 2u
+#define SE_RDONE 4u
+#define SE_RESET 8u /* a reset not yet reported through the event queue */
 #define SAVED_STATUS (HWSOCK_STATUS_FEATURES_OK | HWSOCK_STATUS_DRIVER_OK)
 
 typedef struct snap_q {
@@ -37,8 +53,10 @@ typedef struct snap_q {
 } snap_q;
 
 typedef struct snap_s {
-  uint32_t id;
-  uint8_t state, scheme;
+  uint32_t id, window;
+  uint8_t state, scheme, ss, flags, ev, nopt, has_local, has_peer;
+  const uint8_t *opt; /* nopt options, in the blob */
+  hwsock_addr local, peer;
 } snap_s;
 
 typedef struct snap_r {
@@ -80,7 +98,7 @@ int hwsock_device_quiesce(hwsock_device *dev, int on) {
 
 size_t hwsock_device_save_bound(const hwsock_device *dev) {
   return HDR_LEN + (size_t)dev->cfg.num_queues * Q_LEN +
-         (size_t)dev->cfg.max_sockets * S_LEN +
+         (size_t)dev->cfg.max_sockets * S_MAX +
          (size_t)dev->cfg.max_inflight * R_LEN;
 }
 
@@ -97,6 +115,91 @@ static int saved_state(const hwsock__sock *s) {
   }
 }
 
+/* What restore may need to give an offloaded socket a host socket again:
+ * its local address (and a connected datagram socket's peer), asked of
+ * the backend. A socket without them comes back reset. */
+typedef struct sock_addrs {
+  char local[HWSOCK_URI_MAX + 1], peer[HWSOCK_URI_MAX + 1];
+  size_t ll, pl;
+} sock_addrs;
+
+static int recreatable(const hwsock__sock *s) {
+  if (hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_DGRAM)
+    return s->ss == HWSOCK_SS_UNCONN || s->ss == HWSOCK_SS_ESTAB;
+  return s->ss == HWSOCK_SS_LISTEN || s->ss == HWSOCK_SS_UNCONN;
+}
+
+static size_t uri_of(const hwsock_addr *a, char *buf) {
+  int n = hwsock_uri_format(a, buf, HWSOCK_URI_MAX + 1);
+  return n > 0 && n <= HWSOCK_URI_MAX ? (size_t)n : 0;
+}
+
+static void addrs_of(const hwsock_device *dev, const hwsock__sock *s,
+                     sock_addrs *a) {
+  a->ll = a->pl = 0;
+  hwsock_bsock_info bi;
+  if (s->state != HWSOCK__S_OFFLOADED || s->backend < 0 || !recreatable(s) ||
+      hwsock__sock_info(dev, s, &bi) < 0 || !bi.has_local ||
+      bi.local.scheme != s->scheme)
+    return;
+  if (s->ss == HWSOCK_SS_ESTAB) { /* a connected datagram socket */
+    if (!bi.has_peer || bi.peer.scheme != s->scheme || bi.peer.port == 0 ||
+        (a->pl = uri_of(&bi.peer, a->peer)) == 0)
+      return;
+  }
+  if ((a->ll = uri_of(&bi.local, a->local)) == 0)
+    a->pl = 0;
+}
+
+static size_t rec_len(const hwsock__sock *s, const sock_addrs *a) {
+  size_t n = S_LEN + (s->preset ? s->preset->n : 0) * O_LEN + a->ll + a->pl;
+  return (n + 7u) & ~(size_t)7u;
+}
+
+static uint8_t ev_to_blob(uint16_t ev) {
+  return (uint8_t)(((ev & HWSOCK__EV_WANT_ACCEPT) ? SE_WANT_ACCEPT : 0) |
+                   ((ev & HWSOCK__EV_WANT_WRITE) ? SE_WANT_WRITE : 0) |
+                   ((ev & HWSOCK__EV_RDONE) ? SE_RDONE : 0) |
+                   ((ev & HWSOCK__EV_PEND_RESET) ? SE_RESET : 0));
+}
+
+static uint16_t ev_from_blob(uint8_t ev) {
+  return (uint16_t)(((ev & SE_WANT_ACCEPT) ? HWSOCK__EV_WANT_ACCEPT : 0) |
+                    ((ev & SE_WANT_WRITE) ? HWSOCK__EV_WANT_WRITE : 0) |
+                    ((ev & SE_RDONE) ? HWSOCK__EV_RDONE : 0) |
+                    ((ev & SE_RESET) ? HWSOCK__EV_PEND_RESET : 0));
+}
+
+static uint8_t *put_sock(uint8_t *p, uint32_t id, const hwsock__sock *s,
+                         const sock_addrs *a) {
+  size_t n = rec_len(s, a);
+  uint32_t nopt = s->preset ? s->preset->n : 0;
+  memset(p, 0, n);
+  put32(p, id);
+  p[4] = s->state;
+  if (s->state == HWSOCK__S_RESERVED)
+    return p + n; /* a bare id: see parse_sock */
+  p[5] = s->scheme;
+  p[6] = s->state == HWSOCK__S_OFFLOADED ? s->ss : 0;
+  p[7] = s->bound ? SF_BOUND : 0;
+  put32(p + 8, s->window);
+  p[12] = ev_to_blob(s->ev);
+  p[13] = (uint8_t)nopt;
+  p[14] = (uint8_t)a->ll;
+  p[15] = (uint8_t)a->pl;
+  uint8_t *q = p + S_LEN;
+  for (uint32_t i = 0; i < nopt; i++, q += O_LEN) {
+    const hwsock_bsockopt *o = &s->preset->opt[i];
+    put32(q, o->level);
+    put32(q + 4, o->name);
+    put32(q + 8, o->len);
+    memcpy(q + 12, o->val, 8);
+  }
+  memcpy(q, a->local, a->ll);
+  memcpy(q + a->ll, a->peer, a->pl);
+  return p + n;
+}
+
 int hwsock_device_save(hwsock_device *dev, void *buf, size_t len,
                        size_t *out_len) {
   if (dev == NULL || buf == NULL || out_len == NULL)
@@ -105,18 +208,25 @@ int hwsock_device_save(hwsock_device *dev, void *buf, size_t len,
     return HWSOCK_EBUSY;
   if (dev->broken)
     return HWSOCK_ENEEDSRESET;
-  if (hwsock__evq_index(dev) >= 0)
-    return HWSOCK_EOPNOTSUPP;
   uint32_t ns = 0, nr = 0;
-  for (unsigned i = 0; i < dev->cfg.max_sockets; i++)
-    ns += saved_state(&dev->socks[i]);
+  size_t slen = 0;
+  sock_addrs a;
+  for (unsigned i = 0; i < dev->cfg.max_sockets; i++) {
+    const hwsock__sock *s = &dev->socks[i];
+    if (!saved_state(s))
+      continue;
+    ns++;
+    addrs_of(dev, s, &a);
+    slen += rec_len(s, &a);
+  }
   for (unsigned i = 0; i < dev->cfg.max_inflight; i++)
     nr += dev->reqs[i].in_use;
-  size_t total = HDR_LEN + (size_t)dev->cfg.num_queues * Q_LEN +
-                 (size_t)ns * S_LEN + (size_t)nr * R_LEN;
+  size_t total = HDR_LEN + (size_t)dev->cfg.num_queues * Q_LEN + slen +
+                 (size_t)nr * R_LEN;
   if (len < total)
     return HWSOCK_ENOSPC;
   uint8_t *p = buf;
+  const uint8_t *end = p + total - (size_t)nr * R_LEN; /* the sockets' end */
   memset(p, 0, total);
   put32(p, SNAP_MAGIC);
   put16(p + 4, SNAP_VERSION);
@@ -144,10 +254,10 @@ int hwsock_device_save(hwsock_device *dev, void *buf, size_t len,
     const hwsock__sock *s = &dev->socks[i];
     if (!saved_state(s))
       continue;
-    put32(p, i);
-    p[4] = s->state;
-    p[5] = s->scheme;
-    p += S_LEN;
+    addrs_of(dev, s, &a); /* as above: nothing ran in between */
+    if (rec_len(s, &a) > (size_t)(end - p))
+      return HWSOCK_EIO; /* the backend answered differently: no overrun */
+    p = put_sock(p, i, s, &a);
   }
   for (unsigned i = 0; i < dev->cfg.max_inflight; i++) {
     const hwsock__req *r = &dev->reqs[i];
@@ -173,6 +283,79 @@ typedef struct snap {
   snap_r *r;
 } snap;
 
+/* One socket record at p (room bytes left for the records): its length,
+ * or a negative HWSOCK_E*. */
+static int parse_sock(const hwsock_device *dev, const uint8_t *p, size_t room,
+                      int evq, const snap_s *prev, snap_s *x) {
+  if (room < S_LEN)
+    return HWSOCK_EBADMSG;
+  x->id = get32(p);
+  x->state = p[4];
+  x->scheme = p[5];
+  x->ss = p[6];
+  x->flags = p[7];
+  x->window = get32(p + 8);
+  x->ev = p[12];
+  x->nopt = p[13];
+  size_t ll = p[14], pl = p[15];
+  if (prev != NULL && x->id <= prev->id)
+    return HWSOCK_EBADMSG;
+  if (x->id >= dev->cfg.max_sockets)
+    return HWSOCK_EINVAL;
+  /* a pending ACCEPT's target is a bare id: its scheme comes with the
+   * connection */
+  int reserved = x->state == HWSOCK__S_RESERVED;
+  if (x->state < HWSOCK__S_OPEN || x->state > HWSOCK__S_RESET ||
+      (reserved ? (x->scheme | x->flags | x->window | x->ev | x->nopt) != 0
+                : x->scheme < HWSOCK_SCHEME_TCP ||
+                      x->scheme > HWSOCK_SCHEME_IPX) ||
+      x->ss > HWSOCK_SS_DENIED ||
+      (x->state != HWSOCK__S_OFFLOADED && x->ss != 0) ||
+      (x->flags & ~SF_BOUND) != 0 ||
+      (x->ev & ~(SE_WANT_ACCEPT | SE_WANT_WRITE | SE_RDONE | SE_RESET)) ||
+      x->window > HWSOCK_CREDIT_MAX || (!evq && (x->window | x->ev) != 0) ||
+      x->nopt > HWSOCK_BPRESET_MAX)
+    return HWSOCK_EBADMSG;
+  /* addresses: an offloaded socket's own; a peer only with a local one,
+   * and only on a datagram socket */
+  if ((ll | pl) != 0 && x->state != HWSOCK__S_OFFLOADED)
+    return HWSOCK_EBADMSG;
+  if (pl != 0 && (ll == 0 || hwsock_scheme_socktype(x->scheme) !=
+                                 HWSOCK_SOCK_DGRAM))
+    return HWSOCK_EBADMSG;
+  size_t n = S_LEN + (size_t)x->nopt * O_LEN + ll + pl;
+  size_t padded = (n + 7u) & ~(size_t)7u;
+  if (padded > room)
+    return HWSOCK_EBADMSG;
+  for (size_t i = n; i < padded; i++)
+    if (p[i] != 0)
+      return HWSOCK_EBADMSG;
+  /* the options as SETSOCKOPT would have taken them (dispatch.c) */
+  x->opt = p + S_LEN;
+  for (unsigned i = 0; i < x->nopt; i++) {
+    const uint8_t *o = x->opt + i * O_LEN;
+    uint32_t level = get32(o), name = get32(o + 4), len = get32(o + 8);
+    uint32_t need =
+        level == HWSOCK_SOL_SOCKET && name == HWSOCK_SO_LINGER ? 8 : 4;
+    if (!hwsock__sockopt_allowed(level, name, 1) || len != need ||
+        (level == HWSOCK_SOL_IPV6 &&
+         hwsock_scheme_family(x->scheme) != HWSOCK_AF_INET6))
+      return HWSOCK_EBADMSG;
+  }
+  const char *u = (const char *)x->opt + (size_t)x->nopt * O_LEN;
+  x->has_local = ll != 0;
+  x->has_peer = pl != 0;
+  if (ll > dev->cfg.max_uri_len || pl > dev->cfg.max_uri_len)
+    return HWSOCK_EINVAL;
+  if ((ll != 0 && (hwsock_uri_parse(u, ll, HWSOCK_URI_ALLOW_PORT0, &x->local,
+                                    NULL) < 0 ||
+                   x->local.scheme != x->scheme)) ||
+      (pl != 0 && (hwsock_uri_parse(u + ll, pl, 0, &x->peer, NULL) < 0 ||
+                   x->peer.scheme != x->scheme)))
+    return HWSOCK_EBADMSG;
+  return (int)padded;
+}
+
 /* Parses and checks the blob against dev without changing dev. */
 static int parse(const hwsock_device *dev, const uint8_t *p, size_t len,
                  snap *sn) {
@@ -186,10 +369,13 @@ static int parse(const hwsock_device *dev, const uint8_t *p, size_t len,
   sn->negotiated = get32(p + 32);
   if (get32(p + 8) != len || get64(p + 40) != 0)
     return HWSOCK_EBADMSG;
-  /* 64-bit sums of 32-bit counts: no overflow */
-  if ((uint64_t)HDR_LEN + (uint64_t)nq * Q_LEN + (uint64_t)sn->ns * S_LEN +
-          (uint64_t)sn->nr * R_LEN != len)
+  /* 64-bit sums of 32-bit counts: no overflow. The socket records fill
+   * what the fixed parts leave, each at least S_LEN. */
+  uint64_t fixed = (uint64_t)HDR_LEN + (uint64_t)nq * Q_LEN +
+                   (uint64_t)sn->nr * R_LEN;
+  if (fixed + (uint64_t)sn->ns * S_LEN > len)
     return HWSOCK_EBADMSG;
+  size_t slen = len - (size_t)fixed;
   if (nq != dev->cfg.num_queues || sn->ns > dev->cfg.max_sockets ||
       sn->nr > dev->cfg.max_inflight)
     return HWSOCK_EINVAL;
@@ -202,8 +388,9 @@ static int parse(const hwsock_device *dev, const uint8_t *p, size_t len,
     return HWSOCK_EBADMSG;
   if (!fok && sn->features != 0)
     return HWSOCK_EBADMSG;
-  if (sn->features & HWSOCK_F_EVENT_QUEUE)
-    return HWSOCK_EINVAL; /* not saved by this version */
+  if (sn->features & ~hwsock__device_features(dev))
+    return HWSOCK_EINVAL; /* e.g. the event queue on a device of one queue */
+  int evq = (sn->features & HWSOCK_F_EVENT_QUEUE) != 0;
   p += HDR_LEN;
   for (unsigned q = 0; q < nq; q++, p += Q_LEN) {
     snap_q *x = &sn->q[q];
@@ -226,21 +413,16 @@ static int parse(const hwsock_device *dev, const uint8_t *p, size_t len,
     if (x->size > dev->cfg.max_queue_size)
       return HWSOCK_EINVAL;
   }
-  uint32_t prev = 0;
-  for (uint32_t i = 0; i < sn->ns; i++, p += S_LEN) {
-    snap_s *x = &sn->s[i];
-    x->id = get32(p);
-    x->state = p[4];
-    x->scheme = p[5];
-    if (p[6] | p[7] || get64(p + 8) != 0 || (i > 0 && x->id <= prev))
-      return HWSOCK_EBADMSG;
-    prev = x->id;
-    if (x->id >= dev->cfg.max_sockets)
-      return HWSOCK_EINVAL;
-    if (x->state < HWSOCK__S_OPEN || x->state > HWSOCK__S_RESET ||
-        x->scheme < HWSOCK_SCHEME_TCP || x->scheme > HWSOCK_SCHEME_IPX)
-      return HWSOCK_EBADMSG;
+  const uint8_t *send = p + slen;
+  for (uint32_t i = 0; i < sn->ns; i++) {
+    int rc = parse_sock(dev, p, (size_t)(send - p), evq,
+                        i > 0 ? &sn->s[i - 1] : NULL, &sn->s[i]);
+    if (rc <= 0)
+      return rc < 0 ? rc : HWSOCK_EBADMSG;
+    p += rc;
   }
+  if (p != send)
+    return HWSOCK_EBADMSG;
   if (sn->nr > 0 && !dok)
     return HWSOCK_EBADMSG;
   unsigned per_q[HWSOCK_MAX_QUEUES] = {0};
@@ -264,8 +446,9 @@ static int parse(const hwsock_device *dev, const uint8_t *p, size_t len,
   return 0;
 }
 
-/* Completes restored request x with ECONNRESET, as dispatch's finish(). */
-static void fail_request(hwsock_device *dev, const snap_r *x) {
+/* Request x again in a free request, its chain walked from the saved head
+ * (NULL: the ring is broken, and the device says so). */
+static hwsock__req *take_saved(hwsock_device *dev, const snap_r *x) {
   hwsock__req *req = dev->free_reqs; /* nr <= max_inflight: never NULL */
   hwsock__vq *vq = &dev->vq[x->queue];
   const char *why = NULL;
@@ -273,7 +456,7 @@ static void fail_request(hwsock_device *dev, const snap_r *x) {
                       dev->cfg.max_chain_segs + dev->cfg.max_regions,
                       &why) < 0) {
     hwsock__set_broken(dev, x->queue, why ? why : "bad ring");
-    return;
+    return NULL;
   }
   dev->free_reqs = req->next_free;
   dev->inflight++;
@@ -282,9 +465,14 @@ static void fail_request(hwsock_device *dev, const snap_r *x) {
   req->head = x->head;
   req->sock_id = x->sock;
   req->tag = x->tag;
+  return req;
+}
+
+/* Completes req with ECONNRESET, as dispatch's finish(). */
+static void fail_request(hwsock_device *dev, hwsock__req *req) {
   hwsock_resp_hdr resp;
   memset(&resp, 0, sizeof(resp));
-  hwsock_le64_set(&resp.tag, x->tag);
+  hwsock_le64_set(&resp.tag, req->tag);
   hwsock_le32_set(&resp.status, (uint32_t)-HWSOCK_ECONNRESET);
   hwsock__iov_scatter(req->iov + req->chain.n_out, req->chain.n_in, 0, &resp,
                       sizeof(resp));
@@ -293,7 +481,115 @@ static void fail_request(hwsock_device *dev, const snap_r *x) {
   hwsock__req_push(dev, req, (uint32_t)sizeof(resp));
 }
 
-static int apply(hwsock_device *dev, const snap *sn) {
+/* A request that was in flight: an event buffer goes back empty (used len
+ * 0, PROTOCOL.md §16.2: its read is gone with the old host socket); a
+ * request of a socket that got a host socket again is dispatched again
+ * (read from guest memory and checked as if just taken: it had not
+ * completed, so to the guest it is still pending); any other fails with
+ * ECONNRESET. In a hand-over (handover.c) the requests are held. */
+static void restore_request(hwsock_device *dev, const snap_r *x,
+                            const uint8_t *recreated) {
+  hwsock__req *req = take_saved(dev, x);
+  if (req == NULL)
+    return;
+  if ((int)x->queue == hwsock__evq_index(dev)) {
+    req->event = 1;
+    hwsock__req_push(dev, req, 0);
+    return;
+  }
+  if (dev->held)
+    return; /* a hand-over: submitted again by hwsock_device_resume_held */
+  if (x->sock < dev->cfg.max_sockets && recreated[x->sock] &&
+      dev->socks[x->sock].state == HWSOCK__S_OFFLOADED) {
+    req->t0_ns = hwsock__now_ns(CLOCK_MONOTONIC);
+    dev->counters.requests++;
+    hwsock__dispatch(dev, req);
+    return;
+  }
+  fail_request(dev, req);
+}
+
+/* A listener, a bound stream socket or a datagram socket of the blob gets
+ * a host socket again; 0, or why not. */
+static int recreate(hwsock_device *dev, const snap_s *x) {
+  if (!x->has_local)
+    return HWSOCK_EOPNOTSUPP; /* its address is not known */
+  int dgram = hwsock_scheme_socktype(x->scheme) == HWSOCK_SOCK_DGRAM;
+  int listener = !dgram && x->ss == HWSOCK_SS_LISTEN;
+  if (dgram ? x->ss != HWSOCK_SS_UNCONN && x->ss != HWSOCK_SS_ESTAB
+            : x->ss != HWSOCK_SS_LISTEN && x->ss != HWSOCK_SS_UNCONN)
+    return HWSOCK_EOPNOTSUPP; /* a connection: its state stayed behind */
+  if (dgram && (x->ss == HWSOCK_SS_ESTAB) != x->has_peer)
+    return HWSOCK_EOPNOTSUPP;
+  return hwsock__snap_recreate(dev, x->id, &x->local,
+                               x->has_peer ? &x->peer : NULL, listener);
+}
+
+/* The socket table of the blob into dev: *recreated[id] for the sockets
+ * that got a host socket again. The count of sockets reset, or
+ * HWSOCK_ENOMEM. */
+static int restore_socks(hwsock_device *dev, const snap *sn,
+                         uint8_t *recreated) {
+  int reset = 0;
+  int evq = hwsock__evq_index(dev) >= 0;
+  for (uint32_t i = 0; i < sn->ns; i++) {
+    const snap_s *x = &sn->s[i];
+    hwsock__sock *s = &dev->socks[x->id];
+    if (x->state == HWSOCK__S_RESERVED)
+      continue; /* its ACCEPT is in flight: dispatched again or failed */
+    s->scheme = x->scheme;
+    s->backend = -1;
+    s->rule = -1;
+    s->rule_line = -1;
+    s->bound = (x->flags & SF_BOUND) != 0;
+    s->window = x->window;
+    s->ev = ev_from_blob(x->ev);
+    if (x->nopt > 0) {
+      if ((s->preset = calloc(1, sizeof(*s->preset))) == NULL)
+        return HWSOCK_ENOMEM;
+      s->preset->n = x->nopt;
+      for (unsigned k = 0; k < x->nopt; k++) {
+        const uint8_t *o = x->opt + k * O_LEN;
+        hwsock_bsockopt *d = &s->preset->opt[k];
+        d->level = get32(o);
+        d->name = get32(o + 4);
+        d->len = get32(o + 8);
+        memcpy(d->val, o + 12, 8);
+      }
+    }
+    s->state = x->state == HWSOCK__S_OFFLOADED ? HWSOCK__S_RESET : x->state;
+    if (x->state == HWSOCK__S_OFFLOADED && x->ss == HWSOCK_SS_DENIED) {
+      /* the deny backend held nothing: decided again by this device */
+      s->state = HWSOCK__S_OPEN;
+    } else if (x->state == HWSOCK__S_OFFLOADED && !dev->held) {
+      int rc = recreate(dev, x);
+      char uri[HWSOCK_URI_MAX + 1];
+      if (!x->has_local || hwsock_uri_format(&x->local, uri, sizeof(uri)) < 0)
+        strcpy(uri, "?");
+      if (rc == 0) {
+        recreated[x->id] = 1;
+        hwsock__device_log(dev, HWSOCK_LOG_INFO,
+                           "restore: socket %u: again on %s", x->id, uri);
+      } else {
+        s->state = HWSOCK__S_RESET;
+        hwsock__device_log(dev, HWSOCK_LOG_INFO,
+                           "restore: socket %u (%s): reset: %s", x->id, uri,
+                           rc == HWSOCK_EOPNOTSUPP ? "its host socket is gone"
+                                                   : hwsock_strerror(rc));
+      }
+    }
+    if (s->state == HWSOCK__S_RESET) {
+      reset++;
+      if (evq && !dev->held)
+        hwsock__evq_report_reset(dev, x->id);
+    } else if (evq && s->state == HWSOCK__S_OFFLOADED) {
+      hwsock__evq_arm(dev, x->id); /* the credit and watches it had */
+    }
+  }
+  return reset;
+}
+
+static int apply(hwsock_device *dev, const snap *sn, uint8_t *recreated) {
   int rc;
   if (sn->status & HWSOCK_STATUS_FEATURES_OK) {
     if ((rc = hwsock_device_set_features(dev, sn->features)) < 0)
@@ -317,28 +613,13 @@ static int apply(hwsock_device *dev, const snap *sn) {
     if ((rc = hwsock_device_start(dev)) < 0)
       return HWSOCK_EINVAL;
   }
-  int reset = 0;
-  for (uint32_t i = 0; i < sn->ns; i++) {
-    const snap_s *x = &sn->s[i];
-    hwsock__sock *s = &dev->socks[x->id];
-    if (x->state == HWSOCK__S_RESERVED)
-      continue; /* its ACCEPT is in flight and fails below */
-    s->scheme = x->scheme;
-    s->backend = -1;
-    s->rule = -1;
-    s->rule_line = -1;
-    if (x->state == HWSOCK__S_OFFLOADED || x->state == HWSOCK__S_RESET) {
-      s->state = HWSOCK__S_RESET;
-      reset++;
-      hwsock__device_log(dev, HWSOCK_LOG_INFO,
-                         "restore: socket %u was offloaded: reset", x->id);
-    } else {
-      s->state = x->state;
-    }
-  }
+  int reset = restore_socks(dev, sn, recreated);
+  if (reset < 0)
+    return reset;
   for (uint32_t i = 0; i < sn->nr && !dev->broken; i++)
-    fail_request(dev, &sn->r[i]);
-  hwsock_device_flush(dev); /* the completions' notifications */
+    restore_request(dev, &sn->r[i], recreated);
+  /* the completions' notifications, the resets the event queue reports */
+  hwsock_device_flush(dev);
   return reset;
 }
 
@@ -356,16 +637,19 @@ int hwsock_device_restore(hwsock_device *dev, const void *buf, size_t len) {
                 sizeof(*sn.s));
   sn.r = calloc(dev->cfg.max_inflight ? dev->cfg.max_inflight : 1,
                 sizeof(*sn.r));
+  uint8_t *recreated = calloc(dev->cfg.max_sockets ? dev->cfg.max_sockets : 1,
+                              1);
   int rc = HWSOCK_ENOMEM;
-  if (sn.s != NULL && sn.r != NULL) {
+  if (sn.s != NULL && sn.r != NULL && recreated != NULL) {
     rc = len < HDR_LEN ? HWSOCK_EBADMSG : parse(dev, buf, len, &sn);
     if (rc == 0) {
-      rc = apply(dev, &sn);
+      rc = apply(dev, &sn, recreated);
       if (rc < 0)
         hwsock_device_reset(dev); /* all or nothing */
     }
   }
   free(sn.s);
   free(sn.r);
+  free(recreated);
   return rc;
 }

@@ -317,10 +317,11 @@ HWSOCK_EXTERN size_t hwsock_device_save_bound(const hwsock_device *dev);
 
 /* Saves the device's state into buf as a versioned little-endian blob
  * (features, status, queue addresses and positions, the requests in flight,
- * the socket table): *out_len bytes. The device must be quiesced. Errors:
- * HWSOCK_EBUSY (not quiesced), HWSOCK_ENEEDSRESET (broken), HWSOCK_ENOSPC
- * (len too small: see hwsock_device_save_bound), HWSOCK_EOPNOTSUPP (the
- * event queue was negotiated: not saved yet). */
+ * the socket table with each socket's options, receive window and watches,
+ * and the local address of those that can get a host socket again):
+ * *out_len bytes. The device must be quiesced. Errors: HWSOCK_EBUSY (not
+ * quiesced), HWSOCK_ENEEDSRESET (broken), HWSOCK_ENOSPC (len too small:
+ * see hwsock_device_save_bound). */
 HWSOCK_EXTERN int hwsock_device_save(hwsock_device *dev, void *buf,
                                      size_t len, size_t *out_len);
 
@@ -328,11 +329,16 @@ HWSOCK_EXTERN int hwsock_device_save(hwsock_device *dev, void *buf,
  * reset) with the same number of queues, its regions and backends added.
  * The blob is untrusted: everything is checked before anything changes,
  * and a refused blob leaves the device reset. Queues continue where they
- * were; every request that was in flight completes with
- * HWSOCK_ECONNRESET; sockets that were undecided or declined come back as
- * they were; offloaded sockets, whose host sockets are gone, come back
- * reset: every call on them fails with HWSOCK_ECONNRESET until the guest
- * closes them. Returns the number of sockets reset (>= 0). Errors:
+ * were, event queue, windows and watches included; sockets that were
+ * undecided or declined come back as they were; listeners, bound stream
+ * sockets and datagram sockets get a new host socket on their saved
+ * address (decided again by this device's policy), and their requests in
+ * flight are dispatched again; other offloaded sockets (connections), and
+ * those whose address is taken or refused now, come back reset: their
+ * requests in flight and every later call fail with HWSOCK_ECONNRESET
+ * until the guest closes them (with the event queue, one ERROR event says
+ * so). The table per socket kind is in docs/EMBEDDING.md §11. Returns the
+ * number of sockets reset (>= 0). Errors:
  * HWSOCK_EBUSY (device not fresh), HWSOCK_EBADMSG (malformed blob or
  * another version), HWSOCK_EINVAL (it does not fit this device: queues,
  * features, sockets, addresses outside the regions). */

@@ -1,10 +1,12 @@
 /* libFuzzer: hwsock_device_restore() on arbitrary blobs (the blob is
  * untrusted: it may come from a file, another host, an older version).
- * Each input is restored into a fresh device whose one queue sits in fake
+ * Each input is restored into a fresh device whose queues sit in fake
  * guest memory; a blob that is accepted is then driven (kick, flush, a
  * second save after quiesce, reset) so that whatever it restored is used.
- * The first input byte picks the device's features of the config (in-band
- * negotiation on or off). The sanitizers judge. */
+ * The first input byte picks the device's config: bit 0 in-band
+ * negotiation, bit 1 two queues (the second one can be the event queue).
+ * The device has no backend: sockets the blob would give a host socket
+ * again come back reset. The sanitizers judge. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,6 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   c.max_inflight = 64;
   c.max_queue_size = 256;
   c.inband_negotiation = data[0] & 1;
+  c.num_queues = (data[0] & 2) ? 2 : 1;
   hwsock_device *dev;
   if (hwsock_device_new(&c, &dev) != 0)
     abort();

@@ -2,9 +2,12 @@
  * device continues the rings where the saved one was, sockets whose host
  * socket is gone come back reset (their waiting RECV completes with
  * ECONNRESET, every later call too, CLOSE frees the id), undecided sockets
- * come back as they were, and a malformed or unfitting blob is refused
- * with the device left reset. A real tcp backend and a host listener on
- * 127.0.0.1; the driver side is the vring builder. */
+ * come back as they were, listeners and UDP sockets are re-created on their
+ * address (their waiting ACCEPT/RECV go on), a listener whose address was
+ * taken meanwhile comes back reset, a device with the event queue keeps its
+ * credits and posted buffers, and a malformed or unfitting blob is refused
+ * with the device left reset. Real tcp and udp backends and host sockets
+ * on 127.0.0.1; the driver side is the vring builder. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -19,19 +22,33 @@
 #include "support/vring_builder.h"
 
 #define TCP_SO HWSOCK_BUILD_BACKEND_DIR "/tcp.so"
+#define UDP_SO HWSOCK_BUILD_BACKEND_DIR "/udp.so"
 #define QSIZE 64u
+#define EVBUF 512u
 
 static uv_loop_t loop;
-static vrb rq;
+static vrb rq, eq; /* queue 0: requests; queue 1: events (evq tests) */
 static hwsock_device *dev;
 static hwsock_policy *pol;
-static hwsock_plugin *plug;
+static hwsock_plugin *plug, *uplug;
 static int lst = -1;
 static uint16_t lport;
+static unsigned nqueues = 1; /* of the next new_device() */
+
+/* The device's log on stderr: a failed test then says what restore did. */
+static void log_line(void *opaque, int level, const char *msg) {
+  (void)opaque;
+  fprintf(stderr, "device log %d: %s\n", level, msg);
+}
+
+static const hwsock_device_ops dev_ops = {.size = sizeof(hwsock_device_ops),
+                                          .log = log_line};
 
 static hwsock_device *new_device(void) {
   hwsock_device_config c;
   hwsock_device_config_init(&c);
+  c.ops = &dev_ops;
+  c.num_queues = nqueues;
   c.max_sockets = 16;
   c.max_inflight = 32;
   c.max_queue_size = QSIZE;
@@ -41,7 +58,10 @@ static hwsock_device *new_device(void) {
   cr_assert_eq(hwsock_device_new(&c, &d), 0);
   cr_assert_eq(hwsock_device_add_backend(d, hwsock_plugin_desc(plug), NULL),
                0);
+  cr_assert_eq(hwsock_device_add_backend(d, hwsock_plugin_desc(uplug), NULL),
+               0);
   cr_assert_eq(hwsock_device_add_region(d, rq.gpa, rq.size, rq.mem), 0);
+  cr_assert_eq(hwsock_device_add_region(d, eq.gpa, eq.size, eq.mem), 0);
   return d;
 }
 
@@ -50,10 +70,14 @@ static void setup(void) {
   const char *y = "version: 1\ndefault: offload\nrules: []\n";
   cr_assert_eq(uv_loop_init(&loop), 0);
   cr_assert_eq(vrb_init(&rq, 0x100000, 1u << 20, QSIZE), 0);
+  cr_assert_eq(vrb_init(&eq, 0x400000, 1u << 20, QSIZE), 0);
   cr_assert_eq(hwsock_policy_load_string(y, strlen(y), "t", &pol, err,
                                          sizeof(err)), 0, "%s", err);
   cr_assert_eq(hwsock_plugin_load(TCP_SO, &plug, err, sizeof(err)), 0, "%s",
                err);
+  cr_assert_eq(hwsock_plugin_load(UDP_SO, &uplug, err, sizeof(err)), 0, "%s",
+               err);
+  nqueues = 1;
   dev = new_device();
   cr_assert_eq(hwsock_device_set_features(dev, HWSOCK_F_VERSION_1), 0);
   cr_assert_eq(hwsock_device_queue_setup(dev, 0, QSIZE, rq.desc_gpa,
@@ -81,8 +105,10 @@ static void teardown(void) {
     ;
   uv_loop_close(&loop);
   hwsock_plugin_unload(plug);
+  hwsock_plugin_unload(uplug);
   hwsock_policy_free(pol);
   vrb_free(&rq);
+  vrb_free(&eq);
   close(lst);
 }
 
@@ -177,7 +203,7 @@ Test(snapshot, quiesce_holds_requests_until_resumed) {
 }
 
 Test(snapshot, save_needs_quiesce_and_room) {
-  unsigned char buf[4096];
+  static unsigned char buf[1u << 16];
   size_t n;
   cr_assert_eq(hwsock_device_save(dev, buf, sizeof(buf), &n), HWSOCK_EBUSY);
   hwsock_device_quiesce(dev, 1);
@@ -191,7 +217,7 @@ Test(snapshot, a_restored_device_continues_the_ring_and_keeps_undecided_sockets)
                        NULL), 0);
   cr_assert_eq(request(HWSOCK_OP_OPEN, 4, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM,
                        NULL), 0);
-  unsigned char buf[4096];
+  static unsigned char buf[1u << 16];
   size_t n = save(buf, sizeof(buf));
   free_device(dev);
   dev = new_device();
@@ -222,7 +248,7 @@ Test(snapshot, a_connected_socket_comes_back_reset_and_its_recv_fails) {
     uv_run(&loop, UV_RUN_NOWAIT);
   uint32_t id, len;
   cr_assert_eq(vrb_get_used(&rq, &id, &len), 0, "RECV completed early");
-  unsigned char buf[4096];
+  static unsigned char buf[1u << 16];
   cr_assert_eq(hwsock_device_quiesce(dev, 1), 1); /* the RECV */
   size_t n = save(buf, sizeof(buf));
   cr_assert_eq(n, 48u + 40u + 16u + 16u);
@@ -255,7 +281,7 @@ Test(snapshot, malformed_or_unfitting_blobs_are_refused_whole) {
   cr_assert_eq(request(HWSOCK_OP_CONNECT, 2, 0, 0, uri), 0);
   pending recv = post(HWSOCK_OP_RECV, 2, 0, 0, NULL);
   hwsock_device_kick(dev, 0);
-  unsigned char good[4096], b[4096];
+  static unsigned char good[1u << 16], b[1u << 16];
   size_t n = save(good, sizeof(good));
   free_device(dev);
   dev = new_device();
@@ -265,7 +291,7 @@ Test(snapshot, malformed_or_unfitting_blobs_are_refused_whole) {
     int err;
   } cases[] = {
       {0, 0x00, HWSOCK_EBADMSG},        /* magic */
-      {4, 0x02, HWSOCK_EBADMSG},        /* version */
+      {4, 0x01, HWSOCK_EBADMSG},        /* version 1 (and any other) */
       {6, 0x02, HWSOCK_EBADMSG},        /* queues: length no longer adds up */
       {8, 0x00, HWSOCK_EBADMSG},        /* total length */
       {12, 0x09, HWSOCK_EBADMSG},       /* socket count vs length */
@@ -322,4 +348,344 @@ Test(snapshot, a_new_memory_map_reports_the_requests_in_flight) {
   cr_assert_eq(wait_done(dev, recv), HWSOCK_ECANCELED);
   cr_assert_eq(wait_done(dev, close_req), 0);
   cr_assert_eq(hwsock_device_inflight(dev), 0);
+}
+
+/* ---- listeners, UDP sockets and the event queue ------------------------ */
+
+/* SETSOCKOPT of one 4-byte value. */
+static int setopt(uint32_t id, uint32_t level, uint32_t name, uint32_t val) {
+  pending p = {.mark = vrb_mark(&rq)};
+  uint64_t req = vrb_alloc(&rq, sizeof(hwsock_req_hdr) + 4, 8);
+  p.resp = vrb_alloc(&rq, 256, 8);
+  hwsock_req_hdr *h = vrb_host(&rq, req);
+  hwsock_le16_set(&h->opcode, HWSOCK_OP_SETSOCKOPT);
+  hwsock_le32_set(&h->sock_id, id);
+  hwsock_le32_set(&h->arg0, level);
+  hwsock_le32_set(&h->arg1, name);
+  hwsock_le32_set((hwsock_le32 *)(h + 1), val);
+  vrb_seg segs[2] = {{req, (uint32_t)sizeof(*h) + 4, 0},
+                     {p.resp, 256, HWSOCK_VRING_DESC_F_WRITE}};
+  p.head = vrb_add_chain(&rq, segs, 2);
+  cr_assert(p.head >= 0);
+  vrb_publish(&rq);
+  hwsock_device_kick(dev, 0);
+  return wait_done(dev, p);
+}
+
+/* The local address of socket id (GETNAME) as a URI, and its port. */
+static uint16_t local_port(uint32_t id, char *uri, size_t cap) {
+  pending p = post(HWSOCK_OP_GETNAME, id, 0, 0, NULL);
+  hwsock_device_kick(dev, 0);
+  hwsock_resp_hdr *r = vrb_host(&rq, p.resp);
+  uint32_t id2, len;
+  for (int i = 0; i < 1000 && !vrb_get_used(&rq, &id2, &len); i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  cr_assert_eq(hwsock_le32_get(&r->status), 0);
+  uint32_t n = hwsock_le32_get(&r->uri_len);
+  cr_assert(n > 0 && n < cap);
+  memcpy(uri, (const char *)(r + 1), n);
+  uri[n] = 0;
+  vrb_release(&rq, p.mark);
+  const char *colon = strrchr(uri, ':');
+  cr_assert_not_null(colon);
+  return (uint16_t)atoi(colon + 1);
+}
+
+/* A host TCP client of 127.0.0.1:port; -1 when refused. */
+static int tcp_client(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons(port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void udp_send_to(uint16_t port, const char *msg) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons(port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&a,
+                      sizeof(a)), (ssize_t)strlen(msg));
+  close(fd);
+}
+
+/* Saves dev, frees it, restores the blob into a new device: the count of
+ * sockets reset. */
+static int move_device(void) {
+  static unsigned char buf[1u << 16];
+  size_t n = save(buf, sizeof(buf));
+  free_device(dev);
+  dev = new_device();
+  return hwsock_device_restore(dev, buf, n);
+}
+
+/* A server as servers are written: SO_REUSEADDR, bind, listen. The option
+ * is the guest's, kept with the socket: the new host socket binds past the
+ * TIME_WAIT of the connection the old device closed. */
+Test(snapshot, a_listener_comes_back_on_its_port_and_its_accept_goes_on) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(setopt(1, HWSOCK_SOL_SOCKET, HWSOCK_SO_REUSEADDR, 1), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 1, 0, 0, "tcp://127.0.0.1:0"), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 1, 8, 0, NULL), 0);
+  char uri[HWSOCK_URI_MAX + 1];
+  uint16_t port = local_port(1, uri, sizeof(uri));
+  /* one connection accepted and closed by the old device (its TIME_WAIT
+   * stays on the port), then an ACCEPT waits across the move */
+  int c0 = tcp_client(port);
+  cr_assert_geq(c0, 0);
+  cr_assert_eq(request(HWSOCK_OP_ACCEPT, 1, 0, 2, NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_CLOSE, 2, 0, 0, NULL), 0);
+  close(c0);
+  pending acc = post(HWSOCK_OP_ACCEPT, 1, 0, 3, NULL);
+  hwsock_device_kick(dev, 0);
+  for (int i = 0; i < 50; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  int rc = move_device();
+  cr_assert_eq(rc, 0, "the listener was reset (%d)", rc);
+  /* the same port takes a new connection; the waiting ACCEPT gets it */
+  int c = tcp_client(port);
+  cr_assert_geq(c, 0, "nothing listens on %u after restore", port);
+  cr_assert_eq(wait_done(dev, acc), 0);
+  cr_assert_eq(write(c, "hi", 2), 2);
+  pending rd = post(HWSOCK_OP_RECV, 3, 0, 0, NULL);
+  hwsock_device_kick(dev, 0);
+  hwsock_resp_hdr *r = vrb_host(&rq, rd.resp);
+  cr_assert_eq(wait_done(dev, rd), 0);
+  cr_assert_eq(hwsock_le32_get(&r->len), 2);
+  cr_assert_eq(memcmp(r + 1, "hi", 2), 0);
+  /* and the listener still accepts after that */
+  int c2 = tcp_client(port);
+  cr_assert_geq(c2, 0);
+  cr_assert_eq(request(HWSOCK_OP_ACCEPT, 1, 0, 4, NULL), 0);
+  char again[HWSOCK_URI_MAX + 1];
+  cr_assert_eq(local_port(1, again, sizeof(again)), port);
+  cr_assert_str_eq(again, uri);
+  close(c);
+  close(c2);
+}
+
+Test(snapshot, a_listener_whose_port_was_taken_comes_back_reset) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 1, 0, 0, "tcp://127.0.0.1:0"), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 1, 8, 0, NULL), 0);
+  char uri[HWSOCK_URI_MAX + 1];
+  uint16_t port = local_port(1, uri, sizeof(uri));
+  pending acc = post(HWSOCK_OP_ACCEPT, 1, 0, 2, NULL);
+  hwsock_device_kick(dev, 0);
+  static unsigned char buf[1u << 16];
+  size_t n = save(buf, sizeof(buf));
+  free_device(dev);
+  /* someone else listens there now */
+  int other = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons(port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(bind(other, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(listen(other, 4), 0);
+  dev = new_device();
+  int rc = hwsock_device_restore(dev, buf, n);
+  cr_assert_eq(rc, 1, "restore: %d", rc);
+  cr_assert_eq(wait_done(dev, acc), HWSOCK_ECONNRESET);
+  cr_assert_eq(request(HWSOCK_OP_ACCEPT, 1, 0, 2, NULL), HWSOCK_ECONNRESET);
+  cr_assert_eq(request(HWSOCK_OP_CLOSE, 1, 0, 0, NULL), 0);
+  close(other);
+}
+
+Test(snapshot, a_udp_socket_comes_back_on_its_address_and_receives) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 5, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 5, 0, 0, "udp://127.0.0.1:0"), 0);
+  char uri[HWSOCK_URI_MAX + 1];
+  uint16_t port = local_port(5, uri, sizeof(uri));
+  pending rd = post(HWSOCK_OP_RECV, 5, 0, 0, NULL);
+  hwsock_device_kick(dev, 0);
+  for (int i = 0; i < 50; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  cr_assert_eq(move_device(), 0, "the UDP socket was reset");
+  /* the RECV that waited across the move gets a datagram sent to the old
+   * address */
+  udp_send_to(port, "after");
+  hwsock_resp_hdr *r = vrb_host(&rq, rd.resp);
+  cr_assert_eq(wait_done(dev, rd), 0);
+  cr_assert_eq(hwsock_le32_get(&r->len), 5);
+  cr_assert_eq(memcmp(r + 1, "after", 5), 0);
+  /* and a second one, with a new RECV */
+  udp_send_to(port, "again");
+  pending rd2 = post(HWSOCK_OP_RECV, 5, 0, 0, NULL);
+  hwsock_device_kick(dev, 0);
+  r = vrb_host(&rq, rd2.resp);
+  cr_assert_eq(wait_done(dev, rd2), 0);
+  cr_assert_eq(hwsock_le32_get(&r->len), 5);
+  cr_assert_eq(memcmp(r + 1, "again", 5), 0);
+}
+
+/* Options the guest set before the decision are kept: an SO_RCVBUF set
+ * on an undecided socket reaches the host socket it gets after the move
+ * (the host's default, 128 KiB and more, would show it lost). */
+Test(snapshot, options_set_before_the_decision_survive) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(setopt(1, HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF, 4096), 0);
+  cr_assert_eq(move_device(), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 1, 0, 0, "tcp://127.0.0.1:0"), 0);
+  hwsock_bsock_info bi;
+  memset(&bi, 0, sizeof(bi));
+  bi.size = sizeof(bi);
+  bi.fd = -1;
+  cr_assert_eq(hwsock__sock_info(dev, &dev->socks[1], &bi), 0);
+  int v = 0;
+  socklen_t vl = sizeof(v);
+  cr_assert_eq(getsockopt(bi.fd, SOL_SOCKET, SO_RCVBUF, &v, &vl), 0);
+  cr_assert_leq(v, 16384, "SO_RCVBUF preset lost: %d", v);
+}
+
+/* ---- the event queue ---------------------------------------------------- */
+
+typedef struct evrec {
+  uint32_t sock, window, len, status;
+  unsigned type;
+  char data[64];
+} evrec;
+
+static void evq_start(void) {
+  free_device(dev);
+  nqueues = 2;
+  dev = new_device();
+  cr_assert_eq(hwsock_device_set_features(dev, HWSOCK_F_VERSION_1 |
+                                                   HWSOCK_F_EVENT_QUEUE), 0);
+  cr_assert_eq(hwsock_device_queue_setup(dev, 0, QSIZE, rq.desc_gpa,
+                                         rq.avail_gpa, rq.used_gpa), 0);
+  cr_assert_eq(hwsock_device_queue_setup(dev, 1, QSIZE, eq.desc_gpa,
+                                         eq.avail_gpa, eq.used_gpa), 0);
+  cr_assert_eq(hwsock_device_start(dev), 0);
+}
+
+static void post_evbufs(unsigned n) {
+  for (unsigned i = 0; i < n; i++) {
+    uint64_t g = vrb_alloc(&eq, EVBUF, 16);
+    cr_assert(g != 0);
+    vrb_seg s = {g, EVBUF, HWSOCK_VRING_DESC_F_WRITE};
+    cr_assert(vrb_add_chain(&eq, &s, 1) >= 0);
+  }
+  vrb_publish(&eq);
+  hwsock_device_kick(dev, 1);
+}
+
+/* The next event with content (buffers returned empty are skipped and
+ * counted in *empty). */
+static evrec next_event(unsigned *empty) {
+  uint32_t head, len = 0;
+  evrec e;
+  memset(&e, 0, sizeof(e));
+  for (int i = 0; i < 20000; i++) {
+    if (vrb_get_used(&eq, &head, &len)) {
+      if (len == 0) {
+        (*empty)++;
+        continue;
+      }
+      const hwsock_event *ev =
+          vrb_host(&eq, hwsock_le64_get(&eq.desc[head].addr));
+      e.sock = hwsock_le32_get(&ev->sock_id);
+      e.type = hwsock_le16_get(&ev->type);
+      e.window = hwsock_le32_get(&ev->window);
+      e.len = hwsock_le32_get(&ev->len);
+      e.status = hwsock_le32_get(&ev->status);
+      /* the data ends the used length (a datagram's follows the URI
+       * area) */
+      size_t off = len - e.len;
+      if (e.len < sizeof(e.data) && off >= sizeof(*ev))
+        memcpy(e.data, (const char *)ev + off, e.len);
+      return e;
+    }
+    uv_run(&loop, UV_RUN_NOWAIT);
+    hwsock_device_flush(dev);
+    if (i > 100)
+      usleep(100);
+  }
+  cr_assert_fail("no event");
+  return e;
+}
+
+/* A device with the event queue: a UDP socket with credit, a listener
+ * armed for ACCEPTABLE, a connected TCP socket reading through events.
+ * After the move the credits are as they were, the event buffers posted
+ * before the save are used by the new device, the UDP socket and the
+ * listener go on, and the connection that could not move reports a reset
+ * through the event queue (the guest holds no request for it to fail). */
+Test(snapshot, an_event_queue_device_keeps_credits_and_posted_buffers) {
+  evq_start();
+  /* UDP socket 1, 3 datagrams of credit */
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 1, 0, 0, "udp://127.0.0.1:0"), 0);
+  char uri[HWSOCK_URI_MAX + 1];
+  uint16_t uport = local_port(1, uri, sizeof(uri));
+  cr_assert_eq(request(HWSOCK_OP_CREDIT, 1, 3, 0, NULL), 0);
+  /* listener 2, one ACCEPTABLE armed */
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 2, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 2, 0, 0, "tcp://127.0.0.1:0"), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 2, 8, 0, NULL), 0);
+  uint16_t tport = local_port(2, uri, sizeof(uri));
+  cr_assert_eq(request(HWSOCK_OP_CREDIT, 2, 0, HWSOCK_WATCH_ACCEPT, NULL), 0);
+  /* connection 3 to the host listener, 1000 bytes of credit */
+  char dst[64];
+  snprintf(dst, sizeof(dst), "tcp://127.0.0.1:%u", lport);
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 3, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 3, 0, 0, dst), 0);
+  cr_assert_eq(request(HWSOCK_OP_CREDIT, 3, 1000, 0, NULL), 0);
+  /* one datagram before the move: the window goes 3 -> 2 */
+  post_evbufs(4);
+  unsigned empty = 0;
+  udp_send_to(uport, "one");
+  evrec e = next_event(&empty);
+  cr_assert_eq(e.sock, 1);
+  cr_assert_eq(e.type, HWSOCK_EV_DATA);
+  cr_assert_eq(e.window, 2);
+  /* 3 buffers stay posted across the move */
+  cr_assert_eq(move_device(), 1, "only the connection is reset");
+  cr_assert_eq(hwsock_device_status(dev) & HWSOCK_STATUS_DRIVER_OK,
+               HWSOCK_STATUS_DRIVER_OK);
+  /* the reset connection says so through the event queue */
+  e = next_event(&empty);
+  cr_assert_eq(e.sock, 3);
+  cr_assert_eq(e.type, HWSOCK_EV_ERROR);
+  cr_assert_eq(e.status, (uint32_t)-HWSOCK_ECONNRESET);
+  cr_assert_eq(request(HWSOCK_OP_RECV, 3, 0, 0, NULL), HWSOCK_ECONNRESET);
+  /* the UDP socket's credit is what was left: 2 */
+  udp_send_to(uport, "two");
+  e = next_event(&empty);
+  cr_assert_eq(e.sock, 1);
+  cr_assert_eq(e.type, HWSOCK_EV_DATA);
+  cr_assert_eq(e.window, 1);
+  cr_assert_eq(e.len, 3);
+  cr_assert_eq(memcmp(e.data, "two", 3), 0);
+  /* the listener's armed watch: a connection makes it ACCEPTABLE */
+  int c = tcp_client(tport);
+  cr_assert_geq(c, 0);
+  e = next_event(&empty);
+  cr_assert_eq(e.sock, 2);
+  cr_assert_eq(e.type, HWSOCK_EV_ACCEPTABLE);
+  cr_assert_eq(request(HWSOCK_OP_ACCEPT, 2, 0, 4, NULL), 0);
+  /* traffic continues: more credit, more buffers, the last datagrams */
+  cr_assert_eq(request(HWSOCK_OP_CREDIT, 1, 1, 0, NULL), 0);
+  post_evbufs(2);
+  udp_send_to(uport, "three");
+  e = next_event(&empty);
+  cr_assert_eq(e.sock, 1);
+  cr_assert_eq(e.window, 1);
+  udp_send_to(uport, "four");
+  e = next_event(&empty);
+  cr_assert_eq(e.window, 0);
+  cr_assert_eq(memcmp(e.data, "four", 4), 0);
+  cr_assert_eq(empty, 0);
+  close(c);
 }
