@@ -45,4 +45,11 @@ if(Python3_Interpreter_FOUND AND HWSOCK_NM)
             "${_h}/capture.h")
   set_tests_properties(abi_exports_capture PROPERTIES TIMEOUT 60
                        LABELS "unit;abi")
+  add_test(NAME abi_exports_ringtest
+    COMMAND ${Python3_EXECUTABLE} "${CMAKE_CURRENT_LIST_DIR}/check_exports.py"
+            --lib $<TARGET_FILE:hwsock-ringtest>
+            --map "${PROJECT_SOURCE_DIR}/lib/hwsock-ringtest.map"
+            "${_h}/ringtest.h")
+  set_tests_properties(abi_exports_ringtest PROPERTIES TIMEOUT 60
+                       LABELS "unit;abi")
 endif()

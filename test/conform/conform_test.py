@@ -9,9 +9,12 @@ Starts the echo server (test/vmm/echo_server.py) and hwsock-vmm with a
 policy that offloads tcp to 127.0.0.1, then:
   1. hwsock-conform --vmm SOCK --echo tcp://127.0.0.1:PORT exits 0 and
      reports every clause passed, none failed or skipped;
-  2. against broken_vmm (a relay in front of the same VMM whose HELLO reply
-     carries a wrong protocol_version) it exits non-zero and names exactly
-     that clause as the one failure.
+  2. against broken_vmm (a relay in front of the same VMM) with each of its
+     faults it exits non-zero and names exactly the clauses that fault
+     breaks: a wrong protocol_version in HELLO (§3); FEATURES passed on
+     without EVENT_QUEUE (every §16 clause that uses the event queue);
+     FEATURES passed on with EVENT_QUEUE the guest did not ask for (§16,
+     CREDIT must be ENOSYS).
 Every wait is bounded."""
 import argparse
 import os
@@ -34,6 +37,28 @@ rules:
     reason: the conformance test's echo server
 """
 VERSION_CLAUSE = "§3 config protocol_version is HWSOCK_PROTOCOL_VERSION"
+ENOSYS_CLAUSE = "§16 CREDIT without EVENT_QUEUE negotiated gets ENOSYS"
+# every clause that runs with the event queue negotiated
+EVQ_CLAUSES = [
+    "§16.4 CREDIT succeeds with val 0 and used len 32",
+    "§16.4 CREDIT with unknown arg1 bits gets EINVAL",
+    "§16.4 CREDIT past HWSOCK_CREDIT_MAX gets ERANGE",
+    "§16.4 CREDIT with uri_len != 0 gets EINVAL",
+    "§16.2 an event buffer with a readable descriptor is handed back with "
+    "used len 0",
+    "§16.2 an event buffer below HWSOCK_EV_BUF_MIN is handed back with "
+    "used len 0",
+    "§16.2 no event buffer is used without an event",
+    "§16.3 DATA events stay within the window, in stream order; a socket "
+    "with a window refuses RECV (EBUSY)",
+    "§16.4 WATCH_WRITE gives exactly one WRITABLE event",
+]
+# broken_vmm --fault NAME: the clauses it must fail, no more, no fewer
+FAULTS = [
+    ("version", [VERSION_CLAUSE]),
+    ("evq-strip", EVQ_CLAUSES),
+    ("evq-force", [ENOSYS_CLAUSE]),
+]
 
 
 class Failure(Exception):
@@ -108,28 +133,38 @@ def main():
         bad = [l for l in lines if not l.startswith(("PASS ", "hwsock-conform:"))]
         check(not bad, "not every clause passed: %s" % bad)
         n = len(lines) - 1
-        check(n >= 15, "only %d clauses" % n)
+        check(n >= 50, "only %d clauses" % n)
         check(lines[-1] == "hwsock-conform: %d/%d clauses passed" % (n, n),
               "summary: " + lines[-1])
+        for want in [ENOSYS_CLAUSE] + EVQ_CLAUSES:
+            check("PASS " + want in lines, "no clause " + want)
+        check(len([l for l in lines if l.startswith("PASS §2.8 ring fault ")])
+              == 13, "not 13 ring fault clauses")
 
-        bsock = os.path.join(tmp, "broken.sock")
-        broken = subprocess.Popen([args.broken, bsock, sock],
-                                  stdout=subprocess.PIPE)
-        procs.append(broken)
-        check(readline_within(broken.stdout, WAIT, "broken_vmm ready")
-              == "ready\n", "broken_vmm not ready")
-        rc, lines = conform(args, bsock, port)
-        check(rc == 1, "hwsock-conform exit %d against broken_vmm" % rc)
-        fails = [l for l in lines if l.startswith("FAIL ")]
-        check(len(fails) == 1 and
-              fails[0].startswith("FAIL " + VERSION_CLAUSE + ": "),
-              "failures against broken_vmm: %s" % fails)
-        check(lines[-1] == "hwsock-conform: %d/%d clauses passed"
-              % (n - 1, n), "summary: " + lines[-1])
+        for fault, want in FAULTS:
+            bsock = os.path.join(tmp, "broken-%s.sock" % fault)
+            broken = subprocess.Popen([args.broken, "--fault", fault, bsock,
+                                       sock], stdout=subprocess.PIPE)
+            procs.append(broken)
+            check(readline_within(broken.stdout, WAIT, "broken_vmm ready")
+                  == "ready\n", "broken_vmm not ready")
+            print("--- against broken_vmm --fault %s" % fault)
+            rc, lines = conform(args, bsock, port)
+            check(rc == 1, "hwsock-conform exit %d against broken_vmm --fault "
+                  "%s" % (rc, fault))
+            fails = sorted(l.split(": ")[0][len("FAIL "):]
+                           for l in lines if l.startswith("FAIL "))
+            check(fails == sorted(want), "--fault %s: failed %s, want %s"
+                  % (fault, fails, sorted(want)))
+            check(lines[-1] == "hwsock-conform: %d/%d clauses passed"
+                  % (n - len(want), n), "summary: " + lines[-1])
+            broken.kill()
+            broken.wait()
 
         vmm.send_signal(signal.SIGTERM)
         check(vmm.wait(timeout=WAIT) == 0, "hwsock-vmm exit on SIGTERM")
-        print("conform_test: ok (%d clauses; broken device caught)" % n)
+        print("conform_test: ok (%d clauses; %d broken devices caught)"
+              % (n, len(FAULTS)))
         return 0
     except (Failure, subprocess.TimeoutExpired) as e:
         print("conform_test: FAIL: %s" % e)

@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../support/vring_builder.c"
-#include "../support/vring_builder.h"
+#include "../support/vring_builder.h" /* the builder: in hwsock_internal */
 #include "hwsock/backend.h"
 #include "hwsock/device.h"
 #include "hwsock/policy.h"

@@ -30,5 +30,25 @@ if(TARGET hwsock-guest)
                    "HWSOCK_SDK_LOAD_ECHO=$<TARGET_FILE:load_echo>"
                    "HWSOCK_SDK_VMM=${_hwsock_vmm}"
                    bash "${CMAKE_CURRENT_LIST_DIR}/sdk_test.sh")
-  set_tests_properties(sdk_plugin PROPERTIES TIMEOUT 300)
+  # (one install of the build tree at a time: each writes the .pc files
+  # with its own prefix into the build tree before copying them)
+  set_tests_properties(sdk_plugin PROPERTIES TIMEOUT 300
+                       RESOURCE_LOCK hwsock_build_install)
 endif()
+
+# The test-support library (test/sdk/ringtest_test.sh): installed into a
+# temporary prefix, test/sdk/ringtest_consumer.c built against it with
+# pkg-config and with find_package(hwsock COMPONENTS ringtest), and run.
+add_test(NAME sdk_ringtest
+         COMMAND ${CMAKE_COMMAND} -E env
+                 "HWSOCK_SDK_BUILD_DIR=${PROJECT_BINARY_DIR}"
+                 "HWSOCK_SDK_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+                 "HWSOCK_SDK_VERSION=${PROJECT_VERSION}"
+                 "HWSOCK_SDK_LIBDIR=${CMAKE_INSTALL_LIBDIR}"
+                 "HWSOCK_SDK_INCLUDEDIR=${CMAKE_INSTALL_INCLUDEDIR}"
+                 "HWSOCK_SDK_CC=${CMAKE_C_COMPILER}"
+                 "HWSOCK_SDK_CFLAGS=${CMAKE_C_FLAGS}"
+                 "HWSOCK_SDK_EXE_LDFLAGS=${CMAKE_EXE_LINKER_FLAGS}"
+                 bash "${CMAKE_CURRENT_LIST_DIR}/ringtest_test.sh")
+set_tests_properties(sdk_ringtest PROPERTIES TIMEOUT 300
+                     RESOURCE_LOCK hwsock_build_install)

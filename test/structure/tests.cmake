@@ -24,7 +24,8 @@ if(Python3_Interpreter_FOUND AND HWSOCK_NM)
   add_test(NAME file_cycles_lib
     COMMAND ${Python3_EXECUTABLE} "${_fc}" --name lib
             $<TARGET_OBJECTS:hwsock_common> $<TARGET_OBJECTS:hwsock_obj>
-            $<TARGET_OBJECTS:hwsock-uv> $<TARGET_OBJECTS:hwsock-capture>)
+            $<TARGET_OBJECTS:hwsock-uv> $<TARGET_OBJECTS:hwsock-capture>
+            $<TARGET_OBJECTS:hwsock-ringtest>)
   foreach(_t file_cycles_guest_core file_cycles_guest_run file_cycles_lib)
     if(TEST ${_t})
       set_tests_properties(${_t} PROPERTIES TIMEOUT 60

@@ -1,8 +1,6 @@
 /* Test support: the vring builder's device-side helpers (vring_builder.h),
- * apart from vring_builder.c because they call the library's internal
- * memory map and queue code; vring_builder.c itself needs only the public
- * wire format, so tools/hwsock-conform compiles it against the shared
- * library. */
+ * apart from the public libhwsock-ringtest (lib/ringtest.c) because they
+ * call the library's internal memory map and queue code. */
 #include "vring_builder.h"
 
 int vrb_add_regions(const vrb *r, hwsock__memmap *m, size_t split) {

@@ -64,19 +64,19 @@ static int call_raw(adv *a, uint16_t op, uint32_t id, uint64_t tag,
                     uint32_t arg0, uint32_t arg1, uint16_t flags,
                     uint32_t reserved, const char *uri, uint32_t uri_len,
                     uint32_t wlen, uint32_t *used, hwsock_resp_hdr *resp) {
-  vrb *r = &a->q[0];
-  size_t mark = vrb_mark(r);
+  hwsock_ringtest *r = &a->q[0];
+  size_t mark = hwsock_ringtest_mark(r);
   int head = adv_req(a, 0, op, id, tag, arg0, arg1, uri, uri_len, NULL, 0,
                      wlen);
   if (head < 0) {
-    vrb_release(r, mark);
+    hwsock_ringtest_release(r, mark);
     return 1;
   }
-  hwsock_req_hdr *h = vrb_host(r, hwsock_le64_get(&r->desc[head].addr));
+  hwsock_req_hdr *h = hwsock_ringtest_host(r, hwsock_le64_get(&r->desc[head].addr));
   hwsock_le16_set(&h->flags, flags);
   hwsock_le32_set(&h->reserved, reserved);
   if (wlen > 0)
-    memset(vrb_host(r, a->resp[0][head]), 0xa5, wlen);
+    memset(hwsock_ringtest_host(r, a->resp[0][head]), 0xa5, wlen);
   adv_go(a, 0);
   int st = 1;
   if (adv_wait_head(a, 0, (uint16_t)head, ADV_WAIT_MS) == 0) {
@@ -87,7 +87,7 @@ static int call_raw(adv *a, uint16_t op, uint32_t id, uint64_t tag,
       memcpy(resp, p, sizeof(*resp));
     st = -(int)hwsock_le32_get(&p->status);
   }
-  vrb_release(r, mark);
+  hwsock_ringtest_release(r, mark);
   return st;
 }
 
@@ -97,14 +97,17 @@ static int call(adv *a, uint16_t op, uint32_t id, uint32_t arg0,
                   NULL);
 }
 
+/* A status for a message; two calls may share one printf. */
 static const char *en(int st) {
-  static char b[32];
+  static char b[2][32];
+  static unsigned k;
   if (st == 1)
     return "no completion";
   if (st == 0)
     return "success";
-  snprintf(b, sizeof(b), "%s", hwsock_err_name(st));
-  return b;
+  char *p = b[k++ % 2];
+  snprintf(p, sizeof(b[0]), "%s", hwsock_err_name(st));
+  return p;
 }
 
 #define EXPECT_ST(st, want)                                                  \
@@ -139,8 +142,8 @@ static int c_v1(adv *a) {
 /* ---- §2.3 / §2.5: setup refusals (before any FEATURES) ------------------- */
 
 static int c_queue_before_features(adv *a) {
-  vrb *r = &a->q[0];
-  CK(vrb_init_at(r, a->mem, a->gpa, a->size / a->nq & ~(size_t)4095, QS) == 0,
+  hwsock_ringtest *r = &a->q[0];
+  CK(hwsock_ringtest_init_at(r, a->mem, a->gpa, a->size / a->nq & ~(size_t)4095, QS) == 0,
      "vring layout");
   EXPECT_ST(adv_msg(a, HWSOCK_LB_QUEUE, 0, QS, r->desc_gpa, r->avail_gpa,
                     r->used_gpa),
@@ -171,7 +174,7 @@ static int c_feat_ok(adv *a) {
 /* QUEUE 0 with the given deviations from a good layout; its status. */
 static int queue0(adv *a, uint64_t idx, uint64_t size, uint64_t ddesc,
                   uint64_t davail) {
-  vrb *r = &a->q[0];
+  hwsock_ringtest *r = &a->q[0];
   return adv_msg(a, HWSOCK_LB_QUEUE, idx, size, r->desc_gpa + ddesc,
                  r->avail_gpa + davail, r->used_gpa);
 }
@@ -217,8 +220,8 @@ static int c_kick_before_start(adv *a) {
      "FEATURES refused");
   size_t slice = (a->size / a->nq) & ~(size_t)4095;
   for (unsigned q = 0; q < a->nq; q++) {
-    vrb *r = &a->q[q];
-    CK(vrb_init_at(r, a->mem + q * slice, a->gpa + q * slice, slice, QS) == 0,
+    hwsock_ringtest *r = &a->q[q];
+    CK(hwsock_ringtest_init_at(r, a->mem + q * slice, a->gpa + q * slice, slice, QS) == 0,
        "vring layout");
     memset(a->done[q], 0, sizeof(a->done[q]));
     st = adv_msg(a, HWSOCK_LB_QUEUE, q, QS, r->desc_gpa, r->avail_gpa,
@@ -302,26 +305,26 @@ static int c_used_ok(adv *a) {
   return 0;
 }
 static int c_used_short(adv *a) {
-  vrb *r = &a->q[0];
-  size_t mark = vrb_mark(r);
-  uint64_t g = vrb_alloc(r, 32, 16), w = vrb_alloc(r, 64, 16);
+  hwsock_ringtest *r = &a->q[0];
+  size_t mark = hwsock_ringtest_mark(r);
+  uint64_t g = hwsock_ringtest_alloc(r, 32, 16), w = hwsock_ringtest_alloc(r, 64, 16);
   CK(g != 0 && w != 0, "scratch");
-  hwsock_req_hdr *h = vrb_host(r, g);
+  hwsock_req_hdr *h = hwsock_ringtest_host(r, g);
   hwsock_le16_set(&h->opcode, HWSOCK_OP_OPEN);
   hwsock_le32_set(&h->sock_id, 11);
   hwsock_le32_set(&h->arg0, HWSOCK_AF_INET);
   hwsock_le32_set(&h->arg1, HWSOCK_SOCK_STREAM);
-  memset(vrb_host(r, w), 0xaa, 64);
-  vrb_seg s[2] = {{g, 32, 0}, {w, 31, W}};
-  int head = vrb_add_chain(r, s, 2);
+  memset(hwsock_ringtest_host(r, w), 0xaa, 64);
+  hwsock_ringtest_seg s[2] = {{g, 32, 0}, {w, 31, W}};
+  int head = hwsock_ringtest_add_chain(r, s, 2);
   adv_go(a, 0);
   CK(adv_wait_head(a, 0, (uint16_t)head, ADV_WAIT_MS) == 0, "no completion");
   uint32_t used = a->done[0][head].len;
-  const uint8_t *p = vrb_host(r, w);
+  const uint8_t *p = hwsock_ringtest_host(r, w);
   int written = 0;
   for (unsigned i = 0; i < 64; i++)
     written |= p[i] != 0xaa;
-  vrb_release(r, mark);
+  hwsock_ringtest_release(r, mark);
   CK(used == 0 && !written, "used len %u%s", used,
      written ? ", bytes written" : "");
   /* not performed: id 11 is still free */
@@ -352,9 +355,9 @@ static int c_connect(adv *a) {
 /* ---- §2.8: a broken ring ------------------------------------------------ */
 
 static int c_broken(adv *a) {
-  vrb *r = &a->q[0];
-  uint16_t idx = vrb_used_idx(r);
-  vrb_put_head(r, (uint16_t)QS);
+  hwsock_ringtest *r = &a->q[0];
+  uint16_t idx = hwsock_ringtest_used_idx(r);
+  hwsock_ringtest_put_head(r, (uint16_t)QS);
   adv_go(a, 0);
   int code = adv_wait_reset(a, ADV_WAIT_MS);
   CK(code == HWSOCK_RESET_HEAD_INDEX, "NEEDS_RESET %s (code %d)",
@@ -375,49 +378,409 @@ static int c_reset(adv *a) {
   return 0;
 }
 
+/* ---- §2.8: every hostile layout of libhwsock-ringtest ------------------ */
+
+static int clause_arg; /* the fault of the clause running (fault clauses) */
+
+static int c_fault(adv *a) {
+  if (fresh(a) < 0)
+    return -1;
+  hwsock_ringtest *r = &a->q[0];
+  uint16_t idx = hwsock_ringtest_used_idx(r);
+  int want = hwsock_ringtest_add_fault(r, clause_arg);
+  CK(want > 0, "layout: %s", en(want));
+  if (strncmp(hwsock_ringtest_fault_name(clause_arg), "indirect", 8) == 0 &&
+      !(features(a) & HWSOCK_F_INDIRECT_DESC))
+    want = HWSOCK_RESET_INDIRECT_NOT_NEGOTIATED;
+  adv_go(a, 0);
+  int code = adv_wait_reset(a, ADV_WAIT_MS);
+  CK(code == want, "NEEDS_RESET %s (code %d, want %d)",
+     code < 0 ? "not sent" : "with another code", code, want);
+  CK(hwsock_ringtest_used_idx(r) == idx, "the used ring moved");
+  return fresh(a);
+}
+
+/* ---- §16: the event queue ----------------------------------------------- */
+
+#define EVQ_BUF 512u /* event buffer bytes (>= HWSOCK_EV_BUF_MIN) */
+
+static unsigned evq(const adv *a) { return a->nq - 1; }
+
+/* RESET and setup with the event queue negotiated. */
+static int fresh_evq(adv *a) {
+  return adv_reset_setup(a, features(a) | HWSOCK_F_EVENT_QUEUE, QS) < 0
+             ? fail("RESET + setup with EVENT_QUEUE failed")
+             : 0;
+}
+
+/* Makes a chain of segs available on the event queue and kicks: its head
+ * (the first writable segment's gpa remembered in resp[evq][head]). */
+static int post(adv *a, const hwsock_ringtest_seg *segs, unsigned n) {
+  unsigned q = evq(a);
+  int head = hwsock_ringtest_add_chain(&a->q[q], segs, n);
+  if (head < 0)
+    return head;
+  for (unsigned i = 0; i < n; i++)
+    if (segs[i].flags & W) {
+      a->resp[q][head] = segs[i].gpa;
+      break;
+    }
+  adv_go(a, q);
+  return head;
+}
+
+/* Posts one empty event buffer of len writable bytes: its head or -1. */
+static int post_buf(adv *a, uint32_t len) {
+  uint64_t g = hwsock_ringtest_alloc(&a->q[evq(a)], len, 16);
+  if (g == 0)
+    return -1;
+  hwsock_ringtest_seg s = {g, len, W};
+  return post(a, &s, 1);
+}
+
+static int c_evq_offer(adv *a) {
+  CK(!(offered(a) & HWSOCK_F_EVENT_QUEUE) || a->nq >= 2,
+     "EVENT_QUEUE offered with num_queues %u", a->nq);
+  return 0;
+}
+
+static int c_credit_enosys(adv *a) {
+  if (fresh(a) < 0)
+    return -1;
+  EXPECT_ST(call(a, HWSOCK_OP_CREDIT, 1, 100, 0), HWSOCK_ENOSYS);
+  return 0;
+}
+
+static int c_credit_ok(adv *a) {
+  if (fresh_evq(a) < 0)
+    return -1;
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, 20, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM), 0);
+  hwsock_resp_hdr h;
+  uint32_t used = 0;
+  int st = call_raw(a, HWSOCK_OP_CREDIT, 20, 0x51, 4096, 0, 0, 0, NULL, 0, 64,
+                    &used, &h);
+  (void)call(a, HWSOCK_OP_CLOSE, 20, 0, 0);
+  EXPECT_ST(st, 0);
+  CK(hwsock_le32_get(&h.val) == 0 && used == 32, "val %u, used len %u",
+     hwsock_le32_get(&h.val), used);
+  return 0;
+}
+
+static int c_credit_arg1(adv *a) {
+  if (fresh_evq(a) < 0)
+    return -1;
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, 21, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM), 0);
+  int st = call(a, HWSOCK_OP_CREDIT, 21, 0, 0x80000000u);
+  (void)call(a, HWSOCK_OP_CLOSE, 21, 0, 0);
+  EXPECT_ST(st, HWSOCK_EINVAL);
+  return 0;
+}
+
+static int c_credit_max(adv *a) {
+  if (fresh_evq(a) < 0)
+    return -1;
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, 22, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM), 0);
+  int st1 = call(a, HWSOCK_OP_CREDIT, 22, HWSOCK_CREDIT_MAX, 0);
+  int st2 = call(a, HWSOCK_OP_CREDIT, 22, 1, 0);
+  (void)call(a, HWSOCK_OP_CLOSE, 22, 0, 0);
+  EXPECT_ST(st1, 0);
+  EXPECT_ST(st2, HWSOCK_ERANGE);
+  return 0;
+}
+
+static int c_credit_uri(adv *a) {
+  if (fresh_evq(a) < 0)
+    return -1;
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, 23, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM), 0);
+  const char *uri = "tcp://127.0.0.1:9";
+  int st = call_raw(a, HWSOCK_OP_CREDIT, 23, 0x52, 1, 0, 0, 0, uri,
+                    (uint32_t)strlen(uri), 64, NULL, NULL);
+  (void)call(a, HWSOCK_OP_CLOSE, 23, 0, 0);
+  EXPECT_ST(st, HWSOCK_EINVAL);
+  return 0;
+}
+
+static int c_evbuf_idle(adv *a) {
+  if (fresh_evq(a) < 0)
+    return -1;
+  for (unsigned i = 0; i < 4; i++)
+    CK(post_buf(a, EVQ_BUF) >= 0, "scratch");
+  CK(adv_used_still(a, evq(a), 0, 300) == 0,
+     "a buffer was used with no event to carry");
+  return 0;
+}
+
+/* A connected socket (id) on an event-queue device with 8 buffers posted.
+ * Returns the first buffer's head, or -1. */
+static int evq_connected(adv *a, uint32_t id) {
+  if (fresh_evq(a) < 0)
+    return -1;
+  int first = -1;
+  for (unsigned i = 0; i < 8; i++) {
+    int h = post_buf(a, EVQ_BUF);
+    CK(h >= 0, "scratch");
+    if (first < 0)
+      first = h;
+  }
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, id, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM), 0);
+  EXPECT_ST(call_raw(a, HWSOCK_OP_CONNECT, id, 0x53, 0, 0, 0, 0, echo_uri,
+                     (uint32_t)strlen(echo_uri), 64, NULL, NULL),
+            0);
+  return first;
+}
+
+/* Waits for the next event buffer (heads are used in posting order): its
+ * header copied to *ev, its payload to data (up to EVQ_BUF - 32 bytes),
+ * the used len to *used. 0 or -1. */
+static uint16_t ev_next; /* next head expected on the event queue */
+static int next_event(adv *a, hwsock_event *ev, uint8_t *data,
+                      uint32_t *used) {
+  unsigned q = evq(a);
+  CK(adv_wait_head(a, q, ev_next, ADV_WAIT_MS) == 0, "no event (head %u)",
+     ev_next);
+  *used = a->done[q][ev_next].len;
+  const uint8_t *p = hwsock_ringtest_host(&a->q[q], a->resp[q][ev_next]);
+  memcpy(ev, p, sizeof(*ev));
+  if (data != NULL)
+    memcpy(data, p + sizeof(*ev), EVQ_BUF - sizeof(*ev));
+  ev_next = (uint16_t)((ev_next + 1) % QS);
+  return 0;
+}
+
+/* A bad event buffer (segs, in the setup's scratch) made available before
+ * a good one, then an event (WRITABLE of a connected socket): the device
+ * pops the bad one first, must hand it back with used len 0, and put the
+ * event into the good one. */
+static int bad_buffer(adv *a, uint32_t id, const hwsock_ringtest_seg *segs,
+                      unsigned n) {
+  int bad = post(a, segs, n);
+  int good = post_buf(a, EVQ_BUF);
+  CK(bad >= 0 && good >= 0, "scratch");
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, id, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM), 0);
+  EXPECT_ST(call_raw(a, HWSOCK_OP_CONNECT, id, 0x55, 0, 0, 0, 0, echo_uri,
+                     (uint32_t)strlen(echo_uri), 64, NULL, NULL),
+            0);
+  EXPECT_ST(call(a, HWSOCK_OP_CREDIT, id, 0, HWSOCK_WATCH_WRITE), 0);
+  unsigned q = evq(a);
+  int st = adv_wait_head(a, q, (uint16_t)good, ADV_WAIT_MS);
+  (void)call(a, HWSOCK_OP_CLOSE, id, 0, 0);
+  CK(st == 0, "no event in the good buffer%s",
+     a->reset_code >= 0 ? " (NEEDS_RESET)" : "");
+  adv_reap(a, q);
+  CK(a->done[q][bad].valid, "the bad buffer was not handed back");
+  CK(a->done[q][bad].len == 0, "used len %u for the bad buffer",
+     a->done[q][bad].len);
+  return 0;
+}
+
+static int c_evbuf_readable(adv *a) {
+  if (fresh_evq(a) < 0)
+    return -1;
+  hwsock_ringtest *r = &a->q[evq(a)];
+  uint64_t g = hwsock_ringtest_alloc(r, 32, 16);
+  uint64_t w = hwsock_ringtest_alloc(r, EVQ_BUF, 16);
+  CK(g != 0 && w != 0, "scratch");
+  hwsock_ringtest_seg s[2] = {{g, 32, 0}, {w, EVQ_BUF, W}};
+  return bad_buffer(a, 26, s, 2);
+}
+
+static int c_evbuf_small(adv *a) {
+  if (fresh_evq(a) < 0)
+    return -1;
+  hwsock_ringtest *r = &a->q[evq(a)];
+  uint64_t w = hwsock_ringtest_alloc(r, HWSOCK_EV_BUF_MIN, 16);
+  CK(w != 0, "scratch");
+  hwsock_ringtest_seg s = {w, HWSOCK_EV_BUF_MIN - 1, W};
+  return bad_buffer(a, 27, &s, 1);
+}
+
+static int c_evq_data(adv *a) {
+  int first = evq_connected(a, 24);
+  if (first < 0)
+    return -1;
+  ev_next = (uint16_t)first;
+  EXPECT_ST(call(a, HWSOCK_OP_CREDIT, 24, 5, 0), 0);
+  static const char msg[] = "0123456789";
+  EXPECT_ST(adv_call(a, 0, HWSOCK_OP_SEND, 24, 0x54, 0, 0, NULL, msg, 10, 32,
+                     NULL),
+            0);
+  hwsock_event ev;
+  uint8_t data[EVQ_BUF];
+  uint32_t used = 0, got = 0;
+  unsigned q = evq(a);
+  /* the window bounds every event: 5 bytes, then nothing until CREDIT */
+  while (got < 5) {
+    if (next_event(a, &ev, data, &used) < 0)
+      return -1;
+    uint32_t len = hwsock_le32_get(&ev.len);
+    CK(hwsock_le32_get(&ev.sock_id) == 24 &&
+           hwsock_le16_get(&ev.type) == HWSOCK_EV_DATA &&
+           hwsock_le16_get(&ev.flags) == 0,
+       "event sock_id %u type %u flags %u", hwsock_le32_get(&ev.sock_id),
+       hwsock_le16_get(&ev.type), hwsock_le16_get(&ev.flags));
+    CK(len > 0 && len <= 5 - got, "DATA len %u with a window of %u", len,
+       5 - got);
+    CK(used == 32 + len, "used len %u for DATA len %u", used, len);
+    CK(hwsock_le32_get(&ev.window) == 5 - got - len,
+       "window %u after %u of 5 bytes", hwsock_le32_get(&ev.window),
+       got + len);
+    CK(hwsock_le32_get(&ev.reserved) == 0 && hwsock_le32_get(&ev.status) == 0,
+       "reserved %u status %u", hwsock_le32_get(&ev.reserved),
+       hwsock_le32_get(&ev.status));
+    CK(memcmp(data, msg + got, len) == 0, "DATA bytes differ from the stream");
+    got += len;
+  }
+  CK(adv_used_still(a, q, hwsock_ringtest_used_idx(&a->q[q]), 300) == 0,
+     "an event with the window at 0");
+  /* a socket with a window takes no RECV */
+  EXPECT_ST(call(a, HWSOCK_OP_CREDIT, 24, 100, 0), 0);
+  while (got < 10) {
+    if (next_event(a, &ev, data, &used) < 0)
+      return -1;
+    uint32_t len = hwsock_le32_get(&ev.len);
+    CK(hwsock_le16_get(&ev.type) == HWSOCK_EV_DATA && len > 0 &&
+           len <= 10 - got && memcmp(data, msg + got, len) == 0,
+       "second DATA: type %u len %u", hwsock_le16_get(&ev.type), len);
+    got += len;
+  }
+  int st = call(a, HWSOCK_OP_RECV, 24, 0, 0);
+  (void)call(a, HWSOCK_OP_CLOSE, 24, 0, 0);
+  EXPECT_ST(st, HWSOCK_EBUSY);
+  return 0;
+}
+
+static int c_evq_writable(adv *a) {
+  int first = evq_connected(a, 25);
+  if (first < 0)
+    return -1;
+  ev_next = (uint16_t)first;
+  EXPECT_ST(call(a, HWSOCK_OP_CREDIT, 25, 0, HWSOCK_WATCH_WRITE), 0);
+  hwsock_event ev;
+  uint32_t used = 0;
+  if (next_event(a, &ev, NULL, &used) < 0)
+    return -1;
+  CK(hwsock_le32_get(&ev.sock_id) == 25 &&
+         hwsock_le16_get(&ev.type) == HWSOCK_EV_WRITABLE &&
+         hwsock_le32_get(&ev.len) == 0 && used == 32,
+     "event sock_id %u type %u len %u, used len %u",
+     hwsock_le32_get(&ev.sock_id), hwsock_le16_get(&ev.type),
+     hwsock_le32_get(&ev.len), used);
+  unsigned q = evq(a);
+  int still = adv_used_still(a, q, hwsock_ringtest_used_idx(&a->q[q]), 300);
+  (void)call(a, HWSOCK_OP_CLOSE, 25, 0, 0);
+  CK(still == 0, "a second WRITABLE event from a one-shot watch");
+  return 0;
+}
+
+/* What a clause needs to run (else SKIP). */
+#define NEED_ECHO 1
+#define NEED_EVQ 2
+
 typedef struct clause {
   const char *sec, *text;
   int (*run)(adv *a);
+  int needs;
 } clause;
 
 static const clause clauses[] = {
-  {"§3", "config magic is HWSOCK_CONFIG_MAGIC", c_magic},
-  {"§3", "config protocol_version is HWSOCK_PROTOCOL_VERSION", c_version},
-  {"§14.2", "HELLO c equals the config's num_queues", c_nq},
-  {"§2.3", "the device offers VERSION_1", c_v1},
+  {"§3", "config magic is HWSOCK_CONFIG_MAGIC", c_magic, 0},
+  {"§3", "config protocol_version is HWSOCK_PROTOCOL_VERSION", c_version, 0},
+  {"§14.2", "HELLO c equals the config's num_queues", c_nq, 0},
+  {"§2.3", "the device offers VERSION_1", c_v1, 0},
   {"§2.5", "QUEUE before FEATURES_OK is refused (EINVAL)",
-   c_queue_before_features},
-  {"§2.3", "features not offered are refused (EINVAL)", c_feat_unoffered},
-  {"§2.3", "features without VERSION_1 are refused (EINVAL)", c_feat_no_v1},
+   c_queue_before_features, 0},
+  {"§2.3", "features not offered are refused (EINVAL)", c_feat_unoffered, 0},
+  {"§2.3", "features without VERSION_1 are refused (EINVAL)", c_feat_no_v1, 0},
   {"§2.3", "a subset of the offered features with VERSION_1 is accepted",
-   c_feat_ok},
-  {"§2.5", "QUEUE index >= num_queues is refused (EINVAL)", c_q_index},
-  {"§2.5", "QUEUE size 0 is refused (EINVAL)", c_q_size0},
-  {"§2.5", "QUEUE size not a power of two is refused (EINVAL)", c_q_pow2},
-  {"§2.5", "QUEUE size above max_queue_size is refused (EINVAL)", c_q_max},
-  {"§2.5", "QUEUE with a misaligned part is refused (EINVAL)", c_q_align},
+   c_feat_ok, 0},
+  {"§2.5", "QUEUE index >= num_queues is refused (EINVAL)", c_q_index, 0},
+  {"§2.5", "QUEUE size 0 is refused (EINVAL)", c_q_size0, 0},
+  {"§2.5", "QUEUE size not a power of two is refused (EINVAL)", c_q_pow2, 0},
+  {"§2.5", "QUEUE size above max_queue_size is refused (EINVAL)", c_q_max, 0},
+  {"§2.5", "QUEUE with a misaligned part is refused (EINVAL)", c_q_align, 0},
   {"§2.5", "QUEUE with a part outside the regions is refused (EFAULT)",
-   c_q_region},
+   c_q_region, 0},
   {"§2.5", "START before every queue is set up is refused (EINVAL)",
-   c_start_incomplete},
-  {"§2.5", "kicks before DRIVER_OK are ignored", c_kick_before_start},
-  {"§4.2", "request flags != 0 gets EINVAL", c_flags},
-  {"§4.2", "request reserved != 0 gets EINVAL", c_reserved},
-  {"§10", "an unknown opcode gets ENOSYS", c_opcode},
-  {"§10", "sock_id >= max_sockets gets EBADF", c_id_range},
-  {"§6.1", "a request on a FREE id gets EBADF", c_id_free},
-  {"§5.1", "OPEN of an id that is not FREE gets EEXIST", c_open_twice},
-  {"§4.3", "an error response is all zero but status and tag", c_err_header},
-  {"§4.4", "an error completion has used len 32", c_used_err},
-  {"§4.4", "OPEN success has used len 32", c_used_ok},
+   c_start_incomplete, 0},
+  {"§2.5", "kicks before DRIVER_OK are ignored", c_kick_before_start, 0},
+  {"§4.2", "request flags != 0 gets EINVAL", c_flags, 0},
+  {"§4.2", "request reserved != 0 gets EINVAL", c_reserved, 0},
+  {"§10", "an unknown opcode gets ENOSYS", c_opcode, 0},
+  {"§10", "sock_id >= max_sockets gets EBADF", c_id_range, 0},
+  {"§6.1", "a request on a FREE id gets EBADF", c_id_free, 0},
+  {"§5.1", "OPEN of an id that is not FREE gets EEXIST", c_open_twice, 0},
+  {"§4.3", "an error response is all zero but status and tag", c_err_header, 0},
+  {"§4.4", "an error completion has used len 32", c_used_err, 0},
+  {"§4.4", "OPEN success has used len 32", c_used_ok, 0},
   {"§4.4", "writable part < 32: used len 0, nothing written, not performed",
-   c_used_short},
-  {"§10", "uri_len > max_uri_len gets ENAMETOOLONG", c_uri_max},
-  {"§5.2", "CONNECT to an allowed listener succeeds", c_connect},
+   c_used_short, 0},
+  {"§10", "uri_len > max_uri_len gets ENAMETOOLONG", c_uri_max, 0},
+  {"§5.2", "CONNECT to an allowed listener succeeds", c_connect, NEED_ECHO},
   {"§2.8", "head index >= size: NEEDS_RESET (code 2), queue ignored",
-   c_broken},
-  {"§2.8", "RESET then setup again: the device serves requests", c_reset},
+   c_broken, 0},
+  {"§2.8", "RESET then setup again: the device serves requests", c_reset, 0},
+  /* (here: one §2.8 clause per hostile layout of libhwsock-ringtest) */
 };
+
+static const clause evq_clauses[] = {
+  {"§16.1", "EVENT_QUEUE is offered only with num_queues >= 2", c_evq_offer,
+   0},
+  {"§16", "CREDIT without EVENT_QUEUE negotiated gets ENOSYS",
+   c_credit_enosys, 0},
+  {"§16.4", "CREDIT succeeds with val 0 and used len 32", c_credit_ok,
+   NEED_EVQ},
+  {"§16.4", "CREDIT with unknown arg1 bits gets EINVAL", c_credit_arg1,
+   NEED_EVQ},
+  {"§16.4", "CREDIT past HWSOCK_CREDIT_MAX gets ERANGE", c_credit_max,
+   NEED_EVQ},
+  {"§16.4", "CREDIT with uri_len != 0 gets EINVAL", c_credit_uri, NEED_EVQ},
+  {"§16.2", "an event buffer with a readable descriptor is handed back "
+            "with used len 0",
+   c_evbuf_readable, NEED_EVQ | NEED_ECHO},
+  {"§16.2", "an event buffer below HWSOCK_EV_BUF_MIN is handed back with "
+            "used len 0",
+   c_evbuf_small, NEED_EVQ | NEED_ECHO},
+  {"§16.2", "no event buffer is used without an event", c_evbuf_idle,
+   NEED_EVQ},
+  {"§16.3", "DATA events stay within the window, in stream order; a "
+            "socket with a window refuses RECV (EBUSY)",
+   c_evq_data, NEED_EVQ | NEED_ECHO},
+  {"§16.4", "WATCH_WRITE gives exactly one WRITABLE event", c_evq_writable,
+   NEED_EVQ | NEED_ECHO},
+};
+
+/* Runs one clause and prints its line. */
+static int setup_ok = 1; /* after the setup clauses the device must run */
+static void run(adv *a, const clause *c) {
+  if ((c->needs & NEED_ECHO) && echo_uri == NULL) {
+    printf("SKIP %s %s (no --echo)\n", c->sec, c->text);
+    return;
+  }
+  if ((c->needs & NEED_EVQ) &&
+      (!(offered(a) & HWSOCK_F_EVENT_QUEUE) || a->nq < 2)) {
+    printf("SKIP %s %s (EVENT_QUEUE not offered)\n", c->sec, c->text);
+    return;
+  }
+  if (c->run == c_flags && setup_ok && fresh(a) < 0) {
+    printf("FAIL §2.5 the device can be set up and started: %s\n", why);
+    setup_ok = 0;
+  }
+  why[0] = 0;
+  n_run++;
+  if (!setup_ok && c->run != c_magic) {
+    printf("FAIL %s %s: not run, the device could not be set up\n", c->sec,
+           c->text);
+    n_fail++;
+    return;
+  }
+  if (c->run(a) == 0) {
+    printf("PASS %s %s\n", c->sec, c->text);
+    n_pass++;
+  } else {
+    printf("FAIL %s %s: %s\n", c->sec, c->text, why);
+    n_fail++;
+  }
+}
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -441,33 +804,19 @@ int main(int argc, char **argv) {
     printf("hwsock-conform: 0/1 clauses passed\n");
     return 1;
   }
-  int setup_ok = 1; /* after the setup clauses the device must be running */
   for (size_t i = 0; i < sizeof(clauses) / sizeof(clauses[0]); i++) {
-    const clause *c = &clauses[i];
-    if (c->run == c_connect && echo_uri == NULL) {
-      printf("SKIP %s %s (no --echo)\n", c->sec, c->text);
-      continue;
-    }
-    if (c->run == c_flags && setup_ok && fresh(a) < 0) {
-      printf("FAIL §2.5 the device can be set up and started: %s\n", why);
-      setup_ok = 0;
-    }
-    why[0] = 0;
-    n_run++;
-    if (!setup_ok && c->run != c_magic) {
-      printf("FAIL %s %s: not run, the device could not be set up\n", c->sec,
-             c->text);
-      n_fail++;
-      continue;
-    }
-    if (c->run(a) == 0) {
-      printf("PASS %s %s\n", c->sec, c->text);
-      n_pass++;
-    } else {
-      printf("FAIL %s %s: %s\n", c->sec, c->text, why);
-      n_fail++;
-    }
+    run(a, &clauses[i]);
   }
+  for (int f = 1; f <= HWSOCK_RINGTEST_FAULT_MAX_; f++) {
+    char text[96];
+    snprintf(text, sizeof(text), "ring fault %s makes the device need reset, writes nothing",
+             hwsock_ringtest_fault_name(f));
+    clause c = {"§2.8", text, c_fault, 0};
+    clause_arg = f;
+    run(a, &c);
+  }
+  for (size_t i = 0; i < sizeof(evq_clauses) / sizeof(evq_clauses[0]); i++)
+    run(a, &evq_clauses[i]);
   printf("hwsock-conform: %u/%u clauses passed\n", n_pass, n_run);
   adv_detach(a);
   return n_fail == 0 ? 0 : 1;
