@@ -689,3 +689,73 @@ Test(snapshot, an_event_queue_device_keeps_credits_and_posted_buffers) {
   cr_assert_eq(empty, 0);
   close(c);
 }
+
+/* A connected UDP socket comes back bound where it was and connected to
+ * its peer: a SEND without address reaches the peer from the old port,
+ * and the peer's answer to that port is received. */
+Test(snapshot, a_connected_udp_socket_comes_back_connected) {
+  int peer = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof(a);
+  cr_assert_eq(bind(peer, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(getsockname(peer, (struct sockaddr *)&a, &al), 0);
+  char dst[64], uri[HWSOCK_URI_MAX + 1];
+  snprintf(dst, sizeof(dst), "udp://127.0.0.1:%u", ntohs(a.sin_port));
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 2, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 2, 0, 0, "udp://127.0.0.1:0"), 0);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 2, 0, 0, dst), 0);
+  uint16_t port = local_port(2, uri, sizeof(uri));
+  int rc = move_device();
+  cr_assert_eq(rc, 0, "the UDP socket was reset (%d)", rc);
+  cr_assert_eq(request(HWSOCK_OP_SEND, 2, 0, 0, NULL), 0); /* "hello" */
+  char buf[16];
+  struct sockaddr_in from;
+  socklen_t fl = sizeof(from);
+  cr_assert_eq(recvfrom(peer, buf, sizeof(buf), 0, (struct sockaddr *)&from,
+                        &fl), 5);
+  cr_assert_eq(memcmp(buf, "hello", 5), 0);
+  cr_assert_eq(ntohs(from.sin_port), port, "sent from another port");
+  cr_assert_eq(sendto(peer, "back", 4, 0, (struct sockaddr *)&from, fl), 4);
+  pending rd = post(HWSOCK_OP_RECV, 2, 0, 0, NULL);
+  hwsock_device_kick(dev, 0);
+  hwsock_resp_hdr *r = vrb_host(&rq, rd.resp);
+  cr_assert_eq(wait_done(dev, rd), 0);
+  cr_assert_eq(hwsock_le32_get(&r->len), 4);
+  close(peer);
+}
+
+/* The restoring device decides again with its own policy: one that no
+ * longer offloads UDP servers resets the UDP socket (its waiting RECV
+ * fails) while the listener, still allowed, comes back. */
+Test(snapshot, the_restoring_devices_policy_decides_again) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 1, 0, 0, "udp://127.0.0.1:0"), 0);
+  pending rd = post(HWSOCK_OP_RECV, 1, 0, 0, NULL);
+  hwsock_device_kick(dev, 0);
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 2, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 2, 4, 0, NULL), 0); /* any port */
+  char uri[HWSOCK_URI_MAX + 1];
+  uint16_t tport = local_port(2, uri, sizeof(uri));
+  static unsigned char buf[1u << 16];
+  size_t n = save(buf, sizeof(buf));
+  free_device(dev);
+  const char *y = "version: 1\ndefault: offload\nrules:\n"
+                  "  - action: deny\n    scheme: [udp]\n"
+                  "    direction: inbound\n    reason: no UDP servers\n";
+  char err[256];
+  hwsock_policy_free(pol);
+  cr_assert_eq(hwsock_policy_load_string(y, strlen(y), "t2", &pol, err,
+                                         sizeof(err)), 0, "%s", err);
+  dev = new_device();
+  int rc = hwsock_device_restore(dev, buf, n);
+  cr_assert_eq(rc, 1, "restore: %d", rc);
+  cr_assert_eq(wait_done(dev, rd), HWSOCK_ECONNRESET);
+  int c = tcp_client(tport);
+  cr_assert_geq(c, 0, "the listener did not come back");
+  cr_assert_eq(request(HWSOCK_OP_ACCEPT, 2, 0, 3, NULL), 0);
+  close(c);
+}
