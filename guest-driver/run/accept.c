@@ -12,8 +12,8 @@
 
 #include "run.h"
 
-/* Takes one ready connection; 0, -EAGAIN (none and nonblocking), -ENOENT
- * (the call went away) or another -errno. */
+/* Takes one ready connection; 0, HWSOCK_EAGAIN (none and nonblocking),
+ * HWSOCK_ENOENT (the call went away) or another HWSOCK_E*. */
 static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
   run_sock *s = t->s;
   for (;;) {
@@ -35,13 +35,13 @@ static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
       continue; /* a token without a connection: cannot happen; skip it */
     }
     if (n == 0)
-      return -EINVAL; /* the listener is gone */
+      return HWSOCK_EINVAL; /* the listener is gone */
     if (errno != EAGAIN && errno != EINTR)
-      return -errno;
+      return hwsock__run_err(errno);
     if (nb)
-      return -EAGAIN;
+      return HWSOCK_EAGAIN;
     if (hwsock__run_wait_readable(c, t->fd) < 0)
-      return -ENOENT;
+      return HWSOCK_ENOENT;
   }
 }
 
@@ -68,22 +68,22 @@ static void put_back(run_sock *s, const run_accepted *a) {
 
 /* The new connection's two ends: a socketpair, the supervisor's end in a
  * new socket entry *n (connected, device socket a->id), the program's end
- * in *prog_end (non-blocking when the call asked). 0 or -ENOBUFS (nothing
- * left over: the caller puts the connection back). */
+ * in *prog_end (non-blocking when the call asked). 0 or HWSOCK_ENOBUFS
+ * (nothing left over: the caller puts the connection back). */
 static int new_pair(const run_sock *s, const run_accepted *a, int flags,
                     run_sock **n, int *prog_end) {
   int sv[2];
   struct stat st;
   *n = NULL;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-    return -ENOBUFS;
+    return HWSOCK_ENOBUFS;
   if (((flags & SOCK_NONBLOCK) && fcntl(sv[1], F_SETFL, O_NONBLOCK) < 0) ||
       fstat(sv[1], &st) < 0 ||
       !(*n = hwsock__run_sock_new(s->family, SOCK_STREAM, s->proto, sv[0],
                                   (uint64_t)st.st_ino, (uint64_t)st.st_dev))) {
     close(sv[0]);
     close(sv[1]);
-    return -ENOBUFS;
+    return HWSOCK_ENOBUFS;
   }
   (*n)->id = a->id;
   (*n)->state = RS_CONNECTED;
@@ -93,8 +93,8 @@ static int new_pair(const run_sock *s, const run_accepted *a, int flags,
 
 /* Writes the peer's address for the call and installs the program's end as
  * the call's result (ADDFD+SEND answers it). Returns the program's new fd,
- * or -ENOENT (the call went away) or another -errno (its address buffer is
- * bad); prog_end is closed either way. */
+ * or HWSOCK_ENOENT (the call went away) or another HWSOCK_E* (its address
+ * buffer is bad); prog_end is closed either way. */
 static int hand_over(run_call *c, const run_sock *s, const run_accepted *a,
                      int prog_end, int flags) {
   uint64_t addr = c->n.data.args[1], lenp = c->n.data.args[2];
@@ -121,17 +121,17 @@ void hwsock__run_on_accept(run_call *c, int is_accept4) {
   run_sock *s = t.s;
   int rc;
   if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
-    rc = -EINVAL;
+    rc = HWSOCK_EINVAL;
     goto reply;
   }
   if (s->state != RS_LISTENING) {
-    rc = s->type == SOCK_STREAM ? -EINVAL : -EOPNOTSUPP;
+    rc = s->type == SOCK_STREAM ? HWSOCK_EINVAL : HWSOCK_EOPNOTSUPP;
     goto reply;
   }
   int fl = fcntl(t.fd, F_GETFL);
   run_accepted a;
   rc = take(c, &t, fl >= 0 && (fl & O_NONBLOCK), &a);
-  if (rc == -ENOENT)
+  if (rc == HWSOCK_ENOENT)
     goto out;
   if (rc < 0)
     goto reply;
@@ -149,7 +149,7 @@ void hwsock__run_on_accept(run_call *c, int is_accept4) {
     hwsock__run_sock_kill(n);
     hwsock__run_sock_put(n);
     put_back(s, &a);
-    if (newfd == -ENOENT)
+    if (newfd == HWSOCK_ENOENT)
       goto out;
     rc = newfd;
     goto reply;
@@ -165,7 +165,7 @@ void hwsock__run_on_accept(run_call *c, int is_accept4) {
   hwsock__run_sock_put(n);
   goto out; /* ADDFD+SEND answered the call */
 reply:
-  hwsock__run_reply(c, 0, rc < 0 ? -rc : 0);
+  hwsock__run_reply(c, 0, rc < 0 ? rc : 0);
 out:
   hwsock__run_target_done(&t);
 }

@@ -1,7 +1,6 @@
 /* sockaddr <-> URI at the program's edge. The sockaddr was copied once out
  * of the program's memory; everything here works on that private copy. */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <netipx/ipx.h>
 #include <stdio.h>
@@ -25,36 +24,36 @@ static int scheme_of(int family, int type) {
 static int ipx_to_uri(const void *sa, size_t len, char *uri, size_t cap) {
   struct sockaddr_ipx sipx;
   if (len < sizeof(sipx))
-    return -EINVAL;
+    return HWSOCK_EINVAL;
   memcpy(&sipx, sa, sizeof(sipx));
   const uint8_t *n = sipx.sipx_node;
   int w = snprintf(uri, cap, "ipx://%08x.%02x%02x%02x%02x%02x%02x.%04x",
                    (unsigned)ntohl(sipx.sipx_network), n[0], n[1], n[2], n[3],
                    n[4], n[5], (unsigned)ntohs(sipx.sipx_port));
-  return w > 0 && (size_t)w < cap ? 0 : -ENAMETOOLONG;
+  return w > 0 && (size_t)w < cap ? 0 : HWSOCK_ENAMETOOLONG;
 }
 
 int hwsock__run_sa_to_uri(const void *sa, size_t len, int family, int type,
                           unsigned flags, char *uri, size_t cap) {
   sa_family_t f;
   if (len < sizeof(f))
-    return -EINVAL;
+    return HWSOCK_EINVAL;
   memcpy(&f, sa, sizeof(f));
   if (f != family)
-    return f == AF_UNSPEC ? -EAFNOSUPPORT : -EAFNOSUPPORT;
+    return HWSOCK_EAFNOSUPPORT;
   if (family == AF_IPX)
     return ipx_to_uri(sa, len, uri, cap);
   hwsock_addr a;
   int scheme = scheme_of(family, type);
   if (scheme == HWSOCK_SCHEME_NONE)
-    return -EPROTOTYPE;
+    return HWSOCK_EPROTOTYPE;
   int rc = hwsock_addr_from_sockaddr(sa, (unsigned)len, scheme, &a);
-  if (rc < 0)
-    return rc == HWSOCK_EAFNOSUPPORT ? -EAFNOSUPPORT : -EINVAL;
+  if (rc < 0) /* the program's errno: EAFNOSUPPORT or EINVAL, as the host */
+    return rc == HWSOCK_EAFNOSUPPORT ? HWSOCK_EAFNOSUPPORT : HWSOCK_EINVAL;
   if (a.port == 0 && !(flags & HWSOCK_URI_ALLOW_PORT0))
-    return -ECONNREFUSED; /* what the host stack answers for port 0 */
+    return HWSOCK_ECONNREFUSED; /* what the host stack answers for port 0 */
   rc = hwsock_uri_format(&a, uri, cap);
-  return rc < 0 ? -EINVAL : 0;
+  return rc < 0 ? HWSOCK_EINVAL : 0;
 }
 
 int hwsock__run_uri_to_sa(const char *uri, int family,
@@ -62,7 +61,7 @@ int hwsock__run_uri_to_sa(const char *uri, int family,
   hwsock_addr a;
   memset(ss, 0, sizeof(*ss));
   if (hwsock_uri_parse(uri, strlen(uri), HWSOCK_URI_ALLOW_PORT0, &a, NULL) < 0)
-    return -EINVAL;
+    return HWSOCK_EINVAL;
   if (a.family == HWSOCK_AF_IPX) {
     struct sockaddr_ipx sipx;
     memset(&sipx, 0, sizeof(sipx));
@@ -76,7 +75,7 @@ int hwsock__run_uri_to_sa(const char *uri, int family,
   }
   unsigned l = sizeof(*ss);
   if (hwsock_addr_to_sockaddr(&a, (struct sockaddr *)ss, &l) < 0)
-    return -EINVAL;
+    return HWSOCK_EINVAL;
   if (family == AF_INET6 && a.family == HWSOCK_AF_INET) {
     /* the program has an AF_INET6 socket: v4 answers come v4-mapped */
     struct sockaddr_in6 s6;
@@ -112,7 +111,7 @@ int hwsock__run_put_sa(run_call *c, uint64_t addr, uint64_t lenp,
   if (rc < 0)
     return rc;
   if ((int)have < 0)
-    return -EINVAL;
+    return HWSOCK_EINVAL;
   size_t n = have < len ? have : len;
   if ((rc = hwsock__run_write(c, addr, ss, n)) < 0)
     return rc;
@@ -132,10 +131,10 @@ const char *hwsock__run_label(const run_sock *s, char *buf, size_t cap) {
   return buf;
 }
 
-int hwsock__run_errno(int err) {
+int hwsock__run_dev_err(int err) {
   if (err >= 0)
     return 0;
   if (hwsock__run.device_down)
-    return ENETDOWN;
-  return hwsock_err_to_errno(err);
+    return HWSOCK_ENETDOWN;
+  return err;
 }

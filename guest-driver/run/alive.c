@@ -21,10 +21,10 @@
 
 int hwsock__run_unix_alive(uint64_t ino) {
   if (ino > UINT32_MAX) /* unix_diag names inodes with 32 bits */
-    return -EOVERFLOW;
+    return hwsock__run_err(EOVERFLOW); /* not in the map: carried */
   int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   struct {
     struct nlmsghdr h;
     struct unix_diag_req r;
@@ -42,7 +42,7 @@ int hwsock__run_unix_alive(uint64_t ino) {
   int rc;
   if (sendto(nl, &req, sizeof(req), 0, (struct sockaddr *)&to, sizeof(to)) !=
       (ssize_t)sizeof(req)) {
-    rc = -errno;
+    rc = hwsock__run_err(errno);
     close(nl);
     return rc;
   }
@@ -54,7 +54,7 @@ int hwsock__run_unix_alive(uint64_t ino) {
   do
     n = recv(nl, &resp, sizeof(resp), 0);
   while (n < 0 && errno == EINTR);
-  rc = n < 0 ? -errno : -EPROTO;
+  rc = n < 0 ? hwsock__run_err(errno) : HWSOCK_EPROTO;
   close(nl);
   if (n < (ssize_t)sizeof(struct nlmsghdr))
     return rc;
@@ -63,7 +63,9 @@ int hwsock__run_unix_alive(uint64_t ino) {
   if (resp.h.nlmsg_type == NLMSG_ERROR &&
       (size_t)n >= NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
     const struct nlmsgerr *e = NLMSG_DATA(&resp.h);
-    return e->error == -ENOENT ? 0 : (e->error < 0 ? e->error : -EPROTO);
+    if (e->error == -ENOENT)
+      return 0;
+    return e->error < 0 ? hwsock__run_err(-e->error) : HWSOCK_EPROTO;
   }
-  return -EPROTO;
+  return HWSOCK_EPROTO;
 }

@@ -46,7 +46,7 @@ void hwsock__run_on_socket(run_call *c) {
   if (domain == AF_IPX) {
     ok = base == SOCK_DGRAM && proto >= 0 && proto <= 255;
     if (ok && !ipx_offered()) {
-      hwsock__run_reply(c, 0, EAFNOSUPPORT);
+      hwsock__run_reply(c, 0, HWSOCK_EAFNOSUPPORT);
       return;
     }
   } else if (base == SOCK_STREAM) {
@@ -62,7 +62,7 @@ void hwsock__run_on_socket(run_call *c) {
     if (hwsock__run.confine) {
       hwsock__run_log("deny: socket(%d, %d, %d) under confinement", domain,
                       type, (int)c->n.data.args[2]);
-      hwsock__run_reply(c, 0, EACCES);
+      hwsock__run_reply(c, 0, HWSOCK_EACCES);
     } else {
       hwsock__run_continue(c);
     }
@@ -71,7 +71,7 @@ void hwsock__run_on_socket(run_call *c) {
   int sv[2];
   int ptype = base == SOCK_STREAM ? SOCK_STREAM : SOCK_SEQPACKET;
   if (socketpair(AF_UNIX, ptype | SOCK_CLOEXEC, 0, sv) < 0) {
-    hwsock__run_reply(c, 0, errno == EMFILE ? EMFILE : ENOBUFS);
+    hwsock__run_reply(c, 0, errno == EMFILE ? HWSOCK_EMFILE : HWSOCK_ENOBUFS);
     return;
   }
   struct stat st;
@@ -97,7 +97,7 @@ void hwsock__run_on_socket(run_call *c) {
 fail:
   close(sv[0]);
   close(sv[1]);
-  hwsock__run_reply(c, 0, ENOBUFS);
+  hwsock__run_reply(c, 0, HWSOCK_ENOBUFS);
 }
 
 /* ---- shared steps ------------------------------------------------------------- */
@@ -106,7 +106,7 @@ int hwsock__run_open_device(run_sock *s) {
   if (s->id >= 0)
     return 0;
   if (hwsock__run.device_down)
-    return -ENETDOWN;
+    return HWSOCK_ENETDOWN;
   int rc = hwsock__run_offload_reserve();
   if (rc < 0)
     return rc;
@@ -120,9 +120,9 @@ int hwsock__run_open_device(run_sock *s) {
     hwsock__run_offload_release();
     if (id == HWSOCK_ECONNRESET || id == HWSOCK_ENEEDSRESET) {
       hwsock__run.device_down = 1; /* OPEN has no peer to reset it */
-      return -ENETDOWN;
+      return HWSOCK_ENETDOWN;
     }
-    return -hwsock_err_to_errno(id);
+    return id;
   }
   pthread_mutex_lock(&s->lock);
   s->id = id;
@@ -152,13 +152,13 @@ void hwsock__run_decline(run_call *c, run_sock *s, int prog_fd) {
   hwsock__run_drop_device(s);
   if (hwsock__run.confine) {
     hwsock__run_log("decline -> EACCES (confined)");
-    hwsock__run_reply(c, 0, EACCES);
+    hwsock__run_reply(c, 0, HWSOCK_EACCES);
     return;
   }
   /* a host socket like the one the program asked for, with its options */
   int k = socket(s->family, s->type | SOCK_CLOEXEC, s->proto);
   if (k < 0) {
-    hwsock__run_reply(c, 0, errno);
+    hwsock__run_reply(c, 0, hwsock__run_err(errno));
     return;
   }
   pthread_mutex_lock(&s->lock);
@@ -172,7 +172,7 @@ void hwsock__run_decline(run_call *c, run_sock *s, int prog_fd) {
     socklen_t alen;
     hwsock__run_sa_any(s->family, &any, &alen);
     if (bind(k, (struct sockaddr *)&any, alen) < 0) {
-      int e = errno;
+      int e = hwsock__run_err(errno);
       close(k);
       hwsock__run_reply(c, 0, e);
       return;
@@ -213,8 +213,8 @@ int hwsock__run_device_failed(run_call *c, run_sock *s, int fd, int fresh,
     hwsock__run_log("%s: fd %d %s %s: %s",
                     err == HWSOCK_EACCES ? "deny" : "fail", fd, op, uri,
                     hwsock_strerror(err));
-  hwsock__run_reply(c, 0, err == HWSOCK_EDECLINED ? EACCES
-                                                  : hwsock__run_errno(err));
+  hwsock__run_reply(c, 0, err == HWSOCK_EDECLINED ? HWSOCK_EACCES
+                                                  : hwsock__run_dev_err(err));
   return 1;
 }
 
@@ -224,7 +224,7 @@ static int read_uri(run_call *c, run_sock *s, uint64_t addr, uint64_t len,
   struct sockaddr_storage ss;
   *unspec = 0;
   if (len > sizeof(ss) || len < sizeof(sa_family_t))
-    return -EINVAL;
+    return HWSOCK_EINVAL;
   int rc = hwsock__run_read(c, addr, &ss, (size_t)len);
   if (rc < 0)
     return rc;
@@ -243,7 +243,7 @@ static void connect_stream(run_call *c, run_target *t, const char *uri) {
   int fd = (int)c->n.data.args[0];
   int rc = hwsock__run_open_device(s);
   if (rc < 0) {
-    hwsock__run_reply(c, 0, -rc);
+    hwsock__run_reply(c, 0, rc);
     return;
   }
   pthread_mutex_lock(&s->lock);
@@ -256,7 +256,7 @@ static void connect_stream(run_call *c, run_target *t, const char *uri) {
     s->conn_waiter = 0;
     pthread_mutex_unlock(&s->lock);
     hwsock__run_drop_device(s);
-    hwsock__run_reply(c, 0, -rc);
+    hwsock__run_reply(c, 0, rc);
     return;
   }
   int nb = nonblocking(t);
@@ -269,7 +269,7 @@ static void connect_stream(run_call *c, run_target *t, const char *uri) {
     /* still connecting: offloaded, finishing in the background */
     hwsock__run_log("offload: fd %d (socket %d) connect %s (in progress)", fd,
                     s->id, uri);
-    hwsock__run_reply(c, 0, EINPROGRESS);
+    hwsock__run_reply(c, 0, HWSOCK_EINPROGRESS);
     return;
   }
   if (err == 0) {
@@ -283,7 +283,7 @@ static void connect_stream(run_call *c, run_target *t, const char *uri) {
                     err == HWSOCK_EACCES || err == HWSOCK_EPERM ? "deny"
                                                                 : "fail",
                     fd, uri, hwsock_strerror(err));
-    hwsock__run_reply(c, 0, hwsock__run_errno(err));
+    hwsock__run_reply(c, 0, hwsock__run_dev_err(err));
   }
 }
 
@@ -294,7 +294,7 @@ static void connect_dgram(run_call *c, run_target *t, const char *uri) {
   int fresh = s->id < 0;
   int rc = hwsock__run_open_device(s);
   if (rc < 0) {
-    hwsock__run_reply(c, 0, -rc);
+    hwsock__run_reply(c, 0, rc);
     return;
   }
   int err = hwsock_guest_connect(hwsock__run.g, s->id, uri);
@@ -310,7 +310,7 @@ static void connect_dgram(run_call *c, run_target *t, const char *uri) {
   if (start) {
     hwsock__run_unwatch(s);
     if ((rc = hwsock__run_pump_start(s)) < 0) {
-      hwsock__run_reply(c, 0, -rc);
+      hwsock__run_reply(c, 0, rc);
       return;
     }
   }
@@ -328,7 +328,7 @@ void hwsock__run_on_connect(run_call *c) {
   int unspec;
   int rc = read_uri(c, s, c->n.data.args[1], c->n.data.args[2], 0, uri,
                     sizeof(uri), &unspec);
-  if (rc == -ENOENT)
+  if (rc == HWSOCK_ENOENT)
     goto out;
   pthread_mutex_lock(&s->lock);
   int state = s->state, so_error = s->so_error;
@@ -336,26 +336,26 @@ void hwsock__run_on_connect(run_call *c) {
     s->so_error = 0; /* a second connect after an async failure reports it */
   pthread_mutex_unlock(&s->lock);
   if (rc < 0) {
-    hwsock__run_reply(c, 0, -rc);
+    hwsock__run_reply(c, 0, rc);
   } else if (unspec) {
     /* AF_UNSPEC dissolves an association: a no-op before a decision */
-    hwsock__run_reply(c, 0, state == RS_UNDECIDED ? 0 : EOPNOTSUPP);
+    hwsock__run_reply(c, 0, state == RS_UNDECIDED ? 0 : HWSOCK_EOPNOTSUPP);
   } else if (s->type == SOCK_STREAM) {
     if (state == RS_CONNECTING)
-      hwsock__run_reply(c, 0, EALREADY);
+      hwsock__run_reply(c, 0, HWSOCK_EALREADY);
     else if (state == RS_CONNECTED || state == RS_LISTENING)
-      hwsock__run_reply(c, 0, EISCONN);
+      hwsock__run_reply(c, 0, HWSOCK_EISCONN);
     else if (state == RS_UNDECIDED && so_error)
       hwsock__run_reply(c, 0, so_error);
     else if (state == RS_UNDECIDED || state == RS_BOUND)
       connect_stream(c, &t, uri);
     else
-      hwsock__run_reply(c, 0, ECONNABORTED);
+      hwsock__run_reply(c, 0, HWSOCK_ECONNABORTED);
   } else {
     if (state == RS_UNDECIDED || state == RS_BOUND || state == RS_CONNECTED)
       connect_dgram(c, &t, uri);
     else
-      hwsock__run_reply(c, 0, ENETDOWN);
+      hwsock__run_reply(c, 0, HWSOCK_ENETDOWN);
   }
 out:
   hwsock__run_target_done(&t);
@@ -387,7 +387,7 @@ static int wildcard_ephemeral(const run_sock *s, const char *uri) {
 }
 
 /* Binds an undecided entry on the device. Returns 0 (offloaded), the
- * RUN_ANSWERED marker (declined: handled), or -errno. */
+ * RUN_ANSWERED marker (declined: handled), or HWSOCK_E*. */
 static int bind_device(run_call *c, run_sock *s, int fd, const char *uri) {
   int rc = hwsock__run_open_device(s);
   if (rc < 0)
@@ -417,12 +417,12 @@ void hwsock__run_on_bind(run_call *c) {
   int unspec;
   int rc = read_uri(c, s, c->n.data.args[1], c->n.data.args[2],
                     HWSOCK_URI_ALLOW_PORT0, uri, sizeof(uri), &unspec);
-  if (rc == -ENOENT)
+  if (rc == HWSOCK_ENOENT)
     goto out;
   if (rc == 0 && unspec)
-    rc = -EAFNOSUPPORT;
+    rc = HWSOCK_EAFNOSUPPORT;
   if (rc == 0 && (s->state != RS_UNDECIDED || s->id >= 0 || s->wild_bound))
-    rc = -EINVAL; /* already bound, connected or decided */
+    rc = HWSOCK_EINVAL; /* already bound, connected or decided */
   if (rc == 0 && wildcard_ephemeral(s, uri)) {
     pthread_mutex_lock(&s->lock);
     s->wild_bound = 1;
@@ -433,7 +433,7 @@ void hwsock__run_on_bind(run_call *c) {
     rc = bind_device(c, s, fd, uri);
   }
   if (rc != RUN_ANSWERED)
-    hwsock__run_reply(c, 0, rc < 0 ? -rc : 0);
+    hwsock__run_reply(c, 0, rc < 0 ? rc : 0);
 out:
   hwsock__run_target_done(&t);
 }
@@ -447,7 +447,7 @@ void hwsock__run_on_listen(run_call *c) {
   run_sock *s = t.s;
   int rc = 0;
   if (s->type != SOCK_STREAM) {
-    rc = -EOPNOTSUPP;
+    rc = HWSOCK_EOPNOTSUPP;
   } else if (s->state == RS_UNDECIDED) {
     /* listen() without bind(): the host binds an ephemeral port on the
      * unspecified address; ask the device about exactly that */
@@ -455,14 +455,14 @@ void hwsock__run_on_listen(run_call *c) {
         s->family == AF_INET6 ? "tcp6://[::]:0" : "tcp://0.0.0.0:0";
     rc = bind_device(c, s, fd, any);
   } else if (s->state != RS_BOUND && s->state != RS_LISTENING) {
-    rc = -EINVAL;
+    rc = HWSOCK_EINVAL;
   }
   if (rc == RUN_ANSWERED)
     goto out;
   if (rc == 0) {
     int err = hwsock_guest_listen(hwsock__run.g, s->id, backlog);
     if (err < 0) {
-      rc = -hwsock__run_errno(err);
+      rc = hwsock__run_dev_err(err);
     } else if (s->state != RS_LISTENING) {
       pthread_mutex_lock(&s->lock);
       s->state = RS_LISTENING;
@@ -471,7 +471,7 @@ void hwsock__run_on_listen(run_call *c) {
       hwsock__run_log("offload: fd %d (socket %d) listen", fd, s->id);
     }
   }
-  hwsock__run_reply(c, 0, rc < 0 ? -rc : 0);
+  hwsock__run_reply(c, 0, rc < 0 ? rc : 0);
 out:
   hwsock__run_target_done(&t);
 }

@@ -34,12 +34,12 @@ static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
   if (s->type == SOCK_STREAM) {
     /* TCP ignores a destination once connected */
     if (s->state != RS_CONNECTED && s->state != RS_CONNECTING) {
-      hwsock__run_reply(c, 0, ENOTCONN);
+      hwsock__run_reply(c, 0, HWSOCK_ENOTCONN);
       return;
     }
     int f = MSG_NOSIGNAL | (nonblocking(t, flags) ? MSG_DONTWAIT : 0);
     ssize_t w = send(t->fd, data, n, f);
-    hwsock__run_reply(c, w < 0 ? 0 : w, w < 0 ? errno : 0);
+    hwsock__run_reply(c, w < 0 ? 0 : w, w < 0 ? hwsock__run_err(errno) : 0);
     return;
   }
   int perr = hwsock__run_dgram_take_err(s, t->fd);
@@ -50,22 +50,22 @@ static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
   struct sockaddr_storage ss;
   char uri[HWSOCK_URI_MAX + 1];
   if (alen > sizeof(ss) || alen < sizeof(sa_family_t)) {
-    hwsock__run_reply(c, 0, EINVAL);
+    hwsock__run_reply(c, 0, HWSOCK_EINVAL);
     return;
   }
   int rc = hwsock__run_read(c, addr, &ss, (size_t)alen);
-  if (rc == -ENOENT)
+  if (rc == HWSOCK_ENOENT)
     return;
   if (rc == 0)
     rc = hwsock__run_sa_to_uri(&ss, (size_t)alen, s->family, s->type, 0, uri,
                                sizeof(uri));
   if (rc < 0) {
-    hwsock__run_reply(c, 0, -rc);
+    hwsock__run_reply(c, 0, rc);
     return;
   }
   int fresh = s->id < 0;
   if ((rc = hwsock__run_open_device(s)) < 0) {
-    hwsock__run_reply(c, 0, -rc);
+    hwsock__run_reply(c, 0, rc);
     return;
   }
   ssize_t w = hwsock_guest_sendto(hwsock__run.g, s->id, data, n, 0, uri);
@@ -82,7 +82,7 @@ static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
     hwsock__run_log("offload: fd %d (socket %d) sendto %s", fd, s->id,
                     uri);
     if ((rc = hwsock__run_pump_start(s)) < 0) {
-      hwsock__run_reply(c, 0, -rc);
+      hwsock__run_reply(c, 0, rc);
       return;
     }
   }
@@ -102,16 +102,16 @@ void hwsock__run_on_sendto(run_call *c) {
                     "RUN_MAX_DGRAM is %u", hwsock__run_label(t.s, lb,
                                                              sizeof(lb)),
                     (unsigned long long)len, RUN_MAX_DGRAM);
-    hwsock__run_reply(c, 0, EMSGSIZE);
+    hwsock__run_reply(c, 0, HWSOCK_EMSGSIZE);
   } else if (!(buf = malloc(len ? len : 1))) {
-    hwsock__run_reply(c, 0, ENOBUFS);
+    hwsock__run_reply(c, 0, HWSOCK_ENOBUFS);
   } else {
     int rc = hwsock__run_read(c, c->n.data.args[1], buf, (size_t)len);
     if (rc == 0)
       send_with_addr(c, &t, c->n.data.args[4], c->n.data.args[5], buf,
                      (size_t)len, (int)c->n.data.args[3]);
-    else if (rc != -ENOENT)
-      hwsock__run_reply(c, 0, -rc);
+    else if (rc != HWSOCK_ENOENT)
+      hwsock__run_reply(c, 0, rc);
   }
   free(buf);
   hwsock__run_target_done(&t);
@@ -128,7 +128,7 @@ static int read_msg(run_call *c, uint64_t p, struct msghdr *m,
                     "(raise it in guest-driver/run/run.h)",
                     (int)c->n.data.args[0], (size_t)m->msg_iovlen,
                     RUN_MAX_IOV);
-    return -EMSGSIZE;
+    return HWSOCK_EMSGSIZE;
   }
   return hwsock__run_read(c, (uint64_t)(uintptr_t)m->msg_iov, iov,
                           m->msg_iovlen * sizeof(*iov));
@@ -143,7 +143,7 @@ void hwsock__run_on_sendmsg(run_call *c) {
   struct iovec iov[RUN_MAX_IOV];
   uint8_t *buf = NULL;
   int rc = read_msg(c, c->n.data.args[1], &m, iov);
-  if (rc == -ENOENT)
+  if (rc == HWSOCK_ENOENT)
     goto out;
   if (rc == 0 && (m.msg_name == NULL || m.msg_namelen == 0)) {
     if (t.s->type != SOCK_STREAM) {
@@ -152,7 +152,7 @@ void hwsock__run_on_sendmsg(run_call *c) {
       int connected = t.s->connected;
       pthread_mutex_unlock(&t.s->lock);
       if (perr || !connected) { /* as the kernel: nothing is sent */
-        hwsock__run_reply(c, 0, perr ? perr : EDESTADDRREQ);
+        hwsock__run_reply(c, 0, perr ? perr : HWSOCK_EDESTADDRREQ);
         goto out;
       }
     }
@@ -163,7 +163,7 @@ void hwsock__run_on_sendmsg(run_call *c) {
   size_t total = 0;
   for (size_t i = 0; rc == 0 && i < m.msg_iovlen; i++) {
     if (iov[i].iov_len > RUN_MAX_DGRAM - total) {
-      rc = -EMSGSIZE;
+      rc = HWSOCK_EMSGSIZE;
       hwsock__run_log("fd %d: sendmsg refused (EMSGSIZE): more than "
                       "RUN_MAX_DGRAM (%u) bytes", fd, RUN_MAX_DGRAM);
     }
@@ -171,7 +171,7 @@ void hwsock__run_on_sendmsg(run_call *c) {
       total += iov[i].iov_len;
   }
   if (rc == 0 && !(buf = malloc(total ? total : 1)))
-    rc = -ENOBUFS;
+    rc = HWSOCK_ENOBUFS;
   size_t off = 0;
   for (size_t i = 0; rc == 0 && i < m.msg_iovlen; i++) {
     rc = hwsock__run_read(c, (uint64_t)(uintptr_t)iov[i].iov_base, buf + off,
@@ -181,8 +181,8 @@ void hwsock__run_on_sendmsg(run_call *c) {
   if (rc == 0)
     send_with_addr(c, &t, (uint64_t)(uintptr_t)m.msg_name, m.msg_namelen, buf,
                    total, (int)c->n.data.args[2]);
-  else if (rc != -ENOENT)
-    hwsock__run_reply(c, 0, -rc);
+  else if (rc != HWSOCK_ENOENT)
+    hwsock__run_reply(c, 0, rc);
 out:
   free(buf);
   hwsock__run_target_done(&t);
@@ -191,7 +191,8 @@ out:
 /* ---- receiving ----------------------------------------------------------- */
 
 /* One datagram from the program end, with its source. Returns its full
- * length, -EAGAIN, -ENOENT (call gone) or -errno. */
+ * length, HWSOCK_EAGAIN, HWSOCK_ENOENT (call gone) or another HWSOCK_E*
+ * (a pending error included). */
 static ssize_t recv_one(run_call *c, run_target *t, int flags, uint8_t *buf,
                         run_src *src) {
   run_sock *s = t->s;
@@ -203,7 +204,7 @@ static ssize_t recv_one(run_call *c, run_target *t, int flags, uint8_t *buf,
     int perr = hwsock__run_dgram_take_err_locked(s, t->fd);
     if (perr) {
       pthread_mutex_unlock(&s->rxlock);
-      return -perr;
+      return perr;
     }
     ssize_t n = recv(t->fd, buf, RUN_MAX_DGRAM, MSG_DONTWAIT | peek);
     int err = errno, stale = 0;
@@ -224,11 +225,11 @@ static ssize_t recv_one(run_call *c, run_target *t, int flags, uint8_t *buf,
     if (n >= 0)
       return n;
     if (err != EAGAIN && err != EINTR)
-      return -err;
+      return hwsock__run_err(err);
     if (nb)
-      return -EAGAIN;
+      return HWSOCK_EAGAIN;
     if (hwsock__run_wait_readable(c, t->fd) < 0)
-      return -ENOENT;
+      return HWSOCK_ENOENT;
   }
 }
 
@@ -238,9 +239,9 @@ static ssize_t recv_one(run_call *c, run_target *t, int flags, uint8_t *buf,
 static ssize_t recv_answered(run_call *c, run_target *t, int flags,
                              uint8_t **buf, run_src *src) {
   *buf = malloc(RUN_MAX_DGRAM);
-  ssize_t n = *buf ? recv_one(c, t, flags, *buf, src) : -ENOBUFS;
-  if (n < 0 && n != -ENOENT)
-    hwsock__run_reply(c, 0, (int)-n);
+  ssize_t n = *buf ? recv_one(c, t, flags, *buf, src) : HWSOCK_ENOBUFS;
+  if (n < 0 && n != HWSOCK_ENOENT)
+    hwsock__run_reply(c, 0, (int)n);
   return n;
 }
 
@@ -291,8 +292,8 @@ void hwsock__run_on_recvfrom(run_call *c) {
   int rc = hwsock__run_write(c, c->n.data.args[1], buf, copy);
   if (rc == 0)
     rc = hwsock__run_put_sa(c, c->n.data.args[4], c->n.data.args[5], &ss, sl);
-  if (rc != -ENOENT)
-    hwsock__run_reply(c, (flags & MSG_TRUNC) ? n : (ssize_t)copy, -rc);
+  if (rc != HWSOCK_ENOENT)
+    hwsock__run_reply(c, (flags & MSG_TRUNC) ? n : (ssize_t)copy, rc);
 out:
   free(buf);
   hwsock__run_target_done(&t);
@@ -308,10 +309,10 @@ void hwsock__run_on_recvmsg(run_call *c) {
   struct iovec iov[RUN_MAX_IOV];
   uint8_t *buf = NULL;
   int rc = read_msg(c, mp, &m, iov);
-  if (rc == -ENOENT)
+  if (rc == HWSOCK_ENOENT)
     goto out;
   if (rc < 0) {
-    hwsock__run_reply(c, 0, -rc);
+    hwsock__run_reply(c, 0, rc);
     goto out;
   }
   if (m.msg_name == NULL) {
@@ -353,8 +354,8 @@ void hwsock__run_on_recvmsg(run_call *c) {
   if (rc == 0)
     rc = hwsock__run_write(c, mp + offsetof(struct msghdr, msg_flags), &mflags,
                            sizeof(mflags));
-  if (rc != -ENOENT)
-    hwsock__run_reply(c, (flags & MSG_TRUNC) ? n : (ssize_t)off, -rc);
+  if (rc != HWSOCK_ENOENT)
+    hwsock__run_reply(c, (flags & MSG_TRUNC) ? n : (ssize_t)off, rc);
 out:
   free(buf);
   hwsock__run_target_done(&t);

@@ -115,8 +115,8 @@ int hwsock__run_install_filter(int confine) {
   all[n++] = allow;
   struct sock_fprog fp = {(unsigned short)n, all};
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
                         SECCOMP_FILTER_FLAG_NEW_LISTENER, &fp);
-  return fd < 0 ? -errno : fd;
+  return fd < 0 ? hwsock__run_err(errno) : fd;
 }

@@ -35,10 +35,8 @@
  * racing its own arguments can still pass between them; confinement, where
  * no host INET socket exists, is the answer to that.
  *
- * Errors: this file's functions return 0 or HWSOCK_E* (one error domain,
- * issue 12); what the helpers of other files answer as -errno becomes
- * HWSOCK_E* where it is received (run_err), and only the reply to the
- * program turns it into an errno (hwsock_err_to_errno). */
+ * Errors: as everywhere in run/, 0 or HWSOCK_E* (runerr.h); only the
+ * reply to the program (hwsock__run_reply) turns it into an errno. */
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -91,19 +89,13 @@ static void cache_put(int family, int type, const char *uri) {
   pthread_mutex_unlock(&cache_lock);
 }
 
-/* A helper's -errno (the other files of run/ still answer so) as HWSOCK_E*:
- * all they answer is in the error map, so the reply's errno is theirs. */
-static int run_err(int rc) {
-  return rc < 0 ? hwsock_err_from_errno(-rc) : rc;
-}
-
 /* Asks the device about one destination; 0: allowed, else HWSOCK_E*. */
 static int probe(int family, int type, const char *uri) {
   if (hwsock__run.device_down)
     return HWSOCK_ENETDOWN;
   if (cache_has(family, type, uri))
     return 0;
-  int rc = run_err(hwsock__run_offload_reserve());
+  int rc = hwsock__run_offload_reserve();
   if (rc < 0)
     return rc;
   unsigned fam = family == AF_INET6 ? HWSOCK_AF_INET6 : HWSOCK_AF_INET;
@@ -168,7 +160,7 @@ static int check_dest(run_call *c, int fd, int family, int type, uint64_t addr,
   if (len > sizeof(ss) || len < sizeof(sa_family_t))
     rc = HWSOCK_EINVAL;
   if (rc == 0)
-    rc = run_err(hwsock__run_read(c, addr, &ss, (size_t)len));
+    rc = hwsock__run_read(c, addr, &ss, (size_t)len);
   if (rc == HWSOCK_ENOENT)
     return 1; /* the program is gone */
   if (rc == 0 && ss.ss_family == AF_UNSPEC && !strcmp(what, "connect"))
@@ -176,17 +168,17 @@ static int check_dest(run_call *c, int fd, int family, int type, uint64_t addr,
   if (rc == 0)
     bound_unspecified(fd, &ss);
   if (rc == 0)
-    rc = run_err(hwsock__run_sa_to_uri(&ss, (size_t)len, family, type, 0,
-                                       uri, sizeof(uri)));
+    rc = hwsock__run_sa_to_uri(&ss, (size_t)len, family, type, 0, uri,
+                               sizeof(uri));
   if (rc == 0)
     rc = probe(family, type, uri);
   if (rc == 0)
     return 0;
-  int e = hwsock_err_to_errno(rc); /* the reply: errno from here on */
+  int e = hwsock__run_to_errno(rc); /* for the log line */
   hwsock__run_log("deny: fd %d %s %s (host socket): %s",
                   (int)c->n.data.args[0], what, e == EINVAL ? "?" : uri,
                   strerror(e));
-  hwsock__run_reply(c, 0, e);
+  hwsock__run_reply(c, 0, rc);
   return 1;
 }
 
@@ -198,14 +190,14 @@ static int check_mmsg(run_call *c, int fd, int family, int type) {
     n = RUN_MAX_MMSG; /* the kernel ignores the rest */
   struct mmsghdr *m = n ? calloc(n, sizeof(*m)) : NULL;
   if (n && !m) {
-    hwsock__run_reply(c, 0, ENOBUFS);
+    hwsock__run_reply(c, 0, HWSOCK_ENOBUFS);
     return 1;
   }
-  int rc = run_err(hwsock__run_read(c, vec, m, n * sizeof(*m)));
+  int rc = hwsock__run_read(c, vec, m, n * sizeof(*m));
   if (rc < 0) {
     free(m);
     if (rc != HWSOCK_ENOENT)
-      hwsock__run_reply(c, 0, hwsock_err_to_errno(rc));
+      hwsock__run_reply(c, 0, rc);
     return 1;
   }
   int answered = 0;
@@ -246,10 +238,10 @@ int hwsock__run_host_check(run_call *c, const run_target *t) {
     if (tcp && !(a[2] & MSG_FASTOPEN))
       return 0;
     struct msghdr m;
-    int rc = run_err(hwsock__run_read(c, a[1], &m, sizeof(m)));
+    int rc = hwsock__run_read(c, a[1], &m, sizeof(m));
     if (rc < 0) {
       if (rc != HWSOCK_ENOENT)
-        hwsock__run_reply(c, 0, hwsock_err_to_errno(rc));
+        hwsock__run_reply(c, 0, rc);
       return 1;
     }
     if (m.msg_name == NULL || m.msg_namelen == 0)

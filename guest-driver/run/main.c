@@ -141,13 +141,13 @@ static int drop_ptrace_cap(void) {
   struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct d[2];
   if (syscall(SYS_capget, &h, d) < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   uint32_t bit = 1u << CAP_SYS_PTRACE; /* < 32: in d[0] */
   d[0].effective &= ~bit;
   d[0].permitted &= ~bit;
   d[0].inheritable &= ~bit;
   if (syscall(SYS_capset, &h, d) < 0) /* dropping is always allowed */
-    return -errno;
+    return hwsock__run_err(errno);
   return 0;
 }
 
@@ -170,14 +170,14 @@ static void child(char **argv, int confine, int sync_w, int go_r) {
     int rc = drop_ptrace_cap();
     if (rc < 0) {
       fprintf(stderr, "hwsock-run: dropping CAP_SYS_PTRACE: %s\n",
-              strerror(-rc));
+              strerror(hwsock__run_to_errno(rc)));
       _exit(EXIT_FAILED);
     }
   }
   int lfd = hwsock__run_install_filter(confine);
   if (lfd < 0) {
     fprintf(stderr, "hwsock-run: installing the seccomp filter: %s\n",
-            strerror(-lfd));
+            strerror(hwsock__run_to_errno(lfd)));
     _exit(EXIT_FAILED);
   }
   /* The parent fetches the listener with pidfd_getfd: sendmsg would be

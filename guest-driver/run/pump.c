@@ -69,7 +69,7 @@ static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
                  const char *uri) {
   pump_arg *a = calloc(1, sizeof(*a));
   if (!a)
-    return -ENOMEM;
+    return HWSOCK_ENOMEM;
   a->s = s;
   a->fn = fn;
   a->sender = fn == stream_up || fn == dgram_up;
@@ -94,7 +94,7 @@ static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
     pthread_mutex_unlock(&threads_lock);
     hwsock__run_sock_put(s);
     free(a);
-    return -rc;
+    return hwsock__run_err(rc);
   }
   return 0;
 }
@@ -139,7 +139,7 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     if (w < 0) {
       if (errno == EINTR)
         continue;
-      return -errno;
+      return hwsock__run_err(errno);
     }
     p += w;
     n -= (size_t)w;
@@ -180,7 +180,8 @@ static void fail(run_sock *s, const char *what, int err) {
     if (err == HWSOCK_ECONNRESET && transport_gone(s))
       hwsock__run_log("close: %s: the device went away", lb);
     else
-      hwsock__run_log("close: %s: %s: %s", lb, what, hwsock_strerror(err));
+      hwsock__run_log("close: %s: %s: %s", lb, what,
+                      hwsock__run_strerror(err));
   }
   if (err == HWSOCK_ENEEDSRESET)
     hwsock__run.device_down = 1;
@@ -250,7 +251,7 @@ static void stream_up(run_sock *s, const char *unused) {
       finish(s);
       break;
     } else if (errno != EINTR) {
-      fail(s, "program side", hwsock_err_from_errno(errno));
+      fail(s, "program side", hwsock__run_err(errno));
       break;
     }
   }
@@ -270,7 +271,7 @@ void hwsock__run_dgram_post_err(run_sock *s, int err, int marker) {
   pthread_mutex_lock(&s->rxlock);
   pthread_mutex_lock(&s->lock);
   int had = s->so_error != 0;
-  s->so_error = hwsock_err_to_errno(err);
+  s->so_error = err;
   pthread_mutex_unlock(&s->lock);
   /* One marker per pending error (a second ICMP only replaces the error,
    * as in the kernel). Without room in srcq the error is still pending for
@@ -278,7 +279,7 @@ void hwsock__run_dgram_post_err(run_sock *s, int err, int marker) {
   if (marker && !had && s->srcq_n < RUN_MAX_SRCQ) {
     run_src m;
     memset(&m, 0, sizeof(m));
-    m.err = hwsock_err_to_errno(err);
+    m.err = err;
     m.sum = hwsock__run_dgram_sum(NULL, 0);
     s->srcq[(s->srcq_head + s->srcq_n) % RUN_MAX_SRCQ] = m;
     s->srcq_n++;
@@ -359,7 +360,7 @@ static void dgram_up(run_sock *s, const char *unused) {
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      fail(s, "program side", hwsock_err_from_errno(errno));
+      fail(s, "program side", hwsock__run_err(errno));
       break;
     }
     if (n == 0) { /* an empty datagram, or the end */
@@ -418,8 +419,8 @@ static void connector(run_sock *s, const char *uri) {
   } else {
     s->state = s->dead ? RS_CLOSED : RS_UNDECIDED;
     if (!s->conn_waiter) /* the program polls, then asks SO_ERROR */
-      s->so_error = err == HWSOCK_EDECLINED ? ECONNREFUSED
-                                            : hwsock__run_errno(err);
+      s->so_error = err == HWSOCK_EDECLINED ? HWSOCK_ECONNREFUSED
+                                            : hwsock__run_dev_err(err);
     id = s->id; /* useless now: the next connect opens a new one */
     s->id = -1;
   }

@@ -4,7 +4,10 @@
  * Everything here treats the program as untrusted and possibly gone: a
  * notification whose thread died or was interrupted by a signal is no
  * longer valid, and every ioctl then fails with ENOENT, which callers treat
- * as the normal end of the call. */
+ * as the normal end of the call (HWSOCK_ENOENT: like every function of
+ * run/, these answer 0 or a run error, runerr.h; hwsock__run_reply is where
+ * it becomes the program's errno). */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -30,7 +33,7 @@ int hwsock__run_valid(const run_call *c) {
 int hwsock__run_wait_readable(const run_call *c, int fd) {
   struct pollfd p = {.fd = fd, .events = POLLIN};
   poll(&p, 1, RUN_POLL_SLICE_MS);
-  return hwsock__run_valid(c) ? 0 : -ENOENT;
+  return hwsock__run_valid(c) ? 0 : HWSOCK_ENOENT;
 }
 
 int hwsock__run_read(run_call *c, uint64_t addr, void *buf, size_t len) {
@@ -40,9 +43,9 @@ int hwsock__run_read(run_call *c, uint64_t addr, void *buf, size_t len) {
   struct iovec remote = {(void *)(uintptr_t)addr, len};
   ssize_t n = process_vm_readv((pid_t)c->n.pid, &local, 1, &remote, 1, 0);
   if (n != (ssize_t)len)
-    return -EFAULT;
+    return HWSOCK_EFAULT;
   /* the pid may have been reused by another process since the call */
-  return hwsock__run_valid(c) ? 0 : -ENOENT;
+  return hwsock__run_valid(c) ? 0 : HWSOCK_ENOENT;
 }
 
 int hwsock__run_write(run_call *c, uint64_t addr, const void *buf,
@@ -50,11 +53,11 @@ int hwsock__run_write(run_call *c, uint64_t addr, const void *buf,
   if (len == 0)
     return 0;
   if (!hwsock__run_valid(c))
-    return -ENOENT;
+    return HWSOCK_ENOENT;
   struct iovec local = {(void *)buf, len};
   struct iovec remote = {(void *)(uintptr_t)addr, len};
   ssize_t n = process_vm_writev((pid_t)c->n.pid, &local, 1, &remote, 1, 0);
-  return n == (ssize_t)len ? 0 : -EFAULT;
+  return n == (ssize_t)len ? 0 : HWSOCK_EFAULT;
 }
 
 /* The pid in a notification is the calling thread's; pidfd_open() wants a
@@ -89,23 +92,23 @@ static int open_pidfd(run_call *c) {
       fd = (int)syscall(SYS_pidfd_open, leader, 0);
   }
   if (fd < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   c->pidfd = fd;
   return fd;
 }
 
 int hwsock__run_getfd(run_call *c, int fd) {
   if (fd < 0)
-    return -EBADF;
+    return HWSOCK_EBADF;
   int pfd = open_pidfd(c);
   if (pfd < 0)
     return pfd;
   int ours = (int)syscall(SYS_pidfd_getfd, pfd, fd, 0);
   if (ours < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   if (!hwsock__run_valid(c)) {
     close(ours);
-    return -ENOENT;
+    return HWSOCK_ENOENT;
   }
   return ours;
 }
@@ -115,27 +118,29 @@ int hwsock__run_fd_cloexec(run_call *c, int fd) {
   snprintf(path, sizeof(path), "/proc/%u/fdinfo/%d", (unsigned)c->n.pid, fd);
   int f = open(path, O_RDONLY | O_CLOEXEC);
   if (f < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   ssize_t n = read(f, buf, sizeof(buf) - 1);
   close(f);
   if (n <= 0)
-    return -EIO;
+    return HWSOCK_EIO;
   buf[n] = '\0';
   char *p = strstr(buf, "flags:");
   if (!p)
-    return -EIO;
+    return HWSOCK_EIO;
   unsigned long flags = strtoul(p + 6, NULL, 8); /* printed in octal */
   return (flags & O_CLOEXEC) ? 1 : 0;
 }
 
+/* The one place a run error becomes the program's errno (runerr.h). */
 int hwsock__run_reply(run_call *c, int64_t val, int err) {
+  assert(err <= 0 && err != RUN_ANSWERED); /* an errno here is a bug */
   struct seccomp_notif_resp r;
   memset(&r, 0, sizeof(r));
   r.id = c->n.id;
   r.val = err ? 0 : val;
-  r.error = err ? -err : 0;
+  r.error = err ? -hwsock__run_to_errno(err) : 0;
   if (ioctl(hwsock__run.notify_fd, SECCOMP_IOCTL_NOTIF_SEND, &r) < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   return 0;
 }
 
@@ -145,7 +150,7 @@ int hwsock__run_continue(run_call *c) {
   r.id = c->n.id;
   r.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
   if (ioctl(hwsock__run.notify_fd, SECCOMP_IOCTL_NOTIF_SEND, &r) < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   return 0;
 }
 
@@ -162,7 +167,7 @@ int hwsock__run_addfd(run_call *c, int fd, int newfd, int cloexec, int send) {
     a.flags |= SECCOMP_ADDFD_FLAG_SEND;
   a.newfd_flags = cloexec ? O_CLOEXEC : 0;
   int r = ioctl(hwsock__run.notify_fd, SECCOMP_IOCTL_NOTIF_ADDFD, &a);
-  return r < 0 ? -errno : r;
+  return r < 0 ? hwsock__run_err(errno) : r;
 }
 
 void hwsock__run_call_done(run_call *c) {

@@ -13,6 +13,7 @@
  *   sockopt.c     getsockopt/setsockopt/getsockname/getpeername
  *   pump.c        socketpair <-> device pumping threads
  *   addr.c        sockaddr <-> URI
+ *   err.c         the one error domain (runerr.h)
  *
  * Every intercepted INET socket is, from socket() on, one end of a unix
  * socketpair (the "program end"); the supervisor keeps the other end (the
@@ -29,6 +30,7 @@
 
 #include "hwsock/guest.h"
 #include "hwsock/uri.h"
+#include "runerr.h"
 
 /* ---- limits -------------------------------------------------------------- */
 
@@ -102,13 +104,13 @@ const char *hwsock__run_optname(int level, int name, char *buf, size_t cap);
 /* ---- filter.c ------------------------------------------------------------ */
 
 /* In the child: sets no_new_privs, installs the filter and returns the
- * listener fd (or -errno). */
+ * listener fd (or HWSOCK_E*). */
 int hwsock__run_install_filter(int confine);
 
 /* ---- supervisor.c -------------------------------------------------------- */
 
 /* Starts the notification loop on notify_fd (hwsock__run must be filled).
- * 0 or -errno. */
+ * 0 or HWSOCK_E*. */
 int hwsock__run_supervisor_start(void);
 /* Stops the loop and waits for the workers (bounded). */
 void hwsock__run_supervisor_stop(void);
@@ -123,19 +125,24 @@ typedef struct run_call {
 /* Still valid (the program's thread is waiting in the call)? */
 int hwsock__run_valid(const run_call *c);
 /* One bounded wait (RUN_POLL_SLICE_MS) for fd to become readable, for a
- * blocking call answered here: 0, or -ENOENT when the call went away. */
+ * blocking call answered here: 0, or HWSOCK_ENOENT when the call went
+ * away. */
 int hwsock__run_wait_readable(const run_call *c, int fd);
-/* Copies len bytes from / to the program's memory: 0 or -EFAULT. Reads are
- * followed by a validity check (the pid could have been reused). */
+/* Copies len bytes from / to the program's memory: 0, HWSOCK_EFAULT or
+ * HWSOCK_ENOENT (the call went away). Reads are followed by a validity
+ * check (the pid could have been reused). */
 int hwsock__run_read(run_call *c, uint64_t addr, void *buf, size_t len);
 int hwsock__run_write(run_call *c, uint64_t addr, const void *buf, size_t len);
-/* Our own copy of the program's fd (close it), or -errno. */
+/* Our own copy of the program's fd (close it), or HWSOCK_E*. */
 int hwsock__run_getfd(run_call *c, int fd);
-/* The FD_CLOEXEC flag of the program's fd: 0/1, or -errno. */
+/* The FD_CLOEXEC flag of the program's fd: 0/1, or HWSOCK_E*. */
 int hwsock__run_fd_cloexec(run_call *c, int fd);
-/* Replies: val/-errno; CONTINUE; installs fd (ADDFD). For addfd: newfd < 0
+/* Replies: val, or the error err (0 or a negative run error: HWSOCK_E* or
+ * a carried host errno, runerr.h), which becomes the program's errno here
+ * and nowhere else; CONTINUE; installs fd (ADDFD). For addfd: newfd < 0
  * means "any", send completes the call with the new fd number. Return 0 /
- * the installed fd number, or -errno (-ENOENT: the call is gone). */
+ * the installed fd number, or HWSOCK_E* (HWSOCK_ENOENT: the call is
+ * gone). */
 int hwsock__run_reply(run_call *c, int64_t val, int err);
 int hwsock__run_continue(run_call *c);
 int hwsock__run_addfd(run_call *c, int fd, int newfd, int cloexec, int send);
@@ -168,7 +175,8 @@ typedef struct run_src {
   uint32_t len;                 /* datagram length */
   struct sockaddr_storage sa;
   socklen_t salen;
-  int err;   /* an error marker (empty record), not a datagram: errno */
+  int err;   /* an error marker (empty record), not a datagram: its
+                HWSOCK_E* */
   uint64_t sum; /* hwsock__run_dgram_sum of the datagram: which record it
                    belongs to, whatever the program read without us */
 } run_src;
@@ -192,7 +200,8 @@ typedef struct run_sock {
   int connected;     /* UDP: has a default peer */
   int conn_err;      /* result of the last connect (negative HWSOCK_E*) */
   int conn_waiter;   /* a handler waits for that result and reports it */
-  int so_error;      /* pending SO_ERROR (positive errno) */
+  int so_error;      /* pending SO_ERROR (HWSOCK_E*: its errno is made
+                        where the program is answered) */
   int threads;       /* pump threads running */
   int id_shut;       /* SHUT_RD sent to wake the pumps */
   int linked;        /* in the table */
@@ -241,7 +250,7 @@ void hwsock__run_sock_kill(run_sock *s);
 void hwsock__run_sock_retire(run_sock *s);
 
 /* alive.c: 1 while the unix socket with this inode exists, 0 once it is
- * gone, -errno when the kernel cannot tell (no sock_diag). */
+ * gone, HWSOCK_E* when the kernel cannot tell (no sock_diag). */
 int hwsock__run_unix_alive(uint64_t ino);
 
 /* Watches the pump ends of sockets that have no pump thread (undecided,
@@ -252,7 +261,8 @@ void hwsock__run_unwatch(run_sock *s);
 
 /* ---- pump.c -------------------------------------------------------------- */
 
-/* Starts the pump threads of a connected (or UDP) socket. 0 or -errno. */
+/* Starts the pump threads of a connected (or UDP) socket. 0 or
+ * HWSOCK_E*. */
 int hwsock__run_pump_start(run_sock *s);
 /* Starts the device connect of s in the background; returns at once. The
  * result lands in s->conn_err and s->state (cond signalled). */
@@ -268,11 +278,11 @@ int hwsock__run_pump_wait_senders(int timeout_ms);
 /* ---- addr.c -------------------------------------------------------------- */
 
 /* The program's sockaddr (len bytes) on a socket of `family`/`type` as a
- * URI. flags: HWSOCK_URI_ALLOW_PORT0 for bind. 0 or -errno. */
+ * URI. flags: HWSOCK_URI_ALLOW_PORT0 for bind. 0 or HWSOCK_E*. */
 int hwsock__run_sa_to_uri(const void *sa, size_t len, int family, int type,
                           unsigned flags, char *uri, size_t cap);
 /* A device URI as a sockaddr for a socket of `family` (an IPv4 answer on an
- * AF_INET6 socket becomes v4-mapped). 0 or -errno. */
+ * AF_INET6 socket becomes v4-mapped). 0 or HWSOCK_E*. */
 int hwsock__run_uri_to_sa(const char *uri, int family,
                           struct sockaddr_storage *ss, socklen_t *len);
 /* The unspecified address of a family (getsockname before a decision). */
@@ -282,9 +292,10 @@ void hwsock__run_sa_any(int family, struct sockaddr_storage *ss,
  * kernel does: truncated to the buffer, the full length stored. */
 int hwsock__run_put_sa(run_call *c, uint64_t addr, uint64_t lenp,
                        const struct sockaddr_storage *ss, socklen_t len);
-/* HWSOCK_* wire error -> errno the program sees (transport loss ->
- * ENETDOWN for new sockets). */
-int hwsock__run_errno(int err);
+/* A driver call's error as the program is to see it: HWSOCK_ENETDOWN once
+ * the transport is lost (hwsock__run.device_down), else err itself; 0 for
+ * err >= 0. */
+int hwsock__run_dev_err(int err);
 
 /* ---- target.c: what a call's fd is --------------------------------------- */
 
@@ -294,7 +305,8 @@ typedef struct run_target {
   run_sock *s;   /* RT_OURS: referenced */
   int fd;        /* our copy of the program's fd, -1 */
   int family;    /* RT_KERNEL_INET: socket family */
-  int err;       /* RT_NONE: why the fd could not be resolved (-errno) */
+  int err;       /* RT_NONE: why the fd could not be resolved
+                    (HWSOCK_E*) */
 } run_target;
 
 enum { RT_NONE, RT_OURS, RT_KERNEL_INET, RT_OTHER };
@@ -319,7 +331,7 @@ int hwsock__run_wait_connect(run_call *c, run_sock *s, int timeout_ms);
 /* A datagram socket's pending error (an ICMP answer such as
  * ECONNREFUSED, kept in so_error): taken once, as the kernel reports it on
  * the next call; its marker record is dropped from the program end (fd)
- * when it is next in line. Positive errno, or 0. */
+ * when it is next in line. HWSOCK_E*, or 0. */
 int hwsock__run_dgram_take_err(run_sock *s, int fd);
 
 /* ---- pump.c (more) ------------------------------------------------------- */
@@ -336,8 +348,8 @@ void hwsock__run_dgram_post_err(run_sock *s, int err, int marker);
  * when needed, runs op, applies the answer). Used by sendto too. On
  * success the entry is offloaded (returns >= 0, the op's result); a decline
  * is handled (the call CONTINUEs or gets EACCES) and returns
- * RUN_ANSWERED; other errors are -errno for the caller to reply. */
-#define RUN_ANSWERED (-100000)
+ * RUN_ANSWERED (runerr.h); other errors are HWSOCK_E* for the caller to
+ * reply. */
 int hwsock__run_open_device(run_sock *s);
 void hwsock__run_drop_device(run_sock *s);
 void hwsock__run_decline(run_call *c, run_sock *s, int prog_fd);

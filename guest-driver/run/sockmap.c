@@ -229,7 +229,7 @@ int hwsock__run_offload_reserve(void) {
                         ? "the VMM's devices have no event queue: give them "
                           "--queues 2"
                         : "RUN_MAX_SOCKS in guest-driver/run/run.h");
-  return ok ? 0 : -ENOBUFS;
+  return ok ? 0 : HWSOCK_ENOBUFS;
 }
 
 void hwsock__run_offload_release(void) {
@@ -345,13 +345,13 @@ static void *watch_main(void *arg) {
 int hwsock__run_watch_start(void) {
   epfd = epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wakefd < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
   if (epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &ev) < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   pthread_attr_t a;
   pthread_attr_init(&a);
   pthread_attr_setstacksize(&a, 128 * 1024);

@@ -136,15 +136,16 @@ static int local_opt(int level, int name) {
          (name == SO_RCVTIMEO || name == SO_SNDTIMEO || name == SO_RCVLOWAT);
 }
 
-/* Host value -> wire bytes; returns the wire length or -EINVAL. */
+/* Host value -> wire bytes; returns the wire length, HWSOCK_EINVAL (too
+ * short) or HWSOCK_ENOPROTOOPT (get only). */
 static int to_wire(const opt_map *m, const uint8_t *val, unsigned len,
                    uint8_t out[8]) {
   if (m->raw)
-    return -ENOPROTOOPT; /* get only */
+    return HWSOCK_ENOPROTOOPT; /* get only */
   if (m->linger) {
     struct linger l;
     if (len < sizeof(l))
-      return -EINVAL;
+      return HWSOCK_EINVAL;
     memcpy(&l, val, sizeof(l));
     hwsock_le32_set((hwsock_le32 *)out, (uint32_t)l.l_onoff);
     hwsock_le32_set((hwsock_le32 *)(out + 4), (uint32_t)l.l_linger);
@@ -152,7 +153,7 @@ static int to_wire(const opt_map *m, const uint8_t *val, unsigned len,
   }
   int v;
   if (len < sizeof(v))
-    return -EINVAL;
+    return HWSOCK_EINVAL;
   memcpy(&v, val, sizeof(v));
   hwsock_le32_set((hwsock_le32 *)out, (uint32_t)v);
   return 4;
@@ -161,7 +162,7 @@ static int to_wire(const opt_map *m, const uint8_t *val, unsigned len,
 static void replay_one(run_sock *s, const run_opt *o) {
   const opt_map *m = find_opt(o->level, o->name);
   uint8_t w[8];
-  int wl = m ? to_wire(m, o->val, o->len, w) : -EINVAL;
+  int wl = m ? to_wire(m, o->val, o->len, w) : HWSOCK_EINVAL;
   if (wl < 0)
     return;
   int err = hwsock_guest_setsockopt(hwsock__run.g, s->id, m->wlevel, m->wname,
@@ -184,7 +185,7 @@ void hwsock__run_preset_opts(run_sock *s) {
   for (unsigned i = 0; i < n; i++) {
     const opt_map *m = find_opt(opts[i].level, opts[i].name);
     uint8_t w[8];
-    int wl = m ? to_wire(m, opts[i].val, opts[i].len, w) : -EINVAL;
+    int wl = m ? to_wire(m, opts[i].val, opts[i].len, w) : HWSOCK_EINVAL;
     if (wl < 0)
       continue; /* not the device's (timeouts, or for a host socket) */
     int err = hwsock_guest_setsockopt(hwsock__run.g, s->id, m->wlevel,
@@ -217,7 +218,7 @@ static int put_opt(run_call *c, const void *val, socklen_t len) {
   if (rc < 0)
     return rc;
   if ((int)have < 0)
-    return -EINVAL;
+    return HWSOCK_EINVAL;
   socklen_t n = have < len ? have : len;
   if ((rc = hwsock__run_write(c, optval, val, n)) < 0)
     return rc;
@@ -240,11 +241,12 @@ static int undecided_value(run_sock *s, int level, int name, uint8_t *val,
   }
   pthread_mutex_unlock(&s->lock);
   if (s->family == AF_IPX)
-    return -ENOPROTOOPT;
+    return HWSOCK_ENOPROTOOPT;
   int k = socket(s->family, s->type | SOCK_CLOEXEC, 0);
   if (k < 0)
-    return -errno;
-  int rc = getsockopt(k, level, name, val, len) < 0 ? -errno : 0;
+    return hwsock__run_err(errno);
+  int rc = getsockopt(k, level, name, val, len) < 0 ? hwsock__run_err(errno)
+                                                    : 0;
   close(k);
   return rc;
 }
@@ -252,7 +254,7 @@ static int undecided_value(run_sock *s, int level, int name, uint8_t *val,
 static int so_error(run_call *c, run_sock *s, int *val) {
   hwsock__run_wait_connect(c, s, -1);
   if (!hwsock__run_valid(c))
-    return -ENOENT;
+    return HWSOCK_ENOENT;
   pthread_mutex_lock(&s->lock);
   *val = s->so_error;
   s->so_error = 0;
@@ -286,7 +288,8 @@ void hwsock__run_on_getsockopt(run_call *c) {
     rc = so_error(c, s, &iv);
   } else if (local_opt(level, name)) {
     have_int = 0;
-    rc = getsockopt(t.fd, level, name, val, &vlen) < 0 ? -errno : 0;
+    rc = getsockopt(t.fd, level, name, val, &vlen) < 0 ? hwsock__run_err(errno)
+                                                         : 0;
   } else if (m && !decided(s)) {
     have_int = 0;
     rc = undecided_value(s, level, name, val, &vlen);
@@ -297,7 +300,7 @@ void hwsock__run_on_getsockopt(run_call *c) {
                                       m->wname, w, &wl);
     have_int = 0;
     if (err < 0) {
-      rc = -hwsock__run_errno(err);
+      rc = hwsock__run_dev_err(err);
     } else if (m->raw) {
       memcpy(val, w, wl);
       vlen = (socklen_t)wl;
@@ -311,25 +314,27 @@ void hwsock__run_on_getsockopt(run_call *c) {
       memcpy(val, &v, sizeof(v));
       vlen = sizeof(v);
     } else {
-      rc = -EPROTO;
+      rc = HWSOCK_EPROTO;
     }
   } else {
-    rc = -ENOPROTOOPT;
+    rc = HWSOCK_ENOPROTOOPT;
   }
+  if (rc == 0 && have_int && level == SOL_SOCKET && name == SO_ERROR)
+    iv = hwsock__run_to_errno(iv); /* the program reads an errno here */
   if (rc == 0 && have_int) {
     memcpy(val, &iv, sizeof(iv));
     vlen = sizeof(iv);
   }
   if (rc == 0)
     rc = put_opt(c, val, vlen);
-  if (rc != -ENOENT)
-    hwsock__run_reply(c, 0, -rc);
+  if (rc != HWSOCK_ENOENT)
+    hwsock__run_reply(c, 0, rc);
   hwsock__run_target_done(&t);
 }
 
 /* What the kernel answers at once for this option on a socket like s (an
  * option it refuses, e.g. IPV6_V6ONLY on an AF_INET socket, fails at once
- * with its errno, not later when it is replayed): 0 or -errno. */
+ * with its errno, not later when it is replayed): 0 or HWSOCK_E*. */
 static int host_would_take(run_sock *s, int level, int name,
                            const uint8_t *val, socklen_t len) {
   if (s->family == AF_IPX)
@@ -337,7 +342,8 @@ static int host_would_take(run_sock *s, int level, int name,
   int k = socket(s->family, s->type | SOCK_CLOEXEC, s->proto);
   if (k < 0)
     return 0; /* cannot tell: the replay will */
-  int rc = setsockopt(k, level, name, val, len) < 0 ? -errno : 0;
+  int rc = setsockopt(k, level, name, val, len) < 0 ? hwsock__run_err(errno)
+                                                    : 0;
   close(k);
   return rc;
 }
@@ -354,7 +360,7 @@ static int remember(run_sock *s, int level, int name, const uint8_t *val,
       break;
   if (i == s->nopts) {
     if (s->nopts == RUN_MAX_OPTS)
-      rc = -ENOBUFS;
+      rc = HWSOCK_ENOBUFS;
     else
       s->nopts++;
   }
@@ -387,25 +393,27 @@ void hwsock__run_on_setsockopt(run_call *c) {
     /* the device chooses the host interface of an offloaded socket */
     hwsock__run_log("%s: option %s refused (EOPNOTSUPP): hwsock-run sockets "
                     "cannot be bound to a host interface", lb, on);
-    rc = -EOPNOTSUPP;
+    rc = HWSOCK_EOPNOTSUPP;
   } else if ((int)optlen < 0 || optlen > RUN_MAX_OPTLEN) {
-    rc = m || local_opt(level, name) ? -EINVAL : -ENOPROTOOPT;
+    rc = m || local_opt(level, name) ? HWSOCK_EINVAL : HWSOCK_ENOPROTOOPT;
     if ((int)optlen > 0)
       hwsock__run_log("%s: option %s refused (%s): value of %d bytes, "
                       "RUN_MAX_OPTLEN is %u (raise it in "
                       "guest-driver/run/run.h)", lb, on,
-                      rc == -EINVAL ? "EINVAL" : "ENOPROTOOPT", (int)optlen,
+                      rc == HWSOCK_EINVAL ? "EINVAL" : "ENOPROTOOPT",
+                      (int)optlen,
                       RUN_MAX_OPTLEN);
   } else {
     rc = hwsock__run_read(c, optval, val, (size_t)optlen);
   }
-  if (rc == -ENOENT)
+  if (rc == HWSOCK_ENOENT)
     goto out;
   if (rc < 0) {
     /* fall through to the reply */
   } else if (local_opt(level, name)) {
-    rc = setsockopt(t.fd, level, name, val, (socklen_t)optlen) < 0 ? -errno
-                                                                   : 0;
+    rc = setsockopt(t.fd, level, name, val, (socklen_t)optlen) < 0
+             ? hwsock__run_err(errno)
+             : 0;
     if (rc == 0 && !decided(s))
       remember(s, level, name, val, (unsigned)optlen);
   } else if (!decided(s)) {
@@ -423,15 +431,15 @@ void hwsock__run_on_setsockopt(run_call *c) {
     uint8_t w[8];
     int wl = to_wire(m, val, (unsigned)optlen, w);
     rc = wl < 0 ? wl
-                : -hwsock__run_errno(hwsock_guest_setsockopt(
+                : hwsock__run_dev_err(hwsock_guest_setsockopt(
                       hwsock__run.g, s->id, m->wlevel, m->wname, w,
                       (size_t)wl));
   } else {
-    rc = -ENOPROTOOPT;
+    rc = HWSOCK_ENOPROTOOPT;
     hwsock__run_log("%s: option %s refused (ENOPROTOOPT): not in the "
                     "device's allow-list (docs/HWSOCK-RUN.md)", lb, on);
   }
-  hwsock__run_reply(c, 0, -rc);
+  hwsock__run_reply(c, 0, rc);
 out:
   hwsock__run_target_done(&t);
 }
@@ -452,20 +460,20 @@ void hwsock__run_on_getname(run_call *c, int peer) {
   pthread_mutex_unlock(&s->lock);
   int has_peer = s->type == SOCK_STREAM ? state == RS_CONNECTED : connected;
   if (peer && !has_peer) {
-    rc = -ENOTCONN;
+    rc = HWSOCK_ENOTCONN;
   } else if (id < 0 || state == RS_UNDECIDED) {
     hwsock__run_sa_any(s->family, &ss, &sl);
   } else {
     char uri[HWSOCK_URI_MAX + 1];
     int err = hwsock_guest_getname(hwsock__run.g, id, peer, uri, sizeof(uri));
     if (err < 0)
-      rc = -hwsock__run_errno(err);
+      rc = hwsock__run_dev_err(err);
     else if (hwsock__run_uri_to_sa(uri, s->family, &ss, &sl) < 0)
-      rc = -EPROTO;
+      rc = HWSOCK_EPROTO;
   }
   if (rc == 0)
     rc = hwsock__run_put_sa(c, c->n.data.args[1], c->n.data.args[2], &ss, sl);
-  if (rc != -ENOENT)
-    hwsock__run_reply(c, 0, -rc);
+  if (rc != HWSOCK_ENOENT)
+    hwsock__run_reply(c, 0, rc);
   hwsock__run_target_done(&t);
 }

@@ -49,7 +49,7 @@ static void dispatch(run_call *c) {
   case SYS_setsockopt: hwsock__run_on_setsockopt(c); break;
   default:
     /* the filter notifies nothing else; be safe anyway */
-    hwsock__run_reply(c, 0, ENOSYS);
+    hwsock__run_reply(c, 0, HWSOCK_ENOSYS);
     break;
   }
 }
@@ -83,7 +83,7 @@ static void *worker_main(void *arg) {
 /* Queues c and makes sure a worker will take it. q_lock held. */
 static int enqueue(run_call *c) {
   if (q_n == RUN_MAX_QUEUED)
-    return -EAGAIN;
+    return HWSOCK_EAGAIN;
   queue[(q_head + q_n) % RUN_MAX_QUEUED] = c;
   q_n++;
   if (nidle >= q_n) {
@@ -137,7 +137,7 @@ static void *loop_main(void *arg) {
                       "RUN_MAX_QUEUED (%u) calls waiting for a worker "
                       "(raise it in guest-driver/run/run.h)",
                       c->n.data.nr, (unsigned)c->n.pid, RUN_MAX_QUEUED);
-      hwsock__run_reply(c, 0, EAGAIN);
+      hwsock__run_reply(c, 0, HWSOCK_EAGAIN);
       free(c);
     }
   }
@@ -147,10 +147,10 @@ static void *loop_main(void *arg) {
 int hwsock__run_supervisor_start(void) {
   stopfd = eventfd(0, EFD_CLOEXEC);
   if (stopfd < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   int rc = pthread_create(&loop_thread, NULL, loop_main, NULL);
   if (rc != 0)
-    return -rc;
+    return hwsock__run_err(rc);
   loop_started = 1;
   return 0;
 }

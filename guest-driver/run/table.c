@@ -62,20 +62,21 @@ int hwsock__run_table_init(const char *path) {
     /* the program may chdir: HWSOCK_TABLE is absolute */
     char cwd[PATH_MAX];
     if (getcwd(cwd, sizeof(cwd)) == NULL) {
-      fprintf(stderr, "hwsock-run: --table: getcwd: %s\n", strerror(errno));
-      return -errno;
+      int e = errno;
+      fprintf(stderr, "hwsock-run: --table: getcwd: %s\n", strerror(e));
+      return hwsock__run_err(e);
     }
     n = snprintf(tbl.path, sizeof(tbl.path), "%s/%s", cwd, path);
   }
   if (n < 0 || (size_t)n >= sizeof(tbl.path) || path[0] == '\0') {
     fprintf(stderr, "hwsock-run: --table: bad or too long path\n");
-    return -ENAMETOOLONG;
+    return HWSOCK_ENAMETOOLONG;
   }
   mode_t um = umask(0); /* single-threaded here */
   umask(um);
   tbl.mode = 0644 & ~um;
   if (setenv("HWSOCK_TABLE", tbl.path, 1) < 0)
-    return -errno;
+    return hwsock__run_err(errno);
   return 0;
 }
 
@@ -242,21 +243,23 @@ int hwsock__run_table_start(void) {
   tbl.memfd = memfd_create("hwsock-run-table", MFD_CLOEXEC);
   pthread_condattr_t ca;
   if (tbl.memfd < 0) {
-    rc = -errno;
+    rc = hwsock__run_err(errno);
     goto fail;
   }
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&tbl.cond, &ca);
   pthread_condattr_destroy(&ca);
-  if ((rc = -pthread_create(&tbl.thread, NULL, table_thread, NULL)) < 0) {
+  if ((rc = hwsock__run_err(pthread_create(&tbl.thread, NULL, table_thread,
+                                           NULL))) < 0) {
     pthread_cond_destroy(&tbl.cond);
     goto fail;
   }
   tbl.running = 1;
   return 0;
 fail:
-  fprintf(stderr, "hwsock-run: --table: %s\n", strerror(-rc));
+  fprintf(stderr, "hwsock-run: --table: %s\n",
+          strerror(hwsock__run_to_errno(rc)));
   if (tbl.memfd >= 0)
     close(tbl.memfd);
   tbl.memfd = -1;

@@ -56,18 +56,18 @@ void hwsock__run_target_done(run_target *t) {
 }
 
 void hwsock__run_pass(run_call *c, const run_target *t) {
-  if (t->kind == RT_NONE && t->err == -ENOENT)
+  if (t->kind == RT_NONE && t->err == HWSOCK_ENOENT)
     return; /* the call went away */
-  if (t->kind == RT_NONE && t->err < 0 && t->err != -EBADF) {
+  if (t->kind == RT_NONE && t->err < 0 && t->err != HWSOCK_EBADF) {
     hwsock__run_log("cannot inspect fd %d of pid %u: %s",
                     (int)c->n.data.args[0], (unsigned)c->n.pid,
-                    strerror(-t->err));
-    hwsock__run_reply(c, 0, -t->err);
+                    strerror(hwsock__run_to_errno(t->err)));
+    hwsock__run_reply(c, 0, t->err);
     return;
   }
   if (t->kind == RT_KERNEL_INET && hwsock__run.confine) {
     hwsock__run_log("deny: host INET socket under confinement");
-    hwsock__run_reply(c, 0, EACCES);
+    hwsock__run_reply(c, 0, HWSOCK_EACCES);
     return;
   }
   /* a declined (or inherited) socket: its later destinations are asked */

@@ -61,8 +61,8 @@ static int neutered(int fd) {
 }
 
 /* Installs the fds of every fd-carrying control message in the program and
- * rewrites their numbers. 0, or -errno (-ENOENT: the call is gone). The
- * supervisor's copies are closed in every case. */
+ * rewrites their numbers. 0, or HWSOCK_E* (HWSOCK_ENOENT: the call is
+ * gone). The supervisor's copies are closed in every case. */
 static int install_fds(run_call *c, struct msghdr *lm, int cloexec) {
   int rc = 0;
   for (struct cmsghdr *cm = CMSG_FIRSTHDR(lm); cm; cm = CMSG_NXTHDR(lm, cm)) {
@@ -77,7 +77,8 @@ static int install_fds(run_call *c, struct msghdr *lm, int cloexec) {
       if (rc == 0 && is_inet_socket(fd)) {
         int d = neutered(fd);
         if (d < 0) {
-          rc = -ENOBUFS; /* the INET socket is closed below, not installed */
+          /* the INET socket is closed below, not installed */
+          rc = HWSOCK_ENOBUFS;
         } else {
           fd = d;
         }
@@ -93,19 +94,19 @@ static int install_fds(run_call *c, struct msghdr *lm, int cloexec) {
 }
 
 /* One emulated recvmsg: the program's msghdr at mp, flags. The received
- * length (>= 0), or negative: -ENOENT (call gone, no answer), else -errno
- * to answer. */
+ * length (>= 0), or negative: HWSOCK_ENOENT (call gone, no answer), else
+ * HWSOCK_E* to answer. */
 static ssize_t recv_one(run_call *c, int fd, uint64_t mp, int flags) {
   struct msghdr m;
   int rc = hwsock__run_read(c, mp, &m, sizeof(m));
   if (rc < 0)
     return rc;
   if (m.msg_iovlen > UNIX_MAX_IOV)
-    return -EMSGSIZE;
+    return HWSOCK_EMSGSIZE;
   size_t niov = m.msg_iovlen;
   struct iovec *iov = calloc(niov ? niov : 1, sizeof(*iov));
   if (!iov)
-    return -ENOBUFS;
+    return HWSOCK_ENOBUFS;
   ssize_t out = 0;
   uint8_t *buf = NULL, *cbuf = NULL;
   rc = hwsock__run_read(c, (uint64_t)(uintptr_t)m.msg_iov, iov,
@@ -118,7 +119,7 @@ static ssize_t recv_one(run_call *c, int fd, uint64_t mp, int flags) {
                                                     : UNIX_MAX_CONTROL;
   if (rc == 0 && (!(buf = malloc(total ? total : 1)) ||
                   !(cbuf = calloc(1, clen))))
-    rc = -ENOBUFS;
+    rc = HWSOCK_ENOBUFS;
   if (rc < 0) {
     out = rc;
     goto done;
@@ -146,12 +147,12 @@ static ssize_t recv_one(run_call *c, int fd, uint64_t mp, int flags) {
     if (n >= 0 || (errno != EAGAIN && errno != EINTR) || nb)
       break;
     if (hwsock__run_wait_readable(c, fd) < 0) {
-      out = -ENOENT;
+      out = HWSOCK_ENOENT;
       goto done;
     }
   }
   if (n < 0) {
-    out = -errno;
+    out = hwsock__run_err(errno);
     goto done;
   }
   rc = install_fds(c, &lm, cloexec);
@@ -192,7 +193,8 @@ done:
 }
 
 /* Does a recvmsg-like call on t need the emulation? The unix socket and a
- * control buffer in the msghdr at mp. 1 yes, 0 no, -errno to answer. */
+ * control buffer in the msghdr at mp. 1 yes, 0 no, HWSOCK_E* to
+ * answer. */
 static int wants_fds(run_call *c, const run_target *t, uint64_t mp) {
   int dom = 0;
   socklen_t l = sizeof(dom);
@@ -225,15 +227,15 @@ int hwsock__run_unix_recv(run_call *c, const run_target *t) {
   if (w == 0)
     return 0;
   if (w < 0) {
-    if (w != -ENOENT)
-      hwsock__run_reply(c, 0, -w);
+    if (w != HWSOCK_ENOENT)
+      hwsock__run_reply(c, 0, w);
     return 1;
   }
   ssize_t n = recv_one(c, t->fd, mp, flags & ~MSG_WAITFORONE);
-  if (n == -ENOENT)
+  if (n == HWSOCK_ENOENT)
     return 1;
   if (n < 0) {
-    hwsock__run_reply(c, 0, (int)-n);
+    hwsock__run_reply(c, 0, (int)n);
     return 1;
   }
   if (nr == SYS_recvmsg) {
@@ -243,7 +245,7 @@ int hwsock__run_unix_recv(run_call *c, const run_target *t) {
   unsigned len = (unsigned)n;
   int rc = hwsock__run_write(c, mp + offsetof(struct mmsghdr, msg_len), &len,
                              sizeof(len));
-  if (rc != -ENOENT)
-    hwsock__run_reply(c, rc < 0 ? 0 : 1, rc < 0 ? -rc : 0);
+  if (rc != HWSOCK_ENOENT)
+    hwsock__run_reply(c, rc < 0 ? 0 : 1, rc < 0 ? rc : 0);
   return 1;
 }

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runerr.h"
 #include "vmm.h"
 
 #define READY_TIMEOUT_MS 10000
@@ -48,7 +49,7 @@ static int find_vmm(char *out, size_t cap) {
   if (executable(out))
     return 0;
 #endif
-  return -ENOENT;
+  return HWSOCK_ENOENT;
 }
 
 int hwsock__run_vmm_start(run_vmm *v, const char *policy, int verbose) {

@@ -76,7 +76,16 @@ extern "C" {
   XX(EBADURI, 1001, EINVAL, "malformed address URI")                          \
   XX(ENEEDSRESET, 1002, EIO, "device needs reset")                            \
   XX(EABI, 1003, ENOEXEC, "incompatible plugin ABI")                          \
-  XX(EBADCONFIG, 1004, EINVAL, "invalid configuration")
+  XX(EBADCONFIG, 1004, EINVAL, "invalid configuration")                       \
+  XX(ESRCH, 3, ESRCH, "no such process")                                      \
+  XX(ENODEV, 19, ENODEV, "no such device")                                    \
+  XX(ENFILE, 23, ENFILE, "too many open files in the system")                 \
+  XX(EDOM, 33, EDOM, "argument out of domain")                                \
+  XX(ENOTSOCK, 88, ENOTSOCK, "not a socket")                                  \
+  XX(EDESTADDRREQ, 89, EDESTADDRREQ, "destination address required")          \
+  XX(ESOCKTNOSUPPORT, 94, ESOCKTNOSUPPORT, "socket type not supported")       \
+  XX(ENETRESET, 102, ENETRESET, "connection dropped by network reset")        \
+  XX(EHOSTDOWN, 112, EHOSTDOWN, "host is down")
 
 typedef enum hwsock_errno {
 #define HWSOCK__ERR_ENUM(name, val, host, msg) HWSOCK_##name = -(val),

@@ -91,3 +91,12 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
       "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR}")
   endforeach()
 endif()
+
+# hwsock-run's one error domain (guest-driver/run/err.c, a leaf file): every
+# errno it answers survives host errno -> HWSOCK_E* -> errno. In-process.
+hwsock_criterion_test(test_run_err "${CMAKE_CURRENT_LIST_DIR}/test_run_err.c"
+                      "${PROJECT_SOURCE_DIR}/guest-driver/run/err.c")
+target_include_directories(test_run_err PRIVATE
+                           "${PROJECT_SOURCE_DIR}/guest-driver/run")
+set_tests_properties(test_run_err PROPERTIES LABELS "unit;run")
+
