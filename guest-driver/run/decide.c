@@ -120,6 +120,7 @@ int hwsock__run_open_device(run_sock *s) {
     hwsock__run_offload_release();
     if (id == HWSOCK_ECONNRESET || id == HWSOCK_ENEEDSRESET) {
       hwsock__run.device_down = 1; /* OPEN has no peer to reset it */
+      hwsock__run_device_gone();
       return HWSOCK_ENETDOWN;
     }
     return id;

@@ -105,6 +105,8 @@ static int probe(int family, int type, const char *uri) {
   int err;
   if (id < 0) {
     err = id;
+    if (id == HWSOCK_ECONNRESET || id == HWSOCK_ENEEDSRESET)
+      hwsock__run_device_gone(); /* OPEN has no peer to reset it */
   } else {
     err = stream ? (int)hwsock_guest_sendto(hwsock__run.g, id, "", 0, 0, uri)
                  : hwsock_guest_connect(hwsock__run.g, id, uri);

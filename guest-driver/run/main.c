@@ -318,6 +318,7 @@ static int attach_device(const run_args *a, run_vmm *vmm,
     return -1;
   }
   hwsock__run.g = hwsock_attach_guest(*att);
+  hwsock__run.att = *att;
   return 0;
 }
 
@@ -400,6 +401,7 @@ static int teardown(hwsock_attachment *att, run_vmm *vmm, int lfd, int code) {
     hwsock__run_log("exit: program data still on its way after %d ms "
                     "(RUN_EXIT_DRAIN_MS in run.h): its connections are cut",
                     RUN_EXIT_DRAIN_MS);
+  hwsock__run_device_closing(); /* what fails from now on is our doing */
   hwsock_guest_shutdown_transport(hwsock__run.g);
   hwsock__run_supervisor_stop();
   int left = hwsock__run_pump_wait(3000);

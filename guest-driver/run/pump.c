@@ -177,14 +177,18 @@ static void fail(run_sock *s, const char *what, int err) {
   if (!is_dead(s) && hwsock__run_unix_alive(s->ino) != 0) {
     char lb[64];
     hwsock__run_label(s, lb, sizeof(lb));
-    if (err == HWSOCK_ECONNRESET && transport_gone(s))
+    if (err == HWSOCK_ECONNRESET && transport_gone(s)) {
       hwsock__run_log("close: %s: the device went away", lb);
-    else
+      hwsock__run_device_gone();
+    } else {
       hwsock__run_log("close: %s: %s: %s", lb, what,
                       hwsock__run_strerror(err));
+    }
   }
-  if (err == HWSOCK_ENEEDSRESET)
+  if (err == HWSOCK_ENEEDSRESET) {
     hwsock__run.device_down = 1;
+    hwsock__run_device_gone();
+  }
   finish(s);
 }
 

@@ -14,6 +14,7 @@
  *   pump.c        socketpair <-> device pumping threads
  *   addr.c        sockaddr <-> URI
  *   err.c         the one error domain (runerr.h)
+ *   reset.c       why the device stopped (the log)
  *
  * Every intercepted INET socket is, from socket() on, one end of a unix
  * socketpair (the "program end"); the supervisor keeps the other end (the
@@ -79,6 +80,7 @@
 
 typedef struct run_state {
   hwsock_guest *g;   /* the driver (thread-safe) */
+  struct hwsock_attachment *att; /* its transport (why the device reset) */
   int notify_fd;     /* the seccomp listener */
   int confine;       /* a decline becomes EACCES */
   int verbose;
@@ -100,6 +102,13 @@ const char *hwsock__run_label(const struct run_sock *s, char *buf,
  * "level/option" in numbers for one the table does not know. Returns
  * buf. */
 const char *hwsock__run_optname(int level, int name, char *buf, size_t cap);
+
+/* reset.c: a driver call failed because the device is gone (NEEDS_RESET or
+ * the VMM hung up): logs why, the HWSOCK_RESET_* name, once. Only says so;
+ * the caller decides what the failure means (device_down). */
+void hwsock__run_device_gone(void);
+/* hwsock-run shuts the transport itself (exit): nothing to say any more. */
+void hwsock__run_device_closing(void);
 
 /* ---- filter.c ------------------------------------------------------------ */
 

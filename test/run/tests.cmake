@@ -100,3 +100,17 @@ target_include_directories(test_run_err PRIVATE
                            "${PROJECT_SOURCE_DIR}/guest-driver/run")
 set_tests_properties(test_run_err PROPERTIES LABELS "unit;run")
 
+# hwsock-run names why the device stopped (test/run/reset_test.py): a fake
+# VMM (reset_vmm.c) answers the first request with NEEDS_RESET, or hangs up.
+if(TARGET hwsock-run AND Python3_Interpreter_FOUND)
+  add_executable(reset_vmm "${CMAKE_CURRENT_LIST_DIR}/reset_vmm.c")
+  target_link_libraries(reset_vmm PRIVATE hwsock_internal)
+  foreach(t needs_reset hangup)
+    add_test(NAME run_device_reset_${t}
+             COMMAND "${Python3_EXECUTABLE}"
+                     "${CMAKE_CURRENT_LIST_DIR}/reset_test.py" ${t})
+    set_tests_properties(run_device_reset_${t} PROPERTIES TIMEOUT 120
+      ENVIRONMENT
+      "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_RESET_VMM=$<TARGET_FILE:reset_vmm>")
+  endforeach()
+endif()
