@@ -167,6 +167,23 @@ HWSOCK_EXTERN int hwsock_ringtest_add_indirect(hwsock_ringtest *r,
                                                const hwsock_ringtest_seg *segs,
                                                unsigned n);
 
+/* Adds one hwsock request (PROTOCOL.md §4.1): a readable buffer holding
+ * *hdr exactly as given (uri_len included: a hostile test may make it
+ * lie), then uri_len bytes of uri and dlen bytes of data (data NULL: dlen
+ * zero bytes), and, when wlen >
+ * 0, one writable buffer of wlen bytes for the response, whose guest
+ * address goes to *resp_gpa (may be NULL; 0 when wlen is 0). hdr, uri and
+ * data are copied during the call; both buffers are new scratch of the
+ * block (see hwsock_ringtest_alloc). The head, or HWSOCK_EINVAL, or
+ * HWSOCK_ENOMEM (the block is full; nothing was added). */
+HWSOCK_EXTERN int hwsock_ringtest_add_request(hwsock_ringtest *r,
+                                              const hwsock_req_hdr *hdr,
+                                              const void *uri,
+                                              uint32_t uri_len,
+                                              const void *data, uint32_t dlen,
+                                              uint32_t wlen,
+                                              uint64_t *resp_gpa);
+
 /* Release barrier, then avail->idx = the shadow idx: everything added so
  * far becomes visible to the device. */
 HWSOCK_EXTERN void hwsock_ringtest_publish(hwsock_ringtest *r);

@@ -148,29 +148,20 @@ void adv_go(adv *a, unsigned q) {
 int adv_req(adv *a, unsigned q, uint16_t op, uint32_t sock, uint64_t tag,
             uint32_t arg0, uint32_t arg1, const void *uri, uint32_t uri_len,
             const void *data, uint32_t dlen, uint32_t wlen) {
-  vrb *r = &a->q[q];
-  size_t rlen = sizeof(hwsock_req_hdr) + uri_len + dlen;
-  uint64_t rg = vrb_alloc(r, rlen, 8);
-  uint64_t wg = wlen > 0 ? vrb_alloc(r, wlen, 8) : 0;
-  if (rg == 0 || (wlen > 0 && wg == 0))
+  hwsock_req_hdr h;
+  memset(&h, 0, sizeof(h));
+  hwsock_le16_set(&h.opcode, op);
+  hwsock_le32_set(&h.sock_id, sock);
+  hwsock_le64_set(&h.tag, tag);
+  hwsock_le32_set(&h.arg0, arg0);
+  hwsock_le32_set(&h.arg1, arg1);
+  hwsock_le32_set(&h.uri_len, uri_len);
+  uint64_t wg = 0;
+  int head = hwsock_ringtest_add_request(&a->q[q], &h, uri, uri_len, data,
+                                         dlen, wlen, &wg);
+  if (head < 0)
     return -1;
-  uint8_t *p = vrb_host(r, rg);
-  hwsock_req_hdr *h = (hwsock_req_hdr *)p;
-  hwsock_le16_set(&h->opcode, op);
-  hwsock_le32_set(&h->sock_id, sock);
-  hwsock_le64_set(&h->tag, tag);
-  hwsock_le32_set(&h->arg0, arg0);
-  hwsock_le32_set(&h->arg1, arg1);
-  hwsock_le32_set(&h->uri_len, uri_len);
-  if (uri_len > 0)
-    memcpy(p + sizeof(*h), uri, uri_len);
-  if (dlen > 0 && data != NULL)
-    memcpy(p + sizeof(*h) + uri_len, data, dlen);
-  vrb_seg s[2] = {{rg, (uint32_t)rlen, 0},
-                  {wg, wlen, HWSOCK_VRING_DESC_F_WRITE}};
-  int head = vrb_add_chain(r, s, wlen > 0 ? 2 : 1);
-  if (head >= 0)
-    a->resp[q][head] = wg;
+  a->resp[q][head] = wg;
   return head;
 }
 

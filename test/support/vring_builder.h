@@ -30,6 +30,7 @@ typedef hwsock_ringtest_seg vrb_seg;
 #define vrb_add_rw hwsock_ringtest_add_rw
 #define vrb_add_indirect hwsock_ringtest_add_indirect
 #define vrb_add_fault hwsock_ringtest_add_fault
+#define vrb_add_request hwsock_ringtest_add_request
 #define vrb_publish hwsock_ringtest_publish
 #define vrb_set_desc hwsock_ringtest_set_desc
 #define vrb_write_desc hwsock_ringtest_write_desc

@@ -178,3 +178,44 @@ Test(ringtest, indirect_fault_without_the_feature) {
   cr_assert_eq(hwsock__vq_fault_code(F.why),
                HWSOCK_RESET_INDIRECT_NOT_NEGOTIATED);
 }
+
+Test(ringtest, a_request_is_header_uri_data_then_the_response_buffer) {
+  cr_assert_eq(hwsock_ringtest_init(&F.r, 0, 0, QS), 0);
+  device(FEATURES);
+  hwsock_req_hdr h;
+  memset(&h, 0, sizeof h);
+  hwsock_le16_set(&h.opcode, HWSOCK_OP_SEND);
+  hwsock_le32_set(&h.uri_len, 9);
+  uint64_t resp = 0;
+  int head = hwsock_ringtest_add_request(&F.r, &h, "udp://x:1", 9, "abc", 3,
+                                         64, &resp);
+  cr_assert_geq(head, 0);
+  hwsock_ringtest_publish(&F.r);
+  cr_assert_eq(pop(), 1);
+  cr_assert_eq(F.c.head, head);
+  cr_assert_eq(F.c.n_out, 1);
+  cr_assert_eq(F.c.n_in, 1);
+  cr_assert_eq(F.c.out_len, sizeof h + 9 + 3);
+  cr_assert_eq(F.c.in_len, 64);
+  const uint8_t *p = F.iov[0].iov_base;
+  cr_assert_eq(memcmp(p, &h, sizeof h), 0);
+  cr_assert_eq(memcmp(p + sizeof h, "udp://x:1abc", 12), 0);
+  cr_assert_eq(F.iov[1].iov_base, hwsock_ringtest_host(&F.r, resp));
+  /* no response buffer; data NULL is that many zero bytes */
+  head = hwsock_ringtest_add_request(&F.r, &h, NULL, 0, NULL, 4, 0, &resp);
+  cr_assert_geq(head, 0);
+  cr_assert_eq(resp, 0);
+  hwsock_ringtest_publish(&F.r);
+  cr_assert_eq(pop(), 1);
+  cr_assert_eq(F.c.n_in, 0);
+  cr_assert_eq(F.c.out_len, sizeof h + 4);
+  cr_assert_eq(memcmp((const uint8_t *)F.iov[0].iov_base + sizeof h,
+                      "\0\0\0\0", 4),
+               0);
+  cr_assert_eq(hwsock_ringtest_add_request(&F.r, &h, NULL, 3, NULL, 0, 0,
+                                           NULL),
+               HWSOCK_EINVAL);
+  cr_assert_eq(hwsock_ringtest_add_request(&F.r, NULL, NULL, 0, NULL, 0, 0,
+                                           NULL),
+               HWSOCK_EINVAL);
+}
