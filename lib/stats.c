@@ -86,6 +86,10 @@ void hwsock__stats_complete(hwsock_device *dev, hwsock__req *req, int status,
 void hwsock__stats_sock(hwsock_device *dev, hwsock__req *req, int status,
                         size_t len) {
   hwsock__sock *s = &dev->socks[req->sock_id];
+  if (s->ss == HWSOCK_SS_DENIED)
+    return; /* every call is refused by the deny backend: it stays denied
+               (a refused CONNECT made it CLOSED, and snapshot.c, capture.c
+               and the policy recheck took it for a host socket) */
   switch (req->opcode) {
   case HWSOCK_OP_CONNECT:
     s->ss = status == 0 ? HWSOCK_SS_ESTAB

@@ -23,6 +23,7 @@
 
 #define TCP_SO HWSOCK_BUILD_BACKEND_DIR "/tcp.so"
 #define UDP_SO HWSOCK_BUILD_BACKEND_DIR "/udp.so"
+#define DENY_SO HWSOCK_BUILD_BACKEND_DIR "/deny.so"
 #define QSIZE 64u
 #define EVBUF 512u
 
@@ -30,7 +31,7 @@ static uv_loop_t loop;
 static vrb rq, eq; /* queue 0: requests; queue 1: events (evq tests) */
 static hwsock_device *dev;
 static hwsock_policy *pol;
-static hwsock_plugin *plug, *uplug;
+static hwsock_plugin *plug, *uplug, *dplug;
 static int lst = -1;
 static uint16_t lport;
 static unsigned nqueues = 1; /* of the next new_device() */
@@ -60,6 +61,9 @@ static hwsock_device *new_device(void) {
                0);
   cr_assert_eq(hwsock_device_add_backend(d, hwsock_plugin_desc(uplug), NULL),
                0);
+  /* last: the schemes' own backends come first */
+  cr_assert_eq(hwsock_device_add_backend(d, hwsock_plugin_desc(dplug), NULL),
+               0);
   cr_assert_eq(hwsock_device_add_region(d, rq.gpa, rq.size, rq.mem), 0);
   cr_assert_eq(hwsock_device_add_region(d, eq.gpa, eq.size, eq.mem), 0);
   return d;
@@ -77,6 +81,8 @@ static void setup(void) {
                err);
   cr_assert_eq(hwsock_plugin_load(UDP_SO, &uplug, err, sizeof(err)), 0, "%s",
                err);
+  cr_assert_eq(hwsock_plugin_load(DENY_SO, &dplug, err, sizeof(err)), 0,
+               "%s", err);
   nqueues = 1;
   dev = new_device();
   cr_assert_eq(hwsock_device_set_features(dev, HWSOCK_F_VERSION_1), 0);
@@ -106,6 +112,7 @@ static void teardown(void) {
   uv_loop_close(&loop);
   hwsock_plugin_unload(plug);
   hwsock_plugin_unload(uplug);
+  hwsock_plugin_unload(dplug);
   hwsock_policy_free(pol);
   vrb_free(&rq);
   vrb_free(&eq);
@@ -758,4 +765,51 @@ Test(snapshot, the_restoring_devices_policy_decides_again) {
   cr_assert_geq(c, 0, "the listener did not come back");
   cr_assert_eq(request(HWSOCK_OP_ACCEPT, 2, 0, 3, NULL), 0);
   close(c);
+}
+
+/* One socket of each kind the table of EMBEDDING.md §11 names that the
+ * other tests do not: declined stays declined, denied (by the deny
+ * backend) is undecided again and its next CONNECT is decided anew, a
+ * bound TCP socket comes back bound on its address and can listen there,
+ * a connection is reset; only the connection counts as reset. */
+Test(snapshot, each_kind_of_socket_gets_its_documented_outcome) {
+  free_device(dev);
+  const char *y = "version: 1\ndefault: offload\nrules:\n"
+                  "  - action: decline\n    to: 127.0.0.2\n"
+                  "  - action: deny\n    to: 127.0.0.3\n"
+                  "    error: ENETUNREACH\n";
+  char err[256], dst[64], uri[HWSOCK_URI_MAX + 1], again[HWSOCK_URI_MAX + 1];
+  hwsock_policy_free(pol);
+  cr_assert_eq(hwsock_policy_load_string(y, strlen(y), "t3", &pol, err,
+                                         sizeof(err)), 0, "%s", err);
+  dev = new_device();
+  cr_assert_eq(hwsock_device_set_features(dev, HWSOCK_F_VERSION_1), 0);
+  cr_assert_eq(hwsock_device_queue_setup(dev, 0, QSIZE, rq.desc_gpa,
+                                         rq.avail_gpa, rq.used_gpa), 0);
+  cr_assert_eq(hwsock_device_start(dev), 0);
+  snprintf(dst, sizeof(dst), "tcp://127.0.0.1:%u", lport);
+  for (uint32_t id = 1; id <= 4; id++)
+    cr_assert_eq(request(HWSOCK_OP_OPEN, id, HWSOCK_AF_INET,
+                         HWSOCK_SOCK_STREAM, NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 1, 0, 0, "tcp://127.0.0.2:80"),
+               HWSOCK_EDECLINED);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 2, 0, 0, "tcp://127.0.0.3:80"),
+               HWSOCK_ENETUNREACH);
+  /* denied for good on this device: even an allowed destination */
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 2, 0, 0, dst), HWSOCK_ENETUNREACH);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 3, 0, 0, "tcp://127.0.0.1:0"), 0);
+  uint16_t port = local_port(3, uri, sizeof(uri));
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 4, 0, 0, dst), 0);
+  int rc = move_device();
+  cr_assert_eq(rc, 1, "restore: %d", rc);
+  cr_assert_eq(request(HWSOCK_OP_SEND, 1, 0, 0, NULL), HWSOCK_EDECLINED);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 2, 0, 0, dst), 0);
+  cr_assert_eq(local_port(3, again, sizeof(again)), port);
+  cr_assert_str_eq(again, uri);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 3, 4, 0, NULL), 0);
+  int c = tcp_client(port);
+  cr_assert_geq(c, 0);
+  cr_assert_eq(request(HWSOCK_OP_ACCEPT, 3, 0, 5, NULL), 0);
+  close(c);
+  cr_assert_eq(request(HWSOCK_OP_SEND, 4, 0, 0, NULL), HWSOCK_ECONNRESET);
 }
