@@ -53,6 +53,34 @@ static void deny_submit(void *sock, hwsock_breq *req) {
 
 static void deny_close(void *sock) { free(sock); }
 
+/* Hand-over (backend.h's export_sock): no host socket, and nothing is
+ * ever pending; the state is the error, 4 bytes little-endian. */
+static int deny_export(void *sock, hwsock_bexport *out) {
+  const deny_sock *s = sock;
+  uint32_t e = (uint32_t)-s->error;
+  for (int i = 0; i < 4; i++)
+    out->state[i] = (uint8_t)(e >> (8 * i));
+  out->state_len = 4;
+  return 0;
+}
+
+static int deny_import(void *instance, const hwsock_bexport *in, void **sock) {
+  if (in->fd >= 0 || in->state_len != 4)
+    return HWSOCK_EINVAL;
+  uint32_t e = 0;
+  for (int i = 0; i < 4; i++)
+    e |= (uint32_t)in->state[i] << (8 * i);
+  if (e == 0 || e >= 4096)
+    return HWSOCK_EINVAL;
+  deny_sock *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return HWSOCK_ENOMEM;
+  s->inst = instance;
+  s->error = -(int)e;
+  *sock = s;
+  return 0;
+}
+
 static const hwsock_backend_ops deny_ops = {
     .size = sizeof(hwsock_backend_ops),
     .create = deny_create,
@@ -60,6 +88,8 @@ static const hwsock_backend_ops deny_ops = {
     .open = deny_open,
     .submit = deny_submit,
     .close = deny_close,
+    .export_sock = deny_export,
+    .import_sock = deny_import,
 };
 
 static const char *const deny_schemes[] = {NULL};

@@ -25,6 +25,7 @@
  * guest's own PROXY header can only follow it, as data. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -842,6 +843,86 @@ static int tcp_info(void *sock, hwsock_bsock_info *out) {
   return hwsock_bsock_info_from_fd(s->fd, s->scheme, 1, out);
 }
 
+/* ---- hand-over to another process (backend.h's export_sock) ---------- */
+
+/* The state, 4 bytes: tcp_state, flags (1: the write side was shut down),
+ * the family's byte (4 or 6), 0. */
+#define EXPORT_LEN 4u
+#define EXPORT_F_WR_SHUT 1u
+
+static int one_at_most(const hwsock_bq *q) {
+  return q->head == NULL || q->head->backend_priv[0] == NULL;
+}
+
+static int tcp_export(void *sock, hwsock_bexport *out) {
+  tcp_sock *s = sock;
+  if (s->closed)
+    return HWSOCK_ECANCELED;
+  if (s->poll_err)
+    return s->poll_err;
+  if (s->pp_err)
+    return HWSOCK_EOPNOTSUPP; /* its writes fail: nothing to continue */
+  /* Settled: every pending request can be submitted again as if for the
+   * first time, and no order between two of them can be lost. */
+  if (s->state == TCP_CONNECTING || pp_pending(s) || !one_at_most(&s->wq) ||
+      !one_at_most(&s->rq) || (s->wq.head && req_done(s->wq.head) > 0) ||
+      (s->rq.head && req_done(s->rq.head) > 0))
+    return HWSOCK_EAGAIN;
+  if (out->size < offsetof(hwsock_bexport, state) + EXPORT_LEN)
+    return HWSOCK_EINVAL;
+  int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0)
+    return host_err();
+  out->fd = fd;
+  out->state[0] = (uint8_t)s->state;
+  out->state[1] = s->wr_shut ? EXPORT_F_WR_SHUT : 0;
+  out->state[2] = s->family == AF_INET6 ? 6 : 4;
+  out->state[3] = 0;
+  out->state_len = EXPORT_LEN;
+  return 0;
+}
+
+static int tcp_import(void *instance, const hwsock_bexport *in, void **sock) {
+  tcp_instance *inst = instance;
+  if (in->size < offsetof(hwsock_bexport, state) + EXPORT_LEN ||
+      in->state_len != EXPORT_LEN || in->fd < 0)
+    return HWSOCK_EINVAL;
+  const uint8_t *st = in->state;
+  int family = st[2] == 6 ? AF_INET6 : AF_INET;
+  int scheme = family == AF_INET6 ? HWSOCK_SCHEME_TCP6 : HWSOCK_SCHEME_TCP;
+  if ((st[0] != TCP_IDLE && st[0] != TCP_CONNECTED &&
+       st[0] != TCP_LISTENING) ||
+      (st[1] & ~EXPORT_F_WR_SHUT) != 0 || (st[2] != 4 && st[2] != 6) ||
+      st[3] != 0 || in->scheme != scheme)
+    return HWSOCK_EINVAL;
+  /* The descriptor must be what the state says: a TCP socket of the
+   * family (the record came from another process). */
+  int type = 0, dom = 0, proto = 0;
+  socklen_t l1 = sizeof(type), l2 = sizeof(dom), l3 = sizeof(proto);
+  if (getsockopt(in->fd, SOL_SOCKET, SO_TYPE, &type, &l1) != 0 ||
+      getsockopt(in->fd, SOL_SOCKET, SO_DOMAIN, &dom, &l2) != 0 ||
+      getsockopt(in->fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l3) != 0 ||
+      type != SOCK_STREAM || dom != family || proto != IPPROTO_TCP)
+    return HWSOCK_EINVAL;
+  int fl = fcntl(in->fd, F_GETFL);
+  if (fl < 0 || fcntl(in->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+      fcntl(in->fd, F_SETFD, FD_CLOEXEC) < 0)
+    return host_err();
+  /* sock_new closes the fd on failure; the caller closes it then too:
+   * hand it a duplicate. */
+  int fd = fcntl(in->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0)
+    return host_err();
+  int err;
+  tcp_sock *s = sock_new(inst, scheme, family, fd, st[0], &err);
+  if (s == NULL)
+    return err;
+  close(in->fd); /* ours now: the duplicate serves */
+  s->wr_shut = (st[1] & EXPORT_F_WR_SHUT) != 0;
+  *sock = s;
+  return 0;
+}
+
 static const hwsock_backend_ops tcp_ops = {
     .size = sizeof(hwsock_backend_ops),
     .create = tcp_create,
@@ -852,6 +933,8 @@ static const hwsock_backend_ops tcp_ops = {
     .info = tcp_info,
     .flags = HWSOCK_BACKEND_F_IDENTITY,
     .watch = tcp_watch,
+    .export_sock = tcp_export,
+    .import_sock = tcp_import,
 };
 
 static const char *const tcp_schemes[] = {"tcp", "tcp6", NULL};

@@ -151,6 +151,17 @@ typedef struct hwsock_bsock_info {
   hwsock_addr peer;   /* connected peer (getpeername) */
 } hwsock_bsock_info;
 
+/* A socket handed to another process (ops->export_sock/import_sock). The
+ * device zeroes it and sets size and fd = -1 before export_sock(). */
+#define HWSOCK_BEXPORT_STATE_MAX 32u
+typedef struct hwsock_bexport {
+  uint32_t size;      /* sizeof(hwsock_bexport) as the library built it */
+  int fd;             /* the host socket, -1 when none */
+  int scheme;         /* hwsock_scheme of the socket */
+  uint32_t state_len; /* bytes of state used */
+  uint8_t state[HWSOCK_BEXPORT_STATE_MAX];
+} hwsock_bexport;
+
 typedef struct hwsock_backend_ops {
   uint32_t size; /* sizeof(hwsock_backend_ops) the plugin was built with */
 
@@ -205,6 +216,24 @@ typedef struct hwsock_backend_ops {
    * data stays in the host kernel. close() disarms. 0 or a negative
    * HWSOCK_E*. */
   int (*watch)(void *sock, unsigned events, void *cookie);
+
+  /* ---- appended (present when size covers it) ---- */
+
+  /* Optional (both or neither): hands a socket over to another process
+   * (a VMM replacing itself, docs/EMBEDDING.md §12). export_sock() puts a
+   * duplicate of the host socket in out->fd (the caller's, -1 when the
+   * socket has none) and what the backend needs to continue it in
+   * out->state (its own format, out->state_len bytes, at most
+   * HWSOCK_BEXPORT_STATE_MAX). Nothing changes on the socket: it goes on
+   * until closed. The requests pending on it are resubmitted by the new
+   * owner, so the backend refuses (HWSOCK_EAGAIN: the caller runs the loop
+   * and asks again) while a request has moved part of its bytes, a
+   * CONNECT is in progress, or more than one request waits in one
+   * direction (their order would be lost). import_sock() makes a socket of
+   * this backend from an exported one: in->state is untrusted; on success
+   * the backend owns in->fd, on failure the caller closes it. */
+  int (*export_sock)(void *sock, hwsock_bexport *out);
+  int (*import_sock)(void *instance, const hwsock_bexport *in, void **sock);
 } hwsock_backend_ops;
 
 #define HWSOCK_BWATCH_READ 1u

@@ -345,6 +345,51 @@ HWSOCK_EXTERN int hwsock_device_save(hwsock_device *dev, void *buf,
 HWSOCK_EXTERN int hwsock_device_restore(hwsock_device *dev, const void *buf,
                                         size_t len);
 
+/* ---- handing a device to another process (docs/EMBEDDING.md §12) ---- */
+
+/* One offloaded socket, exported with its host socket: what the new
+ * process gives hwsock_device_import_sock(). rec is little-endian, opaque
+ * and checked on import. */
+typedef struct hwsock_sock_export {
+  uint32_t id; /* the guest's socket id */
+  int fd;      /* a duplicate of the host socket (the caller's), -1: none */
+  uint8_t rec[96];
+} hwsock_sock_export;
+
+/* Exports every offloaded socket of a quiesced device into out[0..n): a
+ * duplicate of each host socket and its state; the device itself goes on
+ * as before (free it, without running the loop in between, once the new
+ * process has everything). A socket whose backend cannot export is left
+ * out and logged (it comes back reset). Returns n, or HWSOCK_EBUSY (not
+ * quiesced), HWSOCK_ENOSPC (more than max), HWSOCK_EAGAIN (a socket is
+ * between states, see backend.h's export_sock: run the loop, try again);
+ * on an error no fd is left open. */
+HWSOCK_EXTERN int hwsock_device_export_socks(hwsock_device *dev,
+                                             hwsock_sock_export *out,
+                                             unsigned max);
+
+/* hwsock_device_restore() for a hand-over: the requests in flight are
+ * held, not completed, until hwsock_device_resume_held() submits them
+ * again; import the sockets in between. Same errors and return value. */
+HWSOCK_EXTERN int hwsock_device_restore_held(hwsock_device *dev,
+                                             const void *buf, size_t len);
+
+/* Gives back an exported socket (restored reset by restore_held) its host
+ * socket: the backend of the same name re-creates it on e->fd, which the
+ * device owns from then on (closed on failure too). The record is
+ * untrusted. Errors: HWSOCK_EINVAL (no such reset socket, a bad record),
+ * HWSOCK_ENOENT (no backend of that name), HWSOCK_EOPNOTSUPP (it cannot
+ * import), HWSOCK_EMFILE (quota), or the backend's error; the socket then
+ * stays reset. */
+HWSOCK_EXTERN int hwsock_device_import_sock(hwsock_device *dev,
+                                            const hwsock_sock_export *e);
+
+/* Submits the requests restore_held held, in the order saved (a socket not
+ * imported fails them with HWSOCK_ECONNRESET), then serves every queue
+ * once: requests the guest added meanwhile, whose kicks the old process
+ * took. Returns how many were held, or HWSOCK_EINVAL (nothing held). */
+HWSOCK_EXTERN int hwsock_device_resume_held(hwsock_device *dev);
+
 #ifdef __cplusplus
 }
 #endif
