@@ -245,6 +245,13 @@ int hwsock_device_resume_held(hwsock_device *dev) {
     n++;
     hwsock__dispatch(dev, req);
   }
+  /* A socket not imported is reset for good: one whose input went
+   * through the event queue holds no request to fail, an ERROR event says
+   * so (snapshot.c does it at once outside a hand-over). */
+  if (hwsock__evq_index(dev) >= 0)
+    for (uint32_t id = 0; id < dev->cfg.max_sockets; id++)
+      if (dev->socks[id].state == HWSOCK__S_RESET)
+        hwsock__evq_report_reset(dev, id);
   for (unsigned q = 0; q < dev->cfg.num_queues && !dev->broken; q++)
     if ((int)q != hwsock__evq_index(dev))
       hwsock_device_kick(dev, q);

@@ -813,3 +813,35 @@ Test(snapshot, each_kind_of_socket_gets_its_documented_outcome) {
   close(c);
   cr_assert_eq(request(HWSOCK_OP_SEND, 4, 0, 0, NULL), HWSOCK_ECONNRESET);
 }
+
+/* A hand-over (hwsock_device_restore_held) re-creates nothing and reports
+ * nothing until it resumes: a socket whose host socket was not imported
+ * is then reset like any other, and with the event queue it says so by an
+ * ERROR event. */
+Test(snapshot, a_hand_over_reports_the_sockets_it_did_not_import) {
+  evq_start();
+  char dst[64];
+  snprintf(dst, sizeof(dst), "tcp://127.0.0.1:%u", lport);
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 3, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 3, 0, 0, dst), 0);
+  cr_assert_eq(request(HWSOCK_OP_CREDIT, 3, 1000, 0, NULL), 0);
+  post_evbufs(2);
+  static unsigned char buf[1u << 16];
+  size_t n = save(buf, sizeof(buf));
+  free_device(dev);
+  dev = new_device();
+  cr_assert_eq(hwsock_device_restore_held(dev, buf, n), 1);
+  unsigned empty = 0;
+  uint32_t head, len;
+  for (int i = 0; i < 50; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    hwsock_device_flush(dev);
+  }
+  cr_assert_eq(vrb_get_used(&eq, &head, &len), 0, "an event while held");
+  cr_assert_geq(hwsock_device_resume_held(dev), 0);
+  evrec e = next_event(&empty);
+  cr_assert_eq(e.sock, 3);
+  cr_assert_eq(e.type, HWSOCK_EV_ERROR);
+  cr_assert_eq(e.status, (uint32_t)-HWSOCK_ECONNRESET);
+}
