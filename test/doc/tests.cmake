@@ -14,3 +14,13 @@ add_test(NAME protocol_doc_matches_headers
                  $<TARGET_FILE:wire_dump>
                  "${PROJECT_SOURCE_DIR}/docs/PROTOCOL.md")
 set_tests_properties(protocol_doc_matches_headers PROPERTIES TIMEOUT 60)
+
+# The Linux guest module keeps its own status table (it is written from the
+# document, not the headers): it must know every errno status of §11.
+add_test(NAME kmod_errors_match_protocol
+         COMMAND ${Python3_EXECUTABLE}
+                 "${CMAKE_CURRENT_LIST_DIR}/check_kmod_errors.py"
+                 "${PROJECT_SOURCE_DIR}/docs/PROTOCOL.md"
+                 "${PROJECT_SOURCE_DIR}/guest-driver/linux/vq.c")
+set_tests_properties(kmod_errors_match_protocol PROPERTIES TIMEOUT 60
+                     LABELS "unit;structure")
