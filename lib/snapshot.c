@@ -129,9 +129,12 @@ static int recreatable(const hwsock__sock *s) {
   return s->ss == HWSOCK_SS_LISTEN || s->ss == HWSOCK_SS_UNCONN;
 }
 
-static size_t uri_of(const hwsock_addr *a, char *buf) {
+/* A URI the device itself would take (max_uri_len), else 0: a restore
+ * into a device of the same config never refuses the blob for it. */
+static size_t uri_of(const hwsock_device *dev, const hwsock_addr *a,
+                     char *buf) {
   int n = hwsock_uri_format(a, buf, HWSOCK_URI_MAX + 1);
-  return n > 0 && n <= HWSOCK_URI_MAX ? (size_t)n : 0;
+  return n > 0 && (unsigned)n <= dev->cfg.max_uri_len ? (size_t)n : 0;
 }
 
 static void addrs_of(const hwsock_device *dev, const hwsock__sock *s,
@@ -144,10 +147,10 @@ static void addrs_of(const hwsock_device *dev, const hwsock__sock *s,
     return;
   if (s->ss == HWSOCK_SS_ESTAB) { /* a connected datagram socket */
     if (!bi.has_peer || bi.peer.scheme != s->scheme || bi.peer.port == 0 ||
-        (a->pl = uri_of(&bi.peer, a->peer)) == 0)
+        (a->pl = uri_of(dev, &bi.peer, a->peer)) == 0)
       return;
   }
-  if ((a->ll = uri_of(&bi.local, a->local)) == 0)
+  if ((a->ll = uri_of(dev, &bi.local, a->local)) == 0)
     a->pl = 0;
 }
 
