@@ -120,6 +120,7 @@ typedef struct hwsock__counters {
   uint64_t bytes_out, bytes_in, notifies, notifies_suppressed;
   uint64_t latency[HWSOCK__OPS][HWSOCK_LAT_BUCKETS];
   uint64_t latency_sum_ns[HWSOCK__OPS]; /* the histograms' sums */
+  uint64_t ev_no_buffer; /* evq.c: an event waited, the event queue empty */
 } hwsock__counters;
 _Static_assert(HWSOCK__OPS <= HWSOCK_STATS_OPS, "public opcode slots");
 

@@ -255,6 +255,8 @@ static int pop_buffer(hwsock_device *dev, unsigned q, hwsock__req **out) {
       return 0;
     hwsock__req *req;
     int rc = hwsock__take_request(dev, q, &req);
+    if (rc == 0)
+      dev->counters.ev_no_buffer++; /* the guest's pool has run dry */
     if (rc <= 0)
       return rc;
     req->event = 1;

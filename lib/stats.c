@@ -179,6 +179,7 @@ static void to_public(const hwsock__counters *c, hwsock_device_stats *s) {
     memcpy(s->latency[op], c->latency[op], sizeof(s->latency[op]));
     s->latency_sum_ns[op] = c->latency_sum_ns[op];
   }
+  s->ev_no_buffer = c->ev_no_buffer;
 }
 
 static void to_v010(const hwsock_device_stats *s, stats_v010 *o) {
@@ -344,7 +345,8 @@ int hwsock_stats_json(const hwsock_device_stats *in, char *buf, size_t size) {
       "\"bad_requests\":%llu,\"verdicts\":{\"offload\":%llu,\"decline\":%llu,"
       "\"deny\":%llu},\"needs_reset\":%llu,\"resets\":%llu,\"bytes_out\":%llu,"
       "\"bytes_in\":%llu,\"notifies\":%llu,\"notifies_suppressed\":%llu,"
-      "\"sockets_open\":%llu,\"sockets_offloaded\":%llu,\"requests_by_op\":{",
+      "\"sockets_open\":%llu,\"sockets_offloaded\":%llu,\"ev_no_buffer\":%llu,"
+      "\"requests_by_op\":{",
       (unsigned long long)s->kicks, (unsigned long long)s->requests,
       (unsigned long long)s->completions, (unsigned long long)s->errors,
       (unsigned long long)s->bad_requests,
@@ -356,7 +358,8 @@ int hwsock_stats_json(const hwsock_device_stats *in, char *buf, size_t size) {
       (unsigned long long)s->notifies,
       (unsigned long long)s->notifies_suppressed,
       (unsigned long long)s->sockets_open,
-      (unsigned long long)s->sockets_offloaded);
+      (unsigned long long)s->sockets_offloaded,
+      (unsigned long long)s->ev_no_buffer);
   for (int op = 1; op <= HWSOCK_OP_MAX_; op++)
     put(buf, size, &len, "%s\"%s\":%llu", op > 1 ? "," : "", hwsock_op_name(op),
         (unsigned long long)s->requests_by_op[op]);

@@ -90,6 +90,11 @@ typedef struct hwsock_device_stats {
   /* ---- appended in 0.3 (filled when size covers it) ---- */
   uint64_t latency_sum_ns[HWSOCK_STATS_OPS]; /* sum of each histogram's
                                                 latencies, nanoseconds */
+  /* ---- appended in 0.3 (filled when size covers it) ---- */
+  uint64_t ev_no_buffer;  /* event queue (PROTOCOL.md §16): times a socket
+                             with an event to deliver found no event buffer
+                             posted (the guest's pool had run dry), as a
+                             NIC counts receives with no descriptor */
 } hwsock_device_stats;
 
 _Static_assert(HWSOCK_OP_MAX_ < HWSOCK_STATS_OPS, "opcode slots");

@@ -291,6 +291,48 @@ Test(evq, data_arrives_in_an_event_buffer_within_the_window) {
   cr_assert_eq(request(HWSOCK_OP_CLOSE, 3, 0, 0, NULL).status, 0);
 }
 
+static uint64_t no_buffer_count(void) {
+  hwsock_device_stats st;
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  hwsock_device_get_stats(dev, &st);
+  return st.ev_no_buffer;
+}
+
+Test(evq, an_event_that_finds_no_buffer_is_counted) {
+  int peer = connect_one(4);
+  cr_assert_eq(request(HWSOCK_OP_CREDIT, 4, 1000, 0, NULL).status, 0);
+  cr_assert_eq(no_buffer_count(), 0);
+  unsigned char msg[100];
+  fill(msg, sizeof(msg), 4, 0);
+  cr_assert_eq(write(peer, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+  /* no buffer posted: the data waits, and the device counts it */
+  for (int i = 0; i < 20000 && no_buffer_count() == 0; i++)
+    turn();
+  cr_assert_geq(no_buffer_count(), 1);
+  cr_assert_eq(got[4], 0);
+  /* a buffer comes: the data with it, and the count stays */
+  uint64_t n = no_buffer_count();
+  post_buffers(4);
+  for (int i = 0; i < 20000 && got[4] < sizeof(msg); i++) {
+    turn();
+    reap(0, 0);
+  }
+  cr_assert_eq(got[4], sizeof(msg));
+  cr_assert(check(4, sizeof(msg)));
+  cr_assert_eq(no_buffer_count(), n);
+  char js[65536];
+  hwsock_device_stats st;
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  hwsock_device_get_stats(dev, &st);
+  cr_assert_gt(hwsock_stats_json(&st, js, sizeof(js)), 0);
+  char want[64];
+  snprintf(want, sizeof(want), "\"ev_no_buffer\":%llu", (unsigned long long)n);
+  cr_assert_not_null(strstr(js, want), "%s", js);
+  close(peer);
+}
+
 Test(evq, the_device_never_reads_beyond_the_window) {
   post_buffers(8);
   int peer = connect_one(5);

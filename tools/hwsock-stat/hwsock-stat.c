@@ -346,6 +346,7 @@ static void print_counters(const guest_counters *g) {
          get(g, "bytes_in"));
   printf("  notifications  sent %s  suppressed %s\n", get(g, "notifies"),
          get(g, "notifies_suppressed"));
+  printf("  event queue    no buffer %s\n", get(g, "ev_no_buffer"));
 }
 
 /* Bucket b holds [2^b, 2^(b+1)) us; bucket 0 also everything under 1 us,

@@ -48,6 +48,8 @@ static const scalar scalars[] = {
      "Guest socket ids in use."},
     {"sockets_offloaded", "hwsock_sockets_offloaded", "gauge",
      "Guest sockets with a host socket."},
+    {"ev_no_buffer", "hwsock_event_no_buffer_total", "counter",
+     "Times an event waited because the guest had posted no event buffer."},
 };
 
 typedef struct labelled {

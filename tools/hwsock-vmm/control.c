@@ -204,7 +204,8 @@ static void counters_tsv(ctl_client *c, unsigned guest,
 #define S(f) {#f, offsetof(hwsock_device_stats, f)}
       S(kicks), S(requests), S(completions), S(errors), S(bad_requests),
       S(needs_reset), S(resets), S(bytes_out), S(bytes_in), S(notifies),
-      S(notifies_suppressed), S(sockets_open), S(sockets_offloaded)
+      S(notifies_suppressed), S(sockets_open), S(sockets_offloaded),
+      S(ev_no_buffer)
 #undef S
   };
   for (size_t k = 0; k < sizeof(scalars) / sizeof(scalars[0]); k++)
