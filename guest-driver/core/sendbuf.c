@@ -172,6 +172,7 @@ ssize_t hwsock_guest_send_buf_submit(hwsock_guest *g, int s,
   sl->zc = 0;
   guest_sock *gs = &g->socks[s];
   int err = gs->wb_err;
+  int dgram = gs->type == HWSOCK_SOCK_DGRAM;
   pthread_mutex_unlock(&g->lock);
   token_clear(sb);
 
@@ -213,18 +214,23 @@ ssize_t hwsock_guest_send_buf_submit(hwsock_guest *g, int s,
     return err;
   }
   c.held = 0;
-  if (gs->wb_n < HWSOCK_GUEST_WB_MAX) {
+  if (!dgram && gs->wb_n < HWSOCK_GUEST_WB_MAX) {
     g->slot_call[idx] = c;
     gs->wb_slot[(gs->wb_head + gs->wb_n) % HWSOCK_GUEST_WB_MAX] = idx;
     gs->wb_n++;
     pthread_mutex_unlock(&g->lock);
     return (ssize_t)len;
   }
-  /* another thread filled the queue meanwhile: finish this one here */
+  /* A datagram waits for its completion, as a datagram send does: its
+   * error (an ICMP refusal of an earlier one) is its own, reported once,
+   * and must not stick to the socket as a stream's does. A stream send
+   * whose queue another thread filled meanwhile is finished here too. */
   pthread_mutex_unlock(&g->lock);
   err = hwsock__guest_wait(g, idx, &c);
   if (err == 0 && c.len != c.out_len)
     err = HWSOCK_EPROTO; /* a short send is no progress */
+  if (err < 0 && dgram)
+    return err;
   if (err < 0) {
     pthread_mutex_lock(&g->lock);
     if (gs->wb_err == 0)

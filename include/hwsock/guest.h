@@ -218,18 +218,21 @@ HWSOCK_EXTERN int hwsock_guest_send_buf_get(hwsock_guest *g, int s,
                                             hwsock_guest_sendbuf *sb);
 /* Sends the first len bytes of the buffer on socket s (the socket it was
  * taken for) without copying them, with the hwsock_guest_send() flags
- * (HWSOCK_SEND_MORE: more follows, the device may coalesce). Returns len
- * once the request is posted: like a write-behind send it completes later
- * (at most HWSOCK_GUEST_WB_MAX per socket are in flight; submitting one
- * more first waits for the oldest), and then the slot goes back to the
- * driver. The program must not touch sb->buf after submitting. The first
- * error such a send completes with is returned by the socket's next
- * send, submit, get, hwsock_guest_send_wait() or shutdown; close waits
- * for them first. Returns HWSOCK_EINVAL, leaving the buffer the
- * program's, for a token that is not held (already submitted or put),
- * len > sb->cap, or s not the buffer's socket; on every other result the
- * buffer is the driver's again (e.g. HWSOCK_EBADF: the socket was closed
- * meanwhile; the socket's pending send error). */
+ * (HWSOCK_SEND_MORE: more follows, the device may coalesce). On a stream
+ * it returns len once the request is posted: like a write-behind send it
+ * completes later (at most HWSOCK_GUEST_WB_MAX per socket are in flight;
+ * submitting one more first waits for the oldest), and then the slot goes
+ * back to the driver. The first error such a send completes with is
+ * returned by the socket's next send, submit, get,
+ * hwsock_guest_send_wait() or shutdown; close waits for them first. On a
+ * datagram socket it waits for the completion and returns the
+ * datagram's own result (an error, e.g. an ICMP refusal of an earlier
+ * datagram, is reported once, as by a datagram send). The program must
+ * not touch sb->buf after submitting. Returns HWSOCK_EINVAL, leaving the
+ * buffer the program's, for a token that is not held (already submitted
+ * or put), len > sb->cap, or s not the buffer's socket; on every other
+ * result the buffer is the driver's again (e.g. HWSOCK_EBADF: the socket
+ * was closed meanwhile; the socket's pending send error). */
 HWSOCK_EXTERN ssize_t hwsock_guest_send_buf_submit(hwsock_guest *g, int s,
                                                    hwsock_guest_sendbuf *sb,
                                                    size_t len,

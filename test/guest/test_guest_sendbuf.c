@@ -1,8 +1,8 @@
 /* Zero-copy sends of the guest driver core (hwsock_guest_send_buf_*,
  * guest-driver/core/sendbuf.c) against the real device in the same
  * process: the device runs on a libuv loop in its own thread with the tcp
- * backend (kicks and interrupts are eventfds, as in a VMM), the driver in
- * the test's threads, and the bytes go to a real server socket of the
+ * and udp backends (kicks and interrupts are eventfds, as in a VMM), the
+ * driver in the test's threads, and the bytes go to real sockets of the
  * test on 127.0.0.1. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -32,7 +32,7 @@ static pthread_t loop_thr;
 static hwsock_device *dev;
 static hwsock_uv *uva;
 static hwsock_policy *pol;
-static hwsock_plugin *plug;
+static hwsock_plugin *plug, *plug_udp;
 static int kickfd[NQ], callfd[NQ];
 static void *mem;
 static hwsock_guest *g;
@@ -98,6 +98,10 @@ static void start(int event_queue, int write_behind, unsigned slots) {
                                   err, sizeof(err)), 0, "%s", err);
   cr_assert_eq(hwsock_device_add_backend(dev, hwsock_plugin_desc(plug), NULL),
                0);
+  cr_assert_eq(hwsock_plugin_load(HWSOCK_BUILD_BACKEND_DIR "/udp.so",
+                                  &plug_udp, err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(hwsock_device_add_backend(dev, hwsock_plugin_desc(plug_udp),
+                                         NULL), 0);
   cr_assert_eq(posix_memalign(&mem, 4096, MEM), 0);
   memset(mem, 0, MEM);
   cr_assert_eq(hwsock_device_add_region(dev, GPA, MEM, mem), 0);
@@ -144,6 +148,7 @@ static void stop(void) {
     ;
   uv_loop_close(&loop);
   hwsock_plugin_unload(plug);
+  hwsock_plugin_unload(plug_udp);
   hwsock_policy_free(pol);
   for (int q = 0; q < NQ; q++) {
     close(kickfd[q]);
@@ -569,5 +574,81 @@ Test(guest_sendbuf, senders_on_many_sockets_share_few_slots) {
     cr_assert_eq(hwsock_guest_close(g, z[i].s), 0);
     close(peer[i]);
   }
+  stop();
+}
+
+/* A UDP socket of the test on 127.0.0.1 and the guest's socket connected
+ * to it (both ends' URI port). */
+static int udp_pair(int *host, unsigned *port) {
+  *host = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof(a);
+  cr_assert_eq(bind(*host, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(getsockname(*host, (struct sockaddr *)&a, &al), 0);
+  *port = ntohs(a.sin_port);
+  char uri[64];
+  snprintf(uri, sizeof(uri), "udp://127.0.0.1:%u", *port);
+  int d = hwsock_guest_socket(g, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM);
+  cr_assert(d >= 0, "socket: %d", d);
+  cr_assert_eq(hwsock_guest_connect(g, d, uri), 0);
+  return d;
+}
+
+/* One buffer is one datagram, whole, whatever its size. */
+Test(guest_sendbuf, a_datagram_is_one_buffer) {
+  start(1, 0, 0);
+  int host;
+  unsigned port;
+  int d = udp_pair(&host, &port);
+  static const size_t sizes[] = {1, 1400, 9000, 60000};
+  static unsigned char got[65536];
+  for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    hwsock_guest_sendbuf sb;
+    cr_assert_eq(hwsock_guest_send_buf_get(g, d, sizes[i], &sb), 0);
+    cr_assert_eq(sb.cap, sizes[i]);
+    fill(sb.buf, sizes[i], i * 100000u);
+    cr_assert_eq(hwsock_guest_send_buf_submit(g, d, &sb, sizes[i], 0),
+                 (ssize_t)sizes[i]);
+    ssize_t r = recv(host, got, sizeof(got), 0);
+    cr_assert_eq(r, (ssize_t)sizes[i], "datagram %u: %zd bytes", i, r);
+    static unsigned char want[65536];
+    fill(want, sizes[i], i * 100000u);
+    cr_assert_eq(memcmp(got, want, sizes[i]), 0, "datagram %u differs", i);
+  }
+  cr_assert_eq(hwsock_guest_close(g, d), 0);
+  close(host);
+  stop();
+}
+
+/* A datagram's error is its own: a refusal (ICMP port unreachable from an
+ * earlier datagram) is reported by one submit, as by a send(2), and the
+ * socket goes on; it does not stick to every later send as a stream's
+ * error does. */
+Test(guest_sendbuf, a_datagram_refusal_does_not_stick) {
+  start(1, 0, 0);
+  int host;
+  unsigned port;
+  int d = udp_pair(&host, &port);
+  close(host); /* nobody listens there now: the kernel answers ICMP */
+  int refused = 0, ok_after = 0;
+  for (int i = 0; i < 200 && !(refused && ok_after >= 3); i++) {
+    hwsock_guest_sendbuf sb;
+    int rc = hwsock_guest_send_buf_get(g, d, 8, &sb);
+    cr_assert_eq(rc, 0, "get %d: %s", i, hwsock_strerror(rc));
+    memcpy(sb.buf, "datagram", 8);
+    ssize_t w = hwsock_guest_send_buf_submit(g, d, &sb, 8, 0);
+    if (w == HWSOCK_ECONNREFUSED)
+      refused++;
+    else if (w == 8)
+      ok_after += refused > 0;
+    else
+      cr_assert_fail("submit %d: %zd (%s)", i, w, hwsock_strerror((int)w));
+    usleep(2000);
+  }
+  cr_assert(refused > 0, "no refusal reported");
+  cr_assert(ok_after >= 3, "the refusal stuck: %d sends after it", ok_after);
+  cr_assert_eq(hwsock_guest_send_wait(g, d), 0);
+  cr_assert_eq(hwsock_guest_close(g, d), 0);
   stop();
 }

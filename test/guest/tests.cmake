@@ -40,6 +40,6 @@ set_tests_properties(test_attach_reset PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT}
 add_executable(test_guest_sendbuf "${CMAKE_CURRENT_LIST_DIR}/test_guest_sendbuf.c")
 target_link_libraries(test_guest_sendbuf PRIVATE hwsock-guest hwsock_internal
                       PkgConfig::UV PkgConfig::CRITERION Threads::Threads)
-add_dependencies(test_guest_sendbuf hwsock-backend-tcp)
+add_dependencies(test_guest_sendbuf hwsock-backend-tcp hwsock-backend-udp)
 add_test(NAME test_guest_sendbuf COMMAND test_guest_sendbuf --jobs 1)
 set_tests_properties(test_guest_sendbuf PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
