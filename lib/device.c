@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "device_int.h"
@@ -47,6 +48,24 @@ static int limit(unsigned *v, unsigned def, unsigned lo, unsigned hi) {
 }
 
 static int is_pow2(unsigned v) { return v != 0 && (v & (v - 1)) == 0; }
+
+/* The socket table: every id the guest may use (65,536 by default), but a
+ * page of it becomes memory only when an id on it is first used. So it is
+ * mapped, not allocated (a heap block may be recycled and would have to be
+ * cleared), and nothing writes it at creation: a FREE slot is all zeros
+ * (OPEN sets backend and rule to -1), and every loop over the table only
+ * reads a FREE slot. Drivers use the lowest free ids, so the pages touched
+ * follow the sockets in use (sizeof(hwsock__sock) bytes per id). */
+static hwsock__sock *socks_alloc(unsigned n) {
+  void *p = mmap(NULL, (size_t)n * sizeof(hwsock__sock), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void socks_free(hwsock__sock *socks, unsigned n) {
+  if (socks != NULL)
+    munmap(socks, (size_t)n * sizeof(hwsock__sock));
+}
 
 int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
   if (cfg == NULL || out == NULL ||
@@ -92,7 +111,7 @@ int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
   }
   dev->mem.regions = calloc(c.max_regions, sizeof(*dev->mem.regions));
   dev->mem.max = c.max_regions;
-  dev->socks = calloc(c.max_sockets, sizeof(*dev->socks));
+  dev->socks = socks_alloc(c.max_sockets);
   dev->reqs = calloc(c.max_inflight, sizeof(*dev->reqs));
   dev->iov_pool =
       calloc((size_t)c.max_inflight * 2 * (c.max_chain_segs + c.max_regions),
@@ -101,8 +120,6 @@ int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
     hwsock_device_free(dev);
     return HWSOCK_ENOMEM;
   }
-  for (unsigned i = 0; i < c.max_sockets; i++)
-    dev->socks[i].backend = -1;
   for (unsigned i = c.max_inflight; i-- > 0;) {
     hwsock__req *r = &dev->reqs[i];
     r->dev = dev;
@@ -143,7 +160,7 @@ void hwsock_device_free(hwsock_device *dev) {
     dev->backends[i].desc->ops->destroy(dev->backends[i].instance);
   hwsock_policy_free(dev->own_policy);
   free(dev->mem.regions);
-  free(dev->socks);
+  socks_free(dev->socks, dev->cfg.max_sockets);
   free(dev->capsocks);
   free(dev->reqs);
   free(dev->iov_pool);

@@ -45,7 +45,7 @@ typedef struct hwsock_device hwsock_device;
 /* Defaults used for a zero field. */
 #define HWSOCK_DEFAULT_QUEUES 1u
 #define HWSOCK_DEFAULT_QUEUE_SIZE 256u
-#define HWSOCK_DEFAULT_MAX_SOCKETS 1024u
+#define HWSOCK_DEFAULT_MAX_SOCKETS 65536u
 #define HWSOCK_DEFAULT_MAX_INFLIGHT 256u
 #define HWSOCK_DEFAULT_MAX_IO_LEN (1u << 20)
 #define HWSOCK_DEFAULT_MAX_CHAIN_SEGS 64u

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -30,6 +31,7 @@ static uint64_t buf_gpa[QSIZE]; /* event buffer of each head */
 static int lst = -1;            /* host listener */
 static uint16_t lport;
 static unsigned inband; /* the next device negotiates in band */
+static unsigned dev_max_sockets = MAXS; /* 0: the library's default */
 
 /* what the event queue delivered, per socket */
 static size_t got[MAXS];
@@ -49,7 +51,7 @@ static void start_device(uint64_t features, unsigned nq) {
   hwsock_device_config c;
   hwsock_device_config_init(&c);
   c.num_queues = nq;
-  c.max_sockets = MAXS;
+  c.max_sockets = dev_max_sockets;
   c.max_inflight = 512;
   c.max_queue_size = QSIZE;
   c.policy = pol;
@@ -497,6 +499,66 @@ Test(evq, an_idle_socket_costs_at_most_512_device_bytes) {
   /* 336: the bound backends/tcp/tcp.c asserts for its tcp_sock */
   cr_assert_leq(sizeof(hwsock__sock) + 336, 512, "hwsock__sock is %zu bytes",
                 sizeof(hwsock__sock));
+}
+
+/* Pages of [p, p + len) this process wrote (present and mapped only here,
+ * /proc/self/pagemap bits 63 and 56): pages only read map the shared zero
+ * page and are not counted, as RSS does not count them. */
+static size_t written_pages(const void *p, size_t len) {
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  uintptr_t a = (uintptr_t)p / pg, b = ((uintptr_t)p + len + pg - 1) / pg;
+  FILE *f = fopen("/proc/self/pagemap", "rb");
+  cr_assert(f != NULL);
+  cr_assert_eq(fseeko(f, (off_t)(a * 8), SEEK_SET), 0);
+  size_t n = 0;
+  for (uintptr_t i = a; i < b; i++) {
+    uint64_t e;
+    cr_assert_eq(fread(&e, 8, 1, f), 1);
+    n += (e >> 63 & 1) && (e >> 56 & 1);
+  }
+  fclose(f);
+  return n;
+}
+
+/* With the default max_sockets (65,536 ids, issue 13) the socket table is
+ * 9 MiB of address space, but memory only where ids are used: creating,
+ * resetting and reading the statistics of the device write none of it. */
+TestSuite(evq_table, .timeout = 60);
+
+Test(evq_table, the_default_socket_table_becomes_memory_only_where_ids_are_used) {
+  dev_max_sockets = 0;
+  start_device(HWSOCK_F_EVENT_QUEUE, 2);
+  hwsock_wire_config wc;
+  hwsock_device_get_config(dev, &wc);
+  cr_assert_eq(hwsock_le32_get(&wc.max_sockets), 65536);
+  cr_assert_eq(HWSOCK_DEFAULT_MAX_SOCKETS, 65536);
+  size_t len = (size_t)65536 * sizeof(hwsock__sock);
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  cr_assert_eq(written_pages(dev->socks, len), 0, "%zu pages at creation",
+               written_pages(dev->socks, len));
+  enum { USED = 300 };
+  for (uint32_t id = 0; id < USED; id++)
+    cr_assert_eq(request(HWSOCK_OP_OPEN, id, HWSOCK_AF_INET,
+                         HWSOCK_SOCK_STREAM, NULL).status, 0);
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 65535, HWSOCK_AF_INET,
+                       HWSOCK_SOCK_STREAM, NULL).status, 0);
+  /* the pages of ids 0..299 (one more where a slot straddles) and id
+   * 65535's (two at most) */
+  size_t bound = (USED * sizeof(hwsock__sock) + pg - 1) / pg + 1 + 2;
+  size_t used = written_pages(dev->socks, len);
+  cr_assert(used >= 2 && used <= bound, "%zu pages written, at most %zu",
+            used, bound);
+  hwsock_device_stats st;
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  hwsock_device_get_stats(dev, &st);
+  cr_assert_eq(st.sockets_open, USED + 1);
+  for (uint32_t id = 0; id < USED; id++)
+    cr_assert_eq(request(HWSOCK_OP_CLOSE, id, 0, 0, NULL).status, 0);
+  hwsock_device_reset(dev);
+  cr_assert_eq(written_pages(dev->socks, len), used,
+               "the reset wrote more of the table");
+  teardown();
 }
 
 /* A version 1 driver (no F_EVENT_QUEUE) on the same device. */

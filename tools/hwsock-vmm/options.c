@@ -25,7 +25,7 @@ static void usage(FILE *f) {
     "  --mem MIB           guest memory per guest (default %u)\n"
     "  --queues N          request queues per device (default 1, max %u)\n"
     "  --max-guests N      guests attached at once (default %u)\n"
-    "  --max-sockets N     socket ids per guest's device (default 1024)\n"
+    "  --max-sockets N     socket ids per guest's device (default 65536)\n"
     "  --guest-sockets N   host sockets one guest may hold at once; beyond,\n"
     "                      its calls fail with EMFILE (default: --max-sockets\n"
     "                      or a quarter of --vmm-sockets, the smaller)\n"
