@@ -46,6 +46,9 @@
  * (at least 1) are left with the device, new data is copied out of its
  * buffer to the heap and the buffer goes back at once. */
 #define GUEST_EV_RESERVE_DIV 4u
+/* A stream's first heap copy has room for this many bytes; later events
+ * fill it, the next copy has twice the room (up to a buffer). */
+#define GUEST_EV_SPILL_MIN 256u
 #define GUEST_RX_CONDS 64u
 /* The event thread's sleep while callers wait for slots (events.c). */
 #define GUEST_RECLAIM_SLICE_MS 2
@@ -119,6 +122,8 @@ typedef struct guest_rx {
   uint8_t *data;   /* the data; a datagram's source URI ends where it starts
                       (HWSOCK_EV_URI_AREA bytes before it) */
   uint32_t len;    /* data bytes */
+  uint32_t cap;    /* a heap copy's room for data (a stream's copy grows
+                      in place by later events) */
   uint32_t val;    /* datagram full length */
   uint16_t flags;  /* HWSOCK_EV_F_* */
   uint16_t uri_len;
@@ -288,6 +293,12 @@ void hwsock__wb_reclaim(hwsock_guest *g);
  * the device completed it (only_done), else waiting for it. 1 when one was
  * finished, 0 when there was none. Lock not held. */
 int hwsock__wb_finish_oldest(hwsock_guest *g, int s, int only_done);
+/* The error socket s's write-behind sends completed with, for a call to
+ * report (writebehind.c, lock held): a stream's stays (the device
+ * completes a socket's sends in order, so every later send fails too); a
+ * datagram's is its own (an ICMP refusal of an earlier datagram) and is
+ * reported once, as a kernel reports it on the next call, then cleared. */
+int hwsock__wb_err_take(hwsock_guest *g, int s);
 /* accept in event mode: the ACCEPTABLE state is consumed; re-armed. */
 void hwsock__ev_accepted(hwsock_guest *g, int s);
 

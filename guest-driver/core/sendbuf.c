@@ -92,10 +92,8 @@ int hwsock_guest_send_buf_get(hwsock_guest *g, int s, size_t want,
       err = HWSOCK_EMSGSIZE; /* a datagram is one request */
       goto out;
     }
-    if (gs->wb_err < 0) {
-      err = gs->wb_err;
+    if ((err = hwsock__wb_err_take(g, s)) < 0)
       goto out;
-    }
     if ((err = hwsock__slot_hold(g, &idx)) != HWSOCK_EAGAIN)
       break;
     /* No slot may be taken now. */
@@ -171,7 +169,7 @@ ssize_t hwsock_guest_send_buf_submit(hwsock_guest *g, int s,
   unsigned idx = sb->slot;
   sl->zc = 0;
   guest_sock *gs = &g->socks[s];
-  int err = gs->wb_err;
+  int err = hwsock__wb_err_take(g, s);
   int dgram = gs->type == HWSOCK_SOCK_DGRAM;
   pthread_mutex_unlock(&g->lock);
   token_clear(sb);
@@ -191,7 +189,7 @@ ssize_t hwsock_guest_send_buf_submit(hwsock_guest *g, int s,
     for (;;) { /* room on the socket's queue of sends in flight */
       pthread_mutex_lock(&g->lock);
       int full = gs->wb_n == HWSOCK_GUEST_WB_MAX;
-      err = gs->wb_err;
+      err = hwsock__wb_err_take(g, s);
       pthread_mutex_unlock(&g->lock);
       if (!full || err < 0)
         break;
@@ -249,7 +247,7 @@ int hwsock_guest_send_wait(hwsock_guest *g, int s) {
   while (hwsock__wb_finish_oldest(g, s, 0))
     ;
   pthread_mutex_lock(&g->lock);
-  int err = g->socks[s].wb_err;
+  int err = hwsock__wb_err_take(g, s);
   pthread_mutex_unlock(&g->lock);
   return err;
 }

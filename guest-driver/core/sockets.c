@@ -135,7 +135,7 @@ static int wb_flush(hwsock_guest *g, int s) {
   while (hwsock__wb_finish_oldest(g, s, 0))
     ;
   pthread_mutex_lock(&g->lock);
-  int err = g->socks[s].wb_err;
+  int err = hwsock__wb_err_take(g, s);
   pthread_mutex_unlock(&g->lock);
   return err;
 }
@@ -150,7 +150,7 @@ static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
   size_t posted = 0;
   while (posted < len) {
     pthread_mutex_lock(&g->lock);
-    int err = gs->wb_err, held = gs->wb_n;
+    int err = hwsock__wb_err_take(g, s), held = gs->wb_n;
     pthread_mutex_unlock(&g->lock);
     if (err < 0)
       return posted ? (ssize_t)posted : err;
@@ -197,7 +197,7 @@ ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
   if (sock_in_range(g, s)) {
     pthread_mutex_lock(&g->lock);
     int dgram = g->socks[s].type == HWSOCK_SOCK_DGRAM;
-    int wb_err = g->socks[s].wb_err; /* of a submitted send buffer too */
+    int wb_err = hwsock__wb_err_take(g, s); /* of a send buffer too */
     pthread_mutex_unlock(&g->lock);
     /* A datagram is one request: never split it into pieces. */
     if (dgram && len > g->io_len)

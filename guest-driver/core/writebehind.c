@@ -30,6 +30,14 @@ int hwsock__wb_finish_oldest(hwsock_guest *g, int s, int only_done) {
   return 1;
 }
 
+int hwsock__wb_err_take(hwsock_guest *g, int s) {
+  guest_sock *gs = &g->socks[s];
+  int err = gs->wb_err;
+  if (gs->type == HWSOCK_SOCK_DGRAM)
+    gs->wb_err = 0;
+  return err;
+}
+
 /* Finishes the write-behind sends the device completed on sockets whose
  * senders are not sending (e.g. a pump waiting for its program): their
  * slots would otherwise stay taken until the socket's next send, and with

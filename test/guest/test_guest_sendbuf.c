@@ -652,3 +652,29 @@ Test(guest_sendbuf, a_datagram_refusal_does_not_stick) {
   cr_assert_eq(hwsock_guest_close(g, d), 0);
   stop();
 }
+
+/* The same for copying sends with write-behind (cfg.write_behind, which
+ * the benchmarks and attached guests use): a datagram's refusal is
+ * reported once, it does not fail every later send on the socket. */
+Test(guest_sendbuf, a_write_behind_datagram_refusal_does_not_stick) {
+  start(1, 1, 0);
+  int host;
+  unsigned port;
+  int d = udp_pair(&host, &port);
+  close(host);
+  int refused = 0, ok_after = 0;
+  for (int i = 0; i < 200 && !(refused && ok_after >= 3); i++) {
+    ssize_t w = hwsock_guest_send(g, d, "datagram", 8, 0);
+    if (w == HWSOCK_ECONNREFUSED)
+      refused++;
+    else if (w == 8)
+      ok_after += refused > 0;
+    else
+      cr_assert_fail("send %d: %zd (%s)", i, w, hwsock_strerror((int)w));
+    usleep(2000);
+  }
+  cr_assert(refused > 0, "no refusal reported");
+  cr_assert(ok_after >= 3, "the refusal stuck: %d sends after it", ok_after);
+  cr_assert_eq(hwsock_guest_close(g, d), 0);
+  stop();
+}
