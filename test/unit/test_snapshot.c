@@ -845,3 +845,41 @@ Test(snapshot, a_hand_over_reports_the_sockets_it_did_not_import) {
   cr_assert_eq(e.type, HWSOCK_EV_ERROR);
   cr_assert_eq(e.status, (uint32_t)-HWSOCK_ECONNRESET);
 }
+
+/* IPv6: a udp6 socket on ::1 and a tcp6 listener come back on their
+ * addresses (the local URIs are udp6:// and tcp6:// as the backends name
+ * them). */
+Test(snapshot, ipv6_sockets_come_back_on_their_addresses) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET6, HWSOCK_SOCK_DGRAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 1, 0, 0, "udp6://[::1]:0"), 0);
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 2, HWSOCK_AF_INET6, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 2, 0, 0, "tcp6://[::1]:0"), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 2, 4, 0, NULL), 0);
+  char u1[HWSOCK_URI_MAX + 1], u2[HWSOCK_URI_MAX + 1];
+  char a1[HWSOCK_URI_MAX + 1], a2[HWSOCK_URI_MAX + 1];
+  uint16_t p1 = local_port(1, u1, sizeof(u1));
+  uint16_t p2 = local_port(2, u2, sizeof(u2));
+  int rc = move_device();
+  cr_assert_eq(rc, 0, "restore: %d", rc);
+  cr_assert_eq(local_port(1, a1, sizeof(a1)), p1);
+  cr_assert_str_eq(a1, u1);
+  cr_assert_eq(local_port(2, a2, sizeof(a2)), p2);
+  cr_assert_str_eq(a2, u2);
+  int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(p1),
+                           .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  cr_assert_eq(sendto(fd, "six", 3, 0, (struct sockaddr *)&a, sizeof(a)), 3);
+  close(fd);
+  pending rd = post(HWSOCK_OP_RECV, 1, 0, 0, NULL);
+  hwsock_device_kick(dev, 0);
+  hwsock_resp_hdr *r = vrb_host(&rq, rd.resp);
+  cr_assert_eq(wait_done(dev, rd), 0);
+  cr_assert_eq(hwsock_le32_get(&r->len), 3);
+  int c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  a.sin6_port = htons(p2);
+  cr_assert_eq(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(request(HWSOCK_OP_ACCEPT, 2, 0, 3, NULL), 0);
+  close(c);
+}
