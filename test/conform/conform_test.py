@@ -4,6 +4,8 @@
 
   conform_test.py --vmm VMM --conform HWSOCK_CONFORM --broken BROKEN_VMM
                   --echo ECHO_SERVER
+  conform_test.py --vhost HWSOCK_VHOST_USER --conform HWSOCK_CONFORM
+                  --echo ECHO_SERVER
 
 Starts the echo server (test/vmm/echo_server.py) and hwsock-vmm with a
 policy that offloads tcp to 127.0.0.1, then:
@@ -15,6 +17,9 @@ policy that offloads tcp to 127.0.0.1, then:
      without EVENT_QUEUE (every §16 clause that uses the event queue);
      FEATURES passed on with EVENT_QUEUE the guest did not ask for (§16,
      CREDIT must be ENOSYS).
+With --vhost instead: hwsock-conform --vhost-user against
+hwsock-vhost-user (same policy) exits 0, every clause that runs passes, and
+exactly the clauses of the loopback transport's own messages are skipped.
 Every wait is bounded."""
 import argparse
 import os
@@ -53,6 +58,8 @@ EVQ_CLAUSES = [
     "with a window refuses RECV (EBUSY)",
     "§16.4 WATCH_WRITE gives exactly one WRITABLE event",
 ]
+# clauses of the loopback transport's own messages (skipped over vhost-user)
+LOOPBACK_ONLY = 13
 # broken_vmm --fault NAME: the clauses it must fail, no more, no fewer
 FAULTS = [
     ("version", [VERSION_CLAUSE]),
@@ -102,11 +109,53 @@ def conform(args, sock, port):
     return p.returncode, lines
 
 
+def conform_vhost(args, tmp, pol, port, procs):
+    sock = os.path.join(tmp, "vu.sock")
+    r, w = os.pipe()
+    vu = subprocess.Popen([args.vhost, "--socket", sock, "--ready-fd",
+                           str(w), "--policy", pol, "--control", ""],
+                          pass_fds=(w,))
+    procs.append(vu)
+    os.close(w)
+    with os.fdopen(r, "rb") as rf:
+        check(readline_within(rf, WAIT, "hwsock-vhost-user ready")
+              == "ready\n", "hwsock-vhost-user not ready")
+    p = subprocess.run([args.conform, "--vhost-user", sock, "--echo",
+                        "tcp://127.0.0.1:%d" % port],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120)
+    out = p.stdout.decode()
+    print(out, end="")
+    if p.stderr:
+        print("(stderr) " + p.stderr.decode(), end="")
+    lines = out.splitlines()
+    check(p.returncode == 0, "hwsock-conform --vhost-user exit %d"
+          % p.returncode)
+    skips = [l for l in lines if l.startswith("SKIP ")]
+    check(len(skips) == LOOPBACK_ONLY and
+          all(l.endswith(" (loopback transport only)") for l in skips),
+          "skipped: %s" % skips)
+    ran = [l for l in lines if l.startswith(("PASS ", "FAIL "))]
+    check(all(l.startswith("PASS ") for l in ran), "not every clause passed")
+    check(len(ran) >= 40, "only %d clauses ran" % len(ran))
+    check(lines[-1] == "hwsock-conform: %d/%d clauses passed"
+          % (len(ran), len(ran)), "summary: " + lines[-1])
+    vu.send_signal(signal.SIGTERM)
+    check(vu.wait(timeout=WAIT) == 0, "hwsock-vhost-user exit on SIGTERM")
+    print("conform_test: ok (vhost-user: %d clauses, %d of the loopback "
+          "transport skipped)" % (len(ran), len(skips)))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
-    for a in ("--vmm", "--conform", "--broken", "--echo"):
+    for a in ("--conform", "--echo"):
         ap.add_argument(a, required=True)
+    for a in ("--vmm", "--broken", "--vhost"):
+        ap.add_argument(a)
     args = ap.parse_args()
+    if not args.vhost and not (args.vmm and args.broken):
+        ap.error("--vmm and --broken, or --vhost")
     tmp = tempfile.mkdtemp(prefix="hwsock-conform-")
     procs = []
     try:
@@ -117,6 +166,8 @@ def main():
         pol = os.path.join(tmp, "policy.yaml")
         with open(pol, "w") as f:
             f.write(POLICY)
+        if args.vhost:
+            return conform_vhost(args, tmp, pol, port, procs)
         sock = os.path.join(tmp, "vmm.sock")
         r, w = os.pipe()
         vmm = subprocess.Popen([args.vmm, "--listen", sock, "--ready-fd",

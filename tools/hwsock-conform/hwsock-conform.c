@@ -1,16 +1,20 @@
 /* hwsock-conform: checks a device against the MUSTs of docs/PROTOCOL.md.
  *
  *   hwsock-conform --vmm SOCKET [--echo URI]
+ *   hwsock-conform --vhost-user SOCKET [--echo URI]
  *
  * Attaches to the VMM listening on SOCKET over the loopback attach transport
- * (PROTOCOL.md §14) with rings written by hand (the raw guest of
- * test/adversarial, adv_raw.c, and test/support's vring builder: the same
- * code, not a copy) and runs one check per clause, printing
+ * (PROTOCOL.md §14), or to a vhost-user back-end as its front-end
+ * (conform_vu.c: in-band negotiation, §5.13), with rings written by hand
+ * (libhwsock-ringtest, and the raw guest of test/adversarial, adv_raw.c:
+ * the same code, not a copy) and runs one check per clause, printing
  *   PASS §N.M clause / FAIL §N.M clause: what happened / SKIP §N.M clause
  * and a summary "hwsock-conform: N/M clauses passed". Exit 0 only when every
  * clause that ran passed. --echo names a TCP echo server the device's
- * policy allows (e.g. tcp://127.0.0.1:7); without it the CONNECT clause is
- * skipped. Each clause leaves the device set up and healthy for the next
+ * policy allows (e.g. tcp://127.0.0.1:7); without it the clauses that need
+ * a connection are skipped; those of the loopback transport's own messages
+ * are skipped over vhost-user, whose NEEDS_RESET (an error eventfd) carries
+ * no code. Each clause leaves the device set up and healthy for the next
  * (a RESET where it broke or changed it). */
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +23,7 @@
 #include <unistd.h>
 
 #include "adversarial/adv.h"
+#include "conform_vu.h"
 
 /* adv_raw.c's globals (the raw guest's command line in adv_guest). */
 unsigned adv_echo_port, adv_deny_port;
@@ -29,6 +34,7 @@ const char *adv_vmm_path;
 
 static adv the_dev; /* large (per-head tables): not on the stack */
 static const char *echo_uri;
+static int vhost; /* --vhost-user: the transport is vhost-user */
 static char why[256];
 static unsigned n_pass, n_run;
 static int n_fail;
@@ -51,10 +57,25 @@ static uint64_t offered(adv *a) {
 }
 static uint64_t features(adv *a) { return offered(a) & ADV_FEATURES; }
 
+/* The transport's reset and setup (loopback: RESET, FEATURES, QUEUE,
+ * START; vhost-user: ring stop and start, NEGOTIATE). 0 / -1. */
+static int reset_setup(adv *a, uint64_t f, unsigned qsize) {
+  return vhost ? cvu_reset_setup(a, f, qsize) : adv_reset_setup(a, f, qsize);
+}
+/* The device's NEEDS_RESET: its code (loopback), 0 (vhost-user's error
+ * eventfd carries none), -1 when none came in timeout_ms. */
+static int wait_reset(adv *a, int timeout_ms) {
+  return vhost ? cvu_wait_reset(a, timeout_ms) : adv_wait_reset(a, timeout_ms);
+}
+/* A NEEDS_RESET code is what was wanted (any code over vhost-user). */
+static int code_ok(int code, int want) {
+  return code >= 0 && (vhost || code == want);
+}
+
 /* RESET and the full setup again, quietly (adv_setup reports on stderr). */
 static int fresh(adv *a) {
-  return adv_reset_setup(a, features(a), QS) < 0 ? fail("RESET + setup failed")
-                                                 : 0;
+  return reset_setup(a, features(a), QS) < 0 ? fail("RESET + setup failed")
+                                             : 0;
 }
 
 /* One request on queue 0 whose header then gets flags / reserved patched;
@@ -359,8 +380,8 @@ static int c_broken(adv *a) {
   uint16_t idx = hwsock_ringtest_used_idx(r);
   hwsock_ringtest_put_head(r, (uint16_t)QS);
   adv_go(a, 0);
-  int code = adv_wait_reset(a, ADV_WAIT_MS);
-  CK(code == HWSOCK_RESET_HEAD_INDEX, "NEEDS_RESET %s (code %d)",
+  int code = wait_reset(a, ADV_WAIT_MS);
+  CK(code_ok(code, HWSOCK_RESET_HEAD_INDEX), "NEEDS_RESET %s (code %d)",
      code < 0 ? "not sent" : "with another code", code);
   /* ignored until RESET: a good request is not taken */
   int head = adv_req(a, 0, HWSOCK_OP_OPEN, 13, 1, HWSOCK_AF_INET,
@@ -393,8 +414,8 @@ static int c_fault(adv *a) {
       !(features(a) & HWSOCK_F_INDIRECT_DESC))
     want = HWSOCK_RESET_INDIRECT_NOT_NEGOTIATED;
   adv_go(a, 0);
-  int code = adv_wait_reset(a, ADV_WAIT_MS);
-  CK(code == want, "NEEDS_RESET %s (code %d, want %d)",
+  int code = wait_reset(a, ADV_WAIT_MS);
+  CK(code_ok(code, want), "NEEDS_RESET %s (code %d, want %d)",
      code < 0 ? "not sent" : "with another code", code, want);
   CK(hwsock_ringtest_used_idx(r) == idx, "the used ring moved");
   return fresh(a);
@@ -408,7 +429,7 @@ static unsigned evq(const adv *a) { return a->nq - 1; }
 
 /* RESET and setup with the event queue negotiated. */
 static int fresh_evq(adv *a) {
-  return adv_reset_setup(a, features(a) | HWSOCK_F_EVENT_QUEUE, QS) < 0
+  return reset_setup(a, features(a) | HWSOCK_F_EVENT_QUEUE, QS) < 0
              ? fail("RESET + setup with EVENT_QUEUE failed")
              : 0;
 }
@@ -675,6 +696,7 @@ static int c_evq_writable(adv *a) {
 /* What a clause needs to run (else SKIP). */
 #define NEED_ECHO 1
 #define NEED_EVQ 2
+#define NEED_LB 4 /* the loopback transport's messages (§14) */
 
 typedef struct clause {
   const char *sec, *text;
@@ -685,24 +707,24 @@ typedef struct clause {
 static const clause clauses[] = {
   {"§3", "config magic is HWSOCK_CONFIG_MAGIC", c_magic, 0},
   {"§3", "config protocol_version is HWSOCK_PROTOCOL_VERSION", c_version, 0},
-  {"§14.2", "HELLO c equals the config's num_queues", c_nq, 0},
+  {"§14.2", "HELLO c equals the config's num_queues", c_nq, NEED_LB},
   {"§2.3", "the device offers VERSION_1", c_v1, 0},
   {"§2.5", "QUEUE before FEATURES_OK is refused (EINVAL)",
-   c_queue_before_features, 0},
-  {"§2.3", "features not offered are refused (EINVAL)", c_feat_unoffered, 0},
-  {"§2.3", "features without VERSION_1 are refused (EINVAL)", c_feat_no_v1, 0},
+   c_queue_before_features, NEED_LB},
+  {"§2.3", "features not offered are refused (EINVAL)", c_feat_unoffered, NEED_LB},
+  {"§2.3", "features without VERSION_1 are refused (EINVAL)", c_feat_no_v1, NEED_LB},
   {"§2.3", "a subset of the offered features with VERSION_1 is accepted",
-   c_feat_ok, 0},
-  {"§2.5", "QUEUE index >= num_queues is refused (EINVAL)", c_q_index, 0},
-  {"§2.5", "QUEUE size 0 is refused (EINVAL)", c_q_size0, 0},
-  {"§2.5", "QUEUE size not a power of two is refused (EINVAL)", c_q_pow2, 0},
-  {"§2.5", "QUEUE size above max_queue_size is refused (EINVAL)", c_q_max, 0},
-  {"§2.5", "QUEUE with a misaligned part is refused (EINVAL)", c_q_align, 0},
+   c_feat_ok, NEED_LB},
+  {"§2.5", "QUEUE index >= num_queues is refused (EINVAL)", c_q_index, NEED_LB},
+  {"§2.5", "QUEUE size 0 is refused (EINVAL)", c_q_size0, NEED_LB},
+  {"§2.5", "QUEUE size not a power of two is refused (EINVAL)", c_q_pow2, NEED_LB},
+  {"§2.5", "QUEUE size above max_queue_size is refused (EINVAL)", c_q_max, NEED_LB},
+  {"§2.5", "QUEUE with a misaligned part is refused (EINVAL)", c_q_align, NEED_LB},
   {"§2.5", "QUEUE with a part outside the regions is refused (EFAULT)",
-   c_q_region, 0},
+   c_q_region, NEED_LB},
   {"§2.5", "START before every queue is set up is refused (EINVAL)",
-   c_start_incomplete, 0},
-  {"§2.5", "kicks before DRIVER_OK are ignored", c_kick_before_start, 0},
+   c_start_incomplete, NEED_LB},
+  {"§2.5", "kicks before DRIVER_OK are ignored", c_kick_before_start, NEED_LB},
   {"§4.2", "request flags != 0 gets EINVAL", c_flags, 0},
   {"§4.2", "request reserved != 0 gets EINVAL", c_reserved, 0},
   {"§10", "an unknown opcode gets ENOSYS", c_opcode, 0},
@@ -752,6 +774,10 @@ static const clause evq_clauses[] = {
 /* Runs one clause and prints its line. */
 static int setup_ok = 1; /* after the setup clauses the device must run */
 static void run(adv *a, const clause *c) {
+  if ((c->needs & NEED_LB) && vhost) {
+    printf("SKIP %s %s (loopback transport only)\n", c->sec, c->text);
+    return;
+  }
   if ((c->needs & NEED_ECHO) && echo_uri == NULL) {
     printf("SKIP %s %s (no --echo)\n", c->sec, c->text);
     return;
@@ -787,7 +813,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--vmm") == 0 && i + 1 < argc)
       adv_vmm_path = argv[++i];
-    else if (strcmp(argv[i], "--echo") == 0 && i + 1 < argc)
+    else if (strcmp(argv[i], "--vhost-user") == 0 && i + 1 < argc) {
+      adv_vmm_path = argv[++i];
+      vhost = 1;
+    } else if (strcmp(argv[i], "--echo") == 0 && i + 1 < argc)
       echo_uri = argv[++i];
     else {
       adv_vmm_path = NULL;
@@ -795,11 +824,18 @@ int main(int argc, char **argv) {
     }
   }
   if (adv_vmm_path == NULL) {
-    fprintf(stderr, "usage: hwsock-conform --vmm SOCKET [--echo URI]\n");
+    fprintf(stderr, "usage: hwsock-conform --vmm SOCKET [--echo URI]\n"
+                    "       hwsock-conform --vhost-user SOCKET [--echo URI]\n");
     return 2;
   }
   adv *a = &the_dev;
-  if (adv_attach(a) < 0) {
+  if (vhost && cvu_attach(a, adv_vmm_path) < 0) {
+    printf("FAIL §5.13 vhost-user setup and NEGOTIATE succeed: see stderr\n");
+    printf("hwsock-conform: 0/1 clauses passed\n");
+    cvu_detach(a);
+    return 1;
+  }
+  if (!vhost && adv_attach(a) < 0) {
     printf("FAIL §14.2 the HELLO exchange succeeds: see stderr\n");
     printf("hwsock-conform: 0/1 clauses passed\n");
     return 1;
@@ -818,6 +854,9 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof(evq_clauses) / sizeof(evq_clauses[0]); i++)
     run(a, &evq_clauses[i]);
   printf("hwsock-conform: %u/%u clauses passed\n", n_pass, n_run);
-  adv_detach(a);
+  if (vhost)
+    cvu_detach(a);
+  else
+    adv_detach(a);
   return n_fail == 0 ? 0 : 1;
 }
