@@ -140,22 +140,42 @@ static void drop_rx(hwsock_guest *g, guest_sock *gs) {
     rx_pop(g, gs);
 }
 
-/* Buffer i holds `used` bytes of a DATA event. With few buffers left to
- * the device, its contents (after the event header) move to the heap and
- * it goes back at once; returns the entry to file. */
-static guest_rx *rx_keep(hwsock_guest *g, unsigned i, uint32_t used) {
+/* Buffer i holds `used` bytes of a DATA event of gs. With few buffers
+ * left to the device, its contents (after the event header) move to the
+ * heap and it goes back at once. Returns the entry to file, or NULL when
+ * the bytes were appended to the stream's last copy: a peer that trickles
+ * a byte per event then costs the window and a header per growing chunk
+ * (GUEST_EV_SPILL_MIN, doubling up to a buffer), not a header per byte. */
+static guest_rx *rx_keep(hwsock_guest *g, guest_sock *gs, unsigned i,
+                         uint32_t used) {
   guest_rx *rx = &g->evbufs[i].rx;
   unsigned reserve = g->ev_nbuf / GUEST_EV_RESERVE_DIV;
   if (g->ev_nposted >= (reserve ? reserve : 1))
     return rx;
-  size_t n = used - EV_HDR;
-  guest_rx *c = malloc(sizeof(*c) + n);
+  size_t n = used - EV_HDR, cap = n;
+  guest_rx *t = gs->rx_tail;
+  if (!is_dgram(gs)) {
+    if (t != NULL && t->buf < 0 && t->cap - t->len >= rx->len) {
+      memcpy(t->data + t->len, rx->data, rx->len);
+      t->len += rx->len;
+      ev_post(g, i);
+      return NULL;
+    }
+    size_t want = t != NULL && t->buf < 0 ? 2 * (size_t)t->cap
+                                          : GUEST_EV_SPILL_MIN;
+    if (want > g->ev_buf_len)
+      want = g->ev_buf_len;
+    if (cap < want)
+      cap = want;
+  }
+  guest_rx *c = malloc(sizeof(*c) + cap);
   if (c == NULL)
     return rx; /* keeps the buffer: slower, never wrong */
   uint8_t *p = (uint8_t *)(c + 1);
   memcpy(p, buf_ptr(g, i) + EV_HDR, n);
   *c = *rx;
   c->data = p + (rx->data - (buf_ptr(g, i) + EV_HDR));
+  c->cap = (uint32_t)(cap - (size_t)(c->data - p));
   c->buf = -1;
   c->next = NULL;
   ev_post(g, i);
@@ -208,7 +228,11 @@ static void ev_take(hwsock_guest *g, uint32_t i, uint32_t len) {
     b->rx.uri_len = (uint16_t)ulen;
     b->rx.data = buf_ptr(g, i) + data_off(gs);
     b->rx.next = NULL;
-    guest_rx *rx = rx_keep(g, i, len);
+    guest_rx *rx = rx_keep(g, gs, i, len);
+    if (rx == NULL) { /* appended to the last copy */
+      gs->bytes_in += dlen;
+      break;
+    }
     if (gs->rx_tail)
       gs->rx_tail->next = rx;
     else

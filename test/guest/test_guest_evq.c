@@ -516,3 +516,56 @@ Test(guest_evq, many_datagram_sockets_read_in_turn_never_run_the_buffers_dry) {
   close(h);
   stop();
 }
+
+/* While unread connections hold most buffers, a peer trickles one byte at
+ * a time: each piece is its own event, copied out of its buffer (and
+ * appended to the socket's last copy); every byte arrives, in order, and
+ * so does everything the unread connections were sent. */
+Test(guest_evq, a_trickle_while_the_buffers_are_low_arrives_in_order) {
+  enum { N = 60, K = 65536, T = 3000, STUCK_S = 30 };
+  start(1);
+  static int s[N], peer[N];
+  for (int i = 0; i < N; i++)
+    s[i] = gconnect(&peer[i]);
+  int tp, t = gconnect(&tp);
+  static unsigned char out[K], in[K];
+  unsigned char c;
+  /* windows open; then the unread data of N connections fills buffers */
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(hwsock_guest_recv(g, s[i], &c, 1, HWSOCK_GUEST_RECV_DONTWAIT),
+                 HWSOCK_EAGAIN);
+  cr_assert_eq(hwsock_guest_recv(g, t, &c, 1, HWSOCK_GUEST_RECV_DONTWAIT),
+               HWSOCK_EAGAIN);
+  for (int i = 0; i < N; i++) {
+    writer w = {peer[i], K, (unsigned)i};
+    write_main(&w);
+  }
+  static unsigned char tin[T];
+  size_t tgot = 0;
+  for (int k = 0; k < T; k++) {
+    c = (unsigned char)(k * 7 + 3);
+    cr_assert_eq(write(tp, &c, 1), 1);
+    usleep(50);
+    if (k % 500 == 499) { /* read some meanwhile: copies are consumed too */
+      ssize_t r = hwsock_guest_recv(g, t, tin + tgot, T - tgot,
+                                    HWSOCK_GUEST_RECV_DONTWAIT);
+      if (r > 0)
+        tgot += (size_t)r;
+    }
+  }
+  recv_all_bounded(t, tin + tgot, T - tgot, STUCK_S, "trickle", -1);
+  for (int k = 0; k < T; k++)
+    cr_assert_eq(tin[k], (unsigned char)(k * 7 + 3), "trickle byte %d", k);
+  for (int i = 0; i < N; i++) {
+    recv_all_bounded(s[i], in, K, STUCK_S, "64 KiB", i);
+    fill(out, K, (unsigned)i, 0);
+    cr_assert(memcmp(in, out, K) == 0, "connection %d: bytes differ", i);
+  }
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(hwsock_guest_close(g, s[i]), 0);
+    close(peer[i]);
+  }
+  cr_assert_eq(hwsock_guest_close(g, t), 0);
+  close(tp);
+  stop();
+}
