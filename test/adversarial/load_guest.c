@@ -15,11 +15,31 @@
  *        raw rings: N malformed requests (unknown opcodes, bad ids, bad
  *        URIs, short buffers) in batches of 128, every completion checked
  *        to be an error. Prints "malformed N"
+ *   load_guest VMM stall PORT SRC_PORT SINK_PORT CONNS BYTES CHUNK [ROUNDS]
+ *        with the event queue (the VMM gives the device 2 queues): three
+ *        phases of ROUNDS (default 1) rounds of CONNS echo threads as in
+ *        echo, BYTES each in round trips
+ *        of CHUNK bytes, each printing "ROUND CONNS x BYTES: mismatched M
+ *        failed F seconds S rate R MiB/s cpu C" (C: this process's CPU
+ *        seconds in the round): "base" with nothing else open;
+ *        "stalled" while two more connections are stalled: one to SRC_PORT
+ *        whose reader took the first 4 KiB and then reads no more while
+ *        the server keeps sending, one to SINK_PORT whose writer keeps
+ *        sending while the server reads no more; "after" once both have
+ *        ended. Before the stalled round it prints "stall-open" and waits
+ *        for a line on stdin (the test waits for the stalls to fill the
+ *        host's socket buffers), after it prints "stall-held" and waits for
+ *        another (the test looks at the host sockets and the device, then
+ *        the servers end their stalls): then the reader reads to the end,
+ *        the writer stops, and it prints "stall rx N bad B tx T failed F"
+ *        (bad: bytes that were not i % 251 at stream offset i).
  * Exit 0 when everything behaved, 1 otherwise (reported on stderr). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 
 #include "adversarial/adv.h"
 #include "hwsock/attach.h"
@@ -35,6 +55,7 @@ const adv_case adv_race_cases[] = {{NULL, NULL, NULL}};
 static hwsock_guest *g;
 static unsigned port;
 static size_t nbytes;
+static size_t chunk = 65536; /* echo: bytes per round trip */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static unsigned mismatched, failed, n_err, n_eof, n_ok;
 
@@ -67,7 +88,7 @@ static void *echo_thread(void *arg) {
   long err = s < 0 ? s : 0;
   size_t sent = 0, got = 0;
   while (!bad && got < nbytes) {
-    size_t n = nbytes - sent < sizeof(out) ? nbytes - sent : sizeof(out);
+    size_t n = nbytes - sent < chunk ? nbytes - sent : chunk;
     for (size_t i = 0; i < n; i++) {
       seed = seed * 1103515245u + 12345u;
       out[i] = (uint8_t)(seed >> 16);
@@ -141,6 +162,151 @@ static void *reset_thread(void *arg) {
     n_ok++;
   pthread_mutex_unlock(&mu);
   return NULL;
+}
+
+/* ---- stall: a reader that stops reading, a peer that stops reading ---- */
+
+#define STALL_FIRST 4096 /* what the stalled reader reads before it stops */
+
+static int connect_to(unsigned p) {
+  unsigned keep = port;
+  port = p;
+  int s = connect_one();
+  port = keep;
+  return s;
+}
+
+/* Reads up to want bytes (to EOF when want is 0) of the i % 251 stream,
+ * counting bytes that are not what the offset says. */
+static long read_pattern(int s, size_t want, uint64_t *off, uint64_t *bad) {
+  uint8_t buf[65536];
+  size_t got = 0;
+  while (want == 0 || got < want) {
+    size_t n = want == 0 || want - got > sizeof(buf) ? sizeof(buf) : want - got;
+    ssize_t k = hwsock_guest_recv(g, s, buf, n, 0);
+    if (k < 0)
+      return k;
+    if (k == 0)
+      break;
+    for (ssize_t i = 0; i < k; i++)
+      *bad += buf[i] != (uint8_t)((*off + (uint64_t)i) % 251);
+    *off += (uint64_t)k;
+    got += (size_t)k;
+  }
+  return 0;
+}
+
+static int tx_sock;
+static volatile int tx_stop;
+static uint64_t tx_sent;
+static long tx_err;
+
+/* The writer whose peer stops reading: the i % 251 stream until told to
+ * stop (it is blocked in a send while the peer reads nothing). */
+static void *stall_tx_thread(void *arg) {
+  (void)arg;
+  uint8_t buf[65536];
+  while (!__atomic_load_n(&tx_stop, __ATOMIC_ACQUIRE)) {
+    for (size_t i = 0; i < sizeof(buf); i++)
+      buf[i] = (uint8_t)((tx_sent + i) % 251);
+    size_t off = 0;
+    while (off < sizeof(buf)) {
+      ssize_t k = hwsock_guest_send(g, tx_sock, buf + off, sizeof(buf) - off,
+                                    0);
+      if (k <= 0) {
+        tx_err = k < 0 ? k : HWSOCK_EIO;
+        return NULL;
+      }
+      off += (size_t)k;
+    }
+    tx_sent += sizeof(buf);
+  }
+  tx_err = hwsock_guest_shutdown(g, tx_sock, HWSOCK_SHUT_WR);
+  return NULL;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int run_threads(unsigned n, void *(*fn)(void *));
+
+static double cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* One round of conns echo threads; 1 when one failed or mismatched. */
+static int echo_round(const char *name, unsigned conns) {
+  mismatched = failed = 0;
+  double t0 = now_s(), c0 = cpu_s();
+  if (run_threads(conns, echo_thread) < 0)
+    return 1;
+  double dt = now_s() - t0;
+  printf("%s %u x %zu: mismatched %u failed %u seconds %.3f rate %.1f MiB/s "
+         "cpu %.3f\n",
+         name, conns, nbytes, mismatched, failed, dt,
+         (double)conns * (double)nbytes / (1 << 20) / dt, cpu_s() - c0);
+  return mismatched || failed;
+}
+
+static unsigned rounds = 1;
+
+static int echo_rounds(const char *name, unsigned conns) {
+  int ret = 0;
+  for (unsigned i = 0; i < rounds; i++)
+    ret |= echo_round(name, conns);
+  return ret;
+}
+
+static int wait_line(void) {
+  char line[64];
+  return fgets(line, sizeof(line), stdin) == NULL ? -1 : 0;
+}
+
+static int stall(unsigned src_port, unsigned sink_port, unsigned conns) {
+  int ret = echo_rounds("base", conns);
+  uint64_t rx_off = 0, rx_bad = 0;
+  int rx = connect_to(src_port);
+  tx_sock = connect_to(sink_port);
+  if (rx < 0 || tx_sock < 0) {
+    fprintf(stderr, "stall: connect: %s\n",
+            hwsock_err_name(rx < 0 ? rx : tx_sock));
+    return 1;
+  }
+  /* The first read grants the socket its window (PROTOCOL.md §16.3); from
+   * then on the device may fill event buffers for it, up to the window. */
+  long rc = read_pattern(rx, STALL_FIRST, &rx_off, &rx_bad);
+  pthread_t tx;
+  if (rc < 0 || pthread_create(&tx, NULL, stall_tx_thread, NULL) != 0) {
+    fprintf(stderr, "stall: first read: %s\n", hwsock_err_name((int)rc));
+    return 1;
+  }
+  printf("stall-open\n");
+  if (wait_line() < 0)
+    return 1;
+  ret |= echo_rounds("stalled", conns);
+  printf("stall-held\n");
+  if (wait_line() < 0)
+    return 1;
+  __atomic_store_n(&tx_stop, 1, __ATOMIC_RELEASE);
+  rc = read_pattern(rx, 0, &rx_off, &rx_bad);
+  pthread_join(tx, NULL);
+  hwsock_guest_close(g, rx);
+  hwsock_guest_close(g, tx_sock);
+  printf("stall rx %llu bad %llu tx %llu failed %d\n",
+         (unsigned long long)rx_off, (unsigned long long)rx_bad,
+         (unsigned long long)tx_sent, rc < 0 || tx_err < 0);
+  if (rc < 0 || tx_err < 0)
+    fprintf(stderr, "stall: reader %s, writer %s\n", hwsock_err_name((int)rc),
+            hwsock_err_name((int)tx_err));
+  ret |= rc < 0 || tx_err < 0 || rx_bad != 0;
+  ret |= echo_rounds("after", conns);
+  return ret;
 }
 
 static int run_threads(unsigned n, void *(*fn)(void *)) {
@@ -236,6 +402,8 @@ int main(int argc, char **argv) {
   hwsock_attachment *at;
   hwsock_attach_opts o;
   hwsock_attach_opts_init(&o);
+  /* stall: shared receive buffers and per-socket credit (PROTOCOL.md §16) */
+  o.event_queue = strcmp(mode, "stall") == 0;
   int rc = hwsock_attach(adv_vmm_path, &o, &at);
   if (rc < 0) {
     fprintf(stderr, "attach: %s\n", hwsock_err_name(rc));
@@ -250,6 +418,18 @@ int main(int argc, char **argv) {
     printf("echo %u x %zu: mismatched %u failed %u\n", conns, nbytes,
            mismatched, failed);
     ret = mismatched || failed;
+  } else if (strcmp(mode, "stall") == 0 && (argc == 9 || argc == 10)) {
+    nbytes = (size_t)strtoull(argv[7], NULL, 10);
+    chunk = (size_t)strtoull(argv[8], NULL, 10);
+    if (argc == 10)
+      rounds = (unsigned)atoi(argv[9]);
+    if (chunk == 0 || chunk > 65536 || rounds == 0) {
+      fprintf(stderr, "stall: CHUNK is 1 .. 65536, ROUNDS at least 1\n");
+      ret = 2;
+    } else {
+      ret = stall((unsigned)atoi(argv[4]), (unsigned)atoi(argv[5]),
+                  (unsigned)atoi(argv[6]));
+    }
   } else if (strcmp(mode, "reset") == 0 && argc == 5) {
     unsigned conns = (unsigned)atoi(argv[4]);
     run_threads(conns, reset_thread);
