@@ -252,6 +252,13 @@ int hwsock_device_resume_held(hwsock_device *dev) {
     for (uint32_t id = 0; id < dev->cfg.max_sockets; id++)
       if (dev->socks[id].state == HWSOCK__S_RESET)
         hwsock__evq_report_reset(dev, id);
+  /* A socket not imported stays reset; one whose input went through the
+   * event queue holds no request to fail: it is told there (snapshot.c
+   * does the same for a plain restore). */
+  if (hwsock__evq_index(dev) >= 0)
+    for (uint32_t id = 0; id < dev->cfg.max_sockets; id++)
+      if (dev->socks[id].state == HWSOCK__S_RESET)
+        hwsock__evq_report_reset(dev, id);
   for (unsigned q = 0; q < dev->cfg.num_queues && !dev->broken; q++)
     if ((int)q != hwsock__evq_index(dev))
       hwsock_device_kick(dev, q);

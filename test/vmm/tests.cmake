@@ -74,3 +74,18 @@ if(TARGET minimal-vmm)
                          LABELS "process;vmm")
   endforeach()
 endif()
+
+# --takeover (docs/EMBEDDING.md section 12): one guest streams on 20
+# connections while the VMM is replaced 5 times (nothing lost), and what a
+# SIGKILL of the VMM leaves. test/vmm/takeover_test.py, one scenario each.
+add_executable(takeover_client "${CMAKE_CURRENT_LIST_DIR}/takeover_client.c")
+target_link_libraries(takeover_client PRIVATE hwsock-guest Threads::Threads)
+foreach(scenario replace replace_evq kill)
+  add_test(NAME vmm_takeover_${scenario}
+    COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/takeover_test.py"
+      --vmm $<TARGET_FILE:hwsock-vmm>
+      --client $<TARGET_FILE:takeover_client>
+      ${scenario})
+  set_tests_properties(vmm_takeover_${scenario} PROPERTIES TIMEOUT 300
+                       LABELS "process;integration;vmm")
+endforeach()

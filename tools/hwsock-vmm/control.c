@@ -477,7 +477,11 @@ int vmm_control_start(vmm *v) {
     return -1;
   }
   ctl->v = v;
-  int fd = vmm_listen_unix(&v->opt, v->control_path, SOCK_STREAM);
+  /* --takeover: the old VMM's, already listening at the path */
+  int fd = v->adopt_control
+               ? v->adopt_control_fd
+               : vmm_listen_unix(&v->opt, v->control_path, SOCK_STREAM);
+  v->adopt_control = 0;
   if (fd < 0) {
     free(ctl);
     return -1;
@@ -521,8 +525,17 @@ void vmm_control_stop(vmm *v) {
   if (ctl == NULL)
     return;
   v->control = NULL;
-  unlink(v->control_path);
+  if (!v->handed_over) /* else the new VMM serves it */
+    unlink(v->control_path);
   while (ctl->clients != NULL)
     client_close(ctl->clients);
   uv_close((uv_handle_t *)&ctl->listener, on_listener_closed);
+}
+
+int vmm_control_fd(const vmm *v) {
+  uv_os_fd_t fd;
+  if (v->control == NULL ||
+      uv_fileno((const uv_handle_t *)&v->control->listener, &fd) < 0)
+    return -1;
+  return fd;
 }

@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm.h"
@@ -30,7 +31,7 @@ struct vmm_guest {
   int poll_started;  /* sock_poll initialised (needs uv_close) */
   int detaching;
   int hello_done;
-  int memfd;         /* sent in the HELLO reply, then closed */
+  int memfd;         /* sent in the HELLO reply; kept for a hand-over */
   void *mem;
   size_t mem_size;
   unsigned nqueues;
@@ -161,10 +162,8 @@ static int do_hello(vmm_guest *g, const hwsock_lb_msg *m) {
   hwsock_le64_set(&r.c, g->nqueues);
   if (reply(g, m, 0, fds, 1 + 2 * g->nqueues, &r) < 0)
     return -1;
-  /* The guest has its copy; ours only kept the memory from being resized
-   * (it is sealed) and is no longer needed. */
-  close(g->memfd);
-  g->memfd = -1;
+  /* Ours stays open: a VMM that replaces itself hands the memory over
+   * (takeover.c). */
   g->hello_done = 1;
   return 0;
 }
@@ -476,6 +475,8 @@ void vmm_guest_attach(vmm *v, int fd) {
           "guest %u: attached (pid %ld, uid %ld, gid %ld, %u MiB, %u queue%s)",
           g->id, g->pid, g->uid, g->gid, v->opt.mem_mib, g->nqueues,
           g->nqueues == 1 ? "" : "s");
+  if (v->handover != NULL) /* a hand-over is settling: it takes this one */
+    vmm_guest_pause(g, 1);
   return;
 
   char why[128];
@@ -487,4 +488,132 @@ fail_hwsock:
   snprintf(why, sizeof(why), "cannot set up %s: %s", step,
            hwsock_strerror(rc));
   vmm_guest_detach(g, HWSOCK_LOG_ERROR, why);
+}
+
+/* ---- hand-over to a new VMM process (takeover.c) ------------------------- */
+
+void vmm_guest_pause(vmm_guest *g, int on) {
+  if (g->detaching)
+    return;
+  if (on) {
+    uv_poll_stop(&g->sock_poll); /* its messages wait for the new VMM */
+    hwsock_device_quiesce(g->dev, 1);
+  } else {
+    hwsock_device_quiesce(g->dev, 0);
+    uv_poll_start(&g->sock_poll, UV_READABLE | UV_DISCONNECT, on_sock);
+  }
+}
+
+unsigned vmm_guest_handover_fds(const vmm_guest *g, vmm_guest_desc *d,
+                                int *fds) {
+  d->id = g->id;
+  d->pid = g->pid;
+  d->uid = g->uid;
+  d->gid = g->gid;
+  d->nqueues = g->nqueues;
+  d->mem_size = g->mem_size;
+  d->hello_done = (unsigned)g->hello_done;
+  unsigned n = 0;
+  fds[n++] = g->sock;
+  fds[n++] = g->memfd;
+  for (unsigned q = 0; q < g->nqueues; q++) {
+    fds[n++] = g->kick[q];
+    fds[n++] = g->call[q];
+  }
+  return n;
+}
+
+/* The memfd the old VMM made (sealed, d->mem_size bytes), mapped. */
+static int adopt_memory(vmm_guest *g, size_t size) {
+  struct stat st;
+  int seals = fcntl(g->memfd, F_GET_SEALS);
+  if (fstat(g->memfd, &st) < 0 || seals < 0)
+    return -errno;
+  if ((uint64_t)st.st_size != size || size == 0 ||
+      (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) !=
+          (F_SEAL_SHRINK | F_SEAL_GROW))
+    return -EINVAL;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->memfd, 0);
+  if (p == MAP_FAILED)
+    return -errno;
+  g->mem = p;
+  g->mem_size = size;
+  return 0;
+}
+
+vmm_guest *vmm_guest_adopt(vmm *v, const vmm_guest_desc *d, const int *fds,
+                           unsigned nfds) {
+  vmm_guest *g = NULL;
+  if (d->nqueues < 1 || d->nqueues > HWSOCK_MAX_QUEUES ||
+      nfds != 2 + 2 * d->nqueues || d->mem_size > (size_t)VMM_MAX_MEM_MIB << 20)
+    goto fail_fds;
+  g = calloc(1, sizeof(*g));
+  if (g == NULL)
+    goto fail_fds;
+  g->v = v;
+  g->id = ++v->next_id;
+  g->pid = d->pid;
+  g->uid = d->uid;
+  g->gid = d->gid;
+  g->sock = fds[0];
+  g->memfd = fds[1];
+  g->ipx_slot = -1;
+  g->nqueues = d->nqueues;
+  g->hello_done = d->hello_done != 0;
+  for (unsigned q = 0; q < HWSOCK_MAX_QUEUES; q++)
+    g->kick[q] = g->call[q] = -1;
+  for (unsigned q = 0; q < g->nqueues; q++) {
+    g->kick[q] = fds[2 + 2 * q];
+    g->call[q] = fds[3 + 2 * q];
+  }
+  if (uv_poll_init(&v->loop, &g->sock_poll, g->sock) < 0) {
+    release(g); /* closes every fd it holds */
+    return NULL;
+  }
+  g->sock_poll.data = g;
+  g->next = v->guests;
+  v->guests = g;
+  v->nguests++;
+  char why[128];
+  int err = adopt_memory(g, d->mem_size);
+  if (err < 0) {
+    snprintf(why, sizeof(why), "hand-over: guest memory: %s", strerror(-err));
+    vmm_guest_detach(g, HWSOCK_LOG_ERROR, why);
+    return NULL;
+  }
+  int rc = make_device(g);
+  if (rc < 0) {
+    snprintf(why, sizeof(why), "hand-over: device: %s", hwsock_strerror(rc));
+    vmm_guest_detach(g, HWSOCK_LOG_ERROR, why);
+    return NULL;
+  }
+  vmm_log(HWSOCK_LOG_INFO, "guest %u: taken over (was guest %u; pid %ld, "
+          "%zu MiB, %u queue%s)", g->id, d->id, g->pid, g->mem_size >> 20,
+          g->nqueues, g->nqueues == 1 ? "" : "s");
+  return g;
+fail_fds:
+  for (unsigned i = 0; i < nfds; i++)
+    close(fds[i]);
+  free(g);
+  return NULL;
+}
+
+hwsock_device *vmm_guest_device(const vmm_guest *g) { return g->dev; }
+
+unsigned vmm_guest_get_id(const vmm_guest *g) { return g->id; }
+
+int vmm_guest_start(vmm_guest *g) {
+  /* The old VMM took the guest's last kicks: a kick of our own, so that
+   * the adapter serves what the queues hold (and what a kick budget left)
+   * on the loop's first turn. */
+  for (unsigned q = 0; q < g->nqueues; q++)
+    hwsock_eventfd_signal(g->kick[q]);
+  int rc = uv_poll_start(&g->sock_poll, UV_READABLE | UV_DISCONNECT, on_sock);
+  if (rc < 0) {
+    char why[96];
+    snprintf(why, sizeof(why), "socket poll: %s", uv_strerror(rc));
+    vmm_guest_detach(g, HWSOCK_LOG_ERROR, why);
+    return -1;
+  }
+  return 0;
 }

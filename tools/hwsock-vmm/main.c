@@ -18,7 +18,8 @@ static void on_listen_closed(uv_handle_t *h) {
   vmm *v = h->data;
   close(v->listen_fd);
   v->listen_fd = -1;
-  unlink(v->opt.listen_path);
+  if (!v->handed_over) /* else the new VMM listens on it */
+    unlink(v->opt.listen_path);
 }
 
 static void on_signal_closed(uv_handle_t *h) { (void)h; }
@@ -26,14 +27,17 @@ static void on_signal_closed(uv_handle_t *h) { (void)h; }
 static void on_timer_closed(uv_handle_t *h) { (void)h; }
 
 /* Stops accepting, detaches every guest and lets the loop run dry. */
-static void stop(vmm *v, const char *why) {
+void vmm_stop(vmm *v, const char *why) {
   if (v->stopping)
     return;
   v->stopping = 1;
+  if (v->listen_poll.data == NULL)
+    return; /* before setup_loop (a failed --takeover): nothing to close */
   vmm_log(HWSOCK_LOG_INFO, "stopping: %s", why);
   uv_close((uv_handle_t *)&v->listen_poll, on_listen_closed);
   uv_close((uv_handle_t *)&v->listen_timer, on_timer_closed);
   vmm_control_stop(v);
+  vmm_takeover_stop(v);
   while (v->guests != NULL)
     vmm_guest_detach(v->guests, HWSOCK_LOG_INFO, "the VMM is stopping");
   uv_close((uv_handle_t *)&v->sig_int, on_signal_closed);
@@ -42,11 +46,11 @@ static void stop(vmm *v, const char *why) {
 
 void vmm_guest_gone(vmm *v) {
   if (v->opt.once)
-    stop(v, "the guest detached (--once)");
+    vmm_stop(v, "the guest detached (--once)");
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
-  stop(h->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+  vmm_stop(h->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 static void on_listen(uv_poll_t *h, int status, int events);
@@ -103,6 +107,8 @@ static void on_listen(uv_poll_t *h, int status, int events) {
 }
 
 static int listen_on(vmm *v) {
+  if (v->opt.takeover) /* the old VMM's listening socket, and its guests */
+    return vmm_takeover_receive(v);
   v->listen_fd = vmm_listen_unix(&v->opt, v->opt.listen_path, SOCK_SEQPACKET);
   return v->listen_fd < 0 ? -1 : 0;
 }
@@ -147,6 +153,7 @@ int main(int argc, char **argv) {
    * CAP_SYS_PTRACE, which a confined hwsock-run program does not. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   v.listen_fd = -1;
+  v.takeover_fd = -1;
 
   int status = 1;
   int want_control = v.opt.control_path == NULL || v.opt.control_path[0];
@@ -163,7 +170,9 @@ int main(int argc, char **argv) {
     goto out_loop;
   if (listen_on(&v) < 0)
     goto out_loop;
-  if (setup_loop(&v) < 0 || (want_control && vmm_control_start(&v) < 0)) {
+  if (setup_loop(&v) < 0 ||
+      ((want_control || v.adopt_control) &&
+       vmm_control_start(&v) < 0)) {
     /* Some handles may be half set up: leave them to the exit. */
     unlink(v.opt.listen_path);
     vmm_close_capture(&v);
@@ -174,6 +183,7 @@ int main(int argc, char **argv) {
           v.opt.queues == 1 ? "" : "s");
   if (v.control != NULL)
     vmm_log(HWSOCK_LOG_INFO, "control socket %s", v.control_path);
+  vmm_takeover_listen(&v); /* without it the VMM still serves */
   vmm_announce_ready(&v);
   uv_run(&v.loop, UV_RUN_DEFAULT);
   status = 0;

@@ -37,6 +37,11 @@ static void usage(FILE *f) {
     "                      before the other guests' turn (default %u)\n"
     "  --poll-us N         after activity, poll the queues for N us before\n"
     "                      sleeping (costs a CPU; default 0: off)\n"
+    "  --takeover          take every guest, host connection and listening\n"
+    "                      socket over from the hwsock-vmm serving PATH (it\n"
+    "                      exits 0 once handed over; its guests see no reset;\n"
+    "                      docs/EMBEDDING.md section 12); exit 1 and leave it\n"
+    "                      serving when that fails\n"
     "  --once              exit after the first guest detaches\n"
     "  --ready-fd N        write \"ready\\n\" to fd N once listening\n"
     "  --control PATH      control socket for hwsock-stat (default: the\n"
@@ -129,7 +134,7 @@ enum {
   OPT_PCAP, OPT_PCAP_MAX, OPT_IPX_NET, OPT_IPX_PORT, OPT_IPX_NODE_BASE,
   OPT_IPX_SLOTS, OPT_IPX_BIND, OPT_IPX_PEER, OPT_MAX_SOCKETS, OPT_POLL_US,
   OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_GUEST_SOCKETS, OPT_VMM_SOCKETS,
-  OPT_KICK_BUDGET, OPT_IDENTITY, OPT_IDENTITY_KEY
+  OPT_KICK_BUDGET, OPT_IDENTITY, OPT_IDENTITY_KEY, OPT_TAKEOVER
 };
 
 int vmm_parse_options(int argc, char **argv, vmm_options *o) {
@@ -147,6 +152,7 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
       {"vmm-sockets", required_argument, NULL, OPT_VMM_SOCKETS},
       {"poll-us", required_argument, NULL, OPT_POLL_US},
       {"once", no_argument, NULL, OPT_ONCE},
+      {"takeover", no_argument, NULL, OPT_TAKEOVER},
       {"ready-fd", required_argument, NULL, OPT_READY_FD},
       {"control", required_argument, NULL, OPT_CONTROL},
       {"pcap", required_argument, NULL, OPT_PCAP},
@@ -229,6 +235,7 @@ int vmm_parse_options(int argc, char **argv, vmm_options *o) {
         return -1;
       break;
     case OPT_ONCE: o->once = 1; break;
+    case OPT_TAKEOVER: o->takeover = 1; break;
     case OPT_READY_FD:
       if (parse_uint("--ready-fd", optarg, 0, INT_MAX, &v) < 0)
         return -1;

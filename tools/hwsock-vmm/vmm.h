@@ -16,6 +16,8 @@
  *   listen.c    the listening unix sockets: mode, group, stale files
  *   limits.c    the fd limit, the host socket quotas, accept backoff
  *   setup.c     policy, capture, control path, readiness (shared)
+ *   takeover.c  --takeover: handing every guest, host socket and listening
+ *               socket to a new VMM process (docs/EMBEDDING.md §12)
  *   log.c       one line per event on stderr */
 #ifndef HWSOCK_VMM_H
 #define HWSOCK_VMM_H
@@ -92,6 +94,7 @@ typedef struct vmm_options {
   unsigned kick_budget;      /* --kick-budget, 0: the library's default */
   const char *identity_name; /* --identity NAME, NULL: none */
   const char *identity_key;  /* --identity-key FILE, NULL: no HMAC */
+  int takeover;              /* --takeover */
 } vmm_options;
 
 /* limits.c: a retry delay that doubles on each failure up to a cap, and a
@@ -139,6 +142,17 @@ typedef struct vmm {
   vmm_ipx *ipx;            /* --ipx-net: the slots; NULL without IPX */
   hwsock_identity identity; /* --identity (identity.size 0: none) */
   uint8_t identity_key[HWSOCK_IDENTITY_KEY_MAX]; /* --identity-key */
+  /* takeover.c: the socket a new VMM connects to, listen_path +
+   * VMM_TAKEOVER_SUFFIX (-1: none); a hand-over in progress; set once
+   * a new VMM has everything: nothing is unlinked at exit */
+  int takeover_fd;
+  uv_poll_t takeover_poll;
+  uv_timer_t takeover_timer; /* a hand-over waits for the sockets to settle */
+  struct vmm_handover *handover;
+  int handed_over;
+  int adopt_control;    /* --takeover: adopt_control_fd is the old VMM's */
+  int adopt_control_fd; /* control socket (zeroed vmm: no flag, no fd) */
+  char takeover_path[108];
 } vmm;
 
 /* log.c: HWSOCK_LOG_* levels; shown when level <= vmm_log_level. Lines
@@ -200,6 +214,8 @@ vmm_guest *vmm_guest_after(const vmm *v, unsigned after);
  * client (their handles close on the loop) and removes the socket file. */
 int vmm_control_start(vmm *v);
 void vmm_control_stop(vmm *v);
+/* The control socket's listening fd (still the control's), -1: none. */
+int vmm_control_fd(const vmm *v);
 
 /* ipx.c: checks the --ipx-* options and prepares every slot's backend
  * options (0, or -1 reported); nothing to do without --ipx-net.
@@ -228,6 +244,44 @@ void vmm_announce_ready(vmm *v);
 
 /* main.c: a guest finished its teardown (for --once). */
 void vmm_guest_gone(vmm *v);
+/* main.c: stops accepting, detaches every guest, lets the loop run dry. */
+void vmm_stop(vmm *v, const char *why);
+
+/* guest.c, for takeover.c: what a new VMM needs of a guest besides its
+ * fds and device state. */
+typedef struct vmm_guest_desc {
+  unsigned id, nqueues, hello_done;
+  long pid, uid, gid;
+  size_t mem_size;
+} vmm_guest_desc;
+/* on: the guest's messages wait in its socket and its device takes no
+ * request (quiesced); off: served again. */
+void vmm_guest_pause(vmm_guest *g, int on);
+/* Fills d and fds (the connection, the memfd, then each queue's kick and
+ * call eventfd: 2 + 2 * nqueues, still the guest's); returns the count. */
+unsigned vmm_guest_handover_fds(const vmm_guest *g, vmm_guest_desc *d,
+                                int *fds);
+/* A guest from a handed-over description and fds (every one of them is
+ * the new guest's, or closed on failure): its memory mapped, a fresh
+ * device made; its socket is not read until vmm_guest_start(). NULL on
+ * failure (logged). */
+vmm_guest *vmm_guest_adopt(vmm *v, const vmm_guest_desc *d, const int *fds,
+                           unsigned nfds);
+hwsock_device *vmm_guest_device(const vmm_guest *g);
+unsigned vmm_guest_get_id(const vmm_guest *g);
+/* 0, or -1 when the guest was detached (logged). */
+int vmm_guest_start(vmm_guest *g);
+
+/* takeover.c */
+#define VMM_TAKEOVER_SUFFIX ".takeover"
+/* Serves v->takeover_path (adopting v->takeover_fd when >= 0): 0, or -1
+ * (logged; the VMM runs without it). */
+int vmm_takeover_listen(vmm *v);
+void vmm_takeover_stop(vmm *v);
+/* --takeover: takes everything over from the VMM serving listen_path:
+ * v->listen_fd, the takeover and control sockets, every guest. 0, or -1
+ * (logged; the old VMM goes on serving). */
+int vmm_takeover_receive(vmm *v);
 /* listen.c: a listening unix socket of `type` at path, replacing a stale
  * socket file (one nobody listens on), with o's --socket-mode and
  * --socket-group. Nonblocking, close-on-exec. The fd, or -1 (reported). */
