@@ -35,6 +35,7 @@
  * the socket memory is freed only in the poll handle's close callback. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -574,6 +575,91 @@ static int udp_info(void *sock, hwsock_bsock_info *out) {
   return hwsock_bsock_info_from_fd(s->fd, s->scheme, s->connected, out);
 }
 
+/* ---- hand-over to another process (backend.h's export_sock) ---------- */
+
+/* The state, 8 bytes: flags (1 connected, 2 SHUT_RD done), the family's
+ * byte (4 or 6), 0, 0, the kernel's drop counter as last seen (le32). */
+#define EXPORT_LEN 8u
+#define EXPORT_F_CONNECTED 1u
+#define EXPORT_F_RD_SHUT 2u
+
+static int one_at_most(const hwsock_bq *q) {
+  return q->head == NULL || q->head->backend_priv[0] == NULL;
+}
+
+static int udp_export(void *sock, hwsock_bexport *out) {
+  udp_sock *s = sock;
+  if (s->closed)
+    return HWSOCK_ECANCELED;
+  if (s->poll_err)
+    return s->poll_err;
+  /* A datagram moves whole or not at all: only the order of two waiting
+   * requests of one direction could be lost. */
+  if (!one_at_most(&s->wq) || !one_at_most(&s->rq))
+    return HWSOCK_EAGAIN;
+  if (out->size < offsetof(hwsock_bexport, state) + EXPORT_LEN)
+    return HWSOCK_EINVAL;
+  int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0)
+    return host_err();
+  out->fd = fd;
+  memset(out->state, 0, EXPORT_LEN);
+  out->state[0] = (uint8_t)((s->connected ? EXPORT_F_CONNECTED : 0) |
+                            (s->rd_shut ? EXPORT_F_RD_SHUT : 0));
+  out->state[1] = s->family == AF_INET6 ? 6 : 4;
+  for (int i = 0; i < 4; i++)
+    out->state[4 + i] = (uint8_t)(s->rxq_ovfl >> (8 * i));
+  out->state_len = EXPORT_LEN;
+  return 0;
+}
+
+static int udp_import(void *instance, const hwsock_bexport *in, void **sock) {
+  udp_instance *inst = instance;
+  if (in->size < offsetof(hwsock_bexport, state) + EXPORT_LEN ||
+      in->state_len != EXPORT_LEN || in->fd < 0)
+    return HWSOCK_EINVAL;
+  const uint8_t *st = in->state;
+  int family = st[1] == 6 ? AF_INET6 : AF_INET;
+  int scheme = family == AF_INET6 ? HWSOCK_SCHEME_UDP6 : HWSOCK_SCHEME_UDP;
+  if ((st[0] & ~(EXPORT_F_CONNECTED | EXPORT_F_RD_SHUT)) != 0 ||
+      (st[1] != 4 && st[1] != 6) || st[2] != 0 || st[3] != 0 ||
+      in->scheme != scheme)
+    return HWSOCK_EINVAL;
+  /* The descriptor must be what the state says (it came from another
+   * process): a UDP socket of the family. */
+  int type = 0, dom = 0, proto = 0;
+  socklen_t l1 = sizeof(type), l2 = sizeof(dom), l3 = sizeof(proto);
+  if (getsockopt(in->fd, SOL_SOCKET, SO_TYPE, &type, &l1) != 0 ||
+      getsockopt(in->fd, SOL_SOCKET, SO_DOMAIN, &dom, &l2) != 0 ||
+      getsockopt(in->fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l3) != 0 ||
+      type != SOCK_DGRAM || dom != family || proto != IPPROTO_UDP)
+    return HWSOCK_EINVAL;
+  int fl = fcntl(in->fd, F_GETFL);
+  if (fl < 0 || fcntl(in->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+      fcntl(in->fd, F_SETFD, FD_CLOEXEC) < 0)
+    return host_err();
+  udp_sock *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return HWSOCK_ENOMEM;
+  int rc = uv_poll_init_socket(inst->loop, &s->poll, in->fd);
+  if (rc < 0) {
+    free(s);
+    return hwsock_err_from_errno(-rc);
+  }
+  s->poll.data = s;
+  s->inst = inst;
+  s->fd = in->fd; /* ours from here on */
+  s->family = family;
+  s->scheme = scheme;
+  s->connected = (st[0] & EXPORT_F_CONNECTED) != 0;
+  s->rd_shut = (st[0] & EXPORT_F_RD_SHUT) != 0;
+  s->rxq_ovfl = (uint32_t)st[4] | (uint32_t)st[5] << 8 |
+                (uint32_t)st[6] << 16 | (uint32_t)st[7] << 24;
+  inst->nsocks++;
+  *sock = s;
+  return 0;
+}
+
 static const hwsock_backend_ops udp_ops = {
     .size = sizeof(hwsock_backend_ops),
     .create = udp_create,
@@ -583,6 +669,8 @@ static const hwsock_backend_ops udp_ops = {
     .close = udp_close,
     .info = udp_info,
     .watch = udp_watch,
+    .export_sock = udp_export,
+    .import_sock = udp_import,
 };
 
 static const char *const udp_schemes[] = {"udp", "udp6", NULL};

@@ -2,9 +2,11 @@
  * docs/EMBEDDING.md §12): a connection exported with its host socket and
  * imported into the restored device keeps its bytes, and the RECV that
  * waited across the hand-over completes with the peer's next bytes instead
- * of ECONNRESET; export waits (EAGAIN) while a socket is between states;
- * a bad record is refused and the socket stays reset. A real tcp backend
- * and a host listener on 127.0.0.1; the driver side is the vring builder. */
+ * of ECONNRESET, and a connected UDP socket keeps its address and its
+ * waiting RECV; export waits (EAGAIN) while a socket is between states;
+ * a bad record is refused and the socket stays reset. Real tcp and udp
+ * backends and host sockets on 127.0.0.1; the driver side is the vring
+ * builder. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -20,13 +22,14 @@
 #include "support/vring_builder.h"
 
 #define TCP_SO HWSOCK_BUILD_BACKEND_DIR "/tcp.so"
+#define UDP_SO HWSOCK_BUILD_BACKEND_DIR "/udp.so"
 #define QSIZE 64u
 
 static uv_loop_t loop;
 static vrb rq;
 static hwsock_device *dev;
 static hwsock_policy *pol;
-static hwsock_plugin *plug;
+static hwsock_plugin *plug, *uplug;
 static int lst = -1, peer = -1;
 static uint16_t lport;
 
@@ -42,6 +45,8 @@ static hwsock_device *new_device(void) {
   cr_assert_eq(hwsock_device_new(&c, &d), 0);
   cr_assert_eq(hwsock_device_add_backend(d, hwsock_plugin_desc(plug), NULL),
                0);
+  cr_assert_eq(hwsock_device_add_backend(d, hwsock_plugin_desc(uplug), NULL),
+               0);
   cr_assert_eq(hwsock_device_add_region(d, rq.gpa, rq.size, rq.mem), 0);
   return d;
 }
@@ -54,6 +59,8 @@ static void setup(void) {
   cr_assert_eq(hwsock_policy_load_string(y, strlen(y), "t", &pol, err,
                                          sizeof(err)), 0, "%s", err);
   cr_assert_eq(hwsock_plugin_load(TCP_SO, &plug, err, sizeof(err)), 0, "%s",
+               err);
+  cr_assert_eq(hwsock_plugin_load(UDP_SO, &uplug, err, sizeof(err)), 0, "%s",
                err);
   dev = new_device();
   cr_assert_eq(hwsock_device_set_features(dev, HWSOCK_F_VERSION_1), 0);
@@ -82,6 +89,7 @@ static void teardown(void) {
     ;
   uv_loop_close(&loop);
   hwsock_plugin_unload(plug);
+  hwsock_plugin_unload(uplug);
   hwsock_policy_free(pol);
   vrb_free(&rq);
   close(lst);
@@ -311,4 +319,39 @@ Test(handover, a_bad_record_is_refused_and_the_socket_stays_reset) {
   close(ex[0].fd);
   /* not imported: the socket is reset, as after a plain restore */
   cr_assert_eq(request(HWSOCK_OP_SEND, 4, NULL, "x"), HWSOCK_ECONNRESET);
+}
+
+Test(handover, a_udp_socket_keeps_its_address_and_its_waiting_recv) {
+  int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof(a);
+  cr_assert_eq(bind(u, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(getsockname(u, (struct sockaddr *)&a, &al), 0);
+  char uri[64];
+  snprintf(uri, sizeof(uri), "udp://127.0.0.1:%u", ntohs(a.sin_port));
+  pending op = post(HWSOCK_OP_OPEN, 6, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM,
+                    NULL, NULL);
+  hwsock_device_kick(dev, 0);
+  cr_assert_eq(wait_done(dev, op, NULL, 0), 0);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 6, uri, NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_SEND, 6, NULL, "ping"), 0);
+  struct sockaddr_in from;
+  socklen_t fl = sizeof(from);
+  char buf[16];
+  cr_assert_eq(recvfrom(u, buf, sizeof(buf), 0, (struct sockaddr *)&from,
+                        &fl), 4);
+  pending rcv = post(HWSOCK_OP_RECV, 6, 0, 0, NULL, NULL);
+  hwsock_device_kick(dev, 0);
+  spin(20);
+  dev = hand_over(1);
+  /* the same host socket: the datagram to the address it had arrives */
+  cr_assert_eq(sendto(u, "pong", 4, 0, (struct sockaddr *)&from, fl), 4);
+  char got[256];
+  cr_assert_eq(wait_done(dev, rcv, got, sizeof(got)), 0);
+  cr_assert_str_eq(got, "pong");
+  cr_assert_eq(request(HWSOCK_OP_SEND, 6, NULL, "again"), 0);
+  cr_assert_eq(recv(u, buf, sizeof(buf), 0), 5);
+  cr_assert_eq(memcmp(buf, "again", 5), 0);
+  close(u);
 }

@@ -12,7 +12,9 @@
            grows), and at the end 0 bytes are lost, duplicated or wrong,
            no connection failed, the guest never re-attached, and the
            socket files are still served
-  kill     the same stream, and the serving VMM is killed with SIGKILL:
+  kill     the same stream; a takeover whose old VMM is killed with
+           SIGKILL as soon as the new one is ready loses nothing (the
+           stream goes on); then the serving VMM is killed with SIGKILL:
            what lives in it dies with it. Every connection of the guest
            fails (none hangs, no wrong byte), the echo server sees each
            connection closed, `--takeover` then finds no VMM (exit 1, the
@@ -228,7 +230,14 @@ def kill(env):
     echo = EchoServer()
     vmm = env.start_vmm()
     env.start_client(echo.port, 20)
-    env.wait_progress("before the kill")
+    env.wait_progress("before the takeover")
+    # killed once the new VMM is ready (it has everything): nothing lost
+    new = env.start_vmm("--takeover")
+    vmm.kill()
+    vmm.wait()
+    vmm = new
+    env.wait_progress("after the old VMM was killed past its hand-over")
+    # the serving VMM killed: what it held dies with it
     vmm.kill()
     vmm.wait()
     try:
