@@ -1,5 +1,6 @@
 /* Pumping between the pump end of an offloaded socket and its device
- * socket, with the guest driver's blocking API. Two threads per socket:
+ * socket, with the guest driver's blocking API. Two threads per socket
+ * (parked after their socket ends and reused by the next one: spawn()):
  *
  *   down (device -> program): recv from the device, write to the pump end;
  *     device EOF -> shutdown(SHUT_WR) on the pump end (the program reads
@@ -29,6 +30,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/sockios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hwsock/wire.h"
@@ -52,8 +54,26 @@ typedef struct pump_arg {
 static void stream_up(run_sock *s, const char *unused);
 static void dgram_up(run_sock *s, const char *unused);
 
-static void *thread_main(void *p) {
-  pump_arg *a = p;
+/* Pump threads are kept: one whose socket ended parks (at most
+ * PUMP_PARKED_MAX of them, each for PUMP_PARKED_MS) and the next spawn()
+ * hands it its job, so a connection costs a wake-up instead of a thread's
+ * creation and exit (clone3, stack mapping and its madvise at exit, rseq,
+ * robust list, signal masks: docs/PERFORMANCE.md, "hwsock-run per
+ * connection"). */
+#define PUMP_PARKED_MAX 64u
+#define PUMP_PARKED_MS 5000
+
+typedef struct parked {
+  struct parked *next;
+  pthread_cond_t cond;
+  pump_arg *job; /* set by spawn() (pool_lock) */
+} parked;
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static parked *pool;
+static unsigned npool;
+
+static void run_job(pump_arg *a) {
   a->fn(a->s, a->uri);
   hwsock__run_sock_put(a->s);
   pthread_mutex_lock(&threads_lock);
@@ -62,7 +82,60 @@ static void *thread_main(void *p) {
   pthread_cond_broadcast(&threads_cond);
   pthread_mutex_unlock(&threads_lock);
   free(a);
+}
+
+/* Parks the calling thread until spawn() gives it a job (returned) or
+ * PUMP_PARKED_MS pass (NULL: the thread ends). */
+static pump_arg *park(void) {
+  parked me;
+  me.job = NULL;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&me.cond, &ca);
+  pthread_condattr_destroy(&ca);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += PUMP_PARKED_MS / 1000;
+  pthread_mutex_lock(&pool_lock);
+  if (npool < PUMP_PARKED_MAX) {
+    me.next = pool;
+    pool = &me;
+    npool++;
+    while (!me.job)
+      if (pthread_cond_timedwait(&me.cond, &pool_lock, &ts) != 0)
+        break;
+    if (!me.job) { /* timed out: leave the pool */
+      parked **pp = &pool;
+      while (*pp != &me)
+        pp = &(*pp)->next;
+      *pp = me.next;
+      npool--;
+    }
+  }
+  pthread_mutex_unlock(&pool_lock);
+  pthread_cond_destroy(&me.cond);
+  return me.job;
+}
+
+static void *thread_main(void *p) {
+  for (pump_arg *a = p; a; a = park())
+    run_job(a);
   return NULL;
+}
+
+/* Gives a to a parked thread: 1, or 0 when none is parked. */
+static int unpark(pump_arg *a) {
+  pthread_mutex_lock(&pool_lock);
+  parked *t = pool;
+  if (t) {
+    pool = t->next;
+    npool--;
+    t->job = a;
+    pthread_cond_signal(&t->cond);
+  }
+  pthread_mutex_unlock(&pool_lock);
+  return t != NULL;
 }
 
 static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
@@ -80,6 +153,8 @@ static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
   nthreads++;
   nsenders += a->sender;
   pthread_mutex_unlock(&threads_lock);
+  if (unpark(a))
+    return 0;
   pthread_attr_t at;
   pthread_t t;
   pthread_attr_init(&at);
