@@ -128,6 +128,7 @@ int hwsock__run_open_device(run_sock *s) {
   pthread_mutex_lock(&s->lock);
   s->id = id;
   s->id_shut = 0;
+  s->down_done = 0;
   pthread_mutex_unlock(&s->lock);
   /* options the program set so far go with the decision, applied before
    * the device's bind or connect (SO_REUSEADDR before bind) */

@@ -234,6 +234,15 @@ static void wait_hangup(run_sock *s) {
   }
 }
 
+/* The program closed its end (not only shut it down: a hang-up also
+ * follows a shutdown of both directions while the program holds the fd,
+ * so the kernel is asked whether the program end still exists). */
+static int program_closed(run_sock *s) {
+  struct pollfd p = {.fd = s->pfd, .events = 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) &&
+         hwsock__run_unix_alive(s->ino) == 0;
+}
+
 /* Ends the connection: the pumps stop; the entry stays findable while the
  * program holds the fd (getsockname still answers). */
 static void finish(run_sock *s) { hwsock__run_sock_retire(s); }
@@ -291,6 +300,9 @@ static void stream_down(run_sock *s, const char *unused) {
       }
     } else if (n == 0) { /* the peer's orderly shutdown */
       char lb[64];
+      pthread_mutex_lock(&s->lock);
+      s->down_done = 1;
+      pthread_mutex_unlock(&s->lock);
       if (!is_dead(s))
         hwsock__run_log("eof: %s: the peer closed its side",
                         hwsock__run_label(s, lb, sizeof(lb)));
@@ -320,7 +332,19 @@ static void stream_up(run_sock *s, const char *unused) {
     } else if (n == 0) {
       if (is_dead(s))
         break;
-      /* the program shut down its side (or closed the socket) */
+      if (program_closed(s)) {
+        /* Closed, not shut down: the device's CLOSE at the last reference
+         * ends the connection (the FIN) without a SHUTDOWN request of its
+         * own; what the program wrote goes first, as before a SHUT_WR. */
+        int err = hwsock_guest_send_wait(hwsock__run.g, s->id);
+        if (err < 0) {
+          fail(s, "send", err);
+          break;
+        }
+        finish(s);
+        break;
+      }
+      /* the program shut down its side */
       int err = hwsock_guest_shutdown(hwsock__run.g, s->id, HWSOCK_SHUT_WR);
       if (err < 0 && err != HWSOCK_ENOTCONN) {
         fail(s, "shutdown", err);

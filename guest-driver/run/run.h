@@ -213,6 +213,8 @@ typedef struct run_sock {
                         where the program is answered) */
   int threads;       /* pump threads running */
   int id_shut;       /* SHUT_RD sent to wake the pumps */
+  int down_done;     /* the down pump met the device's end of file: no
+                        recv left to wake, kill sends no SHUT_RD */
   int linked;        /* in the table */
   int dead;          /* pumps must stop */
   int watched;       /* in the hang-up watcher */

@@ -247,7 +247,8 @@ void hwsock__run_sock_kill(run_sock *s) {
     s->state = RS_CLOSED;
   if (s->id >= 0 && !s->id_shut) {
     s->id_shut = 1;
-    id = s->id;
+    if (!s->down_done) /* else nobody waits on the device: a request saved */
+      id = s->id;
   }
   if (s->pfd >= 0)
     shutdown(s->pfd, SHUT_RDWR); /* the program sees EOF and EPIPE */
