@@ -447,8 +447,31 @@ def test_python_clients():
         slow.listen(0)
         filler = socket.create_connection(slow.getsockname())
 
+        def syn_sent_to(port):
+            # /proc/net/tcp{,6}: "local rem st ...", rem as HEX_ADDR:HEX_PORT,
+            # st 02 = SYN_SENT. The connect is made by the host socket of the
+            # device (loopback), so it shows here while the SYN is retried.
+            for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+                try:
+                    lines = open(f).read().splitlines()[1:]
+                except OSError:
+                    continue
+                for ln in lines:
+                    col = ln.split()
+                    if (col[3] == "02" and
+                            int(col[2].rsplit(":", 1)[1], 16) == port):
+                        return True
+            return False
+
         def drain():
-            time.sleep(1.0)
+            # Accept only once the program's connect is under way: a fixed
+            # sleep raced hwsock-run's start-up on a loaded machine (the
+            # connect then found the queue already drained and returned 0).
+            port = slow.getsockname()[1]
+            deadline = time.time() + 60
+            while not syn_sent_to(port) and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
             conns = [slow.accept()[0] for _ in range(2)]
             d = conns[1].recv(10)
             conns[1].sendall(d)
