@@ -21,6 +21,10 @@
            stale socket files stay), and a plain new VMM on the same path
            serves a new guest
 
+  refused  a --takeover whose devices cannot hold the guest's state
+           (--max-sockets 8 for 20 sockets) exits 1 and the old VMM serves
+           on (the stream goes on, nothing lost); a proper one then works
+
 Every wait is bounded; no timing is asserted."""
 import argparse
 import os
@@ -271,11 +275,38 @@ def kill(env):
     check(wait_exit(vmm, "the new VMM") == 0, "the new VMM exited badly")
 
 
+def refused(env):
+    echo = EchoServer()
+    vmm = env.start_vmm()
+    env.start_client(echo.port, 20)
+    env.wait_progress("before the takeover")
+    # devices too small for the guest's 20 sockets: the new VMM fails
+    # before its ACK, and the old one serves on
+    p = env.start_vmm("--takeover", "--max-sockets", "8", want_ready=False)
+    rc = wait_exit(p, "a --takeover that cannot fit the guest")
+    check(rc == 1, "a --takeover that cannot fit the guest exited %d" % rc)
+    check(vmm.poll() is None, "the old VMM did not serve on: %s" %
+          env.tail_log())
+    env.wait_progress("after the refused takeover")
+    # and a proper takeover still works afterwards
+    new = env.start_vmm("--takeover")
+    check(wait_exit(vmm, "the old VMM") == 0, "the old VMM exited badly")
+    env.wait_progress("after the takeover")
+    rc, last, err = env.finish_client()
+    check(rc == 0 and last.endswith("mismatched 0 failed 0"),
+          "the streams did not survive: %s %s" % (last, err))
+    with open(env.log, errors="replace") as f:
+        check("not handed over" in f.read(), "the old VMM did not say why")
+    new.send_signal(signal.SIGTERM)
+    check(wait_exit(new, "the new VMM") == 0, "the new VMM exited badly")
+
+
 def replace_evq(env):
     replace(env, evq=True)
 
 
-SCENARIOS = {"replace": replace, "replace_evq": replace_evq, "kill": kill}
+SCENARIOS = {"replace": replace, "replace_evq": replace_evq, "kill": kill,
+             "refused": refused}
 
 
 def main():

@@ -80,7 +80,7 @@ endif()
 # SIGKILL of the VMM leaves. test/vmm/takeover_test.py, one scenario each.
 add_executable(takeover_client "${CMAKE_CURRENT_LIST_DIR}/takeover_client.c")
 target_link_libraries(takeover_client PRIVATE hwsock-guest Threads::Threads)
-foreach(scenario replace replace_evq kill)
+foreach(scenario replace replace_evq kill refused)
   add_test(NAME vmm_takeover_${scenario}
     COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/takeover_test.py"
       --vmm $<TARGET_FILE:hwsock-vmm>

@@ -500,6 +500,10 @@ void vmm_guest_pause(vmm_guest *g, int on) {
     hwsock_device_quiesce(g->dev, 1);
   } else {
     hwsock_device_quiesce(g->dev, 0);
+    /* What waited (and what a kick budget leaves) is served through the
+     * adapter, which only a kick tells that there is work. */
+    for (unsigned q = 0; q < g->nqueues; q++)
+      hwsock_eventfd_signal(g->kick[q]);
     uv_poll_start(&g->sock_poll, UV_READABLE | UV_DISCONNECT, on_sock);
   }
 }
