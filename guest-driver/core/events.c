@@ -14,10 +14,12 @@
  * If unread data kept its buffers, the program reading one connection
  * could wait for ever while the others' data held every buffer (issue 13's
  * conc hang). So once the device is left with fewer than a quarter of the
- * buffers, new data is copied out to the heap (spilled) and its buffer
- * goes back at once: the device always has buffers, and what the driver
- * holds is bounded by the windows it granted, as a kernel's socket
- * buffers are. hwsock_guest_wait() reports sockets from a
+ * buffers, or a socket already holds as many buffers as its window fills,
+ * new data is copied out to the heap (spilled) and its buffer goes back at
+ * once: the device always has buffers, one unread socket cannot take them
+ * with small events, and what the driver holds is bounded by the windows
+ * it granted, as a kernel's socket buffers are (charged by truesize).
+ * hwsock_guest_wait() reports sockets from a
  * ready list that the thread and recv() keep (level-triggered: a socket is
  * dropped from it when it is found not ready).
  *
@@ -131,7 +133,16 @@ static void rx_pop(hwsock_guest *g, guest_sock *gs) {
   if (gs->rx_head == NULL)
     gs->rx_tail = NULL;
   gs->rx_off = 0;
+  if (rx->buf >= 0)
+    gs->ev_nbufs--;
   rx_done(g, rx);
+}
+
+/* The buffers one socket may hold: as many as a stream window fills, and
+ * one for a partly read head (a datagram socket gets no more: its small
+ * datagrams would otherwise hold a buffer each). */
+static uint32_t sock_bufs(const hwsock_guest *g) {
+  return g->ev_window / (g->ev_buf_len - EV_HDR) + 1;
 }
 
 /* Gives every buffer on the socket's list back to the device. */
@@ -141,16 +152,18 @@ static void drop_rx(hwsock_guest *g, guest_sock *gs) {
 }
 
 /* Buffer i holds `used` bytes of a DATA event of gs. With few buffers
- * left to the device, its contents (after the event header) move to the
- * heap and it goes back at once. Returns the entry to file, or NULL when
- * the bytes were appended to the stream's last copy: a peer that trickles
- * a byte per event then costs the window and a header per growing chunk
- * (GUEST_EV_SPILL_MIN, doubling up to a buffer), not a header per byte. */
+ * left to the device, or gs holding its share already, its contents
+ * (after the event header) move to the heap and it goes back at once.
+ * Returns the entry to file, or NULL when the bytes were appended to the
+ * stream's last copy: a peer that trickles a byte per event then costs the
+ * window and a header per growing chunk (GUEST_EV_SPILL_MIN, doubling up
+ * to a buffer), not a header per byte. */
 static guest_rx *rx_keep(hwsock_guest *g, guest_sock *gs, unsigned i,
                          uint32_t used) {
   guest_rx *rx = &g->evbufs[i].rx;
   unsigned reserve = g->ev_nbuf / GUEST_EV_RESERVE_DIV;
-  if (g->ev_nposted >= (reserve ? reserve : 1))
+  if (g->ev_nposted >= (reserve ? reserve : 1) &&
+      gs->ev_nbufs < sock_bufs(g))
     return rx;
   size_t n = used - EV_HDR, cap = n;
   guest_rx *t = gs->rx_tail;
@@ -238,6 +251,8 @@ static void ev_take(hwsock_guest *g, uint32_t i, uint32_t len) {
     else
       gs->rx_head = rx;
     gs->rx_tail = rx;
+    if (rx->buf >= 0)
+      gs->ev_nbufs++;
     gs->bytes_in += dlen;
     break;
   case HWSOCK_EV_ERROR:
@@ -382,6 +397,7 @@ void hwsock__ev_stop(hwsock_guest *g) {
         free(rx);
     }
     gs->rx_tail = NULL;
+    gs->ev_nbufs = 0;
   }
   for (unsigned i = 0; i < GUEST_RX_CONDS; i++)
     pthread_cond_destroy(&g->rx_cond[i]);

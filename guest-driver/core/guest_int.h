@@ -44,7 +44,12 @@
 /* The windows of all sockets together may exceed the buffers many times
  * (PROTOCOL.md §16.3): once fewer than nbuf / GUEST_EV_RESERVE_DIV buffers
  * (at least 1) are left with the device, new data is copied out of its
- * buffer to the heap and the buffer goes back at once. */
+ * buffer to the heap and the buffer goes back at once. Nor does one socket
+ * keep more buffers than a stream window fills (window / data room + 1):
+ * a peer that trickles small events to a reader that has stopped would
+ * otherwise hold a buffer per event, up to the reserve, and the device
+ * would find the event queue empty while the other sockets wait
+ * (load_stall_trickle: ev_no_buffer); its further data is copied too. */
 #define GUEST_EV_RESERVE_DIV 4u
 /* A stream's first heap copy has room for this many bytes; later events
  * fill it, the next copy has twice the room (up to a buffer). */
@@ -111,6 +116,7 @@ typedef struct guest_sock {
   uint32_t rx_off;     /* bytes of the head entry consumed */
   uint32_t consumed;   /* credit consumed, not yet returned */
   uint32_t ready_next; /* ready list link, id + 1 */
+  uint32_t ev_nbufs;   /* event buffers on the receive list (not copies) */
 } guest_sock;
 
 /* Data of one DATA event on a socket's receive list (events.c): in its

@@ -37,7 +37,8 @@
              (--rounds R: R rounds of each, medians; the rate is a figure,
              never asserted)
   stall_trickle  stall with a source that sends 512 bytes every 2 ms, so
-             that the unread data comes in small events (run by hand)
+             that the unread data comes in small events: they must not
+             take the event buffers either
   restart    the VMM killed (-9) while 20 connections move 64 MiB each:
              every connection fails, the guest exits within 20 s (no hang);
              a new VMM on the same socket path serves a new guest

@@ -47,11 +47,11 @@ target_link_libraries(load_guest PRIVATE hwsock-guest hwsock_test_support
                       hwsock Threads::Threads)
 # (hwsock-policy: a generator expression, whatever the order its folder is
 # added in)
-# (stall reads the device's counters and sockets through hwsock-stat; its
-# variant stall_trickle, a reader stalled by 512-byte writes, is run by hand
-# until the driver keeps one socket from holding the event buffers)
-# The short versions take seconds; the timeout leaves room for the long ones.
-foreach(scenario echo reset churn malformed policy restart stall)
+# (stall and stall_trickle read the device's counters and sockets through
+# hwsock-stat.) The short versions take seconds; the timeout leaves room for
+# the long ones.
+foreach(scenario echo reset churn malformed policy restart stall
+        stall_trickle)
   add_test(NAME load_${scenario}
     COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/load_test.py"
       --vmm $<TARGET_FILE:hwsock-vmm>
