@@ -145,7 +145,7 @@ int hwsock_device_new(const hwsock_device_config *cfg, hwsock_device **out) {
 
 static void close_all_sockets(hwsock_device *dev) {
   dev->in_teardown = 1;
-  for (unsigned i = 0; i < dev->cfg.max_sockets; i++)
+  for (unsigned i = 0; i < dev->sock_hwm; i++)
     if (dev->socks[i].state != HWSOCK__S_FREE)
       hwsock__sock_close(dev, i);
   dev->in_teardown = 0;
@@ -383,6 +383,7 @@ int hwsock_device_pending(const hwsock_device *dev) {
 void hwsock_device_reset(hwsock_device *dev) {
   close_all_sockets(dev);
   hwsock__evq_reset(dev);
+  dev->sock_hwm = 0; /* every id is FREE again */
   /* Requests not owned by a backend (none should remain) are dropped. */
   for (unsigned i = 0; i < dev->cfg.max_inflight; i++)
     if (dev->reqs[i].in_use)

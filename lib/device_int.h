@@ -170,7 +170,17 @@ struct hwsock_device {
   /* handover.c: hwsock_device_restore_held() holds the requests in flight
    * (walked, neither completed nor submitted) until resume_held */
   int held;
+  /* Every id at or above it is FREE (ids a request named or a restore
+   * filled are below it): a reset and the statistics scan up to it, not
+   * all max_sockets ids (65,536 by default: 9 MiB, ~2 ms to scan). Raised
+   * by hwsock__sock_seen() before an id can leave FREE; 0 after a reset. */
+  uint32_t sock_hwm;
 };
+
+static inline void hwsock__sock_seen(hwsock_device *dev, uint32_t id) {
+  if (id >= dev->sock_hwm)
+    dev->sock_hwm = id + 1;
+}
 
 /* evq.c: the event queue (PROTOCOL.md §16) */
 /* The event queue's index, or -1 when F_EVENT_QUEUE is not negotiated. */

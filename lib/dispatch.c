@@ -276,6 +276,7 @@ static void submit(hwsock_device *dev, hwsock__req *req, hwsock__sock *s) {
       finish(dev, req, HWSOCK_EEXIST, 0);
       return;
     }
+    hwsock__sock_seen(dev, t);
     /* The connection it waits for will be a host socket: counted from now
      * on, so that pending ACCEPTs cannot overshoot the quota. */
     int rc = hwsock__quota_take(dev);
@@ -659,6 +660,7 @@ static int decode_args(hwsock_device *dev, hwsock__req *req,
     return HWSOCK_ENAMETOOLONG;
   if (id >= dev->cfg.max_sockets)
     return HWSOCK_EBADF;
+  hwsock__sock_seen(dev, id); /* OPEN may take it */
   req->sock_id = id;
   if (n == 0)
     return op == HWSOCK_OP_CONNECT || op == HWSOCK_OP_BIND ? HWSOCK_EINVAL

@@ -354,7 +354,7 @@ void hwsock__evq_reset(hwsock_device *dev) {
   while (dev->ev_head != 0)
     line_pop(dev);
   /* Written only where set: the table's untouched pages stay unmapped. */
-  for (unsigned i = 0; i < dev->cfg.max_sockets; i++)
+  for (unsigned i = 0; i < dev->sock_hwm; i++)
     if (dev->socks[i].ev != 0)
       dev->socks[i].ev = 0;
 }

@@ -538,6 +538,7 @@ static int restore_socks(hwsock_device *dev, const snap *sn,
   for (uint32_t i = 0; i < sn->ns; i++) {
     const snap_s *x = &sn->s[i];
     hwsock__sock *s = &dev->socks[x->id];
+    hwsock__sock_seen(dev, x->id);
     if (x->state == HWSOCK__S_RESERVED)
       continue; /* its ACCEPT is in flight: dispatched again or failed */
     s->scheme = x->scheme;

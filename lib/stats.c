@@ -201,7 +201,7 @@ void hwsock_device_get_stats(const hwsock_device *dev,
                              hwsock_device_stats *out) {
   hwsock_device_stats s;
   to_public(&dev->counters, &s);
-  for (unsigned i = 0; i < dev->cfg.max_sockets; i++) {
+  for (unsigned i = 0; i < dev->sock_hwm; i++) { /* the rest is FREE */
     s.sockets_open += dev->socks[i].state != HWSOCK__S_FREE;
     s.sockets_offloaded += dev->socks[i].state == HWSOCK__S_OFFLOADED;
   }
@@ -222,7 +222,7 @@ void hwsock_device_get_stats(const hwsock_device *dev,
 
 int hwsock_device_foreach_socket(const hwsock_device *dev, hwsock_sock_cb cb,
                                  void *arg) {
-  for (unsigned i = 0; i < dev->cfg.max_sockets; i++) {
+  for (unsigned i = 0; i < dev->sock_hwm; i++) { /* the rest is FREE */
     const hwsock__sock *s = &dev->socks[i];
     if (s->state != HWSOCK__S_OFFLOADED)
       continue;
