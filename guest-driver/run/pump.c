@@ -239,8 +239,18 @@ static void wait_hangup(run_sock *s) {
  * so the kernel is asked whether the program end still exists). */
 static int program_closed(run_sock *s) {
   struct pollfd p = {.fd = s->pfd, .events = 0};
-  return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) &&
-         hwsock__run_unix_alive(s->ino) == 0;
+  if (poll(&p, 1, 0) != 1 || !(p.revents & POLLHUP))
+    return 0;
+  pthread_mutex_lock(&s->lock);
+  int dead = s->dead, down_done = s->down_done;
+  pthread_mutex_unlock(&s->lock);
+  if (dead) /* kill's shutdown made the hang-up (dead is set before it) */
+    return 0;
+  /* Both directions shut needs our SHUT_WR, which only the down pump's
+   * EOF makes: without it the hang-up is the program's close, and the
+   * sock_diag lookup (a walk of the kernel's unix socket table, the
+   * costliest syscall of a connection's end) is not needed. */
+  return !down_done || hwsock__run_unix_alive(s->ino) == 0;
 }
 
 /* Ends the connection: the pumps stop; the entry stays findable while the
@@ -341,7 +351,7 @@ static void stream_up(run_sock *s, const char *unused) {
           fail(s, "send", err);
           break;
         }
-        finish(s);
+        hwsock__run_sock_closed(s);
         break;
       }
       /* the program shut down its side */

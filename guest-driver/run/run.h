@@ -259,6 +259,9 @@ void hwsock__run_sock_kill(run_sock *s);
  * program still holds the fd (getsockname works, as in the kernel); the
  * watcher unlinks it once the program end is gone (alive.c). */
 void hwsock__run_sock_retire(run_sock *s);
+/* The same when the program is known to have closed its end: the entry
+ * goes at once, without asking the kernel (alive.c). */
+void hwsock__run_sock_closed(run_sock *s);
 
 /* alive.c: 1 while the unix socket with this inode exists, 0 once it is
  * gone, HWSOCK_E* when the kernel cannot tell (no sock_diag). */

@@ -173,6 +173,19 @@ void hwsock__run_sock_retire(run_sock *s) {
   hwsock__run_sock_unlink(s); /* closed already, or no way to know */
 }
 
+void hwsock__run_sock_closed(run_sock *s) {
+  hwsock__run_sock_kill(s);
+  pthread_mutex_lock(&table_lock);
+  int mine = s->linked && !s->retired; /* as in retire: one pump claims it */
+  if (mine)
+    s->retired = 2;
+  pthread_mutex_unlock(&table_lock);
+  if (!mine)
+    return;
+  log_closed(s);
+  hwsock__run_sock_unlink(s);
+}
+
 /* Unlinks the retired entries whose program end no longer exists. */
 static void sweep_retired(void) {
   run_sock *batch[64];
