@@ -3,7 +3,8 @@
  * imported into the restored device keeps its bytes, and the RECV that
  * waited across the hand-over completes with the peer's next bytes instead
  * of ECONNRESET, and a connected UDP socket keeps its address and its
- * waiting RECV; export waits (EAGAIN) while a socket is between states;
+ * waiting RECV, and a listener its port and its waiting ACCEPT; export
+ * waits (EAGAIN) while a socket is between states;
  * a bad record is refused and the socket stays reset. Real tcp and udp
  * backends and host sockets on 127.0.0.1; the driver side is the vring
  * builder. */
@@ -133,7 +134,7 @@ static pending post(unsigned op, uint32_t id, uint32_t a0, uint32_t a1,
 }
 
 /* Waits for p's completion on device d: its status, and its data bytes
- * into got (NUL-terminated) when given. */
+ * (or its URI when there are none) into got (NUL-terminated) when given. */
 static int wait_done(hwsock_device *d, pending p, char *got, size_t cap) {
   uint32_t uid = UINT32_MAX, ulen;
   int ok = 0;
@@ -147,8 +148,10 @@ static int wait_done(hwsock_device *d, pending p, char *got, size_t cap) {
   cr_assert_eq(uid, (uint32_t)p.head);
   hwsock_resp_hdr *r = vrb_host(&rq, p.resp);
   int st = -(int)hwsock_le32_get(&r->status);
-  if (got != NULL) {
+  if (got != NULL) { /* the data, or the URI of a GETNAME */
     size_t n = hwsock_le32_get(&r->len);
+    if (n == 0)
+      n = hwsock_le32_get(&r->uri_len);
     cr_assert_lt(n, cap);
     memcpy(got, r + 1, n);
     got[n] = '\0';
@@ -354,4 +357,35 @@ Test(handover, a_udp_socket_keeps_its_address_and_its_waiting_recv) {
   cr_assert_eq(recv(u, buf, sizeof(buf), 0), 5);
   cr_assert_eq(memcmp(buf, "again", 5), 0);
   close(u);
+}
+
+Test(handover, a_listener_keeps_its_address_and_its_waiting_accept) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 7, NULL, NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 7, "tcp://127.0.0.1:0", NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 7, NULL, NULL), 0);
+  pending gn = post(HWSOCK_OP_GETNAME, 7, 0, 0, NULL, NULL);
+  hwsock_device_kick(dev, 0);
+  char name[256];
+  cr_assert_eq(wait_done(dev, gn, name, sizeof(name)), 0);
+  unsigned port = 0;
+  cr_assert_eq(sscanf(name, "tcp://127.0.0.1:%u", &port), 1, "%s", name);
+  /* an ACCEPT waits for a connection, into id 8 */
+  pending acc = post(HWSOCK_OP_ACCEPT, 7, 0, 8, NULL, NULL);
+  hwsock_device_kick(dev, 0);
+  spin(20);
+  dev = hand_over(1);
+  /* the same listening socket: a connection to its port is accepted */
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(wait_done(dev, acc, NULL, 0), 0);
+  cr_assert_eq(send(c, "hi", 2, 0), 2);
+  pending rcv = post(HWSOCK_OP_RECV, 8, 0, 0, NULL, NULL);
+  hwsock_device_kick(dev, 0);
+  char got[256];
+  cr_assert_eq(wait_done(dev, rcv, got, sizeof(got)), 0);
+  cr_assert_str_eq(got, "hi");
+  close(c);
 }

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hwsock/stats.h"
 #include "vmm.h"
 
 #define TK_VERSION 1u
@@ -255,9 +256,13 @@ static int collect(vmm *v, struct vmm_handover *h, char *why, size_t wl) {
     tk_out *o = &h->out[h->nout++];
     o->g = g;
     hwsock_device *dev = vmm_guest_device(g);
-    hwsock_wire_config cfg;
-    hwsock_device_get_config(dev, &cfg);
-    unsigned max = hwsock_le32_get(&cfg.max_sockets);
+    /* The ids in use bound the offloaded sockets (nothing runs between
+     * this count and the export). */
+    hwsock_device_stats st;
+    memset(&st, 0, sizeof(st));
+    st.size = sizeof(st);
+    hwsock_device_get_stats(dev, &st);
+    unsigned max = (unsigned)st.sockets_open;
     o->ex = calloc(max ? max : 1, sizeof(*o->ex));
     size_t cap = hwsock_device_save_bound(dev);
     o->blob = malloc(cap);
