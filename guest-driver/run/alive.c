@@ -13,18 +13,23 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "run.h"
 
-int hwsock__run_unix_alive(uint64_t ino) {
-  if (ino > UINT32_MAX) /* unix_diag names inodes with 32 bits */
-    return hwsock__run_err(EOVERFLOW); /* not in the map: carried */
-  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (nl < 0)
-    return hwsock__run_err(errno);
+/* One netlink socket for every lookup, kept open: making one per lookup
+ * (socket, autobind, close) cost as much as the lookup itself, once per
+ * closed connection. Lookups take turns (the lock); each carries its own
+ * sequence number, so a reply left over from a failed one is skipped. */
+static pthread_mutex_t nl_lock = PTHREAD_MUTEX_INITIALIZER;
+static int nl_fd = -1;
+static uint32_t nl_seq;
+
+/* One lookup on the open socket: 1, 0, or HWSOCK_E* (nl_lock held). */
+static int lookup(uint32_t ino) {
   struct {
     struct nlmsghdr h;
     struct unix_diag_req r;
@@ -33,39 +38,53 @@ int hwsock__run_unix_alive(uint64_t ino) {
   req.h.nlmsg_len = sizeof(req);
   req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
   req.h.nlmsg_flags = NLM_F_REQUEST;
-  req.h.nlmsg_seq = 1;
+  req.h.nlmsg_seq = ++nl_seq;
   req.r.sdiag_family = AF_UNIX;
   req.r.udiag_states = ~0u;
-  req.r.udiag_ino = (uint32_t)ino;
+  req.r.udiag_ino = ino;
   req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u; /* no cookie */
   struct sockaddr_nl to = {.nl_family = AF_NETLINK};
-  int rc;
-  if (sendto(nl, &req, sizeof(req), 0, (struct sockaddr *)&to, sizeof(to)) !=
-      (ssize_t)sizeof(req)) {
-    rc = hwsock__run_err(errno);
-    close(nl);
-    return rc;
-  }
+  if (sendto(nl_fd, &req, sizeof(req), 0, (struct sockaddr *)&to,
+             sizeof(to)) != (ssize_t)sizeof(req))
+    return hwsock__run_err(errno);
   union {
     struct nlmsghdr h;
     uint8_t b[1024];
   } resp;
-  ssize_t n;
-  do
-    n = recv(nl, &resp, sizeof(resp), 0);
-  while (n < 0 && errno == EINTR);
-  rc = n < 0 ? hwsock__run_err(errno) : HWSOCK_EPROTO;
-  close(nl);
-  if (n < (ssize_t)sizeof(struct nlmsghdr))
-    return rc;
-  if (resp.h.nlmsg_type == SOCK_DIAG_BY_FAMILY)
-    return 1;
-  if (resp.h.nlmsg_type == NLMSG_ERROR &&
-      (size_t)n >= NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
-    const struct nlmsgerr *e = NLMSG_DATA(&resp.h);
-    if (e->error == -ENOENT)
-      return 0;
-    return e->error < 0 ? hwsock__run_err(-e->error) : HWSOCK_EPROTO;
+  for (;;) {
+    ssize_t n = recv(nl_fd, &resp, sizeof(resp), 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return hwsock__run_err(errno);
+    if (n < (ssize_t)sizeof(struct nlmsghdr))
+      return HWSOCK_EPROTO;
+    if (resp.h.nlmsg_seq != req.h.nlmsg_seq)
+      continue; /* an earlier lookup's reply */
+    if (resp.h.nlmsg_type == SOCK_DIAG_BY_FAMILY)
+      return 1;
+    if (resp.h.nlmsg_type == NLMSG_ERROR &&
+        (size_t)n >= NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
+      const struct nlmsgerr *e = NLMSG_DATA(&resp.h);
+      if (e->error == -ENOENT)
+        return 0;
+      return e->error < 0 ? hwsock__run_err(-e->error) : HWSOCK_EPROTO;
+    }
+    return HWSOCK_EPROTO;
   }
-  return HWSOCK_EPROTO;
+}
+
+int hwsock__run_unix_alive(uint64_t ino) {
+  if (ino > UINT32_MAX) /* unix_diag names inodes with 32 bits */
+    return hwsock__run_err(EOVERFLOW); /* not in the map: carried */
+  pthread_mutex_lock(&nl_lock);
+  if (nl_fd < 0)
+    nl_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  int rc = nl_fd < 0 ? hwsock__run_err(errno) : lookup((uint32_t)ino);
+  if (rc < 0 && nl_fd >= 0) { /* start afresh next time */
+    close(nl_fd);
+    nl_fd = -1;
+  }
+  pthread_mutex_unlock(&nl_lock);
+  return rc;
 }
