@@ -1,7 +1,7 @@
 /* A guest for test/vmm/takeover_test.py: streams through the VMM while it
  * is replaced.
  *
- *   takeover_client VMM PORT CONNS STOPFILE [evq]
+ *   takeover_client VMM PORT CONNS STOPFILE [evq] [wait=WAITPORT]
  *
  * CONNS threads, each one connection through the guest driver to the echo
  * server on 127.0.0.1:PORT: rounds of a per-connection pseudo-random chunk
@@ -13,7 +13,9 @@
  * with the error each failed connection met on stderr. Exit 0 when every
  * connection streamed without an error or a wrong byte, 1 otherwise.
  * With "evq" the guest negotiates the event queue (the VMM needs
- * --queues 2). */
+ * --queues 2). With wait=WAITPORT one more connection, to WAITPORT, waits
+ * in a RECV for the 4 bytes "wake" (counted as failed or mismatched too).
+ */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,6 +42,42 @@ static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n) {
 }
 
 static int stop_asked(void) { return access(stopfile, F_OK) == 0; }
+
+/* WAITPORT: one more connection, whose RECV waits (held across every
+ * takeover) until that server sends "wake" after the last one. */
+static unsigned waitport;
+
+static void *waiter(void *arg) {
+  (void)arg;
+  char uri[64], buf[8];
+  snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%u", waitport);
+  long err = 0;
+  size_t got = 0;
+  int s = hwsock_guest_socket(g, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
+  if (s < 0)
+    err = s;
+  else if ((err = hwsock_guest_connect(g, s, uri)) == 0)
+    while (got < 4) {
+      ssize_t k = hwsock_guest_recv(g, s, buf + got, 4 - got, 0);
+      if (k <= 0) {
+        err = k;
+        break;
+      }
+      got += (size_t)k;
+    }
+  if (s >= 0)
+    hwsock_guest_close(g, s);
+  pthread_mutex_lock(&mu);
+  if (got < 4) {
+    failed++;
+    fprintf(stderr, "the waiting connection failed: %s\n",
+            err == 0 ? "end of stream" : hwsock_err_name((int)err));
+  } else if (memcmp(buf, "wake", 4) != 0) {
+    mismatched++;
+  }
+  pthread_mutex_unlock(&mu);
+  return NULL;
+}
 
 static void *stream(void *arg) {
   unsigned idx = (unsigned)(uintptr_t)arg;
@@ -110,8 +148,18 @@ static void *progress(void *arg) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc != 5 && !(argc == 6 && strcmp(argv[5], "evq") == 0)) {
-    fprintf(stderr, "usage: takeover_client VMM PORT CONNS STOPFILE [evq]\n");
+  int evq = 0;
+  for (int i = 5; i < argc; i++) {
+    if (strcmp(argv[i], "evq") == 0)
+      evq = 1;
+    else if (strncmp(argv[i], "wait=", 5) == 0)
+      waitport = (unsigned)atoi(argv[i] + 5);
+    else
+      argc = 0;
+  }
+  if (argc < 5) {
+    fprintf(stderr, "usage: takeover_client VMM PORT CONNS STOPFILE [evq] "
+                    "[wait=PORT]\n");
     return 2;
   }
   port = (unsigned)atoi(argv[2]);
@@ -120,7 +168,7 @@ int main(int argc, char **argv) {
   hwsock_attachment *at;
   hwsock_attach_opts o;
   hwsock_attach_opts_init(&o);
-  o.event_queue = argc == 6;
+  o.event_queue = evq;
   int rc = hwsock_attach(argv[1], &o, &at);
   if (rc < 0) {
     fprintf(stderr, "attach: %s\n", hwsock_err_name(rc));
@@ -133,8 +181,13 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < conns; i++)
     if (pthread_create(&t[i], NULL, stream, (void *)(uintptr_t)i) != 0)
       return 1;
+  pthread_t wt;
+  if (waitport != 0 && pthread_create(&wt, NULL, waiter, NULL) != 0)
+    return 1;
   for (unsigned i = 0; i < conns; i++)
     pthread_join(t[i], NULL);
+  if (waitport != 0)
+    pthread_join(wt, NULL);
   atomic_store(&done, 1);
   pthread_join(pt, NULL);
   free(t);

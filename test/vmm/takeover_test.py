@@ -6,7 +6,8 @@
 
   replace  one guest streams on 20 connections through the VMM to an echo
            server on 127.0.0.1 (every chunk compared, FNV hashes of both
-           streams) while the VMM is replaced 5 times by
+           streams), and a 21st connection waits in a RECV for a server
+           that sends only at the end, while the VMM is replaced 5 times by
            `hwsock-vmm --listen SOCK --takeover`: each old VMM exits 0, the
            streams go on through each new one (the echoed byte count
            grows), and at the end 0 bytes are lost, duplicated or wrong,
@@ -85,6 +86,31 @@ class EchoServer:
                 self.open += 1
                 self.accepted += 1
             threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+
+class Waker:
+    """Accepts one connection and sends it "wake" when told to."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.port = self.srv.getsockname()[1]
+        self.conn = None
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        try:
+            self.conn, _ = self.srv.accept()
+        except OSError:
+            pass
+
+    def wake(self):
+        t0 = time.monotonic()
+        while self.conn is None and time.monotonic() - t0 < WAIT:
+            time.sleep(0.05)
+        check(self.conn is not None, "the waiting connection never came")
+        self.conn.sendall(b"wake")
 
 
 class Env:
@@ -192,8 +218,10 @@ def wait_exit(p, what):
 def replace(env, evq=False):
     echo = EchoServer()
     opts = ("--queues", "2") if evq else ()
+    waker = Waker()
     vmm = env.start_vmm(*opts)
-    env.start_client(echo.port, 20, *(("evq",) if evq else ()))
+    env.start_client(echo.port, 20, "wait=%d" % waker.port,
+                     *(("evq",) if evq else ()))
     env.wait_progress("before the first takeover")
     for i in range(1, 6):
         new = env.start_vmm("--takeover", *opts)
@@ -203,6 +231,7 @@ def replace(env, evq=False):
         vmm = new
         env.wait_progress("after takeover %d" % i)
         print("takeover %d: %d bytes echoed so far" % (i, env.echoed()))
+    waker.wake()  # its RECV waited through all 5
     rc, last, err = env.finish_client()
     print(last)
     check(rc == 0 and last.startswith("stream 20:") and
@@ -212,8 +241,8 @@ def replace(env, evq=False):
         log = f.read()
     check(log.count("attached (pid") == 1,
           "the guest attached again: it saw a reset")
-    check(log.count("took 1 guest and 20 host sockets") == 5,
-          "a takeover did not carry the 20 connections:\n" + log[-3000:])
+    check(log.count("took 1 guest and 21 host sockets") == 5,
+          "a takeover did not carry the 21 connections:\n" + log[-3000:])
     check(echo.accepted == 20, "the echo server saw %d connections, not 20"
           % echo.accepted)
     # the last VMM still serves the path (and a new guest on it)
