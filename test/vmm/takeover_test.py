@@ -20,7 +20,7 @@
            fails (none hangs, no wrong byte), the echo server sees each
            connection closed, `--takeover` then finds no VMM (exit 1, the
            stale socket files stay), and a plain new VMM on the same path
-           serves a new guest
+           serves a new guest (and can be taken over in turn)
 
   refused  a --takeover whose devices cannot hold the guest's state
            (--max-sockets 8 for 20 sockets) exits 1 and the old VMM serves
@@ -298,6 +298,13 @@ def kill(env):
     env.lines.clear()
     env.start_client(echo.port, 2)
     env.wait_progress("a new guest after the kill", more=1 << 16)
+    # its takeover socket replaced the stale one too: it can be taken over
+    new = env.start_vmm("--takeover")
+    check(wait_exit(vmm, "the VMM after the kill") == 0,
+          "the VMM started after the kill was not taken over")
+    vmm = new
+    env.wait_progress("a new guest after the kill and a takeover",
+                      more=1 << 16)
     rc, last, err = env.finish_client()
     check(rc == 0, "a new guest after the kill: %s %s" % (last, err))
     vmm.send_signal(signal.SIGTERM)
