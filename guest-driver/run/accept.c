@@ -111,13 +111,22 @@ static int hand_over(run_call *c, const run_sock *s, const run_accepted *a,
 
 /* accept/accept4: take the oldest ready connection, make its two ends,
  * hand the program its end, start the pump. Anything that fails after the
- * take puts the connection back for the next accept. */
-void hwsock__run_on_accept(run_call *c, int is_accept4) {
+ * take puts the connection back for the next accept. Without may_wait
+ * (the supervisor's loop) nothing waits: a call that would (a blocking
+ * accept with nothing ready) or that is not on one of our sockets is left
+ * unanswered, and 0 returned; else 1: answered. */
+static int accept_call(run_call *c, int is_accept4, int may_wait) {
   run_target t;
   int fd = (int)c->n.data.args[0];
   int flags = is_accept4 ? (int)c->n.data.args[3] : 0;
-  if (!hwsock__run_target_ours(c, fd, &t))
-    return;
+  if (!may_wait) {
+    if (hwsock__run_target(c, fd, &t) < 0 || t.kind != RT_OURS) {
+      hwsock__run_target_done(&t);
+      return 0;
+    }
+  } else if (!hwsock__run_target_ours(c, fd, &t)) {
+    return 1;
+  }
   run_sock *s = t.s;
   int rc;
   if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
@@ -129,8 +138,13 @@ void hwsock__run_on_accept(run_call *c, int is_accept4) {
     goto reply;
   }
   int fl = fcntl(t.fd, F_GETFL);
+  int nb = fl >= 0 && (fl & O_NONBLOCK);
   run_accepted a;
-  rc = take(c, &t, fl >= 0 && (fl & O_NONBLOCK), &a);
+  rc = take(c, &t, nb || !may_wait, &a);
+  if (rc == HWSOCK_EAGAIN && !nb && !may_wait) {
+    hwsock__run_target_done(&t);
+    return 0; /* a blocking accept waits in a worker */
+  }
   if (rc == HWSOCK_ENOENT)
     goto out;
   if (rc < 0)
@@ -168,4 +182,13 @@ reply:
   hwsock__run_reply(c, 0, rc < 0 ? rc : 0);
 out:
   hwsock__run_target_done(&t);
+  return 1;
+}
+
+void hwsock__run_on_accept(run_call *c, int is_accept4) {
+  accept_call(c, is_accept4, 1);
+}
+
+int hwsock__run_try_accept(run_call *c, int is_accept4) {
+  return accept_call(c, is_accept4, 0);
 }

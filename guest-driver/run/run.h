@@ -394,6 +394,10 @@ void hwsock__run_on_connect(run_call *c);
 void hwsock__run_on_bind(run_call *c);
 void hwsock__run_on_listen(run_call *c);
 void hwsock__run_on_accept(run_call *c, int is_accept4);
+/* The same without waiting, for the supervisor's loop: 1 when answered;
+ * 0 when the call would wait (a blocking accept with nothing ready) or is
+ * not on an offloaded listener (a worker takes it). */
+int hwsock__run_try_accept(run_call *c, int is_accept4);
 void hwsock__run_on_sendto(run_call *c);
 void hwsock__run_on_sendmsg(run_call *c);
 void hwsock__run_on_recvfrom(run_call *c);

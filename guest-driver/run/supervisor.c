@@ -1,7 +1,8 @@
 /* The notification loop: one thread receives notifications from the
  * seccomp listener and hands each to a worker of a small pool (grown on
  * demand up to RUN_MAX_WORKERS), so one slow connect or blocking accept
- * never holds up the program's other calls. When every worker is busy the
+ * never holds up the program's other calls; the calls that never wait
+ * (socket, an accept with a connection ready) it answers itself. When every worker is busy the
  * notification waits in a bounded queue; past that bound it fails with
  * EAGAIN rather than growing without limit. */
 #include <errno.h>
@@ -51,6 +52,22 @@ static void dispatch(run_call *c) {
     /* the filter notifies nothing else; be safe anyway */
     hwsock__run_reply(c, 0, HWSOCK_ENOSYS);
     break;
+  }
+}
+
+/* Calls that never wait are answered by the loop itself: handing one to a
+ * worker costs two thread wake-ups, a good part of what a connection costs
+ * (docs/PERFORMANCE.md, "hwsock-run per connection"). socket() makes a
+ * pair and installs it; accept on an offloaded listener takes a connection
+ * that is ready (or answers EAGAIN when nonblocking). 1: answered. */
+static int answer_inline(run_call *c) {
+  switch (c->n.data.nr) {
+  case SYS_socket: hwsock__run_on_socket(c); return 1;
+#ifdef SYS_accept
+  case SYS_accept: return hwsock__run_try_accept(c, 0);
+#endif
+  case SYS_accept4: return hwsock__run_try_accept(c, 1);
+  default: return 0;
   }
 }
 
@@ -127,6 +144,11 @@ static void *loop_main(void *arg) {
     /* the kernel wants a zeroed struct */
     if (ioctl(hwsock__run.notify_fd, SECCOMP_IOCTL_NOTIF_RECV, &c->n) < 0) {
       free(c); /* ENOENT: the caller went away before we got it */
+      continue;
+    }
+    if (answer_inline(c)) {
+      hwsock__run_call_done(c);
+      free(c);
       continue;
     }
     pthread_mutex_lock(&q_lock);
