@@ -100,17 +100,20 @@ enum {
 #define HWS_EV_URI_AREA		80u
 
 /* An event buffer: 16 KiB with our list link in front of what the device
- * gets (HWS_EV_BUF bytes, the event header included). */
+ * gets (HWS_EV_BUF bytes, the event header included). A copy has the same
+ * layout, sized to what the device wrote: a socket's list holds both. */
 struct hws_evbuf {
 	struct list_head link;
 	u32 used;			/* used-ring length */
-	u32 pad;
+	u32 copy;			/* a copy (kfree), not a ring buffer */
 	u8 data[];
 };
 
 #define HWS_EV_ALLOC		16384u
-#define HWS_EV_MAX_BUFS		1024	/* 16 MiB of event buffers at most */
 #define HWS_EV_BUF		(HWS_EV_ALLOC - sizeof(struct hws_evbuf))
+/* Copy out once fewer than 1/HWS_EV_RESERVE_DIV of the buffers are left to
+ * the device (PROTOCOL.md §16.3). */
+#define HWS_EV_RESERVE_DIV	4
 
 #define HWS_AF_INET		1
 #define HWS_AF_INET6		2
@@ -192,7 +195,7 @@ void hws_ev_drain(void);
 void hws_ev_repost(struct hws_evbuf *evb);
 int hws_map_set(struct hws_sock *hs);
 void hws_map_clear(struct hws_sock *hs);
-void hws_ev_deliver(struct hws_sock *hs, struct hws_evbuf *evb);
+void hws_ev_deliver(struct hws_sock *hs, struct hws_evbuf *evb, bool spill);
 u64 hws_dev_features(void);
 u32 hws_dev_io_max(void);
 u32 hws_dev_uri_area(void);
@@ -249,6 +252,7 @@ struct hws_sock {
 	struct list_head evq;		/* delivered event buffers, in order */
 	u32 ev_off;			/* consumed bytes of the first one */
 	u32 ev_used;			/* consumed since the last CREDIT */
+	u32 ev_ncopy, ev_copied;	/* copies on evq: count, bytes */
 	/* listen: at most one ACCEPT posted */
 	struct hws_req *acc;
 	bool acc_posted, acc_ready;

@@ -532,6 +532,10 @@ static void hws_ev_pop(struct hws_sock *hs, struct hws_evbuf *evb, bool end)
 	hs->ev_off = 0;
 	if (end)
 		hs->rx_eof = true;
+	if (evb->copy) {
+		hs->ev_ncopy--;
+		hs->ev_copied -= evb->used;
+	}
 	spin_unlock_irq(&hs->lock);
 	hws_ev_repost(evb);
 }

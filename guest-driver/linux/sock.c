@@ -66,20 +66,44 @@ static void hws_rx_done(struct hws_req *req)
 	spin_unlock_irqrestore(&hs->lock, flags);
 }
 
-/* Event queue mode: an event buffer for the socket, in order. */
-void hws_ev_deliver(struct hws_sock *hs, struct hws_evbuf *evb)
+/* What a socket may hold in copies: its window (§16.3: the device sends
+ * no more than was granted), with room for the event headers. Beyond it
+ * (a device that ignores the window) the buffer itself is kept. */
+static bool hws_ev_copy_fits(struct hws_sock *hs, u32 used)
 {
+	if (hs->cls->type == SOCK_STREAM)
+		return hs->ev_ncopy < HWS_WINDOW_BYTES / 64 &&
+		       hs->ev_copied + used <= 2 * HWS_WINDOW_BYTES;
+	return hs->ev_ncopy < HWS_WINDOW_DGRAMS;
+}
+
+/* Event queue mode: an event buffer for the socket, in order. With `spill`
+ * (few buffers left to the device) the socket keeps a copy of what the
+ * device wrote and the buffer goes back at once (§16.3). */
+void hws_ev_deliver(struct hws_sock *hs, struct hws_evbuf *evb, bool spill)
+{
+	struct hws_evbuf *c = NULL;
 	unsigned long flags;
 	bool keep;
 
 	spin_lock_irqsave(&hs->lock, flags);
 	keep = !hs->closing;
-	if (keep) {
+	if (keep && spill && hws_ev_copy_fits(hs, evb->used))
+		c = kmalloc(struct_size(c, data, evb->used), GFP_ATOMIC);
+	if (c) {
+		c->used = evb->used;
+		c->copy = 1;
+		memcpy(c->data, evb->data, evb->used);
+		hs->ev_ncopy++;
+		hs->ev_copied += c->used;
+		list_add_tail(&c->link, &hs->evq);
+	} else if (keep) {	/* no copy: slower, never wrong */
 		list_add_tail(&evb->link, &hs->evq);
-		hws_wake(hs, EPOLLIN | EPOLLRDNORM);
 	}
+	if (keep)
+		hws_wake(hs, EPOLLIN | EPOLLRDNORM);
 	spin_unlock_irqrestore(&hs->lock, flags);
-	if (!keep)
+	if (!keep || c)
 		hws_ev_repost(evb);
 }
 

@@ -5,6 +5,7 @@
  * pass (vhost-user-vsock-pci, virtio ID 19).
  */
 #include <linux/idr.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
@@ -28,7 +29,8 @@ struct hws_dev {
 	u64 features;			/* negotiated device-class bits */
 	u32 max_sockets, max_io_len, max_uri_len;
 	bool evq;			/* F_EVENT_QUEUE: queue 1 is the event queue */
-	atomic_t ev_bufs;		/* event buffers allocated */
+	atomic_t ev_bufs;		/* event buffers allocated (the pool) */
+	unsigned int ev_posted;		/* of them with the device (q lock) */
 	struct hws_sock **map;		/* id -> socket, for events */
 	spinlock_t map_lock;
 	struct ida ids;
@@ -229,28 +231,35 @@ void hws_submit(struct hws_req *req)
 }
 
 /* Event buffers: device-writable only, the data token is the buffer. */
-static int hws_ev_add(struct hws_queue *q, struct hws_evbuf *evb)
+static int hws_ev_add(struct hws_dev *d, struct hws_queue *q,
+		      struct hws_evbuf *evb)
 {
 	struct scatterlist sg, *sgs[1] = { &sg };
+	int err;
 
 	sg_init_one(&sg, evb->data, HWS_EV_BUF);
-	return virtqueue_add_sgs(q->vq, sgs, 0, 1, evb, GFP_ATOMIC);
+	err = virtqueue_add_sgs(q->vq, sgs, 0, 1, evb, GFP_ATOMIC);
+	if (!err)
+		d->ev_posted++;
+	return err;
 }
 
-/* Give a consumed event buffer back to the device. Any context. */
+/* Give a consumed event buffer back to the device (a copy is freed). Any
+ * context. */
 void hws_ev_repost(struct hws_evbuf *evb)
 {
 	struct hws_queue *q;
 	unsigned long flags;
 	bool kick = false;
 
-	if (!hws_dev_ready() || !hws_dev->evq) {
-		kfree(evb);	/* the device is going: nothing to count */
+	if (evb->copy || !hws_dev_ready() || !hws_dev->evq) {
+		kfree(evb);	/* a copy, or the device is going */
 		return;
 	}
 	q = &hws_dev->q[HWS_Q_SLOW];
 	spin_lock_irqsave(&q->lock, flags);
-	if (hws_ev_add(q, evb)) {	/* the ring is full: one too many */
+	if (hws_ev_add(hws_dev, q, evb)) {	/* cannot happen: the pool is
+						 * at most the ring */
 		kfree(evb);
 		atomic_dec(&hws_dev->ev_bufs);
 	} else {
@@ -309,26 +318,20 @@ static struct hws_sock *hws_ev_lookup(struct hws_evbuf *evb, u32 used)
 	return hs;
 }
 
-/* Hand a used event buffer to its socket, or back to the device. */
-static void hws_ev_done(struct hws_evbuf *evb, struct hws_sock *hs)
+/* Hand a used event buffer to its socket, or back to the device. With
+ * few buffers left to the device (`spill`) the socket takes a copy and the
+ * buffer goes back at once (hws_ev_deliver): the windows of all sockets
+ * together may be many times the pool, and a pool held by unread sockets
+ * would leave the one being read without input for ever (§16.3). */
+static void hws_ev_done(struct hws_evbuf *evb, struct hws_sock *hs,
+			bool spill)
 {
 	if (!hs) {
 		hws_ev_repost(evb);
 		return;
 	}
-	hws_ev_deliver(hs, evb);
+	hws_ev_deliver(hs, evb, spill);
 	hws_sock_put(hs);
-	/* The buffer now waits for its reader; give the ring another so that
-	 * unread sockets cannot empty it (up to HWS_EV_MAX_BUFS in all;
-	 * buffers beyond the ring's size are freed as they come back). */
-	if (atomic_inc_return(&hws_dev->ev_bufs) <= HWS_EV_MAX_BUFS) {
-		evb = kmalloc(HWS_EV_ALLOC, GFP_ATOMIC);
-		if (evb) {
-			hws_ev_repost(evb);
-			return;
-		}
-	}
-	atomic_dec(&hws_dev->ev_bufs);
 }
 
 /* Every event published so far is delivered (§16.6: after a CLOSE's
@@ -359,9 +362,13 @@ static void hws_vq_done(struct virtqueue *vq)
 	bool kick = false;
 	struct hws_evbuf *evb;
 	struct hws_sock *hs;
+	unsigned int reserve;
+	bool spill = false;
 	LIST_HEAD(done);
 
 	if (q->events) {
+		reserve = max(atomic_read(&hws_dev->ev_bufs) /
+			      HWS_EV_RESERVE_DIV, 1);
 		for (;;) {
 			spin_lock_irqsave(&q->lock, flags);
 			virtqueue_disable_cb(vq);
@@ -369,10 +376,14 @@ static void hws_vq_done(struct virtqueue *vq)
 			if (!evb && !virtqueue_enable_cb(vq))
 				evb = virtqueue_get_buf(vq, &len);
 			hs = evb ? hws_ev_lookup(evb, len) : NULL;
+			if (evb) {
+				hws_dev->ev_posted--;
+				spill = hws_dev->ev_posted < reserve;
+			}
 			spin_unlock_irqrestore(&q->lock, flags);
 			if (!evb)
 				return;
-			hws_ev_done(evb, hs);
+			hws_ev_done(evb, hs, spill);
 		}
 	}
 	spin_lock_irqsave(&q->lock, flags);
@@ -466,19 +477,24 @@ static int hws_ev_start(struct hws_dev *d)
 	unsigned int i, n = virtqueue_get_vring_size(q->vq);
 	struct hws_evbuf *evb;
 
-	d->map = kcalloc(d->max_sockets, sizeof(*d->map), GFP_KERNEL);
+	/* 8 bytes per id: 512 KiB for 65,536 ids, not one contiguous piece */
+	d->map = kvcalloc(d->max_sockets, sizeof(*d->map), GFP_KERNEL);
 	if (!d->map)
 		return -ENOMEM;
 	spin_lock_init(&d->map_lock);
 	q->events = true;
 	d->evq = true;
+	/* The pool: one buffer per ring entry, for the module's lifetime.
+	 * Sockets hold some until read; copies replace them when few are
+	 * left (hws_ev_done), so the pool never grows. */
 	for (i = 0; i < n; i++) {
 		evb = kmalloc(HWS_EV_ALLOC, GFP_KERNEL);
 		if (!evb)
 			break;
+		evb->copy = 0;
 		atomic_inc(&d->ev_bufs);
 		spin_lock_irq(&q->lock);
-		if (hws_ev_add(q, evb)) {
+		if (hws_ev_add(d, q, evb)) {
 			spin_unlock_irq(&q->lock);
 			kfree(evb);
 			atomic_dec(&d->ev_bufs);
@@ -539,7 +555,7 @@ static int hws_probe(struct virtio_device *vdev)
 			virtio_reset_device(vdev);
 			vdev->config->del_vqs(vdev);
 			hws_dev = NULL;
-			kfree(d->map);
+			kvfree(d->map);
 			goto fail;
 		}
 	}
@@ -582,7 +598,7 @@ static void hws_remove(struct virtio_device *vdev)
 	vdev->config->del_vqs(vdev);
 	hws_dev = NULL;
 	ida_destroy(&d->ids);
-	kfree(d->map);
+	kvfree(d->map);
 	kfree(d);
 }
 

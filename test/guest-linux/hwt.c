@@ -18,6 +18,8 @@
  *   hwt lingerpre IP PORT     the same with SO_LINGER set before connect
  *   hwt idle IP SILENT ECHO N N connections to a peer that never sends, all
  *                             waited on with epoll, then one echo exchange
+ *   hwt many IP ECHO N        N connections echo a byte, then 64 KiB each,
+ *                             written last to first, read first to last
  *   hwt sem IP ECHOPORT DEADPORT RSTPORT   socket semantics against an
  *                             echo server, a port where nothing listens and
  *                             a server that resets every connection */
@@ -456,6 +458,58 @@ static int cmd_idle(char **av) {
   return 0;
 }
 
+/* The event buffers must never run dry (PROTOCOL.md §16.3). Every
+ * connection echoes one byte (its receive window is open), then 64 KiB is
+ * written on each, last connection first, and read back first connection
+ * first: the windows together (N x 64 KiB) exceed the module's buffers, and
+ * the data of the connections read last arrives first. A driver that keeps
+ * every buffer until its data is read leaves the device none for the
+ * connection being read: SO_RCVTIMEO turns that hang into a quick failure. */
+static char many_byte(int conn, int j) {
+  if (j % 1024 == 1023) return '\n'; /* the echo server echoes lines */
+  return (char)('A' + (conn * 7 + j / 1024 * 3 + j % 1024) % 58);
+}
+static int cmd_many(char **av) {
+  enum { K = 65536 };
+  int n = atoi(av[2]);
+  int *fd = calloc((size_t)n, sizeof(int));
+  char *buf = malloc(K), *want = malloc(K), one = 0;
+  struct timeval tv = {.tv_sec = 10};
+  if (!fd || !buf || !want) return die("malloc");
+  for (int i = 0; i < n; i++) {
+    fd[i] = tcp_to(av[0], av[1]);
+    if (fd[i] < 0) return die("connect");
+    if (setsockopt(fd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
+      return die("SO_RCVTIMEO");
+    if (write_all(fd[i], "\n", 1)) return die("write one");
+    if (read(fd[i], &one, 1) != 1 || one != '\n') return die("echo one");
+  }
+  for (int i = n - 1; i >= 0; i--) {
+    for (int j = 0; j < K; j++) want[j] = many_byte(i, j);
+    if (write_all(fd[i], want, K)) return die("write");
+  }
+  for (int i = 0; i < n; i++) {
+    size_t off = 0;
+    while (off < K) {
+      ssize_t r = read(fd[i], buf + off, K - off);
+      if (r <= 0) {
+        printf("many: connection %d stuck at %zu of %d bytes: %s\n", i, off,
+               K, r ? ename(errno) : "EOF");
+        return 1;
+      }
+      off += (size_t)r;
+    }
+    for (int j = 0; j < K; j++)
+      if (buf[j] != many_byte(i, j)) {
+        printf("many: connection %d: byte %d wrong\n", i, j);
+        return 1;
+      }
+  }
+  for (int i = 0; i < n; i++) close(fd[i]);
+  printf("many done %d x %d bytes\n", n, K);
+  return 0;
+}
+
 static int fails;
 static void expect(int good, const char *what) {
   printf("%s %s\n", good ? "pass" : "FAIL", what);
@@ -562,10 +616,11 @@ int main(int argc, char **argv) {
       {"sem", 4, cmd_sem},         {"nbget", 3, cmd_nbget},
       {"fill", 3, cmd_fill},        {"linger", 2, cmd_linger},
       {"lingerpre", 2, cmd_lingerpre}, {"idle", 4, cmd_idle},
+      {"many", 3, cmd_many},
   };
   for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (!strcmp(argv[1], cmds[i].name) && argc == cmds[i].args + 2)
       return cmds[i].fn(argv + 2);
-  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill|linger|lingerpre|idle ARGS\n");
+  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill|linger|lingerpre|idle|many ARGS\n");
   return 2;
 }
