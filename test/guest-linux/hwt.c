@@ -20,6 +20,7 @@
  *                             waited on with epoll, then one echo exchange
  *   hwt many IP ECHO N        N connections echo a byte, then 64 KiB each,
  *                             written last to first, read first to last
+ *   hwt manyudp IP ECHO N D   the same with N UDP sockets, D datagrams each
  *   hwt sem IP ECHOPORT DEADPORT RSTPORT   socket semantics against an
  *                             echo server, a port where nothing listens and
  *                             a server that resets every connection */
@@ -510,6 +511,57 @@ static int cmd_many(char **av) {
   return 0;
 }
 
+/* The same with datagrams: each takes an event buffer of its own, so N x D
+ * unread datagrams need far more buffers than the module has. */
+static int cmd_manyudp(char **av) {
+  int n = atoi(av[2]), d = atoi(av[3]);
+  struct sockaddr_in a = addr4(av[0], av[1]);
+  int *fd = calloc((size_t)n, sizeof(int));
+  struct timeval tv = {.tv_sec = 10};
+  char msg[64], want[80], buf[128];
+  if (!fd) return die("malloc");
+  for (int i = 0; i < n; i++) {
+    fd[i] = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd[i] < 0) return die("socket");
+    if (setsockopt(fd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
+      return die("SO_RCVTIMEO");
+    if (sendto(fd[i], "one", 3, 0, (struct sockaddr *)&a, sizeof(a)) != 3)
+      return die("sendto one");
+    if (recv(fd[i], buf, sizeof(buf), 0) != 8) return die("echo one");
+  }
+  for (int i = n - 1; i >= 0; i--)
+    for (int k = 0; k < d; k++) {
+      int l = snprintf(msg, sizeof(msg), "udp %d %d", i, k);
+      if (sendto(fd[i], msg, (size_t)l, 0, (struct sockaddr *)&a,
+                 sizeof(a)) != l)
+        return die("sendto");
+    }
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < d; k++) {
+      struct sockaddr_in from;
+      socklen_t fl = sizeof(from);
+      char who[32];
+      ssize_t r = recvfrom(fd[i], buf, sizeof(buf), 0,
+                           (struct sockaddr *)&from, &fl);
+      int l = snprintf(want, sizeof(want), "echo:udp %d %d", i, k);
+      if (r < 0) {
+        printf("manyudp: socket %d stuck at datagram %d of %d: %s\n", i, k,
+               d, ename(errno));
+        return 1;
+      }
+      if (r != l || memcmp(buf, want, (size_t)l) ||
+          from.sin_port != a.sin_port ||
+          from.sin_addr.s_addr != a.sin_addr.s_addr) {
+        printf("manyudp: socket %d datagram %d: %zd bytes from %s\n", i, k, r,
+               name_of(&from, who));
+        return 1;
+      }
+    }
+  for (int i = 0; i < n; i++) close(fd[i]);
+  printf("manyudp done %d x %d datagrams\n", n, d);
+  return 0;
+}
+
 static int fails;
 static void expect(int good, const char *what) {
   printf("%s %s\n", good ? "pass" : "FAIL", what);
@@ -616,11 +668,11 @@ int main(int argc, char **argv) {
       {"sem", 4, cmd_sem},         {"nbget", 3, cmd_nbget},
       {"fill", 3, cmd_fill},        {"linger", 2, cmd_linger},
       {"lingerpre", 2, cmd_lingerpre}, {"idle", 4, cmd_idle},
-      {"many", 3, cmd_many},
+      {"many", 3, cmd_many},       {"manyudp", 4, cmd_manyudp},
   };
   for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (!strcmp(argv[1], cmds[i].name) && argc == cmds[i].args + 2)
       return cmds[i].fn(argv + 2);
-  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill|linger|lingerpre|idle|many ARGS\n");
+  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill|linger|lingerpre|idle|many|manyudp ARGS\n");
   return 2;
 }
