@@ -89,7 +89,8 @@ void hws_ev_deliver(struct hws_sock *hs, struct hws_evbuf *evb, bool spill)
 	spin_lock_irqsave(&hs->lock, flags);
 	keep = !hs->closing;
 	if (keep && spill && hws_ev_copy_fits(hs, evb->used))
-		c = kmalloc(struct_size(c, data, evb->used), GFP_ATOMIC);
+		c = kmalloc(struct_size(c, data, evb->used),
+			    GFP_ATOMIC | __GFP_NOWARN);
 	if (c) {
 		c->used = evb->used;
 		c->copy = 1;
@@ -97,7 +98,7 @@ void hws_ev_deliver(struct hws_sock *hs, struct hws_evbuf *evb, bool spill)
 		hs->ev_ncopy++;
 		hs->ev_copied += c->used;
 		list_add_tail(&c->link, &hs->evq);
-	} else if (keep) {	/* no copy: slower, never wrong */
+	} else if (keep) {	/* no copy (window full, or no memory) */
 		list_add_tail(&evb->link, &hs->evq);
 	}
 	if (keep)
