@@ -27,6 +27,13 @@ static void finish(hwsock_device *dev, hwsock__req *req, int status,
   uint32_t used = RESP_LEN;
   memset(&resp, 0, sizeof(resp));
   hwsock__stats_complete(dev, req, status, len);
+  if (dev->in_teardown) {
+    /* Freed or reset: nothing is written to guest memory (device.h). The
+     * guest may own these buffers again already: a new device that took
+     * the rings over (handover.c) may have completed the request. */
+    hwsock__req_release(dev, req);
+    return;
+  }
   if (req->chain.in_len < RESP_LEN) {
     /* Nowhere to say what went wrong: complete with nothing written. */
     dev->counters.bad_requests++;

@@ -389,3 +389,23 @@ Test(handover, a_listener_keeps_its_address_and_its_waiting_accept) {
   cr_assert_str_eq(got, "hi");
   close(c);
 }
+
+/* The old device goes after the new one took over: it must not write the
+ * ECANCELED of its closing sockets into the requests' buffers (the new
+ * device may have completed them already, the guest reposted them). */
+Test(handover, freeing_the_old_device_writes_nothing_into_guest_memory) {
+  connect_sock(9);
+  pending rcv = post(HWSOCK_OP_RECV, 9, 0, 0, NULL, NULL);
+  hwsock_device_kick(dev, 0);
+  spin(20);
+  unsigned char *resp = vrb_host(&rq, rcv.resp);
+  memset(resp, 0x5a, 256);
+  cr_assert_eq(hwsock_device_quiesce(dev, 1), 1);
+  free_device(dev);
+  for (unsigned i = 0; i < 256; i++)
+    cr_assert_eq(resp[i], 0x5a, "byte %u of the response written: %#x", i,
+                 resp[i]);
+  uint32_t id, len;
+  cr_assert_eq(vrb_get_used(&rq, &id, &len), 0);
+  dev = new_device();
+}

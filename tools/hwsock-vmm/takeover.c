@@ -18,7 +18,9 @@
  *   new         maps the memory, restores each device with its requests
  *               held, imports the host sockets; any failure here and the
  *               new VMM exits 1, the old one serves on
- *   new -> old  ACK: the commit point
+ *   new -> old  ACK
+ *   old -> new  COMMIT: the commit point (an ACK that comes after the old
+ *               VMM gave up finds the connection closed, no COMMIT)
  *   old         frees its devices without running its loop again (no
  *               completion is written: the new VMM submits the held
  *               requests again) and exits 0, unlinking nothing
@@ -52,7 +54,7 @@
 
 enum {
   TK_HELLO = 1, TK_REFUSE, TK_LISTEN, TK_GUEST, TK_BLOB, TK_SOCKS, TK_DONE,
-  TK_ACK
+  TK_ACK, TK_COMMIT
 };
 
 typedef struct tk_hdr {
@@ -374,6 +376,10 @@ static void tick(uv_timer_t *t) {
     if (hwsock_le32_get(&ack.type) != TK_ACK)
       rc = -EPROTO;
   }
+  /* The new VMM serves only once it has this: an ACK that came too late
+   * for us (we gave up) finds the connection closed instead. */
+  if (rc == 0)
+    rc = tk_send(h->conn, TK_COMMIT, 0, 0, 0, NULL, 0, NULL, 0);
   if (rc < 0) {
     snprintf(why, sizeof(why), "the new VMM did not take it: %s",
              strerror(-rc));
@@ -744,10 +750,27 @@ int vmm_takeover_receive(vmm *v) {
   }
   if (rc == 0)
     rc = take(v, conn, &nguests, &nsocks, adopted, max, why, sizeof(why));
-  /* The commit point: after the ACK the old VMM is gone. */
+  /* The commit: our ACK, and the old VMM's COMMIT that says it took it
+   * (it gives up after its timeout; then the COMMIT never comes). */
   if (rc == 0 && tk_send(conn, TK_ACK, 0, 0, 0, NULL, 0, NULL, 0) < 0) {
     snprintf(why, sizeof(why), "sending the ACK: %s", strerror(errno));
     rc = -1;
+  }
+  if (rc == 0) {
+    tk_hdr h;
+    size_t len;
+    unsigned nfds = 0;
+    int fds[TK_MAX_FDS];
+    uint8_t *buf = malloc(TK_CHUNK);
+    int e = buf == NULL ? -ENOMEM : tk_recv(conn, &h, buf, &len, fds, &nfds);
+    free(buf);
+    if (e == 0)
+      close_fds(fds, nfds);
+    if (e < 0 || hwsock_le32_get(&h.type) != TK_COMMIT) {
+      snprintf(why, sizeof(why), "the old VMM did not commit: %s",
+               e < 0 ? strerror(-e) : "it refused");
+      rc = -1;
+    }
   }
   close(conn);
   if (rc < 0) {
