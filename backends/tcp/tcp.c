@@ -897,17 +897,9 @@ static int tcp_import(void *instance, const hwsock_bexport *in, void **sock) {
     return HWSOCK_EINVAL;
   /* The descriptor must be what the state says: a TCP socket of the
    * family (the record came from another process). */
-  int type = 0, dom = 0, proto = 0;
-  socklen_t l1 = sizeof(type), l2 = sizeof(dom), l3 = sizeof(proto);
-  if (getsockopt(in->fd, SOL_SOCKET, SO_TYPE, &type, &l1) != 0 ||
-      getsockopt(in->fd, SOL_SOCKET, SO_DOMAIN, &dom, &l2) != 0 ||
-      getsockopt(in->fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l3) != 0 ||
-      type != SOCK_STREAM || dom != family || proto != IPPROTO_TCP)
-    return HWSOCK_EINVAL;
-  int fl = fcntl(in->fd, F_GETFL);
-  if (fl < 0 || fcntl(in->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-      fcntl(in->fd, F_SETFD, FD_CLOEXEC) < 0)
-    return host_err();
+  int rc = hwsock_backend_adopt_fd(in->fd, SOCK_STREAM, family, IPPROTO_TCP);
+  if (rc < 0)
+    return rc;
   /* sock_new closes the fd on failure; the caller closes it then too:
    * hand it a duplicate. */
   int fd = fcntl(in->fd, F_DUPFD_CLOEXEC, 0);

@@ -627,21 +627,13 @@ static int udp_import(void *instance, const hwsock_bexport *in, void **sock) {
     return HWSOCK_EINVAL;
   /* The descriptor must be what the state says (it came from another
    * process): a UDP socket of the family. */
-  int type = 0, dom = 0, proto = 0;
-  socklen_t l1 = sizeof(type), l2 = sizeof(dom), l3 = sizeof(proto);
-  if (getsockopt(in->fd, SOL_SOCKET, SO_TYPE, &type, &l1) != 0 ||
-      getsockopt(in->fd, SOL_SOCKET, SO_DOMAIN, &dom, &l2) != 0 ||
-      getsockopt(in->fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l3) != 0 ||
-      type != SOCK_DGRAM || dom != family || proto != IPPROTO_UDP)
-    return HWSOCK_EINVAL;
-  int fl = fcntl(in->fd, F_GETFL);
-  if (fl < 0 || fcntl(in->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-      fcntl(in->fd, F_SETFD, FD_CLOEXEC) < 0)
-    return host_err();
+  int rc = hwsock_backend_adopt_fd(in->fd, SOCK_DGRAM, family, IPPROTO_UDP);
+  if (rc < 0)
+    return rc;
   udp_sock *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return HWSOCK_ENOMEM;
-  int rc = uv_poll_init_socket(inst->loop, &s->poll, in->fd);
+  rc = uv_poll_init_socket(inst->loop, &s->poll, in->fd);
   if (rc < 0) {
     free(s);
     return hwsock_err_from_errno(-rc);

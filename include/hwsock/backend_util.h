@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -483,6 +484,32 @@ static inline int hwsock_parse_endpoint(const char *s, size_t len,
     return -1;
   return hwsock_parse_ip(s, hlen, port, sa, salen);
 }
+
+/* An imported host socket (hwsock_backend_ops.import_sock: the descriptor
+ * came from another process over SCM_RIGHTS) checked against what its saved
+ * state claims: a socket of `type`, `family` and `proto`. On success it is
+ * made non-blocking and close-on-exec, as the backend's own sockets are.
+ * Returns 0, HWSOCK_EINVAL when the descriptor is something else, or the
+ * error of the failing call. The caller keeps the descriptor either way.
+ * Declared where <sys/socket.h> has SO_DOMAIN and SO_PROTOCOL (glibc: with
+ * _DEFAULT_SOURCE or _GNU_SOURCE, the default without a strict -std=c11). */
+#if defined(SO_DOMAIN) && defined(SO_PROTOCOL)
+static inline int hwsock_backend_adopt_fd(int fd, int type, int family,
+                                          int proto) {
+  int t = 0, d = 0, p = 0;
+  socklen_t l1 = sizeof(t), l2 = sizeof(d), l3 = sizeof(p);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &l1) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &d, &l2) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &p, &l3) != 0 || t != type ||
+      d != family || p != proto)
+    return HWSOCK_EINVAL;
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+      fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+    return hwsock_err_from_errno(errno);
+  return 0;
+}
+#endif
 
 #ifdef __cplusplus
 }
