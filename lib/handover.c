@@ -100,7 +100,7 @@ int hwsock_device_export_socks(hwsock_device *dev, hwsock_sock_export *out,
     return HWSOCK_EBUSY;
   unsigned n = 0;
   int rc = 0;
-  for (uint32_t id = 0; id < dev->cfg.max_sockets && rc == 0; id++) {
+  for (uint32_t id = 0; id < dev->sock_hwm && rc == 0; id++) {
     const hwsock__sock *s = &dev->socks[id];
     if (s->state != HWSOCK__S_OFFLOADED || s->backend < 0)
       continue;
@@ -249,14 +249,7 @@ int hwsock_device_resume_held(hwsock_device *dev) {
    * through the event queue holds no request to fail, an ERROR event says
    * so (snapshot.c does it at once outside a hand-over). */
   if (hwsock__evq_index(dev) >= 0)
-    for (uint32_t id = 0; id < dev->cfg.max_sockets; id++)
-      if (dev->socks[id].state == HWSOCK__S_RESET)
-        hwsock__evq_report_reset(dev, id);
-  /* A socket not imported stays reset; one whose input went through the
-   * event queue holds no request to fail: it is told there (snapshot.c
-   * does the same for a plain restore). */
-  if (hwsock__evq_index(dev) >= 0)
-    for (uint32_t id = 0; id < dev->cfg.max_sockets; id++)
+    for (uint32_t id = 0; id < dev->sock_hwm; id++) /* the rest is FREE */
       if (dev->socks[id].state == HWSOCK__S_RESET)
         hwsock__evq_report_reset(dev, id);
   for (unsigned q = 0; q < dev->cfg.num_queues && !dev->broken; q++)
