@@ -171,6 +171,7 @@ int hwsock_guest_new(const hwsock_guest_config *cfg, hwsock_guest **out) {
   g->event_idx = (features & HWSOCK_F_EVENT_IDX) != 0;
   g->indirect = L.indirect;
   g->poll_us = cfg->poll_us;
+  g->poll_cur = (unsigned)cfg->poll_us;
   g->write_behind = cfg->write_behind != 0;
   if (evq_size) {
     g->evq_on = 1;

@@ -149,6 +149,8 @@ struct hwsock_guest {
   void *opaque;
   uint64_t features;
   int event_idx, indirect, poll_us, write_behind;
+  unsigned poll_cur; /* the reaper's poll window now, <= poll_us (pollwin.h);
+                       only the reaper reads or writes it */
   unsigned nqueues;
 
   /* queue 0: the request queue */

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "guest_int.h"
+#include "pollwin.h"
 
 #define RELEASE() __atomic_thread_fence(__ATOMIC_RELEASE)
 #define ACQUIRE() __atomic_thread_fence(__ATOMIC_ACQUIRE)
@@ -328,12 +329,13 @@ static int64_t now_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Busy-polls the used index for g->poll_us; 1 when it moved. No lock: only
- * the reaper consumes the used ring. */
+/* Busy-polls the used index for the current window g->poll_cur (at most
+ * cfg.poll_us, adapted by pollwin.c); 1 when it moved. No lock: only the
+ * reaper consumes the used ring and owns the window. */
 static int poll_used(hwsock_guest *g, uint16_t seen) {
-  if (g->poll_us <= 0)
+  if (g->poll_cur == 0)
     return 0;
-  int64_t end = now_us() + g->poll_us;
+  int64_t end = now_us() + g->poll_cur;
   do {
     for (int i = 0; i < 64; i++) {
       if (hwsock_le16_load(&g->used->idx) != seen || broken_now(g))
@@ -354,15 +356,25 @@ static void reap_until(hwsock_guest *g, guest_slot *mine) {
     uint16_t seen = g->last_used; /* stable: only the reaper changes it */
     pthread_mutex_unlock(&g->lock);
     int r = 0;
-    if (!poll_used(g, seen)) {
+    int hit = poll_used(g, seen);
+    int64_t slept = 0;
+    if (!hit) {
       /* Ask for an interrupt at the next completion, then re-check so a
        * completion that raced with the request is not slept through. */
       if (g->event_idx)
         hwsock_le16_store(g->used_event, seen);
       FULL();
-      if (hwsock_le16_load(&g->used->idx) == seen && !broken_now(g))
+      if (hwsock_le16_load(&g->used->idx) == seen && !broken_now(g)) {
+        int64_t t0 = g->poll_us > 0 ? now_us() : 0;
         r = g->ops->wait(g->opaque, 0, GUEST_WAIT_SLICE_MS);
+        if (g->poll_us > 0)
+          slept = now_us() - t0;
+      }
     }
+    /* The next window: longer while completions come just after the poll
+     * gave up, none while the device is idle (pollwin.h). */
+    g->poll_cur = hwsock__poll_next(g->poll_cur, (unsigned)g->poll_us, hit,
+                                    slept);
     pthread_mutex_lock(&g->lock);
     if (r < 0)
       hwsock__guest_fail(g, HWSOCK_ECONNRESET);

@@ -27,6 +27,16 @@ target_link_libraries(test_guest_layout PRIVATE hwsock-guest
 add_test(NAME test_guest_layout COMMAND test_guest_layout --jobs 1)
 set_tests_properties(test_guest_layout PROPERTIES TIMEOUT ${HWSOCK_TEST_TIMEOUT})
 
+# The reaper's adaptive poll window (guest-driver/core/pollwin.c), alone.
+add_executable(test_guest_pollwin "${CMAKE_CURRENT_LIST_DIR}/test_guest_pollwin.c"
+               "${PROJECT_SOURCE_DIR}/guest-driver/core/pollwin.c")
+target_include_directories(test_guest_pollwin PRIVATE
+                           "${PROJECT_SOURCE_DIR}/guest-driver/core")
+target_link_libraries(test_guest_pollwin PRIVATE PkgConfig::CRITERION)
+add_test(NAME test_guest_pollwin COMMAND test_guest_pollwin --jobs 1)
+set_tests_properties(test_guest_pollwin PROPERTIES TIMEOUT 60
+                     LABELS "unit;guest-driver")
+
 # hwsock_attach_reset_reason(): an in-test fake loopback VMM stops the device
 # with NEEDS_RESET and a code; the guest library must report that code.
 add_executable(test_attach_reset "${CMAKE_CURRENT_LIST_DIR}/test_attach_reset.c")
