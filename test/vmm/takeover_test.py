@@ -29,6 +29,7 @@
 Every wait is bounded; no timing is asserted."""
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -206,6 +207,7 @@ class Env:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def wait_exit(p, what):
