@@ -11,8 +11,8 @@ if(HWSOCK_FUZZ)
   add_library(hwsock_fuzzlib INTERFACE)
   target_link_libraries(hwsock_fuzzlib INTERFACE hwsock_internal)
   # test/fuzz/NAME.c (a new harness goes here)
-  foreach(n fuzz_device fuzz_dispatch fuzz_ipx fuzz_policy fuzz_ring
-            fuzz_snapshot fuzz_uri)
+  foreach(n fuzz_device fuzz_dispatch fuzz_handover fuzz_ipx fuzz_policy
+            fuzz_ring fuzz_snapshot fuzz_uri)
     set(src "${CMAKE_CURRENT_LIST_DIR}/${n}.c")
     add_executable(${n} "${src}")
     target_compile_options(${n} PRIVATE -fsanitize=fuzzer)
@@ -29,4 +29,7 @@ if(HWSOCK_FUZZ)
     add_test(NAME ${n} COMMAND ${n} ${_args})
     set_tests_properties(${n} PROPERTIES TIMEOUT 300 LABELS fuzz)
   endforeach()
+  # fuzz_handover imports into the real tcp, udp and deny modules
+  add_dependencies(fuzz_handover hwsock-backend-tcp hwsock-backend-udp
+                   hwsock-backend-deny)
 endif()
