@@ -2,7 +2,9 @@
  * one byte per connection the acceptor took from the device; accept
  * consumes a byte (so poll/epoll readiness stays exact), takes the oldest
  * connection, gives the program a new socketpair end for it (ADDFD+SEND,
- * honouring SOCK_NONBLOCK/SOCK_CLOEXEC) and writes the peer's address. */
+ * honouring SOCK_NONBLOCK/SOCK_CLOEXEC) and writes the peer's address.
+ * A byte 0 says the listener failed (the VMM went away): that accept
+ * returns the failure (s->lerr, ENETDOWN), later ones find nothing ready. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -19,6 +21,12 @@ static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
   for (;;) {
     uint8_t token;
     ssize_t n = recv(t->fd, &token, 1, MSG_DONTWAIT);
+    if (n == 1 && token == 0) { /* pump.c's listener_failed */
+      pthread_mutex_lock(&s->lock);
+      int lerr = s->lerr;
+      pthread_mutex_unlock(&s->lock);
+      return lerr < 0 ? lerr : HWSOCK_EINVAL;
+    }
     if (n == 1) {
       int got = 0;
       pthread_mutex_lock(&s->lock);
@@ -133,7 +141,10 @@ static int accept_call(run_call *c, int is_accept4, int may_wait) {
     rc = HWSOCK_EINVAL;
     goto reply;
   }
-  if (s->state != RS_LISTENING) {
+  pthread_mutex_lock(&s->lock);
+  int listening = s->state == RS_LISTENING || s->lerr < 0; /* failed: once */
+  pthread_mutex_unlock(&s->lock);
+  if (!listening) {
     rc = s->type == SOCK_STREAM ? HWSOCK_EINVAL : HWSOCK_EOPNOTSUPP;
     goto reply;
   }

@@ -560,6 +560,28 @@ int hwsock__run_connect_start(run_sock *s, const char *uri) {
 
 /* ---- listeners ----------------------------------------------------------- */
 
+/* The device's accept failed for good (the VMM went away, or refused).
+ * The program keeps its listener, as a kernel keeps one whose network went
+ * away: one error token (0) makes it readable once and accept returns the
+ * failure once (ENETDOWN when the device is gone), after which it is
+ * never readable again. A shutdown instead would leave the program end
+ * readable (end of file) for ever and every accept failing: an epoll
+ * server would spin, and hwsock-run with it, answering its accepts. When
+ * the token cannot be written, lerr stays 0 and kill shuts the end down. */
+static void listener_failed(run_sock *s, int err) {
+  int lerr = err;
+  if (err == HWSOCK_ENEEDSRESET ||
+      (err == HWSOCK_ECONNRESET && transport_gone(s)))
+    lerr = HWSOCK_ENETDOWN;
+  lerr = hwsock__run_dev_err(lerr);
+  uint8_t token = 0;
+  pthread_mutex_lock(&s->lock);
+  if (!s->dead && s->pfd >= 0 &&
+      send(s->pfd, &token, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
+    s->lerr = lerr;
+  pthread_mutex_unlock(&s->lock);
+}
+
 static void acceptor(run_sock *s, const char *unused) {
   (void)unused;
   for (;;) {
@@ -577,6 +599,7 @@ static void acceptor(run_sock *s, const char *unused) {
       if (id == HWSOCK_ECONNABORTED || id == HWSOCK_EAGAIN ||
           id == HWSOCK_EINTR)
         continue;
+      listener_failed(s, id);
       fail(s, "accept", id);
       return;
     }

@@ -263,7 +263,7 @@ void hwsock__run_sock_kill(run_sock *s) {
     if (!s->down_done) /* else nobody waits on the device: a request saved */
       id = s->id;
   }
-  if (s->pfd >= 0)
+  if (s->pfd >= 0 && !s->lerr) /* a failed listener: pump.c's error token */
     shutdown(s->pfd, SHUT_RDWR); /* the program sees EOF and EPIPE */
   pthread_cond_broadcast(&s->cond);
   pthread_mutex_unlock(&s->lock);

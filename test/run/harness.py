@@ -1442,6 +1442,128 @@ def test_hostile():
         vmm.close()
 
 
+# ---- the VMM dies under an epoll server ---------------------------------------
+
+VMM_GONE_SERVER = r"""
+import errno, json, os, selectors, socket, sys, time
+port, stats = int(sys.argv[1]), sys.argv[2]
+ls = socket.socket()
+ls.bind(("127.0.0.1", port))
+ls.listen(8)
+ls.setblocking(False)
+sel = selectors.DefaultSelector()
+sel.register(ls, selectors.EVENT_READ)
+served, fails, last = 0, {}, 0.0
+def dump():
+    with open(stats + ".tmp", "w") as f:
+        json.dump({"pid": os.getpid(), "served": served, "fails": fails}, f)
+    os.replace(stats + ".tmp", stats)
+dump()
+while True:
+    for key, ev in sel.select(timeout=0.2):
+        try:
+            c, _ = ls.accept()
+        except BlockingIOError:
+            continue
+        except OSError as e:
+            n = errno.errorcode.get(e.errno, str(e.errno))
+            fails[n] = fails.get(n, 0) + 1
+            continue
+        c.setblocking(True)
+        c.sendall(c.recv(100))
+        c.close()
+        served += 1
+    if time.monotonic() - last > 0.1:
+        last = time.monotonic()
+        dump()
+"""
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_vmm_gone_listener():
+    """The VMM behind --vmm is killed under an epoll (selectors) server with
+    an offloaded listener: accept fails once with ENETDOWN, the listener
+    then stops being readable, and neither the server nor hwsock-run spins
+    (HWSOCK-RUN.md, 'When the VMM goes away')."""
+    vmm = Vmm()
+    port = free_port()
+    stats = os.path.join(TMP, "stats.json")
+    prog = os.path.join(TMP, "vmm_gone_server.py")
+    with open(prog, "w") as f:
+        f.write(VMM_GONE_SERVER)
+    proc = subprocess.Popen([RUN, "-v", "--vmm", vmm.path, "--", PY, prog,
+                             str(port), stats],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = b""
+
+    def read_stats():
+        try:
+            with open(stats) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    try:
+        st = None
+        for _ in range(200):
+            st = read_stats()
+            if st is not None or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        check(st is not None, "the server did not start")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"ping")
+            check(c.recv(100) == b"ping", "no echo through the listener")
+        for _ in range(100):
+            if read_stats()["served"] == 1:
+                break
+            time.sleep(0.05)
+        vmm.proc.kill()
+        vmm.proc.wait()
+        # the acceptor meets the dead device; the server meets the result
+        for _ in range(100):
+            if read_stats()["fails"] or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        check(proc.poll() is None, "hwsock-run ended with the VMM")
+        spid = read_stats()["pid"]
+        run0, srv0 = cpu_seconds(proc.pid), cpu_seconds(spid)
+        fails0 = dict(read_stats()["fails"])
+        time.sleep(2)
+        run_cpu = cpu_seconds(proc.pid) - run0
+        srv_cpu = cpu_seconds(spid) - srv0
+        time.sleep(0.2)
+        fails = read_stats()["fails"]
+        print("after the VMM died: accept failures %s (%s during the 2 s), "
+              "CPU time over 2 s: hwsock-run %.2f s, server %.2f s" %
+              (fails, {k: fails[k] - fails0.get(k, 0) for k in fails},
+               run_cpu, srv_cpu))
+        check(fails == {"ENETDOWN": 1},
+              "accept after the VMM died: %s, not ENETDOWN once" % fails)
+        check(run_cpu < 0.3 and srv_cpu < 0.3,
+              "spinning: hwsock-run %.2f s, server %.2f s of CPU over 2 s" %
+              (run_cpu, srv_cpu))
+        check(proc.poll() is None, "the server ended")
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        err = proc.stderr.read()
+        if vmm.proc.poll() is None:
+            vmm.close()
+    check(b"listen" in err, "listen not logged: %s" % err[-2000:])
+
+
 TESTS = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
 
 
