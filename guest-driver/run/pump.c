@@ -580,6 +580,9 @@ static void listener_failed(run_sock *s, int err) {
       send(s->pfd, &token, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
     s->lerr = lerr;
   pthread_mutex_unlock(&s->lock);
+  /* retire()'s sweep notices the program's close from now on: the
+   * watcher would report the same close a second time */
+  hwsock__run_unwatch(s);
 }
 
 static void acceptor(run_sock *s, const char *unused) {
