@@ -192,8 +192,15 @@ int hwsock_device_import_sock(hwsock_device *dev, const hwsock_sock_export *e) {
   const hwsock_backend_ops *ops = rc == 0 ? dev->backends[bi].desc->ops : NULL;
   if (rc == 0 && !has_handover_ops(ops))
     rc = HWSOCK_EOPNOTSUPP;
-  /* A denied socket holds no host socket and no quota (dispatch.c). */
+  /* A denied socket holds no host socket and no quota (dispatch.c): a
+   * record that says denied yet hands a descriptor over is a bad one (its
+   * host socket would be outside the quota, and capture and the statistics
+   * take a denied socket for one without a host socket). */
   int denied = rc == 0 && e->rec[12] == HWSOCK_SS_DENIED;
+  if (denied && fd >= 0) {
+    rc = HWSOCK_EINVAL;
+    denied = 0;
+  }
   if (rc == 0 && !denied)
     rc = hwsock__quota_take(dev);
   void *bsock = NULL;

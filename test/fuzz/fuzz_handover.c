@@ -28,7 +28,8 @@
  *
  * Oracles besides the sanitizers (and LSan): no descriptor is left open
  * after an input (the device owns each one it is given, closed on failure
- * too), and an import that succeeded means the socket is offloaded. */
+ * too), an import that succeeded means the socket is offloaded, and a
+ * socket imported as denied was given no descriptor. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sched.h>
@@ -285,8 +286,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       made[nmade].fd = e.fd, made[nmade].dev = st.st_dev,
       made[nmade++].ino = st.st_ino;
     /* the device owns e.fd from here on, whatever happens */
-    if (hwsock_device_import_sock(dev, &e) == 0)
+    if (hwsock_device_import_sock(dev, &e) == 0) {
       check(dev->socks[e.id].state == HWSOCK__S_OFFLOADED);
+      /* a denied socket holds no host socket (nor quota) */
+      check(dev->socks[e.id].ss != HWSOCK_SS_DENIED || e.fd < 0);
+    }
   }
   if (rc >= 0)
     (void)hwsock_device_resume_held(dev);

@@ -298,6 +298,8 @@ Test(handover, a_bad_record_is_refused_and_the_socket_stays_reset) {
       {16, 'x', HWSOCK_ENOENT},  /* no backend "xcp" */
       {32, 0x07, HWSOCK_EINVAL}, /* tcp state */
       {90, 0x01, HWSOCK_EINVAL}, /* the zero tail */
+      /* denied, yet it hands a host socket over (one outside the quota) */
+      {12, HWSOCK_SS_DENIED, HWSOCK_EINVAL},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     hwsock_sock_export b = ex[0];
