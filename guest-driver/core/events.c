@@ -83,7 +83,15 @@ static void ev_publish(hwsock_guest *g, uint16_t old) {
     g->ops->kick(g->opaque, g->evq);
 }
 
+/* A socket the device failed (an ERROR event: a read error, or reset by a
+ * restore or a hand-over, §16) is ready for whatever it is watched for, as
+ * poll() reports POLLERR whatever was asked: the accept, send or recv that
+ * follows returns the error at once. Otherwise a listener watched only for
+ * ACCEPT, or a connection only for OUT, would wait for ever (the device
+ * sends nothing more for a reset socket). */
 static unsigned readiness(const guest_sock *gs) {
+  if (gs->ev_failed)
+    return HWSOCK_GUEST_IN | HWSOCK_GUEST_ACCEPT | HWSOCK_GUEST_OUT;
   unsigned r = 0;
   if (gs->rx_head || gs->ev_eof || gs->ev_err)
     r |= HWSOCK_GUEST_IN;
@@ -258,6 +266,7 @@ static void ev_take(hwsock_guest *g, uint32_t i, uint32_t len) {
   case HWSOCK_EV_ERROR:
     gs->ev_err = status >= 1 && status <= GUEST_MAX_STATUS ? -(int)status
                                                            : HWSOCK_EIO;
+    gs->ev_failed = 1;
     ev_post(g, i);
     break;
   case HWSOCK_EV_ACCEPTABLE:

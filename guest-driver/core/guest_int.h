@@ -112,6 +112,8 @@ typedef struct guest_sock {
   uint8_t in_ready;    /* linked in the ready list */
   uint8_t ev_hold;     /* CLOSE sent: the id waits for the events drained */
   int ev_err;          /* an ERROR event, reported once */
+  uint8_t ev_failed;   /* an ERROR event came: ready for every interest,
+                          for good (as poll's POLLERR, then POLLOUT) */
   struct guest_rx *rx_head, *rx_tail; /* data not yet read, oldest first */
   uint32_t rx_off;     /* bytes of the head entry consumed */
   uint32_t consumed;   /* credit consumed, not yet returned */

@@ -162,7 +162,9 @@ HWSOCK_EXTERN int hwsock_guest_getname(hwsock_guest *g, int s, int which,
  * without it). hwsock_guest_watch() sets what a socket is watched for
  * (HWSOCK_GUEST_IN: recv would not block: data, end of file or an error;
  * HWSOCK_GUEST_ACCEPT: accept would not block; HWSOCK_GUEST_OUT: the
- * device reported room to send, one-shot: watch again for another); 0
+ * device reported room to send, one-shot: watch again for another; a
+ * socket the device reported an error for is ready for all three, for
+ * good, as poll's POLLERR: the next call returns the error); 0
  * stops watching. hwsock_guest_wait() fills up to n events with sockets
  * that are ready now (level-triggered, as poll: a socket stays ready until
  * it is drained) and returns their count, 0 on timeout (timeout_ms -1:

@@ -77,6 +77,27 @@ static void *loop_main(void *arg) {
   return NULL;
 }
 
+/* dev (backends, the guest's memory) and its loop adapter watching the
+ * kicks: at the start, and again for a restore (move_device). */
+static void new_device(void) {
+  hwsock_device_config c;
+  hwsock_device_config_init(&c);
+  c.num_queues = NQ;
+  c.max_sockets = MAXS;
+  c.policy = pol;
+  c.backend_loop = &loop;
+  c.ops = &dops;
+  cr_assert_eq(hwsock_device_new(&c, &dev), 0);
+  cr_assert_eq(hwsock_device_add_backend(dev, hwsock_plugin_desc(plug), NULL),
+               0);
+  cr_assert_eq(hwsock_device_add_backend(dev, hwsock_plugin_desc(plug_udp),
+                                         NULL), 0);
+  cr_assert_eq(hwsock_device_add_region(dev, GPA, MEM, mem), 0);
+  cr_assert_eq(hwsock_uv_new(&loop, dev, &uva), 0);
+  for (int q = 0; q < NQ; q++)
+    cr_assert_eq(hwsock_uv_watch_kick(uva, (unsigned)q, kickfd[q]), 0);
+}
+
 static void start(int event_queue) {
   char err[256];
   const char *y = "version: 1\ndefault: offload\nrules: []\n";
@@ -88,32 +109,18 @@ static void start(int event_queue) {
   cr_assert_eq(uv_async_init(&loop, &stop_async, on_stop), 0);
   cr_assert_eq(hwsock_policy_load_string(y, strlen(y), "t", &pol, err,
                                          sizeof(err)), 0, "%s", err);
-  hwsock_device_config c;
-  hwsock_device_config_init(&c);
-  c.num_queues = NQ;
-  c.max_sockets = MAXS;
-  c.policy = pol;
-  c.backend_loop = &loop;
-  c.ops = &dops;
-  cr_assert_eq(hwsock_device_new(&c, &dev), 0);
   cr_assert_eq(hwsock_plugin_load(HWSOCK_BUILD_BACKEND_DIR "/tcp.so", &plug,
                                   err, sizeof(err)), 0, "%s", err);
-  cr_assert_eq(hwsock_device_add_backend(dev, hwsock_plugin_desc(plug), NULL),
-               0);
   cr_assert_eq(hwsock_plugin_load(HWSOCK_BUILD_BACKEND_DIR "/udp.so",
                                   &plug_udp, err, sizeof(err)), 0, "%s", err);
-  cr_assert_eq(hwsock_device_add_backend(dev, hwsock_plugin_desc(plug_udp),
-                                         NULL), 0);
   cr_assert_eq(posix_memalign(&mem, 4096, MEM), 0);
   memset(mem, 0, MEM);
-  cr_assert_eq(hwsock_device_add_region(dev, GPA, MEM, mem), 0);
-  cr_assert_eq(hwsock_uv_new(&loop, dev, &uva), 0);
   for (int q = 0; q < NQ; q++) {
     kickfd[q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     callfd[q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     cr_assert(kickfd[q] >= 0 && callfd[q] >= 0);
-    cr_assert_eq(hwsock_uv_watch_kick(uva, (unsigned)q, kickfd[q]), 0);
   }
+  new_device();
   hwsock_wire_config wc;
   hwsock_device_get_config(dev, &wc);
   hwsock_guest_config gc;
@@ -567,5 +574,96 @@ Test(guest_evq, a_trickle_while_the_buffers_are_low_arrives_in_order) {
   }
   cr_assert_eq(hwsock_guest_close(g, t), 0);
   close(tp);
+  stop();
+}
+
+/* The device moves as a snapshot moves it (hwsock_device_save, then
+ * hwsock_device_restore into a new device on the same guest memory), with
+ * the guest listener's port taken by a host socket in between: the
+ * listener and every connection come back reset. Returns that host socket;
+ * *nreset what restore reported. */
+static int move_device_port_taken(unsigned port, int *nreset) {
+  uv_async_send(&stop_async);
+  pthread_join(loop_thr, NULL); /* the device is this thread's now */
+  cr_assert_geq(hwsock_device_quiesce(dev, 1), 0);
+  size_t cap = hwsock_device_save_bound(dev), n = 0;
+  unsigned char *blob = malloc(cap);
+  cr_assert(blob != NULL);
+  cr_assert_eq(hwsock_device_save(dev, blob, cap, &n), 0);
+  hwsock_uv_close(uva);
+  hwsock_device_free(dev);
+  for (int i = 0; i < 8; i++)
+    uv_run(&loop, UV_RUN_NOWAIT); /* the closed handles' callbacks */
+  int other = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(bind(other, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(listen(other, 4), 0);
+  new_device();
+  *nreset = hwsock_device_restore(dev, blob, n);
+  free(blob);
+  cr_assert_eq(pthread_create(&loop_thr, NULL, loop_main, NULL), 0);
+  return other;
+}
+
+/* A socket the device resets gets an ERROR event (§16): poll() reports
+ * POLLERR whatever was asked, and so must hwsock_guest_wait() — a listener
+ * watched only for ACCEPT, a connection only for OUT, would otherwise wait
+ * for ever. The accept or send that follows returns the error. */
+Test(guest_evq, a_reset_socket_is_reported_for_what_it_is_watched_for) {
+  start(1);
+  int l = hwsock_guest_socket(g, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
+  cr_assert(l >= 0);
+  cr_assert_eq(hwsock_guest_bind(g, l, "tcp://127.0.0.1:0"), 0);
+  cr_assert_eq(hwsock_guest_listen(g, l, 16), 0);
+  char name[HWSOCK_URI_MAX + 1];
+  cr_assert_eq(hwsock_guest_getname(g, l, 0, name, sizeof(name)), 0);
+  unsigned port = (unsigned)atoi(strrchr(name, ':') + 1);
+  cr_assert_eq(hwsock_guest_watch(g, l, HWSOCK_GUEST_ACCEPT), 0);
+  /* a connection that was read from (its window granted), now watched
+   * only for room to send; the device's first WRITABLE is used up */
+  int peer, s = gconnect(&peer);
+  cr_assert_eq(hwsock_guest_watch(g, s, HWSOCK_GUEST_IN), 0);
+  cr_assert_eq(hwsock_guest_watch(g, s, HWSOCK_GUEST_OUT), 0);
+  hwsock_guest_event ev[4];
+  int got_out = 0;
+  for (int i = 0; i < 100 && !got_out; i++) {
+    int n = hwsock_guest_wait(g, ev, 4, 10000);
+    cr_assert_gt(n, 0);
+    for (int k = 0; k < n; k++) {
+      cr_assert_eq(ev[k].sock, s, "the listener is not ready yet");
+      got_out |= (ev[k].events & HWSOCK_GUEST_OUT) != 0;
+    }
+  }
+  cr_assert(got_out);
+  cr_assert_eq(hwsock_guest_wait(g, ev, 4, 0), 0);
+
+  int nreset = 0, other = move_device_port_taken(port, &nreset);
+  cr_assert_eq(nreset, 2, "restore: %d", nreset);
+
+  unsigned seen_l = 0, seen_s = 0;
+  while (!(seen_l & HWSOCK_GUEST_ACCEPT) || !(seen_s & HWSOCK_GUEST_OUT)) {
+    int n = hwsock_guest_wait(g, ev, 4, 10000);
+    cr_assert_gt(n, 0, "not reported: listener %#x, connection %#x", seen_l,
+                 seen_s);
+    for (int k = 0; k < n; k++) {
+      cr_assert(ev[k].sock == l || ev[k].sock == s);
+      if (ev[k].sock == l)
+        seen_l |= ev[k].events;
+      else
+        seen_s |= ev[k].events;
+    }
+  }
+  cr_assert_eq(seen_l, HWSOCK_GUEST_ACCEPT); /* only what was asked */
+  cr_assert_eq(seen_s, HWSOCK_GUEST_OUT);
+  cr_assert_eq(hwsock_guest_accept(g, l, NULL, 0), HWSOCK_ECONNRESET);
+  cr_assert_eq(hwsock_guest_send(g, s, "x", 1, 0), HWSOCK_ECONNRESET);
+  char b;
+  cr_assert_lt(hwsock_guest_recv(g, s, &b, 1, 0), 0);
+  cr_assert_eq(hwsock_guest_close(g, l), 0);
+  cr_assert_eq(hwsock_guest_close(g, s), 0);
+  close(peer);
+  close(other);
   stop();
 }
