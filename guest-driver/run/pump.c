@@ -419,6 +419,19 @@ static void dgram_down(run_sock *s, const char *unused) {
       continue;
     }
     if (n < 0) {
+      /* The VMM went away: the kernel's UDP socket would stay, without
+       * an end of file. One ENETDOWN (a marker record: readable once,
+       * then never again) and kill shuts only our reading side down,
+       * so the program's sends fail with EPIPE; a shutdown both ways
+       * would leave the program end readable (EOF) for ever: an epoll
+       * program would spin reading empty datagrams. */
+      if (n == HWSOCK_ENEEDSRESET ||
+          (n == HWSOCK_ECONNRESET && transport_gone(s))) {
+        hwsock__run_dgram_post_err(s, HWSOCK_ENETDOWN, 1);
+        pthread_mutex_lock(&s->lock);
+        s->lerr = HWSOCK_ENETDOWN;
+        pthread_mutex_unlock(&s->lock);
+      }
       fail(s, "recv", (int)n);
       break;
     }

@@ -228,8 +228,10 @@ typedef struct run_sock {
   /* listener */
   run_accepted acq[RUN_MAX_PREACCEPT];
   unsigned acq_head, acq_n;
-  int lerr; /* why the listener failed (negative HWSOCK_E*, 0 while it
-               listens): accept returns it once (accept.c) */
+  int lerr; /* why the listener (or UDP socket) failed (negative
+               HWSOCK_E*, 0 while it works): accept returns it once
+               (accept.c); kill leaves the program end readable only for
+               that (sockmap.c) */
   /* unconnected UDP: sources of the datagrams written to the pair */
   run_src srcq[RUN_MAX_SRCQ];
   unsigned srcq_head, srcq_n;

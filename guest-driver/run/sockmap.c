@@ -263,8 +263,13 @@ void hwsock__run_sock_kill(run_sock *s) {
     if (!s->down_done) /* else nobody waits on the device: a request saved */
       id = s->id;
   }
-  if (s->pfd >= 0 && !s->lerr) /* a failed listener: pump.c's error token */
-    shutdown(s->pfd, SHUT_RDWR); /* the program sees EOF and EPIPE */
+  /* the program sees EOF and EPIPE; a listener or UDP socket whose VMM
+   * went away (lerr) reports it once instead (pump.c) and is not readable
+   * after: a listener is left as it is, a UDP socket's sends fail */
+  if (s->pfd >= 0 && !s->lerr)
+    shutdown(s->pfd, SHUT_RDWR);
+  else if (s->pfd >= 0 && s->type == SOCK_DGRAM)
+    shutdown(s->pfd, SHUT_RD);
   pthread_cond_broadcast(&s->cond);
   pthread_mutex_unlock(&s->lock);
   /* Wakes a pump blocked on the device (recv, accept, connect): SHUT_RD

@@ -1453,14 +1453,29 @@ ls.listen(8)
 ls.setblocking(False)
 sel = selectors.DefaultSelector()
 sel.register(ls, selectors.EVENT_READ)
+us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+us.bind(("127.0.0.1", port))
+us.setblocking(False)
+sel.register(us, selectors.EVENT_READ)
 served, fails, last = 0, {}, 0.0
+udp = {}
 def dump():
     with open(stats + ".tmp", "w") as f:
-        json.dump({"pid": os.getpid(), "served": served, "fails": fails}, f)
+        json.dump({"pid": os.getpid(), "served": served, "fails": fails,
+                   "udp": udp}, f)
     os.replace(stats + ".tmp", stats)
 dump()
 while True:
     for key, ev in sel.select(timeout=0.2):
+        if key.fileobj is us:
+            try:
+                k = "empty" if us.recv(2048) == b"" else "datagram"
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                k = errno.errorcode.get(e.errno, str(e.errno))
+            udp[k] = udp.get(k, 0) + 1
+            continue
         try:
             c, _ = ls.accept()
         except BlockingIOError:
@@ -1487,9 +1502,10 @@ def cpu_seconds(pid):
 
 def test_vmm_gone_listener():
     """The VMM behind --vmm is killed under an epoll (selectors) server with
-    an offloaded listener: accept fails once with ENETDOWN, the listener
-    then stops being readable, and neither the server nor hwsock-run spins
-    (HWSOCK-RUN.md, 'When the VMM goes away')."""
+    an offloaded listener and UDP socket: accept fails once with ENETDOWN,
+    the UDP socket reports the loss once (ENETDOWN, or an empty datagram to
+    a plain recv), neither is readable after, and neither the server nor
+    hwsock-run spins (HWSOCK-RUN.md, 'When the VMM goes away')."""
     vmm = Vmm()
     port = free_port()
     stats = os.path.join(TMP, "stats.json")
@@ -1519,10 +1535,16 @@ def test_vmm_gone_listener():
         with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
             c.sendall(b"ping")
             check(c.recv(100) == b"ping", "no echo through the listener")
-        for _ in range(100):
-            if read_stats()["served"] == 1:
-                break
-            time.sleep(0.05)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            for _ in range(100):
+                u.sendto(b"x", ("127.0.0.1", port))
+                time.sleep(0.05)
+                st = read_stats()
+                if st["served"] == 1 and st["udp"]:
+                    break
+        check(st["udp"].get("datagram", 0) >= 1, "no datagram arrived")
+        time.sleep(0.3)  # any later datagram in flight arrives first
+        udp0 = read_stats()["udp"]["datagram"]
         vmm.proc.kill()
         vmm.proc.wait()
         # the acceptor meets the dead device; the server meets the result
@@ -1546,6 +1568,11 @@ def test_vmm_gone_listener():
                run_cpu, srv_cpu))
         check(fails == {"ENETDOWN": 1},
               "accept after the VMM died: %s, not ENETDOWN once" % fails)
+        udp = read_stats()["udp"]
+        print("UDP: %s" % udp)
+        lost = sum(udp.values()) - udp0
+        check(lost <= 1 and udp.get("datagram", 0) == udp0,
+              "UDP after the VMM died: %s (%d datagrams before)" % (udp, udp0))
         check(run_cpu < 0.3 and srv_cpu < 0.3,
               "spinning: hwsock-run %.2f s, server %.2f s of CPU over 2 s" %
               (run_cpu, srv_cpu))
