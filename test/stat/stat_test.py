@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -473,6 +474,15 @@ def openmetrics(env):
             pass
     text = env.stat("--openmetrics")[0]
     fams = parse_exposition(text)
+    # Prometheus' own linter on the same text (scripts/deps installs
+    # Debian's prometheus package for promtool).
+    promtool = shutil.which("promtool")
+    check(promtool is not None, "no promtool (scripts/deps: prometheus)")
+    r = subprocess.run([promtool, "check", "metrics"],
+                       input=text if isinstance(text, bytes) else text.encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=WAIT)
+    check(r.returncode == 0, "promtool check metrics: %r" % r.stdout[-2000:])
     cs = {str(c["guest"]): c for c in json_lines(env.stat("-j", "--counters")[0])}
     check(len(cs) == 2, "counters for %d guests" % len(cs))
 
