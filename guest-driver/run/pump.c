@@ -1,6 +1,9 @@
 /* Pumping between the pump end of an offloaded socket and its device
  * socket, with the guest driver's blocking API. Two threads per socket
- * (parked after their socket ends and reused by the next one: spawn()):
+ * (parked after their socket ends and reused by the next one: spawn()),
+ * except that with the event queue the down direction of every stream
+ * socket is one dispatcher thread ("the dispatcher" below), which hands a
+ * socket to such a thread only for its slow cases:
  *
  *   down (device -> program): recv from the device, write to the pump end;
  *     device EOF -> shutdown(SHUT_WR) on the pump end (the program reads
@@ -49,6 +52,13 @@ typedef struct pump_arg {
   void (*fn)(run_sock *s, const char *uri);
   int sender;
   char uri[HWSOCK_URI_MAX + 1];
+  /* a socket the dispatcher handed over (stream_resume): what its
+   * non-blocking recv returned (bytes not yet written, 0 at EOF, an error),
+   * or fresh: nothing taken yet */
+  uint8_t *data;
+  ssize_t n;
+  int fresh;
+  void (*job)(struct pump_arg *a); /* instead of fn */
 } pump_arg;
 
 static void stream_up(run_sock *s, const char *unused);
@@ -74,13 +84,17 @@ static parked *pool;
 static unsigned npool;
 
 static void run_job(pump_arg *a) {
-  a->fn(a->s, a->uri);
+  if (a->job)
+    a->job(a);
+  else
+    a->fn(a->s, a->uri);
   hwsock__run_sock_put(a->s);
   pthread_mutex_lock(&threads_lock);
   nthreads--;
   nsenders -= a->sender;
   pthread_cond_broadcast(&threads_cond);
   pthread_mutex_unlock(&threads_lock);
+  free(a->data);
   free(a);
 }
 
@@ -138,11 +152,8 @@ static int unpark(pump_arg *a) {
   return t != NULL;
 }
 
-static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
-                 const char *uri) {
-  pump_arg *a = calloc(1, sizeof(*a));
-  if (!a)
-    return HWSOCK_ENOMEM;
+static int spawn_job(pump_arg *a, run_sock *s,
+                     void (*fn)(run_sock *, const char *), const char *uri) {
   a->s = s;
   a->fn = fn;
   a->sender = fn == stream_up || fn == dgram_up;
@@ -168,10 +179,19 @@ static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
     nsenders -= a->sender;
     pthread_mutex_unlock(&threads_lock);
     hwsock__run_sock_put(s);
+    free(a->data);
     free(a);
     return hwsock__run_err(rc);
   }
   return 0;
+}
+
+static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
+                 const char *uri) {
+  pump_arg *a = calloc(1, sizeof(*a));
+  if (!a)
+    return HWSOCK_ENOMEM;
+  return spawn_job(a, s, fn, uri);
 }
 
 /* Waits until *count is 0 or timeout_ms passed; returns what is left. */
@@ -296,6 +316,31 @@ static uint8_t *pump_buf(run_sock *s, size_t size) {
 
 /* ---- streams ------------------------------------------------------------- */
 
+/* What one device recv returned (n bytes in buf, 0 at EOF, an error),
+ * delivered to the program: 1 to go on, 0 when this direction ended. */
+static int down_deliver(run_sock *s, const uint8_t *buf, ssize_t n) {
+  if (n > 0) {
+    if (write_all(s->pfd, buf, (size_t)n) < 0) {
+      fail(s, "program side", HWSOCK_EPIPE);
+      return 0;
+    }
+    return 1;
+  }
+  if (n == 0) { /* the peer's orderly shutdown */
+    char lb[64];
+    pthread_mutex_lock(&s->lock);
+    s->down_done = 1;
+    pthread_mutex_unlock(&s->lock);
+    if (!is_dead(s))
+      hwsock__run_log("eof: %s: the peer closed its side",
+                      hwsock__run_label(s, lb, sizeof(lb)));
+    shutdown(s->pfd, SHUT_WR);
+    return 0;
+  }
+  fail(s, "recv", (int)n);
+  return 0;
+}
+
 static void stream_down(run_sock *s, const char *unused) {
   (void)unused;
   uint8_t *buf = pump_buf(s, RUN_PUMP_BUF);
@@ -303,27 +348,211 @@ static void stream_down(run_sock *s, const char *unused) {
     return;
   for (;;) {
     ssize_t n = hwsock_guest_recv(hwsock__run.g, s->id, buf, RUN_PUMP_BUF, 0);
-    if (n > 0) {
-      if (write_all(s->pfd, buf, (size_t)n) < 0) {
-        fail(s, "program side", HWSOCK_EPIPE);
-        break;
-      }
-    } else if (n == 0) { /* the peer's orderly shutdown */
-      char lb[64];
-      pthread_mutex_lock(&s->lock);
-      s->down_done = 1;
-      pthread_mutex_unlock(&s->lock);
-      if (!is_dead(s))
-        hwsock__run_log("eof: %s: the peer closed its side",
-                        hwsock__run_label(s, lb, sizeof(lb)));
-      shutdown(s->pfd, SHUT_WR);
+    if (!down_deliver(s, buf, n))
       break;
-    } else {
-      fail(s, "recv", (int)n);
-      break;
-    }
   }
   free(buf);
+}
+
+/* ---- the dispatcher: device -> program of every stream socket -------------
+ *
+ * With the event queue one thread carries what the device received for all
+ * offloaded stream sockets: it watches each for HWSOCK_GUEST_IN, and for a
+ * ready one takes what is there without waiting and writes it to the pump
+ * end without waiting. Whatever does not go that way (the program end is
+ * full, end of file, an error, the device going away) hands the socket to a
+ * pooled thread (stream_resume) that does what stream_down does: a
+ * blocking write of the rest, then the socket comes back here, or its
+ * end. One socket is with one of them at a time (its bytes keep their
+ * order); the dispatcher stops watching a socket before it lets go of it,
+ * and the reference it holds keeps the device id open (not reused) while
+ * it is watched. Without the event queue (a --vmm with one queue) each
+ * socket has its own stream_down thread, as before. */
+
+#define DISP_EVENTS 64
+
+static pthread_mutex_t disp_lock = PTHREAD_MUTEX_INITIALIZER;
+static run_sock *disp_socks[RUN_MAX_SOCKS]; /* by device id, referenced */
+static int disp_state;                      /* 0 not started, 1 runs, -1 gone */
+
+/* The custody of a socket counts as a pump (hwsock__run_pump_wait). */
+static void custody_take(run_sock *s) {
+  hwsock__run_sock_get(s);
+  pthread_mutex_lock(&threads_lock);
+  nthreads++;
+  pthread_mutex_unlock(&threads_lock);
+}
+
+static void custody_drop(run_sock *s) {
+  hwsock__run_sock_put(s);
+  pthread_mutex_lock(&threads_lock);
+  nthreads--;
+  pthread_cond_broadcast(&threads_cond);
+  pthread_mutex_unlock(&threads_lock);
+}
+
+static void stream_resume(pump_arg *a);
+
+/* Takes the socket away from the dispatcher (which holds it) and gives it
+ * to a thread with what its recv returned (data: n bytes, or the EOF /
+ * error n; fresh: nothing taken yet). */
+static void disp_hand_over(int id, run_sock *s, const uint8_t *data, ssize_t n,
+                           int fresh) {
+  hwsock_guest_watch(hwsock__run.g, id, 0);
+  pthread_mutex_lock(&disp_lock);
+  disp_socks[id] = NULL;
+  pthread_mutex_unlock(&disp_lock);
+  pump_arg *a = calloc(1, sizeof(*a));
+  if (a && !fresh && n > 0 && !(a->data = malloc((size_t)n))) {
+    free(a);
+    a = NULL;
+  }
+  if (!a) {
+    fail(s, "pump", HWSOCK_ENOMEM);
+  } else {
+    if (a->data)
+      memcpy(a->data, data, (size_t)n);
+    a->n = n;
+    a->fresh = fresh;
+    a->job = stream_resume;
+    if (spawn_job(a, s, NULL, NULL) < 0)
+      fail(s, "pump", HWSOCK_ENOMEM);
+  }
+  custody_drop(s);
+}
+
+/* One ready socket: what is there goes to the program, or to a thread. */
+static void disp_ready(int id, uint8_t *buf) {
+  pthread_mutex_lock(&disp_lock);
+  run_sock *s = disp_socks[id];
+  pthread_mutex_unlock(&disp_lock);
+  if (!s) /* handed over earlier in this batch, or not yet registered */
+    return;
+  ssize_t n = hwsock_guest_recv(hwsock__run.g, id, buf, RUN_PUMP_BUF,
+                                HWSOCK_GUEST_RECV_DONTWAIT);
+  if (n == HWSOCK_EAGAIN)
+    return; /* drained meanwhile */
+  if (n <= 0) { /* end of file or an error: stream_down's way */
+    disp_hand_over(id, s, NULL, n, 0);
+    return;
+  }
+  ssize_t w = send(s->pfd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (w == n)
+    return;
+  if (w < 0)
+    w = 0; /* full (EAGAIN) or failing: the blocking write tells which */
+  disp_hand_over(id, s, buf + w, n - w, 0);
+}
+
+static void *dispatcher(void *unused) {
+  (void)unused;
+  static uint8_t buf[RUN_PUMP_BUF];
+  hwsock_guest_event ev[DISP_EVENTS];
+  int rc;
+  for (;;) {
+    rc = hwsock_guest_wait(hwsock__run.g, ev, DISP_EVENTS, 1000);
+    if (rc < 0)
+      break;
+    for (int i = 0; i < rc; i++)
+      if (ev[i].sock >= 0 && (unsigned)ev[i].sock < RUN_MAX_SOCKS)
+        disp_ready(ev[i].sock, buf);
+  }
+  /* The driver failed for good (the device went away, or exit shut the
+   * transport): every socket goes to a thread of its own, whose recv meets
+   * the failure and ends it as stream_down does. New sockets get their own
+   * threads from now on. */
+  hwsock__run_log("dispatcher: stopped (%s): sockets go to their own threads",
+                  hwsock__run_strerror(rc));
+  pthread_mutex_lock(&disp_lock);
+  disp_state = -1;
+  pthread_mutex_unlock(&disp_lock);
+  for (unsigned id = 0; id < RUN_MAX_SOCKS; id++) {
+    pthread_mutex_lock(&disp_lock);
+    run_sock *s = disp_socks[id];
+    pthread_mutex_unlock(&disp_lock);
+    if (s)
+      disp_hand_over((int)id, s, NULL, 0, 1);
+  }
+  pthread_mutex_lock(&threads_lock);
+  nthreads--;
+  pthread_cond_broadcast(&threads_cond);
+  pthread_mutex_unlock(&threads_lock);
+  return NULL;
+}
+
+/* Starts the dispatcher once (disp_lock held): 0, or HWSOCK_E* (not
+ * available: the caller pumps the socket with a thread of its own). */
+static int disp_start_locked(void) {
+  if (disp_state != 0)
+    return disp_state > 0 ? 0 : HWSOCK_EOPNOTSUPP;
+  pthread_mutex_lock(&threads_lock);
+  nthreads++; /* the dispatcher is in the driver until the transport ends */
+  pthread_mutex_unlock(&threads_lock);
+  pthread_attr_t at;
+  pthread_t t;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 256 * 1024);
+  int rc = pthread_create(&t, &at, dispatcher, NULL);
+  pthread_attr_destroy(&at);
+  if (rc != 0) {
+    pthread_mutex_lock(&threads_lock);
+    nthreads--;
+    pthread_cond_broadcast(&threads_cond);
+    pthread_mutex_unlock(&threads_lock);
+    disp_state = -1;
+    return hwsock__run_err(rc);
+  }
+  disp_state = 1;
+  hwsock__run_log("dispatcher: one thread carries device -> program of "
+                  "every stream socket (event queue)");
+  return 0;
+}
+
+/* Gives the device -> program direction of stream socket s to the
+ * dispatcher: 0, or HWSOCK_E* (no event queue, or the socket cannot be
+ * watched): the caller runs stream_down for it. */
+static int disp_add(run_sock *s) {
+  int id = s->id;
+  if (!(hwsock_guest_features(hwsock__run.g) & HWSOCK_F_EVENT_QUEUE))
+    return HWSOCK_EOPNOTSUPP;
+  if (id < 0 || (unsigned)id >= RUN_MAX_SOCKS)
+    return HWSOCK_EINVAL;
+  pthread_mutex_lock(&disp_lock);
+  int rc = disp_start_locked();
+  pthread_mutex_unlock(&disp_lock);
+  if (rc < 0)
+    return rc;
+  custody_take(s);
+  /* Watched before it is registered: an event before that finds no entry
+   * and comes again (level-triggered). */
+  rc = hwsock_guest_watch(hwsock__run.g, id, HWSOCK_GUEST_IN);
+  if (rc < 0) {
+    hwsock_guest_watch(hwsock__run.g, id, 0);
+    custody_drop(s);
+    return rc;
+  }
+  pthread_mutex_lock(&disp_lock);
+  if (disp_state < 0) { /* stopped meanwhile: its sweep may be past id */
+    pthread_mutex_unlock(&disp_lock);
+    hwsock_guest_watch(hwsock__run.g, id, 0);
+    custody_drop(s);
+    return HWSOCK_EOPNOTSUPP;
+  }
+  disp_socks[id] = s;
+  pthread_mutex_unlock(&disp_lock);
+  return 0;
+}
+
+/* A socket the dispatcher handed over: the slow path, as stream_down
+ * (the bytes the dispatcher could not write, or its EOF / error), then
+ * back to the dispatcher, or stream_down on this thread when it is gone. */
+static void stream_resume(pump_arg *a) {
+  run_sock *s = a->s;
+  if (!a->fresh && !down_deliver(s, a->data, a->n))
+    return;
+  if (disp_add(s) < 0)
+    stream_down(s, NULL);
 }
 
 static void stream_up(run_sock *s, const char *unused) {
@@ -522,7 +751,7 @@ static void dgram_up(run_sock *s, const char *unused) {
 int hwsock__run_pump_start(run_sock *s) {
   int rc;
   if (s->type == SOCK_STREAM) {
-    if ((rc = spawn(s, stream_down, NULL)) < 0)
+    if (disp_add(s) < 0 && (rc = spawn(s, stream_down, NULL)) < 0)
       return rc;
     return spawn(s, stream_up, NULL);
   }
@@ -564,7 +793,8 @@ static void connector(run_sock *s, const char *uri) {
     fail(s, "pump", HWSOCK_ENOMEM);
     return;
   }
-  stream_down(s, NULL); /* this thread becomes the down pump */
+  if (disp_add(s) < 0)
+    stream_down(s, NULL); /* this thread becomes the down pump */
 }
 
 int hwsock__run_connect_start(run_sock *s, const char *uri) {
