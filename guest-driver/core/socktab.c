@@ -17,8 +17,16 @@ int hwsock__sock_alloc(hwsock_guest *g) {
     unsigned id = w * 64 + bit;
     g->sock_free[w] &= ~((uint64_t)1 << bit);
     g->sock_hint = w;
-    memset(&g->socks[id], 0, sizeof(g->socks[id]));
-    g->socks[id].state = SOCK_RESERVED;
+    /* The ready list may still link the id (a socket unwatched, then
+     * closed, leaves it only when a wait passes it): its link stays, or
+     * the sockets behind it would be lost from the list for good. */
+    guest_sock *gs = &g->socks[id];
+    uint8_t in_ready = gs->in_ready;
+    uint32_t ready_next = gs->ready_next;
+    memset(gs, 0, sizeof(*gs));
+    gs->in_ready = in_ready;
+    gs->ready_next = ready_next;
+    gs->state = SOCK_RESERVED;
     return (int)id;
   }
   g->sock_hint = words;

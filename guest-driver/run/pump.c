@@ -460,9 +460,8 @@ static void *dispatcher(void *unused) {
   /* The driver failed for good (the device went away, or exit shut the
    * transport): every socket goes to a thread of its own, whose recv meets
    * the failure and ends it as stream_down does. New sockets get their own
-   * threads from now on. */
-  hwsock__run_log("dispatcher: stopped (%s): sockets go to their own threads",
-                  hwsock__run_strerror(rc));
+   * threads from now on. (Nothing logged: at exit this is our own doing,
+   * and a device that went away is reported by the sockets' ends.) */
   pthread_mutex_lock(&disp_lock);
   disp_state = -1;
   pthread_mutex_unlock(&disp_lock);

@@ -667,3 +667,44 @@ Test(guest_evq, a_reset_socket_is_reported_for_what_it_is_watched_for) {
   close(other);
   stop();
 }
+
+/* A socket that stopped being watched stays linked in the ready list until
+ * a wait passes it; closing it and opening a new socket on the same id must
+ * not cut the list there: the sockets behind it were lost for good (they
+ * stayed marked as linked, so no event linked them again) and a wait
+ * never reported them (hwsock-run's dispatcher stalled connections). */
+Test(guest_evq, a_reused_id_does_not_cut_the_ready_list) {
+  start(1);
+  int pa, pb;
+  int a = gconnect(&pa), b = gconnect(&pb);
+  cr_assert_eq(hwsock_guest_watch(g, a, HWSOCK_GUEST_IN), 0);
+  cr_assert_eq(hwsock_guest_watch(g, b, HWSOCK_GUEST_IN), 0);
+  hwsock_guest_event ev[4];
+  cr_assert_eq(write(pa, "a", 1), 1);
+  int n = hwsock_guest_wait(g, ev, 4, 10000); /* the list: a */
+  cr_assert_eq(n, 1);
+  cr_assert_eq(ev[0].sock, a);
+  cr_assert_eq(write(pb, "b", 1), 1);
+  for (int i = 0; i < 100 && n != 2; i++) /* the list: a, b */
+    if ((n = hwsock_guest_wait(g, ev, 4, 10000)) == 1)
+      usleep(10000);
+  cr_assert_eq(n, 2, "wait: %d", n);
+  cr_assert_eq(ev[0].sock, a);
+  cr_assert_eq(ev[1].sock, b);
+  /* a leaves: unwatched (still linked), closed, its id taken again */
+  cr_assert_eq(hwsock_guest_watch(g, a, 0), 0);
+  cr_assert_eq(hwsock_guest_close(g, a), 0);
+  close(pa);
+  int c = hwsock_guest_socket(g, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
+  cr_assert_eq(c, a, "the id is reused (lowest free): %d", c);
+  n = hwsock_guest_wait(g, ev, 4, 2000);
+  cr_assert_eq(n, 1, "b ready with its byte unread, wait: %d", n);
+  cr_assert_eq(ev[0].sock, b);
+  char x;
+  cr_assert_eq(hwsock_guest_recv(g, b, &x, 1, HWSOCK_GUEST_RECV_DONTWAIT), 1);
+  cr_assert_eq(x, 'b');
+  cr_assert_eq(hwsock_guest_close(g, c), 0);
+  cr_assert_eq(hwsock_guest_close(g, b), 0);
+  close(pb);
+  stop();
+}
