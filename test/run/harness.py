@@ -56,6 +56,11 @@ class Vmm:
                 "--backend-dir", ""]
         for b in ("tcp", "udp"):
             args += ["--backend", os.path.join(BACKENDS, b + ".so")]
+        # "2": devices with the event queue, as hwsock-run's private VMM
+        # (its stream sockets go through the dispatcher thread); default one
+        # queue (each socket's own threads)
+        if os.environ.get("HWSOCK_TEST_VMM_QUEUES"):
+            args += ["--queues", os.environ["HWSOCK_TEST_VMM_QUEUES"]]
         if policy is not None:
             pf = os.path.join(TMP, "policy%d.yaml" % id(self))
             with open(pf, "w") as f:

@@ -38,6 +38,16 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
     set_tests_properties(run_${t} PROPERTIES TIMEOUT 120 ENVIRONMENT
       "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR};HWSOCK_TEST_BIN=${_run_bin}")
   endforeach()
+  # The same real clients and servers against a VMM whose devices have the
+  # event queue (--queues 2): stream sockets' device -> program direction
+  # is then hwsock-run's dispatcher thread (pump.c), as with its private VMM.
+  foreach(t curl python_clients nc listen iperf3 hostile)
+    add_test(NAME run_evq_${t}
+             COMMAND "${Python3_EXECUTABLE}"
+                     "${CMAKE_CURRENT_LIST_DIR}/harness.py" ${t})
+    set_tests_properties(run_evq_${t} PROPERTIES TIMEOUT 120 ENVIRONMENT
+      "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR};HWSOCK_TEST_BIN=${_run_bin};HWSOCK_TEST_VMM_QUEUES=2")
+  endforeach()
 endif()
 
 # AF_IPX end to end (test/run/ipx_run_test.py): an ordinary AF_IPX program
