@@ -850,10 +850,6 @@ static int tcp_info(void *sock, hwsock_bsock_info *out) {
 #define EXPORT_LEN 4u
 #define EXPORT_F_WR_SHUT 1u
 
-static int one_at_most(const hwsock_bq *q) {
-  return q->head == NULL || q->head->backend_priv[0] == NULL;
-}
-
 static int tcp_export(void *sock, hwsock_bexport *out) {
   tcp_sock *s = sock;
   if (s->closed)
@@ -864,8 +860,9 @@ static int tcp_export(void *sock, hwsock_bexport *out) {
     return HWSOCK_EOPNOTSUPP; /* its writes fail: nothing to continue */
   /* Settled: every pending request can be submitted again as if for the
    * first time, and no order between two of them can be lost. */
-  if (s->state == TCP_CONNECTING || pp_pending(s) || !one_at_most(&s->wq) ||
-      !one_at_most(&s->rq) || (s->wq.head && req_done(s->wq.head) > 0) ||
+  if (s->state == TCP_CONNECTING || pp_pending(s) ||
+      !hwsock_bq_at_most_one(&s->wq) || !hwsock_bq_at_most_one(&s->rq) ||
+      (s->wq.head && req_done(s->wq.head) > 0) ||
       (s->rq.head && req_done(s->rq.head) > 0))
     return HWSOCK_EAGAIN;
   if (out->size < offsetof(hwsock_bexport, state) + EXPORT_LEN)

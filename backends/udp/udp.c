@@ -583,10 +583,6 @@ static int udp_info(void *sock, hwsock_bsock_info *out) {
 #define EXPORT_F_CONNECTED 1u
 #define EXPORT_F_RD_SHUT 2u
 
-static int one_at_most(const hwsock_bq *q) {
-  return q->head == NULL || q->head->backend_priv[0] == NULL;
-}
-
 static int udp_export(void *sock, hwsock_bexport *out) {
   udp_sock *s = sock;
   if (s->closed)
@@ -595,7 +591,7 @@ static int udp_export(void *sock, hwsock_bexport *out) {
     return s->poll_err;
   /* A datagram moves whole or not at all: only the order of two waiting
    * requests of one direction could be lost. */
-  if (!one_at_most(&s->wq) || !one_at_most(&s->rq))
+  if (!hwsock_bq_at_most_one(&s->wq) || !hwsock_bq_at_most_one(&s->rq))
     return HWSOCK_EAGAIN;
   if (out->size < offsetof(hwsock_bexport, state) + EXPORT_LEN)
     return HWSOCK_EINVAL;

@@ -283,6 +283,13 @@ static inline int hwsock_bq_remove(hwsock_bq *q, hwsock_breq *req) {
   return 0;
 }
 
+/* 1 when the queue holds at most one request (an export_sock() that can
+ * hand a socket over only while no order between two waiting requests of
+ * one direction could be lost), else 0. */
+static inline int hwsock_bq_at_most_one(const hwsock_bq *q) {
+  return q->head == NULL || q->head->backend_priv[0] == NULL;
+}
+
 /* ---- host sockets -------------------------------------------------------------- */
 
 /* The host sockaddr for a request's address, which must be of `family`
