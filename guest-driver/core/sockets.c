@@ -140,11 +140,20 @@ static int wb_flush(hwsock_guest *g, int s) {
   return err;
 }
 
+/* dontwait (HWSOCK_GUEST_SEND_DONTWAIT): stop where a piece would wait,
+ * for the socket's oldest send or for a slot. */
 static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
-                           size_t len, unsigned flags) {
+                           size_t len, unsigned flags, int dontwait) {
   if (!sock_in_range(g, s))
     return HWSOCK_EBADF;
   guest_sock *gs = &g->socks[s];
+  if (dontwait) {
+    /* Nobody may be reaping (write-behind senders wait for nothing): take
+     * the completions there are, so that finished sends count as such. */
+    pthread_mutex_lock(&g->lock);
+    hwsock__guest_reap_idle(g);
+    pthread_mutex_unlock(&g->lock);
+  }
   while (hwsock__wb_finish_oldest(g, s, 1))
     ; /* free what the device already completed */
   size_t posted = 0;
@@ -155,6 +164,8 @@ static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
     if (err < 0)
       return posted ? (ssize_t)posted : err;
     if (held == HWSOCK_GUEST_WB_MAX) {
+      if (dontwait)
+        break;
       hwsock__wb_finish_oldest(g, s, 0);
       continue;
     }
@@ -163,7 +174,9 @@ static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
     send_piece_call(g, &c, s, buf, len, posted, flags);
     /* Wait for a free slot only while holding none: a thread holding slots
      * never blocks on slots others must free. */
-    int rc = hwsock__guest_start(g, &c, &idx, held == 0);
+    int rc = hwsock__guest_start(g, &c, &idx, held == 0 && !dontwait);
+    if (rc == HWSOCK_EAGAIN && dontwait)
+      break;
     if (rc == HWSOCK_EAGAIN && held > 0) {
       hwsock__wb_finish_oldest(g, s, 0);
       continue;
@@ -178,7 +191,7 @@ static ssize_t send_behind(hwsock_guest *g, int s, const void *buf,
     pthread_mutex_unlock(&g->lock);
     posted += c.out_len;
   }
-  return (ssize_t)posted;
+  return posted || !len ? (ssize_t)posted : HWSOCK_EAGAIN;
 }
 
 /* Pieces of one send kept in flight: the device copies nothing, so the
@@ -192,13 +205,19 @@ ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
     return HWSOCK_EINVAL;
   if (len > SSIZE_MAX)
     len = SSIZE_MAX;
-  if (len == 0)
+  int dontwait = (flags & HWSOCK_GUEST_SEND_DONTWAIT) != 0;
+  flags &= ~HWSOCK_GUEST_SEND_DONTWAIT; /* never on the wire */
+  if (dontwait && !g->write_behind)
+    return HWSOCK_EINVAL; /* such a send waits for its completion */
+  if (len == 0 && !dontwait)
     return send_piece(g, s, buf, 0, flags, NULL);
   if (sock_in_range(g, s)) {
     pthread_mutex_lock(&g->lock);
     int dgram = g->socks[s].type == HWSOCK_SOCK_DGRAM;
     int wb_err = hwsock__wb_err_take(g, s); /* of a send buffer too */
     pthread_mutex_unlock(&g->lock);
+    if (dgram && dontwait)
+      return HWSOCK_EINVAL; /* a datagram's send waits for its result */
     /* A datagram is one request: never split it into pieces. */
     if (dgram && len > g->io_len)
       return HWSOCK_EMSGSIZE;
@@ -206,7 +225,7 @@ ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
       return wb_err;
   }
   if (g->write_behind)
-    return send_behind(g, s, buf, len, flags);
+    return send_behind(g, s, buf, len, flags, dontwait);
   struct {
     guest_call c;
     unsigned slot;

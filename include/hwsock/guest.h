@@ -129,7 +129,8 @@ HWSOCK_EXTERN int hwsock_guest_listen(hwsock_guest *g, int s, int backlog);
 /* Returns the new socket id; peer URI into peer (may be NULL). */
 HWSOCK_EXTERN int hwsock_guest_accept(hwsock_guest *g, int s, char *peer,
                                       size_t peer_len);
-/* Sends all len bytes (in io_len pieces); returns len or an error. */
+/* Sends all len bytes (in io_len pieces); returns len or an error.
+ * HWSOCK_GUEST_SEND_DONTWAIT (below) posts only what needs no wait. */
 HWSOCK_EXTERN ssize_t hwsock_guest_send(hwsock_guest *g, int s,
                                         const void *buf, size_t len,
                                         unsigned flags);
@@ -175,6 +176,14 @@ HWSOCK_EXTERN int hwsock_guest_getname(hwsock_guest *g, int s, int which,
 /* hwsock_guest_recv() flag, never sent to the device: with the event
  * queue, return HWSOCK_EAGAIN instead of waiting when nothing is there. */
 #define HWSOCK_GUEST_RECV_DONTWAIT (1u << 16)
+/* hwsock_guest_send() flag, never sent to the device: with write-behind on
+ * a stream socket, post the pieces that take a free slot within the
+ * socket's HWSOCK_GUEST_WB_MAX in flight, and return their bytes (fewer
+ * than len: the rest would wait) or HWSOCK_EAGAIN when none could go
+ * without waiting (a send completed since, or a slot freed, changes
+ * that). Errors as a send's. HWSOCK_EINVAL without write-behind or on a
+ * datagram socket (their sends wait for completion). */
+#define HWSOCK_GUEST_SEND_DONTWAIT (1u << 17)
 typedef struct hwsock_guest_event {
   int sock;
   unsigned events; /* HWSOCK_GUEST_* */

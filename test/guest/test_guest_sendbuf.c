@@ -678,3 +678,95 @@ Test(guest_sendbuf, a_write_behind_datagram_refusal_does_not_stick) {
   cr_assert_eq(hwsock_guest_close(g, d), 0);
   stop();
 }
+
+/* HWSOCK_GUEST_SEND_DONTWAIT (what hwsock-run's program -> device
+ * dispatcher sends with): with write-behind, a send posts the pieces that
+ * need no wait and returns their bytes, or HWSOCK_EAGAIN once the socket's
+ * sends in flight are stuck (the host peer reads nothing); it never waits.
+ * Partial sends keep the stream whole and in order when the peer reads
+ * again. */
+Test(guest_sendbuf, a_dontwait_send_posts_what_fits_and_never_waits,
+     .timeout = 60) {
+  start(1, 1, 0);
+  int peer;
+  int s = gconnect(&peer);
+  /* more than HWSOCK_GUEST_WB_MAX io_len (64 KiB) pieces: the first send,
+   * with nothing in flight, posts four of them and returns their bytes */
+  static unsigned char chunk[300000];
+  uint64_t off = 0, h = HASH_INIT;
+  int eagain = 0, partial = 0;
+  /* The peer reads nothing: sends in flight are met at once (EAGAIN), or
+   * at the latest once the host buffers are full and the device's sends
+   * stay in flight (at most 256 MiB, far more than loopback buffers
+   * hold); a send that waited would never return (the test's timeout). */
+  while (!eagain && off < (256u << 20)) {
+    fill(chunk, sizeof(chunk), off);
+    ssize_t w = hwsock_guest_send(g, s, chunk, sizeof(chunk),
+                                  HWSOCK_GUEST_SEND_DONTWAIT);
+    if (w == HWSOCK_EAGAIN) {
+      eagain = 1;
+      break;
+    }
+    cr_assert(w > 0 && w <= (ssize_t)sizeof(chunk), "send: %zd (%s)", w,
+              hwsock_strerror((int)w));
+    partial += w < (ssize_t)sizeof(chunk);
+    h = hash_step(h, chunk, (size_t)w);
+    off += (uint64_t)w;
+  }
+  cr_assert(partial > 0, "the first send was not partial");
+  cr_assert(eagain, "no HWSOCK_EAGAIN after %llu bytes the peer never read",
+            (unsigned long long)off);
+  /* the peer reads: the rest goes out in DONTWAIT pieces, retried */
+  sink k = {.fd = peer};
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, sink_main, &k), 0);
+  uint64_t end = off + (8u << 20);
+  while (off < end) {
+    size_t n = end - off < sizeof(chunk) ? (size_t)(end - off) : sizeof(chunk);
+    fill(chunk, n, off);
+    ssize_t w = hwsock_guest_send(g, s, chunk, n, HWSOCK_GUEST_SEND_DONTWAIT);
+    if (w == HWSOCK_EAGAIN) {
+      usleep(200);
+      continue;
+    }
+    cr_assert(w > 0 && w <= (ssize_t)n, "send: %zd (%s)", w,
+              hwsock_strerror((int)w));
+    partial += w < (ssize_t)n;
+    h = hash_step(h, chunk, (size_t)w);
+    off += (uint64_t)w;
+  }
+  cr_assert_eq(hwsock_guest_send_wait(g, s), 0);
+  cr_assert_eq(hwsock_guest_shutdown(g, s, HWSOCK_SHUT_WR), 0);
+  pthread_join(t, NULL);
+  cr_assert_eq(k.bytes, off, "server got %llu of %llu bytes",
+               (unsigned long long)k.bytes, (unsigned long long)off);
+  cr_assert_eq(k.hash, h, "bytes differ");
+  cr_assert_eq(hwsock_guest_close(g, s), 0);
+  close(peer);
+  stop();
+}
+
+/* Where a send always waits for its completion (no write-behind, or a
+ * datagram), DONTWAIT is refused rather than silently waiting. */
+Test(guest_sendbuf, a_dontwait_send_that_would_wait_is_refused) {
+  start(1, 1, 0);
+  int host;
+  unsigned port;
+  int d = udp_pair(&host, &port);
+  cr_assert_eq(hwsock_guest_send(g, d, "x", 1, HWSOCK_GUEST_SEND_DONTWAIT),
+               HWSOCK_EINVAL);
+  cr_assert_eq(hwsock_guest_send(g, d, "x", 1, 0), 1); /* still fine */
+  char c;
+  cr_assert_eq(recv(host, &c, 1, 0), 1);
+  cr_assert_eq(hwsock_guest_close(g, d), 0);
+  close(host);
+  stop();
+  start(1, 0, 0);
+  int peer;
+  int s = gconnect(&peer);
+  cr_assert_eq(hwsock_guest_send(g, s, "x", 1, HWSOCK_GUEST_SEND_DONTWAIT),
+               HWSOCK_EINVAL);
+  cr_assert_eq(hwsock_guest_close(g, s), 0);
+  close(peer);
+  stop();
+}
