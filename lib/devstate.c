@@ -35,9 +35,10 @@ uint64_t hwsock__class_features(const hwsock_device *dev) {
       }
     }
   }
-  /* The event queue is the last queue: a request queue must remain. */
+  /* The event queue is the last queue: a request queue must remain. Soft
+   * errors are a refinement of its ERROR event (evq.c). */
   if (dev->cfg.num_queues >= 2)
-    f |= HWSOCK_F_EVENT_QUEUE;
+    f |= HWSOCK_F_EVENT_QUEUE | HWSOCK_F_SOFT_ERRORS;
   return f;
 }
 

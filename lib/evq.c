@@ -31,6 +31,27 @@ static int is_dgram(const hwsock__sock *s) {
   return hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_DGRAM;
 }
 
+/* The errors a datagram socket lives on (PROTOCOL.md §16.9): the host
+ * kernel's report of an ICMP error to an earlier datagram (Linux's
+ * icmp_err_convert), which recvmsg returns once and clears; the socket
+ * stays. Only these: any other read error may persist, and a soft error
+ * re-arms the watch, so it must not be one the next read meets again. */
+static int soft_error(int status) {
+  switch (status) {
+  case HWSOCK_ECONNREFUSED:
+  case HWSOCK_EHOSTUNREACH:
+  case HWSOCK_ENETUNREACH:
+  case HWSOCK_EHOSTDOWN:
+  case HWSOCK_ENOPROTOOPT:
+  case HWSOCK_EMSGSIZE:
+  case HWSOCK_EACCES:
+  case HWSOCK_EPROTO:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 static const hwsock_backend_ops *ops_of(const hwsock_device *dev,
                                         const hwsock__sock *s) {
   return dev->backends[s->backend].desc->ops;
@@ -204,7 +225,24 @@ void hwsock__evq_complete(hwsock_device *dev, hwsock__req *req, int status,
   }
   hwsock_event ev;
   uint32_t used = EV_LEN;
-  if (status < 0) {
+  if (status < 0 && is_dgram(s) && soft_error(status)) {
+    /* A datagram socket's ICMP error: reported, the read side goes on and
+     * W is unchanged (the host error was cleared by this read). A driver
+     * without F_SOFT_ERRORS takes every ERROR for the end of the read
+     * side; it gets the buffer back empty instead (no event): a lost soft
+     * error is less wrong than a socket that never receives again. */
+    if (!(dev->features & HWSOCK_F_SOFT_ERRORS)) {
+      hwsock__device_log(dev, HWSOCK_LOG_DEBUG,
+                         "socket %u: %s not reported (no soft errors)", id,
+                         hwsock_strerror(status));
+      hwsock__req_push(dev, req, 0);
+      hwsock__evq_arm(dev, id);
+      return;
+    }
+    event_init(&ev, id, HWSOCK_EV_ERROR, s);
+    hwsock_le16_set(&ev.flags, HWSOCK_EV_F_SOFT);
+    hwsock_le32_set(&ev.status, (uint32_t)-status);
+  } else if (status < 0) {
     s->ev |= HWSOCK__EV_RDONE;
     event_init(&ev, id, HWSOCK_EV_ERROR, s);
     hwsock_le32_set(&ev.status, (uint32_t)-status);

@@ -138,6 +138,10 @@ static inline int hwsock_vring_need_event(uint16_t event_idx, uint16_t new_idx,
 #define HWSOCK_F_IPX (1ull << 3)   /* ipx:// */
 #define HWSOCK_F_EVENT_QUEUE (1ull << 4) /* the last queue is the event queue;
                                             per-socket credit (PROTOCOL §16) */
+#define HWSOCK_F_SOFT_ERRORS (1ull << 5) /* with F_EVENT_QUEUE: a datagram
+                                            socket's ICMP error is an ERROR
+                                            event with EV_F_SOFT; reading goes
+                                            on (PROTOCOL §16.3) */
 #define HWSOCK_F_INDIRECT_DESC (1ull << 28) /* VIRTIO_RING_F_INDIRECT_DESC */
 #define HWSOCK_F_EVENT_IDX (1ull << 29)     /* VIRTIO_RING_F_EVENT_IDX */
 #define HWSOCK_F_VERSION_1 (1ull << 32)     /* VIRTIO_F_VERSION_1: required */
@@ -323,6 +327,8 @@ typedef struct hwsock_resp_hdr {
 /* Event flags. */
 #define HWSOCK_EV_F_EOF 1u   /* DATA: orderly shutdown by the peer, len 0 */
 #define HWSOCK_EV_F_TRUNC 2u /* DATA: datagram longer than the buffer */
+#define HWSOCK_EV_F_SOFT 4u  /* ERROR (F_SOFT_ERRORS): a datagram socket's
+                                pending error; reading goes on, W unchanged */
 
 #define HWSOCK_EV_BUF_MIN 256u   /* smallest event buffer (writable bytes) */
 #define HWSOCK_EV_URI_AREA 80u   /* datagram events: source URI area at 32 */

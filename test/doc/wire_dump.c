@@ -237,6 +237,7 @@ static void loopback(void) {
 /* The event queue (PROTOCOL.md §16). */
 static void events(void) {
   FEATURE(HWSOCK_F_EVENT_QUEUE);
+  FEATURE(HWSOCK_F_SOFT_ERRORS);
   C(HWSOCK_OP_CREDIT);
   C(HWSOCK_WATCH_ACCEPT);
   C(HWSOCK_WATCH_WRITE);
@@ -249,6 +250,7 @@ static void events(void) {
   C(HWSOCK_EV_HUP);
   C(HWSOCK_EV_F_EOF);
   C(HWSOCK_EV_F_TRUNC);
+  C(HWSOCK_EV_F_SOFT);
   C(HWSOCK_EV_BUF_MIN);
   C(HWSOCK_EV_URI_AREA);
   C(HWSOCK_CREDIT_MAX);
