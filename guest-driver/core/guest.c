@@ -268,3 +268,10 @@ void hwsock_guest_shutdown_transport(hwsock_guest *g) {
   hwsock__guest_fail(g, HWSOCK_ECONNRESET);
   pthread_mutex_unlock(&g->lock);
 }
+
+int hwsock_guest_transport_error(const hwsock_guest *g) {
+  if (!g)
+    return HWSOCK_EINVAL;
+  /* set once (first failure wins), never cleared: no lock needed */
+  return __atomic_load_n(&g->broken, __ATOMIC_ACQUIRE);
+}

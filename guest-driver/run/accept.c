@@ -4,7 +4,10 @@
  * connection, gives the program a new socketpair end for it (ADDFD+SEND,
  * honouring SOCK_NONBLOCK/SOCK_CLOEXEC) and writes the peer's address.
  * A byte 0 says the listener failed (the VMM went away): that accept
- * returns the failure (s->lerr, ENETDOWN), later ones find nothing ready. */
+ * returns the failure (s->lerr, ENETDOWN), and so does every other accept
+ * that was waiting then (threads blocked in accept on the listener: the
+ * byte wakes only one of them); accepts that start after the byte was
+ * taken find nothing ready. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -18,12 +21,17 @@
  * HWSOCK_ENOENT (the call went away) or another HWSOCK_E*. */
 static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
   run_sock *s = t->s;
+  pthread_mutex_lock(&s->lock);
+  int late = s->lerr_taken; /* the failure was reported before this call */
+  pthread_mutex_unlock(&s->lock);
+  int failed_seen = 0;
   for (;;) {
     uint8_t token;
     ssize_t n = recv(t->fd, &token, 1, MSG_DONTWAIT);
     if (n == 1 && token == 0) { /* pump.c's listener_failed */
       pthread_mutex_lock(&s->lock);
       int lerr = s->lerr;
+      s->lerr_taken = 1;
       pthread_mutex_unlock(&s->lock);
       return lerr < 0 ? lerr : HWSOCK_EINVAL;
     }
@@ -46,6 +54,21 @@ static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
       return HWSOCK_EINVAL; /* the listener is gone */
     if (errno != EAGAIN && errno != EINTR)
       return hwsock__run_err(errno);
+    if (!late) {
+      /* The listener failed while this call waited and another took the
+       * byte: this accept fails too. The byte is sent before lerr is set
+       * (under the lock), so one more look finds it if nobody took it,
+       * or a connection queued before it. */
+      pthread_mutex_lock(&s->lock);
+      int lerr = s->lerr;
+      pthread_mutex_unlock(&s->lock);
+      if (lerr < 0 && failed_seen)
+        return lerr;
+      if (lerr < 0) {
+        failed_seen = 1;
+        continue;
+      }
+    }
     if (nb)
       return HWSOCK_EAGAIN;
     if (hwsock__run_wait_readable(c, t->fd) < 0)

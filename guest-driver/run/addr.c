@@ -134,7 +134,9 @@ const char *hwsock__run_label(const run_sock *s, char *buf, size_t cap) {
 int hwsock__run_dev_err(int err) {
   if (err >= 0)
     return 0;
-  if (hwsock__run.device_down)
+  /* asked at each failure, not only once a pump met the loss: a sendto
+   * right after the VMM died would otherwise say ECONNRESET */
+  if (hwsock__run_transport_lost())
     return HWSOCK_ENETDOWN;
   return err;
 }

@@ -3,7 +3,7 @@
  * §14); from then on every driver call fails, and the guest library keeps
  * the code (hwsock_attach_reset_reason). hwsock-run names it where it first
  * meets the failure, so that a user of -v learns which ring fault it was.
- * Calls only the state and the log. */
+ * Calls only the state, the log and the driver's transport state. */
 #include "hwsock/attach.h"
 #include "hwsock/wire.h"
 #include "run.h"
@@ -52,6 +52,16 @@ void hwsock__run_device_gone(void) {
   else
     hwsock__run_log("device gone: the VMM hung up without a NEEDS_RESET "
                     "reason: new sockets fail with ENETDOWN");
+}
+
+int hwsock__run_transport_lost(void) {
+  if (hwsock__run.device_down)
+    return 1;
+  if (hwsock_guest_transport_error(hwsock__run.g) == 0)
+    return 0;
+  hwsock__run.device_down = 1;
+  hwsock__run_device_gone();
+  return 1;
 }
 
 void hwsock__run_device_closing(void) {

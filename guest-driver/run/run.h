@@ -109,6 +109,11 @@ const char *hwsock__run_optname(int level, int name, char *buf, size_t cap);
 void hwsock__run_device_gone(void);
 /* hwsock-run shuts the transport itself (exit): nothing to say any more. */
 void hwsock__run_device_closing(void);
+/* 1 when the transport is gone (device_down, or the driver says so:
+ * hwsock_guest_transport_error; then device_down is set and the loss
+ * logged), else 0. Tells the device's loss from one socket's
+ * ECONNRESET (a peer's reset, a socket reset by a restore). */
+int hwsock__run_transport_lost(void);
 
 /* ---- filter.c ------------------------------------------------------------ */
 
@@ -232,6 +237,8 @@ typedef struct run_sock {
                HWSOCK_E*, 0 while it works): accept returns it once
                (accept.c); kill leaves the program end readable only for
                that (sockmap.c) */
+  int lerr_taken; /* an accept took the error token: accepts that start
+                     later find nothing ready (accept.c) */
   /* unconnected UDP: sources of the datagrams written to the pair */
   run_src srcq[RUN_MAX_SRCQ];
   unsigned srcq_head, srcq_n;
@@ -311,8 +318,8 @@ void hwsock__run_sa_any(int family, struct sockaddr_storage *ss,
 int hwsock__run_put_sa(run_call *c, uint64_t addr, uint64_t lenp,
                        const struct sockaddr_storage *ss, socklen_t len);
 /* A driver call's error as the program is to see it: HWSOCK_ENETDOWN once
- * the transport is lost (hwsock__run.device_down), else err itself; 0 for
- * err >= 0. */
+ * the transport is lost (hwsock__run_transport_lost), else err itself; 0
+ * for err >= 0. */
 int hwsock__run_dev_err(int err);
 
 /* ---- target.c: what a call's fd is --------------------------------------- */

@@ -110,6 +110,15 @@ HWSOCK_EXTERN void hwsock_guest_free(hwsock_guest *g);
  * went away). Safe from any thread. */
 HWSOCK_EXTERN void hwsock_guest_shutdown_transport(hwsock_guest *g);
 
+/* 0 while the transport works; once it failed, the error every call fails
+ * with from then on: HWSOCK_ECONNRESET (the device went away: the VMM hung
+ * up or sent NEEDS_RESET, or hwsock_guest_shutdown_transport()),
+ * HWSOCK_EPROTO (the device broke the protocol). Tells a device that is
+ * gone from one socket's HWSOCK_ECONNRESET (a peer's reset, or a socket the
+ * device reset after a restore). Safe from any thread; NULL:
+ * HWSOCK_EINVAL. */
+HWSOCK_EXTERN int hwsock_guest_transport_error(const hwsock_guest *g);
+
 /* The features negotiated with the device (HWSOCK_F_*): among them which
  * schemes it carries (HWSOCK_F_TCP, _UDP, _INET6, _IPX). Constant once
  * hwsock_guest_new() returned; any thread. */

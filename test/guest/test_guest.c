@@ -1345,11 +1345,14 @@ Test(guest_ring, shutdown_transport_wakes_everyone, .init = setup_none,
   }
   wait_parked(2); /* the third waits for a slot */
   usleep(50 * 1000);
+  cr_expect_eq(hwsock_guest_transport_error(G), 0);
   hwsock_guest_shutdown_transport(G);
   for (int i = 0; i < 3; i++) {
     pthread_join(r[i].t, NULL);
     cr_expect_eq(r[i].ret, HWSOCK_ECONNRESET);
   }
+  cr_expect_eq(hwsock_guest_transport_error(G), HWSOCK_ECONNRESET);
+  cr_expect_eq(hwsock_guest_transport_error(NULL), HWSOCK_EINVAL);
   cr_expect_eq(hwsock_guest_socket(G, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM),
                HWSOCK_ECONNRESET);
 }
@@ -1366,6 +1369,7 @@ Test(guest_ring, wait_error_fails_the_transport, .init = setup_indirect,
   pthread_join(r.t, NULL);
   cr_expect_eq(r.ret, HWSOCK_ECONNRESET);
   cr_expect_eq(hwsock_guest_send(G, r.sock, "x", 1, 0), HWSOCK_ECONNRESET);
+  cr_expect_eq(hwsock_guest_transport_error(G), HWSOCK_ECONNRESET);
 }
 
 /* ---- a buggy device ------------------------------------------------------- */

@@ -1596,6 +1596,116 @@ def test_vmm_gone_listener():
     check(b"listen" in err, "listen not logged: %s" % err[-2000:])
 
 
+VMM_GONE_THREADS = r"""
+import errno, json, os, socket, sys, threading, time
+udp_port = int(sys.argv[1])
+res = {}
+lock = threading.Lock()
+
+
+def name(e):
+    return errno.errorcode.get(e.errno, str(e.errno))
+
+
+listeners = []
+for i in range(3):
+    l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    l.bind(("127.0.0.1", 0))
+    l.listen(8)
+    listeners.append(l)
+
+
+def acc(k, l):
+    try:
+        c, _ = l.accept()
+        r = "accepted"
+    except OSError as e:
+        r = name(e)
+    with lock:
+        res["accept%d" % k] = r
+
+
+# two threads in accept() on the first listener, one on each of the others
+threads = []
+for k, l in enumerate([listeners[0], listeners[0], listeners[1],
+                       listeners[2]]):
+    t = threading.Thread(target=acc, args=(k, l), daemon=True)
+    t.start()
+    threads.append(t)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(b"hi", ("127.0.0.1", udp_port))
+time.sleep(0.5)  # the threads wait in accept()
+print("ready", flush=True)
+sys.stdin.readline()  # the VMM is gone
+deadline = time.monotonic() + 10
+for t in threads:
+    t.join(max(0.0, deadline - time.monotonic()))
+time.sleep(0.3)
+for k in range(3):
+    try:
+        u.sendto(b"x", ("127.0.0.1", udp_port))
+        r = "sent"
+    except OSError as e:
+        r = name(e)
+    res["sendto%d" % k] = r
+try:
+    c = socket.create_connection(("127.0.0.1", udp_port), timeout=5)
+    res["connect"] = "connected"
+except OSError as e:
+    res["connect"] = name(e)
+with lock:
+    print(json.dumps(res), flush=True)
+os._exit(0)
+"""
+
+
+def test_vmm_gone_threads():
+    """The VMM behind --vmm is killed while a threaded python3 program has
+    four threads blocked in accept() on three offloaded listeners (two on
+    one of them) and an offloaded UDP socket: every blocked accept fails
+    with ENETDOWN, and so does every sendto() with an address, and a new
+    socket's connect() (HWSOCK-RUN.md, 'When the VMM goes away')."""
+    vmm = Vmm()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    prog = os.path.join(TMP, "vmm_gone_threads.py")
+    with open(prog, "w") as f:
+        f.write(VMM_GONE_THREADS)
+    proc = subprocess.Popen([RUN, "-v", "--vmm", vmm.path, "--", PY, prog,
+                             str(sink.getsockname()[1])],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline()
+        check(line == b"ready\n", "the program did not start: %r" % line)
+        sink.settimeout(10)
+        check(sink.recv(100) == b"hi", "the first datagram did not arrive")
+        vmm.proc.kill()
+        vmm.proc.wait()
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sink.close()
+    check(proc.returncode == 0, "exit %d: %s" % (proc.returncode,
+                                                 err[-2000:]))
+    res = json.loads(out.decode().strip().splitlines()[-1])
+    print("after the VMM died: %s" % res)
+    for k in range(4):
+        check(res.get("accept%d" % k) == "ENETDOWN",
+              "accept thread %d: %s, not ENETDOWN" %
+              (k, res.get("accept%d" % k, "still blocked")))
+    for k in range(3):
+        check(res["sendto%d" % k] == "ENETDOWN",
+              "sendto %d with an address: %s, not ENETDOWN" %
+              (k, res["sendto%d" % k]))
+    check(res["connect"] == "ENETDOWN",
+          "connect on a new socket: %s" % res["connect"])
+
+
 TESTS = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
 
 
