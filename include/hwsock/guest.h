@@ -178,7 +178,13 @@ HWSOCK_EXTERN int hwsock_guest_getname(hwsock_guest *g, int s, int which,
  * stops watching. hwsock_guest_wait() fills up to n events with sockets
  * that are ready now (level-triggered, as poll: a socket stays ready until
  * it is drained) and returns their count, 0 on timeout (timeout_ms -1:
- * none), or a negative HWSOCK_E*. Sockets are reported in turn. */
+ * none), or a negative HWSOCK_E*. Sockets are reported in turn.
+ * A failed socket is reported by every wait, for each interest it is
+ * watched for, OUT included (its one-shot is about the device's room
+ * report, not about the failure): as poll reports POLLERR at every call
+ * until the socket is closed, nothing consumes a failure. There is no
+ * edge-triggered mode; a program that has seen the error stops the
+ * reports by closing the socket or watching it for 0. */
 #define HWSOCK_GUEST_IN 1u
 #define HWSOCK_GUEST_ACCEPT 2u
 #define HWSOCK_GUEST_OUT 4u
