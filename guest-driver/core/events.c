@@ -92,6 +92,10 @@ static void ev_publish(hwsock_guest *g, uint16_t old) {
 static unsigned readiness(const guest_sock *gs) {
   if (gs->ev_failed)
     return HWSOCK_GUEST_IN | HWSOCK_GUEST_ACCEPT | HWSOCK_GUEST_OUT;
+  /* A pending soft error (a datagram socket): the next recv or send
+   * returns it, as poll's POLLERR until the error is taken. */
+  if (gs->ev_soft)
+    return HWSOCK_GUEST_IN | HWSOCK_GUEST_OUT;
   unsigned r = 0;
   if (gs->rx_head || gs->ev_eof || gs->ev_err)
     r |= HWSOCK_GUEST_IN;
@@ -263,12 +267,22 @@ static void ev_take(hwsock_guest *g, uint32_t i, uint32_t len) {
       gs->ev_nbufs++;
     gs->bytes_in += dlen;
     break;
-  case HWSOCK_EV_ERROR:
-    gs->ev_err = status >= 1 && status <= GUEST_MAX_STATUS ? -(int)status
-                                                           : HWSOCK_EIO;
-    gs->ev_failed = 1;
+  case HWSOCK_EV_ERROR: {
+    int err = status >= 1 && status <= GUEST_MAX_STATUS ? -(int)status
+                                                        : HWSOCK_EIO;
+    if ((flags & HWSOCK_EV_F_SOFT) && is_dgram(gs) &&
+        (g->features & HWSOCK_F_SOFT_ERRORS)) {
+      /* An ICMP error of a datagram socket (PROTOCOL.md §16.9): pending
+       * (a later one replaces it, as in the kernel); the read side goes
+       * on. A SOFT flag where it cannot be is taken for a hard error. */
+      gs->ev_soft = err;
+    } else {
+      gs->ev_err = err;
+      gs->ev_failed = 1;
+    }
     ev_post(g, i);
     break;
+  }
   case HWSOCK_EV_ACCEPTABLE:
     gs->ev_acceptable = 1;
     gs->ev_armed &= (uint8_t)~ARMED_ACCEPT;
@@ -483,6 +497,12 @@ int hwsock__ev_recv(hwsock_guest *g, int s, void *buf, size_t len,
       rc = g->broken;
       break;
     }
+    if (gs->ev_soft) {
+      /* before any queued datagram, as the kernel's sock_error() */
+      rc = gs->ev_soft;
+      gs->ev_soft = 0;
+      break;
+    }
     if (gs->rx_head && is_dgram(gs)) {
       guest_rx *b = gs->rx_head;
       size_t n = b->len < len ? b->len : len;
@@ -556,6 +576,13 @@ int hwsock__ev_recv(hwsock_guest *g, int s, void *buf, size_t len,
     *resp_flags = rflags;
   *ret = rc < 0 ? rc : (ssize_t)got;
   return 1;
+}
+
+int hwsock__ev_soft_take(hwsock_guest *g, int s) {
+  guest_sock *gs = &g->socks[s];
+  int err = gs->ev_soft;
+  gs->ev_soft = 0;
+  return err;
 }
 
 void hwsock__ev_close_begin(hwsock_guest *g, int s) {

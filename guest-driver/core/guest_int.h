@@ -114,6 +114,9 @@ typedef struct guest_sock {
   int ev_err;          /* an ERROR event, reported once */
   uint8_t ev_failed;   /* an ERROR event came: ready for every interest,
                           for good (as poll's POLLERR, then POLLOUT) */
+  int ev_soft;         /* a datagram socket's soft error (ERROR with
+                          EV_F_SOFT): pending until the next recv, send or
+                          SO_ERROR reports it, once, as the kernel's sk_err */
   struct guest_rx *rx_head, *rx_tail; /* data not yet read, oldest first */
   uint32_t rx_off;     /* bytes of the head entry consumed */
   uint32_t consumed;   /* credit consumed, not yet returned */
@@ -291,6 +294,9 @@ void hwsock__ev_stop(hwsock_guest *g);
 int hwsock__ev_recv(hwsock_guest *g, int s, void *buf, size_t len,
                     unsigned flags, char *uri, size_t uri_len,
                     unsigned *resp_flags, ssize_t *ret);
+/* Takes socket s's pending soft error (a datagram socket's ICMP error
+ * through the event queue), or 0. Lock held. */
+int hwsock__ev_soft_take(hwsock_guest *g, int s);
 /* close in event mode: before the CLOSE (hold the id) and after it. */
 void hwsock__ev_close_begin(hwsock_guest *g, int s);
 void hwsock__ev_close_end(hwsock_guest *g, int s);

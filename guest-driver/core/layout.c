@@ -71,7 +71,8 @@ int hwsock__guest_layout(const hwsock_guest_config *cfg, const dev_limits *d,
   unsigned evq_size = 0, ev_buf_len = 0;
   if (cfg->event_queue && (d->features & HWSOCK_F_EVENT_QUEUE) &&
       d->num_queues >= 2) {
-    features |= HWSOCK_F_EVENT_QUEUE;
+    /* ERROR events of datagram sockets may be soft (§16.9, events.c) */
+    features |= HWSOCK_F_EVENT_QUEUE | (d->features & HWSOCK_F_SOFT_ERRORS);
     evq_size = d->max_queue_size < GUEST_EV_QUEUE_SIZE ? d->max_queue_size
                                                       : GUEST_EV_QUEUE_SIZE;
     ev_buf_len = cfg->ev_buf_len ? cfg->ev_buf_len : GUEST_EV_BUF_LEN;

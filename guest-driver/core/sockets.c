@@ -127,6 +127,18 @@ static int sock_in_range(const hwsock_guest *g, int s) {
   return s >= 0 && (unsigned)s < g->nsock;
 }
 
+/* A datagram socket's pending soft error, an ICMP error that came through
+ * the event queue (events.c, PROTOCOL.md §16.9): its next send or SO_ERROR
+ * takes it, once, as the kernel's sock_error() does. 0 if none. */
+static int soft_take(hwsock_guest *g, int s) {
+  if (!sock_in_range(g, s))
+    return 0;
+  pthread_mutex_lock(&g->lock);
+  int err = hwsock__ev_soft_take(g, s);
+  pthread_mutex_unlock(&g->lock);
+  return err;
+}
+
 /* Waits for every write-behind send of s; returns the first error of them
  * (sticky: later sends fail with it too), or 0. */
 static int wb_flush(hwsock_guest *g, int s) {
@@ -221,8 +233,10 @@ ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
   flags &= ~HWSOCK_GUEST_SEND_DONTWAIT; /* never on the wire */
   if (dontwait && !g->write_behind)
     return HWSOCK_EINVAL; /* such a send waits for its completion */
-  if (len == 0 && !dontwait)
-    return send_piece(g, s, buf, 0, flags, NULL);
+  if (len == 0 && !dontwait) {
+    int soft = soft_take(g, s);
+    return soft < 0 ? soft : send_piece(g, s, buf, 0, flags, NULL);
+  }
   if (sock_in_range(g, s)) {
     pthread_mutex_lock(&g->lock);
     int dgram = g->socks[s].type == HWSOCK_SOCK_DGRAM;
@@ -233,6 +247,9 @@ ssize_t hwsock_guest_send(hwsock_guest *g, int s, const void *buf, size_t len,
     /* A datagram is one request: never split it into pieces. */
     if (dgram && len > g->io_len)
       return HWSOCK_EMSGSIZE;
+    int soft = dgram ? soft_take(g, s) : 0;
+    if (soft < 0)
+      return soft;
     if (wb_err < 0)
       return wb_err;
   }
@@ -289,6 +306,9 @@ ssize_t hwsock_guest_sendto(hwsock_guest *g, int s, const void *buf,
     return HWSOCK_EINVAL;
   if (len > g->io_len)
     return HWSOCK_EMSGSIZE; /* one datagram is one request */
+  int soft = soft_take(g, s);
+  if (soft < 0)
+    return soft;
   return send_piece(g, s, buf, len, flags, uri);
 }
 
@@ -365,6 +385,17 @@ int hwsock_guest_getsockopt(hwsock_guest *g, int s, unsigned level,
   uint8_t tmp[GUEST_OPTVAL_MAX];
   if (!g || !val || !len)
     return HWSOCK_EINVAL;
+  int soft = level == HWSOCK_SOL_SOCKET && opt == HWSOCK_SO_ERROR
+                 ? soft_take(g, s)
+                 : 0;
+  if (soft < 0) { /* the device's host socket no longer has it */
+    hwsock_le32 v;
+    hwsock_le32_set(&v, (uint32_t)-soft);
+    size_t n = sizeof(v) < *len ? sizeof(v) : *len;
+    memcpy(val, &v, n);
+    *len = n;
+    return 0;
+  }
   call_init(&c, HWSOCK_OP_GETSOCKOPT, s);
   c.arg0 = level;
   c.arg1 = opt;

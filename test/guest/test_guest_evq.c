@@ -708,3 +708,89 @@ Test(guest_evq, a_reused_id_does_not_cut_the_ready_list) {
   close(pb);
   stop();
 }
+
+/* A connected datagram socket that sends to a closed port gets the host's
+ * ICMP refusal (PROTOCOL.md §16.9). As a Linux UDP socket: watched for IN
+ * it becomes ready, the next recv returns ECONNREFUSED once and it is not
+ * ready any more; a second refusal fails the next send instead, once; a
+ * third is SO_ERROR's; and the same socket, connected to a live peer, still
+ * receives. Before soft errors the first refusal ended the read side: recv
+ * returned end of file for ever and the socket stayed ready. */
+Test(guest_evq, a_refused_datagram_socket_reports_once_and_goes_on_receiving) {
+  start(1);
+  cr_assert(hwsock_guest_features(g) & HWSOCK_F_SOFT_ERRORS);
+  int h = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof(a);
+  cr_assert_eq(bind(h, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(getsockname(h, (struct sockaddr *)&a, &al), 0);
+  char uri[64];
+  snprintf(uri, sizeof(uri), "udp://127.0.0.1:%u", ntohs(a.sin_port));
+  close(h); /* its port is closed now (UDP: no TIME_WAIT) */
+  int s = hwsock_guest_socket(g, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM);
+  cr_assert(s >= 0, "socket: %d", s);
+  cr_assert_eq(hwsock_guest_connect(g, s, uri), 0);
+  cr_assert_eq(hwsock_guest_watch(g, s, HWSOCK_GUEST_IN), 0);
+  hwsock_guest_event ev[4];
+  char b[64];
+
+  /* 1. recv reports it, once */
+  cr_assert_eq(hwsock_guest_send(g, s, "q1", 2, 0), 2);
+  int n = hwsock_guest_wait(g, ev, 4, 10000);
+  cr_assert_eq(n, 1, "no readiness after the refusal: %d", n);
+  cr_assert_eq(ev[0].sock, s);
+  cr_assert(ev[0].events & HWSOCK_GUEST_IN);
+  cr_assert_eq(hwsock_guest_recv(g, s, b, sizeof(b),
+                                 HWSOCK_GUEST_RECV_DONTWAIT),
+               HWSOCK_ECONNREFUSED);
+  cr_assert_eq(hwsock_guest_wait(g, ev, 4, 300), 0,
+               "the refusal was reported twice");
+  cr_assert_eq(hwsock_guest_recv(g, s, b, sizeof(b),
+                                 HWSOCK_GUEST_RECV_DONTWAIT),
+               HWSOCK_EAGAIN, "the read side ended");
+
+  /* 2. the next send reports it, once, and sends nothing */
+  cr_assert_eq(hwsock_guest_send(g, s, "q2", 2, 0), 2);
+  cr_assert_eq(hwsock_guest_wait(g, ev, 4, 10000), 1);
+  cr_assert_eq(hwsock_guest_send(g, s, "q3", 2, 0), HWSOCK_ECONNREFUSED);
+  cr_assert_eq(hwsock_guest_wait(g, ev, 4, 300), 0);
+
+  /* 3. SO_ERROR reports it, once */
+  cr_assert_eq(hwsock_guest_sendto(g, s, "q4", 2, 0, NULL), 2);
+  cr_assert_eq(hwsock_guest_wait(g, ev, 4, 10000), 1);
+  uint32_t v = 0;
+  size_t vl = sizeof(v);
+  cr_assert_eq(hwsock_guest_getsockopt(g, s, HWSOCK_SOL_SOCKET,
+                                       HWSOCK_SO_ERROR, &v, &vl), 0);
+  cr_assert_eq(vl, sizeof(v));
+  cr_assert_eq(hwsock_le32_get((hwsock_le32 *)&v),
+               (uint32_t)-HWSOCK_ECONNREFUSED);
+  cr_assert_eq(hwsock_guest_wait(g, ev, 4, 300), 0);
+  v = 1;
+  vl = sizeof(v);
+  cr_assert_eq(hwsock_guest_getsockopt(g, s, HWSOCK_SOL_SOCKET,
+                                       HWSOCK_SO_ERROR, &v, &vl), 0);
+  cr_assert_eq(v, 0, "SO_ERROR did not clear the error");
+
+  /* 4. the same socket still receives */
+  h = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  al = sizeof(a);
+  a.sin_port = 0;
+  cr_assert_eq(bind(h, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(getsockname(h, (struct sockaddr *)&a, &al), 0);
+  snprintf(uri, sizeof(uri), "udp://127.0.0.1:%u", ntohs(a.sin_port));
+  cr_assert_eq(hwsock_guest_connect(g, s, uri), 0);
+  cr_assert_eq(hwsock_guest_send(g, s, "q5", 2, 0), 2);
+  struct sockaddr_in from;
+  socklen_t fl = sizeof(from);
+  cr_assert_eq(recvfrom(h, b, sizeof(b), 0, (struct sockaddr *)&from, &fl), 2);
+  cr_assert_eq(sendto(h, "a5", 2, 0, (struct sockaddr *)&from, fl), 2);
+  cr_assert_eq(hwsock_guest_wait(g, ev, 4, 10000), 1);
+  memset(b, 0, sizeof(b));
+  cr_assert_eq(hwsock_guest_recv(g, s, b, sizeof(b), 0), 2);
+  cr_assert_str_eq(b, "a5");
+  cr_assert_eq(hwsock_guest_close(g, s), 0);
+  close(h);
+  stop();
+}
