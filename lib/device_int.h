@@ -28,11 +28,17 @@ enum {
                           until CLOSE */
 };
 
-/* SETSOCKOPT before the decision (dispatch.c): kept until the socket is
- * closed, given to the backend's open(). */
+/* The socket options the guest set (dispatch.c), one entry per option,
+ * its last value, kept until the socket is closed: before the decision
+ * (at most HWSOCK_BPRESET_MAX, given to the backend's open()), then those
+ * the backend applied after it (appended), so that a restore can give a
+ * new host socket all of them (snapshot_sock.c). Room for every option
+ * the allow-list lets a guest set (13). */
+#define HWSOCK__SOCKOPTS_MAX 16u
+_Static_assert(HWSOCK__SOCKOPTS_MAX >= HWSOCK_BPRESET_MAX, "options table");
 typedef struct hwsock__presets {
   uint32_t n;
-  hwsock_bsockopt opt[HWSOCK_BPRESET_MAX];
+  hwsock_bsockopt opt[HWSOCK__SOCKOPTS_MAX];
 } hwsock__presets;
 
 typedef struct hwsock__sock {
@@ -105,6 +111,11 @@ typedef struct hwsock__req {
   uint32_t uri_area;    /* writable bytes reserved for a URI after the
                            response header */
   uint64_t t0_ns;       /* CLOCK_MONOTONIC when popped */
+  /* SETSOCKOPT on an offloaded socket: the value, fetched once from guest
+   * memory; the backend reads this copy and the device keeps it when the
+   * backend applied it (dispatch.c) */
+  uint8_t optval[8];
+  uint8_t optcopy;      /* optval holds the value */
 } hwsock__req;
 
 /* The device's counters: private, so that the public hwsock_device_stats
@@ -219,6 +230,10 @@ void hwsock__set_broken(struct hwsock_device *dev, unsigned q,
 void hwsock__dispatch(struct hwsock_device *dev, hwsock__req *req);
 /* The socket options a guest may get (set == 0) or set (set != 0). */
 int hwsock__sockopt_allowed(uint32_t level, uint32_t opt, int set);
+/* The value length of a settable option: 8 for SO_LINGER, else 4. */
+size_t hwsock__sockopt_len(uint32_t level, uint32_t opt);
+/* The HWSOCK_HOSTOPT_* bit a guest option stands for (hostopts.h), or 0. */
+uint32_t hwsock__hostopt_bit(uint32_t level, uint32_t opt);
 
 /* snapshot_sock.c: restore gives socket id (its scheme, options and bound
  * flag set) a host socket again on `local`, listening or connected to

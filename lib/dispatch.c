@@ -114,6 +114,27 @@ void hwsock__sock_close(hwsock_device *dev, uint32_t id) {
   s->ev = in_line;
 }
 
+/* The option (level, name) with its value into table p: it replaces the
+ * option's earlier value, else it is appended while fewer than max are
+ * kept. 0 or HWSOCK_ENOBUFS. */
+static int keep_opt(hwsock__presets *p, uint32_t level, uint32_t name,
+                    const uint8_t *val, size_t len, uint32_t max) {
+  uint32_t i = 0;
+  while (i < p->n && !(p->opt[i].level == level && p->opt[i].name == name))
+    i++;
+  if (i == p->n && (i >= max || i >= HWSOCK__SOCKOPTS_MAX))
+    return HWSOCK_ENOBUFS;
+  hwsock_bsockopt *o = &p->opt[i];
+  memset(o, 0, sizeof(*o));
+  o->level = level;
+  o->name = name;
+  o->len = (uint32_t)len;
+  memcpy(o->val, val, len);
+  if (i == p->n)
+    p->n++;
+  return 0;
+}
+
 void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
   hwsock__req *req = (hwsock__req *)breq;
   hwsock_device *dev = req->dev;
@@ -156,6 +177,13 @@ void hwsock__backend_complete(hwsock_breq *breq, int status, size_t len) {
   }
   if (status == 0 && req->opcode == HWSOCK_OP_CONNECT && breq->prefix_len > 0)
     s->identity = HWSOCK_IDENTITY_PROXY_V2; /* on the wire: table, capture */
+  /* An option the host socket now has: a restore gives it to the new one
+   * (snapshot_sock.c). The table was allocated before the submit. */
+  if (status == 0 && req->opcode == HWSOCK_OP_SETSOCKOPT && req->optcopy &&
+      s->preset != NULL && !dev->in_teardown)
+    keep_opt(s->preset, breq->arg0, breq->arg1, req->optval,
+             hwsock__sockopt_len(breq->arg0, breq->arg1),
+             HWSOCK__SOCKOPTS_MAX);
   if (status == 0 && len > breq->iov_len &&
       (req->opcode == HWSOCK_OP_RECV || req->opcode == HWSOCK_OP_SEND ||
        req->opcode == HWSOCK_OP_GETSOCKOPT))
@@ -224,6 +252,7 @@ static int prepare(hwsock_device *dev, hwsock__req *req, uint32_t uri_len,
   unsigned cap = dev->cfg.max_chain_segs + dev->cfg.max_regions, n = 0;
   uint32_t area;
   b->addr = has_addr ? &req->addr : NULL;
+  req->optcopy = 0;
   switch (req->opcode) {
   case HWSOCK_OP_SEND:
   case HWSOCK_OP_SETSOCKOPT: {
@@ -423,7 +452,10 @@ static void decide_and_submit(hwsock_device *dev, hwsock__req *req,
   params.set = err < 0 ? NULL : v.set;
   if (err == 0 && s->preset != NULL) {
     params.preset = s->preset->opt;
-    params.npreset = s->preset->n;
+    /* an undecided socket's table holds at most this many (preset_store,
+     * a restored blob) */
+    params.npreset = s->preset->n < HWSOCK_BPRESET_MAX ? s->preset->n
+                                                       : HWSOCK_BPRESET_MAX;
   }
   void *bsock = NULL;
   /* An offloaded socket holds a host socket: it counts against the
@@ -500,6 +532,21 @@ int hwsock__sockopt_allowed(uint32_t level, uint32_t opt, int set) {
   }
 }
 
+size_t hwsock__sockopt_len(uint32_t level, uint32_t opt) {
+  return level == HWSOCK_SOL_SOCKET && opt == HWSOCK_SO_LINGER ? 8 : 4;
+}
+
+/* The first len bytes of a SETSOCKOPT's value (len <= b->iov_len). */
+static void opt_value(const hwsock_breq *b, uint8_t *val, size_t len) {
+  size_t done = 0;
+  for (unsigned k = 0; k < b->iovcnt && done < len; k++) {
+    size_t n = b->iov[k].iov_len < len - done ? b->iov[k].iov_len
+                                              : len - done;
+    memcpy(val + done, b->iov[k].iov_base, n);
+    done += n;
+  }
+}
+
 /* SETSOCKOPT on an OPEN socket (the allow-list was checked): kept for the
  * backend's open(), which sets it on the host socket before the first
  * operation, so that SO_REUSEADDR precedes the bind and buffer sizes the
@@ -509,37 +556,38 @@ static int preset_store(hwsock__sock *s, const hwsock_breq *b) {
   if (b->arg0 == HWSOCK_SOL_IPV6 &&
       hwsock_scheme_family(s->scheme) != HWSOCK_AF_INET6)
     return HWSOCK_ENOPROTOOPT; /* as the host says at once */
-  size_t need = b->arg0 == HWSOCK_SOL_SOCKET && b->arg1 == HWSOCK_SO_LINGER
-                    ? 8
-                    : 4;
+  size_t need = hwsock__sockopt_len(b->arg0, b->arg1);
   if (b->iov_len < need)
     return HWSOCK_EINVAL;
   if (s->preset == NULL && (s->preset = calloc(1, sizeof(*s->preset))) == NULL)
     return HWSOCK_ENOMEM;
-  hwsock__presets *p = s->preset;
-  uint32_t i = 0;
-  while (i < p->n && !(p->opt[i].level == b->arg0 && p->opt[i].name == b->arg1))
-    i++;
-  if (i == HWSOCK_BPRESET_MAX)
-    return HWSOCK_ENOBUFS;
-  hwsock_bsockopt *o = &p->opt[i];
-  o->level = b->arg0;
-  o->name = b->arg1;
-  o->len = (uint32_t)need;
-  size_t done = 0;
-  for (unsigned k = 0; k < b->iovcnt && done < need; k++) {
-    size_t n = b->iov[k].iov_len < need - done ? b->iov[k].iov_len
-                                               : need - done;
-    memcpy(o->val + done, b->iov[k].iov_base, n);
-    done += n;
-  }
-  if (i == p->n)
-    p->n++;
+  uint8_t val[8];
+  opt_value(b, val, need);
+  return keep_opt(s->preset, b->arg0, b->arg1, val, need, HWSOCK_BPRESET_MAX);
+}
+
+/* SETSOCKOPT on an offloaded socket: the value is fetched once into the
+ * request, the backend is given that copy, and the completion keeps what
+ * the backend applied (hwsock__backend_complete). A value too short is
+ * the backend's to refuse. 0 or HWSOCK_ENOMEM. */
+static int setopt_copy(hwsock__sock *s, hwsock__req *req) {
+  hwsock_breq *b = &req->breq;
+  size_t need = hwsock__sockopt_len(b->arg0, b->arg1);
+  if (b->iov_len < need || s->ss == HWSOCK_SS_DENIED)
+    return 0;
+  if (s->preset == NULL && (s->preset = calloc(1, sizeof(*s->preset))) == NULL)
+    return HWSOCK_ENOMEM;
+  opt_value(b, req->optval, need);
+  req->data[0].iov_base = req->optval;
+  req->data[0].iov_len = need;
+  b->iov = req->data;
+  b->iovcnt = 1;
+  b->iov_len = need;
+  req->optcopy = 1;
   return 0;
 }
 
-/* The host option a guest socket option stands for (hostopts.h), or 0. */
-static uint32_t hostopt_bit(uint32_t level, uint32_t opt) {
+uint32_t hwsock__hostopt_bit(uint32_t level, uint32_t opt) {
   if (level == HWSOCK_SOL_TCP)
     return opt == HWSOCK_TCP_NODELAY     ? HWSOCK_HOSTOPT_NODELAY
            : opt == HWSOCK_TCP_KEEPIDLE  ? HWSOCK_HOSTOPT_KEEPIDLE
@@ -755,8 +803,12 @@ static void route(hwsock_device *dev, hwsock__req *req, hwsock__sock *s,
   }
   /* Offloaded. An option the policy set on the host is not the guest's. */
   if (op == HWSOCK_OP_SETSOCKOPT &&
-      (s->locked & hostopt_bit(req->breq.arg0, req->breq.arg1))) {
+      (s->locked & hwsock__hostopt_bit(req->breq.arg0, req->breq.arg1))) {
     finish(dev, req, HWSOCK_EPERM, 0);
+    return;
+  }
+  if (op == HWSOCK_OP_SETSOCKOPT && (rc = setopt_copy(s, req)) < 0) {
+    finish(dev, req, rc, 0);
     return;
   }
   if (has_addr && (rc = recheck(dev, req, s)) < 0) {

@@ -1,15 +1,20 @@
 /* Snapshot and restore (hwsock/device.h, docs/EMBEDDING.md §11).
  *
- * The blob, all little-endian, version 2:
+ * The blob, all little-endian, version 3:
  *   header   48 bytes  magic "HSNP", version, queues, total length, counts,
  *                      status, features, in-band negotiation done
  *   queue    40 bytes  each of num_queues: size, last_avail, used_idx, the
  *                      last signalled used idx, desc/avail/used gpa
  *   socket   16 bytes  each open id, ascending: id, state, scheme, ss,
- *                      flags, receive window, event flags, counts; then its
- *                      options set before the decision (20 bytes each),
+ *                      flags, receive window, event flags, counts; then the
+ *                      options the guest set (20 bytes each: before the
+ *                      decision, then those the backend applied after it),
  *                      its local and peer URIs, zero padding to 8 bytes
  *   request  16 bytes  each request in flight: queue, head, socket, tag
+ *
+ * Version 2 is version 3 without options set after the decision: at most
+ * HWSOCK_BPRESET_MAX per socket. It restores as it always did; a version 3
+ * blob with more options is not taken for one.
  *
  * Restore trusts nothing in it: the lengths must add up exactly, every
  * count is bounded by the restoring device's config, ids are ascending,
@@ -29,14 +34,16 @@
 #include "iov.h"
 
 #define SNAP_MAGIC 0x504e5348u /* "HSNP" */
-#define SNAP_VERSION 2u
+#define SNAP_VERSION 3u
+#define SNAP_VERSION_MIN 2u /* restored too */
 #define HDR_LEN 48u
 #define Q_LEN 40u
 #define S_LEN 16u  /* a socket record's fixed part */
 #define O_LEN 20u  /* one option: level, name, len, 8 value bytes */
 #define R_LEN 16u
 /* the longest socket record: every option, two URIs, padding */
-#define S_MAX ((S_LEN + HWSOCK_BPRESET_MAX * O_LEN + 2u * HWSOCK_URI_MAX + 7u) & ~7u)
+#define S_MAX \
+  ((S_LEN + HWSOCK__SOCKOPTS_MAX * O_LEN + 2u * HWSOCK_URI_MAX + 7u) & ~7u)
 /* socket record flags */
 #define SF_BOUND 1u
 /* socket record event flags (the event queue, PROTOCOL.md §16) */
@@ -289,7 +296,8 @@ typedef struct snap {
 /* One socket record at p (room bytes left for the records): its length,
  * or a negative HWSOCK_E*. */
 static int parse_sock(const hwsock_device *dev, const uint8_t *p, size_t room,
-                      int evq, const snap_s *prev, snap_s *x) {
+                      unsigned version, int evq, const snap_s *prev,
+                      snap_s *x) {
   if (room < S_LEN)
     return HWSOCK_EBADMSG;
   x->id = get32(p);
@@ -316,8 +324,14 @@ static int parse_sock(const hwsock_device *dev, const uint8_t *p, size_t room,
       (x->state != HWSOCK__S_OFFLOADED && x->ss != 0) ||
       (x->flags & ~SF_BOUND) != 0 ||
       (x->ev & ~(SE_WANT_ACCEPT | SE_WANT_WRITE | SE_RDONE | SE_RESET)) ||
-      x->window > HWSOCK_CREDIT_MAX || (!evq && (x->window | x->ev) != 0) ||
-      x->nopt > HWSOCK_BPRESET_MAX)
+      x->window > HWSOCK_CREDIT_MAX || (!evq && (x->window | x->ev) != 0))
+    return HWSOCK_EBADMSG;
+  /* Options set after the decision (version 3) only on a socket that had
+   * a host socket (not a denied one): one that is undecided after restore
+   * gives its options to open(), which takes HWSOCK_BPRESET_MAX. */
+  int after = version >= 3 && x->state == HWSOCK__S_OFFLOADED &&
+              x->ss != HWSOCK_SS_DENIED;
+  if (x->nopt > (after ? HWSOCK__SOCKOPTS_MAX : HWSOCK_BPRESET_MAX))
     return HWSOCK_EBADMSG;
   /* addresses: an offloaded socket's own; a peer only with a local one,
    * and only on a datagram socket */
@@ -338,12 +352,15 @@ static int parse_sock(const hwsock_device *dev, const uint8_t *p, size_t room,
   for (unsigned i = 0; i < x->nopt; i++) {
     const uint8_t *o = x->opt + i * O_LEN;
     uint32_t level = get32(o), name = get32(o + 4), len = get32(o + 8);
-    uint32_t need =
-        level == HWSOCK_SOL_SOCKET && name == HWSOCK_SO_LINGER ? 8 : 4;
-    if (!hwsock__sockopt_allowed(level, name, 1) || len != need ||
+    if (!hwsock__sockopt_allowed(level, name, 1) ||
+        len != hwsock__sockopt_len(level, name) ||
         (level == HWSOCK_SOL_IPV6 &&
          hwsock_scheme_family(x->scheme) != HWSOCK_AF_INET6))
       return HWSOCK_EBADMSG;
+    for (unsigned k = 0; k < i; k++) /* one entry per option */
+      if (get32(x->opt + k * O_LEN) == level &&
+          get32(x->opt + k * O_LEN + 4) == name)
+        return HWSOCK_EBADMSG;
   }
   const char *u = (const char *)x->opt + (size_t)x->nopt * O_LEN;
   x->has_local = ll != 0;
@@ -362,7 +379,9 @@ static int parse_sock(const hwsock_device *dev, const uint8_t *p, size_t room,
 /* Parses and checks the blob against dev without changing dev. */
 static int parse(const hwsock_device *dev, const uint8_t *p, size_t len,
                  snap *sn) {
-  if (len < HDR_LEN || get32(p) != SNAP_MAGIC || get16(p + 4) != SNAP_VERSION)
+  unsigned version = len < HDR_LEN ? 0 : get16(p + 4);
+  if (len < HDR_LEN || get32(p) != SNAP_MAGIC || version < SNAP_VERSION_MIN ||
+      version > SNAP_VERSION)
     return HWSOCK_EBADMSG;
   unsigned nq = get16(p + 6);
   sn->ns = get32(p + 12);
@@ -418,7 +437,7 @@ static int parse(const hwsock_device *dev, const uint8_t *p, size_t len,
   }
   const uint8_t *send = p + slen;
   for (uint32_t i = 0; i < sn->ns; i++) {
-    int rc = parse_sock(dev, p, (size_t)(send - p), evq,
+    int rc = parse_sock(dev, p, (size_t)(send - p), version, evq,
                         i > 0 ? &sn->s[i - 1] : NULL, &sn->s[i]);
     if (rc <= 0)
       return rc < 0 ? rc : HWSOCK_EBADMSG;

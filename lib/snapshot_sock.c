@@ -61,9 +61,11 @@ static int decide(hwsock_device *dev, uint32_t id, const hwsock_addr *addr,
   return v->backend != NULL ? HWSOCK_ENOENT : HWSOCK_EAFNOSUPPORT;
 }
 
-/* Runs one request on the socket's new host socket; its status. */
+/* Runs one request on the socket's new host socket (a SETSOCKOPT of opt,
+ * else NULL); its status. */
 static int run_step(hwsock_device *dev, uint32_t id, unsigned op,
-                    const hwsock_addr *addr, uint32_t arg0) {
+                    const hwsock_addr *addr, uint32_t arg0,
+                    const hwsock_bsockopt *opt) {
   hwsock__sock *s = &dev->socks[id];
   step st;
   memset(&st, 0, sizeof(st));
@@ -77,6 +79,16 @@ static int run_step(hwsock_device *dev, uint32_t id, unsigned op,
   r->breq.scheme = s->scheme;
   r->breq.arg0 = arg0;
   r->breq.addr = addr;
+  struct iovec v;
+  if (opt != NULL) {
+    v.iov_base = (void *)opt->val; /* read only: a SETSOCKOPT's data */
+    v.iov_len = opt->len;
+    r->breq.arg0 = opt->level;
+    r->breq.arg1 = opt->name;
+    r->breq.iov = &v;
+    r->breq.iovcnt = 1;
+    r->breq.iov_len = opt->len;
+  }
   s->inflight++;
   dev->backends[s->backend].desc->ops->submit(s->bsock, &r->breq);
   if (!st.done) {
@@ -123,10 +135,14 @@ int hwsock__snap_recreate(hwsock_device *dev, uint32_t id,
   params.set = v.set;
   /* The guest's options, SO_REUSEADDR among them: a server that set it
    * binds again past its old connections' TIME_WAIT, one that did not
-   * fails as its own restart on the host would. */
-  if (s->preset != NULL) {
+   * fails as its own restart on the host would. open() takes as many as
+   * a backend is promised at most (the first ones: those set before the
+   * decision, and options set after it as long as there is room); the
+   * rest are SETSOCKOPTs once the socket is where it was. */
+  uint32_t nopt = s->preset != NULL ? s->preset->n : 0;
+  if (nopt > 0) {
     params.preset = s->preset->opt;
-    params.npreset = s->preset->n;
+    params.npreset = nopt < HWSOCK_BPRESET_MAX ? nopt : HWSOCK_BPRESET_MAX;
   }
   if ((rc = hwsock__quota_take(dev)) < 0)
     return rc;
@@ -142,11 +158,18 @@ int hwsock__snap_recreate(hwsock_device *dev, uint32_t id,
   s->bsock = bsock;
   s->quota = 1;
   if (!unbound(local))
-    rc = run_step(dev, id, HWSOCK_OP_BIND, local, 0);
+    rc = run_step(dev, id, HWSOCK_OP_BIND, local, 0, NULL);
   if (rc == 0 && listener)
-    rc = run_step(dev, id, HWSOCK_OP_LISTEN, NULL, SOMAXCONN);
+    rc = run_step(dev, id, HWSOCK_OP_LISTEN, NULL, SOMAXCONN, NULL);
   if (rc == 0 && peer != NULL)
-    rc = run_step(dev, id, HWSOCK_OP_CONNECT, peer, 0);
+    rc = run_step(dev, id, HWSOCK_OP_CONNECT, peer, 0, NULL);
+  /* the policy's set: wins over the guest's options, as in open() */
+  uint32_t locked = params.set ? params.set->mask : 0;
+  for (uint32_t k = HWSOCK_BPRESET_MAX; rc == 0 && k < nopt; k++) {
+    const hwsock_bsockopt *o = &s->preset->opt[k];
+    if (!(locked & hwsock__hostopt_bit(o->level, o->name)))
+      rc = run_step(dev, id, HWSOCK_OP_SETSOCKOPT, NULL, 0, o);
+  }
   if (rc < 0) {
     if (s->bsock != NULL)
       dev->backends[bi].desc->ops->close(s->bsock);
@@ -159,7 +182,7 @@ int hwsock__snap_recreate(hwsock_device *dev, uint32_t id,
   }
   s->rule = v.rule;
   s->rule_line = v.line;
-  s->locked = params.set ? params.set->mask : 0;
+  s->locked = locked;
   s->ss = listener        ? HWSOCK_SS_LISTEN
           : peer != NULL  ? HWSOCK_SS_ESTAB
                           : HWSOCK_SS_UNCONN;

@@ -5,11 +5,12 @@
  * second save after quiesce, reset) so that whatever it restored is used.
  * The first input byte picks the device's config: bit 0 in-band
  * negotiation, bit 1 two queues (the second one can be the event queue),
- * bit 2 a backend that refuses every BIND, LISTEN and CONNECT. The
- * device's one backend is a fake in this file that serves every scheme
- * with no host socket (its BIND, LISTEN and CONNECT complete at once,
- * RECV and ACCEPT wait until close), under a policy that offloads
- * everything, so that the sockets a blob would give a host socket again
+ * bit 2 a backend that refuses every BIND, LISTEN, CONNECT and
+ * SETSOCKOPT. The device's one backend is a fake in this file that serves
+ * every scheme with no host socket (its BIND, LISTEN, CONNECT and
+ * SETSOCKOPT complete at once, RECV and ACCEPT wait until close; the
+ * options beyond what open() takes are SETSOCKOPTs), under a policy that
+ * offloads everything, so that the sockets a blob would give a host socket again
  * are re-created and their requests in flight dispatched again. The
  * sanitizers judge. */
 #include <stddef.h>
@@ -66,6 +67,7 @@ static void fk_submit(void *sock, hwsock_breq *req) {
     return;
   case HWSOCK_OP_LISTEN:
   case HWSOCK_OP_CONNECT:
+  case HWSOCK_OP_SETSOCKOPT: /* a restore's options beyond open()'s */
     s->host->complete(req, refuse_steps ? HWSOCK_EADDRINUSE : 0, 0);
     return;
   case HWSOCK_OP_RECV:

@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,6 +391,54 @@ Test(handover, a_listener_keeps_its_address_and_its_waiting_accept) {
   cr_assert_eq(wait_done(dev, rcv, got, sizeof(got)), 0);
   cr_assert_str_eq(got, "hi");
   close(c);
+}
+
+/* TCP_KEEPIDLE of socket id's host socket on device d. */
+static int keepidle(hwsock_device *d, uint32_t id) {
+  hwsock_bsock_info bi;
+  memset(&bi, 0, sizeof(bi));
+  bi.size = sizeof(bi);
+  bi.fd = -1;
+  cr_assert_eq(hwsock__sock_info(d, &d->socks[id], &bi), 0);
+  int v = 0;
+  socklen_t vl = sizeof(v);
+  cr_assert_eq(getsockopt(bi.fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &vl), 0);
+  return v;
+}
+
+/* An option set after the decision: the handed-over host socket has it
+ * (the same socket), and the new device knows it, so that a snapshot
+ * restore after the hand-over gives it to the listener's next host
+ * socket. */
+Test(handover, a_listeners_options_outlive_the_hand_over_and_a_restore) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 7, NULL, NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 7, "tcp://127.0.0.1:0", NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 7, NULL, NULL), 0);
+  pending p = {.mark = vrb_mark(&rq)};
+  uint64_t req = vrb_alloc(&rq, sizeof(hwsock_req_hdr) + 4, 8);
+  p.resp = vrb_alloc(&rq, 256, 8);
+  hwsock_req_hdr *h = vrb_host(&rq, req);
+  hwsock_le16_set(&h->opcode, HWSOCK_OP_SETSOCKOPT);
+  hwsock_le32_set(&h->sock_id, 7);
+  hwsock_le32_set(&h->arg0, HWSOCK_SOL_TCP);
+  hwsock_le32_set(&h->arg1, HWSOCK_TCP_KEEPIDLE);
+  hwsock_le32_set((hwsock_le32 *)(h + 1), 55);
+  vrb_seg segs[2] = {{req, (uint32_t)sizeof(*h) + 4, 0},
+                     {p.resp, 256, HWSOCK_VRING_DESC_F_WRITE}};
+  p.head = vrb_add_chain(&rq, segs, 2);
+  vrb_publish(&rq);
+  hwsock_device_kick(dev, 0);
+  cr_assert_eq(wait_done(dev, p, NULL, 0), 0);
+  dev = hand_over(0);
+  cr_assert_eq(keepidle(dev, 7), 55);
+  cr_assert_geq(hwsock_device_quiesce(dev, 1), 0);
+  static unsigned char blob[1u << 16];
+  size_t len;
+  cr_assert_eq(hwsock_device_save(dev, blob, sizeof(blob), &len), 0);
+  free_device(dev);
+  dev = new_device();
+  cr_assert_eq(hwsock_device_restore(dev, blob, len), 0);
+  cr_assert_eq(keepidle(dev, 7), 55, "the option was lost");
 }
 
 /* The old device goes after the new one took over: it must not write the

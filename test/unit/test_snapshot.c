@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -551,6 +552,202 @@ Test(snapshot, options_set_before_the_decision_survive) {
   socklen_t vl = sizeof(v);
   cr_assert_eq(getsockopt(bi.fd, SOL_SOCKET, SO_RCVBUF, &v, &vl), 0);
   cr_assert_leq(v, 16384, "SO_RCVBUF preset lost: %d", v);
+}
+
+/* An int option of socket id's host socket (its backend's fd). */
+static int host_opt(uint32_t id, int level, int name) {
+  hwsock_bsock_info bi;
+  memset(&bi, 0, sizeof(bi));
+  bi.size = sizeof(bi);
+  bi.fd = -1;
+  cr_assert_eq(hwsock__sock_info(dev, &dev->socks[id], &bi), 0);
+  cr_assert_geq(bi.fd, 0);
+  int v = 0;
+  socklen_t vl = sizeof(v);
+  cr_assert_eq(getsockopt(bi.fd, level, name, &v, &vl), 0);
+  return v;
+}
+
+/* Options the guest set after the decision (on a bound socket, a
+ * listener, a bound UDP socket) were applied to the old host socket: the
+ * new one gets them too. Host defaults would show each one lost:
+ * SO_RCVBUF 128 KiB and more, the others 0 (TCP_KEEPIDLE 7200). */
+Test(snapshot, options_set_after_the_decision_are_applied_again) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 1, 0, 0, "tcp://127.0.0.1:0"), 0);
+  cr_assert_eq(setopt(1, HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF, 4096), 0);
+  cr_assert_eq(setopt(1, HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY, 1), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 1, 8, 0, NULL), 0);
+  cr_assert_eq(setopt(1, HWSOCK_SOL_SOCKET, HWSOCK_SO_KEEPALIVE, 1), 0);
+  cr_assert_eq(setopt(1, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPIDLE, 77), 0);
+  cr_assert_eq(setopt(1, HWSOCK_SOL_IP, HWSOCK_IP_TOS, 0x10), 0);
+  /* the last value counts */
+  cr_assert_eq(setopt(1, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPIDLE, 78), 0);
+  /* one that fails on the host is not kept */
+  cr_assert_eq(setopt(1, HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT, 0),
+               HWSOCK_EINVAL);
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 2, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 2, 0, 0, "udp://127.0.0.1:0"), 0);
+  cr_assert_eq(setopt(2, HWSOCK_SOL_SOCKET, HWSOCK_SO_BROADCAST, 1), 0);
+  char uri[HWSOCK_URI_MAX + 1];
+  uint16_t port = local_port(1, uri, sizeof(uri));
+  int rc = move_device();
+  cr_assert_eq(rc, 0, "restore: %d", rc);
+  cr_assert_eq(local_port(1, uri, sizeof(uri)), port);
+  cr_assert_leq(host_opt(1, SOL_SOCKET, SO_RCVBUF), 16384);
+  cr_assert_neq(host_opt(1, IPPROTO_TCP, TCP_NODELAY), 0);
+  cr_assert_neq(host_opt(1, SOL_SOCKET, SO_KEEPALIVE), 0);
+  cr_assert_eq(host_opt(1, IPPROTO_TCP, TCP_KEEPIDLE), 78);
+  cr_assert_eq(host_opt(1, IPPROTO_IP, IP_TOS), 0x10);
+  cr_assert_neq(host_opt(2, SOL_SOCKET, SO_BROADCAST), 0);
+  /* and again after a second move: the restored socket keeps its table */
+  cr_assert_eq(move_device(), 0);
+  cr_assert_eq(host_opt(1, IPPROTO_TCP, TCP_KEEPIDLE), 78);
+  cr_assert_neq(host_opt(2, SOL_SOCKET, SO_BROADCAST), 0);
+}
+
+/* Every option a guest may set, one before the decision and eleven
+ * after: more than open() takes (HWSOCK_BPRESET_MAX); all come back. */
+Test(snapshot, every_settable_option_comes_back) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 3, HWSOCK_AF_INET6, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(setopt(3, HWSOCK_SOL_IPV6, HWSOCK_IPV6_V6ONLY, 1), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 3, 0, 0, "tcp6://[::1]:0"), 0);
+  static const struct {
+    uint32_t level, name, val;
+    int hl, hn;
+  } o[] = {
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_REUSEADDR, 1, SOL_SOCKET, SO_REUSEADDR},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_BROADCAST, 1, SOL_SOCKET, SO_BROADCAST},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_SNDBUF, 4096, SOL_SOCKET, SO_SNDBUF},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF, 4096, SOL_SOCKET, SO_RCVBUF},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_KEEPALIVE, 1, SOL_SOCKET, SO_KEEPALIVE},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY, 1, IPPROTO_TCP, TCP_NODELAY},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPIDLE, 61, IPPROTO_TCP, TCP_KEEPIDLE},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPINTVL, 62, IPPROTO_TCP, TCP_KEEPINTVL},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT, 5, IPPROTO_TCP, TCP_KEEPCNT},
+      {HWSOCK_SOL_IPV6, HWSOCK_IPV6_TCLASS, 0x20, IPPROTO_IPV6, IPV6_TCLASS},
+  };
+  size_t n = sizeof(o) / sizeof(o[0]);
+  for (size_t i = 0; i < n; i++)
+    cr_assert_eq(setopt(3, o[i].level, o[i].name, o[i].val), 0, "%zu", i);
+  /* SO_LINGER: two values */
+  pending p = {.mark = vrb_mark(&rq)};
+  uint64_t req = vrb_alloc(&rq, sizeof(hwsock_req_hdr) + 8, 8);
+  p.resp = vrb_alloc(&rq, 256, 8);
+  hwsock_req_hdr *h = vrb_host(&rq, req);
+  hwsock_le16_set(&h->opcode, HWSOCK_OP_SETSOCKOPT);
+  hwsock_le32_set(&h->sock_id, 3);
+  hwsock_le32_set(&h->arg0, HWSOCK_SOL_SOCKET);
+  hwsock_le32_set(&h->arg1, HWSOCK_SO_LINGER);
+  hwsock_le32_set((hwsock_le32 *)(h + 1), 1);
+  hwsock_le32_set((hwsock_le32 *)(h + 1) + 1, 9);
+  vrb_seg segs[2] = {{req, (uint32_t)sizeof(*h) + 8, 0},
+                     {p.resp, 256, HWSOCK_VRING_DESC_F_WRITE}};
+  p.head = vrb_add_chain(&rq, segs, 2);
+  vrb_publish(&rq);
+  hwsock_device_kick(dev, 0);
+  cr_assert_eq(wait_done(dev, p), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 3, 8, 0, NULL), 0);
+  int rc = move_device();
+  cr_assert_eq(rc, 0, "restore: %d", rc);
+  cr_assert_neq(host_opt(3, IPPROTO_IPV6, IPV6_V6ONLY), 0);
+  for (size_t i = 0; i < n; i++) {
+    int v = host_opt(3, o[i].hl, o[i].hn);
+    if (o[i].hn == SO_SNDBUF || o[i].hn == SO_RCVBUF)
+      cr_assert_leq(v, 2 * (int)o[i].val, "option %zu lost: %d", i, v);
+    else
+      cr_assert_eq(v, (int)o[i].val, "option %zu lost: %d", i, v);
+  }
+  hwsock_bsock_info bi;
+  memset(&bi, 0, sizeof(bi));
+  bi.size = sizeof(bi);
+  bi.fd = -1;
+  cr_assert_eq(hwsock__sock_info(dev, &dev->socks[3], &bi), 0);
+  struct linger l;
+  socklen_t ll = sizeof(l);
+  cr_assert_eq(getsockopt(bi.fd, SOL_SOCKET, SO_LINGER, &l, &ll), 0);
+  cr_assert(l.l_onoff && l.l_linger == 9, "SO_LINGER lost");
+}
+
+/* The restoring device's policy sets TCP_KEEPINTVL on the host socket:
+ * the guest's value of it, ninth in the socket's table (beyond what
+ * open() takes), does not override the policy's; the tenth still comes
+ * back. */
+Test(snapshot, the_restoring_policys_set_wins_over_the_guests_options) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 1, 0, 0, "tcp://127.0.0.1:0"), 0);
+  static const uint32_t o[][3] = {
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_REUSEADDR, 1},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_BROADCAST, 1},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_SNDBUF, 4096},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF, 4096},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_KEEPALIVE, 1},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY, 1},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPIDLE, 61},
+      {HWSOCK_SOL_IP, HWSOCK_IP_TOS, 4},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPINTVL, 62},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT, 5}};
+  for (size_t i = 0; i < sizeof(o) / sizeof(o[0]); i++)
+    cr_assert_eq(setopt(1, o[i][0], o[i][1], o[i][2]), 0, "%zu", i);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 1, 8, 0, NULL), 0);
+  static unsigned char buf[1u << 16];
+  size_t n = save(buf, sizeof(buf));
+  free_device(dev);
+  const char *y = "version: 1\ndefault: offload\nrules:\n"
+                  "  - action: offload\n    scheme: [tcp]\n"
+                  "    direction: inbound\n    set: {keepintvl: 30}\n";
+  char err[256];
+  hwsock_policy_free(pol);
+  cr_assert_eq(hwsock_policy_load_string(y, strlen(y), "t4", &pol, err,
+                                         sizeof(err)), 0, "%s", err);
+  dev = new_device();
+  cr_assert_eq(hwsock_device_restore(dev, buf, n), 0);
+  cr_assert_eq(host_opt(1, IPPROTO_TCP, TCP_KEEPINTVL), 30);
+  cr_assert_eq(host_opt(1, IPPROTO_TCP, TCP_KEEPCNT), 5);
+  cr_assert_eq(host_opt(1, IPPROTO_TCP, TCP_KEEPIDLE), 61);
+}
+
+/* A blob of version 2 (before the options set after the decision were
+ * saved) still restores; one with more options than version 2 allowed
+ * does not pass for one. */
+Test(snapshot, a_version_2_blob_still_restores) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(setopt(1, HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF, 4096), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 1, 0, 0, "tcp://127.0.0.1:0"), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 1, 8, 0, NULL), 0);
+  static unsigned char buf[1u << 16];
+  size_t n = save(buf, sizeof(buf));
+  cr_assert_eq(buf[4] | buf[5] << 8, 3, "not a version 3 blob");
+  buf[4] = 2;
+  free_device(dev);
+  dev = new_device();
+  cr_assert_eq(hwsock_device_restore(dev, buf, n), 0);
+  cr_assert_leq(host_opt(1, SOL_SOCKET, SO_RCVBUF), 16384);
+  /* nine options: a version 3 blob only */
+  static const uint32_t more[][2] = {
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_REUSEADDR},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_BROADCAST},
+      {HWSOCK_SOL_SOCKET, HWSOCK_SO_KEEPALIVE},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_NODELAY},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPIDLE},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPINTVL},
+      {HWSOCK_SOL_TCP, HWSOCK_TCP_KEEPCNT},
+      {HWSOCK_SOL_IP, HWSOCK_IP_TOS}};
+  for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
+    cr_assert_eq(setopt(1, more[i][0], more[i][1], 4), 0, "%zu", i);
+  n = save(buf, sizeof(buf));
+  free_device(dev);
+  dev = new_device();
+  buf[4] = 2;
+  cr_assert_eq(hwsock_device_restore(dev, buf, n), HWSOCK_EBADMSG);
+  buf[4] = 3;
+  cr_assert_eq(hwsock_device_restore(dev, buf, n), 0);
+  cr_assert_eq(host_opt(1, IPPROTO_IP, IP_TOS), 4);
 }
 
 /* ---- the event queue ---------------------------------------------------- */
