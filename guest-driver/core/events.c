@@ -624,13 +624,28 @@ void hwsock__ev_close_end(hwsock_guest *g, int s) {
   pthread_mutex_unlock(&g->lock);
 }
 
-void hwsock__ev_accepted(hwsock_guest *g, int s) {
+/* An accept failed for the listener itself, not for one connection or a
+ * passing shortage (ECONNABORTED, EMFILE, ...): its host socket no longer
+ * listens (shut down: EINVAL), is not a listener, or the device reset it
+ * (ECONNRESET). */
+static int listener_failed(int err) {
+  return err == HWSOCK_EINVAL || err == HWSOCK_ECONNRESET ||
+         err == HWSOCK_EOPNOTSUPP || err == HWSOCK_EBADF;
+}
+
+void hwsock__ev_accepted(hwsock_guest *g, int s, int err) {
   if (!g->evq_on || s < 0 || (unsigned)s >= g->nsock)
     return;
   pthread_mutex_lock(&g->lock);
   guest_sock *gs = &g->socks[s];
+  /* A failed listener is not watched again: the accept gave the program
+   * the error, and a host listener that failed stays readable for ever, so
+   * a new watch would fire at once and every wait report the socket for
+   * an accept that fails again (the program may watch it anew). A socket
+   * with an ERROR event is ready for good without a watch (readiness). */
   int rearm = gs->state == SOCK_OPEN && (gs->interest & HWSOCK_GUEST_ACCEPT) &&
-              !(gs->ev_armed & ARMED_ACCEPT);
+              !(gs->ev_armed & ARMED_ACCEPT) && !gs->ev_failed &&
+              !g->broken && !listener_failed(err);
   gs->ev_acceptable = 0;
   if (rearm)
     gs->ev_armed |= ARMED_ACCEPT;

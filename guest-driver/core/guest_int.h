@@ -315,8 +315,10 @@ int hwsock__wb_finish_oldest(hwsock_guest *g, int s, int only_done);
  * datagram's is its own (an ICMP refusal of an earlier datagram) and is
  * reported once, as a kernel reports it on the next call, then cleared. */
 int hwsock__wb_err_take(hwsock_guest *g, int s);
-/* accept in event mode: the ACCEPTABLE state is consumed; re-armed. */
-void hwsock__ev_accepted(hwsock_guest *g, int s);
+/* accept in event mode (err: what the accept returned): the ACCEPTABLE
+ * state is consumed; re-armed, unless the accept failed for the listener
+ * itself (events.c). */
+void hwsock__ev_accepted(hwsock_guest *g, int s, int err);
 
 /* Socket table, lock held. */
 int hwsock__sock_alloc(hwsock_guest *g);

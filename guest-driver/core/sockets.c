@@ -76,7 +76,7 @@ int hwsock_guest_accept(hwsock_guest *g, int s, char *peer, size_t peer_len) {
   c.uri_buf = name;
   c.uri_buf_len = sizeof(name);
   int err = hwsock__guest_call(g, &c);
-  hwsock__ev_accepted(g, s); /* an ACCEPTABLE is used up: watch again */
+  hwsock__ev_accepted(g, s, err); /* an ACCEPTABLE is used up */
   if (err < 0)
     return err;
   if (peer && peer_len) {

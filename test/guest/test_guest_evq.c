@@ -19,6 +19,7 @@
 #include "hwsock/device.h"
 #include "hwsock/guest.h"
 #include "hwsock/policy.h"
+#include "hwsock/stats.h"
 #include "hwsock/uv.h"
 
 #define NQ 2
@@ -792,5 +793,42 @@ Test(guest_evq, a_refused_datagram_socket_reports_once_and_goes_on_receiving) {
   cr_assert_str_eq(b, "a5");
   cr_assert_eq(hwsock_guest_close(g, s), 0);
   close(h);
+  stop();
+}
+
+/* A listener whose host socket failed (here shut down: the host kernel
+ * then fails every accept and reports the socket readable for ever): the
+ * accept that failed reported the error, and the driver does not watch
+ * the listener again, or every wait would report it, each accept fail
+ * and the device watch a dead host socket for ever. A listener that only
+ * had no connection for a non-blocking accept is watched again. */
+Test(guest_evq, a_failed_listener_is_not_watched_again) {
+  start(1);
+  int l = hwsock_guest_socket(g, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM);
+  cr_assert(l >= 0);
+  cr_assert_eq(hwsock_guest_bind(g, l, "tcp://127.0.0.1:0"), 0);
+  cr_assert_eq(hwsock_guest_listen(g, l, 16), 0);
+  cr_assert_eq(hwsock_guest_watch(g, l, HWSOCK_GUEST_ACCEPT), 0);
+  hwsock_guest_event ev[4];
+  cr_assert_eq(hwsock_guest_wait(g, ev, 4, 100), 0);
+  cr_assert_eq(hwsock_guest_shutdown(g, l, HWSOCK_SHUT_RD), 0);
+  int n = hwsock_guest_wait(g, ev, 4, 10000);
+  cr_assert_eq(n, 1, "the failed listener is reported once: %d", n);
+  cr_assert_eq(ev[0].sock, l);
+  int a = hwsock_guest_accept(g, l, NULL, 0);
+  cr_assert_lt(a, 0, "accept on a shut-down listener: %d", a);
+  hwsock_device_stats st0, st1;
+  st0.size = sizeof(st0);
+  hwsock_device_get_stats(dev, &st0);
+  n = hwsock_guest_wait(g, ev, 4, 300);
+  cr_assert_eq(n, 0, "reported again after its accept failed (%d)", n);
+  st1.size = sizeof(st1);
+  hwsock_device_get_stats(dev, &st1);
+  cr_assert_eq(st1.requests_by_op[HWSOCK_OP_CREDIT],
+               st0.requests_by_op[HWSOCK_OP_CREDIT]);
+  /* watched again only when the program asks */
+  cr_assert_eq(hwsock_guest_watch(g, l, HWSOCK_GUEST_ACCEPT), 0);
+  cr_assert_eq(hwsock_guest_wait(g, ev, 4, 10000), 1);
+  cr_assert_eq(hwsock_guest_close(g, l), 0);
   stop();
 }
