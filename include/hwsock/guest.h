@@ -184,7 +184,10 @@ HWSOCK_EXTERN int hwsock_guest_getname(hwsock_guest *g, int s, int which,
  * report, not about the failure): as poll reports POLLERR at every call
  * until the socket is closed, nothing consumes a failure. There is no
  * edge-triggered mode; a program that has seen the error stops the
- * reports by closing the socket or watching it for 0. */
+ * reports by closing the socket or watching it for 0. A datagram socket's
+ * soft error (an ICMP error, HWSOCK_F_SOFT_ERRORS) is not a failure: the
+ * socket is ready for IN and OUT only until the next recv, send or
+ * SO_ERROR returns the error, once, and it goes on receiving. */
 #define HWSOCK_GUEST_IN 1u
 #define HWSOCK_GUEST_ACCEPT 2u
 #define HWSOCK_GUEST_OUT 4u
