@@ -1,9 +1,10 @@
 /* Pumping between the pump end of an offloaded socket and its device
  * socket, with the guest driver's blocking API. Two threads per socket
  * (parked after their socket ends and reused by the next one: spawn()),
- * except that with the event queue the down direction of every stream
- * socket is one dispatcher thread ("the dispatcher" below), which hands a
- * socket to such a thread only for its slow cases:
+ * except that with the event queue each direction of every stream socket
+ * is one dispatcher thread ("the dispatcher" below for down, "the up
+ * dispatcher" for up), which hands a socket to such a thread only for its
+ * slow cases:
  *
  *   down (device -> program): recv from the device, write to the pump end;
  *     device EOF -> shutdown(SHUT_WR) on the pump end (the program reads
@@ -30,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/sockios.h>
@@ -58,6 +61,7 @@ typedef struct pump_arg {
   uint8_t *data;
   ssize_t n;
   int fresh;
+  int hup; /* the up dispatcher: the socket waits for its hang-up */
   void (*job)(struct pump_arg *a); /* instead of fn */
 } pump_arg;
 
@@ -156,7 +160,7 @@ static int spawn_job(pump_arg *a, run_sock *s,
                      void (*fn)(run_sock *, const char *), const char *uri) {
   a->s = s;
   a->fn = fn;
-  a->sender = fn == stream_up || fn == dgram_up;
+  a->sender |= fn == stream_up || fn == dgram_up; /* or set by the caller */
   if (uri)
     snprintf(a->uri, sizeof(a->uri), "%s", uri);
   hwsock__run_sock_get(s);
@@ -392,6 +396,7 @@ static void custody_drop(run_sock *s) {
 }
 
 static void stream_resume(pump_arg *a);
+static void up_kick(void);
 
 /* Takes the socket away from the dispatcher (which holds it) and gives it
  * to a thread with what its recv returned (data: n bytes, or the EOF /
@@ -465,6 +470,7 @@ static void *dispatcher(void *unused) {
   pthread_mutex_lock(&disp_lock);
   disp_state = -1;
   pthread_mutex_unlock(&disp_lock);
+  up_kick(); /* the up dispatcher stops too */
   for (unsigned id = 0; id < RUN_MAX_SOCKS; id++) {
     pthread_mutex_lock(&disp_lock);
     run_sock *s = disp_socks[id];
@@ -554,6 +560,47 @@ static void stream_resume(pump_arg *a) {
     stream_down(s, NULL);
 }
 
+/* What one recv from the pump end returned (n bytes in buf, 0 at the
+ * program's end of file, a negative HWSOCK_E*), sent to the device: 1 to
+ * go on, 0 when this direction ended, 2 when the program shut its side
+ * down and the socket now waits for the hang-up (wait_hangup, then
+ * finish). */
+static int up_deliver(run_sock *s, const uint8_t *buf, ssize_t n) {
+  if (n > 0) {
+    ssize_t w = hwsock_guest_send(hwsock__run.g, s->id, buf, (size_t)n, 0);
+    if (w != n) {
+      fail(s, "send", w < 0 ? (int)w : HWSOCK_EIO);
+      return 0;
+    }
+    return 1;
+  }
+  if (n < 0) {
+    fail(s, "program side", (int)n);
+    return 0;
+  }
+  if (is_dead(s))
+    return 0;
+  if (program_closed(s)) {
+    /* Closed, not shut down: the device's CLOSE at the last reference
+     * ends the connection (the FIN) without a SHUTDOWN request of its
+     * own; what the program wrote goes first, as before a SHUT_WR. */
+    int err = hwsock_guest_send_wait(hwsock__run.g, s->id);
+    if (err < 0) {
+      fail(s, "send", err);
+      return 0;
+    }
+    hwsock__run_sock_closed(s);
+    return 0;
+  }
+  /* the program shut down its side */
+  int err = hwsock_guest_shutdown(hwsock__run.g, s->id, HWSOCK_SHUT_WR);
+  if (err < 0 && err != HWSOCK_ENOTCONN) {
+    fail(s, "shutdown", err);
+    return 0;
+  }
+  return 2;
+}
+
 static void stream_up(run_sock *s, const char *unused) {
   (void)unused;
   uint8_t *buf = pump_buf(s, RUN_PUMP_UP_BUF);
@@ -561,42 +608,279 @@ static void stream_up(run_sock *s, const char *unused) {
     return;
   for (;;) {
     ssize_t n = recv(s->pfd, buf, RUN_PUMP_UP_BUF, 0);
-    if (n > 0) {
-      ssize_t w = hwsock_guest_send(hwsock__run.g, s->id, buf, (size_t)n, 0);
-      if (w != n) {
-        fail(s, "send", w < 0 ? (int)w : HWSOCK_EIO);
-        break;
-      }
-    } else if (n == 0) {
-      if (is_dead(s))
-        break;
-      if (program_closed(s)) {
-        /* Closed, not shut down: the device's CLOSE at the last reference
-         * ends the connection (the FIN) without a SHUTDOWN request of its
-         * own; what the program wrote goes first, as before a SHUT_WR. */
-        int err = hwsock_guest_send_wait(hwsock__run.g, s->id);
-        if (err < 0) {
-          fail(s, "send", err);
-          break;
-        }
-        hwsock__run_sock_closed(s);
-        break;
-      }
-      /* the program shut down its side */
-      int err = hwsock_guest_shutdown(hwsock__run.g, s->id, HWSOCK_SHUT_WR);
-      if (err < 0 && err != HWSOCK_ENOTCONN) {
-        fail(s, "shutdown", err);
-        break;
-      }
+    if (n < 0 && errno == EINTR)
+      continue;
+    int go = up_deliver(s, buf, n < 0 ? hwsock__run_err(errno) : n);
+    if (go == 1)
+      continue;
+    if (go == 2) {
       wait_hangup(s);
       finish(s);
-      break;
-    } else if (errno != EINTR) {
-      fail(s, "program side", hwsock__run_err(errno));
-      break;
     }
+    break;
   }
   free(buf);
+}
+
+/* ---- the up dispatcher: program -> device of every stream socket ---------
+ *
+ * With the event queue a second thread carries what the programs write on
+ * all offloaded stream sockets: it epolls their pump ends (level-triggered
+ * EPOLLIN), takes what is there with MSG_DONTWAIT and gives it to the device
+ * with HWSOCK_GUEST_SEND_DONTWAIT (write-behind: the bytes are copied into
+ * free request slots, at most HWSOCK_GUEST_WB_MAX sends in flight per
+ * socket). Whatever would wait (the socket's sends in flight are not done,
+ * no free slot), the program's end of file or an error hands the socket
+ * (out of the epoll set first) to a pooled thread (up_resume) that does
+ * what stream_up does with the bytes left: a blocking send, then the
+ * socket comes back here; the end of file's SHUTDOWN or CLOSE; an error's
+ * end. A socket the program shut down for writing waits here too, for its
+ * hang-up (no events asked: EPOLLHUP), not in a thread of its own. One
+ * socket is with one of them at a time, so its bytes keep their order;
+ * the dispatcher's reference keeps the device id open while it is in the
+ * set, and only the dispatcher takes sockets out of it. Its custody counts
+ * as a sender (the exit drain waits for it). It stops when the device ->
+ * program dispatcher does (the driver failed for good): every socket goes
+ * to a thread of its own (stream_up), as do new ones. */
+
+enum { UP_DATA, UP_HANGUP };
+#define UP_WAKE UINT64_MAX /* the eventfd's epoll data */
+
+static pthread_mutex_t up_lock = PTHREAD_MUTEX_INITIALIZER;
+static run_sock *up_socks[RUN_MAX_SOCKS]; /* by device id, referenced */
+static uint8_t up_mode[RUN_MAX_SOCKS];
+static int up_state; /* 0 not started, 1 runs, -1 gone */
+static int up_ep = -1, up_wake = -1;
+
+static void up_custody_take(run_sock *s) {
+  hwsock__run_sock_get(s);
+  pthread_mutex_lock(&threads_lock);
+  nthreads++;
+  nsenders++;
+  pthread_mutex_unlock(&threads_lock);
+}
+
+static void up_custody_drop(run_sock *s) {
+  hwsock__run_sock_put(s);
+  pthread_mutex_lock(&threads_lock);
+  nthreads--;
+  nsenders--;
+  pthread_cond_broadcast(&threads_cond);
+  pthread_mutex_unlock(&threads_lock);
+}
+
+static void up_resume(pump_arg *a);
+
+/* Takes socket s (device id id, in the set) out of the set and gives it to
+ * a thread: data/n as up_deliver's, fresh (nothing taken: stream_up), or
+ * hup (wait for the hang-up and finish). Dispatcher thread only. */
+static void up_hand_over(int id, run_sock *s, const uint8_t *data, ssize_t n,
+                         int fresh, int hup) {
+  pthread_mutex_lock(&up_lock);
+  epoll_ctl(up_ep, EPOLL_CTL_DEL, s->pfd, NULL);
+  up_socks[id] = NULL;
+  pthread_mutex_unlock(&up_lock);
+  pump_arg *a = calloc(1, sizeof(*a));
+  if (a && !fresh && !hup && n > 0 && !(a->data = malloc((size_t)n))) {
+    free(a);
+    a = NULL;
+  }
+  if (!a) {
+    fail(s, "pump", HWSOCK_ENOMEM);
+  } else {
+    if (a->data)
+      memcpy(a->data, data, (size_t)n);
+    a->n = n;
+    a->fresh = fresh;
+    a->hup = hup;
+    a->sender = 1;
+    a->job = up_resume;
+    if (spawn_job(a, s, NULL, NULL) < 0)
+      fail(s, "pump", HWSOCK_ENOMEM);
+  }
+  up_custody_drop(s);
+}
+
+/* One ready pump end: its bytes go to the device, or to a thread. */
+static void up_ready(uint64_t key, uint8_t *buf) {
+  int id = (int)(uint32_t)key, pfd = (int)(key >> 32);
+  if (id < 0 || (unsigned)id >= RUN_MAX_SOCKS)
+    return;
+  pthread_mutex_lock(&up_lock);
+  run_sock *s = up_socks[id];
+  int mode = up_mode[id];
+  pthread_mutex_unlock(&up_lock);
+  if (!s || s->pfd != pfd)
+    return; /* not the socket this event was for */
+  if (mode == UP_HANGUP) {
+    up_hand_over(id, s, NULL, 0, 0, 1);
+    return;
+  }
+  ssize_t n = recv(pfd, buf, RUN_PUMP_UP_BUF, MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (n <= 0) { /* end of file or an error: stream_up's way */
+    up_hand_over(id, s, NULL, n < 0 ? hwsock__run_err(errno) : 0, 0, 0);
+    return;
+  }
+  ssize_t w = hwsock_guest_send(hwsock__run.g, id, buf, (size_t)n,
+                                HWSOCK_GUEST_SEND_DONTWAIT);
+  if (w == n)
+    return;
+  if (w < 0)
+    w = 0; /* would wait, or failed: the blocking send tells which */
+  up_hand_over(id, s, buf + w, n - w, 0, 0);
+}
+
+static int disp_gone(void) {
+  pthread_mutex_lock(&disp_lock);
+  int gone = disp_state < 0;
+  pthread_mutex_unlock(&disp_lock);
+  return gone;
+}
+
+static void *up_dispatcher(void *unused) {
+  (void)unused;
+  static uint8_t buf[RUN_PUMP_UP_BUF];
+  struct epoll_event ev[DISP_EVENTS];
+  while (!disp_gone()) {
+    int n = epoll_wait(up_ep, ev, DISP_EVENTS, 1000);
+    if (n < 0 && errno != EINTR)
+      break;
+    for (int i = 0; i < n && !disp_gone(); i++) {
+      if (ev[i].data.u64 == UP_WAKE) {
+        uint64_t v;
+        if (read(up_wake, &v, sizeof(v)) < 0) {
+          /* nothing to do: it only wakes us */
+        }
+        continue;
+      }
+      up_ready(ev[i].data.u64, buf);
+    }
+  }
+  pthread_mutex_lock(&up_lock);
+  up_state = -1;
+  pthread_mutex_unlock(&up_lock);
+  for (unsigned id = 0; id < RUN_MAX_SOCKS; id++) {
+    pthread_mutex_lock(&up_lock);
+    run_sock *s = up_socks[id];
+    int mode = up_mode[id];
+    pthread_mutex_unlock(&up_lock);
+    if (s)
+      up_hand_over((int)id, s, NULL, 0, mode == UP_DATA, mode == UP_HANGUP);
+  }
+  pthread_mutex_lock(&threads_lock);
+  nthreads--;
+  pthread_cond_broadcast(&threads_cond);
+  pthread_mutex_unlock(&threads_lock);
+  return NULL;
+}
+
+/* Wakes the up dispatcher to see that the driver failed for good. */
+static void up_kick(void) {
+  pthread_mutex_lock(&up_lock);
+  uint64_t one = 1;
+  if (up_wake >= 0 && write(up_wake, &one, sizeof(one)) < 0) {
+    /* saturated: it is awake anyway */
+  }
+  pthread_mutex_unlock(&up_lock);
+}
+
+/* Starts the up dispatcher once (up_lock held): 0 or HWSOCK_E*. */
+static int up_start_locked(void) {
+  if (up_state != 0)
+    return up_state > 0 ? 0 : HWSOCK_EOPNOTSUPP;
+  up_state = -1; /* unless all goes well */
+  up_ep = epoll_create1(EPOLL_CLOEXEC);
+  up_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UP_WAKE};
+  if (up_ep < 0 || up_wake < 0 ||
+      epoll_ctl(up_ep, EPOLL_CTL_ADD, up_wake, &ev) < 0) {
+    int err = hwsock__run_err(errno);
+    if (up_ep >= 0)
+      close(up_ep);
+    if (up_wake >= 0)
+      close(up_wake);
+    up_ep = up_wake = -1;
+    return err;
+  }
+  pthread_mutex_lock(&threads_lock);
+  nthreads++; /* as the device -> program dispatcher */
+  pthread_mutex_unlock(&threads_lock);
+  pthread_attr_t at;
+  pthread_t t;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 256 * 1024);
+  int rc = pthread_create(&t, &at, up_dispatcher, NULL);
+  pthread_attr_destroy(&at);
+  if (rc != 0) {
+    pthread_mutex_lock(&threads_lock);
+    nthreads--;
+    pthread_cond_broadcast(&threads_cond);
+    pthread_mutex_unlock(&threads_lock);
+    return hwsock__run_err(rc);
+  }
+  up_state = 1;
+  hwsock__run_log("dispatcher: one thread carries program -> device of "
+                  "every stream socket (epoll)");
+  return 0;
+}
+
+/* Gives the program -> device direction of stream socket s to the up
+ * dispatcher (mode UP_DATA), or its wait for the hang-up (UP_HANGUP): 0, or
+ * HWSOCK_E* (no event queue, the driver failed, no epoll): the caller
+ * does it with a thread. */
+static int up_add(run_sock *s, int mode) {
+  int id = s->id;
+  if (!(hwsock_guest_features(hwsock__run.g) & HWSOCK_F_EVENT_QUEUE))
+    return HWSOCK_EOPNOTSUPP;
+  if (id < 0 || (unsigned)id >= RUN_MAX_SOCKS || s->pfd < 0)
+    return HWSOCK_EINVAL;
+  if (disp_gone())
+    return HWSOCK_EOPNOTSUPP;
+  up_custody_take(s);
+  pthread_mutex_lock(&up_lock);
+  int rc = up_start_locked();
+  if (rc == 0) {
+    /* no events asked for the hang-up: EPOLLHUP is always reported */
+    struct epoll_event ev = {
+        .events = mode == UP_DATA ? EPOLLIN : 0,
+        .data.u64 = (uint64_t)(uint32_t)s->pfd << 32 | (uint32_t)id};
+    up_socks[id] = s;
+    up_mode[id] = (uint8_t)mode;
+    if (epoll_ctl(up_ep, EPOLL_CTL_ADD, s->pfd, &ev) < 0) {
+      up_socks[id] = NULL;
+      rc = hwsock__run_err(errno);
+    }
+  }
+  pthread_mutex_unlock(&up_lock);
+  if (rc < 0)
+    up_custody_drop(s);
+  return rc;
+}
+
+/* A socket the up dispatcher handed over: what stream_up would do with
+ * what it took, then back to the dispatcher; stream_up on this thread when
+ * it is gone. */
+static void up_resume(pump_arg *a) {
+  run_sock *s = a->s;
+  if (a->hup) {
+    wait_hangup(s);
+    finish(s);
+    return;
+  }
+  if (a->fresh) {
+    stream_up(s, NULL);
+    return;
+  }
+  int go = up_deliver(s, a->data, a->n);
+  if (go == 2 && up_add(s, UP_HANGUP) < 0) {
+    wait_hangup(s);
+    finish(s);
+  }
+  if (go == 1 && up_add(s, UP_DATA) < 0)
+    stream_up(s, NULL);
 }
 
 /* ---- datagrams ----------------------------------------------------------- */
@@ -752,7 +1036,7 @@ int hwsock__run_pump_start(run_sock *s) {
   if (s->type == SOCK_STREAM) {
     if (disp_add(s) < 0 && (rc = spawn(s, stream_down, NULL)) < 0)
       return rc;
-    return spawn(s, stream_up, NULL);
+    return up_add(s, UP_DATA) < 0 ? spawn(s, stream_up, NULL) : 0;
   }
   if ((rc = spawn(s, dgram_down, NULL)) < 0)
     return rc;
@@ -788,7 +1072,7 @@ static void connector(run_sock *s, const char *uri) {
   if (err != 0 || dead)
     return;
   hwsock__run_unwatch(s);
-  if (spawn(s, stream_up, NULL) < 0) {
+  if (up_add(s, UP_DATA) < 0 && spawn(s, stream_up, NULL) < 0) {
     fail(s, "pump", HWSOCK_ENOMEM);
     return;
   }

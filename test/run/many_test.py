@@ -173,18 +173,18 @@ def main():
         print("FAIL: %d offload decisions for %d connections\n%s"
               % (offloaded, n, tail), file=sys.stderr)
         return 1
-    # The device -> program direction of every stream socket is one
-    # dispatcher thread (hwsock_guest_wait), not a thread per socket: with N
-    # connections open hwsock-run has about N threads (the program ->
-    # device pumps), not 2 N.
+    # Both directions of every stream socket are dispatcher threads (device
+    # -> program: hwsock_guest_wait; program -> device: epoll on the pump
+    # ends), not threads per socket: with N connections open (all idle by
+    # now) hwsock-run's threads do not grow with N (before: 2 N, then N).
     threads = [int(l.split()[1]) for l in out.splitlines()
                if l.startswith("threads ")]
     if not threads or threads[0] < 0:
         print("FAIL: no thread count\n%s" % out[-2000:], file=sys.stderr)
         return 1
-    if n >= 1000 and threads[0] >= n + n // 2:
+    if n >= 1000 and threads[0] >= n // 10 + 64:
         print("FAIL: hwsock-run had %d threads for %d open connections "
-              "(a device -> program thread per socket?)" % (threads[0], n),
+              "(a pump thread per socket?)" % (threads[0], n),
               file=sys.stderr)
         return 1
     if "dispatcher:" not in err:
