@@ -6,7 +6,8 @@
  * SO_RCVBUF, SO_KEEPALIVE, SO_LINGER, TCP_NODELAY, TCP_KEEPIDLE/INTVL/CNT,
  * IPV6_V6ONLY) goes to the device once it decided; the timeouts
  * (SO_RCVTIMEO/SO_SNDTIMEO) apply to the program end itself, which is where
- * the program blocks. Before the decision every option is remembered (and
+ * the program blocks; TCP_CORK is accepted and remembered (stream_hint).
+ * Before the decision every option is remembered (and
  * replayed: the allow-list to the device after an offload, all of them to
  * the host socket after a decline), since the device refuses options on an
  * undecided socket (ENOTCONN, by design). Anything else: ENOPROTOOPT. */
@@ -134,6 +135,16 @@ static const opt_map *find_opt(int level, int name) {
 static int local_opt(int level, int name) {
   return level == SOL_SOCKET &&
          (name == SO_RCVTIMEO || name == SO_SNDTIMEO || name == SO_RCVLOWAT);
+}
+
+/* TCP_CORK (nginx's tcp_nopush, set around each sendfile response, Debian's
+ * default): it only says how the kernel may cut the stream into segments.
+ * The program's bytes reach the device by hwsock-run's pump, which sends
+ * what it reads at once, so the option is accepted, remembered (replayed
+ * to the host socket on a decline, where it is in force) and read back as
+ * set. Refusing it (ENOPROTOOPT) made nginx drop every response. */
+static int stream_hint(const run_sock *s, int level, int name) {
+  return s->type == SOCK_STREAM && level == IPPROTO_TCP && name == TCP_CORK;
 }
 
 /* Host value -> wire bytes; returns the wire length, HWSOCK_EINVAL (too
@@ -290,7 +301,7 @@ void hwsock__run_on_getsockopt(run_call *c) {
     have_int = 0;
     rc = getsockopt(t.fd, level, name, val, &vlen) < 0 ? hwsock__run_err(errno)
                                                          : 0;
-  } else if (m && !decided(s)) {
+  } else if ((m && !decided(s)) || stream_hint(s, level, name)) {
     have_int = 0;
     rc = undecided_value(s, level, name, val, &vlen);
   } else if (m) {
@@ -416,7 +427,7 @@ void hwsock__run_on_setsockopt(run_call *c) {
              : 0;
     if (rc == 0 && !decided(s))
       remember(s, level, name, val, (unsigned)optlen);
-  } else if (!decided(s)) {
+  } else if (!decided(s) || stream_hint(s, level, name)) {
     uint8_t w[8];
     int wl = m ? to_wire(m, val, (unsigned)optlen, w) : 0;
     if (wl < 0)

@@ -99,6 +99,20 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   endforeach()
 endif()
 
+# Unmodified servers and relays under hwsock-run (test/run/programs_test.py),
+# against a VMM with the event queue, each compared with the same exchange
+# without hwsock-run: nginx with Debian's sendfile/tcp_nopush defaults.
+if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
+  foreach(t nginx)
+    add_test(NAME run_evq_prog_${t}
+             COMMAND "${Python3_EXECUTABLE}"
+                     "${CMAKE_CURRENT_LIST_DIR}/programs_test.py" ${t})
+    set_tests_properties(run_evq_prog_${t} PROPERTIES TIMEOUT 120 LABELS run
+      ENVIRONMENT
+      "HWSOCK_RUN=$<TARGET_FILE:hwsock-run>;HWSOCK_VMM=$<TARGET_FILE:hwsock-vmm>;HWSOCK_BACKENDS=${HWSOCK_BUILD_BACKEND_DIR};HWSOCK_TEST_VMM_QUEUES=2")
+  endforeach()
+endif()
+
 # Many offloaded connections under one hwsock-run (test/run/many_test.py,
 # issue 13): an epoll client with 2,000 connections open at once, and one
 # moving 200 x 256 KiB, every byte checked (HWSOCK_TEST_FULL=1: 10,000 and
