@@ -239,6 +239,11 @@ typedef struct run_sock {
                that (sockmap.c) */
   int lerr_taken; /* an accept took the error token: accepts that start
                      later find nothing ready (accept.c) */
+  /* the device's last answers to getsockname [0] / getpeername [1] (len 0:
+   * none yet), given when it cannot answer any more (the VMM went away):
+   * a kernel's socket keeps its addresses (sockopt.c) */
+  struct sockaddr_storage names[2];
+  socklen_t names_len[2];
   /* unconnected UDP: sources of the datagrams written to the pair */
   run_src srcq[RUN_MAX_SRCQ];
   unsigned srcq_head, srcq_n;

@@ -481,6 +481,16 @@ void hwsock__run_on_getname(run_call *c, int peer) {
       rc = hwsock__run_dev_err(err);
     else if (hwsock__run_uri_to_sa(uri, s->family, &ss, &sl) < 0)
       rc = HWSOCK_EPROTO;
+    pthread_mutex_lock(&s->lock);
+    if (rc == 0) { /* kept for when the device is gone */
+      s->names[peer != 0] = ss;
+      s->names_len[peer != 0] = sl;
+    } else if (rc == HWSOCK_ENETDOWN && s->names_len[peer != 0] > 0) {
+      ss = s->names[peer != 0]; /* the socket did not move since */
+      sl = s->names_len[peer != 0];
+      rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
   }
   if (rc == 0)
     rc = hwsock__run_put_sa(c, c->n.data.args[1], c->n.data.args[2], &ss, sl);

@@ -1634,6 +1634,7 @@ for k, l in enumerate([listeners[0], listeners[0], listeners[1],
     threads.append(t)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.sendto(b"hi", ("127.0.0.1", udp_port))
+before = [listeners[1].getsockname(), u.getsockname()]
 time.sleep(0.5)  # the threads wait in accept()
 print("ready", flush=True)
 sys.stdin.readline()  # the VMM is gone
@@ -1653,6 +1654,12 @@ try:
     res["connect"] = "connected"
 except OSError as e:
     res["connect"] = name(e)
+try:  # a socket keeps its address, as in the kernel
+    after = [listeners[1].getsockname(), u.getsockname()]
+    res["names"] = "same" if after == before else "%s, before %s" % (
+        after, before)
+except OSError as e:
+    res["names"] = name(e)
 with lock:
     print(json.dumps(res), flush=True)
 os._exit(0)
@@ -1664,7 +1671,8 @@ def test_vmm_gone_threads():
     four threads blocked in accept() on three offloaded listeners (two on
     one of them) and an offloaded UDP socket: every blocked accept fails
     with ENETDOWN, and so does every sendto() with an address, and a new
-    socket's connect() (HWSOCK-RUN.md, 'When the VMM goes away')."""
+    socket's connect(); getsockname() still gives the listener's and the
+    UDP socket's addresses (HWSOCK-RUN.md, 'When the VMM goes away')."""
     vmm = Vmm()
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
@@ -1704,6 +1712,8 @@ def test_vmm_gone_threads():
               (k, res["sendto%d" % k]))
     check(res["connect"] == "ENETDOWN",
           "connect on a new socket: %s" % res["connect"])
+    check(res["names"] == "same",
+          "getsockname after the VMM died: %s" % res["names"])
 
 
 TESTS = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
