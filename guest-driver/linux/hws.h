@@ -97,6 +97,7 @@ enum {
 #define HWS_EV_ERROR		4
 #define HWS_EV_F_EOF		1u
 #define HWS_EV_F_TRUNC		2u
+#define HWS_EV_F_SOFT		4u	/* ERROR: a datagram's ICMP error */
 #define HWS_EV_URI_AREA		80u
 
 /* An event buffer: 16 KiB with our list link in front of what the device
@@ -124,6 +125,7 @@ struct hws_evbuf {
 #define HWS_F_UDP		BIT_ULL(1)
 #define HWS_F_INET6		BIT_ULL(2)
 #define HWS_F_EVENT_QUEUE	BIT_ULL(4)
+#define HWS_F_SOFT_ERRORS	BIT_ULL(5)	/* PROTOCOL.md §16.9 */
 
 #define HWS_CONFIG_MAGIC	0x4b535748u
 #define HWS_PROTOCOL_VERSION	1u

@@ -16,9 +16,12 @@
 
 #include "hws.h"
 #include "sock.h"
-/* Input is there to read (data, its end, or an error). */
+/* Input is there to read (data, its end, or an error: a datagram
+ * socket's pending soft error, sk_err, too). */
 static bool hws_rx_ready(struct hws_sock *hs)
 {
+	if (hs->cls->type == SOCK_DGRAM && READ_ONCE(hs->sk->sk_err))
+		return true;
 	if (hws_ev(hs))
 		return !list_empty_careful(&hs->evq) || READ_ONCE(hs->rx_eof);
 	return READ_ONCE(hs->rx_ready);
@@ -293,6 +296,11 @@ int hws_send(struct socket *sock, struct hws_sock *hs,
 	}
 	if (len > hws_dev_io_max())
 		return -EMSGSIZE;
+	/* a pending ICMP error (a soft error, §16.9) fails this send, once,
+	 * as in the kernel's UDP (sock_alloc_send_pskb) */
+	err = sock_error(hs->sk);
+	if (err)
+		return err;
 	if (mutex_lock_interruptible(&hs->tx_mutex))
 		return -ERESTARTSYS;
 	err = hws_send_one(hs, m, len, uri, ulen);
@@ -440,11 +448,19 @@ static int hws_recv_dgram(struct hws_sock *hs, struct msghdr *m, size_t len,
 	size_t n;
 	int err, sl;
 
+again:
 	err = hws_rx_wait(hs, &timeo);
 	if (err == -ERESTARTSYS)
 		return sock_intr_errno(timeo);
 	if (err)
 		return err == 1 ? 0 : err;
+	/* a soft error (§16.9) comes before a datagram, once, as
+	 * udp_recvmsg's sock_error() */
+	err = sock_error(hs->sk);
+	if (err)
+		return err;
+	if (!READ_ONCE(hs->rx_ready))
+		goto again;	/* a send took the error that woke us */
 	spin_lock_irq(&hs->lock);
 	err = hs->rx_err;
 	if (err && !(flags & MSG_PEEK)) {
@@ -601,6 +617,7 @@ static int hws_recv_dgram_ev(struct hws_sock *hs, struct msghdr *m,
 	int err, sl;
 	size_t n;
 
+again:
 	err = hws_rx_wait(hs, &timeo);
 	if (err == -ERESTARTSYS)
 		return sock_intr_errno(timeo);
@@ -608,7 +625,14 @@ static int hws_recv_dgram_ev(struct hws_sock *hs, struct msghdr *m,
 		return err == 1 ? 0 : err;
 	if (!hws_ev(hs))		/* CREDIT refused: RECV after all */
 		return hws_recv_dgram(hs, m, len, flags, timeo);
+	/* a soft error (§16.9) comes before queued datagrams, once, as
+	 * udp_recvmsg's sock_error() */
+	err = sock_error(hs->sk);
+	if (err)
+		return err;
 	evb = hws_ev_first(hs, &dlen, &doff, &err);
+	if (!evb && !READ_ONCE(hs->rx_eof))
+		goto again;	/* a send took the error that woke us */
 	if (!evb)
 		return 0;
 	if (err) {

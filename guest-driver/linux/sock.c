@@ -44,6 +44,37 @@ static void hws_wake(struct hws_sock *hs, __poll_t mask)
 		wake_up_interruptible_poll(hs->wq, mask);
 }
 
+/* The errors a datagram socket lives on (PROTOCOL.md §16.9): what the
+ * host kernel makes of ICMP errors, reported once, the socket stays. */
+static bool hws_soft_errno(int err)
+{
+	switch (err) {
+	case -ECONNREFUSED:
+	case -EHOSTUNREACH:
+	case -ENETUNREACH:
+	case -EHOSTDOWN:
+	case -ENOPROTOOPT:
+	case -EMSGSIZE:
+	case -EACCES:
+	case -EPROTO:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A datagram socket's soft error becomes its pending error, as an ICMP
+ * error on the guest's own UDP socket: sk_err, which the next recv, send
+ * or SO_ERROR returns once (sock_error) and poll reports as EPOLLERR until
+ * then; the socket goes on receiving. Called with hs->lock held. */
+static void hws_soft_err(struct hws_sock *hs, int err)
+{
+	if (hs->closing)
+		return;
+	WRITE_ONCE(hs->sk->sk_err, -err);
+	sk_error_report(hs->sk);
+}
+
 static void hws_rx_done(struct hws_req *req)
 {
 	struct hws_sock *hs = req->hs;
@@ -56,6 +87,13 @@ static void hws_rx_done(struct hws_req *req)
 	    (len > req->data_len || le32_to_cpu(req->resp.uri_len) >
 	     req->ruri_len || req->used < 32 + req->ruri_len + len))
 		req->status = -EIO;
+	if (req->status && hs->cls->type == SOCK_DGRAM &&
+	    hws_soft_errno(req->status)) {
+		/* no datagram: the RECV is posted again when one is wanted */
+		hws_soft_err(hs, req->status);
+		spin_unlock_irqrestore(&hs->lock, flags);
+		return;
+	}
 	if (req->status)
 		hs->rx_err = req->status;
 	else if (le32_to_cpu(req->resp.flags) & HWS_RESP_F_EOF)
@@ -77,6 +115,22 @@ static bool hws_ev_copy_fits(struct hws_sock *hs, u32 used)
 	return hs->ev_ncopy < HWS_WINDOW_DGRAMS;
 }
 
+/* A datagram socket's soft error through the event queue (ERROR with
+ * HWS_EV_F_SOFT): its pending error (hws_soft_err), not queued, so the
+ * read side goes on. Called with hs->lock held. */
+static bool hws_ev_soft(struct hws_sock *hs, struct hws_evbuf *evb)
+{
+	struct hws_event *ev = (void *)evb->data;
+
+	if (hs->cls->type != SOCK_DGRAM ||
+	    !(hws_dev_features() & HWS_F_SOFT_ERRORS) ||
+	    le16_to_cpu(ev->type) != HWS_EV_ERROR ||
+	    !(le16_to_cpu(ev->flags) & HWS_EV_F_SOFT))
+		return false;
+	hws_soft_err(hs, hws_status_to_errno(le32_to_cpu(ev->status)) ?: -EIO);
+	return true;
+}
+
 /* Event queue mode: an event buffer for the socket, in order. With `spill`
  * (few buffers left to the device) the socket keeps a copy of what the
  * device wrote and the buffer goes back at once (§16.3). */
@@ -87,6 +141,11 @@ void hws_ev_deliver(struct hws_sock *hs, struct hws_evbuf *evb, bool spill)
 	bool keep;
 
 	spin_lock_irqsave(&hs->lock, flags);
+	if (hws_ev_soft(hs, evb)) {
+		spin_unlock_irqrestore(&hs->lock, flags);
+		hws_ev_repost(evb);
+		return;
+	}
 	keep = !hs->closing;
 	if (keep && spill && hws_ev_copy_fits(hs, evb->used))
 		c = kmalloc(struct_size(c, data, evb->used),

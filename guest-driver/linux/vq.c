@@ -418,6 +418,8 @@ static void hws_vq_done(struct virtqueue *vq)
 static int hws_negotiate(struct hws_dev *d)
 {
 	static const u64 wants[] = {
+		HWS_F_TCP | HWS_F_UDP | HWS_F_INET6 | HWS_F_EVENT_QUEUE |
+			HWS_F_SOFT_ERRORS,
 		HWS_F_TCP | HWS_F_UDP | HWS_F_INET6 | HWS_F_EVENT_QUEUE,
 		HWS_F_TCP | HWS_F_UDP | HWS_F_INET6, HWS_F_TCP | HWS_F_UDP,
 		HWS_F_TCP | HWS_F_INET6, HWS_F_TCP, HWS_F_UDP | HWS_F_INET6,
@@ -427,7 +429,7 @@ static int hws_negotiate(struct hws_dev *d)
 	struct hws_req *req;
 	int i, err = -EINVAL;
 
-	for (i = event_queue ? 0 : 1; i < ARRAY_SIZE(wants) && err == -EINVAL;
+	for (i = event_queue ? 0 : 2; i < ARRAY_SIZE(wants) && err == -EINVAL;
 	     i++) {
 		req = hws_req_alloc(HWS_OP_NEGOTIATE, 0, GFP_KERNEL);
 		if (!req)

@@ -23,7 +23,10 @@
  *   hwt manyudp IP ECHO N D   the same with N UDP sockets, D datagrams each
  *   hwt sem IP ECHOPORT DEADPORT RSTPORT   socket semantics against an
  *                             echo server, a port where nothing listens and
- *                             a server that resets every connection */
+ *                             a server that resets every connection
+ *   hwt udperr IP ECHO DEAD   a connected UDP socket refused by ICMP (UDP
+ *                             port DEAD): the error once from recv, send
+ *                             and SO_ERROR, then it still receives (ECHO) */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -658,6 +661,51 @@ static int cmd_sem(char **av) {
   return fails != 0;
 }
 
+/* A connected UDP socket whose datagrams a closed port refuses (an ICMP
+ * error, PROTOCOL.md 16.9), as on the guest's own UDP: readable, recv fails
+ * with ECONNREFUSED once; the next refusal fails the next send, once; the
+ * next is SO_ERROR's; then the same socket, connected to the echo server,
+ * still receives. Each line "pass WHAT". */
+static int cmd_udperr(char **av) {
+  struct sockaddr_in echo = addr4(av[0], av[1]), dead = addr4(av[0], av[2]);
+  char buf[256];
+  int err = 0;
+  socklen_t el = sizeof(err);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  expect(connect(fd, (struct sockaddr *)&dead, sizeof(dead)) == 0,
+         "udperr: connect to a closed port");
+  expect(send(fd, "q1", 2, 0) == 2, "udperr: send");
+  expect(poll(&p, 1, 10000) == 1 && (p.revents & (POLLIN | POLLERR)),
+         "udperr: readable after the refusal");
+  expect(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0 && errno == ECONNREFUSED,
+         "udperr: recv fails with ECONNREFUSED");
+  expect(poll(&p, 1, 300) == 0, "udperr: reported once");
+  expect(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0 && errno == EAGAIN,
+         "udperr: then nothing to read (EAGAIN, not the end)");
+  expect(send(fd, "q2", 2, 0) == 2, "udperr: send again");
+  expect(poll(&p, 1, 10000) == 1, "udperr: readable after the second refusal");
+  expect(send(fd, "q3", 2, 0) < 0 && errno == ECONNREFUSED,
+         "udperr: the next send fails with ECONNREFUSED");
+  expect(poll(&p, 1, 300) == 0, "udperr: the failed send sent nothing");
+  expect(send(fd, "q4", 2, 0) == 2, "udperr: send a third time");
+  expect(poll(&p, 1, 10000) == 1, "udperr: readable after the third refusal");
+  expect(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 &&
+         err == ECONNREFUSED, "udperr: SO_ERROR is ECONNREFUSED");
+  expect(poll(&p, 1, 300) == 0, "udperr: SO_ERROR cleared it");
+  expect(connect(fd, (struct sockaddr *)&echo, sizeof(echo)) == 0,
+         "udperr: connect the same socket to the echo server");
+  struct timeval tv = {10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  expect(send(fd, "q5", 2, 0) == 2, "udperr: send to the echo server");
+  ssize_t n = recv(fd, buf, sizeof(buf), 0);
+  expect(n == 7 && !memcmp(buf, "echo:q5", 7),
+         "udperr: the socket still receives");
+  close(fd);
+  printf("udperr %s\n", fails ? "failed" : "passed");
+  return fails != 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   struct { const char *name; int args; int (*fn)(char **); } cmds[] = {
@@ -669,10 +717,11 @@ int main(int argc, char **argv) {
       {"fill", 3, cmd_fill},        {"linger", 2, cmd_linger},
       {"lingerpre", 2, cmd_lingerpre}, {"idle", 4, cmd_idle},
       {"many", 3, cmd_many},       {"manyudp", 4, cmd_manyudp},
+      {"udperr", 3, cmd_udperr},
   };
   for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (!strcmp(argv[1], cmds[i].name) && argc == cmds[i].args + 2)
       return cmds[i].fn(argv + 2);
-  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill|linger|lingerpre|idle|many|manyudp ARGS\n");
+  fprintf(stderr, "usage: hwt get|udp|udpserve|listen|connect|epoll|hold|sem|nbget|fill|linger|lingerpre|idle|many|manyudp|udperr ARGS\n");
   return 2;
 }
