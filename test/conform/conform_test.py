@@ -57,6 +57,8 @@ EVQ_CLAUSES = [
     "§16.3 DATA events stay within the window, in stream order; a socket "
     "with a window refuses RECV (EBUSY)",
     "§16.4 WATCH_WRITE gives exactly one WRITABLE event",
+    "§16.9 a refused datagram socket gets one soft ERROR, its window "
+    "unchanged, and still receives DATA",
 ]
 # clauses of the loopback transport's own messages (skipped over vhost-user)
 LOOPBACK_ONLY = 13

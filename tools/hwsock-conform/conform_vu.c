@@ -29,7 +29,7 @@
   (HWSOCK_F_VERSION_1 | HWSOCK_F_EVENT_IDX | HWSOCK_F_INDIRECT_DESC)
 #define CVU_CLASS                                                            \
   (HWSOCK_F_TCP | HWSOCK_F_UDP | HWSOCK_F_INET6 | HWSOCK_F_IPX |             \
-   HWSOCK_F_EVENT_QUEUE)
+   HWSOCK_F_EVENT_QUEUE | HWSOCK_F_SOFT_ERRORS)
 
 static int vfd = -1, memfd = -1;
 static int err_fd[2] = {-1, -1};

@@ -11,7 +11,8 @@
  *   PASS §N.M clause / FAIL §N.M clause: what happened / SKIP §N.M clause
  * and a summary "hwsock-conform: N/M clauses passed". Exit 0 only when every
  * clause that ran passed. --echo names a TCP echo server the device's
- * policy allows (e.g. tcp://127.0.0.1:7); without it the clauses that need
+ * policy allows (e.g. tcp://127.0.0.1:7; the soft-error clause also needs
+ * udp to its host offloaded); without it the clauses that need
  * a connection are skipped; those of the loopback transport's own messages
  * are skipped over vhost-user, whose NEEDS_RESET (an error eventfd) carries
  * no code. Each clause leaves the device set up and healthy for the next
@@ -693,10 +694,149 @@ static int c_evq_writable(adv *a) {
   return 0;
 }
 
+/* ---- §16.9: soft errors of datagram sockets ----------------------------- */
+
+static int c_soft_offer(adv *a) {
+  CK(!(offered(a) & HWSOCK_F_SOFT_ERRORS) ||
+         (offered(a) & HWSOCK_F_EVENT_QUEUE),
+     "SOFT_ERRORS offered without EVENT_QUEUE");
+  return 0;
+}
+
+/* The --echo host as a datagram URI prefix ("udp://HOST:" or
+ * "udp6://[HOST]:"), into b. 0 or -1. */
+static int udp_prefix(char *b, size_t n) {
+  const char *rest = NULL, *scheme = NULL;
+  if (strncmp(echo_uri, "tcp://", 6) == 0) {
+    rest = echo_uri + 6;
+    scheme = "udp://";
+  } else if (strncmp(echo_uri, "tcp6://", 7) == 0) {
+    rest = echo_uri + 7;
+    scheme = "udp6://";
+  }
+  const char *colon = rest ? strrchr(rest, ':') : NULL;
+  CK(colon != NULL, "--echo %s: not tcp://HOST:PORT", echo_uri);
+  int k = snprintf(b, n, "%s%.*s:", scheme, (int)(colon - rest), rest);
+  CK(k > 0 && (size_t)k < n, "--echo URI too long");
+  return 0;
+}
+
+/* The local port of socket id (GETNAME), or -1. */
+static long local_port(adv *a, uint32_t id) {
+  hwsock_ringtest *r = &a->q[0];
+  size_t mark = hwsock_ringtest_mark(r);
+  long port = -1;
+  int head = adv_req(a, 0, HWSOCK_OP_GETNAME, id, 0x57, 0, 0, NULL, 0, NULL,
+                     0, 32 + HWSOCK_URI_AREA_MIN + 64);
+  if (head >= 0) {
+    adv_go(a, 0);
+    if (adv_wait_head(a, 0, (uint16_t)head, ADV_WAIT_MS) == 0) {
+      const uint8_t *p = hwsock_ringtest_host(r, a->resp[0][head]);
+      const hwsock_resp_hdr *h = (const hwsock_resp_hdr *)p;
+      uint32_t ul = hwsock_le32_get(&h->uri_len);
+      char uri[HWSOCK_URI_AREA_MIN + 64 + 1];
+      if (hwsock_le32_get(&h->status) == 0 && ul < sizeof(uri)) {
+        memcpy(uri, p + 32, ul);
+        uri[ul] = 0;
+        const char *c = strrchr(uri, ':');
+        if (c != NULL)
+          port = strtol(c + 1, NULL, 10);
+      }
+    }
+  }
+  hwsock_ringtest_release(r, mark);
+  return port;
+}
+
+/* A connected datagram socket refused by ICMP (a port closed on the device's
+ * host): with SOFT_ERRORS negotiated, one ERROR event with HWSOCK_EV_F_SOFT
+ * and a status, the window unchanged; then a datagram to the same socket
+ * still arrives as DATA. All sockets through the device: B the sender, C
+ * bound and closed again (its port is then closed), A the socket tested. */
+static int c_evq_soft(adv *a) {
+  enum { A = 40, B = 41, C = 42 };
+  char pre[256], uri[256 + 16];
+  if (udp_prefix(pre, sizeof(pre)) < 0)
+    return -1;
+  if (reset_setup(a, features(a) | HWSOCK_F_EVENT_QUEUE | HWSOCK_F_SOFT_ERRORS,
+                  QS) < 0)
+    return fail("RESET + setup with EVENT_QUEUE and SOFT_ERRORS failed");
+  int first = -1;
+  for (unsigned i = 0; i < 8; i++) {
+    int h = post_buf(a, EVQ_BUF);
+    CK(h >= 0, "scratch");
+    if (first < 0)
+      first = h;
+  }
+  ev_next = (uint16_t)first;
+  snprintf(uri, sizeof(uri), "%s0", pre);
+  long pb, pc, pa;
+  for (uint32_t id = B; id <= C; id++) {
+    EXPECT_ST(call(a, HWSOCK_OP_OPEN, id, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM),
+              0);
+    EXPECT_ST(adv_call(a, 0, HWSOCK_OP_BIND, id, 0x58, 0, 0, uri, NULL, 0, 64,
+                       NULL),
+              0);
+  }
+  pb = local_port(a, B);
+  pc = local_port(a, C);
+  CK(pb > 0 && pc > 0, "GETNAME of a bound datagram socket");
+  EXPECT_ST(call(a, HWSOCK_OP_CLOSE, C, 0, 0), 0);
+  EXPECT_ST(call(a, HWSOCK_OP_OPEN, A, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM), 0);
+  snprintf(uri, sizeof(uri), "%s%ld", pre, pc);
+  EXPECT_ST(adv_call(a, 0, HWSOCK_OP_CONNECT, A, 0x59, 0, 0, uri, NULL, 0, 64,
+                     NULL),
+            0);
+  EXPECT_ST(call(a, HWSOCK_OP_CREDIT, A, 4, 0), 0);
+  EXPECT_ST(adv_call(a, 0, HWSOCK_OP_SEND, A, 0x5a, 0, 0, NULL, "q", 1, 64,
+                     NULL),
+            0);
+  hwsock_event ev;
+  uint8_t data[EVQ_BUF];
+  uint32_t used = 0;
+  if (next_event(a, &ev, data, &used) < 0)
+    return -1;
+  CK(hwsock_le32_get(&ev.sock_id) == A &&
+         hwsock_le16_get(&ev.type) == HWSOCK_EV_ERROR &&
+         hwsock_le16_get(&ev.flags) == HWSOCK_EV_F_SOFT &&
+         hwsock_le32_get(&ev.status) != 0 && used == 32,
+     "event sock_id %u type %u flags %u status %u, used len %u",
+     hwsock_le32_get(&ev.sock_id), hwsock_le16_get(&ev.type),
+     hwsock_le16_get(&ev.flags), hwsock_le32_get(&ev.status), used);
+  CK(hwsock_le32_get(&ev.window) == 4, "window %u after a soft error, want 4",
+     hwsock_le32_get(&ev.window));
+  /* the read side goes on: B's datagram to A arrives */
+  pa = local_port(a, A);
+  CK(pa > 0, "GETNAME of the refused socket");
+  snprintf(uri, sizeof(uri), "%s%ld", pre, pb);
+  EXPECT_ST(adv_call(a, 0, HWSOCK_OP_CONNECT, A, 0x5b, 0, 0, uri, NULL, 0, 64,
+                     NULL),
+            0);
+  snprintf(uri, sizeof(uri), "%s%ld", pre, pa);
+  EXPECT_ST(adv_call(a, 0, HWSOCK_OP_SEND, B, 0x5c, 0, 0, uri, "answer", 6,
+                     64, NULL),
+            0);
+  if (next_event(a, &ev, data, &used) < 0)
+    return -1;
+  (void)call(a, HWSOCK_OP_CLOSE, A, 0, 0);
+  (void)call(a, HWSOCK_OP_CLOSE, B, 0, 0);
+  CK(hwsock_le32_get(&ev.sock_id) == A &&
+         hwsock_le16_get(&ev.type) == HWSOCK_EV_DATA &&
+         hwsock_le32_get(&ev.len) == 6 &&
+         memcmp(data + HWSOCK_EV_URI_AREA, "answer", 6) == 0,
+     "after the soft error: event sock_id %u type %u len %u",
+     hwsock_le32_get(&ev.sock_id), hwsock_le16_get(&ev.type),
+     hwsock_le32_get(&ev.len));
+  CK(hwsock_le32_get(&ev.window) == 3, "window %u after one datagram of 4",
+     hwsock_le32_get(&ev.window));
+  return 0;
+}
+
 /* What a clause needs to run (else SKIP). */
 #define NEED_ECHO 1
 #define NEED_EVQ 2
 #define NEED_LB 4 /* the loopback transport's messages (§14) */
+#define NEED_SOFT 8 /* SOFT_ERRORS offered */
 
 typedef struct clause {
   const char *sec, *text;
@@ -769,6 +909,10 @@ static const clause evq_clauses[] = {
    c_evq_data, NEED_EVQ | NEED_ECHO},
   {"§16.4", "WATCH_WRITE gives exactly one WRITABLE event", c_evq_writable,
    NEED_EVQ | NEED_ECHO},
+  {"§16.9", "SOFT_ERRORS is offered only with EVENT_QUEUE", c_soft_offer, 0},
+  {"§16.9", "a refused datagram socket gets one soft ERROR, its window "
+            "unchanged, and still receives DATA",
+   c_evq_soft, NEED_EVQ | NEED_ECHO | NEED_SOFT},
 };
 
 /* Runs one clause and prints its line. */
@@ -785,6 +929,10 @@ static void run(adv *a, const clause *c) {
   if ((c->needs & NEED_EVQ) &&
       (!(offered(a) & HWSOCK_F_EVENT_QUEUE) || a->nq < 2)) {
     printf("SKIP %s %s (EVENT_QUEUE not offered)\n", c->sec, c->text);
+    return;
+  }
+  if ((c->needs & NEED_SOFT) && !(offered(a) & HWSOCK_F_SOFT_ERRORS)) {
+    printf("SKIP %s %s (SOFT_ERRORS not offered)\n", c->sec, c->text);
     return;
   }
   if (c->run == c_flags && setup_ok && fresh(a) < 0) {
