@@ -4,7 +4,11 @@
  * never holds up the program's other calls; the calls that never wait
  * (socket, an accept with a connection ready) it answers itself. When every worker is busy the
  * notification waits in a bounded queue; past that bound it fails with
- * EAGAIN rather than growing without limit. */
+ * EAGAIN rather than growing without limit. Workers can all be waiting on
+ * the program's behalf (threads blocked in accept, recvfrom, connect),
+ * and the call that would end their waits (a connect to that listener)
+ * would then wait for ever behind them: a queue that does not move for
+ * RUN_POLL_SLICE_MS gets more workers, up to WORKERS_STALLED. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -12,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hostsock.h"
@@ -20,8 +25,14 @@
 static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t q_idle = PTHREAD_COND_INITIALIZER;
+/* Workers beyond RUN_MAX_WORKERS, started only while the queue does not
+ * move (each is a program thread's blocked call); they end when they find
+ * the queue empty. */
+#define WORKERS_STALLED 1024u
+
 static run_call *queue[RUN_MAX_QUEUED];
 static unsigned q_head, q_n;
+static unsigned long q_taken; /* calls the workers took from the queue */
 static unsigned nworkers, nidle;
 static int stopping;
 static int stopfd = -1;
@@ -75,16 +86,17 @@ static void *worker_main(void *arg) {
   (void)arg;
   pthread_mutex_lock(&q_lock);
   for (;;) {
-    while (q_n == 0 && !stopping) {
+    while (q_n == 0 && !stopping && nworkers <= RUN_MAX_WORKERS) {
       nidle++;
       pthread_cond_wait(&q_cond, &q_lock);
       nidle--;
     }
-    if (q_n == 0 && stopping)
-      break;
+    if (q_n == 0)
+      break; /* stopping, or one of the stalled queue's extra workers */
     run_call *c = queue[q_head];
     q_head = (q_head + 1) % RUN_MAX_QUEUED;
     q_n--;
+    q_taken++;
     pthread_mutex_unlock(&q_lock);
     dispatch(c);
     hwsock__run_call_done(c);
@@ -97,6 +109,18 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+/* One more worker. q_lock held. */
+static void spawn_worker(void) {
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&a, 512 * 1024);
+  if (pthread_create(&t, &a, worker_main, NULL) == 0)
+    nworkers++;
+  pthread_attr_destroy(&a);
+}
+
 /* Queues c and makes sure a worker will take it. q_lock held. */
 static int enqueue(run_call *c) {
   if (q_n == RUN_MAX_QUEUED)
@@ -107,26 +131,57 @@ static int enqueue(run_call *c) {
     pthread_cond_signal(&q_cond);
     return 0;
   }
-  if (nworkers < RUN_MAX_WORKERS) {
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&a, 512 * 1024);
-    if (pthread_create(&t, &a, worker_main, NULL) == 0)
-      nworkers++;
-    pthread_attr_destroy(&a);
-  }
+  if (nworkers < RUN_MAX_WORKERS)
+    spawn_worker();
   pthread_cond_signal(&q_cond);
   return 0;
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The loop's check of the queue, at least every RUN_POLL_SLICE_MS while
+ * calls wait in it: when no worker took one for that long (every worker
+ * waits on the program's behalf), a worker per waiting call, up to
+ * WORKERS_STALLED. Returns whether calls still wait (poll's timeout). */
+static int unstall(unsigned long *seen, int64_t *since) {
+  pthread_mutex_lock(&q_lock);
+  int64_t now = now_ms();
+  if (q_n == 0 || q_taken != *seen || nidle > 0) {
+    *seen = q_taken;
+    *since = now;
+  } else if (now - *since >= RUN_POLL_SLICE_MS) {
+    unsigned want = q_n;
+    if (nworkers < WORKERS_STALLED && want > WORKERS_STALLED - nworkers)
+      want = WORKERS_STALLED - nworkers;
+    if (nworkers >= WORKERS_STALLED)
+      want = 0;
+    for (unsigned i = 0; i < want; i++)
+      spawn_worker();
+    pthread_cond_broadcast(&q_cond);
+    *since = now;
+  }
+  int waiting = q_n > 0;
+  pthread_mutex_unlock(&q_lock);
+  return waiting;
 }
 
 static void *loop_main(void *arg) {
   (void)arg;
   struct pollfd p[2] = {{.fd = hwsock__run.notify_fd, .events = POLLIN},
                         {.fd = stopfd, .events = POLLIN}};
+  unsigned long seen = 0;
+  int64_t since = now_ms();
+  int waiting = 0;
   for (;;) {
-    if (poll(p, 2, -1) < 0) {
+    int r = poll(p, 2, waiting ? RUN_POLL_SLICE_MS : -1);
+    waiting = unstall(&seen, &since);
+    if (r == 0)
+      continue;
+    if (r < 0) {
       if (errno == EINTR)
         continue;
       break;
@@ -153,6 +208,7 @@ static void *loop_main(void *arg) {
     }
     pthread_mutex_lock(&q_lock);
     int rc = enqueue(c);
+    waiting = 1;
     pthread_mutex_unlock(&q_lock);
     if (rc < 0) {
       hwsock__run_log("refused (EAGAIN): syscall %d of pid %u: "

@@ -1716,6 +1716,54 @@ def test_vmm_gone_threads():
           "getsockname after the VMM died: %s" % res["names"])
 
 
+MANY_ACCEPTS = r"""
+import socket, sys, threading, time, os
+n = int(sys.argv[1])
+l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+l.bind(("127.0.0.1", 0))
+l.listen(128)
+got = []
+def acc():
+    c, _ = l.accept()
+    got.append(c)
+for i in range(n):
+    threading.Thread(target=acc, daemon=True).start()
+time.sleep(1)  # they wait in accept()
+c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+c.settimeout(20)
+try:
+    c.connect(l.getsockname())
+    r = "connected"
+except OSError as e:
+    r = repr(e)
+for _ in range(100):
+    if got:
+        break
+    time.sleep(0.05)
+print("%s %d %s" % (r, len(got), c.getsockname()[0]), flush=True)
+os._exit(0)
+"""
+
+
+def test_many_blocked_accepts():
+    """A python3 program with 100 threads blocked in accept() on one
+    offloaded listener (more than RUN_MAX_WORKERS, hwsock-run's worker
+    threads, each answering one blocked call) connects to that listener
+    from its main thread: the connect and one accept complete (before:
+    every worker waited in an accept, the connect waited for a worker and
+    the program hung)."""
+    vmm = Vmm()
+    try:
+        r = run_py(MANY_ACCEPTS, 100, vmm=vmm, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise Fail("the program hung: its connect never got a worker")
+    finally:
+        vmm.close()
+    expect_ok(r, "many blocked accepts")
+    check(r.stdout.split() == [b"connected", b"1", b"127.0.0.1"],
+          "connect with 100 accepts waiting: %s" % show(r))
+
+
 TESTS = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
 
 
