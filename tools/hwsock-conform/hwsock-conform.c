@@ -755,7 +755,7 @@ static long local_port(adv *a, uint32_t id) {
  * bound and closed again (its port is then closed), A the socket tested. */
 static int c_evq_soft(adv *a) {
   enum { A = 40, B = 41, C = 42 };
-  char pre[256], uri[256 + 16];
+  char pre[200], uri[256]; /* room for the prefix and a port */
   if (udp_prefix(pre, sizeof(pre)) < 0)
     return -1;
   if (reset_setup(a, features(a) | HWSOCK_F_EVENT_QUEUE | HWSOCK_F_SOFT_ERRORS,
