@@ -18,6 +18,7 @@
 #include "support/vring_builder.h"
 
 #define UDP_SO HWSOCK_BUILD_BACKEND_DIR "/udp.so"
+#define TCP_SO HWSOCK_BUILD_BACKEND_DIR "/tcp.so"
 #define QSIZE 64u
 #define BUFLEN 1024u
 #define ID 1u
@@ -27,7 +28,7 @@ static uv_loop_t loop;
 static vrb rq, eq; /* queue 0: requests; queue 1: events */
 static hwsock_device *dev;
 static hwsock_policy *pol;
-static hwsock_plugin *plug;
+static hwsock_plugin *plug, *plug_tcp;
 static uint64_t buf_gpa[QSIZE]; /* event buffer of each head */
 
 /* what the event queue delivered for socket ID */
@@ -56,6 +57,10 @@ static void start_device(uint64_t features) {
                err);
   cr_assert_eq(hwsock_device_add_backend(dev, hwsock_plugin_desc(plug), NULL),
                0);
+  cr_assert_eq(hwsock_plugin_load(TCP_SO, &plug_tcp, err, sizeof(err)), 0,
+               "%s", err);
+  cr_assert_eq(hwsock_device_add_backend(dev, hwsock_plugin_desc(plug_tcp),
+                                         NULL), 0);
   cr_assert_eq(hwsock_device_add_region(dev, rq.gpa, rq.size, rq.mem), 0);
   cr_assert_eq(hwsock_device_add_region(dev, eq.gpa, eq.size, eq.mem), 0);
   cr_assert_eq(hwsock_device_set_features(dev, HWSOCK_F_VERSION_1 | features),
@@ -77,6 +82,7 @@ static void stop_device(void) {
     ;
   uv_loop_close(&loop);
   hwsock_plugin_unload(plug);
+  hwsock_plugin_unload(plug_tcp);
   hwsock_policy_free(pol);
   vrb_free(&rq);
   vrb_free(&eq);
@@ -370,5 +376,40 @@ Test(evq_soft, the_bit_is_offered_with_the_event_queue) {
   uint64_t f = hwsock_le64_get(&cfg.device_features);
   cr_assert(f & HWSOCK_F_SOFT_ERRORS);
   cr_assert(f & HWSOCK_F_EVENT_QUEUE);
+  stop_device();
+}
+
+/* Soft errors are a datagram socket's only: with the bit, a stream
+ * socket's read error (a reset) is still one ERROR without the flag, its
+ * last event. */
+Test(evq_soft, a_stream_read_error_still_ends_the_read_side) {
+  start_device(HWSOCK_F_EVENT_QUEUE | HWSOCK_F_SOFT_ERRORS);
+  post_buffers(8);
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof(a);
+  cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+  cr_assert_eq(listen(l, 1), 0);
+  cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+  char uri[64];
+  snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%u", ntohs(a.sin_port));
+  cr_assert_eq(request(HWSOCK_OP_OPEN, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL, NULL, 0), 0);
+  cr_assert_eq(request(HWSOCK_OP_CONNECT, 0, 0, uri, NULL, 0), 0);
+  int peer = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+  cr_assert(peer >= 0);
+  cr_assert_eq(request(HWSOCK_OP_CREDIT, 1000, 0, NULL, NULL, 0), 0);
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  cr_assert_eq(setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+  close(peer); /* a reset */
+  run_until(&nerr, 1);
+  cr_assert_eq(nerr, 1, "no ERROR event for the reset");
+  cr_assert_eq(err_status, (uint32_t)-HWSOCK_ECONNRESET);
+  cr_assert_eq(err_flags, 0, "a stream's error flagged soft");
+  run_idle();
+  cr_assert_eq(nerr + ndata + nother, 1, "an event after the last one");
+  cr_assert_eq(request(HWSOCK_OP_CLOSE, 0, 0, NULL, NULL, 0), 0);
+  close(l);
   stop_device();
 }
