@@ -62,6 +62,7 @@ typedef struct pump_arg {
   ssize_t n;
   int fresh;
   int hup; /* the up dispatcher: the socket waits for its hang-up */
+  int end; /* a datagram socket's recv ended: n is its error, or 0 (EOF) */
   void (*job)(struct pump_arg *a); /* instead of fn */
 } pump_arg;
 
@@ -358,7 +359,7 @@ static void stream_down(run_sock *s, const char *unused) {
   free(buf);
 }
 
-/* ---- the dispatcher: device -> program of every stream socket -------------
+/* ---- the dispatcher: device -> program of every socket ---------------------
  *
  * With the event queue one thread carries what the device received for all
  * offloaded stream sockets: it watches each for HWSOCK_GUEST_IN, and for a
@@ -370,8 +371,11 @@ static void stream_down(run_sock *s, const char *unused) {
  * end. One socket is with one of them at a time (its bytes keep their
  * order); the dispatcher stops watching a socket before it lets go of it,
  * and the reference it holds keeps the device id open (not reused) while
- * it is watched. Without the event queue (a --vmm with one queue) each
- * socket has its own stream_down thread, as before. */
+ * it is watched. Datagram sockets the same way, one datagram at a time
+ * (disp_dgram_ready: its source queued, a soft error made pending, as
+ * dgram_down does; dgram_resume for the slow cases). Without the event
+ * queue (a --vmm with one queue) each socket has its own stream_down or
+ * dgram_down thread, as before. */
 
 #define DISP_EVENTS 64
 
@@ -396,13 +400,23 @@ static void custody_drop(run_sock *s) {
 }
 
 static void stream_resume(pump_arg *a);
+static void dgram_resume(pump_arg *a);
 static void up_kick(void);
+static int dgram_soft_err(int err);
+static int dgram_src_push(run_sock *s, const uint8_t *buf, size_t n,
+                          const char *uri, uint8_t *full);
+
+/* A datagram socket's "datagrams dropped" episode (logged once each), by
+ * device id: only the socket's pump (the dispatcher or its thread)
+ * touches it. */
+static uint8_t dgram_full[RUN_MAX_SOCKS];
 
 /* Takes the socket away from the dispatcher (which holds it) and gives it
  * to a thread with what its recv returned (data: n bytes, or the EOF /
- * error n; fresh: nothing taken yet). */
+ * error n; fresh: nothing taken yet; a datagram socket: end says n is
+ * the end, else n bytes are a datagram whose source is queued). */
 static void disp_hand_over(int id, run_sock *s, const uint8_t *data, ssize_t n,
-                           int fresh) {
+                           int fresh, int end) {
   hwsock_guest_watch(hwsock__run.g, id, 0);
   pthread_mutex_lock(&disp_lock);
   disp_socks[id] = NULL;
@@ -419,11 +433,42 @@ static void disp_hand_over(int id, run_sock *s, const uint8_t *data, ssize_t n,
       memcpy(a->data, data, (size_t)n);
     a->n = n;
     a->fresh = fresh;
-    a->job = stream_resume;
+    a->end = end;
+    a->job = s->type == SOCK_DGRAM ? dgram_resume : stream_resume;
     if (spawn_job(a, s, NULL, NULL) < 0)
       fail(s, "pump", HWSOCK_ENOMEM);
   }
   custody_drop(s);
+}
+
+_Static_assert(RUN_PUMP_BUF >= RUN_MAX_DGRAM, "the dispatcher's buffer");
+
+/* One ready datagram socket: one datagram (its source queued) goes to the
+ * program, a soft error becomes pending (dgram_down's way), and a full
+ * program end, an error or the end goes to a thread. */
+static void disp_dgram_ready(int id, run_sock *s, uint8_t *buf) {
+  char uri[HWSOCK_URI_MAX + 1];
+  unsigned rflags = 0;
+  uri[0] = '\0';
+  ssize_t n = hwsock_guest_recvfrom(hwsock__run.g, id, buf, RUN_MAX_DGRAM,
+                                    HWSOCK_GUEST_RECV_DONTWAIT, uri,
+                                    sizeof(uri), &rflags);
+  if (n == HWSOCK_EAGAIN)
+    return;
+  if (n < 0 && dgram_soft_err((int)n) && !is_dead(s)) {
+    hwsock__run_dgram_post_err(s, (int)n, 1);
+    return;
+  }
+  if (n < 0 || (rflags & HWSOCK_RESP_F_EOF)) {
+    disp_hand_over(id, s, NULL, n < 0 ? n : 0, 0, 1);
+    return;
+  }
+  if (!dgram_src_push(s, buf, (size_t)n, uri, &dgram_full[id]))
+    return; /* dropped: the program does not keep up */
+  if (send(s->pfd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
+    return;
+  /* full (EAGAIN) or failing: the blocking write tells which */
+  disp_hand_over(id, s, buf, n, 0, 0);
 }
 
 /* One ready socket: what is there goes to the program, or to a thread. */
@@ -433,12 +478,16 @@ static void disp_ready(int id, uint8_t *buf) {
   pthread_mutex_unlock(&disp_lock);
   if (!s) /* handed over earlier in this batch, or not yet registered */
     return;
+  if (s->type == SOCK_DGRAM) {
+    disp_dgram_ready(id, s, buf);
+    return;
+  }
   ssize_t n = hwsock_guest_recv(hwsock__run.g, id, buf, RUN_PUMP_BUF,
                                 HWSOCK_GUEST_RECV_DONTWAIT);
   if (n == HWSOCK_EAGAIN)
     return; /* drained meanwhile */
   if (n <= 0) { /* end of file or an error: stream_down's way */
-    disp_hand_over(id, s, NULL, n, 0);
+    disp_hand_over(id, s, NULL, n, 0, 0);
     return;
   }
   ssize_t w = send(s->pfd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -446,7 +495,7 @@ static void disp_ready(int id, uint8_t *buf) {
     return;
   if (w < 0)
     w = 0; /* full (EAGAIN) or failing: the blocking write tells which */
-  disp_hand_over(id, s, buf + w, n - w, 0);
+  disp_hand_over(id, s, buf + w, n - w, 0, 0);
 }
 
 static void *dispatcher(void *unused) {
@@ -476,7 +525,7 @@ static void *dispatcher(void *unused) {
     run_sock *s = disp_socks[id];
     pthread_mutex_unlock(&disp_lock);
     if (s)
-      disp_hand_over((int)id, s, NULL, 0, 1);
+      disp_hand_over((int)id, s, NULL, 0, 1, 0);
   }
   pthread_mutex_lock(&threads_lock);
   nthreads--;
@@ -510,7 +559,7 @@ static int disp_start_locked(void) {
   }
   disp_state = 1;
   hwsock__run_log("dispatcher: one thread carries device -> program of "
-                  "every stream socket (event queue)");
+                  "every stream and datagram socket (event queue)");
   return 0;
 }
 
@@ -914,13 +963,75 @@ void hwsock__run_dgram_post_err(run_sock *s, int err, int marker) {
   pthread_mutex_unlock(&s->rxlock);
 }
 
+/* The device's recv on a datagram socket failed (n < 0) or said end of
+ * file (n 0: shut down for reading, the entry was killed): its end. */
+static void dgram_down_end(run_sock *s, ssize_t n) {
+  if (n == 0)
+    return;
+  /* The VMM went away: the kernel's UDP socket would stay, without an end
+   * of file. One ENETDOWN (a marker record: readable once, then never
+   * again) and kill shuts only our reading side down, so the program's
+   * sends fail with EPIPE; a shutdown both ways would leave the program
+   * end readable (EOF) for ever: an epoll program would spin reading
+   * empty datagrams. */
+  if (n == HWSOCK_ENEEDSRESET ||
+      (n == HWSOCK_ECONNRESET && transport_gone(s))) {
+    hwsock__run_dgram_post_err(s, HWSOCK_ENETDOWN, 1);
+    pthread_mutex_lock(&s->lock);
+    s->lerr = HWSOCK_ENETDOWN;
+    pthread_mutex_unlock(&s->lock);
+  }
+  fail(s, "recv", (int)n);
+}
+
+/* Queues the source of a datagram from the device (n bytes, from uri) for
+ * the intercepted recvfrom/recvmsg: 1, then the caller writes it to the
+ * pump end; 0 when it is dropped (the program does not keep up; logged
+ * once per episode, *full). */
+static int dgram_src_push(run_sock *s, const uint8_t *buf, size_t n,
+                          const char *uri, uint8_t *full) {
+  run_src src;
+  memset(&src, 0, sizeof(src));
+  src.len = (uint32_t)n;
+  src.sum = hwsock__run_dgram_sum(buf, n);
+  if (uri[0] == '\0' ||
+      hwsock__run_uri_to_sa(uri, s->family, &src.sa, &src.salen) < 0)
+    src.salen = 0;
+  pthread_mutex_lock(&s->rxlock);
+  /* every datagram written so far has been read by the program: whatever
+   * it consumed without asking for the source, the queue restarts aligned */
+  int outq = 0;
+  if (ioctl(s->pfd, SIOCOUTQ, &outq) == 0 && outq == 0)
+    s->srcq_n = 0;
+  if (s->srcq_n == RUN_MAX_SRCQ) { /* the program does not keep up: drop */
+    pthread_mutex_unlock(&s->rxlock);
+    if (!*full) {
+      char lb[64];
+      hwsock__run_log("%s: datagrams dropped: %u unread with their sources "
+                      "(RUN_MAX_SRCQ %u; raise it in "
+                      "guest-driver/run/run.h)",
+                      hwsock__run_label(s, lb, sizeof(lb)), RUN_MAX_SRCQ,
+                      RUN_MAX_SRCQ);
+      *full = 1; /* once per episode */
+    }
+    return 0;
+  }
+  *full = 0;
+  s->srcq[(s->srcq_head + s->srcq_n) % RUN_MAX_SRCQ] = src;
+  s->srcq_n++;
+  pthread_mutex_unlock(&s->rxlock);
+  return 1;
+}
+
 static void dgram_down(run_sock *s, const char *unused) {
   (void)unused;
   uint8_t *buf = pump_buf(s, RUN_MAX_DGRAM);
   if (!buf)
     return;
   char uri[HWSOCK_URI_MAX + 1];
-  int full = 0;
+  uint8_t own = 0, *full = s->id >= 0 && (unsigned)s->id < RUN_MAX_SOCKS
+                               ? &dgram_full[s->id]
+                               : &own;
   for (;;) {
     unsigned rflags = 0;
     uri[0] = '\0';
@@ -930,55 +1041,12 @@ static void dgram_down(run_sock *s, const char *unused) {
       hwsock__run_dgram_post_err(s, (int)n, 1);
       continue;
     }
-    if (n < 0) {
-      /* The VMM went away: the kernel's UDP socket would stay, without
-       * an end of file. One ENETDOWN (a marker record: readable once,
-       * then never again) and kill shuts only our reading side down,
-       * so the program's sends fail with EPIPE; a shutdown both ways
-       * would leave the program end readable (EOF) for ever: an epoll
-       * program would spin reading empty datagrams. */
-      if (n == HWSOCK_ENEEDSRESET ||
-          (n == HWSOCK_ECONNRESET && transport_gone(s))) {
-        hwsock__run_dgram_post_err(s, HWSOCK_ENETDOWN, 1);
-        pthread_mutex_lock(&s->lock);
-        s->lerr = HWSOCK_ENETDOWN;
-        pthread_mutex_unlock(&s->lock);
-      }
-      fail(s, "recv", (int)n);
+    if (n < 0 || (rflags & HWSOCK_RESP_F_EOF)) {
+      dgram_down_end(s, n < 0 ? n : 0);
       break;
     }
-    if (rflags & HWSOCK_RESP_F_EOF)
-      break; /* shut down for reading: the entry was killed */
-    run_src src;
-    memset(&src, 0, sizeof(src));
-    src.len = (uint32_t)n;
-    src.sum = hwsock__run_dgram_sum(buf, (size_t)n);
-    if (uri[0] == '\0' ||
-        hwsock__run_uri_to_sa(uri, s->family, &src.sa, &src.salen) < 0)
-      src.salen = 0;
-    pthread_mutex_lock(&s->rxlock);
-    /* every datagram written so far has been read by the program: whatever
-     * it consumed without asking for the source, the queue restarts aligned */
-    int outq = 0;
-    if (ioctl(s->pfd, SIOCOUTQ, &outq) == 0 && outq == 0)
-      s->srcq_n = 0;
-    if (s->srcq_n == RUN_MAX_SRCQ) { /* the program does not keep up: drop */
-      pthread_mutex_unlock(&s->rxlock);
-      if (!full) {
-        char lb[64];
-        hwsock__run_log("%s: datagrams dropped: %u unread with their sources "
-                        "(RUN_MAX_SRCQ %u; raise it in "
-                        "guest-driver/run/run.h)",
-                        hwsock__run_label(s, lb, sizeof(lb)), RUN_MAX_SRCQ,
-                        RUN_MAX_SRCQ);
-        full = 1; /* once per episode */
-      }
+    if (!dgram_src_push(s, buf, (size_t)n, uri, full))
       continue;
-    }
-    full = 0;
-    s->srcq[(s->srcq_head + s->srcq_n) % RUN_MAX_SRCQ] = src;
-    s->srcq_n++;
-    pthread_mutex_unlock(&s->rxlock);
     ssize_t w = send(s->pfd, buf, (size_t)n, MSG_NOSIGNAL);
     if (w < 0) {
       fail(s, "program side", HWSOCK_EPIPE);
@@ -986,6 +1054,25 @@ static void dgram_down(run_sock *s, const char *unused) {
     }
   }
   free(buf);
+}
+
+/* A datagram socket the dispatcher handed over: the datagram it could not
+ * write (its source queued already; a blocking write now), or the end it
+ * met; then back to the dispatcher, or dgram_down on this thread. */
+static void dgram_resume(pump_arg *a) {
+  run_sock *s = a->s;
+  if (a->end) {
+    dgram_down_end(s, a->n);
+    return;
+  }
+  if (!a->fresh &&
+      send(s->pfd, a->data ? a->data : (const uint8_t *)"", (size_t)a->n,
+           MSG_NOSIGNAL) < 0) {
+    fail(s, "program side", HWSOCK_EPIPE);
+    return;
+  }
+  if (disp_add(s) < 0)
+    dgram_down(s, NULL);
 }
 
 static void dgram_up(run_sock *s, const char *unused) {
@@ -1038,7 +1125,9 @@ int hwsock__run_pump_start(run_sock *s) {
       return rc;
     return up_add(s, UP_DATA) < 0 ? spawn(s, stream_up, NULL) : 0;
   }
-  if ((rc = spawn(s, dgram_down, NULL)) < 0)
+  if (s->id >= 0 && (unsigned)s->id < RUN_MAX_SOCKS)
+    dgram_full[s->id] = 0;
+  if (disp_add(s) < 0 && (rc = spawn(s, dgram_down, NULL)) < 0)
     return rc;
   return spawn(s, dgram_up, NULL);
 }
