@@ -28,6 +28,10 @@
 
 #include "run.h"
 
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
+
 #if defined(__x86_64__)
 #define RUN_AUDIT_ARCH AUDIT_ARCH_X86_64
 #define RUN_X32_BIT 0x40000000u
@@ -116,7 +120,21 @@ int hwsock__run_install_filter(int confine) {
   struct sock_fprog fp = {(unsigned short)n, all};
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     return hwsock__run_err(errno);
+  /* WAIT_KILLABLE_RECV (Linux 5.19): once the supervisor has taken a call,
+   * only a fatal signal cancels it. Without it a signal (a SIGCHLD, an
+   * interval timer) cancelled a call the supervisor had already carried
+   * out: the kernel restarted a sendto that was sent (the datagram went
+   * twice; socat UDP-RECVFROM fork answered twice), a recvfrom's datagram
+   * was lost with its reply, and socket()/bind()/setsockopt() failed with
+   * an EINTR that programs do not expect there. Blocking waits still end
+   * at a signal, as in the kernel: remote.c, hwsock__run_interrupted. An
+   * older kernel refuses the flag (EINVAL): the filter goes without. */
   int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                        SECCOMP_FILTER_FLAG_NEW_LISTENER, &fp);
+                        SECCOMP_FILTER_FLAG_NEW_LISTENER |
+                            SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+                        &fp);
+  if (fd < 0 && errno == EINVAL)
+    fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                      SECCOMP_FILTER_FLAG_NEW_LISTENER, &fp);
   return fd < 0 ? hwsock__run_err(errno) : fd;
 }

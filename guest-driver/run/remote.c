@@ -2,8 +2,8 @@
  * its fds (pidfd_getfd) and the replies (SECCOMP_IOCTL_NOTIF_*).
  *
  * Everything here treats the program as untrusted and possibly gone: a
- * notification whose thread died or was interrupted by a signal is no
- * longer valid, and every ioctl then fails with ENOENT, which callers treat
+ * notification whose thread died (or, on a kernel without
+ * WAIT_KILLABLE_RECV, was interrupted by a signal) is no longer valid, and every ioctl then fails with ENOENT, which callers treat
  * as the normal end of the call (HWSOCK_ENOENT: like every function of
  * run/, these answer 0 or a run error, runerr.h; hwsock__run_reply is where
  * it becomes the program's errno). */
@@ -32,7 +32,8 @@ int hwsock__run_valid(const run_call *c) {
 
 int hwsock__run_wait_readable(const run_call *c, int fd) {
   struct pollfd p = {.fd = fd, .events = POLLIN};
-  poll(&p, 1, RUN_POLL_SLICE_MS);
+  if (poll(&p, 1, RUN_POLL_SLICE_MS) == 0 && hwsock__run_interrupted(c))
+    return HWSOCK_ENOENT; /* answered: the thread takes a signal */
   return hwsock__run_valid(c) ? 0 : HWSOCK_ENOENT;
 }
 

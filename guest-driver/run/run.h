@@ -69,8 +69,10 @@
  * that is really connecting takes longer). */
 #define RUN_NB_DECIDE_MS 50
 /* Blocking waits on behalf of the program re-check the notification's
- * validity this often (a signal or the program's death cancels it). */
-#define RUN_POLL_SLICE_MS 100
+ * validity (the program's death cancels it) and look for a signal its
+ * thread should take (sigpend.c) this often: the most a signal handler
+ * waits while the thread is blocked in such a call. */
+#define RUN_POLL_SLICE_MS 20
 /* After the program exits, the pumps get this long to deliver what it
  * wrote before closing its sockets (a kernel delivers it after the process
  * is gone); sockets still held by a process that outlived it are cut. */
@@ -140,8 +142,13 @@ typedef struct run_call {
 int hwsock__run_valid(const run_call *c);
 /* One bounded wait (RUN_POLL_SLICE_MS) for fd to become readable, for a
  * blocking call answered here: 0, or HWSOCK_ENOENT when the call went
- * away. */
+ * away (or was answered: the thread has a signal to take). */
 int hwsock__run_wait_readable(const run_call *c, int fd);
+/* sigpend.c: when the call's thread has a signal to take, answers the call
+ * -ERESTARTSYS (the kernel restarts it or fails it with EINTR, as for its
+ * own blocking waits) and returns 1; else 0. Blocking waits call it each
+ * slice. */
+int hwsock__run_interrupted(const run_call *c);
 /* Copies len bytes from / to the program's memory: 0, HWSOCK_EFAULT or
  * HWSOCK_ENOENT (the call went away). Reads are followed by a validity
  * check (the pid could have been reused). */

@@ -105,8 +105,12 @@ int hwsock__run_wait_connect(run_call *c, run_sock *s, int timeout_ms) {
     ts.tv_nsec %= 1000000000L;
     pthread_cond_timedwait(&s->cond, &s->lock, &ts);
     waited += slice;
-    if (s->state == RS_CONNECTING && !hwsock__run_valid(c))
-      break;
+    /* a blocking wait ends at a signal (a nonblocking connect's short one
+     * does not: it answers EINPROGRESS, never EINTR) */
+    if (s->state == RS_CONNECTING &&
+        (!hwsock__run_valid(c) ||
+         (timeout_ms < 0 && hwsock__run_interrupted(c))))
+      break; /* gone, or answered: the thread takes a signal */
   }
   int done = s->state != RS_CONNECTING;
   pthread_mutex_unlock(&s->lock);

@@ -1,0 +1,92 @@
+/* A signal for a program thread that waits in a call the supervisor took.
+ *
+ * The filter has SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (filter.c): once
+ * the supervisor received a call, only a fatal signal cancels it, so a
+ * call it carries out is never cancelled halfway (a datagram sent, then
+ * sent again by the kernel's restart; a datagram taken, then lost with the
+ * reply). In exchange the kernel no longer ends a *blocking* wait at a
+ * signal: the supervisor does. Each slice of a wait it makes on the
+ * program's behalf (remote.c hwsock__run_wait_readable, target.c
+ * hwsock__run_wait_connect) asks whether the thread has a signal to take,
+ * and if so answers -ERESTARTSYS, the value the kernel's own interrupted
+ * waits return: when the thread takes the signal the kernel turns it into
+ * a restart of the call (SA_RESTART, or a stop signal and SIGCONT) or into
+ * EINTR, exactly as for a native blocking accept/recvfrom/connect. A call
+ * that never waits natively (getsockopt SO_ERROR, which here waits for a
+ * background connect) gets -ERESTARTNOINTR instead: the handler runs, the
+ * call restarts, and the program never sees an EINTR it does not expect.
+ *
+ * Either must only be answered when the thread will take a signal on
+ * its way out (otherwise the program would see errno 512): a signal sent
+ * to the thread that it does not block always is; a process-wide one only
+ * when the thread is the process's only one (with several, another thread
+ * may take it, and this call then completes, or waits on, as before). */
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+
+#include "run.h"
+
+/* The kernel's restart codes (include/linux/errno.h; not in the uapi). */
+#define RUN_ERESTARTSYS 512
+#define RUN_ERESTARTNOINTR 513
+
+/* Parses "Name:\t<hex>" into *v when line starts with name. */
+static void hex_field(const char *line, const char *name,
+                      unsigned long long *v) {
+  size_t n = strlen(name);
+  if (strncmp(line, name, n) == 0)
+    sscanf(line + n, "%llx", v);
+}
+
+/* 1 when thread tid will take a signal when its call returns. */
+static int signal_to_take(pid_t tid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return 0;
+  unsigned long long pnd = 0, shd = 0, blk = 0;
+  long threads = 0;
+  char line[256];
+  while (fgets(line, sizeof(line), f)) {
+    hex_field(line, "SigPnd:", &pnd);
+    hex_field(line, "ShdPnd:", &shd);
+    hex_field(line, "SigBlk:", &blk);
+    if (strncmp(line, "Threads:", 8) == 0)
+      sscanf(line + 8, "%ld", &threads);
+  }
+  fclose(f);
+  if (threads != 1)
+    shd = 0; /* another thread may take it */
+  return ((pnd | shd) & ~blk) != 0;
+}
+
+int hwsock__run_interrupted(const run_call *c) {
+  if (!signal_to_take((pid_t)c->n.pid))
+    return 0;
+  /* the status was read while the call was valid: the tid is still the
+   * waiting thread (it cannot exit inside the call) */
+  struct seccomp_notif_resp r;
+  memset(&r, 0, sizeof(r));
+  r.id = c->n.id;
+  switch (c->n.data.nr) {
+  case SYS_connect:
+#ifdef SYS_accept
+  case SYS_accept:
+#endif
+  case SYS_accept4:
+  case SYS_recvfrom:
+  case SYS_recvmsg:
+    r.error = -RUN_ERESTARTSYS; /* interruptible natively */
+    break;
+  default:
+    r.error = -RUN_ERESTARTNOINTR;
+    break;
+  }
+  if (!hwsock__run_valid(c))
+    return 1; /* gone anyway */
+  ioctl(hwsock__run.notify_fd, SECCOMP_IOCTL_NOTIF_SEND, &r);
+  return 1;
+}
