@@ -342,6 +342,56 @@ Test(evq_soft, a_refusal_waits_for_the_window) {
   stop_device();
 }
 
+static uint64_t no_buffer_count(void) {
+  hwsock_device_stats st;
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  hwsock_device_get_stats(dev, &st);
+  return st.ev_no_buffer;
+}
+
+/* With no event buffer posted the device does not read either: the
+ * refusal waits in the host socket (it waits in the ready line, counted
+ * once, not retried), then comes with the first buffer, and the socket
+ * goes on receiving. */
+Test(evq_soft, a_refusal_waits_for_a_buffer) {
+  start_device(HWSOCK_F_EVENT_QUEUE | HWSOCK_F_SOFT_ERRORS);
+  cr_assert_eq(request(HWSOCK_OP_OPEN, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM,
+                       NULL, NULL, 0), 0);
+  udp_connect(closed_port());
+  cr_assert_eq(request(HWSOCK_OP_CREDIT, 4, 0, NULL, NULL, 0), 0);
+  udp_send("query1");
+  for (int i = 0; i < TURNS && no_buffer_count() == 0; i++)
+    turn();
+  uint64_t n = no_buffer_count();
+  cr_assert_geq(n, 1, "the refusal did not wait for a buffer");
+  /* Only the backend's loop, no flush by the VMM: the host socket's
+   * pending error (POLLERR, which poll reports whatever is asked) must not
+   * wake the device again and again. */
+  for (int i = 0; i < 200; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(200);
+  }
+  cr_assert_eq(no_buffer_count(), n, "the device was woken without a buffer");
+  reap();
+  cr_assert_eq(nerr + ndata + nempty, 0);
+  post_buffers(4);
+  run_until(&nerr, 1);
+  cr_assert_eq(nerr, 1, "the refusal was lost");
+  cr_assert_eq(err_flags, HWSOCK_EV_F_SOFT);
+  cr_assert_eq(err_window, 4);
+  uint16_t port;
+  int peer = live_peer(&port);
+  udp_connect(port);
+  udp_send("query2");
+  peer_answers(peer, "answer2");
+  run_until(&ndata, 1);
+  cr_assert_eq(ndata, 1);
+  cr_assert_str_eq(last_data, "answer2");
+  close(peer);
+  stop_device();
+}
+
 /* A driver of the event queue without F_SOFT_ERRORS takes every ERROR for
  * the end of the read side. The device does not tell it the refusal: the
  * buffer comes back empty (no event), and the socket keeps receiving. */
