@@ -8,7 +8,7 @@
  * the program's behalf (threads blocked in accept, recvfrom, connect),
  * and the call that would end their waits (a connect to that listener)
  * would then wait for ever behind them: a queue that does not move for
- * RUN_POLL_SLICE_MS gets more workers, up to WORKERS_STALLED. */
+ * STALL_MS gets more workers, up to WORKERS_STALLED. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -29,6 +29,9 @@ static pthread_cond_t q_idle = PTHREAD_COND_INITIALIZER;
  * move (each is a program thread's blocked call); they end when they find
  * the queue empty. */
 #define WORKERS_STALLED 1024u
+/* How long the queue may stand still before they are started: far longer
+ * than a worker takes to pick up a call when one is free. */
+#define STALL_MS 100
 
 static run_call *queue[RUN_MAX_QUEUED];
 static unsigned q_head, q_n;
@@ -143,7 +146,7 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The loop's check of the queue, at least every RUN_POLL_SLICE_MS while
+/* The loop's check of the queue, at least every STALL_MS while
  * calls wait in it: when no worker took one for that long (every worker
  * waits on the program's behalf), a worker per waiting call, up to
  * WORKERS_STALLED. Returns whether calls still wait (poll's timeout). */
@@ -153,7 +156,7 @@ static int unstall(unsigned long *seen, int64_t *since) {
   if (q_n == 0 || q_taken != *seen || nidle > 0) {
     *seen = q_taken;
     *since = now;
-  } else if (now - *since >= RUN_POLL_SLICE_MS) {
+  } else if (now - *since >= STALL_MS) {
     unsigned want = q_n;
     if (nworkers < WORKERS_STALLED && want > WORKERS_STALLED - nworkers)
       want = WORKERS_STALLED - nworkers;
@@ -177,7 +180,7 @@ static void *loop_main(void *arg) {
   int64_t since = now_ms();
   int waiting = 0;
   for (;;) {
-    int r = poll(p, 2, waiting ? RUN_POLL_SLICE_MS : -1);
+    int r = poll(p, 2, waiting ? STALL_MS : -1);
     waiting = unstall(&seen, &since);
     if (r == 0)
       continue;
