@@ -719,6 +719,7 @@ static void up_custody_drop(run_sock *s) {
 }
 
 static void up_resume(pump_arg *a);
+static void dgram_up_resume(pump_arg *a);
 
 /* Takes socket s (device id id, in the set) out of the set and gives it to
  * a thread: data/n as up_deliver's, fresh (nothing taken: stream_up), or
@@ -743,7 +744,7 @@ static void up_hand_over(int id, run_sock *s, const uint8_t *data, ssize_t n,
     a->fresh = fresh;
     a->hup = hup;
     a->sender = 1;
-    a->job = up_resume;
+    a->job = s->type == SOCK_DGRAM ? dgram_up_resume : up_resume;
     if (spawn_job(a, s, NULL, NULL) < 0)
       fail(s, "pump", HWSOCK_ENOMEM);
   }
@@ -763,6 +764,10 @@ static void up_ready(uint64_t key, uint8_t *buf) {
     return; /* not the socket this event was for */
   if (mode == UP_HANGUP) {
     up_hand_over(id, s, NULL, 0, 0, 1);
+    return;
+  }
+  if (s->type == SOCK_DGRAM) { /* its sends wait: all of it in a thread */
+    up_hand_over(id, s, NULL, 0, 0, 0);
     return;
   }
   ssize_t n = recv(pfd, buf, RUN_PUMP_UP_BUF, MSG_DONTWAIT);
@@ -1075,6 +1080,42 @@ static void dgram_resume(pump_arg *a) {
     dgram_down(s, NULL);
 }
 
+/* One datagram the program wrote (n bytes in buf, or a negative HWSOCK_E*
+ * from the pump end) to the device: 1 to go on, 0 when the socket ended. */
+static int dgram_up_one(run_sock *s, const uint8_t *buf, ssize_t n) {
+  if (n < 0) {
+    fail(s, "program side", (int)n);
+    return 0;
+  }
+  if (n == 0) { /* an empty datagram, or the end */
+    struct pollfd p = {.fd = s->pfd, .events = 0};
+    if (is_dead(s) || (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))) {
+      finish(s);
+      return 0;
+    }
+  }
+  pthread_mutex_lock(&s->lock);
+  int connected = s->connected;
+  pthread_mutex_unlock(&s->lock);
+  if (!connected)
+    return 1; /* no destination: dropped */
+  ssize_t w = hwsock_guest_sendto(hwsock__run.g, s->id, buf, (size_t)n, 0,
+                                  NULL);
+  if (w < 0 && dgram_soft_err((int)w)) {
+    /* an earlier datagram's refusal, met by this send: the program
+     * learns it on its next call. No marker from this thread: only the
+     * down pump writes records, so markers keep their place in srcq. */
+    hwsock__run_dgram_post_err(s, (int)w, 0);
+    return 1;
+  }
+  if (w < 0 && w != HWSOCK_EMSGSIZE && w != HWSOCK_ENOBUFS &&
+      w != HWSOCK_EAGAIN) {
+    fail(s, "send", (int)w);
+    return 0;
+  }
+  return 1;
+}
+
 static void dgram_up(run_sock *s, const char *unused) {
   (void)unused;
   uint8_t *buf = pump_buf(s, RUN_MAX_DGRAM);
@@ -1082,40 +1123,39 @@ static void dgram_up(run_sock *s, const char *unused) {
     return;
   for (;;) {
     ssize_t n = recv(s->pfd, buf, RUN_MAX_DGRAM, 0);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      fail(s, "program side", hwsock__run_err(errno));
-      break;
-    }
-    if (n == 0) { /* an empty datagram, or the end */
-      struct pollfd p = {.fd = s->pfd, .events = 0};
-      if (is_dead(s) || (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))) {
-        finish(s);
-        break;
-      }
-    }
-    pthread_mutex_lock(&s->lock);
-    int connected = s->connected;
-    pthread_mutex_unlock(&s->lock);
-    if (!connected)
-      continue; /* no destination: dropped */
-    ssize_t w = hwsock_guest_sendto(hwsock__run.g, s->id, buf, (size_t)n, 0,
-                                    NULL);
-    if (w < 0 && dgram_soft_err((int)w)) {
-      /* an earlier datagram's refusal, met by this send: the program
-       * learns it on its next call. No marker from this thread: only the
-       * down pump writes records, so markers keep their place in srcq. */
-      hwsock__run_dgram_post_err(s, (int)w, 0);
+    if (n < 0 && errno == EINTR)
       continue;
-    }
-    if (w < 0 && w != HWSOCK_EMSGSIZE && w != HWSOCK_ENOBUFS &&
-        w != HWSOCK_EAGAIN) {
-      fail(s, "send", (int)w);
+    if (!dgram_up_one(s, buf, n < 0 ? hwsock__run_err(errno) : n))
       break;
-    }
   }
   free(buf);
+}
+
+/* A datagram socket the up dispatcher handed over (it became readable):
+ * what dgram_up does for every datagram there is now, then back to the
+ * dispatcher (dgram_up on this thread when it is gone). The dispatcher
+ * takes nothing itself: a datagram's send waits for its result. */
+static void dgram_up_resume(pump_arg *a) {
+  run_sock *s = a->s;
+  if (a->fresh) {
+    dgram_up(s, NULL);
+    return;
+  }
+  uint8_t *buf = pump_buf(s, RUN_MAX_DGRAM);
+  if (!buf)
+    return;
+  int go = 1;
+  while (go) {
+    ssize_t n = recv(s->pfd, buf, RUN_MAX_DGRAM, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    go = dgram_up_one(s, buf, n < 0 ? hwsock__run_err(errno) : n);
+  }
+  free(buf);
+  if (go && up_add(s, UP_DATA) < 0)
+    dgram_up(s, NULL);
 }
 
 int hwsock__run_pump_start(run_sock *s) {
@@ -1129,7 +1169,7 @@ int hwsock__run_pump_start(run_sock *s) {
     dgram_full[s->id] = 0;
   if (disp_add(s) < 0 && (rc = spawn(s, dgram_down, NULL)) < 0)
     return rc;
-  return spawn(s, dgram_up, NULL);
+  return up_add(s, UP_DATA) < 0 ? spawn(s, dgram_up, NULL) : 0;
 }
 
 /* ---- connect in the background ------------------------------------------- */

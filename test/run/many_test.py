@@ -7,6 +7,8 @@ byte that comes back, then closes them all.
 
   many_test.py many   N = 2000,  SIZE = 1 KiB   (full: 10,000 x 4 KiB)
   many_test.py bulk   N = 200,   SIZE = 256 KiB (full: 1,000 x 1 MiB)
+  many_test.py udp_many  N = 1000 UDP sockets, one 1 KiB datagram echoed on each
+                      (full: 5,000)
 
 HWSOCK_TEST_FULL=1 runs the full sizes. Environment as test/run/harness.py:
 HWSOCK_RUN (and the build tree's hwsock-vmm next to it)."""
@@ -22,7 +24,8 @@ import threading
 RUN = os.environ["HWSOCK_RUN"]
 FULL = os.environ.get("HWSOCK_TEST_FULL") == "1"
 SIZES = {"many": (10000, 4096) if FULL else (2000, 1024),
-         "bulk": (1000, 1 << 20) if FULL else (200, 256 << 10)}
+         "bulk": (1000, 1 << 20) if FULL else (200, 256 << 10),
+         "udp_many": (5000, 1024) if FULL else (1000, 1024)}
 
 PROG = r'''
 import os, resource, selectors, socket, sys
@@ -86,6 +89,48 @@ for c in conns:
 print("many ok", open_now, size)
 '''
 
+# udp_many: n connected UDP sockets open at once, one datagram echoed on each
+UDP_PROG = r'''
+import os, socket, sys
+port, n, size = map(int, sys.argv[1:4])
+socks = []
+for i in range(n):
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.settimeout(60)
+    c.connect(("127.0.0.1", port))
+    d = bytes([(i + k) % 251 for k in range(size)])
+    c.send(d)
+    if c.recv(65536) != d:
+        raise SystemExit("datagram %d came back different" % i)
+    socks.append(c)
+threads = -1
+with open("/proc/%d/status" % os.getppid()) as f:
+    for line in f:
+        if line.startswith("Threads:"):
+            threads = int(line.split()[1])
+print("threads", threads)
+for c in socks:
+    c.close()
+print("many ok", len(socks), size)
+'''
+
+
+class UdpEcho:
+    """A UDP echo server (one thread)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.peers = set()
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            d, a = self.sock.recvfrom(65536)
+            self.peers.add(a)
+            self.sock.sendto(d, a)
+
 
 class Echo:
     """An epoll echo server (one thread) for many connections."""
@@ -142,7 +187,7 @@ class Echo:
 
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in SIZES:
-        print("usage: many_test.py {many|bulk}", file=sys.stderr)
+        print("usage: many_test.py {many|bulk|udp_many}", file=sys.stderr)
         return 2
     n, size = SIZES[sys.argv[1]]
     if os.environ.get("HWSOCK_TEST_SHAPE"):  # "N,SIZE", for debugging
@@ -153,11 +198,12 @@ def main():
     if hard < n + 256:  # each process holds one end of each connection
         print("SKIP: fd hard limit %d < %d" % (hard, n + 256))
         return 0
-    echo = Echo()
+    udp = sys.argv[1] == "udp_many"
+    echo = UdpEcho() if udp else Echo()
     with tempfile.TemporaryDirectory() as tmp:
         prog = os.path.join(tmp, "prog.py")
         with open(prog, "w") as f:
-            f.write(PROG)
+            f.write(UDP_PROG if udp else PROG)
         r = subprocess.run([RUN, "-v", "--", sys.executable, prog,
                             str(echo.port), str(n), str(size)],
                            capture_output=True, timeout=timeout)
@@ -173,10 +219,11 @@ def main():
         print("FAIL: %d offload decisions for %d connections\n%s"
               % (offloaded, n, tail), file=sys.stderr)
         return 1
-    # Both directions of every stream socket are dispatcher threads (device
-    # -> program: hwsock_guest_wait; program -> device: epoll on the pump
-    # ends), not threads per socket: with N connections open (all idle by
-    # now) hwsock-run's threads do not grow with N (before: 2 N, then N).
+    # Both directions of every stream and datagram socket are dispatcher
+    # threads (device -> program: hwsock_guest_wait; program -> device:
+    # epoll on the pump ends), not threads per socket: with N sockets open
+    # (all idle by now) hwsock-run's threads do not grow with N (before:
+    # 2 N; then N for streams).
     threads = [int(l.split()[1]) for l in out.splitlines()
                if l.startswith("threads ")]
     if not threads or threads[0] < 0:
@@ -191,9 +238,11 @@ def main():
         print("FAIL: hwsock-run -v did not log its dispatcher\n%s" % tail,
               file=sys.stderr)
         return 1
-    if echo.accepts != n:
-        print("FAIL: the server saw %d connections, not %d"
-              % (echo.accepts, n), file=sys.stderr)
+    seen = len(echo.peers) if udp else echo.accepts
+    if seen != n:
+        print("FAIL: the server saw %d %s, not %d"
+              % (seen, "sources" if udp else "connections", n),
+              file=sys.stderr)
         return 1
     print("PASS: %d connections x %d bytes through one hwsock-run (%d "
           "threads with all open)" % (n, size, threads[0]))
