@@ -662,6 +662,21 @@ Test(guest_evq, a_reset_socket_is_reported_for_what_it_is_watched_for) {
   cr_assert_eq(hwsock_guest_send(g, s, "x", 1, 0), HWSOCK_ECONNRESET);
   char b;
   cr_assert_lt(hwsock_guest_recv(g, s, &b, 1, 0), 0);
+  /* level-triggered, as poll's POLLERR (guest.h): the calls that returned
+   * the error consume nothing; every wait reports both again, the
+   * connection for OUT too (one-shot only for the device's room reports),
+   * until they are closed or unwatched */
+  for (int round = 0; round < 2; round++) {
+    int n = hwsock_guest_wait(g, ev, 4, 10000);
+    cr_assert_eq(n, 2, "round %d: %d reported", round, n);
+    for (int k = 0; k < n; k++)
+      cr_assert_eq(ev[k].events, ev[k].sock == l ? HWSOCK_GUEST_ACCEPT
+                                                 : HWSOCK_GUEST_OUT);
+  }
+  cr_assert_eq(hwsock_guest_watch(g, s, 0), 0);
+  int n = hwsock_guest_wait(g, ev, 4, 10000);
+  cr_assert_eq(n, 1);
+  cr_assert_eq(ev[0].sock, l);
   cr_assert_eq(hwsock_guest_close(g, l), 0);
   cr_assert_eq(hwsock_guest_close(g, s), 0);
   close(peer);
