@@ -1081,18 +1081,28 @@ static void dgram_resume(pump_arg *a) {
 }
 
 /* One datagram the program wrote (n bytes in buf, or a negative HWSOCK_E*
- * from the pump end) to the device: 1 to go on, 0 when the socket ended. */
+ * from the pump end) to the device: 1 to go on, 0 when the socket ended,
+ * 2 when the program shut it down for writing (it waits for the hang-up;
+ * the device -> program direction goes on). */
 static int dgram_up_one(run_sock *s, const uint8_t *buf, ssize_t n) {
   if (n < 0) {
     fail(s, "program side", (int)n);
     return 0;
   }
-  if (n == 0) { /* an empty datagram, or the end */
-    struct pollfd p = {.fd = s->pfd, .events = 0};
-    if (is_dead(s) || (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))) {
+  if (n == 0) { /* an empty datagram, the program's shutdown, or its close */
+    struct pollfd p = {.fd = s->pfd, .events = POLLRDHUP};
+    int r = poll(&p, 1, 0);
+    if (is_dead(s) || (r == 1 && (p.revents & POLLHUP))) {
       finish(s);
       return 0;
     }
+    /* shutdown(SHUT_WR) (socat at the end of its input): every recv now
+     * reads 0 at once, which is no datagram; the kernel sends nothing
+     * for it. Read as empty datagrams, for ever, they flooded the peer
+     * (or spun, unconnected). An empty datagram written just before the
+     * shutdown is taken for it. */
+    if (r == 1 && (p.revents & POLLRDHUP))
+      return 2;
   }
   pthread_mutex_lock(&s->lock);
   int connected = s->connected;
@@ -1125,7 +1135,12 @@ static void dgram_up(run_sock *s, const char *unused) {
     ssize_t n = recv(s->pfd, buf, RUN_MAX_DGRAM, 0);
     if (n < 0 && errno == EINTR)
       continue;
-    if (!dgram_up_one(s, buf, n < 0 ? hwsock__run_err(errno) : n))
+    int go = dgram_up_one(s, buf, n < 0 ? hwsock__run_err(errno) : n);
+    if (go == 2) {
+      wait_hangup(s);
+      finish(s);
+    }
+    if (go != 1)
       break;
   }
   free(buf);
@@ -1137,6 +1152,11 @@ static void dgram_up(run_sock *s, const char *unused) {
  * takes nothing itself: a datagram's send waits for its result. */
 static void dgram_up_resume(pump_arg *a) {
   run_sock *s = a->s;
+  if (a->hup) {
+    wait_hangup(s);
+    finish(s);
+    return;
+  }
   if (a->fresh) {
     dgram_up(s, NULL);
     return;
@@ -1145,7 +1165,7 @@ static void dgram_up_resume(pump_arg *a) {
   if (!buf)
     return;
   int go = 1;
-  while (go) {
+  while (go == 1) {
     ssize_t n = recv(s->pfd, buf, RUN_MAX_DGRAM, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR)
       continue;
@@ -1154,7 +1174,11 @@ static void dgram_up_resume(pump_arg *a) {
     go = dgram_up_one(s, buf, n < 0 ? hwsock__run_err(errno) : n);
   }
   free(buf);
-  if (go && up_add(s, UP_DATA) < 0)
+  if (go == 2 && up_add(s, UP_HANGUP) < 0) {
+    wait_hangup(s);
+    finish(s);
+  }
+  if (go == 1 && up_add(s, UP_DATA) < 0)
     dgram_up(s, NULL);
 }
 

@@ -21,7 +21,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Fail, Vmm, check, RUN  # noqa: E402
+from harness import Fail, Vmm, check, show, RUN  # noqa: E402
 
 
 def need(prog):
@@ -167,7 +167,159 @@ def test_nginx():
         vmm.close()
 
 
-TESTS = {"nginx": test_nginx}
+# ---- socat: UDP client, UDP-RECVFROM fork server, TCP-LISTEN fork relay ------
+
+class Datagrams:
+    """A bound UDP socket that keeps every datagram it receives."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def take(self, quiet=1.0, cap=1000, answer=False):
+        """What arrived until nothing came for `quiet` seconds (at most
+        cap datagrams: a flood is cut short); answer: each non-empty one is
+        answered "ack:" + it."""
+        got = []
+        self.sock.settimeout(quiet)
+        try:
+            while len(got) < cap:
+                d, a = self.sock.recvfrom(65536)
+                got.append(d)
+                if answer and d:
+                    self.sock.sendto(b"ack:" + d, a)
+        except socket.timeout:
+            pass
+        return got
+
+
+def socat_run(args, vmm, stdin, mode):
+    prog = [need("socat")] + args
+    if mode == "hwsock-run":
+        prog = [RUN, "-v", "--vmm", vmm.path, "--"] + prog
+    return subprocess.run(prog, input=stdin, capture_output=True, timeout=30)
+
+
+def test_socat_udp_client():
+    """socat - UDP:host:port sends stdin, and at its end shuts the socket
+    down for writing (shutdown(SHUT_WR) on a connected UDP socket, which
+    sends nothing) and still prints what comes back for -t seconds.
+    Before: hwsock-run's up pump read that end as empty datagrams, for
+    ever, and flooded the server with them."""
+    vmm = Vmm()
+    try:
+        out, printed = {}, {}
+        for mode in ("native", "hwsock-run"):
+            srv = Datagrams()
+            p = subprocess.Popen(
+                ([RUN, "-v", "--vmm", vmm.path, "--"]
+                 if mode == "hwsock-run" else []) +
+                [need("socat"), "-t1", "-", "UDP:127.0.0.1:%d" % srv.port],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+            p.stdin.write(b"hello socat\n")
+            p.stdin.close()
+            out[mode] = srv.take(answer=True)
+            printed[mode] = p.stdout.read()
+            err = p.stderr.read()
+            check(p.wait(10) == 0, "socat (%s) failed: %s" % (mode, err))
+            srv.sock.close()
+        check(out["native"] == [b"hello socat\n"] and
+              printed["native"] == b"ack:hello socat\n",
+              "native: %r, printed %r" % (out["native"][:5],
+                                          printed["native"]))
+        check(out["hwsock-run"] == out["native"],
+              "under hwsock-run the server got %d datagrams: %r" % (
+                  len(out["hwsock-run"]), out["hwsock-run"][:5]))
+        check(printed["hwsock-run"] == printed["native"],
+              "under hwsock-run socat printed %r" % printed["hwsock-run"])
+    finally:
+        vmm.close()
+
+
+def udp_ask(port, data, timeout=5):
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.settimeout(0.3)  # after the answer: time for a second one
+    c.sendto(data, ("127.0.0.1", port))
+    got = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            got.append(c.recvfrom(65536)[0])
+        except socket.timeout:
+            if got:
+                break
+    c.close()
+    return got
+
+
+def test_socat_udp_server():
+    """socat UDP-RECVFROM:port,fork EXEC:'tr a-z A-Z': the parent peeks each
+    datagram (recvmsg MSG_PEEK), forks a child that reads it and answers
+    from the same socket. Every client gets exactly one answer (before: a
+    SIGCHLD during the child's sendto made the kernel restart a send that
+    was done, and clients got two)."""
+    vmm = Vmm()
+    results = {}
+    try:
+        for mode in ("native", "hwsock-run"):
+            port = harness.free_port()
+            prog = [need("socat"), "UDP-RECVFROM:%d,bind=127.0.0.1,fork" % port,
+                    "EXEC:tr a-z A-Z"]
+            p = (subprocess.Popen(prog, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+                 if mode == "native" else under_run(prog, vmm))
+            try:
+                time.sleep(0.5)
+                results[mode] = [udp_ask(port, b"client %d\n" % i)
+                                 for i in range(8)]
+            finally:
+                out, err = stop(p)
+            if mode == "hwsock-run":
+                check(b"offload: " in err, "not offloaded: %s" % err)
+        want = [[b"CLIENT %d\n" % i] for i in range(8)]
+        check(results["native"] == want, "native: %r" % results["native"])
+        check(results["hwsock-run"] == want, "under hwsock-run: %r" %
+              results["hwsock-run"])
+    finally:
+        vmm.close()
+
+
+def test_socat_tcp_relay():
+    """socat TCP-LISTEN:port,fork TCP:host:port under hwsock-run (its
+    listener and its outgoing connections offloaded) relays HTTP to a
+    server of the test: several downloads, sequential and keep-alive."""
+    d = os.path.join(harness.TMP, "www")
+    os.makedirs(d)
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    with open(os.path.join(d, "f.bin"), "wb") as f:
+        f.write(data)
+    srv = harness.http_server(d)
+    vmm = Vmm()
+    port = harness.free_port()
+    p = under_run([need("socat"),
+                   "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % port,
+                   "TCP:127.0.0.1:%d" % srv.server_address[1]], vmm)
+    try:
+        wait_port(port, p, "socat")
+        for i in range(3):
+            with urllib.request.urlopen("http://127.0.0.1:%d/f.bin" % port,
+                                        timeout=20) as r:
+                check(sha(r.read()) == sha(data), "download %d differs" % i)
+        got = fetch_all(port, ["f.bin", "f.bin"])
+        check([(st, sha(b)) for st, b in got] == [(200, sha(data))] * 2,
+              "keep-alive downloads differ")
+    finally:
+        out, err = stop(p)
+        vmm.close()
+        srv.shutdown()
+    check(err.count(b"offload: ") >= 5, "not offloaded: %s" % err[-2000:])
+
+
+TESTS = {"nginx": test_nginx, "socat_udp_client": test_socat_udp_client,
+         "socat_udp_server": test_socat_udp_server,
+         "socat_tcp_relay": test_socat_tcp_relay}
 
 
 def main():
