@@ -7,6 +7,9 @@ byte that comes back, then closes them all.
 
   many_test.py many   N = 2000,  SIZE = 1 KiB   (full: 10,000 x 4 KiB)
   many_test.py bulk   N = 200,   SIZE = 256 KiB (full: 1,000 x 1 MiB)
+  many_test.py half  N = 1000, SIZE = 1 KiB, then each shut down for
+                    writing; the server answers the EOF with "!" and keeps
+                    its side open (full: 5,000)
   many_test.py udp_many  N = 1000 UDP sockets, one 1 KiB datagram echoed on each
                       (full: 5,000)
 
@@ -25,11 +28,13 @@ RUN = os.environ["HWSOCK_RUN"]
 FULL = os.environ.get("HWSOCK_TEST_FULL") == "1"
 SIZES = {"many": (10000, 4096) if FULL else (2000, 1024),
          "bulk": (1000, 1 << 20) if FULL else (200, 256 << 10),
+         "half": (5000, 1024) if FULL else (1000, 1024),
          "udp_many": (5000, 1024) if FULL else (1000, 1024)}
 
 PROG = r'''
-import os, resource, selectors, socket, sys
+import os, resource, selectors, socket, sys, time
 port, n, size = map(int, sys.argv[1:4])
+half = sys.argv[4:] == ["half"]
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if soft < n + 64:
     raise SystemExit("fd limit %d too low for %d connections" % (soft, n))
@@ -66,23 +71,40 @@ while done < n:
                 d = c.recv(262144)
             except BlockingIOError:
                 continue
+            if half and st["got"] == size:
+                # after the echo: the server's answer to our end of file
+                if d != b"!":
+                    raise SystemExit("%r instead of the server's ! on %d"
+                                     % (d[:16], st["i"]))
+                sel.unregister(c)
+                done += 1
+                continue
             if not d:
                 raise SystemExit("early EOF on %d after %d bytes"
                                  % (st["i"], st["got"]))
             if exp[st["got"]:st["got"] + len(d)] != d:
                 raise SystemExit("bytes differ on %d at %d" % (st["i"], st["got"]))
             st["got"] += len(d)
-            if st["got"] == size:
+            if st["got"] == size and half:
+                c.shutdown(socket.SHUT_WR)
+            elif st["got"] == size:
                 sel.unregister(c)
                 done += 1
 open_now = len(conns)
 # hwsock-run's threads while every connection is still open (the program's
 # parent; /proc/PID/status is readable although hwsock-run is not dumpable)
-threads = -1
-with open("/proc/%d/status" % os.getppid()) as f:
-    for line in f:
-        if line.startswith("Threads:"):
-            threads = int(line.split()[1])
+def hwsock_run_threads():
+    with open("/proc/%d/status" % os.getppid()) as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return -1
+threads = hwsock_run_threads()
+# half: the threads that passed each end of file on may still be ending
+end = time.monotonic() + 30
+while half and threads >= n // 10 + 64 and time.monotonic() < end:
+    time.sleep(0.1)
+    threads = hwsock_run_threads()
 print("threads", threads)
 for c in conns:
     c.close()
@@ -135,7 +157,10 @@ class UdpEcho:
 class Echo:
     """An epoll echo server (one thread) for many connections."""
 
-    def __init__(self):
+    def __init__(self, keep_open=False):
+        self.keep_open = keep_open  # answer an EOF with "!", stay open
+        self.kept = []
+        self.eofs = 0
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -169,7 +194,12 @@ class Echo:
                         d = None
                     if d == b"":
                         self.sel.unregister(c)
-                        c.close()
+                        self.eofs += 1
+                        if self.keep_open:
+                            c.send(b"!")
+                            self.kept.append(c)
+                        else:
+                            c.close()
                         continue
                     if d:
                         st["out"] += d
@@ -187,7 +217,8 @@ class Echo:
 
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in SIZES:
-        print("usage: many_test.py {many|bulk|udp_many}", file=sys.stderr)
+        print("usage: many_test.py {many|bulk|half|udp_many}",
+              file=sys.stderr)
         return 2
     n, size = SIZES[sys.argv[1]]
     if os.environ.get("HWSOCK_TEST_SHAPE"):  # "N,SIZE", for debugging
@@ -199,13 +230,15 @@ def main():
         print("SKIP: fd hard limit %d < %d" % (hard, n + 256))
         return 0
     udp = sys.argv[1] == "udp_many"
-    echo = UdpEcho() if udp else Echo()
+    half = sys.argv[1] == "half"
+    echo = UdpEcho() if udp else Echo(keep_open=half)
     with tempfile.TemporaryDirectory() as tmp:
         prog = os.path.join(tmp, "prog.py")
         with open(prog, "w") as f:
             f.write(UDP_PROG if udp else PROG)
         r = subprocess.run([RUN, "-v", "--", sys.executable, prog,
-                            str(echo.port), str(n), str(size)],
+                            str(echo.port), str(n), str(size)]
+                           + (["half"] if half else []),
                            capture_output=True, timeout=timeout)
     out, err = r.stdout.decode(errors="replace"), r.stderr.decode(
         errors="replace")
@@ -222,8 +255,9 @@ def main():
     # Both directions of every stream and datagram socket are dispatcher
     # threads (device -> program: hwsock_guest_wait; program -> device:
     # epoll on the pump ends), not threads per socket: with N sockets open
-    # (all idle by now) hwsock-run's threads do not grow with N (before:
-    # 2 N; then N for streams).
+    # (all idle by now; half: shut down for writing, waiting for the peer's
+    # end in the epoll set) hwsock-run's threads do not grow with N
+    # (before: 2 N; then N for streams).
     threads = [int(l.split()[1]) for l in out.splitlines()
                if l.startswith("threads ")]
     if not threads or threads[0] < 0:
@@ -236,6 +270,10 @@ def main():
         return 1
     if "dispatcher:" not in err:
         print("FAIL: hwsock-run -v did not log its dispatcher\n%s" % tail,
+              file=sys.stderr)
+        return 1
+    if half and echo.eofs != n:
+        print("FAIL: the server saw %d ends of file, not %d" % (echo.eofs, n),
               file=sys.stderr)
         return 1
     seen = len(echo.peers) if udp else echo.accepts
