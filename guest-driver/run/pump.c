@@ -671,7 +671,7 @@ static void stream_up(run_sock *s, const char *unused) {
   free(buf);
 }
 
-/* ---- the up dispatcher: program -> device of every stream socket ---------
+/* ---- the up dispatcher: program -> device of every socket ----------------
  *
  * With the event queue a second thread carries what the programs write on
  * all offloaded stream sockets: it epolls their pump ends (level-triggered
@@ -690,7 +690,10 @@ static void stream_up(run_sock *s, const char *unused) {
  * set, and only the dispatcher takes sockets out of it. Its custody counts
  * as a sender (the exit drain waits for it). It stops when the device ->
  * program dispatcher does (the driver failed for good): every socket goes
- * to a thread of its own (stream_up), as do new ones. */
+ * to a thread of its own (stream_up), as do new ones. A datagram socket
+ * whose pump end is readable goes to a thread at once (dgram_up_resume:
+ * every datagram there is, then back): a datagram's send waits for its
+ * result, so the dispatcher sends none itself. */
 
 enum { UP_DATA, UP_HANGUP };
 #define UP_WAKE UINT64_MAX /* the eventfd's epoll data */
