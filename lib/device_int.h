@@ -101,6 +101,8 @@ typedef struct hwsock__req {
   uint8_t event;        /* an event-queue read (evq.c), not a request */
   uint8_t own;          /* a step of a restore's re-creation (snapshot_sock.c),
                            on its stack: not from the ring */
+  uint8_t again;        /* dispatched again after a restore whose blob
+                           carried the counters: counted once already */
   uint32_t sock_id;
   uint32_t new_sock;    /* ACCEPT target */
   uint64_t tag;
@@ -181,6 +183,7 @@ struct hwsock_device {
   /* handover.c: hwsock_device_restore_held() holds the requests in flight
    * (walked, neither completed nor submitted) until resume_held */
   int held;
+  int held_counted; /* the blob's counters counted the held requests */
   /* Every id at or above it is FREE (ids a request named or a restore
    * filled are below it): a reset and the statistics scan up to it, not
    * all max_sockets ids (65,536 by default: 9 MiB, ~2 ms to scan). Raised

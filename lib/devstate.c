@@ -107,6 +107,7 @@ void hwsock__set_broken(hwsock_device *dev, unsigned q, const char *why) {
 void hwsock__req_release(hwsock_device *dev, hwsock__req *req) {
   req->in_use = 0;
   req->event = 0;
+  req->again = 0;
   req->next_free = dev->free_reqs;
   dev->free_reqs = req;
   dev->inflight--;

@@ -684,12 +684,12 @@ static int decode_header(hwsock_device *dev, hwsock__req *req,
   if (op < HWSOCK_OP_OPEN || op > HWSOCK_OP_MAX_ ||
       (op == HWSOCK_OP_NEGOTIATE && !dev->cfg.inband_negotiation) ||
       (op == HWSOCK_OP_CREDIT && !(dev->features & HWSOCK_F_EVENT_QUEUE))) {
-    dev->counters.requests_by_op[0]++;
+    dev->counters.requests_by_op[0] += !req->again;
     return HWSOCK_ENOSYS;
   }
   req->opcode = (uint16_t)op;
   req->breq.opcode = (uint16_t)op;
-  dev->counters.requests_by_op[op]++;
+  dev->counters.requests_by_op[op] += !req->again;
   return 0;
 }
 

@@ -227,9 +227,10 @@ int hwsock_device_import_sock(hwsock_device *dev, const hwsock_sock_export *e) {
   s->shut_wr = (flags & F_SHUT_WR) != 0;
   s->peer_eof = (flags & F_PEER_EOF) != 0;
   s->identity = (flags & F_IDENTITY) ? HWSOCK_IDENTITY_PROXY_V2 : 0;
-  s->rule = -1; /* decided by the old process's policy */
-  s->rule_line = -1;
-  s->created_ns = hwsock__now_ns(CLOCK_REALTIME);
+  /* The rule that decided it and when: from the blob (version 4), the old
+   * process's decision; else unknown, and its age starts now. */
+  if (s->created_ns == 0)
+    s->created_ns = hwsock__now_ns(CLOCK_REALTIME);
   if (hwsock__evq_index(dev) >= 0)
     hwsock__evq_arm(dev, e->id);
   return 0;
@@ -248,7 +249,9 @@ int hwsock_device_resume_held(hwsock_device *dev) {
     if (!req->in_use || req->event)
       continue;
     req->t0_ns = hwsock__now_ns(CLOCK_MONOTONIC);
-    dev->counters.requests++;
+    /* the old device counted it when it took it, if the blob said so */
+    req->again = (uint8_t)dev->held_counted;
+    dev->counters.requests += !req->again;
     n++;
     hwsock__dispatch(dev, req);
   }

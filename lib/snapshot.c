@@ -1,19 +1,28 @@
 /* Snapshot and restore (hwsock/device.h, docs/EMBEDDING.md §11).
  *
- * The blob, all little-endian, version 3:
+ * The blob, all little-endian, version 4:
  *   header   48 bytes  magic "HSNP", version, queues, total length, counts,
- *                      status, features, in-band negotiation done
+ *                      status, features, in-band negotiation done, the
+ *                      counters' length
  *   queue    40 bytes  each of num_queues: size, last_avail, used_idx, the
  *                      last signalled used idx, desc/avail/used gpa
  *   socket   16 bytes  each open id, ascending: id, state, scheme, ss,
- *                      flags, receive window, event flags, counts; then the
- *                      options the guest set (20 bytes each: before the
- *                      decision, then those the backend applied after it),
+ *                      flags, receive window, event flags, counts; an
+ *                      offloaded socket's statistics (48 bytes: bytes and
+ *                      requests each way, created_ns, rule, rule line);
+ *                      then the options the guest set (20 bytes each:
+ *                      before the decision, then those the backend applied
+ *                      after it),
  *                      its local and peer URIs, zero padding to 8 bytes
  *   request  16 bytes  each request in flight: queue, head, socket, tag
+ *   counters           the device's counters (hwsock/stats.h): opcode,
+ *                      bucket and error slot counts (16 bytes), then each
+ *                      counter as 64 bits (put_counters)
  *
- * Version 2 is version 3 without options set after the decision: at most
- * HWSOCK_BPRESET_MAX per socket. It restores as it always did; a version 3
+ * Older versions restore as they always did: version 3 is version 4
+ * without the counters and the sockets' statistics (a restore then counts
+ * from zero, as before); version 2 is version 3 without options set after
+ * the decision (at most HWSOCK_BPRESET_MAX per socket), and a version 3
  * blob with more options is not taken for one.
  *
  * Restore trusts nothing in it: the lengths must add up exactly, every
@@ -34,18 +43,27 @@
 #include "iov.h"
 
 #define SNAP_MAGIC 0x504e5348u /* "HSNP" */
-#define SNAP_VERSION 3u
+#define SNAP_VERSION 4u
 #define SNAP_VERSION_MIN 2u /* restored too */
 #define HDR_LEN 48u
 #define Q_LEN 40u
 #define S_LEN 16u  /* a socket record's fixed part */
 #define O_LEN 20u  /* one option: level, name, len, 8 value bytes */
 #define R_LEN 16u
+#define ST_LEN 48u /* an offloaded socket's statistics (version 4) */
+/* the counters: 16 bytes of counts, the scalars, then per opcode slot its
+ * requests, latency sum and histogram, then the error slots */
+#define C_SCALARS 15u
+#define C_LEN(nops)                                                          \
+  (16u + 8u * (C_SCALARS + 2u * (nops) + (nops) * HWSOCK_LAT_BUCKETS +      \
+               HWSOCK_STATS_ERR_SLOTS))
 /* the longest socket record: every option, two URIs, padding */
-#define S_MAX \
-  ((S_LEN + HWSOCK__SOCKOPTS_MAX * O_LEN + 2u * HWSOCK_URI_MAX + 7u) & ~7u)
+#define S_MAX                                                                \
+  ((S_LEN + ST_LEN + HWSOCK__SOCKOPTS_MAX * O_LEN + 2u * HWSOCK_URI_MAX +   \
+    7u) & ~7u)
 /* socket record flags */
 #define SF_BOUND 1u
+#define SF_STATS 2u /* the statistics follow the fixed part (version 4) */
 /* socket record event flags (the event queue, PROTOCOL.md §16) */
 #define SE_WANT_ACCEPT 1u
 #define SE_WANT_WRITE 2u
@@ -62,6 +80,7 @@ typedef struct snap_q {
 typedef struct snap_s {
   uint32_t id, window;
   uint8_t state, scheme, ss, flags, ev, nopt, has_local, has_peer;
+  const uint8_t *stats; /* ST_LEN bytes in the blob, or NULL */
   const uint8_t *opt; /* nopt options, in the blob */
   hwsock_addr local, peer;
 } snap_s;
@@ -106,7 +125,99 @@ int hwsock_device_quiesce(hwsock_device *dev, int on) {
 size_t hwsock_device_save_bound(const hwsock_device *dev) {
   return HDR_LEN + (size_t)dev->cfg.num_queues * Q_LEN +
          (size_t)dev->cfg.max_sockets * S_MAX +
-         (size_t)dev->cfg.max_inflight * R_LEN;
+         (size_t)dev->cfg.max_inflight * R_LEN + C_LEN(HWSOCK__OPS);
+}
+
+/* ---- the counters ---------------------------------------------------------
+ * A takeover or a restore continues the saved device's figures: monotonic
+ * counters must not go back (a scraper takes a drop for a reset). They are
+ * written by name, not as the private struct, so that a library with more
+ * opcodes reads an older blob (and one with fewer drops the slots it does
+ * not know). */
+
+static const size_t c_scalar[C_SCALARS] = {
+    offsetof(hwsock__counters, kicks),
+    offsetof(hwsock__counters, requests),
+    offsetof(hwsock__counters, completions),
+    offsetof(hwsock__counters, errors),
+    offsetof(hwsock__counters, bad_requests),
+    offsetof(hwsock__counters, verdicts[0]),
+    offsetof(hwsock__counters, verdicts[1]),
+    offsetof(hwsock__counters, verdicts[2]),
+    offsetof(hwsock__counters, needs_reset),
+    offsetof(hwsock__counters, resets),
+    offsetof(hwsock__counters, bytes_out),
+    offsetof(hwsock__counters, bytes_in),
+    offsetof(hwsock__counters, notifies),
+    offsetof(hwsock__counters, notifies_suppressed),
+    offsetof(hwsock__counters, ev_no_buffer),
+};
+/* A counter added to hwsock__counters must be saved too: */
+_Static_assert(sizeof(hwsock__counters) == C_LEN(HWSOCK__OPS) - 16u,
+               "every counter is in the blob");
+
+static uint64_t *c_at(hwsock__counters *c, size_t off) {
+  return (uint64_t *)(void *)((char *)c + off);
+}
+
+static uint64_t c_get(const hwsock__counters *c, size_t off) {
+  uint64_t v;
+  memcpy(&v, (const char *)c + off, sizeof(v));
+  return v;
+}
+
+static void put_counters(uint8_t *p, const hwsock__counters *c) {
+  put32(p, HWSOCK__OPS);
+  put32(p + 4, HWSOCK_LAT_BUCKETS);
+  put32(p + 8, HWSOCK_STATS_ERR_SLOTS);
+  p += 16;
+  for (unsigned i = 0; i < C_SCALARS; i++, p += 8)
+    put64(p, c_get(c, c_scalar[i]));
+  for (unsigned op = 0; op < HWSOCK__OPS; op++, p += 16) {
+    put64(p, c->requests_by_op[op]);
+    put64(p + 8, c->latency_sum_ns[op]);
+  }
+  for (unsigned op = 0; op < HWSOCK__OPS; op++)
+    for (unsigned b = 0; b < HWSOCK_LAT_BUCKETS; b++, p += 8)
+      put64(p, c->latency[op][b]);
+  for (unsigned i = 0; i < HWSOCK_STATS_ERR_SLOTS; i++, p += 8)
+    put64(p, c->errors_by_slot[i]);
+}
+
+/* The opcode slots of the counters section at p, len bytes long, or 0
+ * when it is not one. */
+static unsigned counters_ops(const uint8_t *p, size_t len) {
+  if (len < 16)
+    return 0;
+  uint32_t nops = get32(p);
+  if (nops == 0 || nops > HWSOCK_STATS_OPS ||
+      get32(p + 4) != HWSOCK_LAT_BUCKETS ||
+      get32(p + 8) != HWSOCK_STATS_ERR_SLOTS || get32(p + 12) != 0 ||
+      len != C_LEN(nops))
+    return 0;
+  return nops;
+}
+
+/* Adds the saved counters (checked by counters_ops) to the device's: a
+ * fresh device continues the saved figures, one that counted before does
+ * not go back. Opcode slots this library does not know are dropped. */
+static void add_counters(hwsock_device *dev, const uint8_t *p) {
+  hwsock__counters *c = &dev->counters;
+  unsigned nops = get32(p);
+  p += 16;
+  for (unsigned i = 0; i < C_SCALARS; i++, p += 8)
+    *c_at(c, c_scalar[i]) += get64(p);
+  for (unsigned op = 0; op < nops; op++, p += 16)
+    if (op < HWSOCK__OPS) {
+      c->requests_by_op[op] += get64(p);
+      c->latency_sum_ns[op] += get64(p + 8);
+    }
+  for (unsigned op = 0; op < nops; op++)
+    for (unsigned b = 0; b < HWSOCK_LAT_BUCKETS; b++, p += 8)
+      if (op < HWSOCK__OPS)
+        c->latency[op][b] += get64(p);
+  for (unsigned i = 0; i < HWSOCK_STATS_ERR_SLOTS; i++, p += 8)
+    c->errors_by_slot[i] += get64(p);
 }
 
 static int saved_state(const hwsock__sock *s) {
@@ -162,7 +273,8 @@ static void addrs_of(const hwsock_device *dev, const hwsock__sock *s,
 }
 
 static size_t rec_len(const hwsock__sock *s, const sock_addrs *a) {
-  size_t n = S_LEN + (s->preset ? s->preset->n : 0) * O_LEN + a->ll + a->pl;
+  size_t n = S_LEN + (s->state == HWSOCK__S_OFFLOADED ? ST_LEN : 0) +
+             (s->preset ? s->preset->n : 0) * O_LEN + a->ll + a->pl;
   return (n + 7u) & ~(size_t)7u;
 }
 
@@ -189,15 +301,26 @@ static uint8_t *put_sock(uint8_t *p, uint32_t id, const hwsock__sock *s,
   p[4] = s->state;
   if (s->state == HWSOCK__S_RESERVED)
     return p + n; /* a bare id: see parse_sock */
+  int offl = s->state == HWSOCK__S_OFFLOADED;
   p[5] = s->scheme;
-  p[6] = s->state == HWSOCK__S_OFFLOADED ? s->ss : 0;
-  p[7] = s->bound ? SF_BOUND : 0;
+  p[6] = offl ? s->ss : 0;
+  p[7] = (uint8_t)((s->bound ? SF_BOUND : 0) | (offl ? SF_STATS : 0));
   put32(p + 8, s->window);
   p[12] = ev_to_blob(s->ev);
   p[13] = (uint8_t)nopt;
   p[14] = (uint8_t)a->ll;
   p[15] = (uint8_t)a->pl;
   uint8_t *q = p + S_LEN;
+  if (offl) {
+    put64(q, s->bytes_out);
+    put64(q + 8, s->bytes_in);
+    put64(q + 16, s->reqs_out);
+    put64(q + 24, s->reqs_in);
+    put64(q + 32, s->created_ns);
+    put32(q + 40, (uint32_t)s->rule);
+    put32(q + 44, (uint32_t)s->rule_line);
+    q += ST_LEN;
+  }
   for (uint32_t i = 0; i < nopt; i++, q += O_LEN) {
     const hwsock_bsockopt *o = &s->preset->opt[i];
     put32(q, o->level);
@@ -231,12 +354,14 @@ int hwsock_device_save(hwsock_device *dev, void *buf, size_t len,
   }
   for (unsigned i = 0; i < dev->cfg.max_inflight; i++)
     nr += dev->reqs[i].in_use;
+  size_t clen = C_LEN(HWSOCK__OPS);
   size_t total = HDR_LEN + (size_t)dev->cfg.num_queues * Q_LEN + slen +
-                 (size_t)nr * R_LEN;
+                 (size_t)nr * R_LEN + clen;
   if (len < total)
     return HWSOCK_ENOSPC;
   uint8_t *p = buf;
-  const uint8_t *end = p + total - (size_t)nr * R_LEN; /* the sockets' end */
+  /* the sockets' end */
+  const uint8_t *end = p + total - (size_t)nr * R_LEN - clen;
   memset(p, 0, total);
   put32(p, SNAP_MAGIC);
   put16(p + 4, SNAP_VERSION);
@@ -248,6 +373,7 @@ int hwsock_device_save(hwsock_device *dev, void *buf, size_t len,
   put64(p + 24, dev->features);
   put32(p + 32, dev->negotiated ? 1 : 0);
   put32(p + 36, dev->cfg.max_sockets);
+  put32(p + 40, (uint32_t)clen);
   p += HDR_LEN;
   for (unsigned q = 0; q < dev->cfg.num_queues; q++, p += Q_LEN) {
     const hwsock__vq *vq = &dev->vq[q];
@@ -279,6 +405,7 @@ int hwsock_device_save(hwsock_device *dev, void *buf, size_t len,
     put64(p + 8, r->tag);
     p += R_LEN;
   }
+  put_counters(p, &dev->counters);
   *out_len = total;
   return 0;
 }
@@ -287,6 +414,7 @@ int hwsock_device_save(hwsock_device *dev, void *buf, size_t len,
 
 typedef struct snap {
   uint32_t status, negotiated, ns, nr;
+  const uint8_t *counters; /* the blob's (version 4), or NULL */
   uint64_t features;
   snap_q q[HWSOCK_MAX_QUEUES];
   snap_s *s;
@@ -322,7 +450,9 @@ static int parse_sock(const hwsock_device *dev, const uint8_t *p, size_t room,
                       x->scheme > HWSOCK_SCHEME_IPX) ||
       x->ss > HWSOCK_SS_DENIED ||
       (x->state != HWSOCK__S_OFFLOADED && x->ss != 0) ||
-      (x->flags & ~SF_BOUND) != 0 ||
+      (x->flags & ~(SF_BOUND | (version >= 4 && x->state == HWSOCK__S_OFFLOADED
+                                    ? SF_STATS
+                                    : 0))) != 0 ||
       (x->ev & ~(SE_WANT_ACCEPT | SE_WANT_WRITE | SE_RDONE | SE_RESET)) ||
       x->window > HWSOCK_CREDIT_MAX || (!evq && (x->window | x->ev) != 0))
     return HWSOCK_EBADMSG;
@@ -340,15 +470,21 @@ static int parse_sock(const hwsock_device *dev, const uint8_t *p, size_t room,
   if (pl != 0 && (ll == 0 || hwsock_scheme_socktype(x->scheme) !=
                                  HWSOCK_SOCK_DGRAM))
     return HWSOCK_EBADMSG;
-  size_t n = S_LEN + (size_t)x->nopt * O_LEN + ll + pl;
+  size_t st = (x->flags & SF_STATS) ? ST_LEN : 0;
+  size_t n = S_LEN + st + (size_t)x->nopt * O_LEN + ll + pl;
   size_t padded = (n + 7u) & ~(size_t)7u;
   if (padded > room)
     return HWSOCK_EBADMSG;
   for (size_t i = n; i < padded; i++)
     if (p[i] != 0)
       return HWSOCK_EBADMSG;
+  /* a rule index and line, or -1 (the default, unknown) */
+  x->stats = st ? p + S_LEN : NULL;
+  if (st && ((int32_t)get32(p + S_LEN + 40) < -1 ||
+             (int32_t)get32(p + S_LEN + 44) < -1))
+    return HWSOCK_EBADMSG;
   /* the options as SETSOCKOPT would have taken them (dispatch.c) */
-  x->opt = p + S_LEN;
+  x->opt = p + S_LEN + st;
   for (unsigned i = 0; i < x->nopt; i++) {
     const uint8_t *o = x->opt + i * O_LEN;
     uint32_t level = get32(o), name = get32(o + 4), len = get32(o + 8);
@@ -389,14 +525,22 @@ static int parse(const hwsock_device *dev, const uint8_t *p, size_t len,
   sn->status = get32(p + 20);
   sn->features = get64(p + 24);
   sn->negotiated = get32(p + 32);
-  if (get32(p + 8) != len || get64(p + 40) != 0)
+  /* the counters' length: version 4 has them, older versions 0 */
+  uint32_t clen = version >= 4 ? get32(p + 40) : 0;
+  if (get32(p + 8) != len || (version < 4 && get32(p + 40) != 0) ||
+      get32(p + 44) != 0 || (version >= 4 && clen == 0))
     return HWSOCK_EBADMSG;
   /* 64-bit sums of 32-bit counts: no overflow. The socket records fill
    * what the fixed parts leave, each at least S_LEN. */
   uint64_t fixed = (uint64_t)HDR_LEN + (uint64_t)nq * Q_LEN +
-                   (uint64_t)sn->nr * R_LEN;
+                   (uint64_t)sn->nr * R_LEN + clen;
   if (fixed + (uint64_t)sn->ns * S_LEN > len)
     return HWSOCK_EBADMSG;
+  if (clen != 0) {
+    sn->counters = p + len - clen;
+    if (counters_ops(sn->counters, clen) == 0)
+      return HWSOCK_EBADMSG;
+  }
   size_t slen = len - (size_t)fixed;
   if (nq != dev->cfg.num_queues || sn->ns > dev->cfg.max_sockets ||
       sn->nr > dev->cfg.max_inflight)
@@ -509,8 +653,8 @@ static void fail_request(hwsock_device *dev, hwsock__req *req) {
  * (read from guest memory and checked as if just taken: it had not
  * completed, so to the guest it is still pending); any other fails with
  * ECONNRESET. In a hand-over (handover.c) the requests are held. */
-static void restore_request(hwsock_device *dev, const snap_r *x,
-                            const uint8_t *recreated) {
+static void restore_request(hwsock_device *dev, const snap *sn,
+                            const snap_r *x, const uint8_t *recreated) {
   hwsock__req *req = take_saved(dev, x);
   if (req == NULL)
     return;
@@ -524,7 +668,8 @@ static void restore_request(hwsock_device *dev, const snap_r *x,
   if (x->sock < dev->cfg.max_sockets && recreated[x->sock] &&
       dev->socks[x->sock].state == HWSOCK__S_OFFLOADED) {
     req->t0_ns = hwsock__now_ns(CLOCK_MONOTONIC);
-    dev->counters.requests++;
+    req->again = sn->counters != NULL; /* counted by the saved device */
+    dev->counters.requests += !req->again;
     hwsock__dispatch(dev, req);
     return;
   }
@@ -567,6 +712,17 @@ static int restore_socks(hwsock_device *dev, const snap *sn,
     s->bound = (x->flags & SF_BOUND) != 0;
     s->window = x->window;
     s->ev = ev_from_blob(x->ev);
+    if (x->stats != NULL) { /* the socket table's figures go on */
+      s->bytes_out = get64(x->stats);
+      s->bytes_in = get64(x->stats + 8);
+      s->reqs_out = get64(x->stats + 16);
+      s->reqs_in = get64(x->stats + 24);
+      /* a hand-over keeps the old process's decision (handover.c); a
+       * re-created socket is decided again (snapshot_sock.c) */
+      s->created_ns = get64(x->stats + 32);
+      s->rule = (int32_t)get32(x->stats + 40);
+      s->rule_line = (int32_t)get32(x->stats + 44);
+    }
     if (x->nopt > 0) {
       if ((s->preset = calloc(1, sizeof(*s->preset))) == NULL)
         return HWSOCK_ENOMEM;
@@ -640,7 +796,7 @@ static int apply(hwsock_device *dev, const snap *sn, uint8_t *recreated) {
   if (reset < 0)
     return reset;
   for (uint32_t i = 0; i < sn->nr && !dev->broken; i++)
-    restore_request(dev, &sn->r[i], recreated);
+    restore_request(dev, sn, &sn->r[i], recreated);
   /* the completions' notifications, the resets the event queue reports */
   hwsock_device_flush(dev);
   return reset;
@@ -667,8 +823,14 @@ int hwsock_device_restore(hwsock_device *dev, const void *buf, size_t len) {
     rc = len < HDR_LEN ? HWSOCK_EBADMSG : parse(dev, buf, len, &sn);
     if (rc == 0) {
       rc = apply(dev, &sn, recreated);
-      if (rc < 0)
+      if (rc < 0) {
         hwsock_device_reset(dev); /* all or nothing */
+      } else if (sn.counters != NULL) {
+        add_counters(dev, sn.counters);
+        dev->held_counted = dev->held; /* resume_held counts none again */
+      } else {
+        dev->held_counted = 0;
+      }
     }
   }
   free(sn.s);

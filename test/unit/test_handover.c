@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include <uv.h>
 
 #include "device_int.h"
+#include "hwsock/stats.h"
 #include "support/vring_builder.h"
 
 #define TCP_SO HWSOCK_BUILD_BACKEND_DIR "/tcp.so"
@@ -202,7 +204,7 @@ static hwsock_device *hand_over(int want_held) {
   int n = hwsock_device_export_socks(dev, ex, 4);
   cr_assert_eq(n, 1);
   cr_assert_geq(ex[0].fd, 0);
-  unsigned char blob[4096];
+  static unsigned char blob[1u << 16];
   size_t len;
   cr_assert_eq(hwsock_device_save(dev, blob, sizeof(blob), &len), 0);
   /* the old device goes; its copy of the host socket closes (no FIN: the
@@ -280,7 +282,7 @@ Test(handover, a_bad_record_is_refused_and_the_socket_stays_reset) {
   cr_assert_eq(hwsock_device_quiesce(dev, 1), 0);
   hwsock_sock_export ex[1];
   cr_assert_eq(hwsock_device_export_socks(dev, ex, 1), 1);
-  unsigned char blob[4096];
+  static unsigned char blob[1u << 16];
   size_t len;
   cr_assert_eq(hwsock_device_save(dev, blob, sizeof(blob), &len), 0);
   free_device(dev);
@@ -391,6 +393,83 @@ Test(handover, a_listener_keeps_its_address_and_its_waiting_accept) {
   cr_assert_eq(wait_done(dev, rcv, got, sizeof(got)), 0);
   cr_assert_str_eq(got, "hi");
   close(c);
+}
+
+/* Every counter of b is at least a's (the gauges sockets_open and
+ * sockets_offloaded aside): none went back. */
+static void assert_counters_go_on(const hwsock_device_stats *a,
+                                  const hwsock_device_stats *b) {
+  for (size_t off = offsetof(hwsock_device_stats, kicks);
+       off + 8 <= sizeof(*a); off += 8) {
+    if (off == offsetof(hwsock_device_stats, sockets_open) ||
+        off == offsetof(hwsock_device_stats, sockets_offloaded))
+      continue;
+    uint64_t x, y;
+    memcpy(&x, (const char *)a + off, 8);
+    memcpy(&y, (const char *)b + off, 8);
+    cr_assert_geq(y, x, "the counter at offset %zu went back: %llu -> %llu",
+                  off, (unsigned long long)x, (unsigned long long)y);
+  }
+}
+
+static hwsock_device_stats stats_of(const hwsock_device *d) {
+  hwsock_device_stats st;
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  hwsock_device_get_stats(d, &st);
+  return st;
+}
+
+static int info_cb(const hwsock_sock_info *i, void *arg) {
+  hwsock_sock_info *out = arg;
+  if (i->id == out->id)
+    *out = *i;
+  return 0;
+}
+
+/* The socket table's line of socket id (id UINT32_MAX: none). */
+static hwsock_sock_info info_of(const hwsock_device *d, uint32_t id) {
+  hwsock_sock_info i;
+  memset(&i, 0, sizeof(i));
+  i.id = id;
+  hwsock_device_foreach_socket(d, info_cb, &i);
+  if (i.size == 0)
+    i.id = UINT32_MAX;
+  return i;
+}
+
+/* The new device continues the old one's counters and socket table:
+ * the counters, the connection's byte counts, its age and the rule that
+ * decided it; the RECV it submits again was counted by the old device. */
+Test(handover, the_counters_and_the_socket_table_go_on) {
+  connect_sock(4);
+  cr_assert_eq(request(HWSOCK_OP_SEND, 4, NULL, "before"), 0);
+  peer_read("before");
+  pending rcv = post(HWSOCK_OP_RECV, 4, 0, 0, NULL, NULL);
+  hwsock_device_kick(dev, 0);
+  spin(20);
+  hwsock_device_stats a = stats_of(dev);
+  hwsock_sock_info s = info_of(dev, 4);
+  cr_assert_eq(s.bytes_out, 6);
+  cr_assert_neq(s.created_ns, 0);
+  dev = hand_over(1);
+  hwsock_device_stats b = stats_of(dev);
+  assert_counters_go_on(&a, &b);
+  cr_assert_eq(b.requests, a.requests, "the held RECV was counted twice");
+  cr_assert_eq(b.bytes_out, 6);
+  hwsock_sock_info t = info_of(dev, 4);
+  cr_assert_eq(t.id, 4);
+  cr_assert_eq(t.bytes_out, 6, "the socket table's bytes restarted");
+  cr_assert_eq(t.requests_out, s.requests_out);
+  cr_assert_eq(t.created_ns, s.created_ns, "the socket's age restarted");
+  cr_assert_eq(t.rule, s.rule);
+  cr_assert_eq(t.rule_line, s.rule_line);
+  cr_assert_eq(send(peer, "after", 5, 0), 5);
+  char got[256];
+  cr_assert_eq(wait_done(dev, rcv, got, sizeof(got)), 0);
+  hwsock_device_stats c = stats_of(dev);
+  cr_assert_eq(c.bytes_in, a.bytes_in + 5);
+  cr_assert_eq(c.completions, a.completions + 1);
 }
 
 /* TCP_KEEPIDLE of socket id's host socket on device d. */

@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include <uv.h>
 
 #include "device_int.h"
+#include "hwsock/stats.h"
 #include "support/vring_builder.h"
 
 #define TCP_SO HWSOCK_BUILD_BACKEND_DIR "/tcp.so"
@@ -27,6 +29,13 @@
 #define DENY_SO HWSOCK_BUILD_BACKEND_DIR "/deny.so"
 #define QSIZE 64u
 #define EVBUF 512u
+/* the blob (lib/snapshot.c): an offloaded socket's statistics, and the
+ * device's counters at the end */
+#define ST_LEN 48u
+#define CNT_OPS (HWSOCK_OP_MAX_ + 1u)
+#define CNT_LEN                                                              \
+  (16u + 8u * (15u + 2u * CNT_OPS + CNT_OPS * HWSOCK_LAT_BUCKETS +           \
+               HWSOCK_STATS_ERR_SLOTS))
 
 static uv_loop_t loop;
 static vrb rq, eq; /* queue 0: requests; queue 1: events (evq tests) */
@@ -217,7 +226,8 @@ Test(snapshot, save_needs_quiesce_and_room) {
   hwsock_device_quiesce(dev, 1);
   cr_assert_eq(hwsock_device_save(dev, buf, 60, &n), HWSOCK_ENOSPC);
   cr_assert_eq(hwsock_device_save(dev, buf, sizeof(buf), &n), 0);
-  cr_assert_eq(n, 48u + 40u); /* header, one queue, nothing open */
+  /* header, one queue, nothing open, the counters */
+  cr_assert_eq(n, 48u + 40u + CNT_LEN);
 }
 
 Test(snapshot, a_restored_device_continues_the_ring_and_keeps_undecided_sockets) {
@@ -259,7 +269,7 @@ Test(snapshot, a_connected_socket_comes_back_reset_and_its_recv_fails) {
   static unsigned char buf[1u << 16];
   cr_assert_eq(hwsock_device_quiesce(dev, 1), 1); /* the RECV */
   size_t n = save(buf, sizeof(buf));
-  cr_assert_eq(n, 48u + 40u + 16u + 16u);
+  cr_assert_eq(n, 48u + 40u + 16u + ST_LEN + 16u + CNT_LEN);
   /* the old device goes (its host connection with it); the RECV it held is
    * not completed by it */
   free_device(dev);
@@ -300,7 +310,7 @@ Test(snapshot, malformed_or_unfitting_blobs_are_refused_whole) {
   } cases[] = {
       {0, 0x00, HWSOCK_EBADMSG},        /* magic */
       {4, 0x01, HWSOCK_EBADMSG},        /* version 1 (and any other) */
-      {6, 0x02, HWSOCK_EBADMSG},        /* queues: length no longer adds up */
+      {6, 0x02, HWSOCK_EINVAL},         /* queues: not this device's */
       {8, 0x00, HWSOCK_EBADMSG},        /* total length */
       {12, 0x09, HWSOCK_EBADMSG},       /* socket count vs length */
       {20, 0x44, HWSOCK_EBADMSG},       /* status: NEEDS_RESET */
@@ -313,8 +323,15 @@ Test(snapshot, malformed_or_unfitting_blobs_are_refused_whole) {
       {88 + 0, 0x20, HWSOCK_EINVAL},    /* socket id >= max_sockets */
       {88 + 4, 0x09, HWSOCK_EBADMSG},   /* socket state */
       {88 + 5, 0x09, HWSOCK_EBADMSG},   /* scheme */
-      {104 + 0, 0x01, HWSOCK_EBADMSG},  /* request on queue 1 */
-      {104 + 2, 0x40, HWSOCK_EBADMSG},  /* head >= queue size */
+      {88 + 7, 0x04, HWSOCK_EBADMSG},   /* socket flags */
+      {88 + 16 + 43, 0x80, HWSOCK_EBADMSG}, /* rule < -1 */
+      {152 + 0, 0x01, HWSOCK_EBADMSG},  /* request on queue 1 */
+      {152 + 2, 0x40, HWSOCK_EBADMSG},  /* head >= queue size */
+      {40, 0x00, HWSOCK_EBADMSG},       /* counters' length */
+      {44, 0x01, HWSOCK_EBADMSG},       /* reserved */
+      {168 + 0, 0x00, HWSOCK_EBADMSG},  /* counters: no opcode slot */
+      {168 + 4, 0x10, HWSOCK_EBADMSG},  /* counters: histogram buckets */
+      {168 + 8, 0x10, HWSOCK_EBADMSG},  /* counters: error slots */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     memcpy(b, good, n);
@@ -711,10 +728,42 @@ Test(snapshot, the_restoring_policys_set_wins_over_the_guests_options) {
   cr_assert_eq(host_opt(1, IPPROTO_TCP, TCP_KEEPIDLE), 61);
 }
 
-/* A blob of version 2 (before the options set after the decision were
- * saved) still restores; one with more options than version 2 allowed
- * does not pass for one. */
-Test(snapshot, a_version_2_blob_still_restores) {
+static uint32_t le32_at(const unsigned char *p) {
+  return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static void le32_put(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The blob of n bytes as an older library wrote it (version 2 or 3: no
+ * counters, no socket statistics; version 2 also had no options set after
+ * the decision, which the caller sees to): its new length. */
+static size_t as_version(unsigned char *b, size_t n, unsigned version) {
+  size_t p = 48 + (size_t)(b[6] | b[7] << 8) * 40;
+  uint32_t ns = le32_at(b + 12), clen = le32_at(b + 40);
+  for (uint32_t i = 0; i < ns; i++) {
+    if (b[p + 7] & 2) { /* the statistics go */
+      memmove(b + p + 16, b + p + 16 + ST_LEN, n - (p + 16 + ST_LEN));
+      n -= ST_LEN;
+      b[p + 7] &= (unsigned char)~2;
+    }
+    size_t len = 16 + (size_t)b[p + 13] * 20 + b[p + 14] + b[p + 15];
+    p += (len + 7) & ~(size_t)7;
+  }
+  n -= clen;
+  le32_put(b + 40, 0);
+  le32_put(b + 8, (uint32_t)n);
+  b[4] = (unsigned char)version;
+  return n;
+}
+
+/* Blobs of version 2 (before the options set after the decision were
+ * saved) and 3 (before the counters) still restore; one with more options
+ * than version 2 allowed does not pass for one. */
+Test(snapshot, older_blobs_still_restore) {
   cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
                        NULL), 0);
   cr_assert_eq(setopt(1, HWSOCK_SOL_SOCKET, HWSOCK_SO_RCVBUF, 4096), 0);
@@ -722,8 +771,8 @@ Test(snapshot, a_version_2_blob_still_restores) {
   cr_assert_eq(request(HWSOCK_OP_LISTEN, 1, 8, 0, NULL), 0);
   static unsigned char buf[1u << 16];
   size_t n = save(buf, sizeof(buf));
-  cr_assert_eq(buf[4] | buf[5] << 8, 3, "not a version 3 blob");
-  buf[4] = 2;
+  cr_assert_eq(buf[4] | buf[5] << 8, 4, "not a version 4 blob");
+  n = as_version(buf, n, 2);
   free_device(dev);
   dev = new_device();
   cr_assert_eq(hwsock_device_restore(dev, buf, n), 0);
@@ -740,7 +789,7 @@ Test(snapshot, a_version_2_blob_still_restores) {
       {HWSOCK_SOL_IP, HWSOCK_IP_TOS}};
   for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
     cr_assert_eq(setopt(1, more[i][0], more[i][1], 4), 0, "%zu", i);
-  n = save(buf, sizeof(buf));
+  n = as_version(buf, save(buf, sizeof(buf)), 3);
   free_device(dev);
   dev = new_device();
   buf[4] = 2;
@@ -748,6 +797,99 @@ Test(snapshot, a_version_2_blob_still_restores) {
   buf[4] = 3;
   cr_assert_eq(hwsock_device_restore(dev, buf, n), 0);
   cr_assert_eq(host_opt(1, IPPROTO_IP, IP_TOS), 4);
+  /* nothing carried the counters: the device counts from zero */
+  hwsock_device_stats st;
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  hwsock_device_get_stats(dev, &st);
+  cr_assert_eq(st.requests_by_op[HWSOCK_OP_SETSOCKOPT], 0);
+}
+
+/* Every counter of b is at least a's (the gauges sockets_open and
+ * sockets_offloaded aside): none went back. */
+static void assert_counters_go_on(const hwsock_device_stats *a,
+                                  const hwsock_device_stats *b) {
+  for (size_t off = offsetof(hwsock_device_stats, kicks);
+       off + 8 <= sizeof(*a); off += 8) {
+    if (off == offsetof(hwsock_device_stats, sockets_open) ||
+        off == offsetof(hwsock_device_stats, sockets_offloaded))
+      continue;
+    uint64_t x, y;
+    memcpy(&x, (const char *)a + off, 8);
+    memcpy(&y, (const char *)b + off, 8);
+    cr_assert_geq(y, x, "the counter at offset %zu went back: %llu -> %llu",
+                  off, (unsigned long long)x, (unsigned long long)y);
+  }
+}
+
+static hwsock_device_stats stats_of(const hwsock_device *d) {
+  hwsock_device_stats st;
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  hwsock_device_get_stats(d, &st);
+  return st;
+}
+
+static int info_cb(const hwsock_sock_info *i, void *arg) {
+  hwsock_sock_info *out = arg;
+  if (i->id == out->id)
+    *out = *i;
+  return 0;
+}
+
+/* The socket table's line of socket id (id UINT32_MAX: none). */
+static hwsock_sock_info info_of(const hwsock_device *d, uint32_t id) {
+  hwsock_sock_info i;
+  memset(&i, 0, sizeof(i));
+  i.id = id;
+  hwsock_device_foreach_socket(d, info_cb, &i);
+  if (i.size == 0)
+    i.id = UINT32_MAX;
+  return i;
+}
+
+/* A restore continues the saved device's counters (a scraper takes a
+ * drop for a reset) and the socket table's byte counts: nothing counted
+ * twice either (the ACCEPT dispatched again was counted by the old
+ * device). */
+Test(snapshot, a_restore_continues_the_counters) {
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 1, HWSOCK_AF_INET, HWSOCK_SOCK_DGRAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_BIND, 1, 0, 0, "udp://127.0.0.1:0"), 0);
+  char uri[HWSOCK_URI_MAX + 1];
+  uint16_t port = local_port(1, uri, sizeof(uri));
+  udp_send_to(port, "seven!!");
+  cr_assert_eq(request(HWSOCK_OP_RECV, 1, 0, 0, NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_OPEN, 2, HWSOCK_AF_INET, HWSOCK_SOCK_STREAM,
+                       NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_LISTEN, 2, 4, 0, NULL), 0);
+  cr_assert_eq(request(HWSOCK_OP_ACCEPT, 9, 0, 3, NULL), HWSOCK_EBADF);
+  pending acc = post(HWSOCK_OP_ACCEPT, 2, 0, 3, NULL);
+  hwsock_device_kick(dev, 0);
+  for (int i = 0; i < 50; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  cr_assert_geq(hwsock_device_quiesce(dev, 1), 0);
+  hwsock_device_stats a = stats_of(dev);
+  hwsock_sock_info s1 = info_of(dev, 1);
+  cr_assert_eq(s1.bytes_in, 7);
+  cr_assert_eq(move_device(), 0);
+  hwsock_device_stats b = stats_of(dev);
+  assert_counters_go_on(&a, &b);
+  cr_assert_eq(b.requests, a.requests, "the ACCEPT was counted twice");
+  cr_assert_eq(b.requests_by_op[HWSOCK_OP_ACCEPT],
+               a.requests_by_op[HWSOCK_OP_ACCEPT]);
+  cr_assert_eq(hwsock_stats_errors(&b, HWSOCK_EBADF), 1);
+  hwsock_sock_info t1 = info_of(dev, 1);
+  cr_assert_eq(t1.bytes_in, 7, "the socket table's bytes restarted");
+  cr_assert_eq(t1.requests_in, s1.requests_in);
+  /* and it counts on */
+  cr_assert_eq(request(HWSOCK_OP_CLOSE, 1, 0, 0, NULL), 0);
+  hwsock_device_stats c = stats_of(dev);
+  cr_assert_eq(c.requests, a.requests + 1);
+  int cl = tcp_client(local_port(2, uri, sizeof(uri)));
+  cr_assert_geq(cl, 0);
+  cr_assert_eq(wait_done(dev, acc), 0);
+  close(cl);
 }
 
 /* ---- the event queue ---------------------------------------------------- */

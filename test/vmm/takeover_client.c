@@ -2,6 +2,7 @@
  * is replaced.
  *
  *   takeover_client VMM PORT CONNS STOPFILE [evq] [wait=WAITPORT]
+ *                   [pause=PAUSEFILE]
  *
  * CONNS threads, each one connection through the guest driver to the echo
  * server on 127.0.0.1:PORT: rounds of a per-connection pseudo-random chunk
@@ -15,6 +16,9 @@
  * With "evq" the guest negotiates the event queue (the VMM needs
  * --queues 2). With wait=WAITPORT one more connection, to WAITPORT, waits
  * in a RECV for the 4 bytes "wake" (counted as failed or mismatched too).
+ * With pause=PAUSEFILE each connection waits between two rounds while
+ * PAUSEFILE exists (nothing in flight): the progress lines then say
+ * "bytes N paused P", P the connections waiting so.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -42,6 +46,20 @@ static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n) {
 }
 
 static int stop_asked(void) { return access(stopfile, F_OK) == 0; }
+
+static const char *pausefile;
+static atomic_uint paused;
+
+/* Between two rounds: waits while the pause file exists. */
+static void pause_point(void) {
+  if (pausefile == NULL || access(pausefile, F_OK) != 0)
+    return;
+  atomic_fetch_add(&paused, 1);
+  struct timespec ts = {0, 10 * 1000 * 1000};
+  while (access(pausefile, F_OK) == 0 && !stop_asked())
+    nanosleep(&ts, NULL);
+  atomic_fetch_sub(&paused, 1);
+}
 
 /* WAITPORT: one more connection, whose RECV waits (held across every
  * takeover) until that server sends "wake" after the last one. */
@@ -94,6 +112,7 @@ static void *stream(void *arg) {
   else if ((err = hwsock_guest_connect(g, s, uri)) < 0)
     bad = 1;
   while (!bad && !stop_asked()) {
+    pause_point();
     seed = seed * 1103515245u + 12345u;
     size_t n = 1 + (seed >> 8) % sizeof(out);
     for (size_t i = 0; i < n; i++) {
@@ -140,7 +159,11 @@ static void *progress(void *arg) {
   (void)arg;
   struct timespec ts = {0, 100 * 1000 * 1000};
   while (!atomic_load(&done)) {
-    printf("bytes %llu\n", (unsigned long long)atomic_load(&total));
+    if (pausefile != NULL)
+      printf("bytes %llu paused %u\n", (unsigned long long)atomic_load(&total),
+             atomic_load(&paused));
+    else
+      printf("bytes %llu\n", (unsigned long long)atomic_load(&total));
     nanosleep(&ts, NULL);
   }
   return NULL;
@@ -154,12 +177,14 @@ int main(int argc, char **argv) {
       evq = 1;
     else if (strncmp(argv[i], "wait=", 5) == 0)
       waitport = (unsigned)atoi(argv[i] + 5);
+    else if (strncmp(argv[i], "pause=", 6) == 0)
+      pausefile = argv[i] + 6;
     else
       argc = 0;
   }
   if (argc < 5) {
     fprintf(stderr, "usage: takeover_client VMM PORT CONNS STOPFILE [evq] "
-                    "[wait=PORT]\n");
+                    "[wait=PORT] [pause=FILE]\n");
     return 2;
   }
   port = (unsigned)atoi(argv[2]);

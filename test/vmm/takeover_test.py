@@ -26,6 +26,15 @@
            (--max-sockets 8 for 20 sockets) exits 1 and the old VMM serves
            on (the stream goes on, nothing lost); a proper one then works
 
+  counters (needs --stat HWSOCK_STAT) 4 connections stream, then pause
+           between two rounds; `hwsock-stat --openmetrics` and the socket
+           table (`-j`) are read, the VMM is replaced twice, and read
+           again after each: no counter or histogram sample went back (a
+           scraper takes a drop for a restart), the requests were not
+           counted twice, and each socket keeps its byte counts, its age
+           (created_ns) and the rule line that decided it; then the stream
+           goes on and nothing is lost
+
 Every wait is bounded; no timing is asserted."""
 import argparse
 import os
@@ -343,14 +352,114 @@ def replace_evq(env):
     replace(env, evq=True)
 
 
+def stat(env, *args):
+    check(env.args.stat is not None, "this scenario needs --stat")
+    p = subprocess.run([env.args.stat, "--vmm", env.sock, *args],
+                       capture_output=True, text=True, timeout=WAIT)
+    check(p.returncode == 0, "hwsock-stat %s: exit %d: %s" %
+          (" ".join(args), p.returncode, p.stderr))
+    return p.stdout
+
+
+def monotonic_samples(env):
+    """Every sample of a counter or histogram family of
+    `hwsock-stat --openmetrics`: {(name, labels): value}."""
+    kinds, out = {}, {}
+    for line in stat(env, "--openmetrics").splitlines():
+        if line.startswith("# TYPE "):
+            _, _, fam, kind = line.split()
+            kinds[fam] = kind
+            continue
+        if not line or line.startswith("#"):
+            continue
+        key, value = line.rsplit(" ", 1)
+        name = key.split("{", 1)[0]
+        fam = next((f for f in kinds
+                    if name in (f, f + "_total", f + "_bucket", f + "_sum",
+                                f + "_count")), None)
+        if fam is not None and kinds[fam] in ("counter", "histogram"):
+            out[key] = float(value)
+    return out
+
+
+def socket_table(env):
+    import json
+    table = {}
+    for line in stat(env, "-j").splitlines():
+        s = json.loads(line)
+        table[(s["guest"], s["id"])] = s
+    return table
+
+
+def wait_paused(env, n):
+    t0 = time.monotonic()
+    while True:
+        last = env.lines[-1] if env.lines else ""
+        if last.endswith("paused %d" % n):
+            return
+        if env.client.poll() is not None:
+            raise Failure("the guest exited: %s" % env.client_err())
+        check(time.monotonic() - t0 < WAIT, "the guest did not pause: %s"
+              % last)
+        time.sleep(0.05)
+
+
+def counters(env):
+    echo = EchoServer()
+    pause = os.path.join(env.tmp, "pause")
+    vmm = env.start_vmm()
+    env.start_client(echo.port, 4, "pause=" + pause)
+    env.wait_progress("before the takeovers")
+    with open(pause, "w"):
+        pass
+    wait_paused(env, 4)
+    before, table = monotonic_samples(env), socket_table(env)
+    key = 'hwsock_requests_total{guest="1"}'
+    check(before.get(key, 0) > 0, "no requests counted: %s" % before)
+    check(len(table) == 4, "not 4 sockets in the table: %s" % table)
+    for i in (1, 2):
+        new = env.start_vmm("--takeover")
+        check(wait_exit(vmm, "the old VMM") == 0, "the old VMM exited badly")
+        vmm = new
+        after, now = monotonic_samples(env), socket_table(env)
+        for k, v in sorted(before.items()):
+            check(k in after, "takeover %d: %s is gone" % (i, k))
+            check(after[k] >= v, "takeover %d: %s went back: %g -> %g" %
+                  (i, k, v, after[k]))
+        # paused: nothing taken meanwhile, and nothing counted twice
+        check(after[key] == before[key], "takeover %d: requests %g -> %g" %
+              (i, before[key], after[key]))
+        for k, s in table.items():
+            t = now.get(k)
+            check(t is not None, "takeover %d: socket %s is gone" % (i, k))
+            for f in ("bytes_out", "bytes_in", "requests_out",
+                      "requests_in", "created_ns", "rule", "rule_line"):
+                check(t[f] == s[f], "takeover %d: socket %s: %s %s -> %s" %
+                      (i, k, f, s[f], t[f]))
+        print("takeover %d: %d counter samples and %d sockets go on "
+              "(requests %d)" % (i, len(after), len(now), after[key]))
+        before = after
+    os.unlink(pause)
+    env.wait_progress("after the takeovers")
+    after = monotonic_samples(env)
+    check(after[key] > before[key], "the requests after the pause were "
+          "not counted")
+    rc, last, err = env.finish_client()
+    check(rc == 0 and last.endswith("mismatched 0 failed 0"),
+          "the streams did not survive: %s %s" % (last, err))
+    vmm.send_signal(signal.SIGTERM)
+    check(wait_exit(vmm, "the last VMM") == 0, "the last VMM exited badly")
+
+
 SCENARIOS = {"replace": replace, "replace_evq": replace_evq, "kill": kill,
-             "refused": refused}
+             "refused": refused, "counters": counters}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vmm", required=True)
     ap.add_argument("--client", required=True)
+    ap.add_argument("--stat")
     ap.add_argument("scenario", choices=sorted(SCENARIOS))
     args = ap.parse_args()
     env = Env(args)

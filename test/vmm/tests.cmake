@@ -89,3 +89,14 @@ foreach(scenario replace replace_evq kill refused)
   set_tests_properties(vmm_takeover_${scenario} PROPERTIES TIMEOUT 300
                        LABELS "process;integration;vmm")
 endforeach()
+# hwsock-stat after a takeover continues the old VMM's figures
+if(TARGET hwsock-stat)
+  add_test(NAME vmm_takeover_counters
+    COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/takeover_test.py"
+      --vmm $<TARGET_FILE:hwsock-vmm>
+      --client $<TARGET_FILE:takeover_client>
+      --stat $<TARGET_FILE:hwsock-stat>
+      counters)
+  set_tests_properties(vmm_takeover_counters PROPERTIES TIMEOUT 300
+                       LABELS "process;integration;vmm;stat")
+endif()
