@@ -278,9 +278,16 @@ static int bad_setup(adv *a) {
   int st = adv_msg(a, HWSOCK_LB_QUEUE, 0, QS, r->desc_gpa, r->avail_gpa,
                    r->used_gpa);
   ADV_CHECK(st == HWSOCK_EINVAL, "QUEUE before FEATURES: %d", st);
-  static const uint64_t badf[] = {1ull << 63, HWSOCK_F_VERSION_1 | (1ull << 5),
-                                  HWSOCK_F_VERSION_1 | (1ull << 40),
-                                  HWSOCK_F_TCP, 0};
+  /* the lowest device-class bit the device does not offer (bit 5 was one
+   * until it became F_SOFT_ERRORS) */
+  uint64_t offered = hwsock_le64_get(&a->cfg.device_features), low = 0;
+  for (unsigned i = 0; i < 28 && low == 0; i++)
+    if (!(offered & (1ull << i)))
+      low = 1ull << i;
+  ADV_CHECK(low != 0, "the device offers every device-class bit");
+  const uint64_t badf[] = {1ull << 63, HWSOCK_F_VERSION_1 | low,
+                           HWSOCK_F_VERSION_1 | (1ull << 40), HWSOCK_F_TCP,
+                           0};
   for (unsigned i = 0; i < 5; i++) {
     st = adv_msg(a, HWSOCK_LB_FEATURES, badf[i], 0, 0, 0, 0);
     ADV_CHECK(st == HWSOCK_EINVAL, "FEATURES %#llx: status %d",
