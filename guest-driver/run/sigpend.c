@@ -16,15 +16,19 @@
  * background connect) gets -ERESTARTNOINTR instead: the handler runs, the
  * call restarts, and the program never sees an EINTR it does not expect.
  *
- * Either must only be answered when the thread will take a signal on
- * its way out (otherwise the program would see errno 512): a signal sent
- * to the thread that it does not block always is; a process-wide one only
- * when the thread is the process's only one (with several, another thread
- * may take it, and this call then completes, or waits on, as before). */
+ * Either must only be answered when the thread will take a signal on its
+ * way out (otherwise the program would see errno 512): a signal sent to
+ * the thread that it does not block always is; a process-wide one (kill,
+ * ITIMER_REAL, a terminal's ^C) when the thread is the process's only one
+ * or its main thread, which the kernel picks first for such a signal when
+ * it does not block it (complete_signal; a python3 program's main thread
+ * blocked in accept while other threads serve). Another thread may take
+ * one otherwise, and this call then waits on, as before. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "run.h"
 
@@ -40,7 +44,11 @@ static void hex_field(const char *line, const char *name,
     sscanf(line + n, "%llx", v);
 }
 
-/* 1 when thread tid will take a signal when its call returns. */
+enum { SIG_NONE, SIG_OURS, SIG_SHARED };
+
+/* Whether thread tid has a signal to take when its call returns: SIG_OURS
+ * surely, SIG_SHARED a process-wide one that the main thread of a process
+ * with several would take (unless the kernel gave it to another). */
 static int signal_to_take(pid_t tid) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
@@ -48,7 +56,7 @@ static int signal_to_take(pid_t tid) {
   if (!f)
     return 0;
   unsigned long long pnd = 0, shd = 0, blk = 0;
-  long threads = 0;
+  long threads = 0, tgid = 0;
   char line[256];
   while (fgets(line, sizeof(line), f)) {
     hex_field(line, "SigPnd:", &pnd);
@@ -56,15 +64,29 @@ static int signal_to_take(pid_t tid) {
     hex_field(line, "SigBlk:", &blk);
     if (strncmp(line, "Threads:", 8) == 0)
       sscanf(line + 8, "%ld", &threads);
+    if (strncmp(line, "Tgid:", 5) == 0)
+      sscanf(line + 5, "%ld", &tgid);
   }
   fclose(f);
-  if (threads != 1)
-    shd = 0; /* another thread may take it */
-  return ((pnd | shd) & ~blk) != 0;
+  if (pnd & ~blk)
+    return SIG_OURS;
+  if (!(shd & ~blk) || (threads != 1 && tgid != (long)tid))
+    return SIG_NONE; /* (another thread may take it) */
+  return threads == 1 ? SIG_OURS : SIG_SHARED;
 }
 
+/* A process-wide signal still pending after SETTLE_US was not taken by
+ * another thread (a running one takes it at once; SIGCHLD goes to the
+ * thread that forked): it waits for this one. */
+#define SETTLE_US 5000
+
 int hwsock__run_interrupted(const run_call *c) {
-  if (!signal_to_take((pid_t)c->n.pid))
+  int k = signal_to_take((pid_t)c->n.pid);
+  if (k == SIG_SHARED) {
+    usleep(SETTLE_US);
+    k = signal_to_take((pid_t)c->n.pid);
+  }
+  if (k == SIG_NONE)
     return 0;
   /* the status was read while the call was valid: the tid is still the
    * waiting thread (it cannot exit inside the call) */

@@ -564,6 +564,20 @@ for what, call in (("recvfrom", lambda: u.recvfrom(10)), ("accept", l.accept)):
         print(what, "returned")
     except Alarm:
         print(what, "interrupted")
+# the same with another thread running: the process-wide SIGALRM is still
+# the main thread's (a threaded server's accept loop and its ^C)
+import threading
+threading.Thread(target=lambda: [time.sleep(0.01) for _ in range(1000)],
+                 daemon=True).start()
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+t0 = time.monotonic()
+try:
+    l.accept()
+    print("threaded accept returned")
+except Alarm:
+    # (not "at once": only once the other thread ended, 10 s later)
+    print("threaded accept interrupted",
+          "at once" if time.monotonic() - t0 < 5 else "late")
 '''
 
 
@@ -609,7 +623,8 @@ def test_signals():
         r = both(PY_SIGNALS, srv.port, n, vmm=vmm,
                  what="UDP client with SIGALRM every 200 us")
         want = ("server: distinct %d dups 0\nreceived: distinct %d dups 0\n"
-                "recvfrom interrupted\naccept interrupted\n" % (n, n)).encode()
+                "recvfrom interrupted\naccept interrupted\n"
+                "threaded accept interrupted at once\n" % (n, n)).encode()
         check(r.stdout == want, "%r: %s" % (want, show(r)))
         check(b"signals True" in r.stderr, "too few signals: " + show(r))
     finally:
