@@ -31,6 +31,7 @@
  * freed in its poll handle's close callback. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -701,6 +702,36 @@ static int blank(const char *s) {
   return 1;
 }
 
+/* fd=: a duplicate of the VMM's UDP socket, which must be bound where
+ * bind= and port= say (the peers send there). 0, or HWSOCK_EBADCONFIG
+ * logged. */
+static int adopt(ipx_instance *inst) {
+  char ep[HWSOCK_URI_MAX + 1];
+  struct sockaddr_storage got;
+  socklen_t gl = sizeof(got);
+  memset(&got, 0, sizeof(got));
+  int fd = fcntl(inst->cfg.fd, F_DUPFD_CLOEXEC, 0);
+  const char *why = NULL;
+  if (fd < 0)
+    why = "not an open descriptor";
+  else if (hwsock_backend_adopt_fd(fd, SOCK_DGRAM, inst->cfg.bind.ss_family,
+                                   IPPROTO_UDP) < 0)
+    why = "not a UDP socket of bind's address family";
+  else if (getsockname(fd, (struct sockaddr *)&got, &gl) != 0 ||
+           !same_endpoint(&got, &inst->cfg.bind))
+    why = "not bound to bind:port";
+  if (why == NULL) {
+    inst->fd = fd;
+    return 0;
+  }
+  if (fd >= 0)
+    close(fd);
+  endpoint_text(&inst->cfg.bind, ep, sizeof(ep));
+  hwsock_backend_logf(inst->host, HWSOCK_LOG_ERROR, "ipx: fd=%d: %s (%s)",
+                      inst->cfg.fd, why, ep);
+  return HWSOCK_EBADCONFIG;
+}
+
 static int ipx_create(const hwsock_backend_host *host, void **instance) {
   char err[200];
   if (!hwsock_backend_host_ok(host, 1))
@@ -730,15 +761,20 @@ static int ipx_create(const hwsock_backend_host *host, void **instance) {
     free(inst);
     return rc;
   }
-  inst->fd = socket(inst->cfg.bind.ss_family,
-                    SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
-  if (inst->fd < 0) {
+  if (inst->cfg.fd >= 0) {
+    rc = adopt(inst);
+    if (rc < 0) {
+      free(inst);
+      return rc;
+    }
+  } else if ((inst->fd = socket(inst->cfg.bind.ss_family,
+                                SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                                IPPROTO_UDP)) < 0) {
     rc = hwsock_err_from_errno(errno);
     free(inst);
     return rc;
-  }
-  if (bind(inst->fd, (struct sockaddr *)&inst->cfg.bind, inst->cfg.bind_len) !=
-      0) {
+  } else if (bind(inst->fd, (struct sockaddr *)&inst->cfg.bind,
+                  inst->cfg.bind_len) != 0) {
     char ep[HWSOCK_URI_MAX + 1];
     int e = errno;
     rc = hwsock_err_from_errno(e);
@@ -786,6 +822,86 @@ static int ipx_info(void *sock, hwsock_bsock_info *out) {
   return 0;
 }
 
+/* ---- hand-over (backend.h's export_sock, docs/EMBEDDING.md §12) ---------
+ * An IPX socket has no host socket of its own: its state is its number and
+ * its connection. The shared UDP socket is the instance's; a VMM that hands
+ * it over binds it itself and gives it with fd= to both instances. State,
+ * EXPORT_LEN bytes: [0] flags, [1] 0, [2..3] socket number, [4..5] the
+ * connection's socket number, [6..9] its net, [10..15] its node (numbers
+ * little-endian, the rest as in a hwsock_addr). */
+#define EXPORT_LEN 16u
+#define EXPORT_F_CONNECTED 1u
+
+static int ipx_export(void *sock, hwsock_bexport *out) {
+  ipx_sock *s = sock;
+  if (s->closed)
+    return HWSOCK_ECANCELED;
+  if (out->size < offsetof(hwsock_bexport, state) + EXPORT_LEN)
+    return HWSOCK_EINVAL;
+  /* Settled only: no SEND waits for room (it would be submitted again and
+   * its order kept only per direction), at most one RECV, and no packet
+   * received that the guest has not read (it lives in this instance). */
+  for (const hwsock_breq *r = s->inst->wq.head; r != NULL;
+       r = r->backend_priv[0])
+    if (r->backend_priv[2] == s)
+      return HWSOCK_EAGAIN;
+  if (!hwsock_bq_at_most_one(&s->rq) || s->pq_len > 0)
+    return HWSOCK_EAGAIN;
+  uint8_t *st = out->state;
+  memset(st, 0, EXPORT_LEN);
+  st[0] = s->connected ? EXPORT_F_CONNECTED : 0;
+  st[2] = (uint8_t)s->port;
+  st[3] = (uint8_t)(s->port >> 8);
+  if (s->connected) {
+    st[4] = (uint8_t)s->dest.port;
+    st[5] = (uint8_t)(s->dest.port >> 8);
+    memcpy(st + 6, s->dest.u.ipx.net, 4);
+    memcpy(st + 10, s->dest.u.ipx.node, 6);
+  }
+  out->fd = -1;
+  out->state_len = EXPORT_LEN;
+  return 0;
+}
+
+static int ipx_import(void *instance, const hwsock_bexport *in, void **sock) {
+  ipx_instance *inst = instance;
+  if (in->size < offsetof(hwsock_bexport, state) + EXPORT_LEN ||
+      in->state_len != EXPORT_LEN || in->fd != -1 ||
+      in->scheme != HWSOCK_SCHEME_IPX)
+    return HWSOCK_EINVAL;
+  const uint8_t *st = in->state;
+  static const uint8_t zero[10];
+  int connected = (st[0] & EXPORT_F_CONNECTED) != 0;
+  if ((st[0] & ~EXPORT_F_CONNECTED) != 0 || st[1] != 0 ||
+      (!connected && memcmp(st + 4, zero, 2) != 0) ||
+      (!connected && memcmp(st + 6, zero, 10) != 0))
+    return HWSOCK_EINVAL;
+  ipx_sock *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return HWSOCK_ENOMEM;
+  s->inst = inst;
+  int rc = 0;
+  if (connected) {
+    s->dest.scheme = HWSOCK_SCHEME_IPX;
+    s->dest.family = HWSOCK_AF_IPX;
+    s->dest.port = (uint16_t)(st[4] | st[5] << 8);
+    memcpy(s->dest.u.ipx.net, st + 6, 4);
+    memcpy(s->dest.u.ipx.node, st + 10, 6);
+    rc = check_dest(s, &s->dest); /* a peer of this instance */
+    s->connected = 1;
+  }
+  uint16_t port = (uint16_t)(st[2] | st[3] << 8);
+  if (rc == 0 && port != 0)
+    rc = bind_port(s, port); /* taken: HWSOCK_EADDRINUSE */
+  if (rc < 0) {
+    free(s);
+    return rc;
+  }
+  inst->nsocks++;
+  *sock = s;
+  return 0;
+}
+
 static const hwsock_backend_ops ipx_ops = {
     .size = sizeof(hwsock_backend_ops),
     .create = ipx_create,
@@ -794,6 +910,8 @@ static const hwsock_backend_ops ipx_ops = {
     .submit = ipx_submit,
     .close = ipx_close,
     .info = ipx_info,
+    .export_sock = ipx_export,
+    .import_sock = ipx_import,
 };
 
 static const char *const ipx_schemes[] = {"ipx", NULL};

@@ -35,6 +35,7 @@ typedef struct ipx_config {
   socklen_t bind_len;
   ipx_peer peers[IPX_MAX_PEERS];
   unsigned npeers;
+  int fd; /* fd=: the shared socket, bound by the VMM (-1: bind one) */
 } ipx_config;
 
 /* Parses the backend options ("net=0000cafe node=02005e0001a2 port=213

@@ -6,9 +6,14 @@
  *   bind=127.0.0.1          its IP address, IPv4 or IPv6 (default 0.0.0.0)
  *   peer=NODE@IP:PORT       another guest's node and its VMM's UDP endpoint
  *                           ([v6]:PORT for IPv6); repeatable, at most 64
+ *   fd=N                    the shared socket, a UDP socket the VMM bound to
+ *                           bind:port (the instance uses a duplicate): it
+ *                           outlives the instance, so that a VMM can hand
+ *                           it to a new process (docs/IPX.md)
  *
  * The VMM assigns network and node; nothing here comes from the guest. */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +64,7 @@ int hwsock__ipx_parse_options(const char *options, ipx_config *cfg, char *err,
   const char *s = options ? options : "";
 
   memset(cfg, 0, sizeof(*cfg));
+  cfg->fd = -1;
   for (;;) {
     while (*s == ' ' || *s == '\t' || *s == '\n')
       s++;
@@ -90,6 +96,13 @@ int hwsock__ipx_parse_options(const char *options, ipx_config *cfg, char *err,
     } else if (KEY("bind")) {
       bind_ip = v;
       bind_len = vlen;
+    } else if (KEY("fd")) {
+      long fd = 0;
+      for (size_t i = 0; i < vlen && fd <= INT_MAX; i++)
+        fd = v[i] >= '0' && v[i] <= '9' ? fd * 10 + (v[i] - '0') : LONG_MAX;
+      if (vlen == 0 || vlen > 10 || fd > INT_MAX)
+        return bad(err, errlen, "ipx: fd must be a descriptor number");
+      cfg->fd = (int)fd;
     } else if (KEY("peer")) {
       if (cfg->npeers == IPX_MAX_PEERS)
         return bad(err, errlen, "ipx: more than %u peers", IPX_MAX_PEERS);

@@ -791,3 +791,141 @@ Test(ipx, a_device_offers_f_ipx_only_with_a_backend_that_can_serve_it) {
   cr_assert_neq(offered(d) & HWSOCK_F_IPX, 0);
   hwsock_device_free(d);
 }
+
+/* ---- hand-over (docs/EMBEDDING.md §12) ------------------------------------ */
+
+/* A UDP socket bound to 127.0.0.1:*port, as a VMM that owns each guest's
+ * UDP endpoint creates it (fd= option). */
+static int owned_udp(uint16_t *port) {
+  *port = 0;
+  int fd = plain_udp(port);
+  cr_assert_geq(fd, 0);
+  return fd;
+}
+
+/* fd= gives the instance its UDP socket: it binds none, and refuses one
+ * that is not a UDP socket bound where bind= and port= say. */
+Test(ipx, fd_option_adopts_the_vmms_udp_socket) {
+  uint16_t p, xp;
+  int fd = owned_udp(&p);
+  int x = plain_udp(&xp); /* a peer: NODE_X */
+  cr_assert_eq(start_guest(&ga, "net=" NET " node=" NODE_A " bind=127.0.0.1 "
+                           "port=%u fd=%d peer=" NODE_X "@127.0.0.1:%u", p, fd,
+                           xp), 0, "%s", bh.log);
+  /* a wrong port, a TCP socket, no socket at all: refused, with a reason */
+  cr_assert_eq(start_guest(&gb, "net=" NET " node=" NODE_B " bind=127.0.0.1 "
+                           "port=%u fd=%d", (unsigned)(p ^ 1), fd),
+               HWSOCK_EBADCONFIG);
+  cr_assert(strstr(bh.log, "fd=") != NULL, "%s", bh.log);
+  int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  cr_assert_eq(start_guest(&gb, "net=" NET " node=" NODE_B " bind=127.0.0.1 "
+                           "port=%u fd=%d", p, t), HWSOCK_EBADCONFIG);
+  close(t);
+  cr_assert_eq(start_guest(&gb, "net=" NET " node=" NODE_B " fd=-1"),
+               HWSOCK_EBADCONFIG);
+  cr_assert_eq(start_guest(&gb, "net=" NET " node=" NODE_B " fd=%d", 1 << 20),
+               HWSOCK_EBADCONFIG);
+  close(fd); /* the instance has its own duplicate */
+  /* and it serves on that socket: a packet to the port reaches a socket */
+  void *s = open_sock(&ga);
+  cr_assert_eq(run_addr(s, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".5000"),
+               0);
+  uint8_t pkt[64], in[16];
+  size_t n = make_packet(pkt, NET, NODE_A, 0x5000, "hi", 2);
+  bh_req r;
+  submit_recv(s, &r, in, sizeof(in), 0);
+  udp_to(x, p, pkt, n);
+  BH_RUN_UNTIL(r.ncomplete);
+  bh_expect_done(&r, 0);
+  cr_assert_eq(r.len, 2);
+  bh.ops->close(s);
+  close(x);
+}
+
+/* A socket moves to another instance given the same UDP socket (fd=), as
+ * in a VMM's takeover: the same socket number, its connection, and a RECV
+ * submitted again gets the next packet; a socket with packets the guest
+ * has not read waits (EAGAIN), so that none is lost. */
+Test(ipx, a_socket_is_handed_to_an_instance_on_the_same_udp_socket) {
+  uint16_t pa;
+  int fd = owned_udp(&pa);
+  gb.port = free_port();
+  const char *fmt = "net=" NET " node=" NODE_A " bind=127.0.0.1 port=%u fd=%d "
+                    "peer=" NODE_B "@127.0.0.1:%u";
+  cr_assert_eq(start_guest(&ga, fmt, pa, fd, gb.port), 0, "%s", bh.log);
+  cr_assert_eq(start_guest(&gb, "net=" NET " node=" NODE_B " bind=127.0.0.1 "
+                           "port=%u peer=" NODE_A "@127.0.0.1:%u", gb.port,
+                           pa), 0, "%s", bh.log);
+  cr_assert_not_null(bh.ops->export_sock, "no hand-over");
+  cr_assert_not_null(bh.ops->import_sock, "no hand-over");
+  void *sa = open_sock(&ga), *sb = open_sock(&gb);
+  cr_assert_eq(run_addr(sa, HWSOCK_OP_BIND, "ipx://" NET "." NODE_A ".5000"),
+               0);
+  cr_assert_eq(run_addr(sa, HWSOCK_OP_CONNECT, "ipx://" NET "." NODE_B
+                        ".6000"), 0);
+  cr_assert_eq(run_addr(sb, HWSOCK_OP_BIND, "ipx://" NET "." NODE_B ".6000"),
+               0);
+  /* a packet the guest has not read: not settled */
+  cr_assert_eq(send_to(sb, "early", 5, "ipx://" NET "." NODE_A ".5000"), 0);
+  bh_run_for_ms(30);
+  hwsock_bexport x;
+  memset(&x, 0, sizeof(x));
+  x.size = sizeof(x);
+  x.fd = -1;
+  x.scheme = HWSOCK_SCHEME_IPX;
+  cr_assert_eq(bh.ops->export_sock(sa, &x), HWSOCK_EAGAIN);
+  uint8_t in[64];
+  bh_req r0;
+  submit_recv(sa, &r0, in, sizeof(in), 0);
+  bh_expect_done(&r0, 0);
+  cr_assert_eq(r0.len, 5);
+  /* now a RECV waits: exported */
+  bh_req r1;
+  submit_recv(sa, &r1, in, sizeof(in), 0);
+  cr_assert_eq(r1.ncomplete, 0);
+  cr_assert_eq(bh.ops->export_sock(sa, &x), 0);
+  cr_assert_eq(x.fd, -1, "an IPX socket has no host socket of its own");
+  cr_assert_gt(x.state_len, 0);
+  /* the old instance goes (its RECV is the device's to submit again) */
+  bh.ops->close(sa);
+  bh_expect_done(&r1, HWSOCK_ECANCELED);
+  bh.ops->destroy(ga.inst);
+  ga.inst = NULL;
+  cr_assert_eq(start_guest(&ga, fmt, pa, fd, gb.port), 0, "%s", bh.log);
+  close(fd);
+  /* untrusted records are checked */
+  hwsock_bexport bad = x;
+  bad.state[0] = 0x80;
+  void *s2 = NULL;
+  cr_assert_eq(bh.ops->import_sock(ga.inst, &bad, &s2), HWSOCK_EINVAL);
+  bad = x;
+  bad.state_len = 3;
+  cr_assert_eq(bh.ops->import_sock(ga.inst, &bad, &s2), HWSOCK_EINVAL);
+  bad = x;
+  bad.fd = 0;
+  cr_assert_eq(bh.ops->import_sock(ga.inst, &bad, &s2), HWSOCK_EINVAL);
+  cr_assert_eq(bh.ops->import_sock(ga.inst, &x, &s2), 0);
+  expect_name(s2, "ipx://" NET "." NODE_A ".5000");
+  /* its number is taken now, by the imported socket */
+  void *s3 = NULL;
+  cr_assert_eq(bh.ops->import_sock(ga.inst, &x, &s3), HWSOCK_EADDRINUSE);
+  bh_req r2;
+  submit_recv(s2, &r2, in, sizeof(in), 0);
+  cr_assert_eq(send_to(sb, "after", 5, "ipx://" NET "." NODE_A ".5000"), 0);
+  BH_RUN_UNTIL(r2.ncomplete);
+  bh_expect_done(&r2, 0);
+  cr_assert_eq(r2.len, 5);
+  cr_assert_arr_eq(in, "after", 5);
+  /* still connected: a SEND without an address reaches B's socket */
+  bh_req rb;
+  submit_recv(sb, &rb, in, sizeof(in), 0);
+  cr_assert_eq(send_to(s2, "back", 4, NULL), 0);
+  BH_RUN_UNTIL(rb.ncomplete);
+  bh_expect_done(&rb, 0);
+  cr_assert_eq(rb.len, 4);
+  char u[HWSOCK_URI_MAX + 1];
+  uri_of(&rb.br.peer, u, sizeof(u));
+  cr_assert_str_eq(u, "ipx://" NET "." NODE_A ".5000");
+  bh.ops->close(s2);
+  bh.ops->close(sb);
+}
