@@ -71,8 +71,10 @@
 /* Blocking waits on behalf of the program re-check the notification's
  * validity (the program's death cancels it) and look for a signal its
  * thread should take (sigpend.c) this often: the most a signal handler
- * waits while the thread is blocked in such a call. */
-#define RUN_POLL_SLICE_MS 20
+ * waits while the thread is blocked in such a call. Each look is a read
+ * of /proc/TID/status: with 100 threads blocked in accept hwsock-run used
+ * 6% of a CPU (7% in the sanitizer build; 17% there at 20 ms). */
+#define RUN_POLL_SLICE_MS 50
 /* After the program exits, the pumps get this long to deliver what it
  * wrote before closing its sockets (a kernel delivers it after the process
  * is gone); sockets still held by a process that outlived it are cut. */

@@ -24,7 +24,9 @@
  * it does not block it (complete_signal; a python3 program's main thread
  * blocked in accept while other threads serve). Another thread may take
  * one otherwise, and this call then waits on, as before. */
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -36,41 +38,38 @@
 #define RUN_ERESTARTSYS 512
 #define RUN_ERESTARTNOINTR 513
 
-/* Parses "Name:\t<hex>" into *v when line starts with name. */
-static void hex_field(const char *line, const char *name,
-                      unsigned long long *v) {
-  size_t n = strlen(name);
-  if (strncmp(line, name, n) == 0)
-    sscanf(line + n, "%llx", v);
+/* The value after "\nName:" in the status text (0 when absent). */
+static unsigned long long field(const char *text, const char *name,
+                                int base) {
+  const char *p = strstr(text, name);
+  return p ? strtoull(p + strlen(name), NULL, base) : 0;
 }
 
 enum { SIG_NONE, SIG_OURS, SIG_SHARED };
 
 /* Whether thread tid has a signal to take when its call returns: SIG_OURS
  * surely, SIG_SHARED a process-wide one that the main thread of a process
- * with several would take (unless the kernel gave it to another). */
+ * with several would take (unless the kernel gave it to another). One
+ * read of /proc/TID/status: every blocked call does this each slice. */
 static int signal_to_take(pid_t tid) {
-  char path[64];
+  char path[64], text[4096];
   snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-  FILE *f = fopen(path, "re");
-  if (!f)
-    return 0;
-  unsigned long long pnd = 0, shd = 0, blk = 0;
-  long threads = 0, tgid = 0;
-  char line[256];
-  while (fgets(line, sizeof(line), f)) {
-    hex_field(line, "SigPnd:", &pnd);
-    hex_field(line, "ShdPnd:", &shd);
-    hex_field(line, "SigBlk:", &blk);
-    if (strncmp(line, "Threads:", 8) == 0)
-      sscanf(line + 8, "%ld", &threads);
-    if (strncmp(line, "Tgid:", 5) == 0)
-      sscanf(line + 5, "%ld", &tgid);
-  }
-  fclose(f);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return SIG_NONE;
+  ssize_t n = read(fd, text, sizeof(text) - 1);
+  close(fd);
+  if (n <= 0)
+    return SIG_NONE;
+  text[n] = '\0';
+  unsigned long long pnd = field(text, "\nSigPnd:", 16),
+                     shd = field(text, "\nShdPnd:", 16),
+                     blk = field(text, "\nSigBlk:", 16);
+  unsigned long long threads = field(text, "\nThreads:", 10),
+                     tgid = field(text, "\nTgid:", 10);
   if (pnd & ~blk)
     return SIG_OURS;
-  if (!(shd & ~blk) || (threads != 1 && tgid != (long)tid))
+  if (!(shd & ~blk) || (threads != 1 && tgid != (unsigned long long)tid))
     return SIG_NONE; /* (another thread may take it) */
   return threads == 1 ? SIG_OURS : SIG_SHARED;
 }
