@@ -22,7 +22,9 @@
 static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
   run_sock *s = t->s;
   pthread_mutex_lock(&s->lock);
-  int late = s->lerr_taken; /* the failure was reported before this call */
+  /* the failure was reported before the program made this call (not only
+   * before a worker got to it: seccomp numbers calls in order) */
+  int late = s->lerr_taken != 0 && c->n.id >= s->lerr_taken;
   pthread_mutex_unlock(&s->lock);
   int failed_seen = 0;
   for (;;) {
@@ -31,7 +33,9 @@ static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
     if (n == 1 && token == 0) { /* pump.c's listener_failed */
       pthread_mutex_lock(&s->lock);
       int lerr = s->lerr;
-      s->lerr_taken = 1;
+      if (s->lerr_taken == 0)
+        s->lerr_taken =
+            __atomic_load_n(&hwsock__run.notif_seen, __ATOMIC_ACQUIRE) + 1;
       pthread_mutex_unlock(&s->lock);
       return lerr < 0 ? lerr : HWSOCK_EINVAL;
     }

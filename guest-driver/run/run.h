@@ -89,6 +89,9 @@ typedef struct run_state {
   int confine;       /* a decline becomes EACCES */
   int verbose;
   volatile int device_down; /* the transport failed: new calls ENETDOWN */
+  uint64_t notif_seen; /* id of the newest notification received (atomic):
+                          seccomp numbers calls in the order they were
+                          made (supervisor.c, accept.c) */
 } run_state;
 
 extern run_state hwsock__run;
@@ -246,8 +249,9 @@ typedef struct run_sock {
                HWSOCK_E*, 0 while it works): accept returns it once
                (accept.c); kill leaves the program end readable only for
                that (sockmap.c) */
-  int lerr_taken; /* an accept took the error token: accepts that start
-                     later find nothing ready (accept.c) */
+  uint64_t lerr_taken; /* an accept took the error token when notif_seen
+                          was this - 1 (0: not yet): accepts the program
+                          made later find nothing ready (accept.c) */
   /* the device's last answers to getsockname [0] / getpeername [1] (len 0:
    * none yet), given when it cannot answer any more (the VMM went away):
    * a kernel's socket keeps its addresses (sockopt.c) */

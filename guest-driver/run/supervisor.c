@@ -204,6 +204,8 @@ static void *loop_main(void *arg) {
       free(c); /* ENOENT: the caller went away before we got it */
       continue;
     }
+    /* received in order: the newest so far */
+    __atomic_store_n(&hwsock__run.notif_seen, c->n.id, __ATOMIC_RELEASE);
     if (answer_inline(c)) {
       hwsock__run_call_done(c);
       free(c);

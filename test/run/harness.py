@@ -1635,7 +1635,7 @@ for k, l in enumerate([listeners[0], listeners[0], listeners[1],
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.sendto(b"hi", ("127.0.0.1", udp_port))
 before = [listeners[1].getsockname(), u.getsockname()]
-time.sleep(0.5)  # the threads wait in accept()
+time.sleep(1)  # the threads wait in accept()
 print("ready", flush=True)
 sys.stdin.readline()  # the VMM is gone
 deadline = time.monotonic() + 10
