@@ -100,6 +100,48 @@ def test_udp_refused():
         vmm.close()
 
 
+# An asyncio datagram client (DatagramProtocol): the refusal reaches
+# error_received, and the same endpoint then receives from a server that
+# came up on that port. Through the event queue the refusal is a soft
+# ERROR event (PROTOCOL.md §16.9); before it, the endpoint never received.
+PY_ASYNCIO_REFUSED = r'''
+import asyncio, socket, sys
+port = int(sys.argv[1])
+class P(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.q = asyncio.Queue()
+    def datagram_received(self, d, a):
+        self.q.put_nowait(("data", d))
+    def error_received(self, e):
+        self.q.put_nowait(("error", type(e).__name__))
+async def main():
+    loop = asyncio.get_running_loop()
+    t, p = await loop.create_datagram_endpoint(
+        P, remote_addr=("127.0.0.1", port))
+    t.sendto(b"q1")
+    print(await asyncio.wait_for(p.q.get(), 10))
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", port))
+    t.sendto(b"q2")
+    d, a = srv.recvfrom(100)
+    srv.sendto(b"echo:" + d, a)
+    print(await asyncio.wait_for(p.q.get(), 10))
+    t.close()
+asyncio.run(main())
+'''
+
+
+def test_asyncio_udp_refused():
+    vmm = Vmm()
+    try:
+        r = both(PY_ASYNCIO_REFUSED, harness.free_port(), vmm=vmm,
+                 what="asyncio UDP client")
+        check(r.stdout == b"('error', 'ConnectionRefusedError')\n"
+              b"('data', b'echo:q2')\n", "unexpected: " + show(r))
+    finally:
+        vmm.close()
+
+
 # ---- item 13: sendmsg without a destination ------------------------------------
 
 PY_EDESTADDRREQ = r'''

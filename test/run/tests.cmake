@@ -79,8 +79,9 @@ endif()
 # What programs see (test/run/sem_test.py): kernel semantics that unmodified
 # programs rely on, each compared with the same program run natively.
 if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
-  foreach(t udp_refused edestaddrreq getsockname peek_fork messages options
-            reuseaddr_restart write_and_exit signals)
+  foreach(t udp_refused asyncio_udp_refused edestaddrreq getsockname
+            peek_fork messages options reuseaddr_restart write_and_exit
+            signals)
     add_test(NAME run_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
@@ -90,7 +91,7 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   # The datagram ones against a VMM with the event queue (--queues 2): an
   # ICMP error is a soft ERROR event there (PROTOCOL.md §16.9); before it,
   # the first ECONNREFUSED ended the socket's read side.
-  foreach(t udp_refused edestaddrreq peek_fork signals)
+  foreach(t udp_refused asyncio_udp_refused edestaddrreq peek_fork signals)
     add_test(NAME run_evq_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
