@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "decide.h"
 #include "hostsock.h"
 #include "hwsock/wire.h"
 #include "run.h"
@@ -240,7 +241,10 @@ static int read_uri(run_call *c, run_sock *s, uint64_t addr, uint64_t len,
 
 /* ---- connect ------------------------------------------------------------------- */
 
-static void connect_stream(run_call *c, run_target *t, const char *uri) {
+/* data/n: the bytes of a sendto(MSG_FASTOPEN) (flags: its flags), written
+ * once connected; NULL for connect(2). */
+static void connect_stream(run_call *c, run_target *t, const char *uri,
+                           const uint8_t *data, size_t n, int flags) {
   run_sock *s = t->s;
   int fd = (int)c->n.data.args[0];
   int rc = hwsock__run_open_device(s);
@@ -274,7 +278,13 @@ static void connect_stream(run_call *c, run_target *t, const char *uri) {
     hwsock__run_reply(c, 0, HWSOCK_EINPROGRESS);
     return;
   }
-  if (err == 0) {
+  if (err == 0 && data) {
+    hwsock__run_log("offload: fd %d (socket %d) connect %s (sendto with "
+                    "MSG_FASTOPEN)", fd, s->id, uri);
+    int f = MSG_NOSIGNAL | ((flags & MSG_DONTWAIT) || nb ? MSG_DONTWAIT : 0);
+    ssize_t w = send(t->fd, data, n, f);
+    hwsock__run_reply(c, w < 0 ? 0 : w, w < 0 ? hwsock__run_err(errno) : 0);
+  } else if (err == 0) {
     hwsock__run_log("offload: fd %d (socket %d) connect %s", fd, s->id,
                     uri);
     hwsock__run_reply(c, 0, 0);
@@ -320,6 +330,11 @@ static void connect_dgram(run_call *c, run_target *t, const char *uri) {
   hwsock__run_reply(c, 0, 0);
 }
 
+void hwsock__run_connect_with_data(run_call *c, run_target *t, const char *uri,
+                                   const uint8_t *data, size_t n, int flags) {
+  connect_stream(c, t, uri, data, n, flags);
+}
+
 void hwsock__run_on_connect(run_call *c) {
   run_target t;
   int fd = (int)c->n.data.args[0];
@@ -350,7 +365,7 @@ void hwsock__run_on_connect(run_call *c) {
     else if (state == RS_UNDECIDED && so_error)
       hwsock__run_reply(c, 0, so_error);
     else if (state == RS_UNDECIDED || state == RS_BOUND)
-      connect_stream(c, &t, uri);
+      connect_stream(c, &t, uri, NULL, 0, 0);
     else
       hwsock__run_reply(c, 0, HWSOCK_ECONNABORTED);
   } else {

@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "decide.h"
 #include "hwsock/wire.h"
 #include "run.h"
 #include "srcq.h"
@@ -32,8 +33,32 @@ static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
   run_sock *s = t->s;
   int fd = (int)c->n.data.args[0];
   if (s->type == SOCK_STREAM) {
+    pthread_mutex_lock(&s->lock);
+    int state = s->state;
+    pthread_mutex_unlock(&s->lock);
+    if ((flags & MSG_FASTOPEN) &&
+        (state == RS_UNDECIDED || state == RS_BOUND)) {
+      /* a connect that carries its first bytes (TCP fast open) */
+      struct sockaddr_storage ss;
+      char uri[HWSOCK_URI_MAX + 1];
+      if (alen > sizeof(ss) || alen < sizeof(sa_family_t)) {
+        hwsock__run_reply(c, 0, HWSOCK_EINVAL);
+        return;
+      }
+      int rc = hwsock__run_read(c, addr, &ss, (size_t)alen);
+      if (rc == HWSOCK_ENOENT)
+        return;
+      if (rc == 0)
+        rc = hwsock__run_sa_to_uri(&ss, (size_t)alen, s->family, s->type, 0,
+                                   uri, sizeof(uri));
+      if (rc < 0)
+        hwsock__run_reply(c, 0, rc);
+      else
+        hwsock__run_connect_with_data(c, t, uri, data, n, flags);
+      return;
+    }
     /* TCP ignores a destination once connected */
-    if (s->state != RS_CONNECTED && s->state != RS_CONNECTING) {
+    if (state != RS_CONNECTED && state != RS_CONNECTING) {
       hwsock__run_reply(c, 0, HWSOCK_ENOTCONN);
       return;
     }

@@ -317,7 +317,46 @@ def test_socat_tcp_relay():
     check(err.count(b"offload: ") >= 5, "not offloaded: %s" % err[-2000:])
 
 
-TESTS = {"nginx": test_nginx, "socat_udp_client": test_socat_udp_client,
+# ---- sendto(MSG_FASTOPEN) on a TCP socket that is not connected ----------------
+
+PY_FASTOPEN = r'''
+import socket, sys
+port = int(sys.argv[1])
+for i in range(3):
+    # a connect that carries its first bytes (TCP fast open; without a
+    # cookie the kernel sends them after the handshake): blocking
+    s = socket.socket()
+    n = s.sendto(b"hello %d" % i, socket.MSG_FASTOPEN, ("127.0.0.1", port))
+    print("sent", n, "echo", s.recv(100), "peer", s.getpeername()[1] == port)
+    s.sendall(b" more")
+    print("echo", s.recv(100))
+    s.close()
+'''
+
+
+def test_fastopen():
+    """A python3 client: sendto(MSG_FASTOPEN) with an address connects an
+    unconnected TCP socket and sends the bytes, as natively (before:
+    ENOTCONN under hwsock-run)."""
+    echo = harness.EchoTCP()
+    path = os.path.join(harness.TMP, "fastopen.py")
+    with open(path, "w") as f:
+        f.write(PY_FASTOPEN)
+    vmm = Vmm()
+    try:
+        n = subprocess.run([sys.executable, path, str(echo.port)],
+                           capture_output=True, timeout=30)
+        check(n.returncode == 0, "native: " + show(n))
+        r = harness.run([sys.executable, path, str(echo.port)], vmm=vmm)
+        check(r.returncode == 0 and r.stdout == n.stdout,
+              "differs from native:\n--- native\n%s\n--- hwsock-run\n%s" % (
+                  n.stdout.decode(), show(r)))
+        check(b"offload: " in r.stderr, "not offloaded: " + show(r))
+    finally:
+        vmm.close()
+
+
+TESTS = {"fastopen": test_fastopen, "nginx": test_nginx, "socat_udp_client": test_socat_udp_client,
          "socat_udp_server": test_socat_udp_server,
          "socat_tcp_relay": test_socat_tcp_relay}
 
