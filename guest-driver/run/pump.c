@@ -1,10 +1,10 @@
 /* Pumping between the pump end of an offloaded socket and its device
  * socket, with the guest driver's blocking API. Two threads per socket
  * (parked after their socket ends and reused by the next one: spawn()),
- * except that with the event queue each direction of every stream socket
- * is one dispatcher thread ("the dispatcher" below for down, "the up
- * dispatcher" for up), which hands a socket to such a thread only for its
- * slow cases:
+ * except that with the event queue each direction of every socket (stream
+ * or datagram) is one dispatcher thread ("the dispatcher" below for down,
+ * "the up dispatcher" for up), which hands a socket to such a thread only
+ * for its slow cases:
  *
  *   down (device -> program): recv from the device, write to the pump end;
  *     device EOF -> shutdown(SHUT_WR) on the pump end (the program reads
@@ -283,11 +283,12 @@ static int program_closed(run_sock *s) {
 static void finish(run_sock *s) { hwsock__run_sock_retire(s); }
 
 /* The transport is gone (every driver call fails with ECONNRESET), not
- * the connection: a reset connection still answers GETNAME. */
+ * the connection. Asked of the driver: a socket the device reset (after a
+ * restore or a hand-over that could not take it) fails every call with
+ * ECONNRESET too, GETNAME included, while the device goes on. */
 static int transport_gone(run_sock *s) {
-  char uri[HWSOCK_URI_MAX + 1];
-  return hwsock_guest_getname(hwsock__run.g, s->id, 0, uri, sizeof(uri)) ==
-         HWSOCK_ECONNRESET;
+  (void)s;
+  return hwsock__run_transport_lost();
 }
 
 static void fail(run_sock *s, const char *what, int err) {
