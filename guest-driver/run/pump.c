@@ -977,17 +977,21 @@ void hwsock__run_dgram_post_err(run_sock *s, int err, int marker) {
 static void dgram_down_end(run_sock *s, ssize_t n) {
   if (n == 0)
     return;
-  /* The VMM went away: the kernel's UDP socket would stay, without an end
-   * of file. One ENETDOWN (a marker record: readable once, then never
-   * again) and kill shuts only our reading side down, so the program's
-   * sends fail with EPIPE; a shutdown both ways would leave the program
-   * end readable (EOF) for ever: an epoll program would spin reading
-   * empty datagrams. */
-  if (n == HWSOCK_ENEEDSRESET ||
-      (n == HWSOCK_ECONNRESET && transport_gone(s))) {
-    hwsock__run_dgram_post_err(s, HWSOCK_ENETDOWN, 1);
+  /* The VMM went away, or the device reset this socket (a restore, or a
+   * hand-over that could not take it: ECONNRESET while the device goes
+   * on): the kernel's UDP socket would stay, without an end of file. One
+   * error, ENETDOWN or ECONNRESET (a marker record: readable once, then
+   * never again), and kill shuts only our reading side down, so the
+   * program's sends fail with EPIPE; a shutdown both ways would leave the
+   * program end readable (EOF) for ever: an epoll program would spin
+   * reading empty datagrams. */
+  if (n == HWSOCK_ENEEDSRESET || n == HWSOCK_ECONNRESET) {
+    int err = n == HWSOCK_ENEEDSRESET || transport_gone(s)
+                  ? HWSOCK_ENETDOWN
+                  : HWSOCK_ECONNRESET;
+    hwsock__run_dgram_post_err(s, err, 1);
     pthread_mutex_lock(&s->lock);
-    s->lerr = HWSOCK_ENETDOWN;
+    s->lerr = err;
     pthread_mutex_unlock(&s->lock);
   }
   fail(s, "recv", (int)n);

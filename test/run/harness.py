@@ -1764,6 +1764,79 @@ def test_many_blocked_accepts():
           "connect with 100 accepts waiting: %s" % show(r))
 
 
+RESET_SOCKET = r"""
+import errno, socket, sys, time
+port = int(sys.argv[1])
+c = socket.create_connection(("127.0.0.1", port))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("127.0.0.1", 0))
+u.sendto(b"x", ("127.0.0.1", port))
+print("ready", flush=True)
+sys.stdin.readline()  # taken over; the UDP socket did not fit its quota
+u.settimeout(5)
+try:
+    r = u.recvfrom(10)
+except OSError as e:
+    r = errno.errorcode.get(e.errno, str(e.errno))
+print("udp", r, flush=True)
+c.sendall(b"still")
+print("tcp", c.recv(10).decode(), flush=True)
+"""
+
+
+def test_takeover_reset_socket():
+    """hwsock-vmm --takeover into a VMM whose --guest-sockets 1 leaves the
+    second of a python3 program's two offloaded sockets (a UDP socket)
+    reset, while its TCP connection and the device go on: hwsock-run must
+    not take the reset socket's ECONNRESET for the VMM's loss (before: it
+    logged 'device gone: the VMM hung up' and the UDP socket reported
+    ENETDOWN)."""
+    vmm = Vmm()
+    echo = EchoTCP()
+    prog = os.path.join(TMP, "reset_socket.py")
+    with open(prog, "w") as f:
+        f.write(RESET_SOCKET)
+    proc = subprocess.Popen([RUN, "-v", "--vmm", vmm.path, "--", PY, prog,
+                             str(echo.port)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    new = None
+    try:
+        check(proc.stdout.readline() == b"ready\n", "the program did not start")
+        r, w = os.pipe()
+        args = [VMM, "--listen", vmm.path, "--takeover", "--guest-sockets",
+                "1", "--ready-fd", str(w), "--backend-dir", ""]
+        for b in ("tcp", "udp"):
+            args += ["--backend", os.path.join(BACKENDS, b + ".so")]
+        if os.environ.get("HWSOCK_TEST_VMM_QUEUES"):
+            args += ["--queues", os.environ["HWSOCK_TEST_VMM_QUEUES"]]
+        new = subprocess.Popen(args, pass_fds=(w,))
+        os.close(w)
+        with os.fdopen(r, "rb") as rf:
+            ready = rf.readline()
+        check(ready == b"ready\n", "the takeover VMM did not become ready")
+        vmm.proc.wait(10)  # the old one exits once it handed over
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p in (new, vmm.proc):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(10)
+    text = err.decode(errors="replace")
+    print(out.decode(), text[-1500:])
+    check(proc.returncode == 0, "exit %d" % proc.returncode)
+    check(b"tcp still" in out, "the connection did not go on: %s" % out)
+    check(b"udp ECONNRESET" in out,
+          "the reset UDP socket: %s, not ECONNRESET" % out)
+    check("device gone" not in text and "went away" not in text,
+          "a reset socket taken for the VMM's loss: %s" % text[-1500:])
+
+
 TESTS = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
 
 

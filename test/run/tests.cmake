@@ -31,7 +31,8 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   foreach(t exit_status private_vmm curl python_clients nc policy fork static
             toctou udp listen iperf3 hostile confine_escape ptrace
             declined bound_unspec wildcard_bind syscall_escape
-            vmm_gone_listener vmm_gone_threads many_blocked_accepts)
+            vmm_gone_listener vmm_gone_threads many_blocked_accepts
+            takeover_reset_socket)
     add_test(NAME run_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/harness.py" ${t})
