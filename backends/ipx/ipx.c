@@ -839,14 +839,20 @@ static int ipx_export(void *sock, hwsock_bexport *out) {
   if (out->size < offsetof(hwsock_bexport, state) + EXPORT_LEN)
     return HWSOCK_EINVAL;
   /* Settled only: no SEND waits for room (it would be submitted again and
-   * its order kept only per direction), at most one RECV, and no packet
-   * received that the guest has not read (it lives in this instance). */
+   * its order kept only per direction), at most one RECV. Packets received
+   * that the guest has not read live in this instance: they stay behind
+   * (a guest quiesced for the hand-over cannot read them; waiting for it
+   * would fail every hand-over under traffic). */
   for (const hwsock_breq *r = s->inst->wq.head; r != NULL;
        r = r->backend_priv[0])
     if (r->backend_priv[2] == s)
       return HWSOCK_EAGAIN;
-  if (!hwsock_bq_at_most_one(&s->rq) || s->pq_len > 0)
+  if (!hwsock_bq_at_most_one(&s->rq))
     return HWSOCK_EAGAIN;
+  if (s->pq_len > 0)
+    hwsock_backend_logf(s->inst->host, HWSOCK_LOG_DEBUG,
+                        "ipx: hand-over: socket %04x: %u packets not read "
+                        "stay behind", s->port, s->pq_len);
   uint8_t *st = out->state;
   memset(st, 0, EXPORT_LEN);
   st[0] = s->connected ? EXPORT_F_CONNECTED : 0;

@@ -14,6 +14,11 @@ guest processes (ipx_client) and real IPX-in-UDP on 127.0.0.1.
             with a clear message
   pcap      hwsock-vmm --pcap records the exchange; tshark decodes the
             datagrams as IPX with the guests' nodes and socket numbers
+  takeover  a guest serves a socket number and echoes 100 datagrams of a
+            second guest; the VMM is replaced (`--takeover`, the same
+            --ipx-* options): the serving guest keeps its slot, its socket
+            and the RECV it waits in, and echoes 100 datagrams of a third
+            guest through the new VMM, every byte checked
 
 UDP ports are 21300 and up, probed free on 127.0.0.1 before use. Every wait
 is bounded; a scenario fails with a message saying what it waited for."""
@@ -102,11 +107,12 @@ class Env:
         self.procs.append(p)
         return p
 
-    def start_vmm(self, *extra):
+    def start_vmm(self, *extra, path=None):
         """A hwsock-vmm with the build's backends; returns (proc, socket
         path, log path)."""
         self.nvmm += 1
-        path = os.path.join(self.dir, "vmm%d.sock" % self.nvmm)
+        if path is None:
+            path = os.path.join(self.dir, "vmm%d.sock" % self.nvmm)
         logp = os.path.join(self.dir, "vmm%d.log" % self.nvmm)
         r, w = os.pipe()
         with open(logp, "ab") as log:
@@ -336,13 +342,47 @@ def scenario_pcap(env):
                                                   r.stdout.decode()))
 
 
+def scenario_takeover(env):
+    base = free_udp_base(2)
+    opts = ("--ipx-net", NET, "--ipx-port", str(base), "--ipx-slots", "2")
+    old, vpath, _ = env.start_vmm(*opts)
+    srv = env.client(vpath, "serve", "869c", "200")
+    saddr = env.addr(srv, "the server guest")
+    check(saddr == "ipx://%s.%s.869c" % (NET, node("02005e000000", 0)),
+          saddr)
+    snd = env.client(vpath, "send", saddr, "100")
+    ok_hash(env.finish(snd, "the sender before the takeover"), 100,
+            "the sender before the takeover")
+    # the server waits in a RECV for datagram 101: the VMM is replaced
+    new, _, nlog = env.start_vmm(*opts, "--takeover", path=vpath)
+    try:
+        rc = old.wait(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        raise Failure("the old VMM did not exit after the takeover")
+    check(rc == 0, "the old VMM exited %d" % rc)
+    log = env.log(nlog)
+    check("took 1 guest and 1 host socket over" in log,
+          "the IPX socket was not taken over:\n" + log)
+    snd = env.client(vpath, "send", saddr, "100")
+    out = env.finish(snd, "the sender after the takeover")
+    ok_hash(out, 100, "the sender after the takeover")
+    check(out.splitlines()[0].startswith(
+        "addr ipx://%s.%s." % (NET, node("02005e000000", 1))),
+        "the new sender has slot 1: " + out.splitlines()[0])
+    ok_hash(env.finish(srv, "the server guest"), 200, "the server guest")
+    log = env.log(nlog)
+    check("dropped packet" not in log, "no packet dropped:\n" + log)
+    new.send_signal(signal.SIGTERM)
+    check(new.wait(timeout=WAIT) == 0, "the new VMM exited badly")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vmm", required=True)
     ap.add_argument("--client", required=True)
     ap.add_argument("--tshark", default="")
     ap.add_argument("scenario", choices=["one_vmm", "two_vmms", "slots",
-                                         "pcap"])
+                                         "pcap", "takeover"])
     args = ap.parse_args()
     env = Env(args)
     try:

@@ -45,7 +45,7 @@ endforeach()
 add_executable(ipx_client "${CMAKE_CURRENT_LIST_DIR}/ipx_client.c")
 target_link_libraries(ipx_client PRIVATE hwsock-guest)
 find_program(HWSOCK_TSHARK tshark)
-foreach(scenario one_vmm two_vmms slots pcap)
+foreach(scenario one_vmm two_vmms slots pcap takeover)
   add_test(NAME vmm_ipx_${scenario}
     COMMAND "${HWSOCK_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/ipx_test.py"
       --vmm $<TARGET_FILE:hwsock-vmm>

@@ -40,7 +40,9 @@ struct vmm_guest {
   hwsock_device_ops ops;
   hwsock_device *dev;
   hwsock_uv *uv;
-  int ipx_slot;      /* ipx.c's slot, -1: none (freed in release()) */
+  int ipx_slot;      /* ipx.c's slot, -1: none (freed in release()), -2:
+                        none to be had */
+  int ipx_given;     /* a backend got the slot's options */
 };
 
 /* ---- device callbacks (called on the loop thread, inside the device) ---- */
@@ -298,15 +300,19 @@ static int serves_ipx(const hwsock_backend_desc *d) {
  * a guest for which no slot is free, gets none (its IPX is down). */
 static const char *backend_options(vmm_guest *g, const hwsock_backend_desc *d) {
   vmm *v = g->v;
-  if (v->ipx == NULL || g->ipx_slot != -1 || !serves_ipx(d))
+  if (v->ipx == NULL || g->ipx_given || !serves_ipx(d))
     return NULL;
-  g->ipx_slot = vmm_ipx_claim(v);
-  if (g->ipx_slot < 0) {
-    g->ipx_slot = -2; /* asked once: the next ipx backend gets nothing */
+  g->ipx_given = 1; /* asked once: the next ipx backend gets nothing */
+  if (g->ipx_slot == -1) /* (a guest taken over comes with its slot) */
+    g->ipx_slot = vmm_ipx_claim(v);
+  if (g->ipx_slot == -1) {
+    g->ipx_slot = -2;
     vmm_log(HWSOCK_LOG_WARN, "guest %u: every IPX slot is taken "
             "(--ipx-slots): attached without IPX", g->id);
     return NULL;
   }
+  if (g->ipx_slot < 0)
+    return NULL;
   char what[160];
   vmm_ipx_describe(v, g->ipx_slot, what, sizeof(what));
   vmm_log(HWSOCK_LOG_INFO, "guest %u: ipx %s", g->id, what);
@@ -517,12 +523,20 @@ unsigned vmm_guest_handover_fds(const vmm_guest *g, vmm_guest_desc *d,
   d->nqueues = g->nqueues;
   d->mem_size = g->mem_size;
   d->hello_done = (unsigned)g->hello_done;
+  d->ipx_slot = -1;
   unsigned n = 0;
   fds[n++] = g->sock;
   fds[n++] = g->memfd;
   for (unsigned q = 0; q < g->nqueues; q++) {
     fds[n++] = g->kick[q];
     fds[n++] = g->call[q];
+  }
+  /* the slot's UDP socket, when the VMM bound it (fd=): the backend's
+   * sockets go with it; without it they come back reset */
+  int ipx_fd = vmm_ipx_fd(g->v, g->ipx_slot);
+  if (ipx_fd >= 0) {
+    d->ipx_slot = g->ipx_slot;
+    fds[n++] = ipx_fd;
   }
   return n;
 }
@@ -548,8 +562,10 @@ static int adopt_memory(vmm_guest *g, size_t size) {
 vmm_guest *vmm_guest_adopt(vmm *v, const vmm_guest_desc *d, const int *fds,
                            unsigned nfds) {
   vmm_guest *g = NULL;
+  unsigned nipx = d->ipx_slot >= 0 ? 1 : 0;
   if (d->nqueues < 1 || d->nqueues > HWSOCK_MAX_QUEUES ||
-      nfds != 2 + 2 * d->nqueues || d->mem_size > (size_t)VMM_MAX_MEM_MIB << 20)
+      nfds != 2 + 2 * d->nqueues + nipx ||
+      d->mem_size > (size_t)VMM_MAX_MEM_MIB << 20)
     goto fail_fds;
   g = calloc(1, sizeof(*g));
   if (g == NULL)
@@ -561,7 +577,14 @@ vmm_guest *vmm_guest_adopt(vmm *v, const vmm_guest_desc *d, const int *fds,
   g->gid = d->gid;
   g->sock = fds[0];
   g->memfd = fds[1];
-  g->ipx_slot = -1;
+  /* its IPX slot again (the same node and UDP endpoint, the socket its
+   * peers send to); none when it had none or this VMM cannot give it */
+  g->ipx_slot = -2;
+  if (nipx && vmm_ipx_claim_slot(v, d->ipx_slot, fds[nfds - 1]) == 0)
+    g->ipx_slot = d->ipx_slot;
+  else if (nipx)
+    vmm_log(HWSOCK_LOG_WARN, "guest %u: its IPX slot %d is not this VMM's "
+            "(--ipx-*): taken over without IPX", d->id, d->ipx_slot);
   g->nqueues = d->nqueues;
   g->hello_done = d->hello_done != 0;
   for (unsigned q = 0; q < HWSOCK_MAX_QUEUES; q++)

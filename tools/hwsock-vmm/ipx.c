@@ -8,7 +8,11 @@
  * BIND:BASE + i, and its options list every other slot of this VMM plus
  * the --ipx-peer entries (guests of other VMMs). All strings are built and
  * checked once at startup; a guest takes the lowest free slot at attach
- * and gives it back when its device is gone. */
+ * and gives it back when its device is gone.
+ *
+ * The VMM binds each claimed slot's UDP socket itself and gives it to the
+ * backend (fd=): a takeover hands it to the new process with the guest,
+ * and the guest's IPX sockets move with it (takeover.c). */
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -16,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hwsock/backend_util.h"
 #include "vmm.h"
@@ -37,6 +42,10 @@ struct vmm_ipx {
   unsigned char used[VMM_IPX_MAX_SLOTS];
   char *options[VMM_IPX_MAX_SLOTS]; /* the backend options of each slot */
   ipx_endpoint slot[VMM_IPX_MAX_SLOTS];
+  /* a claimed slot: its UDP socket (-1: the backend binds one) and the
+   * options naming it */
+  int fd[VMM_IPX_MAX_SLOTS];
+  char *claimed[VMM_IPX_MAX_SLOTS];
 };
 
 /* Exactly `digits` (even, at most 16) hex digits of s[0..len) into *out.
@@ -167,6 +176,8 @@ int vmm_ipx_setup(vmm *v) {
   }
   x->nslots = nslots;
   x->net = (uint32_t)net;
+  for (unsigned i = 0; i < VMM_IPX_MAX_SLOTS; i++)
+    x->fd[i] = -1;
   char bind_ip[INET6_ADDRSTRLEN + 2];
   struct sockaddr_storage bind_sa;
   socklen_t bind_salen;
@@ -229,14 +240,60 @@ fail:
   return -1;
 }
 
+static void unclaim(vmm_ipx *x, unsigned i) {
+  if (x->fd[i] >= 0)
+    close(x->fd[i]);
+  x->fd[i] = -1;
+  free(x->claimed[i]);
+  x->claimed[i] = NULL;
+  x->used[i] = 0;
+}
+
 void vmm_ipx_free(vmm *v) {
   vmm_ipx *x = v->ipx;
   if (x == NULL)
     return;
-  for (unsigned i = 0; i < VMM_IPX_MAX_SLOTS; i++)
+  for (unsigned i = 0; i < VMM_IPX_MAX_SLOTS; i++) {
+    if (x->used[i])
+      unclaim(x, i);
     free(x->options[i]);
+  }
   free(x);
   v->ipx = NULL;
+}
+
+/* The slot's UDP socket, bound to its endpoint; -1 when that fails (the
+ * backend then tries and says why). */
+static int slot_socket(const vmm_ipx *x, unsigned i) {
+  const ipx_endpoint *e = &x->slot[i];
+  struct sockaddr_storage sa;
+  socklen_t sl;
+  if (hwsock_parse_ip(e->ip, strlen(e->ip), (uint16_t)e->port, &sa, &sl) < 0)
+    return -1;
+  int fd = socket(sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  IPPROTO_UDP);
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sl) != 0) {
+    close(fd);
+    fd = -1;
+  }
+  return fd;
+}
+
+/* Slot i is the guest's, on fd (-1: a new socket). 0, or -1. */
+static int claim(vmm_ipx *x, unsigned i, int fd) {
+  if (fd < 0)
+    fd = slot_socket(x, i);
+  size_t n = strlen(x->options[i]) + 16;
+  x->claimed[i] = fd >= 0 ? malloc(n) : NULL;
+  if (fd >= 0 && x->claimed[i] == NULL) {
+    close(fd);
+    return -1;
+  }
+  if (fd >= 0)
+    snprintf(x->claimed[i], n, "%s fd=%d", x->options[i], fd);
+  x->fd[i] = fd;
+  x->used[i] = 1;
+  return 0;
 }
 
 int vmm_ipx_claim(vmm *v) {
@@ -244,18 +301,34 @@ int vmm_ipx_claim(vmm *v) {
   if (x == NULL)
     return -1;
   for (unsigned i = 0; i < x->nslots; i++)
-    if (!x->used[i]) {
-      x->used[i] = 1;
-      return (int)i;
-    }
+    if (!x->used[i])
+      return claim(x, i, -1) == 0 ? (int)i : -1;
   return -1;
+}
+
+int vmm_ipx_claim_slot(vmm *v, int slot, int fd) {
+  vmm_ipx *x = v->ipx;
+  if (x == NULL || slot < 0 || (unsigned)slot >= x->nslots ||
+      x->used[slot] || fd < 0) {
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return claim(x, (unsigned)slot, fd);
+}
+
+int vmm_ipx_fd(const vmm *v, int slot) {
+  const vmm_ipx *x = v->ipx;
+  if (x == NULL || slot < 0 || (unsigned)slot >= x->nslots || !x->used[slot])
+    return -1;
+  return x->fd[slot];
 }
 
 const char *vmm_ipx_options(const vmm *v, int slot) {
   const vmm_ipx *x = v->ipx;
   if (x == NULL || slot < 0 || (unsigned)slot >= x->nslots)
     return NULL;
-  return x->options[slot];
+  return x->claimed[slot] != NULL ? x->claimed[slot] : x->options[slot];
 }
 
 void vmm_ipx_describe(const vmm *v, int slot, char *buf, size_t len) {
@@ -271,6 +344,6 @@ void vmm_ipx_describe(const vmm *v, int slot, char *buf, size_t len) {
 
 void vmm_ipx_release(vmm *v, int slot) {
   vmm_ipx *x = v->ipx;
-  if (x != NULL && slot >= 0 && (unsigned)slot < x->nslots)
-    x->used[slot] = 0;
+  if (x != NULL && slot >= 0 && (unsigned)slot < x->nslots && x->used[slot])
+    unclaim(x, (unsigned)slot);
 }

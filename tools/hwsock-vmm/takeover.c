@@ -10,7 +10,8 @@
  *               a socket between states answers EAGAIN); gives up after
  *               5 s and serves on
  *   old -> new  LISTEN   the guests', takeover and control listening fds
- *               GUEST    per guest: its connection, memfd and eventfds,
+ *               GUEST    per guest: its connection, memfd and eventfds
+ *                        (and its --ipx-net slot's UDP socket),
  *                        then BLOB (the device state, in chunks) and SOCKS
  *                        (socket records and host socket fds, batches of
  *                        at most 64)
@@ -65,7 +66,9 @@ _Static_assert(sizeof(tk_hdr) == 32, "takeover header");
 
 /* GUEST payload */
 typedef struct tk_guest {
-  hwsock_le32 id, nqueues, hello_done, reserved;
+  hwsock_le32 id, nqueues, hello_done;
+  hwsock_le32 ipx_slot; /* its --ipx-net slot + 1 (the last fd is the
+                           slot's UDP socket), 0: none */
   hwsock_le64 pid, uid, gid, mem_size;
 } tk_guest;
 _Static_assert(sizeof(tk_guest) == 48, "takeover guest");
@@ -301,13 +304,14 @@ static int collect(vmm *v, struct vmm_handover *h, char *why, size_t wl) {
 
 static int send_guest(int conn, const tk_out *o) {
   vmm_guest_desc d;
-  int fds[2 + 2 * HWSOCK_MAX_QUEUES];
+  int fds[3 + 2 * HWSOCK_MAX_QUEUES];
   unsigned nfds = vmm_guest_handover_fds(o->g, &d, fds);
   tk_guest m;
   memset(&m, 0, sizeof(m));
   hwsock_le32_set(&m.id, d.id);
   hwsock_le32_set(&m.nqueues, d.nqueues);
   hwsock_le32_set(&m.hello_done, d.hello_done);
+  hwsock_le32_set(&m.ipx_slot, (uint32_t)(d.ipx_slot + 1));
   hwsock_le64_set(&m.pid, (uint64_t)d.pid);
   hwsock_le64_set(&m.uid, (uint64_t)d.uid);
   hwsock_le64_set(&m.gid, (uint64_t)d.gid);
@@ -432,8 +436,6 @@ static void on_takeover(uv_poll_t *p, int status, int events) {
     no = "another takeover version";
   else if (v->handover != NULL || v->stopping)
     no = "busy (a takeover or a shutdown is in progress)";
-  else if (v->ipx != NULL)
-    no = "IPX guests (--ipx-net) cannot be handed over";
   close_fds(fds, nfds);
   if (no != NULL) {
     vmm_log(HWSOCK_LOG_WARN, "takeover: refused: %s", no);
@@ -571,7 +573,14 @@ static int on_guest(vmm *v, tk_in *in, const tk_hdr *h, const uint8_t *p,
   }
   tk_guest m;
   memcpy(&m, p, sizeof(m));
+  uint32_t slot = hwsock_le32_get(&m.ipx_slot);
+  if (slot > VMM_IPX_MAX_SLOTS) {
+    close_fds(fds, nfds);
+    snprintf(why, wl, "malformed GUEST");
+    return -1;
+  }
   vmm_guest_desc d = {
+      .ipx_slot = (int)slot - 1,
       .id = hwsock_le32_get(&m.id),
       .nqueues = hwsock_le32_get(&m.nqueues),
       .hello_done = hwsock_le32_get(&m.hello_done),

@@ -223,13 +223,20 @@ int vmm_control_fd(const vmm *v);
 int vmm_ipx_setup(vmm *v);
 void vmm_ipx_free(vmm *v);
 /* The lowest free slot, now taken (-1: none free, or no IPX), and its
- * options string for the ipx backend (valid until vmm_ipx_free()). */
+ * options string for the ipx backend (valid until the slot is released):
+ * with fd= when the VMM could bind the slot's UDP socket itself. */
 int vmm_ipx_claim(vmm *v);
 const char *vmm_ipx_options(const vmm *v, int slot);
 /* "net 0000cafe node 02005e000001 udp 127.0.0.1:213" of a slot, for logs. */
 void vmm_ipx_describe(const vmm *v, int slot, char *buf, size_t len);
 /* Frees a slot taken by vmm_ipx_claim(); -1 is ignored. */
 void vmm_ipx_release(vmm *v, int slot);
+/* Takeover: the guest's slot `slot` again, on the UDP socket fd the old VMM
+ * handed over (ours from now on; closed on failure). 0, or -1. */
+int vmm_ipx_claim_slot(vmm *v, int slot, int fd);
+/* A claimed slot's UDP socket (the VMM's: the backend has a duplicate),
+ * -1 when the backend bound its own. */
+int vmm_ipx_fd(const vmm *v, int slot);
 
 /* setup.c, shared with tools/hwsock-vhost-user: v->control_path from
  * --control or listen_path + VMM_CONTROL_SUFFIX; --policy (or the built-in
@@ -253,12 +260,15 @@ typedef struct vmm_guest_desc {
   unsigned id, nqueues, hello_done;
   long pid, uid, gid;
   size_t mem_size;
+  int ipx_slot; /* its --ipx-net slot, whose UDP socket is the last fd;
+                   -1: none */
 } vmm_guest_desc;
 /* on: the guest's messages wait in its socket and its device takes no
  * request (quiesced); off: served again. */
 void vmm_guest_pause(vmm_guest *g, int on);
 /* Fills d and fds (the connection, the memfd, then each queue's kick and
- * call eventfd: 2 + 2 * nqueues, still the guest's); returns the count. */
+ * call eventfd: 2 + 2 * nqueues, and its IPX slot's UDP socket if any;
+ * still the guest's); returns the count. */
 unsigned vmm_guest_handover_fds(const vmm_guest *g, vmm_guest_desc *d,
                                 int *fds);
 /* A guest from a handed-over description and fds (every one of them is
