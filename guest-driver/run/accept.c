@@ -27,6 +27,7 @@ static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
   int late = s->lerr_taken != 0 && c->n.id >= s->lerr_taken;
   pthread_mutex_unlock(&s->lock);
   int failed_seen = 0;
+  int64_t deadline = 0;
   for (;;) {
     uint8_t token;
     ssize_t n = recv(t->fd, &token, 1, MSG_DONTWAIT);
@@ -75,8 +76,9 @@ static int take(run_call *c, run_target *t, int nb, run_accepted *out) {
     }
     if (nb)
       return HWSOCK_EAGAIN;
-    if (hwsock__run_wait_readable(c, t->fd) < 0)
-      return HWSOCK_ENOENT;
+    int w = hwsock__run_wait_readable(c, t->fd, &deadline);
+    if (w < 0)
+      return w; /* SO_RCVTIMEO's EAGAIN, or gone */
   }
 }
 

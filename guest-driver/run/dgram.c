@@ -223,6 +223,7 @@ static ssize_t recv_one(run_call *c, run_target *t, int flags, uint8_t *buf,
   run_sock *s = t->s;
   int nb = nonblocking(t, flags);
   int peek = flags & MSG_PEEK;
+  int64_t deadline = 0;
   for (;;) {
     pthread_mutex_lock(&s->rxlock);
     /* a pending error comes before queued data, as in the kernel */
@@ -253,8 +254,9 @@ static ssize_t recv_one(run_call *c, run_target *t, int flags, uint8_t *buf,
       return hwsock__run_err(err);
     if (nb)
       return HWSOCK_EAGAIN;
-    if (hwsock__run_wait_readable(c, t->fd) < 0)
-      return HWSOCK_ENOENT;
+    int w = hwsock__run_wait_readable(c, t->fd, &deadline);
+    if (w < 0)
+      return w; /* SO_RCVTIMEO's EAGAIN, or gone */
   }
 }
 

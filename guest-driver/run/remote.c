@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "run.h"
@@ -30,9 +31,34 @@ int hwsock__run_valid(const run_call *c) {
   return ioctl(hwsock__run.notify_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
 }
 
-int hwsock__run_wait_readable(const run_call *c, int fd) {
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int hwsock__run_wait_readable(const run_call *c, int fd, int64_t *deadline) {
+  if (*deadline == 0) {
+    /* SO_RCVTIMEO of the program end (set there: sockopt.c local_opt),
+     * which the kernel's blocking recvfrom/accept would honour: C clients
+     * (resolvers, NTP) time out with it rather than with poll */
+    struct timeval tv = {0, 0};
+    socklen_t l = sizeof(tv);
+    int64_t ms = getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) == 0
+                     ? (int64_t)tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000
+                     : 0;
+    *deadline = ms > 0 ? now_ms() + ms : -1;
+  }
+  int slice = RUN_POLL_SLICE_MS;
+  if (*deadline > 0) {
+    int64_t left = *deadline - now_ms();
+    if (left <= 0)
+      return HWSOCK_EAGAIN;
+    if (left < slice)
+      slice = (int)left;
+  }
   struct pollfd p = {.fd = fd, .events = POLLIN};
-  if (poll(&p, 1, RUN_POLL_SLICE_MS) == 0 && hwsock__run_interrupted(c))
+  if (poll(&p, 1, slice) == 0 && hwsock__run_interrupted(c))
     return HWSOCK_ENOENT; /* answered: the thread takes a signal */
   return hwsock__run_valid(c) ? 0 : HWSOCK_ENOENT;
 }

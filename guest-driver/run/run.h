@@ -146,9 +146,12 @@ typedef struct run_call {
 /* Still valid (the program's thread is waiting in the call)? */
 int hwsock__run_valid(const run_call *c);
 /* One bounded wait (RUN_POLL_SLICE_MS) for fd to become readable, for a
- * blocking call answered here: 0, or HWSOCK_ENOENT when the call went
- * away (or was answered: the thread has a signal to take). */
-int hwsock__run_wait_readable(const run_call *c, int fd);
+ * blocking call answered here: 0, HWSOCK_EAGAIN when fd's SO_RCVTIMEO has
+ * passed since the call's first wait (the kernel's own wait ends so;
+ * *deadline: 0 before the first, kept by the caller across its loop), or
+ * HWSOCK_ENOENT when the call went away (or was answered: the thread has
+ * a signal to take). */
+int hwsock__run_wait_readable(const run_call *c, int fd, int64_t *deadline);
 /* sigpend.c: when the call's thread has a signal to take, answers the call
  * -ERESTARTSYS (the kernel restarts it or fails it with EINTR, as for its
  * own blocking waits) and returns 1; else 0. Blocking waits call it each

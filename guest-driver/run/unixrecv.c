@@ -134,6 +134,7 @@ static ssize_t recv_one(run_call *c, int fd, uint64_t mp, int flags) {
   struct iovec liov = {buf, total};
   struct msghdr lm;
   ssize_t n;
+  int64_t deadline = 0;
   for (;;) {
     memset(&lm, 0, sizeof(lm));
     lm.msg_name = have ? &name : NULL;
@@ -146,8 +147,9 @@ static ssize_t recv_one(run_call *c, int fd, uint64_t mp, int flags) {
                              MSG_CMSG_CLOEXEC);
     if (n >= 0 || (errno != EAGAIN && errno != EINTR) || nb)
       break;
-    if (hwsock__run_wait_readable(c, fd) < 0) {
-      out = HWSOCK_ENOENT;
+    int w = hwsock__run_wait_readable(c, fd, &deadline);
+    if (w < 0) {
+      out = w; /* SO_RCVTIMEO's EAGAIN, or gone */
       goto done;
     }
   }

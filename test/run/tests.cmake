@@ -82,7 +82,7 @@ endif()
 if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   foreach(t udp_refused asyncio_udp_refused edestaddrreq getsockname
             peek_fork messages options reuseaddr_restart write_and_exit
-            signals)
+            signals rcvtimeo)
     add_test(NAME run_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
@@ -92,7 +92,8 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   # The datagram ones against a VMM with the event queue (--queues 2): an
   # ICMP error is a soft ERROR event there (PROTOCOL.md §16.9); before it,
   # the first ECONNREFUSED ended the socket's read side.
-  foreach(t udp_refused asyncio_udp_refused edestaddrreq peek_fork signals)
+  foreach(t udp_refused asyncio_udp_refused edestaddrreq peek_fork signals
+            rcvtimeo)
     add_test(NAME run_evq_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
