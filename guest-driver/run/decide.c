@@ -27,6 +27,19 @@
 #include "hwsock/wire.h"
 #include "run.h"
 
+/* SO_SNDTIMEO of the program end (set there: sockopt.c local_opt) in ms,
+ * -1 when none: the kernel ends a blocking connect with EINPROGRESS when
+ * it passes, and the handshake goes on (C clients bound connects so). */
+static int sndtimeo_ms(int fd) {
+  struct timeval tv = {0, 0};
+  socklen_t l = sizeof(tv);
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &l) < 0 ||
+      (tv.tv_sec == 0 && tv.tv_usec == 0))
+    return -1;
+  long long ms = (long long)tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
+  return ms > 24LL * 3600 * 1000 ? -1 : (int)ms;
+}
+
 static int nonblocking(const run_target *t) {
   int fl = fcntl(t->fd, F_GETFL);
   return fl >= 0 && (fl & O_NONBLOCK);
@@ -266,7 +279,7 @@ static void connect_stream(run_call *c, run_target *t, const char *uri,
     return;
   }
   int nb = nonblocking(t);
-  hwsock__run_wait_connect(c, s, nb ? RUN_NB_DECIDE_MS : -1);
+  hwsock__run_wait_connect(c, s, nb ? RUN_NB_DECIDE_MS : sndtimeo_ms(t->fd));
   pthread_mutex_lock(&s->lock);
   s->conn_waiter = 0;
   int state = s->state, err = s->conn_err;

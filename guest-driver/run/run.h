@@ -369,7 +369,10 @@ void hwsock__run_pass(run_call *c, const run_target *t);
  * with target_done), else the call is answered as by hwsock__run_pass, t is
  * released already, and 0. */
 int hwsock__run_target_ours(run_call *c, int fd, run_target *t);
-/* Waits (bounded slices, re-checking the call) until cond says done. */
+/* Waits (bounded slices, re-checking the call) until s is no longer
+ * connecting, or timeout_ms (-1: no limit) passed: 1 when it is not. A
+ * signal for the call's thread ends the wait (the call answered, sigpend.c)
+ * except a nonblocking connect's short RUN_NB_DECIDE_MS one. */
 int hwsock__run_wait_connect(run_call *c, run_sock *s, int timeout_ms);
 
 /* ---- srcq.c: a datagram socket's source queue (srcq.h) ------------------- */

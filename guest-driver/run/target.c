@@ -109,7 +109,7 @@ int hwsock__run_wait_connect(run_call *c, run_sock *s, int timeout_ms) {
      * does not: it answers EINPROGRESS, never EINTR) */
     if (s->state == RS_CONNECTING &&
         (!hwsock__run_valid(c) ||
-         (timeout_ms < 0 && hwsock__run_interrupted(c))))
+         (timeout_ms != RUN_NB_DECIDE_MS && hwsock__run_interrupted(c))))
       break; /* gone, or answered: the thread takes a signal */
   }
   int done = s->state != RS_CONNECTING;
