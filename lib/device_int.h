@@ -231,6 +231,8 @@ void hwsock__set_broken(struct hwsock_device *dev, unsigned q,
 
 /* dispatch.c */
 void hwsock__dispatch(struct hwsock_device *dev, hwsock__req *req);
+
+/* sockopt.c */
 /* The socket options a guest may get (set == 0) or set (set != 0). */
 int hwsock__sockopt_allowed(uint32_t level, uint32_t opt, int set);
 /* The value length of a settable option: 8 for SO_LINGER, else 4. */
