@@ -343,6 +343,41 @@ static void connect_dgram(run_call *c, run_target *t, const char *uri) {
   hwsock__run_reply(c, 0, 0);
 }
 
+/* connect(2) on a TCP socket whose connect is in progress. A blocking one
+ * waits for it, as the kernel's does: the call the kernel restarts after a
+ * signal handler with SA_RESTART (the first was answered when the signal
+ * came, sigpend.c) is this; before, it failed with EALREADY at once.
+ * Nonblocking: EALREADY. */
+static void connect_again(run_call *c, run_target *t) {
+  run_sock *s = t->s;
+  if (nonblocking(t)) {
+    hwsock__run_reply(c, 0, HWSOCK_EALREADY);
+    return;
+  }
+  pthread_mutex_lock(&s->lock);
+  s->conn_waiter = 1;
+  pthread_mutex_unlock(&s->lock);
+  int done = hwsock__run_wait_connect(c, s, sndtimeo_ms(t->fd));
+  pthread_mutex_lock(&s->lock);
+  s->conn_waiter = 0;
+  int state = s->state, err = s->conn_err, pending = s->so_error;
+  if (done && state != RS_CONNECTED)
+    s->so_error = 0; /* reported here */
+  pthread_mutex_unlock(&s->lock);
+  if (!hwsock__run_valid(c))
+    return; /* gone, or answered: its thread takes a signal */
+  if (!done) /* SO_SNDTIMEO passed: the restarted call's own error */
+    hwsock__run_reply(c, 0, HWSOCK_EALREADY);
+  else if (state == RS_CONNECTED)
+    hwsock__run_reply(c, 0, 0);
+  else if (pending)
+    hwsock__run_reply(c, 0, pending);
+  else
+    hwsock__run_reply(c, 0, err == HWSOCK_EDECLINED || err == 0
+                                ? HWSOCK_ECONNREFUSED
+                                : hwsock__run_dev_err(err));
+}
+
 void hwsock__run_connect_with_data(run_call *c, run_target *t, const char *uri,
                                    const uint8_t *data, size_t n, int flags) {
   connect_stream(c, t, uri, data, n, flags);
@@ -372,7 +407,7 @@ void hwsock__run_on_connect(run_call *c) {
     hwsock__run_reply(c, 0, state == RS_UNDECIDED ? 0 : HWSOCK_EOPNOTSUPP);
   } else if (s->type == SOCK_STREAM) {
     if (state == RS_CONNECTING)
-      hwsock__run_reply(c, 0, HWSOCK_EALREADY);
+      connect_again(c, &t);
     else if (state == RS_CONNECTED || state == RS_LISTENING)
       hwsock__run_reply(c, 0, HWSOCK_EISCONN);
     else if (state == RS_UNDECIDED && so_error)

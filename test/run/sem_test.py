@@ -736,6 +736,74 @@ except OSError as e:
 '''
 
 
+PY_CONNECT_RESTART = r'''
+import errno, signal, socket, sys, time
+hits = []
+signal.signal(signal.SIGALRM, lambda *a: hits.append(1))
+signal.siginterrupt(signal.SIGALRM, False)  # SA_RESTART, as C servers
+s = socket.socket()
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+try:
+    # the kernel restarts the connect after the handler, and the restarted
+    # call waits on until the handshake completes
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    print("connected")
+except OSError as e:
+    print("connect", errno.errorcode[e.errno])
+print("signal", len(hits))
+'''
+
+
+def full_listener():
+    """A listener whose accept queue is full: SYNs to it go unanswered."""
+    l = socket.socket()
+    l.bind(("127.0.0.1", 0))
+    l.listen(0)
+    port = l.getsockname()[1]
+    fill = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fill.append(c)
+    time.sleep(0.2)
+    return l, fill
+
+
+def test_connect_restart():
+    """A blocking connect restarted after a signal handler (SA_RESTART)
+    waits on for the handshake, as the kernel's (before: EALREADY at once
+    under hwsock-run)."""
+    vmm = Vmm()
+    try:
+        for run in ("native", "hwsock-run"):
+            l, fill = full_listener()
+
+            def drain():
+                # after the signal: room in the queue, the SYN's next
+                # retransmission (1 s) completes the handshake
+                time.sleep(0.8)
+                l.settimeout(10)
+                try:
+                    for _ in range(5):
+                        l.accept()[0].close()
+                except OSError:
+                    pass
+
+            th = threading.Thread(target=drain, daemon=True)
+            th.start()
+            if run == "native":
+                r = native_py(PY_CONNECT_RESTART, l.getsockname()[1])
+            else:
+                r = run_py(PY_CONNECT_RESTART, l.getsockname()[1], vmm=vmm)
+            check(r.stdout == b"connected\nsignal 1\n",
+                  "%s: %s" % (run, show(r)))
+            l.close()
+            th.join(15)
+    finally:
+        vmm.close()
+
+
 def test_sndtimeo():
     """SO_SNDTIMEO ends a blocking connect that does not complete with
     EINPROGRESS, as natively (before: it waited for the device's connect,
