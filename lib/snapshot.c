@@ -444,15 +444,17 @@ static int parse_sock(const hwsock_device *dev, const uint8_t *p, size_t room,
   /* a pending ACCEPT's target is a bare id: its scheme comes with the
    * connection */
   int reserved = x->state == HWSOCK__S_RESERVED;
+  /* the statistics: an offloaded socket's, from version 4 on */
+  unsigned flags_ok =
+      SF_BOUND |
+      (version >= 4 && x->state == HWSOCK__S_OFFLOADED ? SF_STATS : 0u);
   if (x->state < HWSOCK__S_OPEN || x->state > HWSOCK__S_RESET ||
       (reserved ? (x->scheme | x->flags | x->window | x->ev | x->nopt) != 0
                 : x->scheme < HWSOCK_SCHEME_TCP ||
                       x->scheme > HWSOCK_SCHEME_IPX) ||
       x->ss > HWSOCK_SS_DENIED ||
       (x->state != HWSOCK__S_OFFLOADED && x->ss != 0) ||
-      (x->flags & ~(SF_BOUND | (version >= 4 && x->state == HWSOCK__S_OFFLOADED
-                                    ? SF_STATS
-                                    : 0))) != 0 ||
+      (x->flags & ~flags_ok) != 0 ||
       (x->ev & ~(SE_WANT_ACCEPT | SE_WANT_WRITE | SE_RDONE | SE_RESET)) ||
       x->window > HWSOCK_CREDIT_MAX || (!evq && (x->window | x->ev) != 0))
     return HWSOCK_EBADMSG;
