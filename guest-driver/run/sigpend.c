@@ -47,6 +47,27 @@ static unsigned long long field(const char *text, const char *name,
 
 enum { SIG_NONE, SIG_OURS, SIG_SHARED };
 
+/* A group stop under way (SIGSTOP, ^Z): the main thread has taken the
+ * stop signal and stopped, and every other thread is asked to stop too,
+ * which a thread in a call the supervisor took does only once the call is
+ * answered (the kernel sets its TIF_SIGPENDING; the answer restarts the
+ * call after SIGCONT). Without this a program stopped only in part and
+ * its shell waited. Read from the main thread's /proc/TGID/stat. */
+static int group_stopping(unsigned long long tgid) {
+  char path[64], text[512];
+  snprintf(path, sizeof(path), "/proc/%llu/stat", tgid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, text, sizeof(text) - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  text[n] = '\0';
+  const char *p = strrchr(text, ')'); /* after the command name */
+  return p && p[1] == ' ' && p[2] == 'T';
+}
+
 /* Whether thread tid has a signal to take when its call returns: SIG_OURS
  * surely, SIG_SHARED a process-wide one that the main thread of a process
  * with several would take (unless the kernel gave it to another). One
@@ -69,6 +90,8 @@ static int signal_to_take(pid_t tid) {
                      tgid = field(text, "\nTgid:", 10);
   if (pnd & ~blk)
     return SIG_OURS;
+  if (threads > 1 && tgid != (unsigned long long)tid && group_stopping(tgid))
+    return SIG_OURS; /* a ^Z: the other threads stop, this one must too */
   if (!(shd & ~blk) || (threads != 1 && tgid != (unsigned long long)tid))
     return SIG_NONE; /* (another thread may take it) */
   return threads == 1 ? SIG_OURS : SIG_SHARED;

@@ -356,7 +356,69 @@ def test_fastopen():
         vmm.close()
 
 
-TESTS = {"fastopen": test_fastopen, "nginx": test_nginx, "socat_udp_client": test_socat_udp_client,
+# ---- ^Z: a program with a thread blocked in accept stops as a whole ------------
+
+PY_STOP = r'''
+import os, socket, sys, threading, time
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(1)
+got = []
+t = threading.Thread(target=lambda: got.append(l.accept()[0].recv(10)))
+t.start()
+print(os.getpid(), l.getsockname()[1], flush=True)
+t.join(30)
+print("accepted", got, flush=True)
+'''
+
+
+def thread_states(pid):
+    out = []
+    for tid in sorted(os.listdir("/proc/%d/task" % pid)):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            out.append(f.read().rsplit(")", 1)[1].split()[0])
+    return out
+
+
+def test_stop():
+    """SIGSTOP stops every thread of a program whose second thread is
+    blocked in accept on an offloaded listener, SIGCONT resumes it and the
+    accept goes on, as natively (before: that thread stayed in the call
+    the supervisor had taken, and the program never stopped as a whole)."""
+    path = os.path.join(harness.TMP, "stop.py")
+    with open(path, "w") as f:
+        f.write(PY_STOP)
+    vmm = Vmm()
+    try:
+        for mode in ("native", "hwsock-run"):
+            prog = [sys.executable, path]
+            p = (subprocess.Popen(prog, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+                 if mode == "native" else under_run(prog, vmm))
+            try:
+                pid, port = map(int, p.stdout.readline().split())
+                time.sleep(0.3)  # the thread is in accept
+                os.kill(pid, signal.SIGSTOP)
+                end = time.monotonic() + 5
+                while (time.monotonic() < end and
+                       set(thread_states(pid)) != {"T"}):
+                    time.sleep(0.05)
+                states = thread_states(pid)
+                os.kill(pid, signal.SIGCONT)
+                check(set(states) == {"T"}, "%s: after SIGSTOP the "
+                      "threads are %r" % (mode, states))
+                c = socket.create_connection(("127.0.0.1", port), 5)
+                c.send(b"hi")
+                line = p.stdout.readline()
+                c.close()
+                check(line == b"accepted [b'hi']\n", "%s: %r" % (mode, line))
+            finally:
+                stop(p)
+    finally:
+        vmm.close()
+
+
+TESTS = {"fastopen": test_fastopen, "stop": test_stop, "nginx": test_nginx, "socat_udp_client": test_socat_udp_client,
          "socat_udp_server": test_socat_udp_server,
          "socat_tcp_relay": test_socat_tcp_relay}
 
