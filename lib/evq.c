@@ -31,27 +31,6 @@ static int is_dgram(const hwsock__sock *s) {
   return hwsock_scheme_socktype(s->scheme) == HWSOCK_SOCK_DGRAM;
 }
 
-/* The errors a datagram socket lives on (PROTOCOL.md §16.9): the host
- * kernel's report of an ICMP error to an earlier datagram (Linux's
- * icmp_err_convert), which recvmsg returns once and clears; the socket
- * stays. Only these: any other read error may persist, and a soft error
- * re-arms the watch, so it must not be one the next read meets again. */
-static int soft_error(int status) {
-  switch (status) {
-  case HWSOCK_ECONNREFUSED:
-  case HWSOCK_EHOSTUNREACH:
-  case HWSOCK_ENETUNREACH:
-  case HWSOCK_EHOSTDOWN:
-  case HWSOCK_ENOPROTOOPT:
-  case HWSOCK_EMSGSIZE:
-  case HWSOCK_EACCES:
-  case HWSOCK_EPROTO:
-    return 1;
-  default:
-    return 0;
-  }
-}
-
 static const hwsock_backend_ops *ops_of(const hwsock_device *dev,
                                         const hwsock__sock *s) {
   return dev->backends[s->backend].desc->ops;
@@ -225,9 +204,12 @@ void hwsock__evq_complete(hwsock_device *dev, hwsock__req *req, int status,
   }
   hwsock_event ev;
   uint32_t used = EV_LEN;
-  if (status < 0 && is_dgram(s) && soft_error(status)) {
-    /* A datagram socket's ICMP error: reported, the read side goes on and
-     * W is unchanged (the host error was cleared by this read). A driver
+  if (status < 0 && is_dgram(s) && hwsock_err_is_soft(status)) {
+    /* A datagram socket's ICMP error (the host kernel's report of an ICMP
+     * error to an earlier datagram, which recvmsg returns once and clears;
+     * only these: any other read error may persist, and a soft error
+     * re-arms the watch, so it must not be one the next read meets again):
+     * reported, the read side goes on and W is unchanged. A driver
      * without F_SOFT_ERRORS takes every ERROR for the end of the read
      * side; it gets the buffer back empty instead (no event): a lost soft
      * error is less wrong than a socket that never receives again. */

@@ -944,11 +944,10 @@ static void up_resume(pump_arg *a) {
 /* ---- datagrams ----------------------------------------------------------- */
 
 /* Errors a datagram socket lives on (ICMP answers to an earlier datagram):
- * the kernel reports them once on the next call, and the socket stays. */
-static int dgram_soft_err(int err) {
-  return err == HWSOCK_ECONNREFUSED || err == HWSOCK_EHOSTUNREACH ||
-         err == HWSOCK_ENETUNREACH;
-}
+ * the kernel reports them once on the next call, and the socket stays. The
+ * device's list (PROTOCOL.md §16.9), shared: a soft ERROR event the core
+ * takes as pending comes back from its recv as one of these. */
+static int dgram_soft_err(int err) { return hwsock_err_is_soft(err); }
 
 void hwsock__run_dgram_post_err(run_sock *s, int err, int marker) {
   pthread_mutex_lock(&s->rxlock);
@@ -1120,14 +1119,16 @@ static int dgram_up_one(run_sock *s, const uint8_t *buf, ssize_t n) {
   ssize_t w = hwsock_guest_sendto(hwsock__run.g, s->id, buf, (size_t)n, 0,
                                   NULL);
   if (w < 0 && dgram_soft_err((int)w)) {
-    /* an earlier datagram's refusal, met by this send: the program
-     * learns it on its next call. No marker from this thread: only the
-     * down pump writes records, so markers keep their place in srcq. */
+    /* an earlier datagram's ICMP error, met by this send, or this one's
+     * own EMSGSIZE or EACCES (too big, broadcast without SO_BROADCAST),
+     * which the program's send on the pair could not fail with: the
+     * program learns it on its next intercepted call. No marker from this
+     * thread: only the down pump writes records, so markers keep their
+     * place in srcq. */
     hwsock__run_dgram_post_err(s, (int)w, 0);
     return 1;
   }
-  if (w < 0 && w != HWSOCK_EMSGSIZE && w != HWSOCK_ENOBUFS &&
-      w != HWSOCK_EAGAIN) {
+  if (w < 0 && w != HWSOCK_ENOBUFS && w != HWSOCK_EAGAIN) {
     fail(s, "send", (int)w);
     return 0;
   }

@@ -113,6 +113,26 @@ HWSOCK_EXTERN int hwsock_err_from_errno(int host_errno);
 /* True when a positive wire status value names a known error. */
 HWSOCK_EXTERN int hwsock_err_is_known(uint32_t wire_status);
 
+/* True when a datagram socket's error err (negative HWSOCK_E*) is soft
+ * (docs/PROTOCOL.md §16.9): what the host kernel makes of an ICMP or ICMPv6
+ * error answering an earlier datagram, reported once; the socket goes on.
+ * Inline, no symbol: the device and the drivers share this one list. */
+static inline int hwsock_err_is_soft(int err) {
+  switch (err) {
+  case HWSOCK_ECONNREFUSED:
+  case HWSOCK_EHOSTUNREACH:
+  case HWSOCK_ENETUNREACH:
+  case HWSOCK_EHOSTDOWN:
+  case HWSOCK_ENOPROTOOPT:
+  case HWSOCK_EMSGSIZE:
+  case HWSOCK_EACCES:
+  case HWSOCK_EPROTO:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 /* Version of the library linked at run time (HWSOCK_VERSION_HEX form). */
 HWSOCK_EXTERN unsigned hwsock_version(void);
 HWSOCK_EXTERN const char *hwsock_version_string(void);

@@ -11,6 +11,7 @@ for harness.py (HWSOCK_RUN, HWSOCK_VMM, HWSOCK_BACKENDS)."""
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -138,6 +139,147 @@ def test_asyncio_udp_refused():
                  what="asyncio UDP client")
         check(r.stdout == b"('error', 'ConnectionRefusedError')\n"
               b"('data', b'echo:q2')\n", "unexpected: " + show(r))
+    finally:
+        vmm.close()
+
+
+# ---- the other soft errors (PROTOCOL.md §16.9) --------------------------------
+
+# A connected UDP client: each "ping" is answered by an ICMP error about it,
+# which its next recvfrom reports once; the socket goes on receiving (the
+# answer to its "again").
+PY_SOFT_ERRORS = r'''
+import errno, socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.settimeout(10)
+for i in range(int(sys.argv[3])):
+    s.send(b"ping%d" % i)
+    try:
+        print("recvfrom got", s.recvfrom(512)[0])
+    except OSError as e:
+        print("recvfrom", errno.errorcode.get(e.errno, e))
+    s.send(b"again%d" % i)
+    print("recvfrom got", s.recvfrom(512)[0])
+'''
+
+# (ICMP type, code, rest of header): what Linux makes of them for a connected
+# UDP socket (__udp4_lib_err, __udp6_lib_err)
+SOFT_CASES = {
+    socket.AF_INET: [
+        (3, 2, 0, "ENOPROTOOPT"),      # protocol unreachable
+        (3, 7, 0, "EHOSTDOWN"),        # destination host unknown
+        (3, 4, 1280, "EMSGSIZE"),      # fragmentation needed, MTU 1280
+        (12, 0, 0, "EPROTO"),          # parameter problem
+    ],
+    socket.AF_INET6: [
+        (1, 1, 0, "EACCES"),           # administratively prohibited
+    ],
+}
+
+
+def inet_sum(b):
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t >> 16:
+        t = (t & 0xffff) + (t >> 16)
+    return ~t & 0xffff
+
+
+def icmp_about(fam, typ, code, rest, src, dst, data):
+    """An ICMP(v6) error about the UDP datagram data from src to dst."""
+    udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(data), 0) + data
+    if fam == socket.AF_INET:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0x4000,
+                         64, socket.IPPROTO_UDP, 0,
+                         socket.inet_aton(src[0]), socket.inet_aton(dst[0]))
+        ip = ip[:10] + struct.pack("!H", inet_sum(ip)) + ip[12:]
+        msg = struct.pack("!BBHI", typ, code, 0, rest) + ip + udp
+        return msg[:2] + struct.pack("!H", inet_sum(msg)) + msg[4:]
+    ip = struct.pack("!IHBB16s16s", 6 << 28, len(udp), socket.IPPROTO_UDP,
+                     64, socket.inet_pton(fam, src[0]),
+                     socket.inet_pton(fam, dst[0]))
+    # the kernel fills in an ICMPv6 raw socket's checksum
+    return struct.pack("!BBHI", typ, code, 0, rest) + ip + udp
+
+
+class IcmpAnswers:
+    """The client's server: answers each ping with a forged ICMP error, each
+    "again" with "data:" + it."""
+
+    def __init__(self, fam):
+        host = "::1" if fam == socket.AF_INET6 else "127.0.0.1"
+        self.fam = fam
+        self.sock = socket.socket(fam, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(20)
+        self.addr = self.sock.getsockname()[:2]
+        self.raw = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMP
+                                 if fam == socket.AF_INET
+                                 else socket.IPPROTO_ICMPV6)
+        self.errors = []
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        try:
+            for typ, code, rest, _ in SOFT_CASES[self.fam]:
+                d, a = self.sock.recvfrom(512)
+                self.raw.sendto(icmp_about(self.fam, typ, code, rest,
+                                           a[:2], self.addr, d), (a[0], 0))
+                d, a = self.sock.recvfrom(512)
+                self.sock.sendto(b"data:" + d, a)
+        except OSError as e:
+            self.errors.append(e)
+
+
+def lo_up():
+    """Brings up lo in the test's own network namespace."""
+    import fcntl
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ifr = struct.pack("16sH22x", b"lo", 0)
+    flags = struct.unpack("16sH22x", fcntl.ioctl(s, 0x8913, ifr))[1]
+    fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))
+    s.close()
+
+
+def test_soft_errors():
+    """The ICMP errors beyond a refusal (protocol or host unreachable,
+    fragmentation needed, parameter problem, ICMPv6 prohibited) keep a
+    connected UDP socket under hwsock-run too: the next recvfrom fails with
+    the error once, then the socket receives (before: the socket ended).
+    The ICMP errors are forged by the test with a raw socket, in a network
+    namespace of its own (unshare -n, or -rn for a user): nothing leaves
+    it, and the lowered path MTU stays there."""
+    if os.environ.get("HWSOCK_TEST_NETNS") != "1":
+        env = dict(os.environ, HWSOCK_TEST_NETNS="1")
+        # root: a network namespace only; else with a user namespace
+        ns = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
+        r = subprocess.run(ns + [PY, os.path.abspath(__file__),
+                                 "soft_errors"], env=env, capture_output=True,
+                           timeout=100)
+        sys.stderr.write(r.stderr.decode(errors="replace"))
+        check(r.returncode == 0, "in the namespace: exit %d" % r.returncode)
+        return
+    lo_up()
+    vmm = Vmm()
+    try:
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            cases = SOFT_CASES[fam]
+            want = b"".join(b"recvfrom %s\nrecvfrom got b'data:again%d'\n"
+                            % (c[3].encode(), i) for i, c in enumerate(cases))
+            for how in ("native", "hwsock-run"):
+                srv = IcmpAnswers(fam)
+                argv = (srv.addr[0], srv.addr[1], len(cases))
+                r = native_py(PY_SOFT_ERRORS, *argv) if how == "native" \
+                    else run_py(PY_SOFT_ERRORS, *argv, vmm=vmm)
+                check(r.stdout == want, "%s, %s: expected\n%s\n%s" % (
+                    how, fam.name, want.decode(), show(r)))
+                if how != "native":
+                    check(b"offload: " in r.stderr, "not offloaded: " +
+                          show(r))
+                check(not srv.errors, "%s: server %s" % (how, srv.errors))
     finally:
         vmm.close()
 

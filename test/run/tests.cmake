@@ -82,7 +82,7 @@ endif()
 if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   foreach(t udp_refused asyncio_udp_refused edestaddrreq getsockname
             peek_fork messages options reuseaddr_restart write_and_exit
-            signals rcvtimeo sndtimeo connect_restart)
+            signals rcvtimeo sndtimeo connect_restart soft_errors)
     add_test(NAME run_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
@@ -93,7 +93,7 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   # ICMP error is a soft ERROR event there (PROTOCOL.md §16.9); before it,
   # the first ECONNREFUSED ended the socket's read side.
   foreach(t udp_refused asyncio_udp_refused edestaddrreq peek_fork signals
-            rcvtimeo)
+            rcvtimeo soft_errors)
     add_test(NAME run_evq_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
