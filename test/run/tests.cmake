@@ -107,9 +107,11 @@ endif()
 # without hwsock-run: nginx with Debian's sendfile/tcp_nopush defaults, a
 # socat UDP client (shutdown at the end of its input), a socat UDP-RECVFROM
 # fork server, a socat TCP-LISTEN fork relay and a python3 client's
-# sendto(MSG_FASTOPEN).
+# sendto(MSG_FASTOPEN), and SIGSTOP of a python3 program whose second
+# thread is blocked in accept.
 if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
-  foreach(t nginx socat_udp_client socat_udp_server socat_tcp_relay fastopen)
+  foreach(t nginx socat_udp_client socat_udp_server socat_tcp_relay fastopen
+            stop)
     add_test(NAME run_evq_prog_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/programs_test.py" ${t})
