@@ -24,3 +24,15 @@ add_test(NAME kmod_errors_match_protocol
                  "${PROJECT_SOURCE_DIR}/guest-driver/linux/vq.c")
 set_tests_properties(kmod_errors_match_protocol PROPERTIES TIMEOUT 60
                      LABELS "unit;structure")
+
+# The soft errors of datagram sockets (§16.9) are one list in the document,
+# in hwsock_err_is_soft() (common.h: the device and hwsock-run) and in the
+# Linux guest module's hws_soft_errno().
+add_test(NAME soft_errors_match_protocol
+         COMMAND ${Python3_EXECUTABLE}
+                 "${CMAKE_CURRENT_LIST_DIR}/check_soft_errors.py"
+                 "${PROJECT_SOURCE_DIR}/docs/PROTOCOL.md"
+                 "${PROJECT_SOURCE_DIR}/include/hwsock/common.h"
+                 "${PROJECT_SOURCE_DIR}/guest-driver/linux/sock.c")
+set_tests_properties(soft_errors_match_protocol PROPERTIES TIMEOUT 60
+                     LABELS "unit;structure")
