@@ -13,7 +13,7 @@ All talk to one hwsock-bench-server on 127.0.0.1. Each workload starts
 with an idle pause and a short direct-socket control figure, then runs the
 paths interleaved (run 1 of every path, then run 2, ...) so that a slow
 spell of the shared machine hits every path alike. Output: a table, then
-machine-readable lines (ratio.*, cost.*, cpu.*, kicks.*, mem.*,
+machine-readable lines (ratio.*, cost.*, cpu.*, wakeups.*, kicks.*, mem.*,
 threads.*, control.*, target ...).
 
 CPU cost: each timed run adds up the CPU-seconds (user + system) of every
@@ -62,8 +62,8 @@ CONC_COUNT = 1000
 EXTRA_METRICS = {"rr1": ["p99_us", "p999_us"], "rr1k": ["p99_us", "p999_us"],
                  "conc": ["p99_ms"]}
 for _w in WORKLOADS:
-    EXTRA_METRICS.setdefault(_w[0], []).append("cpu")
-UNITS = {"cpu": "CPU-s per unit",
+    EXTRA_METRICS.setdefault(_w[0], []).extend(["cpu", "wakeups"])
+UNITS = {"cpu": "CPU-s per unit", "wakeups": "wake-ups per unit",
          "accept": "conn/s", "p99_ms": "ms p99 per conn",
          "gbit_s": "Gbit/s", "p50_us": "us p50", "p99_us": "us p99",
          "p999_us": "us p99.9", "cps": "conn/s", "delivered_pps": "dgram/s"}
@@ -117,6 +117,25 @@ def proc_cpu(pid):
 def children_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
+
+
+def proc_wakeups(pid):
+    """Voluntary context switches (sleeps, so wake-ups) of every live
+    thread of a process; 0 when gone."""
+    n = 0
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return 0
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        n += int(line.split()[1])
+        except OSError:
+            pass
+    return n
 
 
 def log(*a):
@@ -250,6 +269,15 @@ class Bench:
                 proc_cpu(self.server.pid) +
                 sum(proc_cpu(p) for p in self.run_server_pids()))
 
+    def path_wakeups(self):
+        """Voluntary context switches of every process on the path: the
+        waited client with hwsock-run (getrusage: its exited threads too),
+        and the threads of hwsock-vmm and the server(s). Each is a sleep
+        and a wake-up: what small messages pay (docs/PERFORMANCE.md)."""
+        return (resource.getrusage(resource.RUSAGE_CHILDREN).ru_nvcsw +
+                proc_wakeups(self.vmm.pid) + proc_wakeups(self.server.pid) +
+                sum(proc_wakeups(p) for p in self.run_server_pids()))
+
     def start_run_server(self):
         """hwsock-bench-server under hwsock-run (the accept workload)."""
         cmd = self.cpu("server") + [self.bin["run"], "--vmm", self.vmm_sock,
@@ -285,6 +313,7 @@ class Bench:
                  count=None):
         cmd = self.client_cmd(path, workload, port, msg, seconds, count)
         c0 = self.path_cpu()
+        w0 = self.path_wakeups()
         try:
             p = subprocess.run(cmd, capture_output=True, text=True,
                                timeout=seconds + (20 if count else 60))
@@ -297,6 +326,8 @@ class Bench:
         unit = CPU_UNIT.get(name)
         if unit is not None and float(res.get(unit[0], 0)) > 0:
             res["cpu_s"] = "%.4f" % (self.path_cpu() - c0)
+            res["wakeups"] = "%.6g" % ((self.path_wakeups() - w0) /
+                                       (float(res[unit[0]]) * unit[1]))
             res["cpu"] = "%.6g" % (float(res["cpu_s"]) /
                                    (float(res[unit[0]]) * unit[1]))
         return res, None
@@ -660,7 +691,9 @@ def main():
 
     # ---- the table -----------------------------------------------------------
     log("")
-    log("%-24s" % "workload (unit)" + "".join("%-24s" % p for p in PATHS))
+    # columns wide enough for "conc (wake-ups per unit)" and
+    # "1051610 [1014270-1052550]"
+    log("%-31s" % "workload (unit)" + "".join("%-27s" % p for p in PATHS))
     rows = []
     for name, _, _, metric, _ in WORKLOADS:
         if name not in b.results:
@@ -679,8 +712,8 @@ def main():
                     med, lo, hi = summary(vals)
                     cells.append("%s [%s-%s]" % (fmt(med), fmt(lo), fmt(hi)))
             rows.append((name, m, cells))
-            log("%-24s" % ("%s (%s)" % (name, UNITS[m])) +
-                "".join("%-24s" % c for c in cells))
+            log("%-31s" % ("%s (%s)" % (name, UNITS[m])) +
+                "".join("%-27s" % c for c in cells))
     log("(median [min-max] of %d runs; rr in microseconds, lower is better)"
         % a.runs)
     for path, why in b.unavailable.items():
@@ -701,8 +734,8 @@ def main():
         if (name, "direct") not in med:
             continue
         for m in EXTRA_METRICS.get(name, []):
-            if m == "cpu":
-                continue  # cpu.* lines below
+            if m in ("cpu", "wakeups"):
+                continue  # cpu.* and wakeups.* lines below
             vals = {p: [float(r[m]) for r in b.results[name].get(p, [])
                         if m in r] for p in PATHS}
             if not vals["direct"]:
@@ -756,6 +789,12 @@ def main():
                 cm[path] = statistics.median(vals)
                 log("cpu.%s.%s.cpu_seconds_per_%s %.4g" % (
                     name, path, unit[2].replace(" ", "_"), cm[path]))
+            wv = [float(r["wakeups"]) for r in b.results[name].get(path, [])
+                  if "wakeups" in r]
+            if wv:
+                log("wakeups.%s.%s.per_%s %.4g" % (
+                    name, path, unit[2].replace(" ", "_"),
+                    statistics.median(wv)))
         for path in ("driver", "run", "slirp"):
             if path in cm and "direct" in cm:
                 v = cm[path] / cm["direct"]
