@@ -254,8 +254,11 @@ def test_soft_errors():
     it, and the lowered path MTU stays there."""
     if os.environ.get("HWSOCK_TEST_NETNS") != "1":
         env = dict(os.environ, HWSOCK_TEST_NETNS="1")
-        # root: a network namespace only; else with a user namespace
-        ns = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
+        # a network namespace alone (root), else with a user namespace
+        ns = next((u for u in (["unshare", "-n"], ["unshare", "-rn"])
+                   if subprocess.run(u + ["true"], capture_output=True,
+                                     timeout=10).returncode == 0), None)
+        check(ns is not None, "no network namespace (unshare -n, -rn)")
         r = subprocess.run(ns + [PY, os.path.abspath(__file__),
                                  "soft_errors"], env=env, capture_output=True,
                            timeout=100)
