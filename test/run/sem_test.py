@@ -718,9 +718,18 @@ s.settimeout(20)
 # python does not retry there; docs/HWSOCK-RUN.md, signals.)
 signal.signal(signal.SIGALRM, tick)
 signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+# Each way, after every WINDOW datagrams the sender asks "more?" and waits
+# for the answer: never more unread than a receive buffer holds (beyond it
+# the kernel drops, and so does hwsock-run, RUN_MAX_SRCQ): the loss the
+# test looks for is the signals', not a slow reader's under load.
+WINDOW = 100
 for i in range(n):
     s.sendto(b"up%06d" % i, ("127.0.0.1", port))
     time.sleep(0.0002)
+    if i % WINDOW == WINDOW - 1:
+        s.sendto(b"more?", ("127.0.0.1", port))
+        while s.recvfrom(100)[0] != b"more":
+            pass
 s.sendto(b"end", ("127.0.0.1", port))
 print("server:", s.recvfrom(100)[0].decode())
 # now the server sends n datagrams to this socket, then "end"
@@ -729,6 +738,9 @@ while True:
     d, a = s.recvfrom(100)
     if d == b"end":
         break
+    if d == b"more?":
+        s.sendto(b"more", a)
+        continue
     got[d] = got.get(d, 0) + 1
 signal.setitimer(signal.ITIMER_REAL, 0, 0)
 print("received: distinct %d dups %d" % (len(got), sum(got.values()) - len(got)))
@@ -786,6 +798,9 @@ class SignalsServer:
                 d, a = self.sock.recvfrom(100)
                 if d == b"end":
                     break
+                if d == b"more?":
+                    self.sock.sendto(b"more", a)
+                    continue
                 got[d] = got.get(d, 0) + 1
             self.sock.sendto(b"distinct %d dups %d" % (
                 len(got), sum(got.values()) - len(got)), a)
@@ -793,6 +808,10 @@ class SignalsServer:
             for i in range(self.n):
                 self.sock.sendto(b"down%06d" % i, a)
                 time.sleep(0.0005)  # well within what the program reads
+                if i % 100 == 99:  # the program's WINDOW
+                    self.sock.sendto(b"more?", a)
+                    while self.sock.recvfrom(100)[0] != b"more":
+                        pass
             self.sock.sendto(b"end", a)
 
 
