@@ -382,7 +382,13 @@ static void stream_down(run_sock *s, const char *unused) {
 
 static pthread_mutex_t disp_lock = PTHREAD_MUTEX_INITIALIZER;
 static run_sock *disp_socks[RUN_MAX_SOCKS]; /* by device id, referenced */
+static unsigned disp_gen[RUN_MAX_SOCKS];    /* registrations of each id */
 static int disp_state;                      /* 0 not started, 1 runs, -1 gone */
+/* What the dispatcher did, logged (-v) when it stops: its waits, the
+ * sockets they reported, and of those the ones it found no entry for (a
+ * report it can do nothing with; many per socket is the dispatcher
+ * spinning: test/run/many_test.py accept). Dispatcher thread only. */
+static unsigned long disp_waits, disp_reports, disp_unknown;
 
 /* The custody of a socket counts as a pump (hwsock__run_pump_wait). */
 static void custody_take(run_sock *s) {
@@ -477,8 +483,11 @@ static void disp_ready(int id, uint8_t *buf) {
   pthread_mutex_lock(&disp_lock);
   run_sock *s = disp_socks[id];
   pthread_mutex_unlock(&disp_lock);
-  if (!s) /* handed over earlier in this batch, or not yet registered */
+  disp_reports++;
+  if (!s) { /* handed over earlier in this batch */
+    disp_unknown++;
     return;
+  }
   if (s->type == SOCK_DGRAM) {
     disp_dgram_ready(id, s, buf);
     return;
@@ -508,6 +517,7 @@ static void *dispatcher(void *unused) {
     rc = hwsock_guest_wait(hwsock__run.g, ev, DISP_EVENTS, 1000);
     if (rc < 0)
       break;
+    disp_waits++;
     for (int i = 0; i < rc; i++)
       if (ev[i].sock >= 0 && (unsigned)ev[i].sock < RUN_MAX_SOCKS)
         disp_ready(ev[i].sock, buf);
@@ -517,6 +527,9 @@ static void *dispatcher(void *unused) {
    * the failure and ends it as stream_down does. New sockets get their own
    * threads from now on. (Nothing logged: at exit this is our own doing,
    * and a device that went away is reported by the sockets' ends.) */
+  hwsock__run_log("dispatcher: stopped: %lu waits, %lu sockets reported, "
+                  "%lu of them unknown to it",
+                  disp_waits, disp_reports, disp_unknown);
   pthread_mutex_lock(&disp_lock);
   disp_state = -1;
   pthread_mutex_unlock(&disp_lock);
@@ -579,23 +592,39 @@ static int disp_add(run_sock *s) {
   if (rc < 0)
     return rc;
   custody_take(s);
-  /* Watched before it is registered: an event before that finds no entry
-   * and comes again (level-triggered). */
-  rc = hwsock_guest_watch(hwsock__run.g, id, HWSOCK_GUEST_IN);
-  if (rc < 0) {
-    hwsock_guest_watch(hwsock__run.g, id, 0);
-    custody_drop(s);
-    return rc;
-  }
+  /* Registered before it is watched, so that every report finds it. The
+   * other way round, a socket with data already there (an accepted
+   * connection's request) was reported by every wait, level-triggered,
+   * for the whole device round trip of the watch: the dispatcher spun on
+   * an id it did not know (~4,500 waits per accepted connection, and the
+   * thread that would register it delayed). The dispatcher may take the
+   * socket as soon as it is reported, before the watch returns here. */
   pthread_mutex_lock(&disp_lock);
   if (disp_state < 0) { /* stopped meanwhile: its sweep may be past id */
     pthread_mutex_unlock(&disp_lock);
-    hwsock_guest_watch(hwsock__run.g, id, 0);
     custody_drop(s);
     return HWSOCK_EOPNOTSUPP;
   }
   disp_socks[id] = s;
+  unsigned gen = ++disp_gen[id];
   pthread_mutex_unlock(&disp_lock);
+  rc = hwsock_guest_watch(hwsock__run.g, id, HWSOCK_GUEST_IN);
+  if (rc < 0) {
+    /* Still ours unless the dispatcher met it meanwhile (an error is
+     * reported too) and handed it over: then that hand-over stopped the
+     * watch and dropped our custody, and the socket is in a thread's care
+     * (which may have given it back already: the watch is left alone). */
+    pthread_mutex_lock(&disp_lock);
+    int ours = disp_socks[id] == s && disp_gen[id] == gen;
+    if (ours)
+      disp_socks[id] = NULL;
+    pthread_mutex_unlock(&disp_lock);
+    if (!ours)
+      return 0;
+    hwsock_guest_watch(hwsock__run.g, id, 0);
+    custody_drop(s);
+    return rc;
+  }
   return 0;
 }
 
@@ -958,7 +987,7 @@ void hwsock__run_dgram_post_err(run_sock *s, int err, int marker) {
   /* One marker per pending error (a second ICMP only replaces the error,
    * as in the kernel). Without room in srcq the error is still pending for
    * the next intercepted call, only poll does not see it. */
-  if (marker && !had && s->srcq_n < RUN_MAX_SRCQ) {
+  if (marker && !had && s->srcq && s->srcq_n < RUN_MAX_SRCQ) {
     run_src m;
     memset(&m, 0, sizeof(m));
     m.err = err;
@@ -1009,6 +1038,8 @@ static int dgram_src_push(run_sock *s, const uint8_t *buf, size_t n,
   if (uri[0] == '\0' ||
       hwsock__run_uri_to_sa(uri, s->family, &src.sa, &src.salen) < 0)
     src.salen = 0;
+  if (!s->srcq) /* not a datagram entry: nothing to record it in */
+    return 0;
   pthread_mutex_lock(&s->rxlock);
   /* every datagram written so far has been read by the program: whatever
    * it consumed without asking for the source, the queue restarts aligned */

@@ -42,6 +42,11 @@ run_sock *hwsock__run_sock_new(int family, int type, int proto, int pfd,
   run_sock *s = calloc(1, sizeof(*s));
   if (!s)
     return NULL;
+  if (type == SOCK_DGRAM &&
+      !(s->srcq = calloc(RUN_MAX_SRCQ, sizeof(*s->srcq)))) {
+    free(s);
+    return NULL;
+  }
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->rxlock, NULL);
   pthread_condattr_t ca;
@@ -74,6 +79,7 @@ run_sock *hwsock__run_sock_new(int family, int type, int proto, int pfd,
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->rxlock);
     pthread_mutex_destroy(&s->lock);
+    free(s->srcq);
     free(s);
     return NULL;
   }
@@ -118,6 +124,7 @@ void hwsock__run_sock_put(run_sock *s) {
   pthread_cond_destroy(&s->cond);
   pthread_mutex_destroy(&s->rxlock);
   pthread_mutex_destroy(&s->lock);
+  free(s->srcq);
   free(s);
 }
 
