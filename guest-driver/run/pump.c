@@ -50,6 +50,31 @@ static int nthreads;
 /* Of them, the program -> device pumps (what the program wrote). */
 static int nsenders;
 
+/* Counts d threads (of them `senders` program -> device pumps) in or out;
+ * a count that goes down wakes hwsock__run_pump_wait's waiters. Pumps,
+ * custodies and dispatchers all count, so the exit drain waits for them. */
+static void count_threads(int d, int senders) {
+  pthread_mutex_lock(&threads_lock);
+  nthreads += d;
+  nsenders += senders;
+  if (d < 0 || senders < 0)
+    pthread_cond_broadcast(&threads_cond);
+  pthread_mutex_unlock(&threads_lock);
+}
+
+/* A detached thread with a small stack (hwsock-run may run thousands of
+ * pumps when the dispatchers are not available): 0 or HWSOCK_E*. */
+static int start_thread(void *(*fn)(void *), void *arg) {
+  pthread_attr_t at;
+  pthread_t t;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 256 * 1024);
+  int rc = pthread_create(&t, &at, fn, arg);
+  pthread_attr_destroy(&at);
+  return rc ? hwsock__run_err(rc) : 0;
+}
+
 typedef struct pump_arg {
   run_sock *s;
   void (*fn)(run_sock *s, const char *uri);
@@ -94,11 +119,7 @@ static void run_job(pump_arg *a) {
   else
     a->fn(a->s, a->uri);
   hwsock__run_sock_put(a->s);
-  pthread_mutex_lock(&threads_lock);
-  nthreads--;
-  nsenders -= a->sender;
-  pthread_cond_broadcast(&threads_cond);
-  pthread_mutex_unlock(&threads_lock);
+  count_threads(-1, -a->sender);
   free(a->data);
   free(a);
 }
@@ -165,30 +186,17 @@ static int spawn_job(pump_arg *a, run_sock *s,
   if (uri)
     snprintf(a->uri, sizeof(a->uri), "%s", uri);
   hwsock__run_sock_get(s);
-  pthread_mutex_lock(&threads_lock);
-  nthreads++;
-  nsenders += a->sender;
-  pthread_mutex_unlock(&threads_lock);
+  count_threads(1, a->sender);
   if (unpark(a))
     return 0;
-  pthread_attr_t at;
-  pthread_t t;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&at, 256 * 1024);
-  int rc = pthread_create(&t, &at, thread_main, a);
-  pthread_attr_destroy(&at);
+  int rc = start_thread(thread_main, a);
   if (rc != 0) {
-    pthread_mutex_lock(&threads_lock);
-    nthreads--;
-    nsenders -= a->sender;
-    pthread_mutex_unlock(&threads_lock);
+    count_threads(-1, -a->sender);
     hwsock__run_sock_put(s);
     free(a->data);
     free(a);
-    return hwsock__run_err(rc);
   }
-  return 0;
+  return rc;
 }
 
 static int spawn(run_sock *s, void (*fn)(run_sock *, const char *),
@@ -393,17 +401,12 @@ static unsigned long disp_waits, disp_reports, disp_unknown;
 /* The custody of a socket counts as a pump (hwsock__run_pump_wait). */
 static void custody_take(run_sock *s) {
   hwsock__run_sock_get(s);
-  pthread_mutex_lock(&threads_lock);
-  nthreads++;
-  pthread_mutex_unlock(&threads_lock);
+  count_threads(1, 0);
 }
 
 static void custody_drop(run_sock *s) {
   hwsock__run_sock_put(s);
-  pthread_mutex_lock(&threads_lock);
-  nthreads--;
-  pthread_cond_broadcast(&threads_cond);
-  pthread_mutex_unlock(&threads_lock);
+  count_threads(-1, 0);
 }
 
 static void stream_resume(pump_arg *a);
@@ -541,10 +544,7 @@ static void *dispatcher(void *unused) {
     if (s)
       disp_hand_over((int)id, s, NULL, 0, 1, 0);
   }
-  pthread_mutex_lock(&threads_lock);
-  nthreads--;
-  pthread_cond_broadcast(&threads_cond);
-  pthread_mutex_unlock(&threads_lock);
+  count_threads(-1, 0);
   return NULL;
 }
 
@@ -553,23 +553,12 @@ static void *dispatcher(void *unused) {
 static int disp_start_locked(void) {
   if (disp_state != 0)
     return disp_state > 0 ? 0 : HWSOCK_EOPNOTSUPP;
-  pthread_mutex_lock(&threads_lock);
-  nthreads++; /* the dispatcher is in the driver until the transport ends */
-  pthread_mutex_unlock(&threads_lock);
-  pthread_attr_t at;
-  pthread_t t;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&at, 256 * 1024);
-  int rc = pthread_create(&t, &at, dispatcher, NULL);
-  pthread_attr_destroy(&at);
+  count_threads(1, 0); /* the dispatcher is in the driver until the transport ends */
+  int rc = start_thread(dispatcher, NULL);
   if (rc != 0) {
-    pthread_mutex_lock(&threads_lock);
-    nthreads--;
-    pthread_cond_broadcast(&threads_cond);
-    pthread_mutex_unlock(&threads_lock);
+    count_threads(-1, 0);
     disp_state = -1;
-    return hwsock__run_err(rc);
+    return rc;
   }
   disp_state = 1;
   hwsock__run_log("dispatcher: one thread carries device -> program of "
@@ -736,19 +725,12 @@ static int up_ep = -1, up_wake = -1;
 
 static void up_custody_take(run_sock *s) {
   hwsock__run_sock_get(s);
-  pthread_mutex_lock(&threads_lock);
-  nthreads++;
-  nsenders++;
-  pthread_mutex_unlock(&threads_lock);
+  count_threads(1, 1);
 }
 
 static void up_custody_drop(run_sock *s) {
   hwsock__run_sock_put(s);
-  pthread_mutex_lock(&threads_lock);
-  nthreads--;
-  nsenders--;
-  pthread_cond_broadcast(&threads_cond);
-  pthread_mutex_unlock(&threads_lock);
+  count_threads(-1, -1);
 }
 
 static void up_resume(pump_arg *a);
@@ -856,10 +838,7 @@ static void *up_dispatcher(void *unused) {
     if (s)
       up_hand_over((int)id, s, NULL, 0, mode == UP_DATA, mode == UP_HANGUP);
   }
-  pthread_mutex_lock(&threads_lock);
-  nthreads--;
-  pthread_cond_broadcast(&threads_cond);
-  pthread_mutex_unlock(&threads_lock);
+  count_threads(-1, 0);
   return NULL;
 }
 
@@ -891,22 +870,11 @@ static int up_start_locked(void) {
     up_ep = up_wake = -1;
     return err;
   }
-  pthread_mutex_lock(&threads_lock);
-  nthreads++; /* as the device -> program dispatcher */
-  pthread_mutex_unlock(&threads_lock);
-  pthread_attr_t at;
-  pthread_t t;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&at, 256 * 1024);
-  int rc = pthread_create(&t, &at, up_dispatcher, NULL);
-  pthread_attr_destroy(&at);
+  count_threads(1, 0); /* as the device -> program dispatcher */
+  int rc = start_thread(up_dispatcher, NULL);
   if (rc != 0) {
-    pthread_mutex_lock(&threads_lock);
-    nthreads--;
-    pthread_cond_broadcast(&threads_cond);
-    pthread_mutex_unlock(&threads_lock);
-    return hwsock__run_err(rc);
+    count_threads(-1, 0);
+    return rc;
   }
   up_state = 1;
   hwsock__run_log("dispatcher: one thread carries program -> device of "
