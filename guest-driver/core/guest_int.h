@@ -39,6 +39,14 @@
 /* The event queue: entries (= buffers), bytes per buffer, windows. */
 #define GUEST_EV_QUEUE_SIZE 256u
 #define GUEST_EV_BUF_LEN (16u << 10)
+/* With UDP and no ev_buf_len asked for, a buffer holds the largest
+ * datagram the device delivers (header + URI area + data, PROTOCOL.md
+ * §16.2; data at most max_io_len and UDP's 65,535), not truncated, and there
+ * are fewer of them: 128 x 65,648 bytes = 8,402,944 (256 x 16 KiB was
+ * 4 MiB; 64 let load_stall's event queue run dry 1,560 times), unless that
+ * takes more than half of the memory (docs/GUEST-DRIVER.md). */
+#define GUEST_EV_DGRAM_MAX 65535u
+#define GUEST_EV_BIG_QUEUE_SIZE 128u
 #define GUEST_EV_WINDOW (256u << 10)
 #define GUEST_EV_DGRAM_WINDOW 64u
 /* The windows of all sockets together may exceed the buffers many times

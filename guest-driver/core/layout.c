@@ -75,7 +75,26 @@ int hwsock__guest_layout(const hwsock_guest_config *cfg, const dev_limits *d,
     features |= HWSOCK_F_EVENT_QUEUE | (d->features & HWSOCK_F_SOFT_ERRORS);
     evq_size = d->max_queue_size < GUEST_EV_QUEUE_SIZE ? d->max_queue_size
                                                       : GUEST_EV_QUEUE_SIZE;
-    ev_buf_len = cfg->ev_buf_len ? cfg->ev_buf_len : GUEST_EV_BUF_LEN;
+    ev_buf_len = cfg->ev_buf_len;
+    if (ev_buf_len == 0) {
+      ev_buf_len = GUEST_EV_BUF_LEN;
+      /* A datagram longer than its buffer arrives truncated (§16.3), where
+       * the kernel would deliver it whole: with UDP the default buffer
+       * holds the largest datagram, in fewer buffers (guest_int.h), unless
+       * they would crowd out the slots of a small memory. */
+      unsigned dg = d->max_io_len < GUEST_EV_DGRAM_MAX ? d->max_io_len
+                                                       : GUEST_EV_DGRAM_MAX;
+      unsigned big = (unsigned)sizeof(hwsock_event) + HWSOCK_EV_URI_AREA + dg;
+      unsigned nbig = evq_size < GUEST_EV_BIG_QUEUE_SIZE
+                          ? evq_size
+                          : GUEST_EV_BIG_QUEUE_SIZE;
+      big = (unsigned)round_up(big, 16);
+      if ((features & HWSOCK_F_UDP) && big > ev_buf_len &&
+          (size_t)nbig * big <= cfg->mem_size / 2) {
+        ev_buf_len = big;
+        evq_size = nbig;
+      }
+    }
     if (ev_buf_len < HWSOCK_EV_BUF_MIN || ev_buf_len > GUEST_MAX_IO_LEN)
       return HWSOCK_EINVAL;
     ev_buf_len = (unsigned)round_up(ev_buf_len, 16);

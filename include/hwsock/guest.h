@@ -77,7 +77,11 @@ typedef struct hwsock_guest_config {
                           waits for input holds no request slot, and
                           hwsock_guest_wait() works. A thread of the driver
                           takes the events. */
-  unsigned ev_buf_len; /* bytes per event buffer; 0 = 16 KiB */
+  unsigned ev_buf_len; /* bytes per event buffer; 0 = 16 KiB, or with UDP
+                          room for the largest datagram (32 + 80 + 65,535,
+                          at most max_io_len) in 128 buffers, when that
+                          is at most half of mem_size: a longer datagram
+                          arrives truncated */
   unsigned ev_window;  /* receive window per stream socket, bytes; 0 =
                           256 KiB (datagram sockets: 64 datagrams) */
 } hwsock_guest_config;

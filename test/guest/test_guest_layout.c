@@ -171,3 +171,53 @@ Test(guest_layout, event_queue_is_the_last_queue_with_buffers_after_rings) {
   cr_assert_eq(hwsock__guest_layout(&c, &d, &L), 0);
   cr_assert_eq(L.evq_size, 0, "not offered: none");
 }
+
+/* Issue 13: a UDP datagram longer than an event buffer arrived truncated
+ * (16,272 bytes of 65,507) where the kernel delivers it whole. By default
+ * a buffer holds header + URI area + the largest datagram the device
+ * delivers, in 128 buffers (about 8 MiB), unless memory is small. */
+Test(guest_layout, default_event_buffers_hold_the_largest_datagram) {
+  dev_limits d = device(2, HWSOCK_F_EVENT_QUEUE);
+  hwsock_guest_config c = config(0x200000, 64 * MIB);
+  c.event_queue = 1;
+  guest_layout L;
+  cr_assert_eq(hwsock__guest_layout(&c, &d, &L), 0);
+  check_plan(&c, &d, &L);
+  cr_assert_geq(L.ev_buf_len,
+                sizeof(hwsock_event) + HWSOCK_EV_URI_AREA + 65535u);
+  cr_assert_eq(L.ev_buf_len % 16, 0);
+  cr_assert_eq(L.evq_size, GUEST_EV_BIG_QUEUE_SIZE);
+  cr_assert_leq((size_t)L.evq_size * L.ev_buf_len, 8500000u,
+                "the pool stays about 8 MiB");
+
+  /* more than half of a small memory: 16 KiB buffers, truncation */
+  hwsock_guest_config small = config(0x200000, 12 * MIB);
+  small.event_queue = 1;
+  cr_assert_eq(hwsock__guest_layout(&small, &d, &L), 0);
+  check_plan(&small, &d, &L);
+  cr_assert_eq(L.ev_buf_len, GUEST_EV_BUF_LEN);
+  cr_assert_eq(L.evq_size, GUEST_EV_QUEUE_SIZE);
+
+  /* the device delivers at most max_io_len bytes: no larger buffers */
+  d.max_io_len = 30000;
+  cr_assert_eq(hwsock__guest_layout(&c, &d, &L), 0);
+  cr_assert_eq(L.ev_buf_len,
+               (sizeof(hwsock_event) + HWSOCK_EV_URI_AREA + 30000u + 15) &
+                   ~15u);
+  d.max_io_len = 4096; /* below the default: the default */
+  cr_assert_eq(hwsock__guest_layout(&c, &d, &L), 0);
+  cr_assert_eq(L.ev_buf_len, GUEST_EV_BUF_LEN);
+  cr_assert_eq(L.evq_size, GUEST_EV_QUEUE_SIZE);
+
+  /* no datagram sockets, or a length asked for: as before */
+  d = device(2, HWSOCK_F_EVENT_QUEUE);
+  d.features &= ~(uint64_t)HWSOCK_F_UDP;
+  cr_assert_eq(hwsock__guest_layout(&c, &d, &L), 0);
+  cr_assert_eq(L.ev_buf_len, GUEST_EV_BUF_LEN);
+  cr_assert_eq(L.evq_size, GUEST_EV_QUEUE_SIZE);
+  d = device(2, HWSOCK_F_EVENT_QUEUE);
+  c.ev_buf_len = 16384;
+  cr_assert_eq(hwsock__guest_layout(&c, &d, &L), 0);
+  cr_assert_eq(L.ev_buf_len, 16384);
+  cr_assert_eq(L.evq_size, GUEST_EV_QUEUE_SIZE);
+}

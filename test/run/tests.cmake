@@ -82,7 +82,8 @@ endif()
 if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   foreach(t udp_refused asyncio_udp_refused edestaddrreq getsockname
             peek_fork messages options reuseaddr_restart write_and_exit
-            signals rcvtimeo sndtimeo connect_restart soft_errors)
+            signals rcvtimeo sndtimeo connect_restart soft_errors
+            big_datagrams)
     add_test(NAME run_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
@@ -92,8 +93,10 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   # The datagram ones against a VMM with the event queue (--queues 2): an
   # ICMP error is a soft ERROR event there (PROTOCOL.md §16.9); before it,
   # the first ECONNREFUSED ended the socket's read side.
+  # big_datagrams: a UDP datagram longer than a 16 KiB event buffer
+  # arrived truncated (issue 13).
   foreach(t udp_refused asyncio_udp_refused edestaddrreq peek_fork signals
-            rcvtimeo soft_errors)
+            rcvtimeo soft_errors big_datagrams)
     add_test(NAME run_evq_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
