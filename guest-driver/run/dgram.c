@@ -370,7 +370,8 @@ void hwsock__run_on_recvmsg(run_call *c) {
     rc = hwsock__run_write(c, (uint64_t)(uintptr_t)m.msg_name, &ss,
                            have < sl ? have : sl);
   }
-  int mflags = off < (size_t)n ? MSG_TRUNC : 0;
+  /* cut by the program's buffer, or on the way (the device's buffer) */
+  int mflags = off < (size_t)n || src.trunc ? MSG_TRUNC : 0;
   size_t zero = 0;
   if (rc == 0)
     rc = hwsock__run_write(c, mp + offsetof(struct msghdr, msg_namelen), &sl,

@@ -414,7 +414,7 @@ static void dgram_resume(pump_arg *a);
 static void up_kick(void);
 static int dgram_soft_err(int err);
 static int dgram_src_push(run_sock *s, const uint8_t *buf, size_t n,
-                          const char *uri, uint8_t *full);
+                          const char *uri, unsigned rflags, uint8_t *full);
 
 /* A datagram socket's "datagrams dropped" episode (logged once each), by
  * device id: only the socket's pump (the dispatcher or its thread)
@@ -473,7 +473,7 @@ static void disp_dgram_ready(int id, run_sock *s, uint8_t *buf) {
     disp_hand_over(id, s, NULL, n < 0 ? n : 0, 0, 1);
     return;
   }
-  if (!dgram_src_push(s, buf, (size_t)n, uri, &dgram_full[id]))
+  if (!dgram_src_push(s, buf, (size_t)n, uri, rflags, &dgram_full[id]))
     return; /* dropped: the program does not keep up */
   if (send(s->pfd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
     return;
@@ -993,15 +993,17 @@ static void dgram_down_end(run_sock *s, ssize_t n) {
   fail(s, "recv", (int)n);
 }
 
-/* Queues the source of a datagram from the device (n bytes, from uri) for
+/* Queues the source of a datagram from the device (n bytes, from uri; cut
+ * by the device when rflags has HWSOCK_RESP_F_TRUNC) for
  * the intercepted recvfrom/recvmsg: 1, then the caller writes it to the
  * pump end; 0 when it is dropped (the program does not keep up; logged
  * once per episode, *full). */
 static int dgram_src_push(run_sock *s, const uint8_t *buf, size_t n,
-                          const char *uri, uint8_t *full) {
+                          const char *uri, unsigned rflags, uint8_t *full) {
   run_src src;
   memset(&src, 0, sizeof(src));
   src.len = (uint32_t)n;
+  src.trunc = (rflags & HWSOCK_RESP_F_TRUNC) != 0;
   src.sum = hwsock__run_dgram_sum(buf, n);
   if (uri[0] == '\0' ||
       hwsock__run_uri_to_sa(uri, s->family, &src.sa, &src.salen) < 0)
@@ -1056,7 +1058,7 @@ static void dgram_down(run_sock *s, const char *unused) {
       dgram_down_end(s, n < 0 ? n : 0);
       break;
     }
-    if (!dgram_src_push(s, buf, (size_t)n, uri, full))
+    if (!dgram_src_push(s, buf, (size_t)n, uri, rflags, full))
       continue;
     ssize_t w = send(s->pfd, buf, (size_t)n, MSG_NOSIGNAL);
     if (w < 0) {

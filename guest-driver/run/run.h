@@ -202,6 +202,8 @@ typedef struct run_accepted {
 
 typedef struct run_src {
   uint32_t len;                 /* datagram length */
+  int trunc; /* the device cut it (HWSOCK_RESP_F_TRUNC): recvmsg reports
+                MSG_TRUNC although the program's buffer held all of it */
   struct sockaddr_storage sa;
   socklen_t salen;
   int err;   /* an error marker (empty record), not a datagram: its

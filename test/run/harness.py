@@ -49,11 +49,13 @@ def check(cond, what):
 class Vmm:
     """A hwsock-vmm with the tcp and udp backends, on a private socket."""
 
-    def __init__(self, policy=None):
+    def __init__(self, policy=None, mem_mib=None):
         self.path = os.path.join(TMP, "vmm%d.sock" % id(self))
         r, w = os.pipe()
         args = [VMM, "--listen", self.path, "--ready-fd", str(w),
                 "--backend-dir", ""]
+        if mem_mib is not None:  # small guest memory: small event buffers
+            args += ["--mem", str(mem_mib)]
         for b in ("tcp", "udp"):
             args += ["--backend", os.path.join(BACKENDS, b + ".so")]
         # "2": devices with the event queue, as hwsock-run's private VMM

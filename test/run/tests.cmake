@@ -95,8 +95,10 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   # the first ECONNREFUSED ended the socket's read side.
   # big_datagrams: a UDP datagram longer than a 16 KiB event buffer
   # arrived truncated (issue 13).
+  # cut_datagrams: with small guest memory (16 KiB event buffers) a datagram
+  # the device cut reached the program shorter, without MSG_TRUNC.
   foreach(t udp_refused asyncio_udp_refused edestaddrreq peek_fork signals
-            rcvtimeo soft_errors big_datagrams)
+            rcvtimeo soft_errors big_datagrams cut_datagrams)
     add_test(NAME run_evq_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
