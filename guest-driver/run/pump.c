@@ -41,6 +41,7 @@
 
 #include "hwsock/wire.h"
 #include "run.h"
+#include "srcq.h"
 
 /* ---- threads ------------------------------------------------------------- */
 
@@ -955,7 +956,7 @@ void hwsock__run_dgram_post_err(run_sock *s, int err, int marker) {
   /* One marker per pending error (a second ICMP only replaces the error,
    * as in the kernel). Without room in srcq the error is still pending for
    * the next intercepted call, only poll does not see it. */
-  if (marker && !had && s->srcq && s->srcq_n < RUN_MAX_SRCQ) {
+  if (marker && !had && hwsock__run_srcq_room(s)) {
     run_src m;
     memset(&m, 0, sizeof(m));
     m.err = err;
@@ -1008,7 +1009,7 @@ static int dgram_src_push(run_sock *s, const uint8_t *buf, size_t n,
   if (uri[0] == '\0' ||
       hwsock__run_uri_to_sa(uri, s->family, &src.sa, &src.salen) < 0)
     src.salen = 0;
-  if (!s->srcq) /* not a datagram entry: nothing to record it in */
+  if (s->type != SOCK_DGRAM) /* a stream: nothing to record it in */
     return 0;
   pthread_mutex_lock(&s->rxlock);
   /* every datagram written so far has been read by the program: whatever
@@ -1016,7 +1017,8 @@ static int dgram_src_push(run_sock *s, const uint8_t *buf, size_t n,
   int outq = 0;
   if (ioctl(s->pfd, SIOCOUTQ, &outq) == 0 && outq == 0)
     s->srcq_n = 0;
-  if (s->srcq_n == RUN_MAX_SRCQ) { /* the program does not keep up: drop */
+  if (!hwsock__run_srcq_room(s)) { /* the program does not keep up (or no
+                                      memory for the ring): drop */
     pthread_mutex_unlock(&s->rxlock);
     if (!*full) {
       char lb[64];

@@ -262,9 +262,10 @@ typedef struct run_sock {
    * a kernel's socket keeps its addresses (sockopt.c) */
   struct sockaddr_storage names[2];
   socklen_t names_len[2];
-  /* unconnected UDP: sources of the datagrams written to the pair, a ring
-   * of RUN_MAX_SRCQ allocated with a datagram entry (NULL for a stream
-   * socket, whose srcq_n stays 0: the ring is 38 KB, 90% of an entry) */
+  /* UDP: sources of the datagrams written to the pair, a ring of
+   * RUN_MAX_SRCQ allocated at the first entry (hwsock__run_srcq_room; NULL
+   * until then and for a stream socket, whose srcq_n stays 0: the ring is
+   * 38 KB, 90% of an entry) */
   run_src *srcq;
   unsigned srcq_head, srcq_n;
 } run_sock;

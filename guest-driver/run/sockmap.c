@@ -42,11 +42,6 @@ run_sock *hwsock__run_sock_new(int family, int type, int proto, int pfd,
   run_sock *s = calloc(1, sizeof(*s));
   if (!s)
     return NULL;
-  if (type == SOCK_DGRAM &&
-      !(s->srcq = calloc(RUN_MAX_SRCQ, sizeof(*s->srcq)))) {
-    free(s);
-    return NULL;
-  }
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->rxlock, NULL);
   pthread_condattr_t ca;

@@ -4,11 +4,25 @@
  * that asks for the source finds it here by the sum of the record the
  * program read. An ICMP error is a marker in the same queue. Calls only
  * the state of a socket, never a handler. */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "run.h"
 #include "srcq.h"
+
+/* ---- the ring ------------------------------------------------------------- */
+
+int hwsock__run_srcq_room(run_sock *s) {
+  if (s->type != SOCK_DGRAM)
+    return 0; /* a stream has no sources to record */
+  /* allocated at the first entry, not with the socket: an idle or never
+   * receiving UDP socket (thousands of connected ones) costs no 38 KB ring;
+   * it lives until the entry is freed (sockmap.c) */
+  if (!s->srcq && !(s->srcq = calloc(RUN_MAX_SRCQ, sizeof(*s->srcq))))
+    return 0;
+  return s->srcq_n < RUN_MAX_SRCQ;
+}
 
 /* ---- which source goes with a datagram ------------------------------------ */
 

@@ -11,6 +11,11 @@
 void hwsock__run_src_match(run_sock *s, const uint8_t *p, size_t n, int peek,
                            run_src *src);
 
+/* 1 when the ring has room for one more entry (rxlock held): allocated
+ * here, at the first entry; 0 for a stream socket, a full ring, or no
+ * memory. */
+int hwsock__run_srcq_room(run_sock *s);
+
 /* hwsock__run_dgram_take_err with rxlock already held. */
 int hwsock__run_dgram_take_err_locked(run_sock *s, int fd);
 
