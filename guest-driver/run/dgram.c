@@ -25,6 +25,20 @@ static int nonblocking(const run_target *t, int flags) {
 
 /* ---- sending ---------------------------------------------------------------- */
 
+/* Reads the program's sockaddr at (addr, alen) and makes it s's URI: 0,
+ * HWSOCK_ENOENT (the call is gone: no reply), or HWSOCK_E* to reply with. */
+static int dest_uri(run_call *c, run_sock *s, uint64_t addr, uint64_t alen,
+                    char uri[HWSOCK_URI_MAX + 1]) {
+  struct sockaddr_storage ss;
+  if (alen > sizeof(ss) || alen < sizeof(sa_family_t))
+    return HWSOCK_EINVAL;
+  int rc = hwsock__run_read(c, addr, &ss, (size_t)alen);
+  if (rc == 0)
+    rc = hwsock__run_sa_to_uri(&ss, (size_t)alen, s->family, s->type, 0, uri,
+                               HWSOCK_URI_MAX + 1);
+  return rc;
+}
+
 /* Sends data (already copied out) to the sockaddr at (addr, alen). Replies
  * to the call in every case. */
 static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
@@ -39,18 +53,10 @@ static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
     if ((flags & MSG_FASTOPEN) &&
         (state == RS_UNDECIDED || state == RS_BOUND)) {
       /* a connect that carries its first bytes (TCP fast open) */
-      struct sockaddr_storage ss;
       char uri[HWSOCK_URI_MAX + 1];
-      if (alen > sizeof(ss) || alen < sizeof(sa_family_t)) {
-        hwsock__run_reply(c, 0, HWSOCK_EINVAL);
-        return;
-      }
-      int rc = hwsock__run_read(c, addr, &ss, (size_t)alen);
+      int rc = dest_uri(c, s, addr, alen, uri);
       if (rc == HWSOCK_ENOENT)
         return;
-      if (rc == 0)
-        rc = hwsock__run_sa_to_uri(&ss, (size_t)alen, s->family, s->type, 0,
-                                   uri, sizeof(uri));
       if (rc < 0)
         hwsock__run_reply(c, 0, rc);
       else
@@ -72,18 +78,10 @@ static void send_with_addr(run_call *c, run_target *t, uint64_t addr,
     hwsock__run_reply(c, 0, perr);
     return;
   }
-  struct sockaddr_storage ss;
   char uri[HWSOCK_URI_MAX + 1];
-  if (alen > sizeof(ss) || alen < sizeof(sa_family_t)) {
-    hwsock__run_reply(c, 0, HWSOCK_EINVAL);
-    return;
-  }
-  int rc = hwsock__run_read(c, addr, &ss, (size_t)alen);
+  int rc = dest_uri(c, s, addr, alen, uri);
   if (rc == HWSOCK_ENOENT)
     return;
-  if (rc == 0)
-    rc = hwsock__run_sa_to_uri(&ss, (size_t)alen, s->family, s->type, 0, uri,
-                               sizeof(uri));
   if (rc < 0) {
     hwsock__run_reply(c, 0, rc);
     return;

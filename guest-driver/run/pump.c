@@ -422,6 +422,22 @@ static int dgram_src_push(run_sock *s, const uint8_t *buf, size_t n,
  * touches it. */
 static uint8_t dgram_full[RUN_MAX_SOCKS];
 
+/* A hand-over's job carrying a copy of the n > 0 bytes a dispatcher took
+ * (copy: 0 when there are none to carry), or NULL without memory. */
+static pump_arg *hand_over_job(const uint8_t *data, ssize_t n, int copy) {
+  pump_arg *a = calloc(1, sizeof(*a));
+  if (a && copy && n > 0) {
+    if (!(a->data = malloc((size_t)n))) {
+      free(a);
+      return NULL;
+    }
+    memcpy(a->data, data, (size_t)n);
+  }
+  if (a)
+    a->n = n;
+  return a;
+}
+
 /* Takes the socket away from the dispatcher (which holds it) and gives it
  * to a thread with what its recv returned (data: n bytes, or the EOF /
  * error n; fresh: nothing taken yet; a datagram socket: end says n is
@@ -432,17 +448,10 @@ static void disp_hand_over(int id, run_sock *s, const uint8_t *data, ssize_t n,
   pthread_mutex_lock(&disp_lock);
   disp_socks[id] = NULL;
   pthread_mutex_unlock(&disp_lock);
-  pump_arg *a = calloc(1, sizeof(*a));
-  if (a && !fresh && n > 0 && !(a->data = malloc((size_t)n))) {
-    free(a);
-    a = NULL;
-  }
+  pump_arg *a = hand_over_job(data, n, !fresh);
   if (!a) {
     fail(s, "pump", HWSOCK_ENOMEM);
   } else {
-    if (a->data)
-      memcpy(a->data, data, (size_t)n);
-    a->n = n;
     a->fresh = fresh;
     a->end = end;
     a->job = s->type == SOCK_DGRAM ? dgram_resume : stream_resume;
@@ -746,17 +755,10 @@ static void up_hand_over(int id, run_sock *s, const uint8_t *data, ssize_t n,
   epoll_ctl(up_ep, EPOLL_CTL_DEL, s->pfd, NULL);
   up_socks[id] = NULL;
   pthread_mutex_unlock(&up_lock);
-  pump_arg *a = calloc(1, sizeof(*a));
-  if (a && !fresh && !hup && n > 0 && !(a->data = malloc((size_t)n))) {
-    free(a);
-    a = NULL;
-  }
+  pump_arg *a = hand_over_job(data, n, !fresh && !hup);
   if (!a) {
     fail(s, "pump", HWSOCK_ENOMEM);
   } else {
-    if (a->data)
-      memcpy(a->data, data, (size_t)n);
-    a->n = n;
     a->fresh = fresh;
     a->hup = hup;
     a->sender = 1;
