@@ -40,6 +40,15 @@ static int sndtimeo_ms(int fd) {
   return ms > 24LL * 3600 * 1000 ? -1 : (int)ms;
 }
 
+/* Errors of a TCP connect that come from the peer or the network after
+ * the SYN left: a nonblocking connect reports them later (SO_ERROR), not
+ * as its own answer. A policy's denial, a missing route or a bad address
+ * the kernel answers at once, and so does hwsock-run. */
+static int refused_later(int err) {
+  return err == HWSOCK_ECONNREFUSED || err == HWSOCK_ETIMEDOUT ||
+         err == HWSOCK_EHOSTUNREACH || err == HWSOCK_ECONNRESET;
+}
+
 static int nonblocking(const run_target *t) {
   int fl = fcntl(t->fd, F_GETFL);
   return fl >= 0 && (fl & O_NONBLOCK);
@@ -303,6 +312,17 @@ static void connect_stream(run_call *c, run_target *t, const char *uri,
     hwsock__run_reply(c, 0, 0);
   } else if (err == HWSOCK_EDECLINED) {
     hwsock__run_decline(c, s, fd);
+  } else if (nb && refused_later(err)) {
+    /* The kernel answers a nonblocking connect before any reply of the
+     * peer, even on loopback: a refusal (or a timeout) is SO_ERROR after
+     * EINPROGRESS, and the program's poll/SO_ERROR loop expects it so. */
+    hwsock__run_log("fail: fd %d connect %s: %s (reported by SO_ERROR)", fd,
+                    uri, hwsock_strerror(err));
+    pthread_mutex_lock(&s->lock);
+    if (s->state == RS_UNDECIDED)
+      s->so_error = hwsock__run_dev_err(err);
+    pthread_mutex_unlock(&s->lock);
+    hwsock__run_reply(c, 0, HWSOCK_EINPROGRESS);
   } else {
     hwsock__run_log("%s: fd %d connect %s: %s",
                     err == HWSOCK_EACCES || err == HWSOCK_EPERM ? "deny"

@@ -320,6 +320,49 @@ def test_edestaddrreq():
         vmm.close()
 
 
+# ---- a nonblocking connect refused: EINPROGRESS, then SO_ERROR -------------
+
+PY_NB_REFUSED = r"""
+import errno, select, socket, sys
+port = int(sys.argv[1])
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    c = socket.socket(fam, socket.SOCK_STREAM)
+    c.setblocking(False)
+    # the kernel answers a nonblocking TCP connect before the peer does,
+    # even on loopback: the refusal comes through SO_ERROR
+    print("connect", errno.errorcode.get(c.connect_ex((host, port)), "0"))
+    _, w, _ = select.select([], [c], [], 10)
+    print("writable", bool(w))
+    e = c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    print("SO_ERROR", errno.errorcode.get(e, "0"))
+    print("again", errno.errorcode.get(
+        c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), "0"))
+    c.close()
+"""
+
+
+def test_nb_refused():
+    # a port bound, never listened on, in both families: connects to it
+    # are refused (a reset), and nobody else takes it meanwhile
+    held = []
+    for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        h = socket.socket(fam, socket.SOCK_STREAM)
+        if fam == socket.AF_INET6:
+            h.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        h.bind((host, held[0].getsockname()[1] if held else 0))
+        held.append(h)
+    vmm = Vmm()
+    try:
+        r = both(PY_NB_REFUSED, held[0].getsockname()[1], vmm=vmm,
+                 what="nonblocking connect refused")
+        check(r.stdout.count(b"connect EINPROGRESS") == 2 and
+              r.stdout.count(b"SO_ERROR ECONNREFUSED") == 2, show(r))
+    finally:
+        vmm.close()
+        for h in held:
+            h.close()
+
+
 # ---- item 16: getsockname while the program holds the fd -------------------------
 
 PY_GETNAME_LOOP = r"""

@@ -83,7 +83,7 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   foreach(t udp_refused asyncio_udp_refused edestaddrreq getsockname
             peek_fork messages options reuseaddr_restart write_and_exit
             signals rcvtimeo sndtimeo connect_restart soft_errors
-            big_datagrams)
+            big_datagrams nb_refused)
     add_test(NAME run_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
