@@ -98,7 +98,7 @@ if(TARGET hwsock-run AND TARGET hwsock-vmm AND Python3_Interpreter_FOUND)
   # cut_datagrams: with small guest memory (16 KiB event buffers) a datagram
   # the device cut reached the program shorter, without MSG_TRUNC.
   foreach(t udp_refused asyncio_udp_refused edestaddrreq peek_fork signals
-            rcvtimeo soft_errors big_datagrams cut_datagrams)
+            rcvtimeo soft_errors big_datagrams cut_datagrams nb_refused)
     add_test(NAME run_evq_sem_${t}
              COMMAND "${Python3_EXECUTABLE}"
                      "${CMAKE_CURRENT_LIST_DIR}/sem_test.py" ${t})
