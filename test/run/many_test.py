@@ -39,7 +39,30 @@ SIZES = {"many": (10000, 4096) if FULL else (2000, 1024),
          "udp_many": (5000, 1024) if FULL else (1000, 1024),
          "accept": (2000, 1024) if FULL else (300, 1024)}
 
-PROG = r'''
+# What both programs read of hwsock-run: their parent (/proc/PID/status is
+# readable although hwsock-run is not dumpable).
+PARENT = r'''
+import os, time
+def hwsock_run_status(key):
+    with open("/proc/%d/status" % os.getppid()) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return -1
+def hwsock_run_rss_kb():
+    return hwsock_run_status("VmRSS")
+def hwsock_run_threads(n):
+    # pooled threads that took sockets over for a moment (a full slot pool,
+    # each end of file) may still be ending: a bound, not a moment, is checked
+    threads = hwsock_run_status("Threads")
+    end = time.monotonic() + 30
+    while threads >= n // 10 + 64 and time.monotonic() < end:
+        time.sleep(0.1)
+        threads = hwsock_run_status("Threads")
+    return threads
+'''
+
+PROG = PARENT + r'''
 import os, resource, selectors, socket, sys, time
 port, n, size = map(int, sys.argv[1:4])
 half = sys.argv[4:] == ["half"]
@@ -52,12 +75,6 @@ def expect(i):
     return memoryview(base)[s:s + size]
 sel = selectors.DefaultSelector()
 assert type(sel).__name__ == "EpollSelector", type(sel).__name__
-def hwsock_run_rss_kb():
-    with open("/proc/%d/status" % os.getppid()) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
 rss0 = -1
 conns = []
 for i in range(n):
@@ -113,37 +130,17 @@ while done < n:
 open_now = len(conns)
 # hwsock-run's memory for the N idle connections
 print("rss", rss0, rss1)
-# hwsock-run's threads while every connection is still open (the program's
-# parent; /proc/PID/status is readable although hwsock-run is not dumpable)
-def hwsock_run_threads():
-    with open("/proc/%d/status" % os.getppid()) as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return -1
-threads = hwsock_run_threads()
-# pooled threads that took sockets over for a moment (a full slot pool, each
-# end of file) may still be ending: a bound, not a moment, is checked
-end = time.monotonic() + 30
-while threads >= n // 10 + 64 and time.monotonic() < end:
-    time.sleep(0.1)
-    threads = hwsock_run_threads()
-print("threads", threads)
+# hwsock-run's threads while every connection is still open
+print("threads", hwsock_run_threads(n))
 for c in conns:
     c.close()
 print("many ok", open_now, size)
 '''
 
 # udp_many: n connected UDP sockets open at once, one datagram echoed on each
-UDP_PROG = r'''
+UDP_PROG = PARENT + r'''
 import os, socket, sys, time
 port, n, size = map(int, sys.argv[1:4])
-def hwsock_run_rss_kb():
-    with open("/proc/%d/status" % os.getppid()) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
 socks = []
 rss0 = -1
 for i in range(n):
@@ -160,18 +157,7 @@ for i, c in enumerate(socks):
     c.send(d)
     if c.recv(65536) != d:
         raise SystemExit("datagram %d came back different" % i)
-def hwsock_run_threads():
-    with open("/proc/%d/status" % os.getppid()) as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return -1
-threads = hwsock_run_threads()
-end = time.monotonic() + 30  # as in PROG: pooled threads may be ending
-while threads >= n // 10 + 64 and time.monotonic() < end:
-    time.sleep(0.1)
-    threads = hwsock_run_threads()
-print("threads", threads)
+print("threads", hwsock_run_threads(n))
 for c in socks:
     c.close()
 print("many ok", len(socks), size)

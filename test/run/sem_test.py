@@ -1016,17 +1016,8 @@ def test_sndtimeo():
     EINPROGRESS, as natively (before: it waited for the device's connect,
     minutes). The listener's accept queue is full, so its SYNs go
     unanswered."""
-    l = socket.socket()
-    l.bind(("127.0.0.1", 0))
-    l.listen(0)
+    l, fill = full_listener()
     port = l.getsockname()[1]
-    fill = []
-    for _ in range(3):
-        c = socket.socket()
-        c.setblocking(False)
-        c.connect_ex(("127.0.0.1", port))
-        fill.append(c)
-    time.sleep(0.2)
     vmm = Vmm()
     try:
         r = both(PY_SNDTIMEO, port, vmm=vmm, what="SO_SNDTIMEO connect")
